@@ -1,0 +1,53 @@
+# hapair: one binary for HAProxy supervision and VRRP.
+#
+#   make demo    set up this machine (Debian packages), build, run `hapair demo` in a lab
+#   make test    set up this machine, run every test (lab tests need root)
+
+GO        ?= go
+BIN       := bin/hapair
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+TEST_TIMEOUT ?= 25m
+
+.PHONY: all build deps test test-unit demo bench bench-failover fuzz lint deb clean
+
+all: build
+
+# deps installs the Debian packages the lab, the tests and the demo use, only when missing.
+deps:
+	@sh .ci/install-deps.sh
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hapair
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# test-unit runs what needs neither root nor the lab.
+test-unit:
+	$(GO) test -count=1 -short ./...
+
+demo: deps build
+	./$(BIN) demo
+
+# bench-failover measures failover side by side with keepalived in the lab (root).
+bench-failover: deps
+	$(GO) test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkFailover' -benchtime 1x ./cmd/hapair
+
+bench:
+	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./vrrp/... ./checks/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./vrrp
+
+lint:
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+deb: build
+	sh deploy/package/build-deb.sh $(BIN) $(VERSION)
+
+clean:
+	rm -rf bin dist
