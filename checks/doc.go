@@ -1,0 +1,22 @@
+// Package checks runs hapair's tracked checks (HAProxy liveness, HTTP with HAProxy
+// stats CSV conditions, scripts, TCP connect, interface link state) and turns their
+// results into a VRRP effective priority, as keepalived's vrrp_script and
+// track_interface do.
+//
+// Semantics, and where they differ from keepalived 2.2.7:
+//
+//   - Start: a check is pending until its first result and counts as failing while
+//     pending, so a host cannot win MASTER on checks that have not run yet. Every
+//     periodic check runs once at once when the Runner starts, and that first result
+//     sets the tracked status directly (one success is enough to be up, one failure
+//     to be down), as keepalived's initial "INIT" script state does. From then on
+//     fall consecutive failures take a check down and rise consecutive successes
+//     bring it back.
+//   - A script that is missing, cannot be executed, or runs past its timeout is a
+//     failure (keepalived counts a script it cannot run as a success).
+//   - The built-in "haproxy" check is event driven (fed by the supervisor) and has
+//     no fall/rise delay either way: a dead HAProxy is dead at once, and a restarted
+//     one is up at once; a flapping HAProxy is damped by the supervisor's backoff.
+//   - An address owner (base priority 255) drops to at most 254 as soon as a failing
+//     check's negative weight applies (keepalived ignores weights for an owner).
+package checks
