@@ -1,0 +1,517 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Timer units of the two protocol versions: VRRPv2 counts the advert interval in seconds,
+// VRRPv3 in centiseconds (RFC 5798 section 5.2.7).
+const (
+	v2TimerUnit = time.Second
+	v3TimerUnit = 10 * time.Millisecond
+)
+
+// OwnerPriority is the priority of the router that owns the virtual addresses (RFC 5798
+// section 5.2.4): it becomes Master at once on start and always preempts.
+const OwnerPriority uint8 = 255
+
+// Config is what one VRRP instance needs to run the state machine.
+type Config struct {
+	Name           string        // "VI_LOGS", used in Transition reasons/logs only
+	Version        int           // 2 (RFC 3768) or 3 (RFC 5798)
+	VRID           uint8         // 1..255
+	Priority       uint8         // base priority 1..255; 255 = address owner
+	AdvertInterval time.Duration // v2: whole seconds 1s..255s; v3: 10ms steps, 10ms..40.95s
+	Preempt        bool          // false = keepalived's nopreempt (ignored by the address owner)
+	PreemptDelay   time.Duration // see Machine: counted from Start and from leaving Fault
+	PrimaryAddr    netip.Addr    // our own address on the interface, for equal-priority tie-breaks
+	// FastFailover lets a Backup with preempt that hears its Master advertise a lower priority
+	// than its own take over after Skew_Time instead of Master_Down_Interval. hapair's config
+	// turns it on by default; the zero value is the plain RFC behaviour.
+	FastFailover bool
+}
+
+func (c *Config) validate() error {
+	if c.Version != 2 && c.Version != 3 {
+		return fmt.Errorf("version %d: must be 2 or 3", c.Version)
+	}
+	if c.VRID == 0 {
+		return errors.New("virtual router id 0: must be 1..255")
+	}
+	if c.Priority == 0 {
+		return errors.New("priority 0: must be 1..255 (0 is reserved for a Master leaving)")
+	}
+	unit, lo, hi := v2TimerUnit, time.Second, 255*time.Second
+	if c.Version == 3 {
+		unit, lo, hi = v3TimerUnit, 10*time.Millisecond, 4095*v3TimerUnit
+	}
+	if c.AdvertInterval < lo || c.AdvertInterval > hi || c.AdvertInterval%unit != 0 {
+		return fmt.Errorf("advert interval %v: VRRPv%d needs a multiple of %v from %v to %v",
+			c.AdvertInterval, c.Version, unit, lo, hi)
+	}
+	if c.PreemptDelay < 0 {
+		return fmt.Errorf("preempt delay %v: must not be negative", c.PreemptDelay)
+	}
+	if !c.PrimaryAddr.IsValid() {
+		return errors.New("primary address missing: needed to break equal-priority ties")
+	}
+	if c.Version == 2 && !c.PrimaryAddr.Unmap().Is4() {
+		return fmt.Errorf("primary address %v: VRRPv2 is IPv4 only", c.PrimaryAddr)
+	}
+	return nil
+}
+
+// Machine is the VRRP state machine of RFC 5798 section 6 (and its RFC 3768 VRRPv2 form) for
+// one virtual router. It is pure: every method takes the current time and returns the actions
+// the caller must carry out, in order; it starts no goroutine, reads no clock and touches no
+// socket. The caller feeds it adverts that already passed Filter.Check, calls Tick at
+// NextDeadline, and calls SetPriority / SetFault when tracked checks change. A Machine is not
+// safe for concurrent use.
+//
+// The slice returned by each method is backed by a buffer inside the Machine and is valid only
+// until the next call of a method that returns actions: apply it, then call again. This keeps
+// the receive and timer paths free of allocations.
+//
+// Timers follow RFC 5798 section 6.1: Master_Down_Interval = 3*Master_Adver_Interval +
+// Skew_Time, with Skew_Time = ((256-Priority)*Master_Adver_Interval)/256 computed in
+// centiseconds (truncated, as the RFC and keepalived do) for VRRPv3, and (256-Priority)/256
+// seconds with the local Advertisement_Interval for VRRPv2 (RFC 3768 section 6.1). A VRRPv3
+// Backup adopts the interval its Master advertises (Master_Adver_Interval); Priority is always
+// the effective priority.
+//
+// Where hapair goes beyond the letter of the RFC, and why:
+//
+//   - Ordering. A Backup with preempt ranks an advert by (priority, sender address), the order
+//     RFC 5798 section 6.4.3 uses between two Masters: an equal-priority advert from a lower
+//     address counts as lower and may be preempted. The plain RFC keeps whichever router
+//     became Master first, so the winner would depend on start order; with one total order
+//     the winner is always the same router, and two Masters meeting resolve the same way.
+//   - Fast failover (Config.FastFailover). A Backup allowed to preempt that receives a
+//     lower-ranked advert from its current Master (or from a Master when it knows none yet)
+//     arms its Master_Down_Timer to Skew_Time from that advert (it never moves the timer
+//     later), instead of discarding the advert and waiting for the whole Master_Down_Interval.
+//     The RFC reaches the same Master, later. A priority-0 advert likewise never moves an
+//     earlier timer later.
+//   - Preempt delay (keepalived's preempt_delay). The preempt window opens PreemptDelay after
+//     Start and after leaving Fault. Before it opens, a Backup treats every advert as if
+//     preempt were off: it accepts it and restarts its Master_Down_Timer. The first
+//     lower-ranked advert that arrives once the window is open starts the preemption (after
+//     Skew_Time with fast failover, after Master_Down_Interval without). A priority-0 advert
+//     and a silent Master are not preemption and are never delayed.
+//   - The address owner (effective priority 255) always preempts, whatever Preempt and
+//     PreemptDelay say (RFC 5798 section 6.1, Preempt_Mode).
+//   - A priority change is advertised at once by a Master. A Backup whose priority rises above
+//     its Master's last advertised priority starts a fast takeover at once, and one whose
+//     priority falls back cancels a fast takeover it had started.
+//   - Fault (a failed check or a down interface) is a state of its own: a Master leaves with a
+//     priority-0 advert so that its Backup takes over after Skew_Time; adverts and timers are
+//     ignored until the fault clears, which re-enters Backup with a fresh Master_Down_Timer and
+//     Master_Adver_Interval reset to our own, as Initialize does.
+//
+// Action.Since on a transition to Master is the reference time of the takeover: the arrival of
+// the first priority-0 or lower-ranked advert that started it (counted since the last advert
+// the Backup accepted), else the arrival of the last advert it accepted from the previous
+// Master, else, when it has heard no Master since entering Backup, the time its
+// Master_Down_Timer was armed (Start, leaving Fault).
+type Machine struct {
+	cfg   Config
+	state State
+	prio  uint8 // effective priority
+
+	fault       bool   // a fault is set; the Machine is in Fault once started
+	faultReason string // Transition reason for entering Fault
+
+	// Timers: zero when not armed.
+	adverAt time.Time // Master: Adver_Timer
+	downAt  time.Time // Backup: Master_Down_Timer
+
+	masterAdverInterval time.Duration // Master_Adver_Interval (VRRPv3 learns it)
+
+	// What the Backup knows about the Master.
+	masterAddr    netip.Addr
+	masterPrio    uint8
+	masterHeardAt time.Time // last advert of masterAddr since entering Backup, accepted or not
+	acceptedAt    time.Time // last advert accepted since entering Backup
+	armedAt       time.Time // Master_Down_Timer first armed in this Backup period
+
+	// A takeover under way (priority 0 or a lower-ranked Master): when and why it began.
+	pendingSince  time.Time
+	pendingReason string
+
+	preemptFrom time.Time // Start or leaving Fault; the preempt window opens PreemptDelay later
+
+	out []Action // reused for every returned slice
+}
+
+// Transition reasons. They are log and notify words, not metric labels.
+const (
+	reasonInit         = "init"
+	reasonMasterDown   = "master down"
+	reasonPriorityZero = "priority 0 received"
+	reasonPreempt      = "preempt"
+	reasonHigherPrio   = "higher priority"
+	reasonHigherAddr   = "equal priority, higher address"
+	reasonFaultCleared = "fault cleared"
+	reasonStop         = "stop"
+)
+
+// NewMachine checks cfg and returns a Machine in Init. Call Start to run it.
+func NewMachine(cfg Config) (*Machine, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("vrrp instance %q: %w", cfg.Name, err)
+	}
+	cfg.PrimaryAddr = cfg.PrimaryAddr.Unmap()
+	return &Machine{
+		cfg:                 cfg,
+		prio:                cfg.Priority,
+		masterAdverInterval: cfg.AdvertInterval,
+		out:                 make([]Action, 0, 4),
+	}, nil
+}
+
+// Start runs RFC 5798 section 6.4.1 (Initialize): the address owner becomes Master at once,
+// any other router Backup with its Master_Down_Timer armed. A Machine with a fault set goes
+// to Fault. Start does nothing unless the Machine is in Init.
+func (m *Machine) Start(now time.Time) []Action {
+	m.out = m.out[:0]
+	if m.state != Init {
+		return m.out
+	}
+	m.preemptFrom = now
+	m.masterAdverInterval = m.cfg.AdvertInterval
+	m.masterAddr, m.masterPrio = netip.Addr{}, 0
+	switch {
+	case m.fault:
+		m.transition(Init, Fault, m.faultReason)
+		m.state = Fault
+	case m.prio == OwnerPriority:
+		m.becomeMaster(now, Init, reasonInit, now)
+	default:
+		m.transition(Init, Backup, reasonInit)
+		m.enterBackup(now)
+	}
+	return m.out
+}
+
+// Receive handles an advert from src that already passed Filter.Check (RFC 5798 sections
+// 6.4.2 and 6.4.3). Adverts of another virtual router or version are ignored, as are all
+// adverts in Init and Fault.
+func (m *Machine) Receive(now time.Time, src netip.Addr, a Advert) []Action {
+	m.out = m.out[:0]
+	if a.VRID != m.cfg.VRID || a.Version != m.cfg.Version {
+		return m.out
+	}
+	src = src.Unmap()
+	switch m.state {
+	case Backup:
+		m.receiveBackup(now, src, &a)
+	case Master:
+		m.receiveMaster(now, src, &a)
+	}
+	return m.out
+}
+
+func (m *Machine) receiveBackup(now time.Time, src netip.Addr, a *Advert) {
+	if a.Priority == 0 {
+		// 6.4.2: the Master is leaving: "Set the Master_Down_Timer to Skew_Time".
+		m.startTakeover(now, reasonPriorityZero)
+		return
+	}
+	if !m.mayPreempt(now) || m.outranks(src, a.Priority) {
+		// 6.4.2: accept, learn the interval (v3), restart Master_Down_Timer.
+		m.masterAddr, m.masterPrio, m.masterHeardAt, m.acceptedAt = src, a.Priority, now, now
+		m.learnInterval(a)
+		m.downAt = now.Add(m.MasterDownInterval())
+		m.pendingSince, m.pendingReason = time.Time{}, ""
+		return
+	}
+	// 6.4.2: lower-ranked advert and preempt allowed: the RFC discards it and lets the
+	// Master_Down_Timer run out. An advert of some other Master than ours is left at that.
+	if !m.masterHeardAt.IsZero() && src != m.masterAddr {
+		return
+	}
+	m.masterAddr, m.masterPrio, m.masterHeardAt = src, a.Priority, now
+	if m.cfg.FastFailover {
+		m.startTakeover(now, reasonPreempt)
+	} else if m.pendingSince.IsZero() {
+		// Only remembered for Action.Since and Reason when the timer fires.
+		m.pendingSince, m.pendingReason = now, reasonPreempt
+	}
+}
+
+func (m *Machine) receiveMaster(now time.Time, src netip.Addr, a *Advert) {
+	if a.Priority == 0 {
+		// 6.4.3: another Master leaving: advertise at once so its Backups hear us.
+		m.sendAdvert(m.prio)
+		m.adverAt = now.Add(m.cfg.AdvertInterval)
+		return
+	}
+	if !m.outranks(src, a.Priority) {
+		return // 6.4.3: discard
+	}
+	reason := reasonHigherPrio
+	if a.Priority == m.prio {
+		reason = reasonHigherAddr
+	}
+	m.transition(Master, Backup, reason)
+	m.out = append(m.out, Action{Kind: ActDetachVIPs})
+	m.learnInterval(a)
+	m.enterBackup(now)
+	m.masterAddr, m.masterPrio, m.masterHeardAt, m.acceptedAt = src, a.Priority, now, now
+}
+
+// Tick fires the timers due at or before now: Master_Down_Timer in Backup (6.4.2), Adver_Timer
+// in Master (6.4.3). Calling it early or more often than needed is harmless.
+func (m *Machine) Tick(now time.Time) []Action {
+	m.out = m.out[:0]
+	switch m.state {
+	case Backup:
+		if m.downAt.IsZero() || now.Before(m.downAt) {
+			break
+		}
+		since, reason := m.pendingSince, m.pendingReason
+		if since.IsZero() {
+			reason = reasonMasterDown
+			since = m.acceptedAt
+			if since.IsZero() {
+				since = m.armedAt
+			}
+		}
+		m.becomeMaster(now, Backup, reason, since)
+	case Master:
+		if now.Before(m.adverAt) {
+			break
+		}
+		m.sendAdvert(m.prio)
+		// Keep the cadence when Tick runs a little late; restart it when far behind rather
+		// than sending a burst.
+		next := m.adverAt.Add(m.cfg.AdvertInterval)
+		if !next.After(now) {
+			next = now.Add(m.cfg.AdvertInterval)
+		}
+		m.adverAt = next
+	}
+	return m.out
+}
+
+// NextDeadline is when Tick must run next; zero when no timer is armed (Init, Fault).
+func (m *Machine) NextDeadline() time.Time {
+	switch m.state {
+	case Backup:
+		return m.downAt
+	case Master:
+		return m.adverAt
+	}
+	return time.Time{}
+}
+
+// SetPriority sets the effective priority (tracked checks changed it). 0 is reserved for a
+// leaving Master and is taken as 1. A Master advertises the new priority at once, so that a
+// Backup with preempt that now outranks it takes over without waiting for the next advert.
+func (m *Machine) SetPriority(now time.Time, effective uint8) []Action {
+	m.out = m.out[:0]
+	effective = max(effective, 1)
+	if effective == m.prio {
+		return m.out
+	}
+	m.prio = effective
+	switch m.state {
+	case Master:
+		m.sendAdvert(m.prio)
+		m.adverAt = now.Add(m.cfg.AdvertInterval)
+	case Backup:
+		m.reconsiderPreempt(now)
+	}
+	return m.out
+}
+
+// reconsiderPreempt re-ranks the Master we last heard against our new priority.
+func (m *Machine) reconsiderPreempt(now time.Time) {
+	if m.masterHeardAt.IsZero() {
+		return // no Master heard since entering Backup
+	}
+	weaker := m.mayPreempt(now) && !m.outranks(m.masterAddr, m.masterPrio)
+	switch {
+	case m.pendingReason == reasonPreempt && !weaker:
+		// We no longer outrank it: its last advert counts as accepted after all.
+		m.pendingSince, m.pendingReason = time.Time{}, ""
+		m.downAt = m.masterHeardAt.Add(m.MasterDownInterval())
+	case m.pendingSince.IsZero() && weaker && m.cfg.FastFailover:
+		m.startTakeover(now, reasonPreempt)
+	}
+}
+
+// SetFault enters (fault true) or leaves (fault false) Fault. A Master leaving for Fault sends a
+// priority-0 advert and detaches its VIPs; leaving Fault enters Backup with a fresh
+// Master_Down_Timer and reopens the preempt delay. Before Start the fault is only remembered:
+// Start then enters Fault.
+func (m *Machine) SetFault(now time.Time, fault bool, reason string) []Action {
+	m.out = m.out[:0]
+	if fault == m.fault {
+		return m.out
+	}
+	m.fault = fault
+	if fault {
+		m.faultReason = "fault"
+		if reason != "" {
+			m.faultReason = "fault: " + reason
+		}
+		switch m.state {
+		case Master:
+			m.transition(Master, Fault, m.faultReason)
+			m.sendAdvert(0)
+			m.out = append(m.out, Action{Kind: ActDetachVIPs})
+			m.masterAddr, m.masterPrio = netip.Addr{}, 0
+		case Backup:
+			m.transition(Backup, Fault, m.faultReason)
+		default:
+			return m.out
+		}
+		m.state = Fault
+		m.clearTimers()
+		return m.out
+	}
+	if m.state != Fault {
+		return m.out
+	}
+	m.transition(Fault, Backup, reasonFaultCleared)
+	m.preemptFrom = now
+	m.masterAdverInterval = m.cfg.AdvertInterval
+	m.enterBackup(now)
+	return m.out
+}
+
+// Shutdown stops the instance (RFC 5798 6.4.2/6.4.3 Shutdown event): a Master sends a
+// priority-0 advert so that its Backup takes over after Skew_Time, and detaches its VIPs.
+// The Machine returns to Init; Start runs it again.
+func (m *Machine) Shutdown(now time.Time) []Action {
+	m.out = m.out[:0]
+	switch m.state {
+	case Init:
+		return m.out
+	case Master:
+		m.transition(Master, Init, reasonStop)
+		m.sendAdvert(0)
+		m.out = append(m.out, Action{Kind: ActDetachVIPs})
+	default:
+		m.transition(m.state, Init, reasonStop)
+	}
+	m.state = Init
+	m.clearTimers()
+	m.masterAddr, m.masterPrio = netip.Addr{}, 0
+	return m.out
+}
+
+// State is the current state.
+func (m *Machine) State() State { return m.state }
+
+// Priority is the effective priority.
+func (m *Machine) Priority() uint8 { return m.prio }
+
+// MasterAddr is the current Master as far as we know: our PrimaryAddr when Master, the sender
+// of the Master's last advert in Backup (and still in Fault, for status), invalid when unknown.
+func (m *Machine) MasterAddr() netip.Addr {
+	if m.state == Master {
+		return m.cfg.PrimaryAddr
+	}
+	return m.masterAddr
+}
+
+// MasterPriority is the priority last advertised by MasterAddr (ours when Master), 0 if unknown.
+func (m *Machine) MasterPriority() uint8 {
+	if m.state == Master {
+		return m.prio
+	}
+	return m.masterPrio
+}
+
+// MasterDownInterval is 3*Master_Adver_Interval + Skew_Time (v2: the local advert interval).
+func (m *Machine) MasterDownInterval() time.Duration {
+	return 3*m.masterAdverInterval + m.SkewTime()
+}
+
+// SkewTime is Skew_Time for the effective priority: ((256-Priority)*Master_Adver_Interval)/256
+// in whole centiseconds for VRRPv3, (256-Priority)/256 seconds for VRRPv2.
+func (m *Machine) SkewTime() time.Duration {
+	if m.cfg.Version == 2 {
+		return time.Duration(256-int(m.prio)) * time.Second / 256
+	}
+	cs := int64(m.masterAdverInterval / v3TimerUnit)
+	return time.Duration((256-int64(m.prio))*cs/256) * v3TimerUnit
+}
+
+// outranks says whether an advert of priority prio from src beats our effective priority:
+// higher priority, or equal priority and a higher primary address compared as an unsigned
+// integer (RFC 5798 section 6.4.3).
+func (m *Machine) outranks(src netip.Addr, prio uint8) bool {
+	if prio != m.prio {
+		return prio > m.prio
+	}
+	return src.Compare(m.cfg.PrimaryAddr) > 0
+}
+
+// mayPreempt says whether a Backup may take over from a lower-ranked Master at now.
+func (m *Machine) mayPreempt(now time.Time) bool {
+	if m.prio == OwnerPriority {
+		return true
+	}
+	return m.cfg.Preempt && !now.Before(m.preemptFrom.Add(m.cfg.PreemptDelay))
+}
+
+// learnInterval adopts the Master's advert interval (VRRPv3 only: v2 intervals must match).
+func (m *Machine) learnInterval(a *Advert) {
+	if m.cfg.Version == 3 && a.Interval > 0 {
+		m.masterAdverInterval = a.Interval
+	}
+}
+
+// startTakeover arms Master_Down_Timer to Skew_Time from now unless it fires sooner already,
+// remembering the first event that started the takeover.
+func (m *Machine) startTakeover(now time.Time, reason string) {
+	if m.pendingSince.IsZero() {
+		m.pendingSince, m.pendingReason = now, reason
+	}
+	if at := now.Add(m.SkewTime()); m.downAt.IsZero() || at.Before(m.downAt) {
+		m.downAt = at
+	}
+}
+
+// enterBackup sets state Backup with a fresh Master_Down_Timer and no knowledge of adverts.
+func (m *Machine) enterBackup(now time.Time) {
+	m.state = Backup
+	m.clearTimers()
+	m.armedAt = now
+	m.downAt = now.Add(m.MasterDownInterval())
+}
+
+func (m *Machine) becomeMaster(now time.Time, from State, reason string, since time.Time) {
+	m.out = append(m.out,
+		Action{Kind: ActTransition, From: from, To: Master, Reason: reason, Since: since},
+		Action{Kind: ActSendAdvert, Priority: m.prio},
+		Action{Kind: ActAttachVIPs},
+		Action{Kind: ActSendGARP},
+	)
+	m.state = Master
+	m.clearTimers()
+	m.adverAt = now.Add(m.cfg.AdvertInterval)
+	m.masterAddr, m.masterPrio = m.cfg.PrimaryAddr, m.prio
+}
+
+// clearTimers disarms both timers and forgets the timing of this Backup period (the
+// Master's address and priority stay, for status).
+func (m *Machine) clearTimers() {
+	m.adverAt, m.downAt, m.armedAt = time.Time{}, time.Time{}, time.Time{}
+	m.acceptedAt, m.masterHeardAt = time.Time{}, time.Time{}
+	m.pendingSince, m.pendingReason = time.Time{}, ""
+}
+
+func (m *Machine) transition(from, to State, reason string) {
+	m.out = append(m.out, Action{Kind: ActTransition, From: from, To: to, Reason: reason})
+}
+
+func (m *Machine) sendAdvert(prio uint8) {
+	m.out = append(m.out, Action{Kind: ActSendAdvert, Priority: prio})
+}
