@@ -103,6 +103,12 @@ func ReasonOf(err error) DropReason {
 	return ""
 }
 
+// DropReasons lists every DropReason, so that a counter can start every label at zero.
+func DropReasons() []DropReason {
+	return []DropReason{DropLength, DropVersion, DropType, DropChecksum, DropTTL, DropVRID,
+		DropAuth, DropInterval, DropPeer, DropFamily, DropAddrs}
+}
+
 func drop(reason DropReason, detail string) error {
 	return &DropError{Reason: reason, Detail: detail}
 }
@@ -243,7 +249,7 @@ func (a *Advert) unmarshalV2(b []byte, src netip.Addr, count int) error {
 	a.AuthType = b[4]
 	a.Interval = time.Duration(b[5]) * time.Second
 	copy(a.AuthData[:], b[headerLen+4*count:])
-	a.Addrs = a.Addrs[:0]
+	a.Addrs = reuse(a.Addrs, count)
 	for i := range count {
 		a.Addrs = append(a.Addrs, netip.AddrFrom4([4]byte(b[headerLen+4*i:])))
 	}
@@ -275,7 +281,7 @@ func (a *Advert) unmarshalV3(b []byte, src, dst netip.Addr, count int) error {
 	a.VRID, a.Priority = b[1], b[2]
 	a.AuthType, a.AuthData = 0, [8]byte{}
 	a.Interval = time.Duration(cs) * centisecond
-	a.Addrs = a.Addrs[:0]
+	a.Addrs = reuse(a.Addrs, count)
 	for i := range count {
 		off := headerLen + alen*i
 		if alen == 4 {
@@ -285,6 +291,14 @@ func (a *Advert) unmarshalV3(b []byte, src, dst netip.Addr, count int) error {
 		}
 	}
 	return nil
+}
+
+// reuse empties s for n addresses, allocating once if it is too small.
+func reuse(s []netip.Addr, n int) []netip.Addr {
+	if cap(s) < n {
+		return make([]netip.Addr, 0, n)
+	}
+	return s[:0]
 }
 
 // v3ChecksumOK accepts, for IPv4, the checksum with the pseudo-header (RFC 5798, keepalived's
