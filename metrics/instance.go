@@ -1,0 +1,139 @@
+package metrics
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// InstanceMetrics records the metrics of one VRRP instance. Its methods are
+// safe for concurrent use and cheap enough for the advert hot path (the
+// per-instance series are resolved once, at creation).
+type InstanceMetrics struct {
+	m     *Metrics
+	name  string
+	iface string
+	vrid  string
+
+	state            prometheus.Gauge
+	priority         prometheus.Gauge
+	takeover         prometheus.Observer
+	lastTakeover     prometheus.Gauge
+	release          prometheus.Observer
+	advertsSent      prometheus.Counter
+	advertsReceived  prometheus.Counter
+	prioZeroSent     prometheus.Counter
+	prioZeroReceived prometheus.Counter
+	garpSent         prometheus.Counter
+
+	compat *compatInstance
+}
+
+func newInstanceMetrics(m *Metrics, name, iface, vrid string, vips []netip.Prefix) *InstanceMetrics {
+	im := &InstanceMetrics{
+		m:                m,
+		name:             name,
+		iface:            iface,
+		vrid:             vrid,
+		state:            m.vrrpState.WithLabelValues(name, iface, vrid),
+		priority:         m.priority.WithLabelValues(name),
+		takeover:         m.takeover.WithLabelValues(name),
+		lastTakeover:     m.lastTakeover.WithLabelValues(name),
+		release:          m.release.WithLabelValues(name),
+		advertsSent:      m.advertsSent.WithLabelValues(name),
+		advertsReceived:  m.advertsReceived.WithLabelValues(name),
+		prioZeroSent:     m.prioZeroSent.WithLabelValues(name),
+		prioZeroReceived: m.prioZeroReceived.WithLabelValues(name),
+		garpSent:         m.garpSent.WithLabelValues(name),
+		compat:           m.compat.instance(name, iface, vrid, vips),
+	}
+	// Every series that can exist for the instance exists from the start at 0,
+	// so that increase() counts the first event and dashboards show zeros.
+	for _, from := range stateNames {
+		for _, to := range stateNames {
+			if from != to {
+				m.transitions.WithLabelValues(name, from, to)
+			}
+		}
+	}
+	for _, r := range DropReasons {
+		m.dropped.WithLabelValues(name, r)
+	}
+	m.vipErrors.WithLabelValues(name, VIPOpAttach)
+	m.vipErrors.WithLabelValues(name, VIPOpDetach)
+	return im
+}
+
+// Name returns the VRRP instance name the metrics are labelled with.
+func (im *InstanceMetrics) Name() string { return im.name }
+
+// SetState sets hapair_vrrp_state: StateInit, StateBackup, StateMaster or
+// StateFault (the values of vrrp.State).
+func (im *InstanceMetrics) SetState(s int) {
+	im.state.Set(float64(s))
+	im.compat.setState(s)
+}
+
+// Transition counts a state change; from and to are state names ("BACKUP",
+// "MASTER", ...). A known to also sets the state gauge, so that the two can
+// never disagree.
+func (im *InstanceMetrics) Transition(from, to string) {
+	im.m.transitions.WithLabelValues(im.name, from, to).Inc()
+	if s, ok := stateValue(to); ok {
+		im.SetState(s)
+	}
+	im.compat.transition(from, to)
+}
+
+// SetPriority sets the effective priority.
+func (im *InstanceMetrics) SetPriority(p int) { im.priority.Set(float64(p)) }
+
+// ObserveTakeover records how long becoming MASTER took (see
+// hapair_vrrp_takeover_seconds).
+func (im *InstanceMetrics) ObserveTakeover(d time.Duration) {
+	im.takeover.Observe(d.Seconds())
+	im.lastTakeover.Set(d.Seconds())
+}
+
+// ObserveRelease records, on the old MASTER, the time from the failure being
+// seen to the priority-0 or lower-priority advert being sent.
+func (im *InstanceMetrics) ObserveRelease(d time.Duration) { im.release.Observe(d.Seconds()) }
+
+// AdvertSent counts an advert sent with priority prio (0: releasing).
+func (im *InstanceMetrics) AdvertSent(prio uint8) {
+	im.advertsSent.Inc()
+	if prio == 0 {
+		im.prioZeroSent.Inc()
+	}
+	im.compat.advertSent(prio)
+}
+
+// AdvertReceived counts a valid advert received with priority prio.
+func (im *InstanceMetrics) AdvertReceived(prio uint8) {
+	im.advertsReceived.Inc()
+	if prio == 0 {
+		im.prioZeroReceived.Inc()
+	}
+	im.compat.advertReceived(prio)
+}
+
+// Dropped counts a packet dropped for reason (a vrrp.DropReason value).
+func (im *InstanceMetrics) Dropped(reason string) {
+	im.m.dropped.WithLabelValues(im.name, reason).Inc()
+	im.compat.dropped(reason)
+}
+
+// GARPSent counts n gratuitous ARP / unsolicited NA packets sent.
+func (im *InstanceMetrics) GARPSent(n int) {
+	if n > 0 {
+		im.garpSent.Add(float64(n))
+	}
+}
+
+// VIPError counts a failed VIP operation: VIPOpAttach, VIPOpDetach, or
+// another short word the caller owns.
+func (im *InstanceMetrics) VIPError(op string) { im.m.vipErrors.WithLabelValues(im.name, op).Inc() }
+
+// SetVIPs replaces the VIP list labelling keepalived_vrrp_state{ip_address}.
+func (im *InstanceMetrics) SetVIPs(vips []netip.Prefix) { im.compat.setVIPs(vips) }

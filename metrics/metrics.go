@@ -1,0 +1,374 @@
+// Package metrics exports hapair's Prometheus metrics (its own registry, no
+// globals), the JSON status document and the HTTP listener serving both.
+//
+// Other packages report through small interfaces they own (supervisor.Reporter,
+// checks.Reporter, the per-instance methods of InstanceMetrics); this package
+// implements them without importing those packages.
+package metrics
+
+import (
+	"net/netip"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// State values of hapair_vrrp_state and keepalived_vrrp_state: the numbers the
+// keepalived exporters use, and the values of vrrp.State.
+const (
+	StateInit   = 0
+	StateBackup = 1
+	StateMaster = 2
+	StateFault  = 3
+)
+
+// stateNames are the label values of hapair_vrrp_transitions_total{from,to},
+// indexed by state value.
+var stateNames = [...]string{"INIT", "BACKUP", "MASTER", "FAULT"}
+
+// StateName returns "INIT", "BACKUP", "MASTER" or "FAULT", or the number for a
+// value outside 0..3.
+func StateName(s int) string {
+	if s >= 0 && s < len(stateNames) {
+		return stateNames[s]
+	}
+	return strconv.Itoa(s)
+}
+
+// stateValue maps a state name back to its value; ok is false for unknown names.
+func stateValue(name string) (int, bool) {
+	for i, n := range stateNames {
+		if n == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// DropReasons are the reason label values of hapair_vrrp_packets_dropped_total
+// that are pre-initialised to 0 for every instance, so that a dashboard shows
+// a flat zero instead of "no data" and increase() sees the first drop. They
+// mirror vrrp.DropReason; a reason not listed here is still counted.
+var DropReasons = []string{
+	"length", "version", "type", "checksum", "ttl", "vrid",
+	"auth", "interval", "peer", "family", "addresses",
+}
+
+// Reload results of hapair_haproxy_reloads_total{result}.
+const (
+	ReloadOK      = "ok"      // new configuration running
+	ReloadRefused = "refused" // haproxy -c rejected the configuration; the old one keeps running
+	ReloadFailed  = "failed"  // the reload itself failed (master in wait mode, timeout, ...)
+)
+
+// VIP operations of hapair_vrrp_vip_errors_total{op}, pre-initialised to 0.
+const (
+	VIPOpAttach = "attach"
+	VIPOpDetach = "detach"
+)
+
+// Check results of hapair_check_results_total{result}.
+const (
+	checkResultOK   = "ok"
+	checkResultFail = "fail"
+)
+
+// failoverBuckets cover 1 ms (a priority-0 handover on one switch) up to 10 s
+// (a master-down interval with advert_int 3), with extra resolution around the
+// figures hapair is judged on: 0.8 s (HAProxy killed) and 3.6 s (seed's
+// master-down interval).
+var failoverBuckets = []float64{
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8,
+	1, 2, 3, 4, 5, 7.5, 10,
+}
+
+// checkBuckets cover a probe from a fast local connect to a slow script.
+var checkBuckets = []float64{
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+
+// BuildInfo labels hapair_build_info.
+type BuildInfo struct {
+	Version   string
+	Commit    string
+	GoVersion string // runtime.Version() when empty
+}
+
+// Metrics owns hapair's registry and every metric in it.
+type Metrics struct {
+	reg    *prometheus.Registry
+	compat *keepalivedCompat
+
+	mu            sync.Mutex
+	compatEnabled bool
+	instances     map[string]*InstanceMetrics
+	trackedChecks map[string]bool // checks whose hapair_check_up follows CheckUp
+
+	vrrpState        *prometheus.GaugeVec
+	transitions      *prometheus.CounterVec
+	priority         *prometheus.GaugeVec
+	takeover         *prometheus.HistogramVec
+	lastTakeover     *prometheus.GaugeVec
+	release          *prometheus.HistogramVec
+	advertsSent      *prometheus.CounterVec
+	advertsReceived  *prometheus.CounterVec
+	prioZeroSent     *prometheus.CounterVec
+	prioZeroReceived *prometheus.CounterVec
+	dropped          *prometheus.CounterVec
+	garpSent         *prometheus.CounterVec
+	vipErrors        *prometheus.CounterVec
+
+	haproxyUp       prometheus.Gauge
+	haproxyRestarts prometheus.Counter
+	haproxyReloads  *prometheus.CounterVec
+	haproxyLastExit *prometheus.GaugeVec // no labels: absent until the first exit
+
+	checkUp       *prometheus.GaugeVec
+	checkResults  *prometheus.CounterVec
+	checkDuration *prometheus.HistogramVec
+}
+
+// New builds a registry holding hapair's metrics plus the Go and process
+// collectors.
+func New(b BuildInfo) *Metrics {
+	if b.GoVersion == "" {
+		b.GoVersion = runtime.Version()
+	}
+	inst := []string{"instance"}
+	m := &Metrics{
+		reg:           prometheus.NewRegistry(),
+		compat:        newKeepalivedCompat(),
+		instances:     make(map[string]*InstanceMetrics),
+		trackedChecks: make(map[string]bool),
+
+		vrrpState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hapair_vrrp_state",
+			Help: "VRRP state of the instance: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.",
+		}, []string{"instance", "interface", "vrid"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_vrrp_transitions_total",
+			Help: "VRRP state changes of the instance.",
+		}, []string{"instance", "from", "to"}),
+		priority: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hapair_vrrp_priority",
+			Help: "Effective VRRP priority of the instance (base priority plus tracked check weights).",
+		}, inst),
+		takeover: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hapair_vrrp_takeover_seconds",
+			Help:    "On becoming MASTER: time from the previous master's last valid (or priority-0 / lower-priority) advert to VIPs attached and the first gratuitous ARP sent.",
+			Buckets: failoverBuckets,
+		}, inst),
+		lastTakeover: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hapair_vrrp_last_takeover_seconds",
+			Help: "Duration of the most recent takeover of the instance, as observed in hapair_vrrp_takeover_seconds.",
+		}, inst),
+		release: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hapair_vrrp_release_seconds",
+			Help:    "On the old MASTER: time from the failure being seen to the priority-0 or lower-priority advert being sent.",
+			Buckets: failoverBuckets,
+		}, inst),
+		advertsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_vrrp_adverts_sent_total",
+			Help: "VRRP advertisements sent.",
+		}, inst),
+		advertsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_vrrp_adverts_received_total",
+			Help: "Valid VRRP advertisements received (after every check passed).",
+		}, inst),
+		prioZeroSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_vrrp_priority_zero_sent_total",
+			Help: "VRRP advertisements with priority 0 (master releasing) sent.",
+		}, inst),
+		prioZeroReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_vrrp_priority_zero_received_total",
+			Help: "VRRP advertisements with priority 0 (master releasing) received.",
+		}, inst),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_vrrp_packets_dropped_total",
+			Help: "VRRP packets dropped, by reason; every drop is counted.",
+		}, []string{"instance", "reason"}),
+		garpSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_vrrp_garp_sent_total",
+			Help: "Gratuitous ARP and unsolicited neighbour advertisement packets sent for the instance's VIPs.",
+		}, inst),
+		vipErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_vrrp_vip_errors_total",
+			Help: "Errors attaching or detaching the instance's virtual IPs.",
+		}, []string{"instance", "op"}),
+
+		haproxyUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hapair_haproxy_up",
+			Help: "1 while the HAProxy child runs and answers, else 0.",
+		}),
+		haproxyRestarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hapair_haproxy_restarts_total",
+			Help: "Restarts of the HAProxy child after it exited.",
+		}),
+		haproxyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_haproxy_reloads_total",
+			Help: "HAProxy reloads by result: ok, refused (configuration invalid) or failed.",
+		}, []string{"result"}),
+		haproxyLastExit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hapair_haproxy_last_exit_status",
+			Help: "Exit status of the HAProxy child the last time it exited (128+signal when killed); absent until it first exits.",
+		}, nil),
+
+		checkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "hapair_check_up",
+			Help: "Tracked check status after fall/rise: 1 passing, 0 failing.",
+		}, []string{"check"}),
+		checkResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_check_results_total",
+			Help: "Individual check probe results: ok or fail.",
+		}, []string{"check", "result"}),
+		checkDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "hapair_check_duration_seconds",
+			Help:    "Duration of individual check probes.",
+			Buckets: checkBuckets,
+		}, []string{"check"}),
+	}
+
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "hapair_build_info",
+		Help: "Always 1; labels carry the version, commit and Go version hapair was built with.",
+	}, []string{"version", "commit", "goversion"})
+	buildInfo.WithLabelValues(b.Version, b.Commit, b.GoVersion).Set(1)
+
+	for _, r := range []string{ReloadOK, ReloadRefused, ReloadFailed} {
+		m.haproxyReloads.WithLabelValues(r)
+	}
+
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo,
+		m.vrrpState, m.transitions, m.priority, m.takeover, m.lastTakeover, m.release,
+		m.advertsSent, m.advertsReceived, m.prioZeroSent, m.prioZeroReceived,
+		m.dropped, m.garpSent, m.vipErrors,
+		m.haproxyUp, m.haproxyRestarts, m.haproxyReloads, m.haproxyLastExit,
+		m.checkUp, m.checkResults, m.checkDuration,
+	)
+	return m
+}
+
+// Registry returns the registry, for tests and for callers that want to add a
+// collector of their own.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Instance returns the metrics of the VRRP instance name, creating and
+// pre-initialising its series on first use. vips, when given, label the
+// keepalived compatibility series (keepalived_vrrp_state{ip_address});
+// SetVIPs changes them later. Calling Instance again with the same name
+// returns the same value; a changed interface or VRID replaces the old state
+// series.
+func (m *Metrics) Instance(name, iface string, vrid uint8, vips ...netip.Prefix) *InstanceMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	vridLabel := strconv.Itoa(int(vrid))
+	if im, ok := m.instances[name]; ok {
+		if im.iface == iface && im.vrid == vridLabel {
+			if len(vips) > 0 {
+				im.SetVIPs(vips)
+			}
+			return im
+		}
+		m.removeLocked(name)
+	}
+	im := newInstanceMetrics(m, name, iface, vridLabel, vips)
+	m.instances[name] = im
+	return im
+}
+
+// RemoveInstance deletes every series of the VRRP instance name, for an
+// instance dropped by a configuration reload.
+func (m *Metrics) RemoveInstance(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.removeLocked(name)
+}
+
+func (m *Metrics) removeLocked(name string) {
+	delete(m.instances, name)
+	l := prometheus.Labels{"instance": name}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.vrrpState, m.transitions, m.priority, m.takeover, m.lastTakeover, m.release,
+		m.advertsSent, m.advertsReceived, m.prioZeroSent, m.prioZeroReceived,
+		m.dropped, m.garpSent, m.vipErrors,
+	} {
+		v.DeletePartialMatch(l)
+	}
+	m.compat.remove(name)
+}
+
+// EnableKeepalivedCompat additionally exports the keepalived_* series of the
+// keepalived exporters, so existing dashboards and alerts keep working during
+// a migration. The series are fed all along; enabling only registers them, so
+// the order of this call and Instance does not matter. Idempotent.
+func (m *Metrics) EnableKeepalivedCompat() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.compatEnabled {
+		return
+	}
+	m.compatEnabled = true
+	m.reg.MustRegister(m.compat.collectors()...)
+}
+
+// HAProxyUp implements supervisor.Reporter.
+func (m *Metrics) HAProxyUp(up bool) { m.haproxyUp.Set(boolValue(up)) }
+
+// HAProxyRestart implements supervisor.Reporter.
+func (m *Metrics) HAProxyRestart() { m.haproxyRestarts.Inc() }
+
+// HAProxyReload implements supervisor.Reporter; result is ReloadOK,
+// ReloadRefused or ReloadFailed.
+func (m *Metrics) HAProxyReload(result string) { m.haproxyReloads.WithLabelValues(result).Inc() }
+
+// HAProxyExit implements supervisor.Reporter.
+func (m *Metrics) HAProxyExit(status int) { m.haproxyLastExit.WithLabelValues().Set(float64(status)) }
+
+// DeclareCheck creates the series of check name before its first result, so
+// that the check shows in dashboards from the start.
+func (m *Metrics) DeclareCheck(name string) {
+	m.checkResults.WithLabelValues(name, checkResultOK)
+	m.checkResults.WithLabelValues(name, checkResultFail)
+	m.checkDuration.WithLabelValues(name)
+}
+
+// CheckResult implements checks.Reporter: one probe's raw result. Until
+// CheckUp has been called for the check, hapair_check_up follows the raw
+// result, so the series exists even if nobody reports the tracked status.
+func (m *Metrics) CheckResult(name string, ok bool, d time.Duration) {
+	result := checkResultFail
+	if ok {
+		result = checkResultOK
+	}
+	m.checkResults.WithLabelValues(name, result).Inc()
+	m.checkDuration.WithLabelValues(name).Observe(d.Seconds())
+	// Under the lock, so a concurrent CheckUp cannot be overwritten.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.trackedChecks[name] {
+		m.checkUp.WithLabelValues(name).Set(boolValue(ok))
+	}
+}
+
+// CheckUp sets the tracked status of check name (after fall/rise), the value
+// that moves the priority; from then on hapair_check_up follows it alone.
+func (m *Metrics) CheckUp(name string, up bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.trackedChecks[name] = true
+	m.checkUp.WithLabelValues(name).Set(boolValue(up))
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
