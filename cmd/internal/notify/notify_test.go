@@ -1,0 +1,189 @@
+package notify
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestSplit(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []string
+		wantErr string
+	}{
+		{in: "/bin/echo a b", want: []string{"/bin/echo", "a", "b"}},
+		{in: `  /bin/echo   "two words"  x `, want: []string{"/bin/echo", "two words", "x"}},
+		{in: `/bin/echo 'it''s'`, want: []string{"/bin/echo", "its"}},
+		{in: `/bin/echo a\ b`, want: []string{"/bin/echo", "a b"}},
+		{in: `/bin/echo ""`, want: []string{"/bin/echo", ""}},
+		{in: `/bin/echo "open`, wantErr: "unterminated"},
+		{in: `/bin/echo \`, wantErr: "trailing backslash"},
+		{in: "", want: nil},
+	}
+	for _, tt := range tests {
+		got, err := Split(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Split(%q) error = %v, want %q", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Split(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+// script writes an executable shell script that appends its arguments to out.
+func script(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type recorder struct {
+	mu   sync.Mutex
+	runs []string
+	errs []error
+	done chan struct{}
+}
+
+func (r *recorder) ran(cmd string, err error) {
+	r.mu.Lock()
+	r.runs = append(r.runs, cmd)
+	r.errs = append(r.errs, err)
+	r.mu.Unlock()
+	r.done <- struct{}{}
+}
+
+func (r *recorder) wait(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-r.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("hook did not finish")
+		}
+	}
+}
+
+func TestHooksGetKeepalivedArguments(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	master := script(t, dir, "master.sh", `echo "master $*" >> `+out)
+	all := script(t, dir, "all.sh", `echo "all $*" >> `+out)
+	rec := &recorder{done: make(chan struct{}, 8)}
+	r := New(Hooks{Master: master + " --flag", All: all}, Options{}, nil)
+	r.ran = rec.ran
+	r.Notify("VI_LOGS", "MASTER", 110)
+	r.Notify("VI_LOGS", "BACKUP", 90)
+	rec.wait(t, 3)
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "master --flag\nall INSTANCE VI_LOGS MASTER 110\nall INSTANCE VI_LOGS BACKUP 90\n"
+	if string(data) != want {
+		t.Fatalf("hooks wrote\n%s\nwant\n%s", data, want)
+	}
+}
+
+func TestNotifyNeverBlocksOnAHungScript(t *testing.T) {
+	dir := t.TempDir()
+	hang := script(t, dir, "hang.sh", "sleep 30")
+	rec := &recorder{done: make(chan struct{}, 64)}
+	r := New(Hooks{Master: hang}, Options{Timeout: 200 * time.Millisecond}, nil)
+	r.ran = rec.ran
+	start := time.Now()
+	for range 40 { // more than the queue holds: the extra ones are dropped, not waited for
+		r.Notify("VI_LOGS", "MASTER", 110)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("Notify blocked for %s", d)
+	}
+	rec.wait(t, 1)
+	rec.mu.Lock()
+	err := rec.errs[0]
+	rec.mu.Unlock()
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("hung hook error = %v, want a timeout", err)
+	}
+}
+
+func TestFailingAndMissingScriptsAreReported(t *testing.T) {
+	dir := t.TempDir()
+	fail := script(t, dir, "fail.sh", "echo broken >&2; exit 3")
+	rec := &recorder{done: make(chan struct{}, 8)}
+	r := New(Hooks{Fault: fail, Stop: filepath.Join(dir, "missing.sh")}, Options{}, nil)
+	r.ran = rec.ran
+	r.Notify("VI_LOGS", "FAULT", 0)
+	r.Notify("VI_LOGS", "STOP", 0)
+	rec.wait(t, 2)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.errs[0] == nil || !strings.Contains(rec.errs[0].Error(), "broken") {
+		t.Errorf("failing hook error = %v, want its output", rec.errs[0])
+	}
+	if rec.errs[1] == nil {
+		t.Errorf("missing hook reported no error")
+	}
+}
+
+func TestScriptSecurity(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("ownership rules apply when running as root")
+	}
+	if err := CheckSecure("/bin/true"); err != nil {
+		t.Fatalf("/bin/true refused: %v", err)
+	}
+	dir := t.TempDir() // under /tmp: world-writable, so anything below it is unsafe
+	p := script(t, dir, "x.sh", "exit 0")
+	if err := CheckSecure(p); !errors.Is(err, ErrInsecure) {
+		t.Fatalf("script under a world-writable directory: err = %v, want ErrInsecure", err)
+	}
+	rec := &recorder{done: make(chan struct{}, 2)}
+	r := New(Hooks{Master: p}, Options{ScriptSecurity: true}, nil)
+	r.ran = rec.ran
+	r.Notify("VI_LOGS", "MASTER", 110)
+	rec.wait(t, 1)
+	if !errors.Is(rec.errs[0], ErrInsecure) {
+		t.Fatalf("insecure hook ran: err = %v", rec.errs[0])
+	}
+}
+
+func TestRunsAsConfiguredUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	dir, err := os.MkdirTemp("", "hapair-notify-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil { // nobody must reach the script and its output
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "who")
+	p := script(t, dir, "who.sh", "id -un > "+out)
+	rec := &recorder{done: make(chan struct{}, 2)}
+	r := New(Hooks{Master: p}, Options{User: "nobody"}, nil)
+	r.ran = rec.ran
+	r.Notify("VI_LOGS", "MASTER", 110)
+	rec.wait(t, 1)
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("hook did not run: %v (hook error %v)", err, rec.errs[0])
+	}
+	if got := strings.TrimSpace(string(data)); got != "nobody" {
+		t.Fatalf("hook ran as %q, want nobody", got)
+	}
+}
