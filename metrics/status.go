@@ -1,0 +1,113 @@
+package metrics
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// StatusSource produces the status document served at GET /status, printed
+// by `hapair status` and written by the SIGUSR1 dump.
+type StatusSource interface {
+	Status() Status
+}
+
+// StatusFunc adapts a function to StatusSource.
+type StatusFunc func() Status
+
+// Status implements StatusSource.
+func (f StatusFunc) Status() Status { return f() }
+
+// Status is the JSON document of GET /status. Field names are a contract with
+// `hapair status --json` users: add fields, do not rename them.
+type Status struct {
+	RouterID    string           `json:"router_id"`
+	Version     string           `json:"version,omitempty"` // hapair's version
+	GeneratedAt time.Time        `json:"generated_at"`
+	Instances   []InstanceStatus `json:"instances"`
+	HAProxy     HAProxyStatus    `json:"haproxy"`
+	Checks      []CheckStatus    `json:"checks"`
+}
+
+// InstanceStatus is one VRRP instance.
+type InstanceStatus struct {
+	Name              string      `json:"name"`
+	Interface         string      `json:"interface"`
+	VRID              uint8       `json:"vrid"`
+	Version           int         `json:"version"` // VRRP version, 2 or 3
+	State             string      `json:"state"`   // INIT, BACKUP, MASTER, FAULT
+	BasePriority      int         `json:"base_priority"`
+	EffectivePriority int         `json:"effective_priority"`
+	MasterAddress     string      `json:"master_address"` // "" while unknown
+	VIPs              []string    `json:"vips"`
+	Since             time.Time   `json:"since"`    // entered the current state
+	InState           Duration    `json:"in_state"` // time in state when the document was made
+	LastTransition    *Transition `json:"last_transition"`
+}
+
+// Transition is the last state change of an instance.
+type Transition struct {
+	From   string    `json:"from"`
+	To     string    `json:"to"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// HAProxyStatus is the supervised HAProxy.
+type HAProxyStatus struct {
+	PID        int           `json:"pid"` // 0 while not running
+	Up         bool          `json:"up"`
+	Restarts   int           `json:"restarts"`
+	LastExit   *int          `json:"last_exit"` // null until it first exits
+	LastReload *ReloadStatus `json:"last_reload"`
+	Backoff    Duration      `json:"backoff"` // wait before the next restart, 0 when none pending
+}
+
+// ReloadStatus is the last reload.
+type ReloadStatus struct {
+	At     time.Time `json:"at"`
+	Result string    `json:"result"` // ok, refused, failed
+	Error  string    `json:"error,omitempty"`
+}
+
+// CheckStatus is one tracked check.
+type CheckStatus struct {
+	Name     string    `json:"name"`
+	Up       bool      `json:"up"`      // tracked status, after fall/rise
+	LastOK   bool      `json:"last_ok"` // the last probe's own result
+	Output   string    `json:"output"`
+	Duration Duration  `json:"duration"`
+	At       time.Time `json:"at"`
+}
+
+// Duration is a time.Duration written in JSON as Go's string form ("1.5s"),
+// which people and scripts read more easily than nanoseconds. It decodes that
+// form or a number of seconds.
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("decode duration %q: %w", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil {
+		return fmt.Errorf("decode duration %s: want a string like \"1.5s\" or seconds", b)
+	}
+	*d = Duration(secs * float64(time.Second))
+	return nil
+}
+
+// String returns Go's duration form.
+func (d Duration) String() string { return time.Duration(d).String() }
