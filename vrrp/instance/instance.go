@@ -1,0 +1,510 @@
+// Package instance runs one VRRP instance: it feeds the pure state machine of package vrrp with
+// the adverts a transport receives, its timers and the tracked priority, and carries out the actions
+// it returns (send adverts, attach and detach virtual IPs, announce them).
+//
+// All protocol decisions stay in vrrp.Machine; this package only owns time, sockets and netlink.
+// One goroutine (Run) touches the machine; a reader goroutine parses and filters packets so that a
+// flood of bad packets never delays a timer.
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hapair/hapair/vrrp"
+)
+
+// Conn sends and receives VRRP payloads (package vrrp/transport implements it).
+type Conn interface {
+	ReadAdvert(buf []byte) (payload []byte, src, dst netip.Addr, ttl int, err error)
+	WriteAdvert(payload []byte) error
+	Close() error
+}
+
+// PeerWriter is implemented by a unicast transport that can address one peer at a time.
+type PeerWriter interface {
+	WriteAdvertTo(payload []byte, dst netip.Addr) error
+}
+
+// VIPs attaches and detaches the instance's virtual addresses (package vrrp/vip implements it).
+type VIPs interface {
+	Attach() error
+	Detach() error
+	Missing() ([]netip.Prefix, error)
+	RemoveStale() error
+}
+
+// Announcer sends gratuitous ARPs / unsolicited neighbour advertisements for the VIPs.
+type Announcer interface {
+	Announce(vips []netip.Prefix) (int, error)
+}
+
+// Reporter receives what an operator watches. Package metrics implements it; it must be safe for
+// concurrent use, since the reader goroutine reports drops.
+type Reporter interface {
+	SetState(s int)
+	Transition(from, to string)
+	SetPriority(p int)
+	ObserveTakeover(d time.Duration)
+	ObserveRelease(d time.Duration)
+	AdvertSent(prio uint8)
+	AdvertReceived(prio uint8)
+	Dropped(reason string)
+	GARPSent(n int)
+	VIPError(op string)
+}
+
+// Notifier runs the notify hooks of a transition. It must not block: the VRRP loop calls it.
+type Notifier interface {
+	Notify(instance string, state vrrp.State, priority uint8)
+}
+
+// Config is what one instance needs beyond its collaborators.
+type Config struct {
+	Name      string
+	Interface string
+	Machine   vrrp.Config
+	Filter    vrrp.Filter
+	VIPs      []netip.Prefix
+	// Source is the address adverts are sent from; with the multicast group or peer it forms the
+	// pseudo-header of the v3 checksum.
+	Source      netip.Addr
+	Destination []netip.Addr // multicast group, or every unicast peer
+	Checksum    vrrp.ChecksumMode
+	AuthType    uint8
+	AuthPass    string
+	// GARPRepeat announcements are sent at once on becoming MASTER, and GARPRepeat more after
+	// GARPDelay (keepalived's garp_master_repeat / garp_master_delay). GARPDelay 0: no second burst.
+	GARPRepeat int
+	GARPDelay  time.Duration
+	// ReconcileEvery is how often a MASTER checks that its VIPs are still attached.
+	ReconcileEvery time.Duration
+}
+
+// Status is a snapshot of one instance for /status and the SIGUSR1 dump.
+type Status struct {
+	Name           string
+	Interface      string
+	VRID           uint8
+	Version        int
+	State          vrrp.State
+	BasePriority   uint8
+	Priority       uint8
+	MasterAddr     netip.Addr
+	VIPs           []netip.Prefix
+	Since          time.Time
+	LastTransition Transition
+	Fault          string
+}
+
+// Transition is the last state change, as shown in status.
+type Transition struct {
+	From, To vrrp.State
+	Reason   string
+	At       time.Time
+}
+
+// Instance runs one VRRP instance. Create it with New, then call Run.
+type Instance struct {
+	cfg      Config
+	machine  *vrrp.Machine
+	conn     Conn
+	vips     VIPs
+	announce Announcer
+	rep      Reporter
+	notify   Notifier
+	log      *slog.Logger
+	now      func() time.Time
+
+	control  chan controlEvent
+	received chan received
+	settled  chan struct{}
+	settle   sync.Once
+	lastLoop atomic.Int64 // unix nanos of the last loop turn, for the watchdog
+
+	mu     sync.Mutex
+	status Status
+
+	// Loop-owned state.
+	garpRound     int       // announcement bursts done since becoming MASTER
+	nextGARP      time.Time // zero: no burst pending
+	takeoverSince time.Time // non-zero until the first GARP after becoming MASTER
+	releaseSince  time.Time // when the failure that makes us give up MASTER was seen
+	nextReconcile time.Time
+}
+
+type controlEvent struct {
+	priority uint8
+	fault    *bool
+	reason   string
+	at       time.Time
+}
+
+type received struct {
+	advert vrrp.Advert
+	src    netip.Addr
+	at     time.Time
+}
+
+// New checks the configuration and builds the machine.
+func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, notify Notifier, log *slog.Logger) (*Instance, error) {
+	m, err := vrrp.NewMachine(cfg.Machine)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", cfg.Name, err)
+	}
+	if cfg.ReconcileEvery <= 0 {
+		cfg.ReconcileEvery = time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	in := &Instance{
+		cfg: cfg, machine: m, conn: conn, vips: vips, announce: announce, rep: rep, notify: notify,
+		log: log, now: time.Now,
+		control:  make(chan controlEvent, 64),
+		received: make(chan received, 256),
+		settled:  make(chan struct{}),
+	}
+	in.status = Status{
+		Name: cfg.Name, Interface: cfg.Interface, VRID: cfg.Machine.VRID, Version: cfg.Machine.Version,
+		State: vrrp.Init, BasePriority: cfg.Machine.Priority, Priority: cfg.Machine.Priority,
+		VIPs: cfg.VIPs,
+	}
+	rep.SetState(int(vrrp.Init))
+	rep.SetPriority(int(cfg.Machine.Priority))
+	return in, nil
+}
+
+// SetPriority hands the instance a new effective priority (from the tracked checks). It never blocks
+// for long: the loop drains the channel on every turn.
+func (in *Instance) SetPriority(p uint8) {
+	in.control <- controlEvent{priority: p, at: in.now()}
+}
+
+// SetFault puts the instance in FAULT (fault true) or takes it out of FAULT.
+func (in *Instance) SetFault(fault bool, reason string) {
+	in.control <- controlEvent{fault: &fault, reason: reason, at: in.now()}
+}
+
+// Settled is closed once the instance has left its first state after start (BACKUP that heard a
+// master, or MASTER): the moment systemd is told READY.
+func (in *Instance) Settled() <-chan struct{} { return in.settled }
+
+// LastLoop is when the loop last turned; a watchdog uses it to tell a stuck loop from a quiet one.
+func (in *Instance) LastLoop() time.Time { return time.Unix(0, in.lastLoop.Load()) }
+
+// Status returns a snapshot.
+func (in *Instance) Status() Status {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	st := in.status
+	st.VIPs = append([]netip.Prefix(nil), st.VIPs...)
+	return st
+}
+
+// Run removes stale VIPs, starts the machine and serves until ctx is done; then it releases
+// mastership (priority-0 advert, VIPs detached) and returns.
+func (in *Instance) Run(ctx context.Context) error {
+	if err := in.vips.RemoveStale(); err != nil {
+		in.rep.VIPError("detach")
+		in.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", in.cfg.Name, err))
+	}
+	readerDone := make(chan struct{})
+	go in.read(readerDone)
+	defer func() {
+		in.conn.Close()
+		<-readerDone
+	}()
+
+	in.apply(in.machine.Start(in.now()))
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	heartbeat := time.NewTicker(time.Second)
+	defer heartbeat.Stop()
+	for {
+		in.lastLoop.Store(in.now().UnixNano())
+		in.armTimer(timer)
+		select {
+		case <-ctx.Done():
+			in.apply(in.machine.Shutdown(in.now()))
+			return nil
+		case r := <-in.received:
+			in.apply(in.machine.Receive(r.at, r.src, r.advert))
+		case c := <-in.control:
+			in.handleControl(c)
+		case <-timer.C:
+		case <-heartbeat.C:
+		}
+		now := in.now()
+		in.apply(in.machine.Tick(now))
+		in.maintainMaster(now)
+		in.mu.Lock()
+		in.status.MasterAddr = in.machine.MasterAddr()
+		in.status.Priority = in.machine.Priority()
+		in.mu.Unlock()
+	}
+}
+
+func (in *Instance) handleControl(c controlEvent) {
+	wasMaster := in.machine.State() == vrrp.Master
+	old := in.machine.Priority()
+	if wasMaster && ((c.fault != nil && *c.fault) || (c.fault == nil && c.priority < old)) {
+		// The release figure runs from the failure being seen to the advert that tells the backup.
+		in.releaseSince = c.at
+	}
+	var actions []vrrp.Action
+	if c.fault != nil {
+		in.setFaultReason(*c.fault, c.reason)
+		actions = in.machine.SetFault(c.at, *c.fault, c.reason)
+	} else {
+		actions = in.machine.SetPriority(c.at, c.priority)
+		in.rep.SetPriority(int(in.machine.Priority()))
+		if now := in.machine.Priority(); now != old {
+			in.log.Info(fmt.Sprintf("(%s) Changing effective priority from %d to %d", in.cfg.Name, old, now))
+		}
+	}
+	in.apply(actions)
+	in.releaseSince = time.Time{}
+}
+
+func (in *Instance) armTimer(t *time.Timer) {
+	deadline := in.machine.NextDeadline()
+	if !in.nextGARP.IsZero() && (deadline.IsZero() || in.nextGARP.Before(deadline)) {
+		deadline = in.nextGARP
+	}
+	if in.machine.State() == vrrp.Master && (deadline.IsZero() || in.nextReconcile.Before(deadline)) {
+		deadline = in.nextReconcile
+	}
+	d := time.Hour
+	if !deadline.IsZero() {
+		d = max(deadline.Sub(in.now()), 0)
+	}
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
+}
+
+// maintainMaster sends the delayed GARP burst and puts back a VIP removed by hand.
+func (in *Instance) maintainMaster(now time.Time) {
+	if in.machine.State() != vrrp.Master {
+		in.nextGARP = time.Time{}
+		return
+	}
+	if !in.nextGARP.IsZero() && !now.Before(in.nextGARP) {
+		in.nextGARP = time.Time{}
+		in.sendGARP()
+	}
+	if now.Before(in.nextReconcile) {
+		return
+	}
+	in.nextReconcile = now.Add(in.cfg.ReconcileEvery)
+	missing, err := in.vips.Missing()
+	if err != nil {
+		in.log.Warn(fmt.Sprintf("(%s) checking VIPs: %v", in.cfg.Name, err))
+		return
+	}
+	if len(missing) == 0 {
+		return
+	}
+	in.log.Warn(fmt.Sprintf("(%s) VIPs %v missing while MASTER, attaching them again", in.cfg.Name, missing))
+	if err := in.vips.Attach(); err != nil {
+		in.rep.VIPError("attach")
+		in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
+		return
+	}
+	in.sendGARP()
+}
+
+// read parses and filters packets off the loop, so the loop only sees adverts for this instance.
+func (in *Instance) read(done chan<- struct{}) {
+	defer close(done)
+	buf := make([]byte, 1500)
+	for {
+		payload, src, dst, ttl, err := in.conn.ReadAdvert(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			in.log.Warn(fmt.Sprintf("(%s) reading adverts: %v", in.cfg.Name, err))
+			time.Sleep(100 * time.Millisecond) // a persistent socket error must not spin a core
+			continue
+		}
+		at := in.now()
+		adv, err := vrrp.Parse(payload, src, dst)
+		if err == nil {
+			err = in.cfg.Filter.Check(ttl, src, &adv)
+		}
+		if err != nil {
+			reason := vrrp.ReasonOf(err)
+			if reason == vrrp.DropVRID {
+				// Other groups on the same segment are normal traffic, not an error; count quietly.
+				in.rep.Dropped(string(reason))
+				continue
+			}
+			if reason == "" {
+				reason = "other"
+			}
+			in.rep.Dropped(string(reason))
+			in.log.Debug(fmt.Sprintf("(%s) dropped advert from %s: %v", in.cfg.Name, src, err))
+			continue
+		}
+		in.rep.AdvertReceived(adv.Priority)
+		in.received <- received{advert: adv, src: src, at: at}
+	}
+}
+
+func (in *Instance) apply(actions []vrrp.Action) {
+	for _, a := range actions {
+		switch a.Kind {
+		case vrrp.ActTransition:
+			in.transition(a)
+		case vrrp.ActSendAdvert:
+			in.sendAdvert(a.Priority)
+		case vrrp.ActAttachVIPs:
+			if err := in.vips.Attach(); err != nil {
+				in.rep.VIPError("attach")
+				in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
+			}
+			in.nextReconcile = in.now().Add(in.cfg.ReconcileEvery)
+		case vrrp.ActDetachVIPs:
+			in.nextGARP = time.Time{}
+			if err := in.vips.Detach(); err != nil {
+				in.rep.VIPError("detach")
+				in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
+			}
+		case vrrp.ActSendGARP:
+			in.garpRound = 0
+			in.sendGARP()
+		}
+	}
+}
+
+func (in *Instance) transition(a vrrp.Action) {
+	now := in.now()
+	msg := fmt.Sprintf("(%s) Entering %s STATE", in.cfg.Name, a.To)
+	if a.From == vrrp.Init && a.To == vrrp.Backup {
+		msg += " (init)"
+	}
+	if a.To == vrrp.Init {
+		msg = fmt.Sprintf("(%s) Stopped", in.cfg.Name)
+	}
+	in.log.Info(msg, "reason", a.Reason, "priority", in.machine.Priority())
+	in.rep.SetState(int(a.To))
+	in.rep.Transition(a.From.String(), a.To.String())
+	if a.To == vrrp.Master {
+		in.takeoverSince = a.Since
+		if in.takeoverSince.IsZero() {
+			in.takeoverSince = now
+		}
+	}
+	in.mu.Lock()
+	in.status.State = a.To
+	in.status.Since = now
+	in.status.LastTransition = Transition{From: a.From, To: a.To, Reason: a.Reason, At: now}
+	in.mu.Unlock()
+	if in.notify != nil {
+		in.notify.Notify(in.cfg.Name, a.To, in.machine.Priority())
+	}
+	if a.From != vrrp.Init || a.To == vrrp.Master {
+		in.settle.Do(func() { close(in.settled) })
+	}
+}
+
+func (in *Instance) sendAdvert(priority uint8) {
+	adv := vrrp.Advert{
+		Version:  in.cfg.Machine.Version,
+		VRID:     in.cfg.Machine.VRID,
+		Priority: priority,
+		Interval: in.cfg.Machine.AdvertInterval,
+		AuthType: in.cfg.AuthType,
+		Addrs:    in.addrs(),
+	}
+	copy(adv.AuthData[:], in.cfg.AuthPass)
+	if err := in.write(&adv); err != nil {
+		in.log.Warn(fmt.Sprintf("(%s) sending advert: %v", in.cfg.Name, err))
+		return
+	}
+	in.rep.AdvertSent(priority)
+	if priority == 0 {
+		in.log.Info(fmt.Sprintf("(%s) sent 0 priority", in.cfg.Name))
+	}
+	if !in.releaseSince.IsZero() && (priority == 0 || in.machine.State() == vrrp.Master) {
+		in.rep.ObserveRelease(in.now().Sub(in.releaseSince))
+		in.releaseSince = time.Time{}
+	}
+}
+
+// write sends one advert to the multicast group, or to each unicast peer. With v3 over IPv4 the
+// checksum covers the destination address, so a peer-addressed transport gets one payload each.
+func (in *Instance) write(adv *vrrp.Advert) error {
+	if perPeer, ok := in.conn.(PeerWriter); ok && len(in.cfg.Destination) > 1 {
+		for _, dst := range in.cfg.Destination {
+			payload, err := adv.Marshal(in.cfg.Source, dst, in.cfg.Checksum)
+			if err != nil {
+				return fmt.Errorf("build advert: %w", err)
+			}
+			if err := perPeer.WriteAdvertTo(payload, dst); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	payload, err := adv.Marshal(in.cfg.Source, in.cfg.Destination[0], in.cfg.Checksum)
+	if err != nil {
+		return fmt.Errorf("build advert: %w", err)
+	}
+	return in.conn.WriteAdvert(payload)
+}
+
+// sendGARP sends one burst: GARPRepeat announcements of every VIP.
+func (in *Instance) sendGARP() {
+	for range max(in.cfg.GARPRepeat, 1) {
+		n, err := in.announce.Announce(in.cfg.VIPs)
+		if n > 0 {
+			in.rep.GARPSent(n)
+		}
+		if err != nil {
+			in.log.Warn(fmt.Sprintf("(%s) gratuitous ARP: %v", in.cfg.Name, err))
+			break
+		}
+	}
+	in.garpRound++
+	if !in.takeoverSince.IsZero() {
+		d := in.now().Sub(in.takeoverSince)
+		in.rep.ObserveTakeover(d)
+		in.log.Info(fmt.Sprintf("(%s) took over in %s", in.cfg.Name, d.Round(time.Millisecond)))
+		in.takeoverSince = time.Time{}
+	}
+	if in.garpRound == 1 && in.cfg.GARPDelay > 0 {
+		in.nextGARP = in.now().Add(in.cfg.GARPDelay)
+	}
+}
+
+func (in *Instance) addrs() []netip.Addr {
+	out := make([]netip.Addr, 0, len(in.cfg.VIPs))
+	for _, p := range in.cfg.VIPs {
+		out = append(out, p.Addr())
+	}
+	return out
+}
+
+func (in *Instance) setFaultReason(fault bool, reason string) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if fault {
+		in.status.Fault = reason
+	} else {
+		in.status.Fault = ""
+	}
+}
