@@ -1,0 +1,235 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// CheckTimeout bounds `haproxy -c` in Check.
+const CheckTimeout = time.Minute
+
+// Check validates a configuration file the way `hapair check` reports it, like `keepalived -t`:
+// every problem of Load, plus what only this host can tell: HAProxy's own verdict on its
+// configuration (`<haproxy.command> -c -f <haproxy.config>`, when the haproxy section is there) and
+// whether script checks can be executed. Warnings are doubtful but accepted settings, such as a
+// file holding an auth_pass that group or others can read. problems is nil or a Problems value.
+func Check(path string, opts ...LoadOption) (warnings []string, problems error) {
+	ctx, cancel := context.WithTimeout(context.Background(), CheckTimeout)
+	defer cancel()
+	return CheckContext(ctx, path, opts...)
+}
+
+// CheckContext is Check with a context bounding the HAProxy run.
+func CheckContext(ctx context.Context, path string, opts ...LoadOption) (warnings []string, problems error) {
+	cfg, probs := load(path, opts)
+	if cfg == nil {
+		return nil, probs
+	}
+	warns := cfg.Warnings
+	h := hostCheck{cfg: cfg}
+	h.permissions(path)
+	if cfg.HAProxy != nil {
+		h.haproxy(ctx)
+	}
+	h.scripts()
+	probs = append(probs, h.probs...)
+	warns = append(warns, h.warns...)
+	d := decoder{probs: probs, warns: warns}
+	d.sort()
+	if len(d.probs) > 0 {
+		return d.warns.Strings(), d.probs
+	}
+	return d.warns.Strings(), nil
+}
+
+// hostCheck holds what Check finds beyond Load.
+type hostCheck struct {
+	cfg   *Config
+	probs Problems
+	warns Problems
+}
+
+func (h *hostCheck) add(key, format string, args ...any) {
+	h.probs = append(h.probs, Problem{File: h.cfg.File, Line: h.cfg.Line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (h *hostCheck) warn(key, format string, args ...any) {
+	h.warns = append(h.warns, Problem{File: h.cfg.File, Line: h.cfg.Line(key), Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// permissions warns when the file holds a VRRP password that others can read (the seed's
+// `chmod 600 keepalived.conf`).
+func (h *hostCheck) permissions(path string) {
+	key := ""
+	for i, in := range h.cfg.Instances {
+		if in.Authentication != nil && in.Authentication.Pass != "" {
+			key = index("vrrp_instances", i) + ".authentication.auth_pass"
+			break
+		}
+	}
+	if key == "" {
+		return
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return
+	}
+	if perm := fi.Mode().Perm(); perm&0o044 != 0 {
+		h.warn(key, "the file holds a VRRP password and is readable by group or others (mode %04o): chmod 600 %s", perm, path)
+	}
+}
+
+// haproxy runs HAProxy's configuration check. Exit 0 is valid, 1 has fatal errors, 2 is valid
+// but declares no listener (seen on HAProxy 2.6).
+func (h *hostCheck) haproxy(ctx context.Context) {
+	hp := h.cfg.HAProxy
+	prog, err := exec.LookPath(hp.Command)
+	if err != nil {
+		h.add("haproxy.command", "%s: %v (install haproxy, or set haproxy.command)", hp.Command, unwrapExecError(err))
+	}
+	if _, serr := os.Stat(hp.Config); serr != nil {
+		h.add("haproxy.config", "%s: %v", hp.Config, unwrapPathError(serr))
+		return
+	}
+	if err != nil {
+		return
+	}
+	cmd := exec.CommandContext(ctx, prog, "-c", "-f", hp.Config)
+	cmd.Env = childEnv(os.Environ())
+	out, err := cmd.CombinedOutput()
+	text := indent(strings.TrimSpace(string(out)))
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit) && exit.ExitCode() == 2:
+		h.warn("haproxy.config", "%s -c -f %s: valid, but declares no listener:\n%s", hp.Command, hp.Config, text)
+	case ctx.Err() != nil:
+		h.add("haproxy.config", "%s -c -f %s did not finish: %v", hp.Command, hp.Config, ctx.Err())
+	case errors.As(err, &exit):
+		h.add("haproxy.config", "%s -c -f %s refused the configuration (exit status %d):\n%s", hp.Command, hp.Config, exit.ExitCode(), text)
+	default:
+		h.add("haproxy.command", "run %s -c -f %s: %v", hp.Command, hp.Config, err)
+	}
+}
+
+// scripts checks that script checks can be executed (hapair counts a script it cannot execute as
+// a failure, for ever), and warns about notify commands that cannot be, and about commands that
+// script security would refuse.
+func (h *hostCheck) scripts() {
+	for i, c := range h.cfg.Checks {
+		if c.Script == nil {
+			continue
+		}
+		key := index("checks", i) + ".script.command"
+		switch msg, refused := h.program(c.Script.Command); {
+		case msg == "":
+		case refused:
+			h.warn(key, "%s", msg)
+		default:
+			h.add(key, "%s: the check would always fail", msg)
+		}
+	}
+	for i, in := range h.cfg.Instances {
+		for _, n := range []struct{ key, cmd string }{
+			{"notify_master", in.Notify.Master}, {"notify_backup", in.Notify.Backup},
+			{"notify_fault", in.Notify.Fault}, {"notify_stop", in.Notify.Stop}, {"notify", in.Notify.All},
+		} {
+			if n.cmd == "" {
+				continue
+			}
+			if msg, _ := h.program(n.cmd); msg != "" {
+				h.warn(index("vrrp_instances", i)+"."+n.key, "%s", msg)
+			}
+		}
+	}
+}
+
+// program returns "" when the command's program can be run; otherwise why not, with refused set
+// when it exists but script security would refuse it.
+func (h *hostCheck) program(command string) (msg string, refused bool) {
+	argv, err := SplitCommand(command)
+	if err != nil {
+		return err.Error(), false
+	}
+	prog, err := exec.LookPath(argv[0])
+	if err != nil {
+		return fmt.Sprintf("%s: %v", argv[0], unwrapExecError(err)), false
+	}
+	if h.cfg.Notify.ScriptSecurity {
+		if p := insecurePath(prog); p != "" {
+			return fmt.Sprintf("%s: %s can be changed by a user other than root, so hapair will refuse to run it (notify.script_security)", argv[0], p), true
+		}
+	}
+	return "", false
+}
+
+// insecurePath returns the first of path and its parent directories that a user other than root
+// could change, keepalived's test for script security; "" when there is none.
+func insecurePath(path string) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	for p := abs; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return p
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			mode := fi.Mode().Perm()
+			if st.Uid != 0 || (st.Gid != 0 && mode&0o020 != 0) || mode&0o002 != 0 {
+				return p
+			}
+		}
+		if p == filepath.Dir(p) {
+			return ""
+		}
+	}
+}
+
+func unwrapExecError(err error) error {
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		return ee.Err
+	}
+	return unwrapPathError(err)
+}
+
+// childEnv keeps systemd's notification variables away from HAProxy, which would otherwise talk
+// to systemd itself.
+func childEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "WATCHDOG_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func indent(s string) string {
+	if s == "" {
+		return "    (no output)"
+	}
+	var b bytes.Buffer
+	for i, line := range strings.Split(s, "\n") {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString("    ")
+		b.WriteString(line)
+	}
+	return b.String()
+}
