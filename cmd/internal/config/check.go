@@ -201,7 +201,7 @@ func insecurePath(path string) string {
 func unwrapExecError(err error) error {
 	var ee *exec.Error
 	if errors.As(err, &ee) {
-		return ee.Err
+		err = ee.Err
 	}
 	return unwrapPathError(err)
 }

@@ -126,7 +126,7 @@ func isNull(n *yaml.Node) bool {
 // tree (the "billion laughs"), and a configuration gains little from them.
 func (d *decoder) noAlias(n *yaml.Node, path string) bool {
 	if n.Kind == yaml.AliasNode {
-		d.add(n.Line, path, "YAML aliases (*%s) are not supported: write the value out", n.Value)
+		d.add(d.at(n, path), path, "YAML aliases (*%s) are not supported: write the value out", n.Value)
 		return false
 	}
 	return true
@@ -159,7 +159,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, f fields) {
 		return
 	}
 	if n.Kind != yaml.MappingNode {
-		d.add(n.Line, path, "must be a mapping (key: value), not %s", describe(n))
+		d.add(d.at(n, path), path, "must be a mapping (key: value), not %s", describe(n))
 		return
 	}
 	seen := map[string]int{}
@@ -234,11 +234,11 @@ func editDistance(a, b string) int {
 // scalar checks that n is a single written value.
 func (d *decoder) scalar(n *yaml.Node, path string) bool {
 	if isNull(n) {
-		d.add(n.Line, path, "needs a value")
+		d.add(d.at(n, path), path, "needs a value")
 		return false
 	}
 	if n.Kind != yaml.ScalarNode {
-		d.add(n.Line, path, "must be a single value, not %s", describe(n))
+		d.add(d.at(n, path), path, "must be a single value, not %s", describe(n))
 		return false
 	}
 	return true
@@ -256,12 +256,12 @@ func (d *decoder) integer(n *yaml.Node, path string) (int64, bool) {
 		return 0, false
 	}
 	if n.ShortTag() != "!!int" {
-		d.add(n.Line, path, "%s is not a whole number", describe(n))
+		d.add(d.at(n, path), path, "%s is not a whole number", describe(n))
 		return 0, false
 	}
 	var v int64
 	if err := n.Decode(&v); err != nil {
-		d.add(n.Line, path, "%s is not a whole number", describe(n))
+		d.add(d.at(n, path), path, "%s is not a whole number", describe(n))
 		return 0, false
 	}
 	return v, true
@@ -274,7 +274,7 @@ func (d *decoder) intRange(n *yaml.Node, path string, lo, hi int64, out func(int
 		return
 	}
 	if v < lo || v > hi {
-		d.add(n.Line, path, "%d is outside %d..%d", v, lo, hi)
+		d.add(d.at(n, path), path, "%d is outside %d..%d", v, lo, hi)
 		return
 	}
 	out(v)
@@ -285,11 +285,11 @@ func (d *decoder) boolean(n *yaml.Node, path string, out *bool) {
 		return
 	}
 	if n.ShortTag() != "!!bool" {
-		d.add(n.Line, path, "%s is not true or false", describe(n))
+		d.add(d.at(n, path), path, "%s is not true or false", describe(n))
 		return
 	}
 	if err := n.Decode(out); err != nil {
-		d.add(n.Line, path, "%s is not true or false", describe(n))
+		d.add(d.at(n, path), path, "%s is not true or false", describe(n))
 	}
 }
 
@@ -301,7 +301,7 @@ func (d *decoder) duration(n *yaml.Node, path string, out *time.Duration) {
 	}
 	v, err := parseDuration(n.Value)
 	if err != nil {
-		d.add(n.Line, path, "%s: %v", describe(n), err)
+		d.add(d.at(n, path), path, "%s: %v", describe(n), err)
 		return
 	}
 	*out = v
@@ -337,7 +337,7 @@ func (d *decoder) list(n *yaml.Node, path string) []item {
 		return []item{{val: n.Value, line: n.Line}}
 	}
 	if n.Kind != yaml.SequenceNode {
-		d.add(n.Line, path, "must be a list, not %s", describe(n))
+		d.add(d.at(n, path), path, "must be a list, not %s", describe(n))
 		return nil
 	}
 	var out []item
@@ -356,7 +356,7 @@ func (d *decoder) sequence(n *yaml.Node, path string, each func(i int, e *yaml.N
 		return
 	}
 	if n.Kind != yaml.SequenceNode {
-		d.add(n.Line, path, "must be a list (entries starting with -), not %s", describe(n))
+		d.add(d.at(n, path), path, "must be a list (entries starting with -), not %s", describe(n))
 		return
 	}
 	for i, e := range n.Content {
@@ -447,7 +447,7 @@ func (d *decoder) check(n *yaml.Node, path string) CheckConfig {
 		Weight:   DefaultCheckWeight,
 	}
 	if n.Kind != yaml.MappingNode {
-		d.add(n.Line, path, "must be a mapping with name, a probe and its settings, not %s", describe(n))
+		d.add(d.at(n, path), path, "must be a mapping with name, a probe and its settings, not %s", describe(n))
 		return c
 	}
 	d.mapping(n, path, fields{
@@ -474,7 +474,7 @@ func (d *decoder) check(n *yaml.Node, path string) CheckConfig {
 						return
 					}
 					if v.Kind != yaml.MappingNode {
-						d.add(v.Line, p, "must map backend names to the least number of servers UP, not %s", describe(v))
+						d.add(d.at(v, p), p, "must map backend names to the least number of servers UP, not %s", describe(v))
 						return
 					}
 					for i := 0; i+1 < len(v.Content); i += 2 {
@@ -529,7 +529,7 @@ func (d *decoder) instance(i int, n *yaml.Node, path string) Instance {
 		Track:            map[string]int{},
 	}
 	if n.Kind != yaml.MappingNode {
-		d.add(n.Line, path, "must be a mapping with name, interface, virtual_router_id, ..., not %s", describe(n))
+		d.add(d.at(n, path), path, "must be a mapping with name, interface, virtual_router_id, ..., not %s", describe(n))
 		return in
 	}
 	notify := func(out *string) func(v *yaml.Node, p string) {
@@ -546,7 +546,7 @@ func (d *decoder) instance(i int, n *yaml.Node, path string) Instance {
 				in.State = st
 			case "":
 			default:
-				d.add(v.Line, p, "%q is neither MASTER nor BACKUP", s)
+				d.add(d.at(v, p), p, "%q is neither MASTER nor BACKUP", s)
 			}
 		},
 		"virtual_router_id": func(v *yaml.Node, p string) { d.intRange(v, p, 1, 255, func(x int64) { in.VRID = uint8(x) }) },
@@ -572,7 +572,7 @@ func (d *decoder) instance(i int, n *yaml.Node, path string) Instance {
 			}
 			a, err := parseAddr(s)
 			if err != nil {
-				d.add(v.Line, p, "%q is not an IP address", s)
+				d.add(d.at(v, p), p, "%q is not an IP address", s)
 				return
 			}
 			in.UnicastSrcIP = a
@@ -590,7 +590,7 @@ func (d *decoder) instance(i int, n *yaml.Node, path string) Instance {
 				in.Checksum = m
 			case "":
 			default:
-				d.add(v.Line, p, "%q is neither keepalived nor rfc9568", s)
+				d.add(d.at(v, p), p, "%q is neither keepalived nor rfc9568", s)
 			}
 		},
 		"fast_failover": func(v *yaml.Node, p string) { d.boolean(v, p, &in.FastFailover) },
@@ -639,7 +639,16 @@ func (d *decoder) track(n *yaml.Node, path string) []trackRef {
 			refs = append(refs, ref)
 		}
 	default:
-		d.add(n.Line, path, "must map check names to weights, or list check names, not %s", describe(n))
+		d.add(d.at(n, path), path, "must map check names to weights, or list check names, not %s", describe(n))
 	}
 	return refs
+}
+
+// at is the line to report a problem of node n at key path: the key's line when the key was
+// written on a line of its own, else the node's.
+func (d *decoder) at(n *yaml.Node, path string) int {
+	if l, ok := d.lines[path]; ok {
+		return l
+	}
+	return n.Line
 }

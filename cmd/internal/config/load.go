@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -104,7 +105,14 @@ func parse(data []byte, filename string, opts []LoadOption) (*Config, Problems) 
 	return cfg, d.probs
 }
 
-var yamlErrLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+var yamlErrLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+// yamlParserProblems are the messages of yaml.v3's parser, as opposed to its scanner. yaml.v3
+// reports a parser error's line 0-based (and leaves line 1 out entirely), a scanner error's
+// 1-based; this corrects the first.
+var yamlParserProblems = []string{
+	"did not find expected", "found duplicate %", "found incompatible YAML document", "found undefined tag handle",
+}
 
 // document parses the YAML text into its root node; nil with no problem for an empty file.
 func (d *decoder) document(data []byte) (*yaml.Node, bool) {
@@ -133,10 +141,17 @@ func (d *decoder) document(data []byte) (*yaml.Node, bool) {
 
 func (d *decoder) syntaxError(err error) {
 	msg := err.Error()
-	if m := yamlErrLine.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		d.add(line, "", "YAML syntax: %s", m[2])
+	m := yamlErrLine.FindStringSubmatch(msg)
+	if m == nil {
+		d.add(0, "", "YAML syntax: %s", msg)
 		return
 	}
-	d.add(0, "", "YAML syntax: %s", msg)
+	line, _ := strconv.Atoi(m[1]) // 0 when absent
+	for _, p := range yamlParserProblems {
+		if strings.HasPrefix(m[2], p) {
+			line++
+			break
+		}
+	}
+	d.add(line, "", "YAML syntax: %s", m[2])
 }

@@ -101,7 +101,11 @@ func (d *decoder) validateChecks(cfg *Config, o options) map[string]int {
 			d.add(d.lineOf(p), p, "needs one probe: http, script, tcp or interface")
 		case 1:
 		default:
-			d.add(d.lineOf(p+"."+kinds[1]), p, "has %s: a check has exactly one probe", strings.Join(kinds, " and "))
+			last := 0 // the line of the probe written last, the one most likely added by mistake
+			for _, k := range kinds {
+				last = max(last, d.lineOf(p+"."+k))
+			}
+			d.add(last, p, "has %s: a check has exactly one probe", strings.Join(kinds, " and "))
 		}
 
 		if c.Interval < 10*time.Millisecond {
@@ -200,7 +204,7 @@ type vridKey struct {
 }
 
 func (d *decoder) validateInstances(cfg *Config, o options, checks map[string]int) {
-	if len(cfg.Instances) == 0 {
+	if len(cfg.Instances) == 0 && !d.hasProblem("vrrp_instances") {
 		d.add(d.lineOf("vrrp_instances"), "vrrp_instances", "at least one VRRP instance is required")
 	}
 	names := map[string]int{}
@@ -511,4 +515,13 @@ func SplitCommand(s string) ([]string, error) {
 		return nil, errors.New("empty command")
 	}
 	return args, nil
+}
+
+func (d *decoder) hasProblem(key string) bool {
+	for _, p := range d.probs {
+		if p.Key == key {
+			return true
+		}
+	}
+	return false
 }
