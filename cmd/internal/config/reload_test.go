@@ -64,7 +64,9 @@ func TestReloadable(t *testing.T) {
 			changes:     []string{"haproxy.stop_grace: 20s -> 5s"},
 			needRestart: []string{"haproxy.command: /opt/haproxy/sbin/haproxy -> /usr/sbin/haproxy"}},
 		{name: "status listener",
-			edit:        func(s string) string { return strings.Replace(s, `listen: "[::1]:9479"`, `listen: "127.0.0.1:9480"`, 1) },
+			edit: func(s string) string {
+				return strings.Replace(s, `listen: "[::1]:9479"`, `listen: "127.0.0.1:9480"`, 1)
+			},
 			needRestart: []string{"status.listen: [::1]:9479 -> 127.0.0.1:9480"}},
 	}
 	old, err := Parse([]byte(full), "full.yaml", fakeInterfaces())
