@@ -42,7 +42,7 @@ func (c *fakeClock) arm(d time.Duration, f func()) *fakeTimer {
 	return t
 }
 
-func (c *fakeClock) NewTimer(d time.Duration) Timer             { return c.arm(d, nil) }
+func (c *fakeClock) NewTimer(d time.Duration) Timer            { return c.arm(d, nil) }
 func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer { return c.arm(d, f) }
 
 func (t *fakeTimer) C() <-chan time.Time { return t.ch }
