@@ -326,6 +326,24 @@ func (h *Host) DialContext(ctx context.Context, network, addr string) (net.Conn,
 	return conn, err
 }
 
+// WaitTCP waits until a TCP connection from this host to addr ("ip:port")
+// succeeds, e.g. until a server started in some host listens.
+func (h *Host) WaitTCP(ctx context.Context, addr string, timeout time.Duration) error {
+	err := WaitFor(ctx, timeout, func() (bool, error) {
+		dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		c, err := h.DialContext(dctx, "tcp", addr)
+		if err != nil {
+			return false, err
+		}
+		return true, c.Close()
+	})
+	if err != nil {
+		return fmt.Errorf("%s: connect to %s: %w", h.Name, addr, err)
+	}
+	return nil
+}
+
 func killGroup(pid int) error {
 	if pid <= 0 {
 		return nil

@@ -259,7 +259,7 @@ func (l *Lab) AddHost(name string, addr netip.Prefix) (*Host, error) {
 	if err := h.open(); err != nil {
 		return nil, fmt.Errorf("lab: host %s: %w", name, err)
 	}
-	l.log.Info("lab: host ready", "host", name, "namespace", h.NS, "addr", addr, "mac", h.MAC())
+	l.log.Info("lab: host ready", "host", name, "namespace", h.NS, "addr", addr, "mac", h.MAC().String())
 	return h, nil
 }
 

@@ -66,9 +66,6 @@ func cleanupStale(ctx context.Context) ([]string, error) {
 }
 
 func writeMarker(ns string) error {
-	if err := os.MkdirAll(MarkerDir, 0o755); err != nil {
-		return fmt.Errorf("lab: create %s: %w", MarkerDir, err)
-	}
 	start, err := processStart(os.Getpid())
 	if err != nil {
 		return fmt.Errorf("lab: marker for %s: %w", ns, err)
@@ -77,6 +74,9 @@ func writeMarker(ns string) error {
 }
 
 func writeMarkerFor(ns string, mk marker) error {
+	if err := os.MkdirAll(MarkerDir, 0o755); err != nil {
+		return fmt.Errorf("lab: create %s: %w", MarkerDir, err)
+	}
 	path := markerPath(ns)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d %d\n", mk.PID, mk.Start), 0o644); err != nil {
