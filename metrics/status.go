@@ -3,6 +3,7 @@ package metrics
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -104,6 +105,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	var secs float64
 	if err := json.Unmarshal(b, &secs); err != nil {
 		return fmt.Errorf("decode duration %s: want a string like \"1.5s\" or seconds", b)
+	}
+	// float64 to int64 conversion of an out-of-range value is undefined.
+	if math.Abs(secs) > math.MaxInt64/float64(time.Second) {
+		return fmt.Errorf("decode duration %s: out of range", b)
 	}
 	*d = Duration(secs * float64(time.Second))
 	return nil

@@ -133,6 +133,8 @@ func TestDurationJSON(t *testing.T) {
 		{`2`, 2 * time.Second, false},
 		{`"soon"`, 0, true},
 		{`true`, 0, true},
+		{`1e300`, 0, true},
+		{`-1e300`, 0, true},
 	}
 	for _, tt := range tests {
 		var d Duration
