@@ -75,8 +75,7 @@ func (p *InterfaceProbe) handle() (*netlink.Handle, error) {
 
 // linkUp decides from the kernel's view of a link. keepalived's track_interface
 // looks at IFF_UP and IFF_RUNNING; the operational state says the same more
-// precisely (a veth whose peer is down is DOWN, a bond without slaves is
-// LOWERLAYERDOWN).
+// precisely (a veth whose peer is down reads LOWERLAYERDOWN, a cable pulled DOWN).
 func linkUp(a *netlink.LinkAttrs) (bool, string) {
 	if a.Flags&net.FlagUp == 0 {
 		return false, fmt.Sprintf("interface %s is administratively down", a.Name)
