@@ -1,0 +1,423 @@
+package convert
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/hapair/hapair/cmd/internal/config"
+)
+
+// yamlValue is a node of the YAML being written. Building yaml.Node values (rather than text)
+// leaves quoting to yaml.v3: a password such as 12345678 comes out quoted, as a string.
+type yamlValue = *yaml.Node
+
+func str(s string) yamlValue { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s} }
+func num(i int) yamlValue    { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(i)} }
+func boolean(b bool) yamlValue {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!bool", Value: strconv.FormatBool(b)}
+}
+func dur(d time.Duration) yamlValue { return str(formatDuration(d)) }
+
+// formatDuration writes "1s", "500ms", "1m" rather than time.Duration's "1m0s".
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func flowSeq(items []string) yamlValue {
+	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle}
+	for _, it := range items {
+		n.Content = append(n.Content, str(it))
+	}
+	return n
+}
+
+// mapping builds a mapping from alternating keys and values; nil values are left out.
+func mapping(kv ...any) yamlValue {
+	n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v, _ := kv[i+1].(yamlValue)
+		if v == nil {
+			continue
+		}
+		n.Content = append(n.Content, str(kv[i].(string)), v)
+	}
+	return n
+}
+
+func (m *mapNode) add(key string, v yamlValue) {
+	if v != nil {
+		m.Content = append(m.Content, str(key), v)
+	}
+}
+
+type mapNode struct{ *yaml.Node }
+
+func newMap() *mapNode { return &mapNode{&yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}} }
+
+var checkNameBad = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// checkName turns a vrrp_script name into a unique hapair check name; script is the
+// vrrp_script's name for the note when the name had to change ("" for a generated name).
+func (c *converter) checkName(name string, script string) string {
+	if c.usedNames == nil {
+		c.usedNames = map[string]bool{config.BuiltinHAProxyCheck: true}
+	}
+	out := checkNameBad.ReplaceAllString(name, "_")
+	if out == config.BuiltinHAProxyCheck {
+		out += "_script"
+	}
+	base := out
+	for i := 2; c.usedNames[out]; i++ {
+		out = fmt.Sprintf("%s_%d", base, i)
+	}
+	c.usedNames[out] = true
+	if out != name && script != "" {
+		vs := c.scripts[script]
+		c.note(vs.line, "vrrp_script "+name, "named %s in hapair (check names are [A-Za-z0-9_.-]+, unique, and haproxy is the built-in check)", out)
+	}
+	return out
+}
+
+// build assembles the YAML document.
+func (c *converter) build() yamlValue {
+	root := newMap()
+	if c.routerID != "" {
+		root.add("router_id", str(c.routerID))
+	}
+
+	var instances []yamlValue
+	var checks []yamlValue
+	for _, in := range c.instances {
+		instances = append(instances, c.buildInstance(in, &checks))
+	}
+
+	// Script checks in the order keepalived.conf defines them, each once.
+	var scriptChecks []yamlValue
+	for _, vs := range c.scriptOrder {
+		switch {
+		case !vs.used:
+			c.note(vs.line, "vrrp_script "+vs.name, "no vrrp_instance tracks it (keepalived does not run it either): not converted")
+		case vs.haproxy:
+			why := fmt.Sprintf("%q became hapair's built-in haproxy check: hapair runs HAProxy itself and sees it exit at once", vs.command)
+			if len(vs.ignoredHAProxyKw) > 0 {
+				why += fmt.Sprintf(", so its settings (%s) no longer apply", strings.Join(vs.ignoredHAProxyKw, ", "))
+			}
+			c.note(vs.line, "vrrp_script "+vs.name, "%s; stop and disable haproxy.service: hapair starts HAProxy", why)
+		default:
+			scriptChecks = append(scriptChecks, c.buildScriptCheck(vs))
+		}
+	}
+	checks = append(scriptChecks, checks...)
+
+	if c.usesHAProxy {
+		root.add("haproxy", mapping("command", str(config.DefaultHAProxyCommand), "config", str(config.DefaultHAProxyConfig)))
+	}
+	if len(checks) > 0 {
+		root.add("checks", &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Content: checks})
+	}
+	root.add("vrrp_instances", &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Content: instances})
+
+	notify := newMap()
+	if c.scriptUser != "" {
+		notify.add("user", str(c.scriptUser))
+	}
+	if c.scriptSecurity {
+		notify.add("script_security", boolean(true))
+	} else if c.runsCommands() {
+		c.note(0, "enable_script_security", "not set, so keepalived ran scripts without checking who can change them; hapair checks by default (notify.script_security: true) and refuses unsafe ones: `hapair check` lists them")
+	}
+	if len(notify.Content) > 0 {
+		root.add("notify", notify.Node)
+	}
+	return root.Node
+}
+
+func (c *converter) runsCommands() bool {
+	for _, vs := range c.scriptOrder {
+		if vs.used && !vs.haproxy {
+			return true
+		}
+	}
+	for _, in := range c.instances {
+		for _, f := range in.fields {
+			if strings.HasPrefix(f.key, "notify") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (c *converter) buildScriptCheck(vs *vscript) yamlValue {
+	timeout := vs.timeout
+	if !vs.timeoutSet {
+		// keepalived gives a script without timeout the interval to finish in.
+		timeout = vs.interval
+	}
+	script := mapping("command", str(vs.command))
+	if vs.user != "" {
+		script.Content = append(script.Content, str("user"), str(vs.user))
+	}
+	script.Style = yaml.FlowStyle
+	return mapping(
+		"name", str(vs.outName),
+		"script", script,
+		"interval", dur(vs.interval),
+		"timeout", dur(timeout),
+		"fall", num(vs.fall),
+		"rise", num(vs.rise),
+		"weight", num(vs.weight),
+	)
+}
+
+func (c *converter) buildInstance(in *vinst, checks *[]yamlValue) yamlValue {
+	ctx := "vrrp_instance " + in.name + ": "
+	m := newMap()
+	m.HeadComment = fmt.Sprintf("from %s:%d", c.file, in.line)
+	m.add("name", str(in.name))
+	order := []string{"interface", "state", "virtual_router_id", "priority"}
+	for _, k := range order {
+		for _, f := range in.fields {
+			if f.key == k {
+				m.add(k, f.node)
+			}
+		}
+	}
+
+	version := in.version
+	if version == 0 {
+		version = c.globalVersion
+	}
+	if version == 0 {
+		version = 2
+	}
+	if in.hasV6 && version == 2 {
+		if in.version == 2 {
+			c.note(in.versionLn, ctx+"version 2", "keepalived runs IPv6 instances as version 3 whatever this says: written as version 3")
+		}
+		version = 3
+	}
+
+	if in.advertInt != "" {
+		if d, ok := seconds(in.advertInt); !ok {
+			c.note(in.advertLn, ctx+"advert_int "+in.advertInt, "is not a number of seconds: the default 1s applies")
+		} else {
+			m.add("advert_int", dur(c.roundAdvert(d, version, in.advertLn, ctx)))
+		}
+	}
+	m.add("version", num(version))
+	for _, k := range []string{"preempt", "preempt_delay"} {
+		for _, f := range in.fields {
+			if f.key == k {
+				m.add(k, f.node)
+			}
+		}
+	}
+
+	if a := in.auth; a != nil {
+		switch {
+		case version == 3:
+			c.note(in.authLine, ctx+"authentication", "VRRPv3 has no authentication (keepalived ignored it too): not carried")
+		case a.Type == "AH":
+			c.note(in.authLine, ctx+"authentication auth_type AH", "AH is not supported by hapair: converted without authentication, so the peers must drop it too")
+		case a.Type != "PASS":
+			c.note(in.authLine, ctx+"authentication auth_type "+a.Type, "is neither PASS nor AH: not carried")
+		default:
+			pass := a.Pass
+			if len(pass) > 8 {
+				c.note(in.authLine, ctx+"authentication auth_pass", "is %d characters long; keepalived used the first 8, and so does the converted file", len(pass))
+				pass = pass[:8]
+			}
+			auth := mapping("auth_type", str("PASS"), "auth_pass", str(pass))
+			auth.Style = yaml.FlowStyle
+			m.add("authentication", auth)
+		}
+	}
+	if len(in.vips) > 0 {
+		m.add("virtual_ipaddress", flowSeq(c.uniqueVIPs(in, ctx)))
+	}
+	src := in.src
+	if in.mcastSrc != "" {
+		if src == "" {
+			src = in.mcastSrc
+			c.note(in.mcastLn, ctx+"mcast_src_ip "+in.mcastSrc, "written as unicast_src_ip, which hapair uses as the source of multicast adverts too")
+		} else {
+			c.note(in.mcastLn, ctx+"mcast_src_ip "+in.mcastSrc, "unicast_src_ip is set as well and is the source hapair uses: not carried")
+		}
+	}
+	if src != "" {
+		m.add("unicast_src_ip", str(src))
+	}
+	if len(in.peers) > 0 {
+		m.add("unicast_peer", flowSeq(in.peers))
+	}
+
+	track := newMap()
+	track.Style = yaml.FlowStyle
+	seen := map[string]bool{}
+	for _, ref := range in.tracks {
+		vs := c.scripts[ref.name]
+		if vs == nil {
+			c.note(ref.line, ctx+"track_script "+ref.name, "no vrrp_script has this name (keepalived ignores it too): not carried")
+			continue
+		}
+		vs.used = true
+		weight := vs.weight
+		if ref.weight != nil {
+			weight = *ref.weight
+		}
+		key := config.BuiltinHAProxyCheck
+		if vs.haproxy {
+			c.usesHAProxy = true
+		} else {
+			if vs.outName == "" {
+				vs.outName = c.checkName(vs.name, vs.name)
+			}
+			key = vs.outName
+		}
+		if seen[key] {
+			c.note(ref.line, ctx+"track_script "+ref.name, "tracks the same check as an entry above (%s): only the first is carried", key)
+			continue
+		}
+		seen[key] = true
+		track.add(key, num(weight))
+	}
+	for _, ic := range in.ifChecks {
+		// One interface check per interface, shared by the instances that track it; the track
+		// entry carries each instance's own weight.
+		name, ok := c.ifChecks[ic.iface]
+		if !ok {
+			name = c.checkName("if_"+ic.iface, "")
+			c.ifChecks[ic.iface] = name
+			iface := mapping("name", str(ic.iface))
+			iface.Style = yaml.FlowStyle
+			*checks = append(*checks, mapping("name", str(name), "interface", iface, "weight", num(ic.weight)))
+		}
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		track.add(name, num(ic.weight))
+	}
+	if len(track.Content) > 0 {
+		m.add("track", track.Node)
+	}
+	if len(in.trackIfs) > 0 {
+		m.add("track_interface", flowSeq(in.trackIfs))
+	}
+
+	c.garp(m, "garp_master_repeat", in.garpRep, c.globalGARPRep, in, ctx)
+	c.garp(m, "garp_master_delay", in.garpDelay, c.globalGARPDly, in, ctx)
+	for _, k := range []string{"notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"} {
+		for _, f := range in.fields {
+			if f.key == k {
+				m.add(k, f.node)
+			}
+		}
+	}
+	return m.Node
+}
+
+// roundAdvert fits an advert interval to what the version carries, as keepalived does (with a
+// warning that the converted file replaces by a note).
+func (c *converter) roundAdvert(d time.Duration, version, line int, ctx string) time.Duration {
+	step, lowest := 10*time.Millisecond, 10*time.Millisecond
+	if version == 2 {
+		step, lowest = time.Second, time.Second
+	}
+	r := max(time.Duration(math.Round(float64(d)/float64(step)))*step, lowest)
+	if r != d {
+		c.note(line, ctx+"advert_int", "VRRPv%d carries %s steps: %v rounded to %v, as keepalived does", version, formatDuration(step), d, formatDuration(r))
+	}
+	return r
+}
+
+func (c *converter) garp(m *mapNode, key, own, global string, in *vinst, ctx string) {
+	v := own
+	if v == "" {
+		v = global
+	}
+	if v == "" {
+		return
+	}
+	switch key {
+	case "garp_master_repeat":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 255 {
+			c.note(in.line, ctx+key+" "+v, "is not within 1..255: the default applies")
+			return
+		}
+		m.add(key, num(n))
+	default:
+		d, ok := seconds(v)
+		if !ok {
+			c.note(in.line, ctx+key+" "+v, "is not a number of seconds: the default applies")
+			return
+		}
+		m.add(key, dur(d))
+	}
+}
+
+// render writes the document with a header that repeats the notes, so that they travel with
+// the file when the output is redirected.
+func render(root yamlValue, notes []Note, file string) ([]byte, error) {
+	var head strings.Builder
+	fmt.Fprintf(&head, "hapair configuration converted from %s by `hapair convert`.\n", file)
+	head.WriteString("Validate it on the target host with `hapair check` (interfaces, haproxy -c, scripts).\n")
+	head.WriteString("Every key and default: docs/configuration.md.")
+	if len(notes) > 0 {
+		head.WriteString("\n\nNot carried over, or not as written:")
+		for _, n := range notes {
+			line := "-"
+			if n.Line > 0 {
+				line = strconv.Itoa(n.Line)
+			}
+			fmt.Fprintf(&head, "\n  line %s: %s: %s", line, n.Keyword, n.Why)
+		}
+	}
+	root.HeadComment = head.String()
+	doc := &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{root}}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// uniqueVIPs drops a repeated address (keepalived's samples list one twice, once with a label).
+func (c *converter) uniqueVIPs(in *vinst, ctx string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for i, v := range in.vips {
+		key := v
+		if p, err := config.ParseVIP(v); err == nil {
+			key = p.Addr().String()
+		}
+		if seen[key] {
+			c.note(in.vipLines[i], ctx+"virtual_ipaddress "+v, "%s is listed twice: written once", key)
+			continue
+		}
+		seen[key] = true
+		out = append(out, v)
+	}
+	return out
+}
