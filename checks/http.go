@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -80,7 +81,7 @@ func (p *HTTPProbe) probe(ctx context.Context, start time.Time) Result {
 	req.Header.Set("User-Agent", "hapair-check")
 	resp, err := p.client.Do(req)
 	if err != nil {
-		if timedOut(ctx) {
+		if timedOut(ctx, err) {
 			return fail("GET %s: timed out after %s", p.url, time.Since(start).Round(time.Millisecond))
 		}
 		return fail("GET %s: %v", p.url, err)
@@ -88,7 +89,7 @@ func (p *HTTPProbe) probe(ctx context.Context, start time.Time) Result {
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody+1))
 	if err != nil {
-		if timedOut(ctx) {
+		if timedOut(ctx, err) {
 			return fail("GET %s: timed out reading the answer after %s", p.url, time.Since(start).Round(time.Millisecond))
 		}
 		return fail("GET %s: read answer: %v", p.url, err)
@@ -118,7 +119,10 @@ func (p *HTTPProbe) probe(ctx context.Context, start time.Time) Result {
 }
 
 // timedOut tells a probe whose context ran out of time (the Runner's timeout or a
-// caller's deadline) from other errors.
-func timedOut(ctx context.Context) bool {
-	return errors.Is(context.Cause(ctx), context.DeadlineExceeded)
+// caller's deadline) from other errors. err counts too: the network stack turns a
+// context deadline into a socket deadline, which may fire a moment before the
+// context's own timer marks it done.
+func timedOut(ctx context.Context, err error) bool {
+	return errors.Is(context.Cause(ctx), context.DeadlineExceeded) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
 }

@@ -68,6 +68,8 @@ func startRunner(t *testing.T, r *Runner) {
 			if err != nil {
 				t.Errorf("Run: %v", err)
 			}
+			for range r.Events() { // must be closed once Run has returned
+			}
 		case <-time.After(5 * time.Second):
 			t.Error("Run did not return after cancel")
 		}

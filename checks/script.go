@@ -118,7 +118,7 @@ func (p *ScriptProbe) run(ctx context.Context, start time.Time) Result {
 
 	output := out.String()
 	switch {
-	case timedOut(ctx):
+	case timedOut(ctx, nil):
 		return Result{Output: joinOutput(fmt.Sprintf("timed out after %s, process group killed",
 			time.Since(start).Round(time.Millisecond)), output)}
 	case err == nil:

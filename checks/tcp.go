@@ -31,7 +31,7 @@ func (p *TCPProbe) Probe(ctx context.Context) Result {
 		conn.Close()
 		res.OK = true
 		res.Output = fmt.Sprintf("connected to %s", p.addr)
-	case timedOut(ctx):
+	case timedOut(ctx, err):
 		res.Output = fmt.Sprintf("connect %s: timed out after %s", p.addr, res.Duration.Round(time.Millisecond))
 	default:
 		res.Output = fmt.Sprintf("connect %s: %v", p.addr, err)
