@@ -25,7 +25,7 @@ func TestRunnerRealProbes(t *testing.T) {
 			c.Close()
 		}
 	}()
-	tcp, _ := NewTCPProbe(l.Addr().String())
+	tcp := NewTCPProbe(l.Addr().String())
 	hang, err := NewScriptProbe(writeScript(t, "echo checking; sleep 30", 0o755), "")
 	if err != nil {
 		t.Fatal(err)

@@ -12,12 +12,11 @@ type TCPProbe struct {
 	addr string
 }
 
-// NewTCPProbe checks that address is host:port.
-func NewTCPProbe(address string) (*TCPProbe, error) {
-	if _, _, err := net.SplitHostPort(address); err != nil {
-		return nil, fmt.Errorf("tcp check address %q: %w", address, err)
-	}
-	return &TCPProbe{addr: address}, nil
+// NewTCPProbe probes address (host:port). An address that cannot be dialled
+// (configuration validation should have refused it) makes every probe fail with
+// the dialler's reason.
+func NewTCPProbe(address string) *TCPProbe {
+	return &TCPProbe{addr: address}
 }
 
 // Probe connects once and closes the connection at once.

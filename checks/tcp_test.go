@@ -36,11 +36,7 @@ func TestTCPProbe(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := NewTCPProbe(tt.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := probeWithTimeout(t, p, time.Second)
+			res := probeWithTimeout(t, NewTCPProbe(tt.addr), time.Second)
 			if res.OK != tt.ok || !strings.Contains(res.Output, tt.want) || res.At.IsZero() {
 				t.Errorf("result %+v; want ok=%v containing %q", res, tt.ok, tt.want)
 			}
@@ -67,7 +63,7 @@ func TestTCPProbeTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _ := NewTCPProbe(fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port))
+	p := NewTCPProbe(fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port))
 	const timeout = 200 * time.Millisecond
 	var res Result
 	for range 10 {
@@ -81,10 +77,11 @@ func TestTCPProbeTimeout(t *testing.T) {
 	t.Logf("%s", res.Output)
 }
 
-func TestNewTCPProbeRejects(t *testing.T) {
+func TestTCPProbeBadAddress(t *testing.T) {
 	for _, addr := range []string{"", "127.0.0.1", "::1:80"} {
-		if _, err := NewTCPProbe(addr); err == nil {
-			t.Errorf("NewTCPProbe(%q) accepted", addr)
+		res := probeWithTimeout(t, NewTCPProbe(addr), time.Second)
+		if res.OK || !strings.Contains(res.Output, "address") {
+			t.Errorf("NewTCPProbe(%q): result %+v, want a failure naming the address problem", addr, res)
 		}
 	}
 }
