@@ -19,4 +19,9 @@
 //     one is up at once; a flapping HAProxy is damped by the supervisor's backoff.
 //   - An address owner (base priority 255) drops to at most 254 as soon as a failing
 //     check's negative weight applies (keepalived ignores weights for an owner).
+//   - A probe that does not return at its timeout is abandoned after a grace period
+//     and counted as failed; the check is not probed again until it has returned.
+//     Each check runs in its own goroutine, so a slow probe delays no other check.
+//   - A tracked name that is not a known check is ignored by EffectivePriority;
+//     configuration validation is where such a name is refused.
 package checks
