@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -75,9 +76,6 @@ var checkNameBad = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
 // checkName turns a vrrp_script name into a unique hapair check name; script is the
 // vrrp_script's name for the note when the name had to change ("" for a generated name).
 func (c *converter) checkName(name string, script string) string {
-	if c.usedNames == nil {
-		c.usedNames = map[string]bool{config.BuiltinHAProxyCheck: true}
-	}
 	out := checkNameBad.ReplaceAllString(name, "_")
 	if out == config.BuiltinHAProxyCheck {
 		out += "_script"
@@ -99,6 +97,15 @@ func (c *converter) build() yamlValue {
 	root := newMap()
 	if c.routerID != "" {
 		root.add("router_id", str(c.routerID))
+	}
+
+	// Scripts whose names are already valid keep them; only the others are renamed around them.
+	c.usedNames = map[string]bool{config.BuiltinHAProxyCheck: true}
+	for _, vs := range c.scriptOrder {
+		if !vs.haproxy && vs.name != config.BuiltinHAProxyCheck && !checkNameBad.MatchString(vs.name) {
+			vs.outName = vs.name
+			c.usedNames[vs.name] = true
+		}
 	}
 
 	var instances []yamlValue
@@ -189,7 +196,7 @@ func (c *converter) buildScriptCheck(vs *vscript) yamlValue {
 func (c *converter) buildInstance(in *vinst, checks *[]yamlValue) yamlValue {
 	ctx := "vrrp_instance " + in.name + ": "
 	m := newMap()
-	m.HeadComment = fmt.Sprintf("from %s:%d", c.file, in.line)
+	m.HeadComment = printable(fmt.Sprintf("from %s:%d", c.file, in.line))
 	m.add("name", str(in.name))
 	order := []string{"interface", "state", "virtual_router_id", "priority"}
 	for _, k := range order {
@@ -391,7 +398,7 @@ func render(root yamlValue, notes []Note, file string) ([]byte, error) {
 			fmt.Fprintf(&head, "\n  line %s: %s: %s", line, n.Keyword, n.Why)
 		}
 	}
-	root.HeadComment = head.String()
+	root.HeadComment = printable(head.String())
 	doc := &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{root}}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
@@ -422,4 +429,15 @@ func (c *converter) uniqueVIPs(in *vinst, ctx string) []string {
 		out = append(out, v)
 	}
 	return out
+}
+
+// printable keeps comments to printable text: they quote the input, and yaml.v3 cannot write
+// control characters in a comment.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || unicode.IsPrint(r) {
+			return r
+		}
+		return '?'
+	}, s)
 }

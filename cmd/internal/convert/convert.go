@@ -3,6 +3,7 @@
 package convert
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"math"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hapair/hapair/cmd/internal/config"
 )
@@ -43,6 +45,10 @@ func Convert(r io.Reader, filename string) (yamlText []byte, unconverted []Note,
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", filename, err)
+	}
+	if !utf8.Valid(data) {
+		line := 1 + bytes.Count(data[:firstInvalidUTF8(data)], []byte("\n"))
+		return nil, nil, &SyntaxError{File: filename, Line: line, Msg: "not UTF-8 text"}
 	}
 	toks, err := lex(string(data), filename)
 	if err != nil {
@@ -682,4 +688,15 @@ func (c *converter) unconditional(stmts []*stmt) []*stmt {
 		out = append(out, s)
 	}
 	return out
+}
+
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return len(b)
 }
