@@ -40,7 +40,8 @@ bench:
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./vrrp/... ./checks/...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./vrrp
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 60s ./vrrp
+	$(GO) test -run '^$$' -fuzz '^FuzzParseStatsCSV$$' -fuzztime 60s ./checks
 
 lint:
 	$(GO) vet ./...
