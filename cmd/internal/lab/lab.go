@@ -398,11 +398,16 @@ func removeNamespace(ctx context.Context, ns string) error {
 		return err
 	}
 	if slices.Contains(names, ns) {
-		if err := killNamespace(ctx, ns); err != nil {
-			return err
+		err := killNamespace(ctx, ns)
+		if err == nil {
+			err = runCmd(ctx, "ip", "netns", "delete", ns)
 		}
-		if err := runCmd(ctx, "ip", "netns", "delete", ns); err != nil {
-			return fmt.Errorf("lab: %w", err)
+		if err != nil {
+			// Somebody else (a CleanupStale elsewhere) may have deleted it
+			// meanwhile: only a namespace still there is a failure.
+			if names, lerr := listNamespaces(ctx); lerr != nil || slices.Contains(names, ns) {
+				return fmt.Errorf("lab: remove namespace %s: %w", ns, err)
+			}
 		}
 	}
 	if err := os.Remove(markerPath(ns)); err != nil && !errors.Is(err, os.ErrNotExist) {

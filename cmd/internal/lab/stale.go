@@ -35,10 +35,14 @@ func CleanupStale() error {
 }
 
 func cleanupStale(ctx context.Context) ([]string, error) {
-	entries, err := os.ReadDir(MarkerDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+	// Test binaries of several packages start labs at the same time; one
+	// sweep at a time keeps them from deleting the same namespace twice.
+	unlock, err := lockMarkers()
+	if err != nil {
+		return nil, err
 	}
+	defer unlock()
+	entries, err := os.ReadDir(MarkerDir)
 	if err != nil {
 		return nil, fmt.Errorf("lab: read %s: %w", MarkerDir, err)
 	}
@@ -63,6 +67,22 @@ func cleanupStale(ctx context.Context) ([]string, error) {
 		removed = append(removed, ns)
 	}
 	return removed, errors.Join(errs...)
+}
+
+// lockMarkers takes an exclusive flock on MarkerDir/.lock.
+func lockMarkers() (unlock func(), err error) {
+	if err := os.MkdirAll(MarkerDir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: create %s: %w", MarkerDir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(MarkerDir, ".lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lab: lock %s: %w", MarkerDir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lab: lock %s: %w", MarkerDir, err)
+	}
+	return func() { f.Close() }, nil // closing releases the lock
 }
 
 func writeMarker(ns string) error {

@@ -69,8 +69,10 @@ func TestCleanupStaleRemovesNamespacesOfDeadProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range cases {
-		if got := slices.Contains(removed, c.ns); got != c.removed {
-			t.Errorf("%s: removed=%v, want %v (removed: %v)", c.ns, got, c.removed, removed)
+		// Another test binary's sweep may have removed a stale one first, so
+		// only "kept" can be checked on the returned list.
+		if !c.removed && slices.Contains(removed, c.ns) {
+			t.Errorf("%s: removed, though its creator lives", c.ns)
 		}
 		if slices.Contains(names, c.ns) == c.removed {
 			t.Errorf("%s: still listed=%v", c.ns, !c.removed)
