@@ -5,6 +5,7 @@ import (
 	"flag"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -798,4 +799,30 @@ func FuzzConvert(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSeedIsValidKeepalived has keepalived itself check the seed files kept in testdata, in a
+// network namespace of its own (unshare -n: it vanishes with the process) holding an eth0.
+func TestSeedIsValidKeepalived(t *testing.T) {
+	keepalived, err := exec.LookPath("keepalived")
+	if err != nil {
+		t.Skip("keepalived is not installed")
+	}
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("needs root for a network namespace")
+		}
+		t.Skip("needs root for a network namespace")
+	}
+	for _, name := range []string{"loglb01.conf", "loglb02.conf"} {
+		abs, err := filepath.Abs(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		script := `ip link add eth0 type veth peer name eth0p && ip link set eth0 up && exec "$0" -t --log-console -D -f "$1"`
+		cmd := exec.Command("unshare", "-n", "sh", "-c", script, keepalived, abs)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("keepalived -t %s: %v\n%s", name, err, out)
+		}
+	}
 }
