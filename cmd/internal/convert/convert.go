@@ -80,7 +80,6 @@ type vscript struct {
 	argv             []string
 	command          string
 	interval         time.Duration
-	intervalSet      bool
 	timeout          time.Duration
 	timeoutSet       bool
 	weight           int
@@ -88,7 +87,6 @@ type vscript struct {
 	user             string
 	haproxy          bool // a process test of HAProxy, replaced by the built-in check
 	used             bool
-	emitted          bool
 	ignoredHAProxyKw []string // interval, fall, rise... that the built-in check makes moot
 }
 
@@ -96,7 +94,7 @@ type vscript struct {
 type vinst struct {
 	name      string
 	line      int
-	fields    []field // in output order
+	fields    []field // single-value keys as read; buildInstance writes them in a fixed order
 	version   int     // 0: not written
 	versionLn int
 	advertInt string
@@ -117,7 +115,7 @@ type vinst struct {
 	garpRep   string
 }
 
-// field is one output key of an instance, kept in the order it is written.
+// field is one output key of an instance.
 type field struct {
 	key  string
 	node yamlValue
@@ -130,8 +128,8 @@ type trackRef struct {
 }
 
 type ifCheck struct {
-	name, iface string
-	weight      int
+	iface  string
+	weight int
 }
 
 type converter struct {
@@ -318,7 +316,7 @@ func (c *converter) vrrpScript(s *stmt) {
 			vs.command = joinCommand(argv)
 		case "interval":
 			if d, ok := c.secondsArg(g); ok && d > 0 {
-				vs.interval, vs.intervalSet = d, true
+				vs.interval = d
 			}
 			vs.ignoredHAProxyKw = append(vs.ignoredHAProxyKw, "interval "+g.argText())
 		case "timeout":
@@ -456,7 +454,16 @@ func (c *converter) vrrpInstance(s *stmt) {
 	in := &vinst{name: s.args()[0].text, line: s.line}
 	c.instances = append(c.instances, in)
 	ctx := "vrrp_instance " + in.name + ": "
-	set := func(key string, n yamlValue) { in.fields = append(in.fields, field{key, n}) }
+	set := func(key string, n yamlValue, line int) {
+		for i, f := range in.fields {
+			if f.key == key {
+				c.note(line, ctx+key, "written twice: the last value is used, as keepalived does")
+				in.fields[i].node = n
+				return
+			}
+		}
+		in.fields = append(in.fields, field{key, n})
+	}
 	for _, g := range s.block {
 		kw := g.keyword()
 		args := g.args()
@@ -468,21 +475,21 @@ func (c *converter) vrrpInstance(s *stmt) {
 		case "state":
 			switch st := strings.ToUpper(first); st {
 			case "MASTER", "BACKUP":
-				set("state", str(st))
+				set("state", str(st), g.line)
 			default:
 				c.note(g.line, ctx+"state "+g.argText(), "is neither MASTER nor BACKUP: skipped (BACKUP is the default)")
 			}
 		case "interface":
 			if first != "" {
-				set("interface", str(first))
+				set("interface", str(first), g.line)
 			}
 		case "virtual_router_id":
 			if v, ok := c.intArg(g, 1, 255); ok {
-				set("virtual_router_id", num(v))
+				set("virtual_router_id", num(v), g.line)
 			}
 		case "priority":
 			if v, ok := c.intArg(g, 1, 255); ok {
-				set("priority", num(v))
+				set("priority", num(v), g.line)
 			}
 		case "advert_int":
 			in.advertInt, in.advertLn = first, g.line
@@ -517,12 +524,12 @@ func (c *converter) vrrpInstance(s *stmt) {
 				}
 			}
 		case "nopreempt":
-			set("preempt", boolean(false))
+			set("preempt", boolean(false), g.line)
 		case "preempt":
 			// keepalived's backward-compatible no-op: preempting is the default in both.
 		case "preempt_delay":
 			if d, ok := c.secondsArg(g); ok {
-				set("preempt_delay", dur(d))
+				set("preempt_delay", dur(d), g.line)
 			}
 		case "track_script":
 			for _, t := range g.block {
@@ -564,7 +571,7 @@ func (c *converter) vrrpInstance(s *stmt) {
 				}
 			}
 		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
-			c.notify(in, g, ctx)
+			c.notify(g, ctx, set)
 		case "garp_master_delay":
 			in.garpDelay = first
 		case "garp_master_repeat":
@@ -645,7 +652,7 @@ func vipOptionHasValue(o string) bool {
 }
 
 // notify reads notify_* <command>|"<command>" [username [groupname]].
-func (c *converter) notify(in *vinst, g *stmt, ctx string) {
+func (c *converter) notify(g *stmt, ctx string, set func(string, yamlValue, int)) {
 	args := g.args()
 	if len(args) == 0 {
 		c.note(g.line, ctx+g.keyword(), "has no command: skipped")
@@ -657,7 +664,7 @@ func (c *converter) notify(in *vinst, g *stmt, ctx string) {
 	if len(args) > 1 {
 		c.note(g.line, ctx+g.keyword()+" "+g.argText(), "runs as user %s in keepalived: hapair runs every notify command as notify.user", joinWords(args[1:]))
 	}
-	in.fields = append(in.fields, field{g.keyword(), str(cmd)})
+	set(g.keyword(), str(cmd), g.line)
 }
 
 // needsShell reports whether a command relies on shell syntax (redirections, pipes, variables,

@@ -555,6 +555,22 @@ static_routes {
 			},
 		},
 		{
+			name: "a keyword written twice: the last one wins, as in keepalived",
+			in: `vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 7
+    priority 100
+    priority 120
+    virtual_ipaddress {
+        10.0.0.7
+    }
+}
+`,
+			want:      []string{"priority: 120"},
+			notWant:   []string{"priority: 100"},
+			wantNotes: []string{"5: vrrp_instance VI_1: priority: written twice"},
+		},
+		{
 			name: "conditional lines are skipped",
 			in: `vrrp_instance VI_1 {
     interface eth0
