@@ -157,7 +157,7 @@ func TestParseRejects(t *testing.T) {
 			[]string{"t.yaml:2: YAML syntax: found character that cannot start any token"}},
 		{"two documents", minimal + "---\n" + minimal,
 			[]string{"t.yaml:6: a second YAML document"}},
-		{"aliases refused", "x: &a 1\n" + minimal,
+		{"anchors on an unknown key still name the key", "x: &a 1\n" + minimal,
 			[]string{"t.yaml:1: x: unknown key"}},
 		{"alias value refused", minimal + "    priority: &p 100\n    garp_master_repeat: *p\n",
 			[]string{"t.yaml:7: vrrp_instances[0].garp_master_repeat: YAML aliases (*p) are not supported"}},

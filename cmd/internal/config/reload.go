@@ -8,28 +8,29 @@ import (
 	"strings"
 )
 
-// Reloadable compares the running configuration with a new one for SIGHUP. changes lists what a
-// reload applies in place: priorities, tracked weights, checks, virtual addresses, notify
-// commands, gratuitous ARP settings, HAProxy's stop grace and backoff. needRestart lists what
-// only a restart of hapair applies: everything that fixes an instance's socket, its wire format
-// or its state machine (interface, virtual_router_id, version, advert_int, authentication,
-// checksum, unicast addresses, preempt settings, fast_failover), instances added or removed, the
-// HAProxy command line and the status listener. A reload with needRestart entries should be
-// refused, so that the running configuration stays whole rather than half applied.
+// Reloadable compares the running configuration (old) with a new one (next) for SIGHUP.
+// changes lists what a reload applies in place: priorities, tracked weights, checks, virtual
+// addresses, notify commands, gratuitous ARP settings, HAProxy's stop grace and backoff.
+// needRestart lists what only a restart of hapair applies: everything that fixes an instance's
+// socket, its wire format or its state machine (interface, virtual_router_id, version,
+// advert_int, authentication, checksum, unicast addresses, preempt settings, fast_failover),
+// instances added or removed, the HAProxy command line and the status listener. A reload with
+// needRestart entries should be refused, so that the running configuration stays whole rather
+// than half applied.
 //
 // HAProxy's own configuration file is outside this comparison: a reload always asks HAProxy to
 // reload it (after `haproxy -c`).
-func Reloadable(old, new *Config) (changes []string, needRestart []string) {
+func Reloadable(old, next *Config) (changes []string, needRestart []string) {
 	r := &reloadDiff{}
-	r.cmp(&r.changes, "router_id", old.RouterID, new.RouterID)
+	r.cmp(&r.changes, "router_id", old.RouterID, next.RouterID)
 
 	switch {
-	case old.HAProxy == nil && new.HAProxy != nil:
+	case old.HAProxy == nil && next.HAProxy != nil:
 		r.needRestart = append(r.needRestart, "haproxy: section added")
-	case old.HAProxy != nil && new.HAProxy == nil:
+	case old.HAProxy != nil && next.HAProxy == nil:
 		r.needRestart = append(r.needRestart, "haproxy: section removed")
 	case old.HAProxy != nil:
-		o, n := old.HAProxy, new.HAProxy
+		o, n := old.HAProxy, next.HAProxy
 		r.cmp(&r.needRestart, "haproxy.command", o.Command, n.Command)
 		r.cmp(&r.needRestart, "haproxy.config", o.Config, n.Config)
 		r.cmp(&r.needRestart, "haproxy.runtime_dir", o.RuntimeDir, n.RuntimeDir)
@@ -42,7 +43,7 @@ func Reloadable(old, new *Config) (changes []string, needRestart []string) {
 		oldChecks[c.Name] = c
 	}
 	newChecks := map[string]bool{}
-	for _, c := range new.Checks {
+	for _, c := range next.Checks {
 		newChecks[c.Name] = true
 		o, ok := oldChecks[c.Name]
 		switch {
@@ -63,8 +64,8 @@ func Reloadable(old, new *Config) (changes []string, needRestart []string) {
 		oldInst[old.Instances[i].Name] = &old.Instances[i]
 	}
 	newInst := map[string]bool{}
-	for i := range new.Instances {
-		n := &new.Instances[i]
+	for i := range next.Instances {
+		n := &next.Instances[i]
 		newInst[n.Name] = true
 		o, ok := oldInst[n.Name]
 		if !ok {
@@ -79,10 +80,10 @@ func Reloadable(old, new *Config) (changes []string, needRestart []string) {
 		}
 	}
 
-	r.cmp(&r.changes, "notify", old.Notify, new.Notify)
-	r.cmp(&r.needRestart, "status.listen", old.Status.Listen, new.Status.Listen)
-	r.cmp(&r.needRestart, "status.keepalived_compat", old.Status.KeepalivedCompat, new.Status.KeepalivedCompat)
-	r.cmp(&r.changes, "status.dump_file", old.Status.DumpFile, new.Status.DumpFile)
+	r.cmp(&r.changes, "notify", old.Notify, next.Notify)
+	r.cmp(&r.needRestart, "status.listen", old.Status.Listen, next.Status.Listen)
+	r.cmp(&r.needRestart, "status.keepalived_compat", old.Status.KeepalivedCompat, next.Status.KeepalivedCompat)
+	r.cmp(&r.changes, "status.dump_file", old.Status.DumpFile, next.Status.DumpFile)
 	return r.changes, r.needRestart
 }
 
