@@ -166,4 +166,3 @@ func BenchmarkFrames(b *testing.B) {
 		}
 	}
 }
-
