@@ -52,10 +52,14 @@ func NewManager(ifname string, vips []netip.Prefix, log *slog.Logger) (*Manager,
 		if !p.IsValid() {
 			return nil, fmt.Errorf("new VIP manager for %s: invalid VIP %v", ifname, p)
 		}
-		p = netip.PrefixFrom(p.Addr().Unmap().WithZone(""), p.Bits())
-		if p.Addr().Is4() && p.Bits() > 32 {
-			return nil, fmt.Errorf("new VIP manager for %s: invalid VIP %v", ifname, p)
+		if a := p.Addr(); a.Is4In6() {
+			// ::ffff:10.0.0.1/120 is 10.0.0.1/24.
+			if p.Bits() < 96 {
+				return nil, fmt.Errorf("new VIP manager for %s: invalid VIP %v", ifname, p)
+			}
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 		}
+		p = netip.PrefixFrom(p.Addr().WithZone(""), p.Bits())
 		if p.Addr().IsMulticast() || p.Addr().IsUnspecified() || p.Addr().IsLoopback() {
 			return nil, fmt.Errorf("new VIP manager for %s: %v cannot be a VIP", ifname, p)
 		}
