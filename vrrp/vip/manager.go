@@ -102,7 +102,7 @@ func (m *Manager) Attach() error {
 	if tried == 0 {
 		return nil
 	}
-	_, present, err = m.state()
+	present, err = m.present(link)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("verify VIPs on %s: %w", m.ifname, err))...)
 	}
@@ -161,7 +161,7 @@ func (m *Manager) detach(msg string, level slog.Level) (int, error) {
 	if tried == 0 {
 		return 0, nil
 	}
-	_, present, err = m.state()
+	present, err = m.present(link)
 	if err != nil {
 		return removed, errors.Join(append(errs, fmt.Errorf("verify VIPs on %s: %w", m.ifname, err))...)
 	}
@@ -197,7 +197,14 @@ func (m *Manager) state() (netlink.Link, map[netip.Prefix]bool, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("look up link: %w", err)
 	}
+	present, err := m.present(link)
+	return link, present, err
+}
+
+// present reads the link's addresses and says which of our VIPs are there.
+func (m *Manager) present(link netlink.Link) (map[netip.Prefix]bool, error) {
 	var addrs []netlink.Addr
+	var err error
 	for range 3 { // a dump interrupted by a concurrent change is retried
 		addrs, err = netlink.AddrList(link, netlink.FAMILY_ALL)
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
@@ -205,7 +212,7 @@ func (m *Manager) state() (netlink.Link, map[netip.Prefix]bool, error) {
 		}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("list addresses: %w", err)
+		return nil, fmt.Errorf("list addresses: %w", err)
 	}
 	present := make(map[netip.Prefix]bool, len(m.vips))
 	for _, a := range addrs {
@@ -215,7 +222,7 @@ func (m *Manager) state() (netlink.Link, map[netip.Prefix]bool, error) {
 			present[p] = a.Flags&unix.IFA_F_DADFAILED == 0
 		}
 	}
-	return link, present, nil
+	return present, nil
 }
 
 func isNoLink(err error) bool {
