@@ -139,13 +139,13 @@ func (ns *NS) HardwareAddr(t testing.TB, ifname string) net.HardwareAddr {
 
 // Pair is two namespaces joined by a veth pair, both ends up and addressed.
 type Pair struct {
-	A, B         *NS
-	AIf, BIf     string // link names: "va" in A, "vb" in B
-	A4, B4       netip.Prefix
-	A6, B6       netip.Prefix // unique local addresses, added without DAD
-	ALinkLocal   netip.Addr   // A's IPv6 link-local address (DAD disabled, usable at once)
-	BLinkLocal   netip.Addr
-	AMAC, BMAC   net.HardwareAddr
+	A, B       *NS
+	AIf, BIf   string // link names: "va" in A, "vb" in B
+	A4, B4     netip.Prefix
+	A6, B6     netip.Prefix // unique local addresses, added without DAD
+	ALinkLocal netip.Addr   // A's IPv6 link-local address (DAD disabled, usable at once)
+	BLinkLocal netip.Addr
+	AMAC, BMAC net.HardwareAddr
 }
 
 // NewPair creates two namespaces joined by a veth pair with addresses 10.201.0.1/24 (A) and
