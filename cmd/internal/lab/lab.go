@@ -47,9 +47,9 @@ var DefaultSubnet = netip.MustParsePrefix("10.0.0.0/24")
 
 // Options configure a Lab. The zero value is usable.
 type Options struct {
-	// Prefix starts every namespace name; default "hp" plus 6 random hex
-	// digits. A given prefix gets a random part appended as well so that two
-	// labs never collide.
+	// Prefix goes into every namespace name: "hp" + Prefix + 6 random hex
+	// digits, then "-sw" or "-<host>". The random part keeps two labs apart;
+	// the "hp" start is what CleanupStale looks for.
 	Prefix string
 	// Subnet is the range host addresses come from (see Lab.Addr).
 	Subnet netip.Prefix
@@ -258,6 +258,13 @@ func (l *Lab) AddHost(name string, addr netip.Prefix) (*Host, error) {
 	}
 	if err := h.open(); err != nil {
 		return nil, fmt.Errorf("lab: host %s: %w", name, err)
+	}
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed { // Close ran meanwhile and may have missed the namespace
+		h.close()
+		return nil, errors.Join(errors.New("lab: closed"), removeNamespace(ctx, h.NS))
 	}
 	l.log.Info("lab: host ready", "host", name, "namespace", h.NS, "addr", addr, "mac", h.MAC().String())
 	return h, nil
