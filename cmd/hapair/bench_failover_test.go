@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -43,7 +44,7 @@ func BenchmarkFailover(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := b.Context()
-	p := newPair(b)
+	p := benchNewPair(b)
 	hp := startFoHapair(b, p)
 	ka := startFoKeepalived(b, p)
 	pairs := []foPair{hp, ka}
@@ -424,6 +425,31 @@ func foStartClient(t testing.TB, cli *lab.Host, addr netip.Addr, want string) *l
 		t.Fatal(err)
 	}
 	return c
+}
+
+// benchNewPair is newPair with the lab's own log kept to warnings: a benchmark prints everything
+// it logs, and the lab's debug lines would bury the figures.
+func benchNewPair(t testing.TB) *pair {
+	t.Helper()
+	l := labtest.NewWith(t, lab.Options{Log: benchQuietLogger(t)})
+	return &pair{
+		lab: l,
+		lb1: labtest.AddHost(t, l, "lb1", l.Addr(11)),
+		lb2: labtest.AddHost(t, l, "lb2", l.Addr(12)),
+		cli: labtest.AddHost(t, l, "cli", l.Addr(50)),
+	}
+}
+
+// benchQuietLogger logs warnings and errors through t.Log.
+func benchQuietLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(benchLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type benchLogWriter struct{ t testing.TB }
+
+func (w benchLogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 // benchHolders lists which of hosts have addr on their interface.
