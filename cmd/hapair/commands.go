@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/cmd/internal/convert"
+	"github.com/hapair/hapair/metrics"
+)
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("hapair "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// cmdRun is `hapair run`: the appliance.
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := newFlags("run", stderr)
+	path := fs.String("config", defaultConfig, "configuration file")
+	debug := fs.Bool("debug", false, "log dropped packets and other detail")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	level := slog.LevelInfo
+	if *debug {
+		level = slog.LevelDebug
+	}
+	// Under systemd the journal stamps each line; elsewhere (a terminal, a test) the time helps.
+	log := slog.New(newLineHandler(stderr, level, os.Getenv("JOURNAL_STREAM") == ""))
+
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintf(stderr, "hapair: %s is not valid:\n%v\n", *path, err)
+		return 1
+	}
+	for _, w := range cfg.Warnings.Strings() {
+		log.Warn(w)
+	}
+	log.Info(fmt.Sprintf("Starting hapair %s (router_id %s)", version, cfg.RouterID))
+	d, err := newDaemon(cfg, log)
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var srv *metrics.Server
+	if cfg.Status.Listen != "" {
+		srv = metrics.NewServer(cfg.Status.Listen, d.metrics, d)
+		if err := srv.Start(); err != nil {
+			log.Error(fmt.Sprintf("status listener: %v", err))
+			return 1
+		}
+		log.Info(fmt.Sprintf("Serving /metrics, /status and /healthz on %s", srv.Addr()))
+	}
+
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	defer signal.Stop(signals)
+	go func() {
+		for sig := range signals {
+			switch sig {
+			case syscall.SIGHUP:
+				d.reload(ctx, *path)
+			case syscall.SIGUSR1:
+				d.dump()
+			default:
+				log.Info(fmt.Sprintf("Received %s, stopping", sig))
+				_ = sdNotify("STOPPING=1")
+				stop()
+			}
+		}
+	}()
+
+	err = d.serve(ctx)
+	if srv != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(shutdownCtx)
+		cancel()
+	}
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	log.Info("Stopped hapair")
+	return 0
+}
+
+// cmdCheck is `hapair check`, the `keepalived -t` of hapair: silent and 0 when valid.
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("check", stderr)
+	path := fs.String("config", defaultConfig, "configuration file")
+	skipIfaces := fs.Bool("skip-interface-check", false, "do not require the interfaces to exist on this host (checking a file meant for another host)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var opts []config.LoadOption
+	if *skipIfaces {
+		opts = append(opts, config.SkipInterfaceCheck())
+	}
+	warnings, problems := config.Check(*path, opts...)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	if problems != nil {
+		fmt.Fprintf(stderr, "%v\n", problems)
+		return 1
+	}
+	return 0
+}
+
+// cmdStatus is `hapair status`: asks the running daemon through its status listener.
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("status", stderr)
+	path := fs.String("config", defaultConfig, "configuration file (for status.listen)")
+	addr := fs.String("addr", "", "status listener address (default: status.listen of the configuration)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *addr == "" {
+		cfg, err := config.Load(*path, config.SkipInterfaceCheck())
+		if err != nil {
+			fmt.Fprintf(stderr, "hapair: %s is not valid:\n%v\n", *path, err)
+			return 1
+		}
+		*addr = cfg.Status.Listen
+	}
+	if *addr == "" {
+		fmt.Fprintln(stderr, "hapair: the status listener is disabled (status.listen is empty)")
+		return 1
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + *addr + "/status")
+	if err != nil {
+		fmt.Fprintf(stderr, "hapair: is hapair running? %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "hapair: %s/status answered %s\n", *addr, resp.Status)
+		return 1
+	}
+	var st metrics.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		fmt.Fprintf(stderr, "hapair: decoding status: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return 1
+		}
+		return 0
+	}
+	if err := metrics.WriteText(stdout, st); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// cmdConvert is `hapair convert keepalived.conf`: YAML on stdout, what was not carried over on stderr.
+func cmdConvert(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("convert", stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: hapair convert /etc/keepalived/keepalived.conf")
+		return 2
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "hapair: %v\n", err)
+		return 1
+	}
+	defer f.Close()
+	out, notes, err := convert.Convert(f, fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "hapair: %v\n", err)
+		return 1
+	}
+	if _, err := stdout.Write(out); err != nil {
+		return 1
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(stderr, "hapair: %d keyword(s) not carried over:\n", len(notes))
+		for _, n := range notes {
+			fmt.Fprintf(stderr, "  %s\n", n)
+		}
+	}
+	return 0
+}
+
+var errNotRoot = errors.New("hapair demo builds network namespaces and needs root: run it as root (sudo make demo)")

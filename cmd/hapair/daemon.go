@@ -1,0 +1,340 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/hapair/hapair/checks"
+	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/supervisor"
+	"github.com/hapair/hapair/vrrp"
+	"github.com/hapair/hapair/vrrp/instance"
+	"github.com/hapair/hapair/vrrp/transport"
+	vipnet "github.com/hapair/hapair/vrrp/vip"
+)
+
+// Compile-time checks that metrics speaks the interfaces the other packages own.
+var (
+	_ instance.Reporter   = (*metrics.InstanceMetrics)(nil)
+	_ supervisor.Reporter = (*metrics.Metrics)(nil)
+	_ checks.Reporter     = (*metrics.Metrics)(nil)
+)
+
+// daemon is `hapair run`: the composition of supervisor, checks, VRRP instances and metrics.
+type daemon struct {
+	log     *slog.Logger
+	metrics *metrics.Metrics
+
+	mu        sync.Mutex // guards cfg and the instances' base priorities and tracks on reload
+	cfg       *config.Config
+	sup       *supervisor.Supervisor // nil without a haproxy section
+	instances []*vrrpInstance
+
+	checks       *checks.Runner
+	checksCancel context.CancelFunc
+	checksDone   chan struct{}
+}
+
+// vrrpInstance is one running instance with what its priority is computed from.
+type vrrpInstance struct {
+	cfg   config.Instance
+	run   *instance.Instance
+	vips  *vipnet.Manager
+	ann   *vipnet.Announcer
+	conn  transport.Conn
+	track map[string]int // check name -> weight, after the check's own weight was applied
+}
+
+func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
+	d := &daemon{cfg: cfg, log: log}
+	d.metrics = metrics.New(metrics.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()})
+	if cfg.Status.KeepalivedCompat {
+		d.metrics.EnableKeepalivedCompat()
+	}
+	specs, err := checkSpecs(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range specs {
+		d.metrics.DeclareCheck(s.Name)
+	}
+	d.checks = checks.NewRunner(specs, d.metrics, log.With("source", "checks"))
+	if cfg.HAProxy != nil {
+		d.metrics.DeclareCheck(config.BuiltinHAProxyCheck)
+		d.sup = supervisor.New(supervisorConfig(cfg.HAProxy), d.metrics, log.With("source", "haproxy"))
+	}
+	for _, ic := range cfg.Instances {
+		vi, err := d.newInstance(cfg, ic)
+		if err != nil {
+			d.closeInstances()
+			return nil, err
+		}
+		d.instances = append(d.instances, vi)
+	}
+	return d, nil
+}
+
+func supervisorConfig(h *config.HAProxy) supervisor.Config {
+	return supervisor.Config{
+		Command:           h.Command,
+		ConfigFile:        h.Config,
+		RuntimeDir:        h.RuntimeDir,
+		StopGrace:         h.StopGrace,
+		BackoffInitial:    h.RestartBackoff.Initial,
+		BackoffMax:        h.RestartBackoff.Max,
+		BackoffResetAfter: h.RestartBackoff.ResetAfter,
+	}
+}
+
+func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInstance, error) {
+	family := ic.Family()
+	primary, err := transport.PrimaryAddr(ic.Interface, family)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
+	}
+	source := primary
+	if ic.UnicastSrcIP.IsValid() {
+		source = ic.UnicastSrcIP
+	}
+	conn, err := transport.Listen(transport.Options{
+		Interface: ic.Interface, Family: family, SourceAddr: source, Peers: ic.UnicastPeers,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
+	}
+	vips, err := vipnet.NewManager(ic.Interface, ic.VIPs, d.log)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
+	}
+	ann, err := vipnet.NewAnnouncer(ic.Interface)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
+	}
+	dest := ic.UnicastPeers
+	if len(dest) == 0 {
+		dest = []netip.Addr{netip.MustParseAddr("224.0.0.18")}
+		if family == 6 {
+			dest = []netip.Addr{netip.MustParseAddr("ff02::12")}
+		}
+	}
+	var authType uint8
+	var authPass string
+	if ic.Authentication != nil && ic.Version == 2 {
+		authType, authPass = 1, ic.Authentication.Pass
+	}
+	checksum := vrrp.ChecksumWithPseudoHeader
+	if ic.Checksum == config.ChecksumRFC9568 {
+		checksum = vrrp.ChecksumWithoutPseudoHeader
+	}
+	rep := d.metrics.Instance(ic.Name, ic.Interface, ic.VRID, ic.VIPs...)
+	icfg := instance.Config{
+		Name:      ic.Name,
+		Interface: ic.Interface,
+		Machine: vrrp.Config{
+			Name: ic.Name, Version: ic.Version, VRID: ic.VRID, Priority: ic.Priority,
+			AdvertInterval: ic.AdvertInt, Preempt: ic.Preempt, PreemptDelay: ic.PreemptDelay,
+			PrimaryAddr: source, FastFailover: ic.FastFailover,
+		},
+		Filter: vrrp.Filter{
+			VRID: ic.VRID, Version: ic.Version, AuthType: authType, AuthPass: authPass,
+			Interval: ic.AdvertInt, Peers: ic.UnicastPeers,
+		},
+		VIPs: ic.VIPs, Source: source, Destination: dest, Checksum: checksum,
+		AuthType: authType, AuthPass: authPass,
+		GARPRepeat: ic.GARPMasterRepeat, GARPDelay: ic.GARPMasterDelay,
+	}
+	notifier := newNotifier(cfg.Notify, ic.Notify, d.log)
+	run, err := instance.New(icfg, conn, vips, ann, rep, notifier, d.log)
+	if err != nil {
+		conn.Close()
+		ann.Close()
+		return nil, err
+	}
+	return &vrrpInstance{cfg: ic, run: run, vips: vips, ann: ann, conn: conn, track: trackWeights(ic)}, nil
+}
+
+// trackWeights is an instance's track list (config already resolved each weight: the
+// instance's own, else the check's) plus track_interface entries, tracked with weight 0: a link
+// down puts the instance in FAULT.
+func trackWeights(ic config.Instance) map[string]int {
+	out := make(map[string]int, len(ic.Track)+len(ic.TrackInterfaces))
+	for name, w := range ic.Track {
+		out[name] = w
+	}
+	for _, ifname := range ic.TrackInterfaces {
+		out[trackInterfaceCheck(ifname)] = 0
+	}
+	return out
+}
+
+// trackInterfaceCheck names the implicit link check made for a track_interface entry.
+func trackInterfaceCheck(ifname string) string { return "interface:" + ifname }
+
+func (d *daemon) closeInstances() {
+	for _, vi := range d.instances {
+		vi.conn.Close()
+		vi.ann.Close()
+	}
+}
+
+// updatePriorities recomputes every instance's effective priority from the tracked checks.
+func (d *daemon) updatePriorities(up map[string]bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, vi := range d.instances {
+		prio, fault, by := checks.EffectivePriority(vi.cfg.Priority, vi.track, up)
+		if fault {
+			vi.run.SetFault(true, by+" failed")
+			continue
+		}
+		vi.run.SetFault(false, "")
+		vi.run.SetPriority(prio)
+	}
+}
+
+// serve runs everything until ctx is done, then stops in the order that keeps traffic flowing:
+// first the VIPs go (priority-0 adverts), then HAProxy.
+func (d *daemon) serve(ctx context.Context) error {
+	supCtx, stopSup := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSup()
+	vrrpCtx, stopVRRP := context.WithCancel(ctx)
+	defer stopVRRP()
+
+	var supDone chan error
+	if d.sup != nil {
+		supDone = make(chan error, 1)
+		go func() { supDone <- d.sup.Run(supCtx) }()
+		go d.forwardHAProxyEvents(supCtx)
+	}
+	d.startChecks(ctx, d.checks)
+	defer d.stopChecks()
+
+	var wg sync.WaitGroup
+	for _, vi := range d.instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := vi.run.Run(vrrpCtx); err != nil {
+				d.log.Error(fmt.Sprintf("(%s) %v", vi.cfg.Name, err))
+			}
+		}()
+	}
+	go d.notifySystemd(vrrpCtx)
+
+	<-ctx.Done()
+	wg.Wait() // every instance has sent priority 0 and detached its VIPs
+	d.closeInstances()
+	d.stopChecks()
+	if d.sup != nil {
+		stopSup()
+		if err := <-supDone; err != nil && !errors.Is(err, context.Canceled) {
+			d.log.Warn(fmt.Sprintf("haproxy: %v", err))
+		}
+	}
+	return nil
+}
+
+// forwardHAProxyEvents feeds the supervisor's exit and start events into the built-in liveness
+// check, so a dead HAProxy lowers the priority at once rather than at the next poll.
+func (d *daemon) forwardHAProxyEvents(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-d.sup.Events():
+			d.mu.Lock()
+			live := d.checks.Liveness()
+			d.mu.Unlock()
+			live.Set(ev.Up, ev.Reason)
+		}
+	}
+}
+
+// startChecks runs a checks runner and follows its events until stopChecks. A reload replaces the
+// runner this way when the checks changed.
+func (d *daemon) startChecks(parent context.Context, r *checks.Runner) {
+	ctx, cancel := context.WithCancel(parent)
+	done := make(chan struct{})
+	d.mu.Lock()
+	d.checks, d.checksCancel, d.checksDone = r, cancel, done
+	d.mu.Unlock()
+	go func() {
+		defer close(done)
+		go d.followChecks(ctx, r)
+		if err := r.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			d.log.Error(fmt.Sprintf("checks: %v", err))
+		}
+	}()
+}
+
+func (d *daemon) stopChecks() {
+	d.mu.Lock()
+	cancel, done := d.checksCancel, d.checksDone
+	d.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+func (d *daemon) followChecks(ctx context.Context, r *checks.Runner) {
+	d.updatePriorities(r.Up())
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-r.Events():
+			// keepalived's words for a tracked script changing, so existing greps keep working.
+			word := "failed"
+			if ev.Up {
+				word = "succeeded"
+			}
+			d.log.Info(fmt.Sprintf("VRRP_Script(%s) %s", ev.Name, word), "output", ev.Result.Output)
+			d.metrics.CheckUp(ev.Name, ev.Up)
+			d.updatePriorities(r.Up())
+		}
+	}
+}
+
+// notifySystemd tells systemd READY once every instance has settled, then pings the watchdog
+// as long as every VRRP loop keeps turning.
+func (d *daemon) notifySystemd(ctx context.Context) {
+	for _, vi := range d.instances {
+		select {
+		case <-ctx.Done():
+			return
+		case <-vi.run.Settled():
+		}
+	}
+	if err := sdNotify("READY=1\nSTATUS=VRRP instances settled"); err != nil {
+		d.log.Warn(fmt.Sprintf("systemd notify: %v", err))
+	}
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			stuck := false
+			for _, vi := range d.instances {
+				if now.Sub(vi.run.LastLoop()) > 5*time.Second {
+					stuck = true
+					d.log.Error(fmt.Sprintf("(%s) VRRP loop has not turned for %s", vi.cfg.Name, now.Sub(vi.run.LastLoop()).Round(time.Second)))
+				}
+			}
+			if !stuck {
+				_ = sdNotify("WATCHDOG=1")
+			}
+		}
+	}
+}

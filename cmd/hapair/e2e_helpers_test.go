@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hapair/hapair/cmd/internal/lab"
+	"github.com/hapair/hapair/cmd/internal/lab/labtest"
+)
+
+// hapairBin is the binary under test, built once by TestMain.
+var hapairBin string
+
+func TestMain(m *testing.M) {
+	if bin := os.Getenv("HAPAIR_BIN"); bin != "" { // a binary built elsewhere (packaging, debugging)
+		hapairBin = bin
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "hapair-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	hapairBin = filepath.Join(dir, "hapair")
+	build := exec.Command("go", "build", "-o", hapairBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building hapair:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var vip = netip.MustParseAddr("10.0.0.10")
+
+const vipCIDR = "10.0.0.10/24"
+
+// daemonHost is one hapair running in a lab host.
+type daemonHost struct {
+	t       testing.TB
+	host    *lab.Host
+	node    labNode
+	cfgPath string
+	proc    *lab.Proc
+}
+
+// startDaemon writes the node's configuration and starts `hapair run` in the host.
+func startDaemon(t testing.TB, h *lab.Host, n labNode) *daemonHost {
+	t.Helper()
+	if n.RouterID == "" {
+		n.RouterID = h.Name
+	}
+	if len(n.VIPs) == 0 {
+		n.VIPs = []string{vipCIDR}
+	}
+	if n.RuntimeDir == "" && n.HAProxyConfig != "" {
+		n.RuntimeDir = filepath.Join(h.Dir(), "run")
+	}
+	d := &daemonHost{t: t, host: h, node: n, cfgPath: filepath.Join(h.Dir(), "hapair.yaml")}
+	if err := os.MkdirAll(h.Dir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.cfgPath, []byte(n.YAML()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	return d
+}
+
+func (d *daemonHost) start() {
+	d.t.Helper()
+	p, err := d.host.StartWith(context.Background(), lab.ProcOptions{LogPath: filepath.Join(d.host.Dir(), "hapair.log")},
+		hapairBin, "run", "--config", d.cfgPath)
+	if err != nil {
+		d.t.Fatalf("start hapair on %s: %v", d.host.Name, err)
+	}
+	d.proc = p
+	d.t.Cleanup(func() {
+		if d.t.Failed() {
+			d.t.Logf("--- hapair log of %s ---\n%s", d.host.Name, p.Output())
+		}
+		_ = p.Kill()
+	})
+}
+
+// waitState waits for the keepalived-style transition line, from line `from` of the log on.
+func (d *daemonHost) waitState(from int, state string, timeout time.Duration) lab.Line {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	re := regexp.MustCompile(`\(VI_LOGS\) Entering ` + state + ` STATE`)
+	l, err := d.proc.WaitForLineAfter(ctx, from, re)
+	if err != nil {
+		d.t.Fatalf("%s: no %q within %s: %v\n%s", d.host.Name, re, timeout, err, d.proc.Output())
+	}
+	return l
+}
+
+func (d *daemonHost) lines() int { return d.proc.LineCount() }
+
+func (d *daemonHost) hasVIP() bool {
+	d.t.Helper()
+	ok, err := d.host.HasAddr(vip)
+	if err != nil {
+		d.t.Fatalf("%s: read addresses: %v", d.host.Name, err)
+	}
+	return ok
+}
+
+// kill sends SIGKILL to hapair alone (its HAProxy dies with it through Pdeathsig).
+func (d *daemonHost) kill() time.Time {
+	d.t.Helper()
+	at := time.Now()
+	if err := d.proc.Signal(syscall.SIGKILL); err != nil {
+		d.t.Fatal(err)
+	}
+	<-d.proc.Done()
+	return at
+}
+
+// terminate sends SIGTERM and waits for a clean exit.
+func (d *daemonHost) terminate() time.Time {
+	d.t.Helper()
+	at := time.Now()
+	if err := d.proc.Stop(15 * time.Second); err != nil {
+		d.t.Fatalf("%s: hapair did not stop cleanly: %v\n%s", d.host.Name, err, d.proc.Output())
+	}
+	return at
+}
+
+// vipHolders lists the hosts that have the VIP now.
+func vipHolders(t testing.TB, hosts ...*lab.Host) []string {
+	t.Helper()
+	var out []string
+	for _, h := range hosts {
+		ok, err := h.HasAddr(vip)
+		if err != nil {
+			t.Fatalf("%s: %v", h.Name, err)
+		}
+		if ok {
+			out = append(out, h.Name)
+		}
+	}
+	return out
+}
+
+// waitVIP polls until exactly `want` holds the VIP among hosts and returns when that was seen.
+func waitVIP(t testing.TB, timeout time.Duration, want *lab.Host, hosts ...*lab.Host) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		holders := vipHolders(t, hosts...)
+		if len(holders) == 1 && holders[0] == want.Name {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("VIP held by %v after %s, want only %s", holders, timeout, want.Name)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// pair is the seed's two load balancers and a client on one lab switch.
+type pair struct {
+	lab            *lab.Lab
+	lb1, lb2, cli  *lab.Host
+}
+
+func newPair(t testing.TB) *pair {
+	t.Helper()
+	l := labtest.New(t)
+	return &pair{
+		lab: l,
+		lb1: labtest.AddHost(t, l, "lb1", l.Addr(11)),
+		lb2: labtest.AddHost(t, l, "lb2", l.Addr(12)),
+		cli: labtest.AddHost(t, l, "cli", l.Addr(50)),
+	}
+}
+
+// neighborOf returns the client's neighbour entry for the VIP, after making sure one exists.
+func (p *pair) neighborOf(t testing.TB) string {
+	t.Helper()
+	mac, err := p.cli.Neighbor(vip)
+	if err != nil || mac == nil {
+		_, _ = p.cli.Run(context.Background(), "ping", "-c", "1", "-W", "1", vip.String())
+		mac, err = p.cli.Neighbor(vip)
+	}
+	if err != nil {
+		t.Fatalf("client neighbour entry for %s: %v", vip, err)
+	}
+	return mac.String()
+}

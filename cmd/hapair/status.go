@@ -1,0 +1,74 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hapair/hapair/metrics"
+)
+
+// Status implements metrics.StatusSource: the document behind GET /status, `hapair status` and
+// the SIGUSR1 dump.
+func (d *daemon) Status() metrics.Status {
+	d.mu.Lock()
+	routerID := d.cfg.RouterID
+	instances := d.instances
+	runner := d.checks
+	d.mu.Unlock()
+
+	now := time.Now()
+	st := metrics.Status{RouterID: routerID, Version: version, GeneratedAt: now}
+	for _, vi := range instances {
+		s := vi.run.Status()
+		is := metrics.InstanceStatus{
+			Name: s.Name, Interface: s.Interface, VRID: s.VRID, Version: s.Version,
+			State: s.State.String(), BasePriority: int(s.BasePriority), EffectivePriority: int(s.Priority),
+			Since: s.Since, InState: metrics.Duration(now.Sub(s.Since)),
+		}
+		if s.MasterAddr.IsValid() {
+			is.MasterAddress = s.MasterAddr.String()
+		}
+		for _, p := range s.VIPs {
+			is.VIPs = append(is.VIPs, p.String())
+		}
+		if !s.LastTransition.At.IsZero() {
+			is.LastTransition = &metrics.Transition{
+				From: s.LastTransition.From.String(), To: s.LastTransition.To.String(),
+				Reason: s.LastTransition.Reason, At: s.LastTransition.At,
+			}
+		}
+		st.Instances = append(st.Instances, is)
+	}
+	if d.sup != nil {
+		hs := d.sup.Status()
+		st.HAProxy = metrics.HAProxyStatus{
+			PID: hs.PID, Up: hs.Up, Restarts: hs.Restarts, Backoff: metrics.Duration(hs.Backoff),
+		}
+		if hs.LastExit != nil {
+			status := *hs.LastExit
+			st.HAProxy.LastExit = &status
+		}
+		if !hs.LastReload.At.IsZero() {
+			st.HAProxy.LastReload = &metrics.ReloadStatus{At: hs.LastReload.At, Result: hs.LastReload.Result, Error: hs.LastReload.Error}
+		}
+	}
+	for _, c := range runner.Status() {
+		st.Checks = append(st.Checks, metrics.CheckStatus{
+			Name: c.Name, Up: c.Up, LastOK: c.Last.OK, Output: c.Last.Output,
+			Duration: metrics.Duration(c.Last.Duration), At: c.Last.At,
+		})
+	}
+	return st
+}
+
+// dump writes the human state dump on SIGUSR1 (keepalived's /tmp/keepalived.data habit).
+func (d *daemon) dump() {
+	d.mu.Lock()
+	path := d.cfg.Status.DumpFile
+	d.mu.Unlock()
+	if err := metrics.WriteDump(path, d.Status()); err != nil {
+		d.log.Error(fmt.Sprintf("state dump: %v", err))
+		return
+	}
+	d.log.Info(fmt.Sprintf("State dump written to %s", path))
+}
