@@ -172,8 +172,8 @@ func waitVIP(t testing.TB, timeout time.Duration, want *lab.Host, hosts ...*lab.
 
 // pair is the seed's two load balancers and a client on one lab switch.
 type pair struct {
-	lab            *lab.Lab
-	lb1, lb2, cli  *lab.Host
+	lab           *lab.Lab
+	lb1, lb2, cli *lab.Host
 }
 
 func newPair(t testing.TB) *pair {
