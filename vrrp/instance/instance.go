@@ -144,7 +144,22 @@ type controlEvent struct {
 	priority uint8
 	fault    *bool
 	reason   string
+	update   *Update
 	at       time.Time
+}
+
+// Update carries what a configuration reload changes in a running instance without restarting
+// it. The state, the timers and the socket stay.
+type Update struct {
+	BasePriority uint8 // shown in status; the effective priority comes through SetPriority
+	VIPs         []netip.Prefix
+	Manager      VIPs // manages VIPs; attached at once when MASTER
+	GARPRepeat   int
+	GARPDelay    time.Duration
+	Notifier     Notifier
+	// Applied is closed once the loop has taken the update, so the caller may then detach the
+	// VIPs that are no longer configured.
+	Applied chan struct{}
 }
 
 type received struct {
@@ -186,6 +201,11 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 // for long: the loop drains the channel on every turn.
 func (in *Instance) SetPriority(p uint8) {
 	in.control <- controlEvent{priority: p, at: in.now()}
+}
+
+// Apply hands a running instance a reloaded configuration; see Update.
+func (in *Instance) Apply(u *Update) {
+	in.control <- controlEvent{update: u, at: in.now()}
 }
 
 // SetFault puts the instance in FAULT (fault true) or takes it out of FAULT.
@@ -253,6 +273,10 @@ func (in *Instance) Run(ctx context.Context) error {
 }
 
 func (in *Instance) handleControl(c controlEvent) {
+	if c.update != nil {
+		in.applyUpdate(c.update)
+		return
+	}
 	wasMaster := in.machine.State() == vrrp.Master
 	old := in.machine.Priority()
 	if wasMaster && ((c.fault != nil && *c.fault) || (c.fault == nil && c.priority < old)) {
@@ -272,6 +296,25 @@ func (in *Instance) handleControl(c controlEvent) {
 	}
 	in.apply(actions)
 	in.releaseSince = time.Time{}
+}
+
+func (in *Instance) applyUpdate(u *Update) {
+	defer close(u.Applied)
+	in.cfg.VIPs = u.VIPs
+	in.cfg.GARPRepeat, in.cfg.GARPDelay = u.GARPRepeat, u.GARPDelay
+	in.notify = u.Notifier
+	in.vips = u.Manager
+	in.mu.Lock()
+	in.status.BasePriority = u.BasePriority
+	in.status.VIPs = u.VIPs
+	in.mu.Unlock()
+	if in.machine.State() == vrrp.Master {
+		if err := in.vips.Attach(); err != nil {
+			in.rep.VIPError("attach")
+			in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
+		}
+		in.sendGARP()
+	}
 }
 
 func (in *Instance) armTimer(t *time.Timer) {

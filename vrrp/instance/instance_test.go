@@ -315,3 +315,25 @@ func TestWrongPasswordIsCountedAndIgnored(t *testing.T) {
 		return a.rep.dropped["auth"] > 0
 	})
 }
+
+func TestApplySwapsVIPsWhileMaster(t *testing.T) {
+	b := &bus{}
+	n := startNode(t, b, "10.0.0.11", 110, "")
+	waitFor(t, "MASTER", 2*time.Second, func() bool { return n.vips.has() })
+	next := &fakeVIPs{}
+	other := netip.MustParsePrefix("10.0.0.20/24")
+	u := &Update{BasePriority: 120, VIPs: []netip.Prefix{other}, Manager: next, GARPRepeat: 1, Applied: make(chan struct{})}
+	n.inst.Apply(u)
+	select {
+	case <-u.Applied:
+	case <-time.After(time.Second):
+		t.Fatal("update not applied")
+	}
+	if !next.has() {
+		t.Fatal("the new VIP manager was not attached while MASTER")
+	}
+	st := n.inst.Status()
+	if st.BasePriority != 120 || len(st.VIPs) != 1 || st.VIPs[0] != other {
+		t.Fatalf("status after update = %+v", st)
+	}
+}
