@@ -78,10 +78,11 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	defer func() {
+		names := l.Namespaces()
 		if err := l.Close(); err != nil {
 			d.say("Tearing down the lab: %v", err)
 		} else {
-			d.say("Lab torn down: namespaces %s removed.", strings.Join(l.Namespaces(), " "))
+			d.say("Lab torn down: namespaces %s removed.", strings.Join(names, " "))
 		}
 		if d.keep {
 			d.say("Logs kept in %s", l.Dir())

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hapair/hapair/cmd/internal/lab/labtest"
+)
+
+// TestDemoRunsWithoutTerminal runs `hapair demo --quick` as `make demo` would, with no terminal,
+// and checks that it shows the election, the failover timeline and the recovery, and leaves no
+// namespace behind.
+func TestDemoRunsWithoutTerminal(t *testing.T) {
+	labtest.RequireRoot(t)
+	labtest.RequireCommands(t, "haproxy", "ip", "nft")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hapairBin, "demo", "--quick")
+	out, err := cmd.CombinedOutput()
+	t.Logf("hapair demo:\n%s", out)
+	if err != nil {
+		t.Fatalf("hapair demo failed: %v", err)
+	}
+	for _, want := range []string{
+		"(VI_LOGS) Entering MASTER STATE",
+		"HAProxy killed",
+		"takeover measured by lb2",
+		"answered by lb1 again",
+		"/metrics 200",
+		"/status 200",
+		"/healthz 200",
+		"Lab torn down",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	// The demo names its namespaces when it removes them; none of them may still exist.
+	m := regexp.MustCompile(`Lab torn down: namespaces (.*) removed`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatal("demo did not say which namespaces it removed")
+	}
+	live := map[string]bool{}
+	for _, ns := range namespaces(t) {
+		live[ns] = true
+	}
+	for _, ns := range strings.Fields(m[1]) {
+		if live[ns] {
+			t.Errorf("namespace %s left behind", ns)
+		}
+	}
+}
+
+// TestDemoRefusesWithoutRoot: one clear sentence and a non-zero exit.
+func TestDemoRefusesWithoutRoot(t *testing.T) {
+	labtest.RequireRoot(t) // to drop to nobody
+	cmd := exec.Command(hapairBin, "demo")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("demo as nobody exited 0:\n%s", out)
+	}
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "needs root") {
+		t.Fatalf("demo as nobody said %q, want one sentence about root", out)
+	}
+}
+
+func namespaces(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ns []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			ns = append(ns, f[0])
+		}
+	}
+	return ns
+}
