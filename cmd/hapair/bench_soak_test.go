@@ -109,13 +109,13 @@ func BenchmarkSoakFastAdverts(b *testing.B) {
 	fmt.Fprintf(w, "VIP samples (every 100ms) not on lb1 alone\t%d of %d\n", offMaster, samples)
 	w.Flush()
 	verdict := "MET"
-	if len(spurious) > 0 || offMaster > 0 {
+	switch {
+	case len(spurious) > 0 || offMaster > 0:
 		verdict = "NOT MET"
+	case elapsed < 10*time.Minute:
+		verdict = "none in " + elapsed.Round(time.Second).String() + ", but the target is 10 minutes: run with HAPAIR_SOAK=10m to judge it"
 	}
-	fmt.Fprintf(&sb, "DESIGN.md target: no spurious transition in 10 minutes (this run: %s): %s\n", elapsed.Round(time.Second), verdict)
-	if elapsed < 10*time.Minute {
-		sb.WriteString("  (shorter than the target's 10 minutes: HAPAIR_SOAK=10m for the full soak)\n")
-	}
+	fmt.Fprintf(&sb, "DESIGN.md target: no spurious transition in 10 minutes: %s\n", verdict)
 	fmt.Fprint(os.Stdout, sb.String())
 	b.ReportMetric(float64(len(spurious)), "spurious-transitions")
 	b.ReportMetric(100*own[0].Seconds()/elapsed.Seconds(), "master-cpu-%")
