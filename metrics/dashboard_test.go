@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -13,22 +12,11 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"gopkg.in/yaml.v3"
 
 	"github.com/hapair/hapair/metrics/promtest"
 )
 
 var dashboardPath = filepath.Join("..", "deploy", "grafana", "hapair-failover.json")
-
-// dashExpr is one PromQL expression of the dashboard and where it sits.
-type dashExpr struct {
-	where    string // panel title / variable name, for messages
-	expr     string // as written, with Grafana variables
-	variable bool   // a templating query (label_values)
-	// mustHaveData: the query returns series with a running pair. False for
-	// annotations, which select events (> 0) that a steady test pair lacks.
-	mustHaveData bool
-}
 
 type dashboard struct {
 	SchemaVersion int `json:"schemaVersion"`
@@ -87,55 +75,14 @@ func allPanels(ps []dashPanel) []dashPanel {
 	return out
 }
 
-// dashboardExprs extracts every PromQL expression: panel targets, templating
-// queries (string or the newer object form) and annotation queries.
-func dashboardExprs(t *testing.T, d dashboard) []dashExpr {
+// dashboardExprs returns every PromQL expression of the dashboard.
+func dashboardExprs(t *testing.T) []promtest.Expr {
 	t.Helper()
-	var out []dashExpr
-	for _, v := range d.Templating.List {
-		if v.Type != "query" {
-			continue
-		}
-		var q string
-		if err := json.Unmarshal(v.Query, &q); err != nil {
-			var obj struct {
-				Query string `json:"query"`
-			}
-			if err := json.Unmarshal(v.Query, &obj); err != nil {
-				t.Fatalf("variable %s: query neither string nor object: %s", v.Name, v.Query)
-			}
-			q = obj.Query
-		}
-		out = append(out, dashExpr{where: "variable " + v.Name, expr: q, variable: true, mustHaveData: true})
+	exprs, err := promtest.DashboardExprs(dashboardPath)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, a := range d.Annotations.List {
-		if a.Expr != "" {
-			out = append(out, dashExpr{where: "annotation " + a.Name, expr: a.Expr})
-		}
-	}
-	for _, p := range allPanels(d.Panels) {
-		for _, tg := range p.Targets {
-			out = append(out, dashExpr{where: fmt.Sprintf("panel %q %s", p.Title, tg.RefID), expr: tg.Expr, mustHaveData: true})
-		}
-	}
-	return out
-}
-
-var (
-	labelValuesRe = regexp.MustCompile(`^\s*label_values\((.*),\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)\s*$`)
-	grafanaVarRe  = regexp.MustCompile(`\$\{[a-zA-Z0-9_:]+\}|\$[a-zA-Z0-9_]+|\[\[[a-zA-Z0-9_]+\]\]`)
-)
-
-// toPromQL turns a Grafana query into what Prometheus evaluates: the series
-// selector of label_values(), Grafana's interval variables as durations, and
-// every other variable as the "All" value ".*" (used only inside =~).
-func toPromQL(q string) string {
-	if m := labelValuesRe.FindStringSubmatch(q); m != nil {
-		q = m[1]
-	}
-	q = strings.NewReplacer("$__rate_interval", "1m", "${__rate_interval}", "1m",
-		"$__interval", "15s", "${__interval}", "15s", "$__range", "5m", "${__range}", "5m").Replace(q)
-	return grafanaVarRe.ReplaceAllString(q, ".*")
+	return exprs
 }
 
 var (
@@ -279,18 +226,18 @@ func TestDashboardStructure(t *testing.T) {
 // exports (or up), and selects nodes by host, never by Prometheus's instance.
 func TestDashboardMetricNames(t *testing.T) {
 	exported := exportedNames(t)
-	exprs := dashboardExprs(t, loadDashboard(t))
+	exprs := dashboardExprs(t)
 	if len(exprs) < 20 {
 		t.Fatalf("only %d expressions found; extraction broken?", len(exprs))
 	}
 	for _, e := range exprs {
-		names := metricNames(toPromQL(e.expr))
+		names := metricNames(e.PromQL())
 		if len(names) == 0 {
-			t.Errorf("%s: no metric in %q", e.where, e.expr)
+			t.Errorf("%s: no metric in %q", e.Where, e.Text)
 		}
 		for _, n := range names {
 			if !exported[n] {
-				t.Errorf("%s: %q is not a metric hapair exports (in %q)", e.where, n, e.expr)
+				t.Errorf("%s: %q is not a metric hapair exports (in %q)", e.Where, n, e.Text)
 			}
 		}
 	}
@@ -302,43 +249,16 @@ func TestDashboardMetricNames(t *testing.T) {
 // honor_labels and relabelling included, is what the test exercises.
 func deployScrapeConfig(t *testing.T, targets map[string]string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(deployDir, "prometheus.yml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := yaml.Unmarshal(b, &cfg); err != nil {
-		t.Fatalf("parse prometheus.yml: %v", err)
-	}
-	jobs, _ := cfg["scrape_configs"].([]any)
-	if len(jobs) != 1 {
-		t.Fatalf("prometheus.yml: want one scrape config, got %d", len(jobs))
-	}
-	job, _ := jobs[0].(map[string]any)
-	if job["job_name"] != promtest.Job || job["honor_labels"] != true {
-		t.Fatalf("prometheus.yml: job_name %v honor_labels %v, want %s and true", job["job_name"], job["honor_labels"], promtest.Job)
-	}
-	var static []any
+	var tgs []promtest.Target
 	for addr, host := range targets {
-		static = append(static, map[string]any{
-			"targets": []string{addr},
-			"labels":  map[string]string{"host": host, "cluster": "test"},
-		})
+		tgs = append(tgs, promtest.Target{Addr: addr, Labels: map[string]string{"host": host, "cluster": "test"}})
 	}
-	job["static_configs"] = static
-	job["scrape_interval"] = "1s"
-	job["scrape_timeout"] = "1s"
-	rules, err := filepath.Abs(filepath.Join(deployDir, "hapair.rules.yml"))
+	cfg, err := promtest.AdaptConfig(filepath.Join(deployDir, "prometheus.yml"), tgs,
+		[]string{filepath.Join(deployDir, "hapair.rules.yml")}, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg["rule_files"] = []string{rules}
-	cfg["global"] = map[string]any{"scrape_interval": "1s", "evaluation_interval": "1s"}
-	out, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return cfg
 }
 
 // TestDashboardAndRulesOnPrometheus scrapes two populated hapair registries
@@ -375,20 +295,21 @@ func TestDashboardAndRulesOnPrometheus(t *testing.T) {
 		t.Errorf("up{host=loglb02} = %v, %v; want Prometheus's instance=address", v, err)
 	}
 
-	for _, e := range dashboardExprs(t, loadDashboard(t)) {
-		q := toPromQL(e.expr)
+	for _, e := range dashboardExprs(t) {
+		q := e.PromQL()
 		res, err := p.Query(q)
 		if err != nil {
-			t.Errorf("%s: Prometheus refused %q: %v", e.where, q, err)
+			t.Errorf("%s: Prometheus refused %q: %v", e.Where, q, err)
 			continue
 		}
-		if e.mustHaveData && len(res) == 0 {
-			t.Errorf("%s: %q returned no series from a running pair", e.where, q)
+		// Annotations select events (> 0), which a steady test pair lacks.
+		if e.Kind != promtest.AnnotationQuery && len(res) == 0 {
+			t.Errorf("%s: %q returned no series from a running pair", e.Where, q)
 		}
-		if m := labelValuesRe.FindStringSubmatch(e.expr); e.variable && m != nil {
+		if e.Kind == promtest.VariableQuery && e.Label != "" {
 			for _, s := range res {
-				if s.Labels[m[2]] == "" {
-					t.Errorf("%s: a series without label %s: %v", e.where, m[2], s.Labels)
+				if s.Labels[e.Label] == "" {
+					t.Errorf("%s: a series without label %s: %v", e.Where, e.Label, s.Labels)
 				}
 			}
 		}

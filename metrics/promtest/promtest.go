@@ -67,6 +67,11 @@ type Options struct {
 	// Wrapper prefixes the command line, e.g. {"ip", "netns", "exec", "ns1"}
 	// to run Prometheus inside a lab namespace.
 	Wrapper []string
+	// DialContext, when set, dials the connections to Prometheus's HTTP API.
+	// A Prometheus run in another network namespace (see Wrapper) listens
+	// on that namespace's 127.0.0.1, which only a dialer inside it reaches,
+	// such as lab.Host.DialContext.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Binary is the prometheus binary; default PrometheusBinary.
 	Binary string
 }
@@ -217,7 +222,7 @@ func launch(opts Options, dir, cfgPath string, attempt int) (*Prometheus, error)
 		cmd:     cmd,
 		exited:  make(chan struct{}),
 		logPath: logPath,
-		client:  &http.Client{Timeout: 10 * time.Second},
+		client:  newClient(opts.DialContext),
 	}
 	go func() {
 		cmd.Wait()
@@ -230,6 +235,19 @@ func launch(opts Options, dir, cfgPath string, attempt int) (*Prometheus, error)
 	return p, nil
 }
 
+func newClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	c := &http.Client{Timeout: 10 * time.Second}
+	if dial != nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DialContext = dial
+		t.Proxy = nil // the address is only meaningful inside the namespace
+		c.Transport = t
+	}
+	return c
+}
+
+// freePort returns a port free on this namespace's loopback. With a Wrapper
+// that enters a fresh network namespace every port is free there anyway.
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
