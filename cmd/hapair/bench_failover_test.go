@@ -57,8 +57,15 @@ func BenchmarkFailover(b *testing.B) {
 				if err != nil {
 					b.Fatalf("%s, %s, trial %d: %v", sc, fp.impl(), i+1, err)
 				}
-				b.Logf("%s, %s, trial %d: VIP on the standby after %s; client: longest failure %s, %d failed requests",
-					sc, fp.impl(), i+1, foMS(r.took), foMS(r.window), r.failed)
+				if r.moved {
+					b.Logf("%s, %s, trial %d: VIP on the standby after %s; client: longest failure %s, %d failed requests",
+						sc, fp.impl(), i+1, foMS(r.took), foMS(r.window), r.failed)
+				} else {
+					// Not fatal at once: the other scenarios still say something, and the table
+					// shows how often it happened.
+					b.Errorf("%s, %s, trial %d: the VIP never reached the standby within %s; client: longest failure %s, %d failed requests",
+						sc, fp.impl(), i+1, foMoveTimeout, foMS(r.window), r.failed)
+				}
 				k := foKey{sc, fp.impl()}
 				results[k] = append(results[k], r)
 			}
@@ -69,12 +76,22 @@ func BenchmarkFailover(b *testing.B) {
 	fmt.Fprint(os.Stdout, foTable(sum, trials))
 	fmt.Fprintf(os.Stdout, "\nNote: %s.\n", lab.TrackScriptNote)
 	for _, sc := range foScenarios {
-		b.ReportMetric(sum[foKey{sc, "hapair"}].took.median.Seconds(), "hapair-"+sc.metric()+"-s")
+		if s := sum[foKey{sc, "hapair"}]; s.moved > 0 {
+			b.ReportMetric(s.took.median.Seconds(), "hapair-"+sc.metric()+"-s")
+		}
 	}
 }
 
+// foMoveTimeout bounds the wait for the VIP on the standby; keepalived's slowest case, HAProxy
+// killed, is the track script's fall (2 to 6 s) plus its master-down interval (3.6 s).
+const foMoveTimeout = 20 * time.Second
+
 // foPoll is how often the benchmark looks for the VIP on the standby: the resolution of "took".
 const foPoll = 3 * time.Millisecond
+
+// foResolution is how close two medians may be and still count as equal: each is known to a poll
+// interval plus a netlink round trip.
+const foResolution = 10 * time.Millisecond
 
 // The client's pace and patience: a request every foClientEvery, each given foClientTimeout.
 const (
@@ -149,7 +166,8 @@ type foPair interface {
 
 // foResult is one trial.
 type foResult struct {
-	took   time.Duration // action -> VIP on the standby
+	moved  bool          // the VIP reached the standby within foMoveTimeout
+	took   time.Duration // action -> VIP on the standby, when moved
 	window time.Duration // the client's longest failure window around the event
 	failed int           // failed client requests around the event
 }
@@ -167,16 +185,20 @@ func foTrial(ctx context.Context, p foPair, s foScenario) (foResult, error) {
 	if err != nil {
 		return r, err
 	}
-	arrived, err := benchWaitAddr(ctx, sb, addr, 30*time.Second)
-	if err != nil {
-		return r, fmt.Errorf("VIP never reached the standby: %w", err)
-	}
-	r.took = arrived.Sub(at)
-
-	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := p.client().WaitServedBy(wctx, arrived, sb.Name); err != nil {
-		return r, fmt.Errorf("client not served by the standby: %w", err)
+	arrived, err := benchWaitAddr(ctx, sb, addr, foMoveTimeout)
+	switch {
+	case err == nil:
+		r.moved, r.took = true, arrived.Sub(at)
+		if err := foServed(ctx, p.client(), arrived, sb.Name); err != nil {
+			return r, fmt.Errorf("client not served by the standby: %w", err)
+		}
+	case ctx.Err() != nil:
+		return r, ctx.Err()
+	default:
+		// The VIP stayed (or nobody has it): still measure what the client saw, up to now.
+		if h, herr := benchHolders(addr, m, sb); herr != nil || len(h) != 1 || h[0] != m.Name {
+			return r, fmt.Errorf("VIP %s never reached the standby and is held by %v (%v)", addr, h, herr)
+		}
 	}
 	served := time.Now()
 	// Requests sent before `served` may still be waiting for their timeout; only once they have
@@ -191,12 +213,19 @@ func foTrial(ctx context.Context, p foPair, s foScenario) (foResult, error) {
 	if err != nil {
 		return r, fmt.Errorf("VIP did not come back to %s: %w", m.Name, err)
 	}
-	if err := p.client().WaitServedBy(wctx, back, m.Name); err != nil {
+	if err := foServed(ctx, p.client(), back, m.Name); err != nil {
 		return r, fmt.Errorf("client not served by %s again: %w", m.Name, err)
 	}
 	// Let adverts, checks and GARPs of the failback settle before the next trial acts.
 	time.Sleep(time.Second)
 	return r, nil
+}
+
+// foServed waits up to 15 s for c to be answered by server with a request sent after since.
+func foServed(ctx context.Context, c *lab.Client, since time.Time, server string) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return c.WaitServedBy(ctx, since, server)
 }
 
 // foClientWindows returns the longest failure window starting in [from, to] and the number of
@@ -565,20 +594,26 @@ func foStatsOf(ds []time.Duration) foStats {
 
 // foSummary is one row of the table.
 type foSummary struct {
-	took, window foStats
-	failed       float64 // median of the failed request counts
+	took, window  foStats // took: over the trials where the VIP moved
+	failed        float64 // median of the failed request counts
+	moved, trials int
 }
 
 func foSummarize(results map[foKey][]foResult) map[foKey]foSummary {
 	out := map[foKey]foSummary{}
 	for k, rs := range results {
 		var took, window, failed []time.Duration
+		moved := 0
 		for _, r := range rs {
-			took = append(took, r.took)
+			if r.moved {
+				took = append(took, r.took)
+				moved++
+			}
 			window = append(window, r.window)
 			failed = append(failed, time.Duration(r.failed))
 		}
-		out[k] = foSummary{took: foStatsOf(took), window: foStatsOf(window), failed: float64(foStatsOf(failed).median)}
+		out[k] = foSummary{took: foStatsOf(took), window: foStatsOf(window), failed: float64(foStatsOf(failed).median),
+			moved: moved, trials: len(rs)}
 	}
 	return out
 }
@@ -593,9 +628,9 @@ type foTarget struct {
 var foTargets = []foTarget{
 	{foHAProxyKilled, "HAProxy killed on MASTER -> VIP on standby under 0.8 s",
 		func(map[foKey]foSummary) time.Duration { return 800 * time.Millisecond }},
-	{foGracefulStop, "graceful stop no slower than keepalived (~0.62 s; this run's keepalived median)",
+	{foGracefulStop, "graceful stop no slower than keepalived (~0.62 s; this run's median + 10 ms resolution)",
 		func(sum map[foKey]foSummary) time.Duration {
-			return sum[foKey{foGracefulStop, "keepalived"}].took.median
+			return sum[foKey{foGracefulStop, "keepalived"}].took.median + foResolution
 		}},
 	{foHardStop, "hard stop within master-down interval 3.61 s + 50 ms",
 		func(map[foKey]foSummary) time.Duration { return seedMasterDownV2 + 50*time.Millisecond }},
@@ -607,19 +642,32 @@ func foTable(sum map[foKey]foSummary, trials int) string {
 	fmt.Fprintf(&b, "\nFailover, seed settings (VRRP v2, advert_int 1, priorities 110/100, weight -20), %d trials each;\n", trials)
 	fmt.Fprintf(&b, "time = action -> VIP on the standby; client = GET http://VIP/ every %s, timeout %s\n\n", foClientEvery, foClientTimeout)
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "scenario\timplementation\tmedian\tmin\tmax\tspread\tclient window (median)\tfailed requests (median)")
+	fmt.Fprintln(w, "scenario\timplementation\tVIP moved\tmedian\tmin\tmax\tspread\tclient window (median)\tfailed requests (median)")
 	for _, sc := range foScenarios {
 		for _, impl := range []string{"hapair", "keepalived"} {
 			s := sum[foKey{sc, impl}]
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%g\n", sc, impl, foMS(s.took.median), foMS(s.took.min), foMS(s.took.max),
-				foMS(s.took.max-s.took.min), foMS(s.window.median), s.failed)
+			med, lo, hi, spread := "-", "-", "-", "-"
+			if s.moved > 0 {
+				med, lo, hi, spread = foMS(s.took.median), foMS(s.took.min), foMS(s.took.max), foMS(s.took.max-s.took.min)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%g\n", sc, impl, s.moved, s.trials, med, lo, hi, spread,
+				foMS(s.window.median), s.failed)
 		}
 	}
 	w.Flush()
+	b.WriteString(`
+The hard stop kills the VRRP speaker only. keepalived's HAProxy lives on, and so does the VIP
+left on the dead MASTER: its client goes on being served until the standby's gratuitous ARP
+moves it. hapair's HAProxy is its child and dies with it, so its client waits for the takeover.
+`)
 	b.WriteString("\nDESIGN.md targets (hapair):\n")
 	for _, t := range foTargets {
 		s := sum[foKey{t.sc, "hapair"}]
 		bound := t.bound(sum)
+		if s.moved < s.trials {
+			fmt.Fprintf(&b, "  %-80s NOT MET: the VIP moved in %d of %d trials\n", t.text, s.moved, s.trials)
+			continue
+		}
 		verdict := "MET"
 		if s.took.median > bound {
 			verdict = "NOT MET"
