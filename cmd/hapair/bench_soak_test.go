@@ -182,9 +182,12 @@ func BenchmarkMemory(b *testing.B) {
 	var sb strings.Builder
 	sb.WriteString("\nResident memory, 10 s after MASTER (seed config, HAProxy beside each, HAProxy not counted)\n")
 	w := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "implementation\tprocesses\tRSS\tPSS")
-	fmt.Fprintf(w, "hapair\t%d (pid %v)\t%.1f MiB\t%.1f MiB\n", len(hapair), hapair, benchMiB(hRSS), benchMiB(hPSS))
-	fmt.Fprintf(w, "keepalived\t%d (pids %v)\t%.1f MiB\t%.1f MiB\n", len(keepalived), keepalived, benchMiB(kRSS), benchMiB(kPSS))
+	fmt.Fprintln(w, "implementation\tprocesses\tRSS\t\tPSS")
+	row := func(name string, pids []int, rss, pss int64) {
+		fmt.Fprintf(w, "%s\t%d %v\t%.1f MiB\t(%.1f MB)\t%.1f MiB\n", name, len(pids), pids, benchMiB(rss), float64(rss)/1e6, benchMiB(pss))
+	}
+	row("hapair", hapair, hRSS, hPSS)
+	row("keepalived", keepalived, kRSS, kPSS)
 	w.Flush()
 	sb.WriteString("DESIGN.md: keepalived's two processes hold about 13.6 MB resident.\n")
 	fmt.Fprint(os.Stdout, sb.String())
