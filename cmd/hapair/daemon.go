@@ -243,18 +243,43 @@ func (d *daemon) serve(ctx context.Context) error {
 	return nil
 }
 
+// haproxyRiseHold is how long a restarted HAProxy must stay up before the liveness check counts
+// it healthy again. A crash is believed at once (the priority drops and the BACKUP takes over
+// within its skew time); a recovery is believed only once it holds, so that a node whose HAProxy
+// crashes and comes back every second does not pull the VIP to and fro (keepalived's rise).
+const haproxyRiseHold = 2 * time.Second
+
 // forwardHAProxyEvents feeds the supervisor's exit and start events into the built-in liveness
 // check, so a dead HAProxy lowers the priority at once rather than at the next poll.
 func (d *daemon) forwardHAProxyEvents(ctx context.Context) {
+	var hold <-chan time.Time // armed while a restarted HAProxy proves itself
+	var pending supervisor.Event
+	setLive := func(up bool, reason string) {
+		d.mu.Lock()
+		live := d.checks.Liveness()
+		d.mu.Unlock()
+		live.Set(up, reason)
+	}
+	everDown := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-hold:
+			hold = nil
+			setLive(true, pending.Reason+fmt.Sprintf(", stable for %s", haproxyRiseHold))
 		case ev := <-d.sup.Events():
-			d.mu.Lock()
-			live := d.checks.Liveness()
-			d.mu.Unlock()
-			live.Set(ev.Up, ev.Reason)
+			switch {
+			case !ev.Up:
+				everDown = true
+				hold = nil
+				setLive(false, ev.Reason)
+			case everDown:
+				pending = ev
+				hold = time.After(haproxyRiseHold)
+			default: // first start: nothing to distrust yet
+				setLive(true, ev.Reason)
+			}
 		}
 	}
 }
@@ -293,12 +318,6 @@ func (d *daemon) followChecks(ctx context.Context, r *checks.Runner) {
 		case <-ctx.Done():
 			return
 		case ev := <-r.Events():
-			// keepalived's words for a tracked script changing, so existing greps keep working.
-			word := "failed"
-			if ev.Up {
-				word = "succeeded"
-			}
-			d.log.Info(fmt.Sprintf("VRRP_Script(%s) %s", ev.Name, word), "output", ev.Result.Output)
 			d.metrics.CheckUp(ev.Name, ev.Up)
 			d.updatePriorities(r.Up())
 		}

@@ -293,10 +293,12 @@ func TestCrashLoopStaysOutOfMaster(t *testing.T) {
 	// 10.9.9.9 is not on the host: `haproxy -c` accepts the file, the start fails to bind.
 	bad := haproxyConfigFile(t, p.lb1, lab.HAProxyConfig{Name: "lb1", Bind: "10.9.9.9:80"}.Render())
 	okCfg := haproxyConfigFile(t, p.lb2, lab.HAProxyConfig{Name: "lb2"}.Render())
+	// lb2 serves first; lb1 joins with an HAProxy that cannot start, as after a bad deploy.
 	d2 := startDaemon(t, p.lb2, labNode{Priority: 100, HAProxyConfig: okCfg})
-	d1 := startDaemon(t, p.lb1, labNode{Priority: 110, HAProxyConfig: bad})
 	d2.waitState(0, "MASTER", 15*time.Second)
 	waitVIP(t, 3*time.Second, p.lb2, p.lb1, p.lb2)
+	d1 := startDaemon(t, p.lb1, labNode{Priority: 110, HAProxyConfig: bad})
+	d1.waitState(0, "BACKUP", 10*time.Second)
 
 	var backoffs []time.Duration
 	deadline := time.Now().Add(12 * time.Second)
