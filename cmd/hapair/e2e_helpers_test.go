@@ -29,6 +29,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Others may run it too: the demo test drops to nobody to see the not-root refusal.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	hapairBin = filepath.Join(dir, "hapair")
 	build := exec.Command("go", "build", "-o", hapairBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
