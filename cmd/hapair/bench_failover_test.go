@@ -661,24 +661,28 @@ left on the dead MASTER: its client goes on being served until the standby's gra
 moves it. hapair's HAProxy is its child and dies with it, so its client waits for the takeover.
 `)
 	b.WriteString("\nDESIGN.md targets (hapair):\n")
+	w = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	for _, t := range foTargets {
-		s := sum[foKey{t.sc, "hapair"}]
-		bound := t.bound(sum)
-		if s.moved < s.trials {
-			fmt.Fprintf(&b, "  %-80s NOT MET: the VIP moved in %d of %d trials\n", t.text, s.moved, s.trials)
-			continue
-		}
-		verdict := "MET"
-		if s.took.median > bound {
-			verdict = "NOT MET"
-		}
-		all := "every trial within it"
-		if s.took.max > bound {
-			all = "slowest trial " + foMS(s.took.max) + " beyond it"
-		}
-		fmt.Fprintf(&b, "  %-80s median %s vs %s: %s (%s)\n", t.text, foMS(s.took.median), foMS(bound), verdict, all)
+		fmt.Fprintf(w, "  %s\t%s\n", t.text, foVerdict(sum[foKey{t.sc, "hapair"}], t.bound(sum)))
 	}
+	w.Flush()
 	return b.String()
+}
+
+// foVerdict judges a target on the median and says whether every trial met it as well.
+func foVerdict(s foSummary, bound time.Duration) string {
+	if s.moved < s.trials {
+		return fmt.Sprintf("NOT MET: the VIP moved in %d of %d trials", s.moved, s.trials)
+	}
+	verdict := "MET"
+	if s.took.median > bound {
+		verdict = "NOT MET"
+	}
+	all := "every trial within it"
+	if s.took.max > bound {
+		all = "slowest trial " + foMS(s.took.max) + " beyond it"
+	}
+	return fmt.Sprintf("median %s vs %s: %s (%s)", foMS(s.took.median), foMS(bound), verdict, all)
 }
 
 // foMS prints a duration in milliseconds.
@@ -691,3 +695,80 @@ var (
 	_ foPair = (*foHapair)(nil)
 	_ foPair = (*foKeepalived)(nil)
 )
+
+func TestFoStatsOf(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name string
+		in   []time.Duration
+		want foStats
+	}{
+		{"empty", nil, foStats{}},
+		{"one", []time.Duration{5 * ms}, foStats{5 * ms, 5 * ms, 5 * ms}},
+		{"odd, unsorted", []time.Duration{9 * ms, 1 * ms, 4 * ms}, foStats{4 * ms, 1 * ms, 9 * ms}},
+		{"even takes the mean of the middle two", []time.Duration{8 * ms, 2 * ms, 4 * ms, 6 * ms}, foStats{5 * ms, 2 * ms, 8 * ms}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := slices.Clone(tc.in)
+			if got := foStatsOf(tc.in); got != tc.want {
+				t.Errorf("foStatsOf(%v) = %+v, want %+v", tc.in, got, tc.want)
+			}
+			if !slices.Equal(in, tc.in) {
+				t.Errorf("foStatsOf reordered its input: %v, was %v", tc.in, in)
+			}
+		})
+	}
+}
+
+func TestFoClientWindows(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	st := lab.ClientStats{Windows: []lab.Window{
+		{Start: at(0), End: at(100), Failed: 5},      // before the event
+		{Start: at(1000), End: at(1600), Failed: 30}, // the event
+		{Start: at(1700), End: at(1740), Failed: 2},  // a straggler after it
+		{Start: at(5000), End: at(5400), Failed: 20}, // after the range: the failback
+	}}
+	longest, failed := foClientWindows(st, at(900), at(2000))
+	if longest != 600*time.Millisecond || failed != 32 {
+		t.Errorf("foClientWindows = %s, %d failed; want 600ms, 32", longest, failed)
+	}
+	if longest, failed := foClientWindows(st, at(2000), at(3000)); longest != 0 || failed != 0 {
+		t.Errorf("foClientWindows of a quiet range = %s, %d failed; want 0, 0", longest, failed)
+	}
+}
+
+func TestFoVerdict(t *testing.T) {
+	ms := time.Millisecond
+	bound := 800 * ms
+	for _, tc := range []struct {
+		name string
+		s    foSummary
+		want string
+	}{
+		{"all within", foSummary{took: foStats{600 * ms, 590 * ms, 610 * ms}, moved: 5, trials: 5},
+			"median 600 ms vs 800 ms: MET (every trial within it)"},
+		{"median within, one beyond", foSummary{took: foStats{600 * ms, 590 * ms, 900 * ms}, moved: 5, trials: 5},
+			"median 600 ms vs 800 ms: MET (slowest trial 900 ms beyond it)"},
+		{"median beyond", foSummary{took: foStats{850 * ms, 590 * ms, 900 * ms}, moved: 5, trials: 5},
+			"median 850 ms vs 800 ms: NOT MET (slowest trial 900 ms beyond it)"},
+		{"VIP stayed once", foSummary{took: foStats{600 * ms, 590 * ms, 610 * ms}, moved: 4, trials: 5},
+			"NOT MET: the VIP moved in 4 of 5 trials"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := foVerdict(tc.s, bound); got != tc.want {
+				t.Errorf("foVerdict = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBenchAlive(t *testing.T) {
+	if !benchAlive(os.Getpid()) {
+		t.Errorf("benchAlive(own pid %d) = false", os.Getpid())
+	}
+	// Above the kernel's pid_max limit (4194304 at most): never a process.
+	if benchAlive(1 << 23) {
+		t.Errorf("benchAlive(%d) = true", 1<<23)
+	}
+}

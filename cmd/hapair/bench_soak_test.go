@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -314,4 +315,85 @@ func benchEnvDuration(name string, def time.Duration) (time.Duration, error) {
 		return 0, fmt.Errorf("%s=%q: want a positive duration such as 10m", name, v)
 	}
 	return d, nil
+}
+
+func TestBenchProcField(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "status")
+	text := "Name:\thapair\nVmPeak:\t  1300 kB\nVmRSS:\t   16220 kB\nThreads:\t7\n"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key     string
+		want    int64
+		wantErr bool
+	}{
+		{"VmRSS:", 16220 * 1024, false},
+		{"Threads:", 7, false}, // no unit: as it stands
+		{"Pss:", 0, true},
+	} {
+		got, err := benchProcField(path, tc.key)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("benchProcField(%s) = %d, %v; want %d, error %t", tc.key, got, err, tc.want, tc.wantErr)
+		}
+	}
+	// The real thing: this process has a resident size.
+	if rss, err := benchProcField("/proc/self/status", "VmRSS:"); err != nil || rss <= 0 {
+		t.Errorf("own VmRSS = %d, %v", rss, err)
+	}
+}
+
+func TestBenchCPUBusyShare(t *testing.T) {
+	before := benchCPU{idle: 1000, total: 2000}
+	for _, tc := range []struct {
+		name  string
+		after benchCPU
+		want  float64
+	}{
+		{"all busy", benchCPU{idle: 1000, total: 2400}, 1},
+		{"half busy", benchCPU{idle: 1200, total: 2400}, 0.5},
+		{"idle", benchCPU{idle: 1400, total: 2400}, 0},
+		{"no time passed", before, 0},
+	} {
+		if got := tc.after.busyShare(before); got != tc.want {
+			t.Errorf("%s: busyShare = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if c, err := benchCPUTimes(); err != nil || c.total <= 0 || c.idle > c.total {
+		t.Errorf("benchCPUTimes() = %+v, %v", c, err)
+	}
+}
+
+func TestBenchEnv(t *testing.T) {
+	for _, tc := range []struct {
+		value   string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"", time.Minute, false},
+		{"10m", 10 * time.Minute, false},
+		{"90s", 90 * time.Second, false},
+		{"0s", 0, true},
+		{"-1m", 0, true},
+		{"ten minutes", 0, true},
+	} {
+		t.Setenv("HAPAIR_TEST_SOAK", tc.value)
+		got, err := benchEnvDuration("HAPAIR_TEST_SOAK", time.Minute)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("benchEnvDuration(%q) = %v, %v; want %v, error %t", tc.value, got, err, tc.want, tc.wantErr)
+		}
+	}
+	for _, tc := range []struct {
+		value   string
+		want    int
+		wantErr bool
+	}{
+		{"", 5, false}, {"12", 12, false}, {"0", 0, true}, {"five", 0, true},
+	} {
+		t.Setenv("HAPAIR_TEST_TRIALS", tc.value)
+		got, err := benchEnvInt("HAPAIR_TEST_TRIALS", 5)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("benchEnvInt(%q) = %v, %v; want %v, error %t", tc.value, got, err, tc.want, tc.wantErr)
+		}
+	}
 }
