@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -53,19 +54,33 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 }
 
 type demo struct {
-	out   io.Writer
-	quick bool
-	keep  bool
-	start time.Time
+	out      io.Writer
+	quick    bool
+	keep     bool
+	start    time.Time
+	timeline []timelineEntry
+}
+
+type timelineEntry struct {
+	at       time.Time
+	who, say string
 }
 
 func (d *demo) say(format string, args ...any) {
 	fmt.Fprintf(d.out, format+"\n", args...)
 }
 
-// at prints one timeline line, relative to the failure.
+// at records one timeline line; flush prints them in time order, relative to the failure.
 func (d *demo) at(t time.Time, who, what string) {
-	fmt.Fprintf(d.out, "  %+8.3fs  %-4s %s\n", t.Sub(d.start).Seconds(), who, what)
+	d.timeline = append(d.timeline, timelineEntry{t, who, what})
+}
+
+func (d *demo) flush() {
+	sort.SliceStable(d.timeline, func(i, j int) bool { return d.timeline[i].at.Before(d.timeline[j].at) })
+	for _, e := range d.timeline {
+		fmt.Fprintf(d.out, "  %+8.3fs  %-4s %s\n", e.at.Sub(d.start).Seconds(), e.who, e.say)
+	}
+	d.timeline = nil
 }
 
 func (d *demo) run(ctx context.Context) error {
@@ -194,14 +209,19 @@ func (d *demo) run(ctx context.Context) error {
 		if w.Start.After(d.start.Add(-time.Second)) {
 			d.at(w.Start, "cli", fmt.Sprintf("first failed request (%s)", shorten(w.Err)))
 			if !w.End.IsZero() {
-				d.at(w.End, "cli", fmt.Sprintf("answered again, by lb2: %d requests failed, window %s", w.Failed, w.Duration().Round(time.Millisecond)))
+				d.at(w.End, "cli", fmt.Sprintf("answered again: %d requests failed, window %s", w.Failed, w.Duration().Round(time.Millisecond)))
 			}
+		}
+	}
+	for _, c := range st.Changes {
+		if c.At.After(d.start) {
+			d.at(c.At, "cli", fmt.Sprintf("now answered by %s (was %s)", c.To, c.From))
 		}
 	}
 	if len(st.Windows) == 0 {
 		d.say("  the client saw no failed request")
 	}
-
+	d.flush()
 	d.say("\nRecovery: hapair restarts HAProxy on lb1, its checks rise, lb1 preempts")
 	from1 := procs["lb1"].LineCount()
 	backCtx, cancelBack := context.WithTimeout(ctx, 30*time.Second)
@@ -215,6 +235,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.at(time.Now(), "cli", "answered by lb1 again")
+	d.flush()
 
 	d.say("\nObservability, inside each host's namespace:")
 	for _, name := range []string{"lb1", "lb2"} {

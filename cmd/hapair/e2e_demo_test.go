@@ -30,6 +30,7 @@ func TestDemoRunsWithoutTerminal(t *testing.T) {
 		"(VI_LOGS) Entering MASTER STATE",
 		"HAProxy killed",
 		"takeover measured by lb2",
+		"now answered by lb2",
 		"answered by lb1 again",
 		"/metrics 200",
 		"/status 200",
