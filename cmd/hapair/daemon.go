@@ -95,6 +95,14 @@ func supervisorConfig(h *config.HAProxy) supervisor.Config {
 
 func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInstance, error) {
 	family := ic.Family()
+	vips, err := vipnet.NewManager(ic.Interface, ic.VIPs, d.log)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
+	}
+	// Stale VIPs first: a VIP left by a crash could otherwise be taken for the primary address.
+	if err := vips.RemoveStale(); err != nil {
+		d.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", ic.Name, err))
+	}
 	primary, err := transport.PrimaryAddr(ic.Interface, family)
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
@@ -107,11 +115,6 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		Interface: ic.Interface, Family: family, SourceAddr: source, Peers: ic.UnicastPeers,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
-	}
-	vips, err := vipnet.NewManager(ic.Interface, ic.VIPs, d.log)
-	if err != nil {
-		conn.Close()
 		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
 	}
 	ann, err := vipnet.NewAnnouncer(ic.Interface)

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hapair/hapair/metrics"
@@ -66,6 +68,11 @@ func (d *daemon) dump() {
 	d.mu.Lock()
 	path := d.cfg.Status.DumpFile
 	d.mu.Unlock()
+	// /run/hapair exists under the unit (RuntimeDirectory); elsewhere make it, private.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		d.log.Error(fmt.Sprintf("state dump: %v", err))
+		return
+	}
 	if err := metrics.WriteDump(path, d.Status()); err != nil {
 		d.log.Error(fmt.Sprintf("state dump: %v", err))
 		return

@@ -213,8 +213,8 @@ func (in *Instance) SetFault(fault bool, reason string) {
 	in.control <- controlEvent{fault: &fault, reason: reason, at: in.now()}
 }
 
-// Settled is closed once the instance has left its first state after start (BACKUP that heard a
-// master, or MASTER): the moment systemd is told READY.
+// Settled is closed once the election has an outcome for this node (MASTER, a BACKUP that hears
+// a MASTER, or FAULT): the moment systemd is told READY.
 func (in *Instance) Settled() <-chan struct{} { return in.settled }
 
 // LastLoop is when the loop last turned; a watchdog uses it to tell a stuck loop from a quiet one.
@@ -269,6 +269,11 @@ func (in *Instance) Run(ctx context.Context) error {
 		in.status.MasterAddr = in.machine.MasterAddr()
 		in.status.Priority = in.machine.Priority()
 		in.mu.Unlock()
+		// Settled: the election has an outcome for this node, it is MASTER, it is a BACKUP
+		// that hears a MASTER, or it is in FAULT.
+		if st := in.machine.State(); st == vrrp.Master || st == vrrp.Fault || (st == vrrp.Backup && in.machine.MasterAddr().IsValid()) {
+			in.settle.Do(func() { close(in.settled) })
+		}
 	}
 }
 
@@ -458,9 +463,6 @@ func (in *Instance) transition(a vrrp.Action) {
 	in.mu.Unlock()
 	if in.notify != nil {
 		in.notify.Notify(in.cfg.Name, a.To, in.machine.Priority())
-	}
-	if a.From != vrrp.Init || a.To == vrrp.Master {
-		in.settle.Do(func() { close(in.settled) })
 	}
 }
 

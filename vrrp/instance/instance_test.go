@@ -224,6 +224,13 @@ func TestHigherPriorityOwnsTheVIP(t *testing.T) {
 	}
 	// The second GARP burst comes GARPDelay after the first: 2 rounds of 2 announcements.
 	waitFor(t, "second GARP burst", time.Second, func() bool { return high.ann.count() == 4 })
+	for _, n := range []*node{high, low} {
+		select {
+		case <-n.inst.Settled():
+		case <-time.After(time.Second):
+			t.Fatalf("%s not settled (systemd would never hear READY)", n.conn.addr)
+		}
+	}
 	if got := low.inst.Status().MasterAddr; got != netip.MustParseAddr("10.0.0.11") {
 		t.Errorf("backup sees master %s, want 10.0.0.11", got)
 	}

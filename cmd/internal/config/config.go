@@ -45,7 +45,7 @@ const (
 	DefaultNotifyScriptSecurity = true
 
 	DefaultStatusListen = "127.0.0.1:9479"
-	DefaultDumpFile     = "/tmp/hapair.data"
+	DefaultDumpFile     = "/run/hapair/hapair.data"
 
 	// BuiltinHAProxyCheck is the name of the built-in HAProxy liveness check. It exists whenever the
 	// haproxy section does, is fed by the supervisor's exit events (no polling), and cannot be
@@ -259,7 +259,7 @@ type Status struct {
 	// KeepalivedCompat (keepalived_compat, default false) also exports keepalived_* series for
 	// dashboards built on a keepalived exporter.
 	KeepalivedCompat bool
-	// DumpFile (dump_file, default /tmp/hapair.data) receives the state dump on SIGUSR1.
+	// DumpFile (dump_file, default /run/hapair/hapair.data) receives the state dump on SIGUSR1.
 	DumpFile string
 }
 

@@ -296,7 +296,7 @@ func TestDefaults(t *testing.T) {
 	if want := (Notify{Timeout: 10 * time.Second, ScriptSecurity: true}); cfg.Notify != want {
 		t.Errorf("Notify = %+v, want %+v", cfg.Notify, want)
 	}
-	if want := (Status{Listen: "127.0.0.1:9479", DumpFile: "/tmp/hapair.data"}); cfg.Status != want {
+	if want := (Status{Listen: "127.0.0.1:9479", DumpFile: "/run/hapair/hapair.data"}); cfg.Status != want {
 		t.Errorf("Status = %+v, want %+v", cfg.Status, want)
 	}
 	if len(cfg.Warnings) != 0 {
