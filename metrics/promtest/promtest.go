@@ -418,6 +418,48 @@ func (p *Prometheus) Query(expr string) (Vector, error) {
 	}
 }
 
+// Series is one element of a range vector: a series' raw samples.
+type Series struct {
+	Labels  map[string]string
+	Samples []Sample
+}
+
+// QueryRange evaluates expr now; it must be a range vector (a selector
+// with a range, or a subquery), whose raw samples are returned, so that a
+// test can see what each scrape or rule evaluation recorded and when.
+func (p *Prometheus) QueryRange(expr string) ([]Series, error) {
+	data, err := p.api("/api/v1/query", url.Values{"query": {expr}})
+	if err != nil {
+		return nil, fmt.Errorf("query %q: %w", expr, err)
+	}
+	var d struct {
+		ResultType string `json:"resultType"`
+		Result     []struct {
+			Metric map[string]string `json:"metric"`
+			Values [][2]any          `json:"values"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("query %q: decode: %w", expr, err)
+	}
+	if d.ResultType != "matrix" {
+		return nil, fmt.Errorf("query %q: result type %s, want matrix", expr, d.ResultType)
+	}
+	out := make([]Series, 0, len(d.Result))
+	for _, r := range d.Result {
+		sr := Series{Labels: r.Metric, Samples: make([]Sample, 0, len(r.Values))}
+		for _, v := range r.Values {
+			s, err := sample(v)
+			if err != nil {
+				return nil, fmt.Errorf("query %q: %w", expr, err)
+			}
+			sr.Samples = append(sr.Samples, s)
+		}
+		out = append(out, sr)
+	}
+	return out, nil
+}
+
 func sample(v [2]any) (Sample, error) {
 	ts, ok1 := v[0].(float64)
 	vs, ok2 := v[1].(string)

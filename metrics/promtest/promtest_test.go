@@ -62,6 +62,15 @@ func TestStartQueryAlerts(t *testing.T) {
 		t.Error("range vector: want an error")
 	}
 
+	m, err := p.QueryRange("promtest_value[1m]")
+	if err != nil || len(m) != 1 || len(m[0].Samples) == 0 || m[0].Labels["instance"] != "VI_TEST" || m[0].Samples[0].Value != 42 ||
+		time.Since(m[0].Samples[0].Time) > time.Minute {
+		t.Errorf("range query = %+v, %v", m, err)
+	}
+	if _, err := p.QueryRange("promtest_value"); err == nil {
+		t.Error("QueryRange of an instant vector: want an error")
+	}
+
 	t.Logf("queries done after %v", time.Since(start))
 	a := p.WaitForAlert(t, "PromtestHigh", "firing", 10*time.Second)
 	t.Logf("alert firing after %v", time.Since(start))
