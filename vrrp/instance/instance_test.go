@@ -78,7 +78,12 @@ type fakeVIPs struct {
 	removed  bool // set to simulate `ip addr del` by hand
 }
 
-func (v *fakeVIPs) Attach() error { v.mu.Lock(); v.attached, v.removed = true, false; v.mu.Unlock(); return nil }
+func (v *fakeVIPs) Attach() error {
+	v.mu.Lock()
+	v.attached, v.removed = true, false
+	v.mu.Unlock()
+	return nil
+}
 func (v *fakeVIPs) Detach() error { v.mu.Lock(); v.attached = false; v.mu.Unlock(); return nil }
 func (v *fakeVIPs) RemoveStale() error {
 	return v.Detach()
