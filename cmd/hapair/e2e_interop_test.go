@@ -187,3 +187,56 @@ func grepLines(s, sub string) string {
 	}
 	return string(out)
 }
+
+// TestKeepalivedInteropGracefulStop: a stopping MASTER sends priority 0 and the other
+// implementation takes over after its skew time, each way round (VRRPv2, PASS, multicast).
+func TestKeepalivedInteropGracefulStop(t *testing.T) {
+	const skewAt100 = 609 * time.Millisecond
+	t.Run("hapair_master", func(t *testing.T) {
+		p := newPair(t)
+		h := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: "1a2b3c4d"})
+		k, err := p.lb2.StartKeepalived(context.Background(), lab.KeepalivedConfig{Priority: 100, AuthPass: "1a2b3c4d", VIPs: []string{vipCIDR}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.waitState(0, "MASTER", 10*time.Second)
+		waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+		stopped := h.terminate()
+		took := waitVIPOn(t, p.lb2, 3*time.Second)
+		t.Logf("hapair MASTER SIGTERMed, keepalived owns the VIP after %s (skew time %s)", took.Sub(stopped).Round(time.Millisecond), skewAt100)
+		if d := took.Sub(stopped); d > skewAt100+500*time.Millisecond {
+			t.Errorf("keepalived took %s after hapair's priority 0", d)
+		}
+		if k.State() != "MASTER" {
+			t.Errorf("keepalived state %q", k.State())
+		}
+	})
+	t.Run("keepalived_master", func(t *testing.T) {
+		p := newPair(t)
+		h := startDaemon(t, p.lb1, labNode{Priority: 100, AuthPass: "1a2b3c4d"})
+		k, err := p.lb2.StartKeepalived(context.Background(), lab.KeepalivedConfig{Priority: 110, AuthPass: "1a2b3c4d", VIPs: []string{vipCIDR}}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if _, err := k.WaitState(ctx, 0, "MASTER"); err != nil {
+			t.Fatal(err)
+		}
+		h.waitState(0, "BACKUP", 10*time.Second)
+		waitVIP(t, 3*time.Second, p.lb2, p.lb1, p.lb2)
+		from := h.lines()
+		stopped := time.Now()
+		if err := k.Stop(10 * time.Second); err != nil {
+			t.Logf("keepalived stop: %v", err)
+		}
+		h.waitState(from, "MASTER", 3*time.Second)
+		took := waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+		t.Logf("keepalived MASTER SIGTERMed, hapair owns the VIP after %s (skew time %s)", took.Sub(stopped).Round(time.Millisecond), skewAt100)
+		// The clock starts at SIGTERM: keepalived itself takes a few hundred ms to send its
+		// priority-0 advert, so the bound is looser than the skew time.
+		if d := took.Sub(stopped); d > skewAt100+time.Second {
+			t.Errorf("hapair took %s after keepalived's SIGTERM", d)
+		}
+	})
+}
