@@ -6,14 +6,16 @@
 // HAProxy is started as `haproxy -W -db -S <runtime_dir>/master.sock,mode,600 -f <config>`: never
 // -Ws, whose master would talk to systemd itself, and without NOTIFY_SOCKET or WATCHDOG_* in its
 // environment, since hapair is the service systemd knows.
+//
+// HAProxy cannot outlive hapair: the master gets SIGKILL from the kernel when hapair dies, even by
+// SIGKILL (Pdeathsig), and its workers exit when their master is gone. A master socket left
+// behind by such a death is removed at the next start, so a restarted hapair starts cleanly.
 package supervisor
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -28,14 +30,22 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultStopGrace         = 10 * time.Second
-	DefaultBackoffInitial    = 500 * time.Millisecond
-	DefaultBackoffMax        = 30 * time.Second
+	DefaultStopGrace      = 10 * time.Second
+	DefaultBackoffInitial = 500 * time.Millisecond
+	DefaultBackoffMax     = 30 * time.Second
+	// DefaultBackoffResetAfter: a master that ran as long as the longest wait counts as healthy,
+	// and its next failure is restarted after BackoffInitial again. Shorter would let a config
+	// that dies after a few seconds restart at full speed for ever.
 	DefaultBackoffResetAfter = 30 * time.Second
-	// readyTimeout bounds how long a fresh master may take to show a worker in `show proc`.
+	// readyTimeout: after this long without a worker in `show proc` a warning is logged; the
+	// supervisor keeps asking, more slowly, until the master shows one or exits.
 	readyTimeout = 15 * time.Second
 	// reloadTimeout bounds how long a reload may take to show its new worker.
 	reloadTimeout = 15 * time.Second
+	// killGrace is how long SIGTERM gets before SIGKILL.
+	killGrace = 5 * time.Second
+	// pollInterval paces master CLI polls (readiness, reload verification).
+	pollInterval = 20 * time.Millisecond
 )
 
 // Config is how HAProxy is run.
@@ -43,20 +53,23 @@ type Config struct {
 	Command    string // the haproxy binary
 	ConfigFile string
 	RuntimeDir string // holds master.sock; created 0700
-	StopGrace  time.Duration
+	// StopGrace is how long a soft stop (SIGUSR1: finish what is in flight) may take before
+	// SIGTERM; SIGKILL follows 5 s later.
+	StopGrace time.Duration
 	// Restart backoff: BackoffInitial doubling up to BackoffMax, ±20% jitter, back to
 	// BackoffInitial once a child has run for BackoffResetAfter.
 	BackoffInitial, BackoffMax, BackoffResetAfter time.Duration
 	Env                                           []string // added to the environment
 }
 
-// Event tells that HAProxy came up (its master shows a worker) or went down (it exited).
+// Event tells that HAProxy came up (its master shows a worker) or went down (it exited, or could
+// not be started).
 type Event struct {
 	Up         bool
-	PID        int
-	ExitStatus int // when down: the exit status, or 128+signal
+	PID        int // the master; 0 if it could not be started
+	ExitStatus int // when down: the exit status, 128+signal if killed, -1 if it never started
 	Reason     string
-	At         time.Time
+	At         time.Time // for an exit: when the master was reaped
 }
 
 // Reporter receives what an operator watches (package metrics implements it).
@@ -76,12 +89,17 @@ type ReloadStatus struct {
 
 // Status is a snapshot for /status.
 type Status struct {
-	PID        int
-	Up         bool
-	Restarts   int
-	LastExit   *int
-	LastReload ReloadStatus
-	Backoff    time.Duration // wait before the next start, while one is pending
+	PID      int
+	Up       bool
+	Restarts int // starts after the first
+	// Failures counts the masters in a row that lived less than BackoffResetAfter: above 1, HAProxy
+	// is in a crash loop.
+	Failures       int
+	LastExit       *int   // nil before the first exit
+	LastExitReason string // "killed by signal 9 (killed)", "exited with status 1", "stopped"
+	LastStartError string // why the last start failed (binary missing, ...); "" once one succeeds
+	LastReload     ReloadStatus
+	Backoff        time.Duration // wait before the next start, while one is pending
 }
 
 // Supervisor owns one HAProxy master process.
@@ -90,17 +108,28 @@ type Supervisor struct {
 	rep    Reporter
 	log    *slog.Logger
 	events chan Event
+	output *lineRing
+	now    func() time.Time
+	rand   func() float64
 
 	reloadMu sync.Mutex // one reload at a time
 
 	mu     sync.Mutex
 	status Status
-	child  *os.Process
-	// exited is closed when the current child has been reaped.
-	exited chan struct{}
+	child  *child // the running master, nil when none
 }
 
-// New returns a supervisor; Run starts HAProxy.
+// child is one started master.
+type child struct {
+	proc *os.Process
+	pid  int
+	done chan struct{} // closed once it has been reaped
+	// set before done is closed
+	state *os.ProcessState
+	at    time.Time
+}
+
+// New returns a supervisor; Run starts HAProxy. rep and log may be nil.
 func New(cfg Config, rep Reporter, log *slog.Logger) *Supervisor {
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = DefaultStopGrace
@@ -114,14 +143,27 @@ func New(cfg Config, rep Reporter, log *slog.Logger) *Supervisor {
 	if cfg.BackoffResetAfter <= 0 {
 		cfg.BackoffResetAfter = DefaultBackoffResetAfter
 	}
+	if rep == nil {
+		rep = nopReporter{}
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Supervisor{cfg: cfg, rep: rep, log: log, events: make(chan Event, 64)}
+	return &Supervisor{
+		cfg: cfg, rep: rep, log: log, events: make(chan Event, 64),
+		output: &lineRing{max: 200}, now: time.Now, rand: rand.Float64,
+	}
 }
 
+type nopReporter struct{}
+
+func (nopReporter) HAProxyUp(bool)       {}
+func (nopReporter) HAProxyRestart()      {}
+func (nopReporter) HAProxyReload(string) {}
+func (nopReporter) HAProxyExit(int)      {}
+
 // Events delivers Up and Down events in order. The buffer is large; a reader that falls far
-// behind loses the oldest (logged), never blocks the supervisor.
+// behind loses the oldest (logged), never blocks the supervisor. It is never closed.
 func (s *Supervisor) Events() <-chan Event { return s.events }
 
 // Status returns a snapshot.
@@ -140,46 +182,38 @@ func (s *Supervisor) Status() Status {
 func (s *Supervisor) SocketPath() string { return filepath.Join(s.cfg.RuntimeDir, "master.sock") }
 
 // Run starts HAProxy and keeps it running until ctx is done, then stops it (soft stop, SIGTERM
-// after the grace period, SIGKILL last) and returns once it is gone.
+// after the grace period, SIGKILL last) and returns nil once it is gone. It returns an error only
+// when supervision cannot begin: the runtime directory is unusable, or another HAProxy master
+// answers on its socket. Run is called once.
 func (s *Supervisor) Run(ctx context.Context) error {
-	if err := s.prepareRuntimeDir(); err != nil {
+	if err := s.prepareRuntimeDir(ctx); err != nil {
 		return err
 	}
-	backoff := s.cfg.BackoffInitial
+	bo := &backoff{initial: s.cfg.BackoffInitial, max: s.cfg.BackoffMax, resetAfter: s.cfg.BackoffResetAfter, rand: s.rand}
 	for {
-		started := time.Now()
-		exit, err := s.runOnce(ctx)
-		if ctx.Err() != nil {
+		ran, stopped := s.runOnce(ctx)
+		if stopped || ctx.Err() != nil {
 			return nil
 		}
-		if err != nil {
-			s.log.Error(fmt.Sprintf("Starting HAProxy: %v", err))
-		}
-		if time.Since(started) >= s.cfg.BackoffResetAfter {
-			backoff = s.cfg.BackoffInitial
-		}
-		s.log.Debug(fmt.Sprintf("HAProxy exit status %d", exit))
-		wait := jitter(backoff)
-		s.setBackoff(wait)
-		s.log.Warn(fmt.Sprintf("Restarting HAProxy in %s", wait.Round(time.Millisecond)))
+		wait := bo.next(ran)
+		s.mu.Lock()
+		s.status.Backoff, s.status.Failures = wait, bo.failures
+		s.mu.Unlock()
+		s.log.Warn(fmt.Sprintf("Restarting HAProxy in %s", wait.Round(time.Millisecond)), "failures", bo.failures)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			s.setBackoff(0)
 			return nil
-		case <-time.After(wait):
+		case <-t.C:
 		}
 		s.setBackoff(0)
 		s.mu.Lock()
 		s.status.Restarts++
 		s.mu.Unlock()
 		s.rep.HAProxyRestart()
-		backoff = min(2*backoff, s.cfg.BackoffMax)
 	}
-}
-
-// jitter spreads a wait by ±20% so that two nodes restarting after one event do not march in step.
-func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 func (s *Supervisor) setBackoff(d time.Duration) {
@@ -188,49 +222,105 @@ func (s *Supervisor) setBackoff(d time.Duration) {
 	s.mu.Unlock()
 }
 
-func (s *Supervisor) prepareRuntimeDir() error {
+// prepareRuntimeDir makes the runtime dir private and removes a master socket left by a hapair
+// that died: HAProxy would fail to bind it. A socket that still answers belongs to a live master
+// (another hapair, or a HAProxy started by hand): that one is not ours to take over.
+func (s *Supervisor) prepareRuntimeDir(ctx context.Context) error {
 	if err := os.MkdirAll(s.cfg.RuntimeDir, 0o700); err != nil {
 		return fmt.Errorf("haproxy runtime dir: %w", err)
 	}
 	if err := os.Chmod(s.cfg.RuntimeDir, 0o700); err != nil {
 		return fmt.Errorf("haproxy runtime dir: %w", err)
 	}
-	// A socket left by a hapair that was killed would make HAProxy's bind fail.
-	if err := os.Remove(s.SocketPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+	sock := s.SocketPath()
+	if _, err := os.Lstat(sock); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if p, err := showProc(ctx, sock); err == nil {
+		return fmt.Errorf("haproxy master socket %s is in use by a running HAProxy master (pid %d): stop it first", sock, p.master)
+	}
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove stale master socket: %w", err)
 	}
+	s.log.Info(fmt.Sprintf("Removed stale HAProxy master socket %s", sock))
 	return nil
 }
 
-// childEnv is the parent's environment without systemd's notify and watchdog variables.
-func (s *Supervisor) childEnv() []string {
+// childEnv is the parent's environment without systemd's notify and watchdog variables, then
+// extra (which overrides a variable of the same name).
+func childEnv(parent, extra []string) []string {
+	override := map[string]bool{}
+	for _, kv := range extra {
+		k, _, _ := strings.Cut(kv, "=")
+		override[k] = true
+	}
 	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "WATCHDOG_") {
+	for _, kv := range parent {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "NOTIFY_SOCKET" || strings.HasPrefix(k, "WATCHDOG_") || override[k] {
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, s.cfg.Env...)
+	return append(env, extra...)
 }
 
-// runOnce starts one HAProxy master and returns when it has exited (or been stopped because ctx
-// ended). It returns the exit status.
-func (s *Supervisor) runOnce(ctx context.Context) (int, error) {
+// runOnce starts one HAProxy master and returns when it has exited (stopped false) or has been
+// stopped because ctx ended (stopped true); ran is how long it lived.
+func (s *Supervisor) runOnce(ctx context.Context) (ran time.Duration, stopped bool) {
+	if ctx.Err() != nil {
+		return 0, true
+	}
+	// A master killed with its socket in place (kill -9) leaves it behind.
+	if err := s.prepareRuntimeDir(ctx); err != nil {
+		s.down(nil, -1, fmt.Sprintf("cannot start: %v", err), s.now())
+		return 0, false
+	}
+	started := s.now()
+	c, linesDone, err := s.start()
+	if err != nil {
+		s.down(nil, -1, fmt.Sprintf("cannot start: %v", err), s.now())
+		return 0, false
+	}
+	s.log.Info(fmt.Sprintf("Started HAProxy master (pid %d)", c.pid))
+
+	readyCtx, cancelReady := context.WithCancel(ctx)
+	defer cancelReady()
+	go s.announceReady(readyCtx, c)
+
+	select {
+	case <-c.done:
+		cancelReady()
+		// Told before the output is drained: a worker still holding the pipe must not delay it.
+		s.down(c, exitStatus(c.state), describeExit(c.state), c.at)
+		<-linesDone
+		return c.at.Sub(started), false
+	case <-ctx.Done():
+		cancelReady()
+		s.stop(c)
+		<-linesDone
+		return c.at.Sub(started), true
+	}
+}
+
+// start forks the master. Its output goes through a pipe of our own rather than cmd.StdoutPipe,
+// so the wait returns the moment the master is reaped, whoever still holds the pipe.
+func (s *Supervisor) start() (*child, <-chan struct{}, error) {
 	cmd := exec.Command(s.cfg.Command, "-W", "-db", "-S", s.SocketPath()+",mode,600", "-f", s.cfg.ConfigFile)
-	cmd.Env = s.childEnv()
+	cmd.Env = childEnv(os.Environ(), s.cfg.Env)
+	cmd.Dir = "/"
 	// Pdeathsig: if hapair dies, even by SIGKILL, the kernel kills HAProxy's master, whose workers
 	// follow. Setpgid: a Ctrl-C in hapair's terminal does not hit HAProxy behind hapair's back.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
+	r, w, err := os.Pipe()
 	if err != nil {
-		return 0, err
+		return nil, nil, fmt.Errorf("output pipe: %w", err)
 	}
-	cmd.Stderr = cmd.Stdout
+	cmd.Stdout, cmd.Stderr = w, w
 
+	c := &child{done: make(chan struct{})}
 	startErr := make(chan error, 1)
-	waited := make(chan waitResult, 1)
-	// Pdeathsig fires when the thread that forked the child exits, not the process: fork from a
+	// Pdeathsig fires when the *thread* that forked the child exits, not the process: fork from a
 	// locked thread that lives exactly as long as the child.
 	go func() {
 		runtime.LockOSThread()
@@ -239,58 +329,42 @@ func (s *Supervisor) runOnce(ctx context.Context) (int, error) {
 			runtime.UnlockOSThread()
 			return
 		}
+		c.proc, c.pid = cmd.Process, cmd.Process.Pid
 		startErr <- nil
-		st, err := cmd.Process.Wait()
-		waited <- waitResult{st, err}
+		c.state, _ = cmd.Process.Wait()
+		c.at = s.now()
+		close(c.done)
 		// Returning while locked ends the thread too; nothing else ever runs on it.
 	}()
-	if err := <-startErr; err != nil {
-		s.down(0, -1, fmt.Sprintf("cannot start: %v", err))
-		return -1, fmt.Errorf("start %s: %w", s.cfg.Command, err)
+	err = <-startErr
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, nil, fmt.Errorf("start %s: %w", s.cfg.Command, err)
 	}
-	pid := cmd.Process.Pid
-	exited := make(chan struct{})
-	s.mu.Lock()
-	s.child, s.exited = cmd.Process, exited
-	s.status.PID = pid
-	s.mu.Unlock()
-	s.log.Info(fmt.Sprintf("Started HAProxy master (pid %d)", pid))
-
 	linesDone := make(chan struct{})
 	go func() {
 		defer close(linesDone)
-		s.copyLines(out)
+		defer r.Close()
+		copyLines(r, s.log, s.output)
 	}()
-	readyCtx, cancelReady := context.WithCancel(ctx)
-	defer cancelReady()
-	go s.announceReady(readyCtx, pid)
-
-	select {
-	case r := <-waited:
-		cancelReady()
-		close(exited)
-		<-linesDone
-		status := exitStatus(r.state)
-		s.down(pid, status, describeExit(r.state))
-		return status, nil
-	case <-ctx.Done():
-		cancelReady()
-		s.stop(pid, waited, exited)
-		<-linesDone
-		return 0, nil
-	}
+	s.mu.Lock()
+	s.child = c
+	s.status.PID, s.status.LastStartError = c.pid, ""
+	s.mu.Unlock()
+	return c, linesDone, nil
 }
 
-// announceReady waits for the master to show a worker, then reports HAProxy up.
-func (s *Supervisor) announceReady(ctx context.Context, pid int) {
-	deadline := time.Now().Add(readyTimeout)
-	for time.Now().Before(deadline) {
-		if ctx.Err() != nil {
-			return
-		}
-		if p, err := s.showProc(); err == nil && len(p.workers) > 0 {
+// announceReady asks the master CLI until it shows a worker of this master, then reports HAProxy
+// up. It is readiness only: the exit is seen through the wait.
+func (s *Supervisor) announceReady(ctx context.Context, c *child) {
+	warnAt := s.now().Add(readyTimeout)
+	interval := pollInterval
+	for {
+		p, err := showProc(ctx, s.SocketPath())
+		if err == nil && p.master == c.pid && len(p.workers) > 0 {
 			s.mu.Lock()
-			current := s.status.PID == pid
+			current := s.child == c
 			if current {
 				s.status.Up = true
 			}
@@ -299,36 +373,50 @@ func (s *Supervisor) announceReady(ctx context.Context, pid int) {
 				return
 			}
 			s.rep.HAProxyUp(true)
-			s.log.Info(fmt.Sprintf("HAProxy is up (master %d, worker %d)", pid, p.workers[0].pid))
-			s.emit(Event{Up: true, PID: pid, Reason: "worker running", At: time.Now()})
+			s.log.Info(fmt.Sprintf("HAProxy is up (master %d, worker %d)", c.pid, p.workers[0].pid))
+			s.emit(Event{Up: true, PID: c.pid, Reason: "worker running", At: s.now()})
 			return
 		}
+		if interval == pollInterval && s.now().After(warnAt) {
+			s.log.Warn(fmt.Sprintf("HAProxy master %d shows no worker after %s", c.pid, readyTimeout), "err", err)
+			interval = time.Second
+		}
+		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-time.After(20 * time.Millisecond):
+		case <-c.done:
+			t.Stop()
+			return
+		case <-t.C:
 		}
 	}
-	s.log.Warn(fmt.Sprintf("HAProxy master %d shows no worker after %s", pid, readyTimeout))
 }
 
-// down records an exit and tells the checks at once.
-func (s *Supervisor) down(pid, status int, reason string) {
-	s.mu.Lock()
-	s.status.Up = false
-	s.status.PID = 0
-	if pid != 0 {
-		v := status
-		s.status.LastExit = &v
+// down records an exit (c nil: a start that failed) and tells the checks at once.
+func (s *Supervisor) down(c *child, status int, reason string, at time.Time) {
+	pid := 0
+	if c != nil {
+		pid = c.pid
 	}
-	s.child = nil
+	s.mu.Lock()
+	s.status.Up, s.status.PID, s.child = false, 0, nil
+	if c != nil {
+		v := status
+		s.status.LastExit, s.status.LastExitReason = &v, reason
+	} else {
+		s.status.LastStartError = reason
+	}
 	s.mu.Unlock()
 	s.rep.HAProxyUp(false)
-	if pid != 0 {
+	if c != nil {
 		s.rep.HAProxyExit(status)
 		s.log.Error(fmt.Sprintf("HAProxy master (pid %d) %s", pid, reason))
+	} else {
+		s.log.Error(fmt.Sprintf("Starting HAProxy: %s", strings.TrimPrefix(reason, "cannot start: ")))
 	}
-	s.emit(Event{Up: false, PID: pid, ExitStatus: status, Reason: reason, At: time.Now()})
+	s.emit(Event{Up: false, PID: pid, ExitStatus: status, Reason: reason, At: at})
 }
 
 func (s *Supervisor) emit(ev Event) {
@@ -346,52 +434,51 @@ func (s *Supervisor) emit(ev Event) {
 	}
 }
 
-type waitResult struct {
-	state *os.ProcessState
-	err   error
-}
-
 // stop soft-stops HAProxy (SIGUSR1: stop listening, finish what is in flight), then SIGTERM after
-// the grace period, SIGKILL to the whole process group last.
-func (s *Supervisor) stop(pid int, waited <-chan waitResult, exited chan struct{}) {
-	s.log.Info(fmt.Sprintf("Stopping HAProxy (soft stop, pid %d)", pid))
-	_ = syscall.Kill(pid, syscall.SIGUSR1)
-	r, ok := waitFor(waited, s.cfg.StopGrace)
-	if !ok {
+// the grace period, SIGKILL to the whole process group last. Signals go through the os.Process
+// (a pidfd), so none can reach another process that reused the pid.
+func (s *Supervisor) stop(c *child) {
+	s.log.Info(fmt.Sprintf("Stopping HAProxy (soft stop, pid %d)", c.pid))
+	_ = c.proc.Signal(syscall.SIGUSR1)
+	if !waitFor(c.done, s.cfg.StopGrace) {
 		s.log.Warn(fmt.Sprintf("HAProxy did not stop within %s, sending SIGTERM", s.cfg.StopGrace))
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		if r, ok = waitFor(waited, 5*time.Second); !ok {
+		_ = c.proc.Signal(syscall.SIGTERM)
+		if !waitFor(c.done, killGrace) {
 			s.log.Warn("HAProxy ignored SIGTERM, killing its process group")
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-			r = <-waited
+			// The master is not reaped yet, so its pid still names its own process group.
+			_ = syscall.Kill(-c.pid, syscall.SIGKILL)
+			<-c.done
 		}
 	}
-	close(exited)
-	status := exitStatus(r.state)
+	status := exitStatus(c.state)
 	// 0 and 143 are normal ends; 2.6.12 was seen to end a soft stop with a request in flight in a
 	// worker segfault (139): the stop still happened.
+	reason := "stopped"
 	switch status {
 	case 0, 143, 139:
-		s.log.Info(fmt.Sprintf("HAProxy stopped (%s)", describeExit(r.state)))
+		s.log.Info(fmt.Sprintf("HAProxy stopped (%s)", describeExit(c.state)))
 	default:
-		s.log.Warn(fmt.Sprintf("HAProxy stopped: %s", describeExit(r.state)))
+		reason = "stopped: " + describeExit(c.state)
+		s.log.Warn(fmt.Sprintf("HAProxy stopped: %s", describeExit(c.state)))
 	}
 	s.mu.Lock()
 	s.status.Up, s.status.PID, s.child = false, 0, nil
-	s.status.LastExit = &status
+	s.status.LastExit, s.status.LastExitReason = &status, reason
 	s.mu.Unlock()
 	s.rep.HAProxyUp(false)
-	s.emit(Event{Up: false, PID: pid, ExitStatus: status, Reason: "stopped", At: time.Now()})
+	s.rep.HAProxyExit(status)
+	s.emit(Event{Up: false, PID: c.pid, ExitStatus: status, Reason: reason, At: c.at})
 }
 
-func waitFor(ch <-chan waitResult, d time.Duration) (waitResult, bool) {
+// waitFor reports whether done closed within d.
+func waitFor(done <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case r := <-ch:
-		return r, true
+	case <-done:
+		return true
 	case <-t.C:
-		return waitResult{}, false
+		return false
 	}
 }
 
@@ -415,13 +502,9 @@ func describeExit(st *os.ProcessState) string {
 	return fmt.Sprintf("exited with status %d", st.ExitCode())
 }
 
-// copyLines puts HAProxy's output into hapair's log, one record per line.
-func (s *Supervisor) copyLines(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if line := strings.TrimRight(sc.Text(), "\r"); line != "" {
-			s.log.Info("haproxy: " + line)
-		}
-	}
+// current returns the running master, or nil.
+func (s *Supervisor) current() *child {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.child
 }
