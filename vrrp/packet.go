@@ -167,7 +167,7 @@ func (a *Advert) appendV3(b []byte, src, dst netip.Addr, mode ChecksumMode) ([]b
 		return b, fmt.Errorf("marshal VRRPv3 advert: unknown %v", mode)
 	}
 	for _, ip := range a.Addrs {
-		if ip.Is4() != src.Is4() || ip.Is4In6() {
+		if !ip.IsValid() || ip.Is4() != src.Is4() {
 			return b, fmt.Errorf("marshal VRRPv3 advert: address %v is not of the family of source %v", ip, src)
 		}
 	}

@@ -277,7 +277,7 @@ func TestMarshalErrors(t *testing.T) {
 		{"v3 interval too long", with(ok3, func(a *Advert) { a.Interval = 41 * time.Second }), src4, group4, 0, "10ms steps"},
 		{"v3 IPv6 address from IPv4 source", with(ok3, func(a *Advert) { a.Addrs = addrs("fd00::1") }), src4, group4, 0, "family"},
 		{"v3 IPv4 address from IPv6 source", ok3, src6, group6, 0, "family"},
-		{"v3 mapped address from IPv6 source", with(ok3, func(a *Advert) { a.Addrs = addrs("::ffff:10.0.0.1") }), src6, group6, 0, "family"},
+		{"v3 invalid address", with(ok3, func(a *Advert) { a.Addrs = []netip.Addr{{}} }), src6, group6, 0, "family"},
 		{"v3 unknown checksum mode", ok3, src4, group4, 7, "ChecksumMode(7)"},
 	}
 	for _, tt := range tests {
