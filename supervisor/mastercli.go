@@ -11,9 +11,14 @@ import (
 	"time"
 )
 
-// cliTimeout bounds one master CLI exchange; the master answers `show proc` in well under a
-// millisecond.
-const cliTimeout = 2 * time.Second
+// The master answers `show proc` in well under a millisecond, except while it re-executes itself
+// for a reload: then a connection sits unanswered until the new image has loaded (measured: about
+// 2 s when a bind of the new configuration fails, HAProxy retrying it meanwhile). A poll gives up
+// soon and asks again; a question whose answer matters (is this socket alive?) waits longer.
+const (
+	pollTimeout = 250 * time.Millisecond
+	cliTimeout  = 3 * time.Second
+)
 
 // masterCommand sends one command to HAProxy's master CLI (the -S socket) and returns the answer.
 //
@@ -21,14 +26,14 @@ const cliTimeout = 2 * time.Second
 // only once our side has shut its write half (measured on 2.6.12: without CloseWrite the answer
 // comes but EOF never does). During a reload the socket briefly refuses or resets connections
 // while the master re-executes itself; callers that poll simply try again.
-func masterCommand(ctx context.Context, socket, command string) (string, error) {
-	d := net.Dialer{Timeout: cliTimeout}
+func masterCommand(ctx context.Context, socket, command string, timeout time.Duration) (string, error) {
+	d := net.Dialer{Timeout: timeout}
 	conn, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
 		return "", fmt.Errorf("master CLI %q: %w", command, err)
 	}
 	defer conn.Close()
-	deadline := time.Now().Add(cliTimeout)
+	deadline := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -47,9 +52,9 @@ func masterCommand(ctx context.Context, socket, command string) (string, error) 
 	return string(data), nil
 }
 
-// showProc asks the master for its processes.
-func showProc(ctx context.Context, socket string) (procList, error) {
-	text, err := masterCommand(ctx, socket, "show proc")
+// showProc asks the master for its processes, waiting up to timeout for the answer.
+func showProc(ctx context.Context, socket string, timeout time.Duration) (procList, error) {
+	text, err := masterCommand(ctx, socket, "show proc", timeout)
 	if err != nil {
 		return procList{}, err
 	}

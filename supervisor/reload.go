@@ -85,7 +85,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	// answers: right after a start or an earlier reload the socket may not be there yet.
 	var before procList
 	for {
-		p, err := showProc(ctx, s.SocketPath())
+		p, err := showProc(ctx, s.SocketPath(), pollTimeout)
 		if err == nil && p.master == c.pid {
 			before = p
 			break
@@ -104,7 +104,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 		if !sleepCtx(ctx, c.done, pollInterval) {
 			return fail(s.whyNot(ctx, c, lastErr))
 		}
-		after, err := showProc(ctx, s.SocketPath())
+		after, err := showProc(ctx, s.SocketPath(), pollTimeout)
 		if err != nil || after.master != c.pid || after.reloads <= before.reloads {
 			lastErr = err // the master is re-executing itself; its socket comes back
 			continue

@@ -236,7 +236,7 @@ func (s *Supervisor) prepareRuntimeDir(ctx context.Context) error {
 	if _, err := os.Lstat(sock); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if p, err := showProc(ctx, sock); err == nil {
+	if p, err := showProc(ctx, sock, cliTimeout); err == nil {
 		return fmt.Errorf("haproxy master socket %s is in use by a running HAProxy master (pid %d): stop it first", sock, p.master)
 	}
 	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -361,7 +361,7 @@ func (s *Supervisor) announceReady(ctx context.Context, c *child) {
 	warnAt := s.now().Add(readyTimeout)
 	interval := pollInterval
 	for {
-		p, err := showProc(ctx, s.SocketPath())
+		p, err := showProc(ctx, s.SocketPath(), pollTimeout)
 		if err == nil && p.master == c.pid && len(p.workers) > 0 {
 			s.mu.Lock()
 			current := s.child == c

@@ -2,13 +2,17 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,8 +42,10 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func config(port int, body string) string {
-	return fmt.Sprintf(`global
+// config is a HAProxy configuration that answers every request on 127.0.0.1:port with body, and
+// needs no backend server. Extra lines go into the frontend.
+func config(port int, body string, extra ...string) string {
+	c := fmt.Sprintf(`global
     maxconn 100
 defaults
     mode http
@@ -50,6 +56,10 @@ frontend fe
     bind 127.0.0.1:%d
     http-request return status 200 content-type text/plain string %s
 `, port, body)
+	for _, l := range extra {
+		c += "    " + l + "\n"
+	}
+	return c
 }
 
 type fakeReporter struct {
@@ -69,6 +79,12 @@ func (r *fakeReporter) HAProxyReload(res string) {
 }
 func (r *fakeReporter) HAProxyExit(s int) { r.mu.Lock(); r.exits = append(r.exits, s); r.mu.Unlock() }
 
+func (r *fakeReporter) snapshot() fakeReporter {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fakeReporter{ups: slices.Clone(r.ups), restarts: r.restarts, reloads: slices.Clone(r.reloads), exits: slices.Clone(r.exits)}
+}
+
 type fixture struct {
 	sup    *Supervisor
 	rep    *fakeReporter
@@ -81,6 +97,11 @@ type fixture struct {
 func start(t *testing.T, body string, mod func(*Config)) *fixture {
 	t.Helper()
 	bin := requireHAProxy(t)
+	return startCommand(t, bin, body, mod)
+}
+
+func startCommand(t *testing.T, bin, body string, mod func(*Config)) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{rep: &fakeReporter{}, cfg: filepath.Join(dir, "haproxy.cfg"), port: freePort(t), done: make(chan error, 1)}
 	if err := os.WriteFile(f.cfg, []byte(config(f.port, body)), 0o644); err != nil {
@@ -121,6 +142,18 @@ func (f *fixture) event(t *testing.T, up bool, within time.Duration) Event {
 	}
 }
 
+// waitUntil polls cond until it holds or within has passed.
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func get(port int) (string, error) {
 	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
@@ -132,26 +165,82 @@ func get(port int) (string, error) {
 	return string(b), err
 }
 
-func TestStartServesAndEnvironmentIsScrubbed(t *testing.T) {
-	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
-	t.Setenv("WATCHDOG_USEC", "10000000")
-	f := start(t, "one", nil)
-	ev := f.event(t, true, 10*time.Second)
-	if body, err := get(f.port); err != nil || body != "one" {
-		t.Fatalf("GET = %q, %v", body, err)
+func mustGet(t *testing.T, port int, want string) {
+	t.Helper()
+	if body, err := get(port); err != nil || body != want {
+		t.Fatalf("GET = %q, %v; want %q", body, err, want)
 	}
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", ev.PID))
+}
+
+// processesWith lists the pids whose command line contains s (the test's own config path, so
+// only processes this test started).
+func processesWith(t *testing.T, s string) []int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kv := range strings.Split(string(env), "\x00") {
+	var pids []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		stat, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if strings.Contains(string(stat), ") Z ") {
+			continue // a zombie is dead, only not reaped yet by its parent
+		}
+		if strings.Contains(string(cmdline), s) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func TestStartServesAndEnvironmentIsScrubbed(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	t.Setenv("WATCHDOG_USEC", "10000000")
+	t.Setenv("WATCHDOG_PID", "1")
+	t.Setenv("HAPAIR_TEST_OVERRIDDEN", "parent")
+	f := start(t, "one", func(c *Config) { c.Env = []string{"HAPAIR_TEST_ADDED=yes", "HAPAIR_TEST_OVERRIDDEN=config"} })
+	ev := f.event(t, true, 10*time.Second)
+	mustGet(t, f.port, "one")
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", ev.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := strings.Split(string(raw), "\x00")
+	for _, kv := range env {
 		if strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "WATCHDOG_") {
 			t.Errorf("HAProxy got %s", kv)
 		}
 	}
+	for _, want := range []string{"HAPAIR_TEST_ADDED=yes", "HAPAIR_TEST_OVERRIDDEN=config"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("HAProxy's environment lacks %s", want)
+		}
+	}
+	if slices.Contains(env, "HAPAIR_TEST_OVERRIDDEN=parent") {
+		t.Error("Config.Env did not override the parent's variable")
+	}
 	sock, err := os.Stat(f.sup.SocketPath())
 	if err != nil || sock.Mode().Perm() != 0o600 {
 		t.Errorf("master socket %v mode %v, want 0600", err, sock.Mode().Perm())
+	}
+	dir, err := os.Stat(filepath.Dir(f.sup.SocketPath()))
+	if err != nil || dir.Mode().Perm() != 0o700 {
+		t.Errorf("runtime dir %v mode %v, want 0700", err, dir.Mode().Perm())
+	}
+	// Own process group: a signal to hapair's group does not reach HAProxy.
+	if pgid, err := syscall.Getpgid(ev.PID); err != nil || pgid != ev.PID {
+		t.Errorf("HAProxy's process group %d (%v), want its own (%d)", pgid, err, ev.PID)
+	}
+	if st := f.sup.Status(); !st.Up || st.PID != ev.PID || st.Restarts != 0 || st.LastExit != nil {
+		t.Errorf("status %+v", st)
 	}
 }
 
@@ -163,20 +252,68 @@ func TestExitSeenAtOnceAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := f.event(t, false, 5*time.Second)
+	received := time.Since(killed)
 	seen := down.At.Sub(killed)
-	t.Logf("exit seen %s after SIGKILL", seen)
-	if seen > 100*time.Millisecond {
-		t.Errorf("exit seen after %s, want it at once", seen)
+	t.Logf("exit seen %s after SIGKILL (event received after %s)", seen, received)
+	if received > 100*time.Millisecond {
+		t.Errorf("exit reported after %s, want it at once", received)
 	}
-	if down.ExitStatus != 128+int(syscall.SIGKILL) {
-		t.Errorf("exit status %d, want 137", down.ExitStatus)
+	if down.ExitStatus != 128+int(syscall.SIGKILL) || down.PID != up.PID || down.Reason != "killed by signal 9 (killed)" {
+		t.Errorf("down event %+v, want status 137 of %d", down, up.PID)
 	}
 	again := f.event(t, true, 10*time.Second)
+	t.Logf("restarted and up again %s after the exit (backoff 200ms ±20%%)", again.At.Sub(down.At))
 	if again.PID == up.PID {
 		t.Fatal("not restarted")
 	}
-	if st := f.sup.Status(); st.Restarts != 1 || st.LastExit == nil || *st.LastExit != 137 {
+	if gap := again.At.Sub(down.At); gap < 160*time.Millisecond {
+		t.Errorf("restarted after %s, before the 200ms -20%% backoff", gap)
+	}
+	mustGet(t, f.port, "one")
+	st := f.sup.Status()
+	if st.Restarts != 1 || st.LastExit == nil || *st.LastExit != 137 || st.LastExitReason != down.Reason || st.Failures != 1 || st.Backoff != 0 {
 		t.Errorf("status after restart: %+v", st)
+	}
+	rep := f.rep.snapshot()
+	if !slices.Equal(rep.ups, []bool{true, false, true}) || rep.restarts != 1 || !slices.Equal(rep.exits, []int{137}) {
+		t.Errorf("reported ups %v, restarts %d, exits %v", rep.ups, rep.restarts, rep.exits)
+	}
+}
+
+// A worker killed makes the master stop everything and exit: the supervisor sees that too.
+func TestWorkerDeathIsAnExit(t *testing.T) {
+	f := start(t, "one", nil)
+	up := f.event(t, true, 10*time.Second)
+	p, err := showProc(context.Background(), f.sup.SocketPath(), cliTimeout)
+	if err != nil || len(p.workers) != 1 {
+		t.Fatalf("show proc: %+v, %v", p, err)
+	}
+	if err := syscall.Kill(p.workers[0].pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	down := f.event(t, false, 5*time.Second)
+	if down.PID != up.PID || down.ExitStatus != 137 {
+		t.Errorf("down event %+v, want the master exiting 137", down)
+	}
+	f.event(t, true, 10*time.Second)
+}
+
+// The exit is told when the master is reaped, even while something it started still holds its
+// output pipe (HAProxy's workers share it).
+func TestExitSeenWhileOutputStillOpen(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "fake-haproxy")
+	// The background sleep keeps stdout open for 5 s after the "master" exits.
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho '[ALERT] fake master going down'\nsleep 5 &\nsleep 0.2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := startCommand(t, script, "x", nil)
+	down := f.event(t, false, 3*time.Second)
+	t.Cleanup(func() { _ = syscall.Kill(-down.PID, syscall.SIGKILL) }) // the sleep, same group
+	if d := time.Since(down.At); d > 100*time.Millisecond {
+		t.Errorf("down event received %s after the exit", d)
+	}
+	if down.ExitStatus != 3 {
+		t.Errorf("exit status %d, want 3", down.ExitStatus)
 	}
 }
 
@@ -191,21 +328,30 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	if err := os.WriteFile(bad, []byte(config(busy.Addr().(*net.TCPAddr).Port, "x")), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := Validate(context.Background(), requireHAProxy(t), bad); err != nil {
+		t.Fatalf("the crash-loop config must validate: %v", err)
+	}
 	f := start(t, "x", func(c *Config) { c.ConfigFile = bad })
 	var backoffs []time.Duration
+	var last Status
 	deadline := time.Now().Add(6 * time.Second)
-	for time.Now().Before(deadline) {
-		if b := f.sup.Status().Backoff; b > 0 && (len(backoffs) == 0 || b != backoffs[len(backoffs)-1]) {
+	for time.Now().Before(deadline) && len(backoffs) < 5 {
+		last = f.sup.Status()
+		if b := last.Backoff; b > 0 && (len(backoffs) == 0 || b != backoffs[len(backoffs)-1]) {
 			backoffs = append(backoffs, b)
+			if last.Up || last.Failures != len(backoffs) || last.LastExit == nil || *last.LastExit != 1 {
+				t.Errorf("status during the crash loop: %+v", last)
+			}
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
-	t.Logf("backoffs: %v, restarts %d", backoffs, f.sup.Status().Restarts)
-	if len(backoffs) < 3 {
-		t.Fatalf("want at least 3 backoff waits, saw %v", backoffs)
+	t.Logf("backoffs: %v, restarts %d", backoffs, last.Restarts)
+	if len(backoffs) < 4 {
+		t.Fatalf("want at least 4 backoff waits, saw %v", backoffs)
 	}
-	// ±20% jitter around a doubling from 200ms: the first waits grow, none passes max + 20%.
-	for i := 1; i < 3; i++ {
+	// ±20% around a doubling from 200ms: each wait is longer than the one before until the 2s cap,
+	// and none passes the cap + 20%.
+	for i := 1; i < len(backoffs) && backoffs[i-1] < 1600*time.Millisecond; i++ {
 		if backoffs[i] <= backoffs[i-1] {
 			t.Errorf("backoff did not grow: %v", backoffs)
 		}
@@ -215,78 +361,184 @@ func TestCrashLoopBacksOff(t *testing.T) {
 			t.Errorf("backoff %s above the 2s cap plus jitter", b)
 		}
 	}
-	if f.sup.Status().Up {
-		t.Error("status says up during the crash loop")
+	rep := f.rep.snapshot()
+	if rep.restarts < len(backoffs)-1 || len(rep.exits) < len(backoffs) || slices.Contains(rep.ups, true) {
+		t.Errorf("reported restarts %d, exits %v, ups %v", rep.restarts, rep.exits, rep.ups)
 	}
 }
 
-func TestReloadRefusedAndOK(t *testing.T) {
+func TestMissingBinaryIsAFailedStart(t *testing.T) {
+	f := startCommand(t, filepath.Join(t.TempDir(), "no-haproxy"), "x", nil)
+	down := f.event(t, false, 2*time.Second)
+	if down.PID != 0 || down.ExitStatus != -1 || !strings.Contains(down.Reason, "no-haproxy") {
+		t.Errorf("down event %+v", down)
+	}
+	waitUntil(t, 2*time.Second, "a backoff pending", func() bool { return f.sup.Status().Backoff > 0 })
+	st := f.sup.Status()
+	if !strings.Contains(st.LastStartError, "no-haproxy") || st.LastExit != nil || st.Up {
+		t.Errorf("status %+v", st)
+	}
+}
+
+func TestReloadRefusedKeepsTheRunningHAProxy(t *testing.T) {
 	f := start(t, "one", nil)
 	up := f.event(t, true, 10*time.Second)
-
-	if err := os.WriteFile(f.cfg, []byte(config(f.port, "two")+"    no-such-keyword\n"), 0o644); err != nil {
+	if err := os.WriteFile(f.cfg, []byte(config(f.port, "two", "no-such-keyword")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	err := f.sup.Reload(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "no-such-keyword") {
+	if err == nil || !strings.Contains(err.Error(), "unknown keyword 'no-such-keyword'") {
 		t.Fatalf("broken config: err = %v, want HAProxy's own words", err)
 	}
-	if body, err := get(f.port); err != nil || body != "one" {
-		t.Fatalf("after a refused reload GET = %q, %v", body, err)
+	mustGet(t, f.port, "one")
+	p, err := showProc(context.Background(), f.sup.SocketPath(), cliTimeout)
+	if err != nil || p.master != up.PID || p.reloads != 0 {
+		t.Errorf("after a refused reload show proc = %+v, %v: the master must not have been touched", p, err)
 	}
+	if st := f.sup.Status(); st.LastReload.Result != "refused" || !strings.Contains(st.LastReload.Error, "no-such-keyword") {
+		t.Errorf("status %+v", st.LastReload)
+	}
+	if rep := f.rep.snapshot(); !slices.Equal(rep.reloads, []string{"refused"}) {
+		t.Errorf("reported reloads %v", rep.reloads)
+	}
+}
 
+func TestReloadServesNewConfigWithoutFailedRequests(t *testing.T) {
+	f := start(t, "one", nil)
+	up := f.event(t, true, 10*time.Second)
 	if err := os.WriteFile(f.cfg, []byte(config(f.port, "two")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	// Requests run through the reload: none may fail.
-	stop := make(chan struct{})
-	var failed, ok int
-	var wg sync.WaitGroup
-	wg.Add(1)
+	// Requests run through the reload, and on until 20 have been answered by the new worker.
+	var mu sync.Mutex
+	var failed, ok, newOK int
+	var errs []error
+	reloaded := make(chan struct{})
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(done)
 		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := get(f.port); err != nil {
+			body, err := get(f.port)
+			mu.Lock()
+			switch {
+			case err != nil:
 				failed++
-			} else {
+				errs = append(errs, err)
+			case body == "two":
+				ok++
+				newOK++
+			default:
 				ok++
 			}
-			time.Sleep(5 * time.Millisecond)
+			n := newOK
+			mu.Unlock()
+			select {
+			case <-reloaded:
+				if n >= 20 {
+					return
+				}
+			default:
+			}
 		}
 	}()
 	began := time.Now()
-	if err := f.sup.Reload(context.Background()); err != nil {
+	err := f.sup.Reload(context.Background())
+	took := time.Since(began)
+	close(reloaded)
+	if err != nil {
 		t.Fatalf("good reload: %v", err)
 	}
-	took := time.Since(began)
-	time.Sleep(200 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	t.Logf("reload took %s; %d requests ok, %d failed during it", took, ok, failed)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the new configuration is not served")
+	}
+	t.Logf("reload took %s (haproxy -c, SIGUSR2, new worker in show proc); %d requests ok, %d failed", took, ok, failed)
 	if failed != 0 {
-		t.Errorf("%d requests failed during the reload", failed)
+		t.Errorf("%d requests failed during the reload: %v", failed, errs)
 	}
-	if body, err := get(f.port); err != nil || body != "two" {
-		t.Fatalf("after reload GET = %q, %v", body, err)
+	mustGet(t, f.port, "two")
+	p, err := showProc(context.Background(), f.sup.SocketPath(), cliTimeout)
+	if err != nil || p.master != up.PID || p.reloads != 1 {
+		t.Errorf("show proc after reload %+v, %v: want the same master %d, reloaded once", p, err, up.PID)
 	}
-	if st := f.sup.Status(); st.PID != up.PID || st.LastReload.Result != "ok" {
+	if st := f.sup.Status(); st.PID != up.PID || !st.Up || st.LastReload.Result != "ok" || st.Restarts != 0 {
 		t.Errorf("status after reload: %+v (master was %d)", st, up.PID)
 	}
-	f.rep.mu.Lock()
-	defer f.rep.mu.Unlock()
-	if strings.Join(f.rep.reloads, ",") != "refused,ok" {
-		t.Errorf("reported reloads %v, want refused,ok", f.rep.reloads)
+	if rep := f.rep.snapshot(); !slices.Equal(rep.reloads, []string{"ok"}) {
+		t.Errorf("reported reloads %v", rep.reloads)
+	}
+	select {
+	case ev := <-f.sup.Events():
+		t.Errorf("a reload is no up/down change, got %+v", ev)
+	default:
+	}
+}
+
+// A file that `haproxy -c` accepts can still fail to load (here: a port already taken). The
+// master reports the failure, the old worker keeps serving, and the error quotes HAProxy.
+func TestReloadFailingAtLoadKeepsOldWorkers(t *testing.T) {
+	f := start(t, "one", nil)
+	up := f.event(t, true, 10*time.Second)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if err := os.WriteFile(f.cfg, []byte(config(f.port, "two", "bind "+busy.Addr().String())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	err = f.sup.Reload(context.Background())
+	t.Logf("failed reload reported after %s", time.Since(began))
+	if err == nil || !strings.Contains(err.Error(), "cannot bind socket") {
+		t.Fatalf("reload onto a busy port: err = %v, want HAProxy's bind alert", err)
+	}
+	t.Logf("failed reload: %v", err)
+	mustGet(t, f.port, "one")
+	if st := f.sup.Status(); st.PID != up.PID || !st.Up || st.LastReload.Result != "failed" {
+		t.Errorf("status %+v", st)
+	}
+	// Fixed, the next reload works from that state.
+	if err := os.WriteFile(f.cfg, []byte(config(f.port, "three")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	began = time.Now()
+	if err := f.sup.Reload(context.Background()); err != nil {
+		t.Fatalf("reload after a failed one: %v", err)
+	}
+	t.Logf("reload after a failed one took %s", time.Since(began))
+	mustGet(t, f.port, "three")
+	if rep := f.rep.snapshot(); !slices.Equal(rep.reloads, []string{"failed", "ok"}) || len(rep.exits) != 0 {
+		t.Errorf("reported reloads %v, exits %v", rep.reloads, rep.exits)
+	}
+}
+
+func TestReloadWithoutHAProxy(t *testing.T) {
+	bin := requireHAProxy(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(config(freePort(t), "x")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := &fakeReporter{}
+	s := New(Config{Command: bin, ConfigFile: cfg, RuntimeDir: filepath.Join(dir, "run")}, rep, nil)
+	if err := s.Reload(context.Background()); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Reload before Run = %v, want ErrNotRunning", err)
+	}
+	if !slices.Equal(rep.reloads, []string{"failed"}) {
+		t.Errorf("reported %v", rep.reloads)
 	}
 }
 
 func TestStopIsSoftAndComplete(t *testing.T) {
 	f := start(t, "one", nil)
 	up := f.event(t, true, 10*time.Second)
+	p, err := showProc(context.Background(), f.sup.SocketPath(), cliTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
 	f.cancel()
 	select {
 	case err := <-f.done:
@@ -296,17 +548,60 @@ func TestStopIsSoftAndComplete(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return")
 	}
+	t.Logf("soft stop took %s", time.Since(began))
 	f.done <- nil // for the cleanup
-	if err := syscall.Kill(up.PID, 0); err == nil {
-		t.Fatalf("HAProxy master %d still running after stop", up.PID)
+	for _, pid := range []int{up.PID, p.workers[0].pid} {
+		if err := syscall.Kill(pid, 0); err == nil {
+			t.Errorf("HAProxy process %d still running after stop", pid)
+		}
 	}
 	if _, err := get(f.port); err == nil {
 		t.Fatal("HAProxy still answers after stop")
 	}
+	down := f.event(t, false, time.Second)
+	if down.Reason != "stopped" || down.ExitStatus != 0 {
+		t.Errorf("stop event %+v, want a clean soft stop (status 0)", down)
+	}
+	st := f.sup.Status()
+	if st.Up || st.PID != 0 || st.Restarts != 0 {
+		t.Errorf("status after stop %+v", st)
+	}
+	if rep := f.rep.snapshot(); !slices.Equal(rep.ups, []bool{true, false}) || !slices.Equal(rep.exits, []int{0}) || rep.restarts != 0 {
+		t.Errorf("reported ups %v, exits %v, restarts %d", rep.ups, rep.exits, rep.restarts)
+	}
 }
 
-// TestHAProxyDiesWithHapair: a hapair killed with SIGKILL leaves no HAProxy behind. The test
-// binary re-runs itself as a stand-in hapair that only runs the supervisor.
+// A child that ignores the soft stop gets SIGTERM once StopGrace has passed.
+func TestStopEscalatesToSIGTERM(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "stubborn")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntrap '' USR1\nwhile :; do sleep 0.05; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := startCommand(t, script, "x", func(c *Config) { c.StopGrace = 300 * time.Millisecond })
+	waitUntil(t, 2*time.Second, "the stub running", func() bool { return f.sup.Status().PID != 0 })
+	pid := f.sup.Status().PID
+	t.Cleanup(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) }) // a last sleep, same group
+	began := time.Now()
+	f.cancel()
+	select {
+	case <-f.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	f.done <- nil
+	took := time.Since(began)
+	if took < 300*time.Millisecond || took > 2*time.Second {
+		t.Errorf("stop took %s, want the 300ms grace then SIGTERM", took)
+	}
+	down := f.event(t, false, time.Second)
+	if down.ExitStatus != 143 || down.Reason != "stopped" {
+		t.Errorf("stop event %+v, want SIGTERM's 143 counted as stopped", down)
+	}
+}
+
+// TestHAProxyDiesWithHapair: a hapair killed with SIGKILL leaves no HAProxy behind, neither master
+// nor worker, and a new one starts cleanly on the same runtime dir. The test binary re-runs itself
+// as a stand-in hapair that only runs the supervisor.
 func TestHAProxyDiesWithHapair(t *testing.T) {
 	if os.Getenv("HAPAIR_SUPERVISOR_CHILD") != "" {
 		return
@@ -318,88 +613,133 @@ func TestHAProxyDiesWithHapair(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(config(port, "child")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSupervisorChild$")
-	cmd.Env = append(os.Environ(), "HAPAIR_SUPERVISOR_CHILD=1", "SUP_BIN="+bin, "SUP_CFG="+cfg, "SUP_DIR="+filepath.Join(dir, "run"))
-	if err := cmd.Start(); err != nil {
+	env := append(os.Environ(), "HAPAIR_SUPERVISOR_CHILD=1", "SUP_BIN="+bin, "SUP_CFG="+cfg, "SUP_DIR="+filepath.Join(dir, "run"))
+	standIn := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSupervisorChild$")
+		cmd.Env = env
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	serving := func() bool { body, err := get(port); return err == nil && body == "child" }
+
+	cmd := standIn()
+	waitUntil(t, 10*time.Second, "HAProxy under the stand-in serving", serving)
+	// A reload first: the master re-executes itself, and must still die with hapair after that.
+	if err := os.WriteFile(cfg, []byte(config(port, "child")+"# reloaded\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitServing := func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if body, err := get(port); err == nil && body == "child" {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("HAProxy under the stand-in never served")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
 	}
-	waitServing()
+	waitUntil(t, 10*time.Second, "the stand-in's reload", func() bool {
+		p, err := showProc(context.Background(), filepath.Join(dir, "run", "master.sock"), cliTimeout)
+		return err == nil && p.reloads == 1 && len(p.workers) == 1
+	})
+	haproxies := processesWith(t, cfg)
+	if len(haproxies) < 2 {
+		t.Fatalf("want a master and a worker, found pids %v", haproxies)
+	}
+	killed := time.Now()
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := get(port); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("HAProxy kept serving after its supervisor was SIGKILLed (orphan)")
-		}
-		time.Sleep(20 * time.Millisecond)
+	waitUntil(t, 5*time.Second, "HAProxy gone after its supervisor was SIGKILLed", func() bool {
+		return len(processesWith(t, cfg)) == 0
+	})
+	t.Logf("HAProxy master and worker %v gone %s after hapair's SIGKILL", haproxies, time.Since(killed))
+	if serving() {
+		t.Fatal("port still served")
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "run", "master.sock")); err != nil {
+		t.Fatalf("want the stale socket left behind for the next start to clean: %v", err)
 	}
 	// A new supervisor starts cleanly on the same runtime dir (stale socket removed).
-	cmd2 := exec.Command(os.Args[0], "-test.run=^TestSupervisorChild$")
-	cmd2.Env = cmd.Env
-	if err := cmd2.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd2.Process.Kill(); _ = cmd2.Wait() }()
-	waitServing()
+	standIn()
+	waitUntil(t, 10*time.Second, "HAProxy under a second stand-in serving", serving)
 }
 
-// TestSupervisorChild is the stand-in hapair of TestHAProxyDiesWithHapair.
+// TestSupervisorChild is the stand-in hapair of TestHAProxyDiesWithHapair; SIGHUP reloads.
 func TestSupervisorChild(t *testing.T) {
 	if os.Getenv("HAPAIR_SUPERVISOR_CHILD") == "" {
 		t.Skip("helper process for TestHAProxyDiesWithHapair")
 	}
-	s := New(Config{Command: os.Getenv("SUP_BIN"), ConfigFile: os.Getenv("SUP_CFG"), RuntimeDir: os.Getenv("SUP_DIR")}, &fakeReporter{}, nil)
+	s := New(Config{Command: os.Getenv("SUP_BIN"), ConfigFile: os.Getenv("SUP_CFG"), RuntimeDir: os.Getenv("SUP_DIR")}, nil, nil)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			_ = s.Reload(context.Background())
+		}
+	}()
 	_ = s.Run(context.Background())
+}
+
+// A socket answered by a live master is not removed: it is someone else's HAProxy.
+func TestRefusesSocketOfALiveMaster(t *testing.T) {
+	bin := requireHAProxy(t)
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	if err := os.Mkdir(run, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(config(freePort(t), "other")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(run, "master.sock")
+	other := exec.Command(bin, "-W", "-db", "-S", sock+",mode,600", "-f", cfg)
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	waitUntil(t, 10*time.Second, "the other master answering", func() bool {
+		_, err := showProc(context.Background(), sock, cliTimeout)
+		return err == nil
+	})
+	s := New(Config{Command: bin, ConfigFile: cfg, RuntimeDir: run}, nil, nil)
+	err := s.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", other.Process.Pid)) {
+		t.Fatalf("Run = %v, want a refusal naming the other master", err)
+	}
+	if _, err := showProc(context.Background(), sock, cliTimeout); err != nil {
+		t.Errorf("the other master's socket was broken: %v", err)
+	}
 }
 
 func TestValidate(t *testing.T) {
 	bin := requireHAProxy(t)
 	dir := t.TempDir()
-	good := filepath.Join(dir, "good.cfg")
-	_ = os.WriteFile(good, []byte(config(freePort(t), "x")), 0o644)
-	if _, err := Validate(context.Background(), bin, good); err != nil {
-		t.Errorf("good config: %v", err)
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
 	}
-	if _, err := Validate(context.Background(), bin, filepath.Join(dir, "missing.cfg")); err == nil || !strings.Contains(err.Error(), "missing.cfg") {
-		t.Errorf("missing config: %v", err)
+	good := write("good.cfg", config(freePort(t), "x"))
+	noListener := write("nolistener.cfg", "global\n    maxconn 10\n")
+	bad := write("bad.cfg", config(freePort(t), "x", "bogus-directive"))
+	tests := []struct {
+		name, command, file string
+		wantErr             string // "" = valid
+	}{
+		{"valid", bin, good, ""},
+		{"valid without listener (exit 2)", bin, noListener, ""},
+		{"errors (exit 1) in HAProxy's words", bin, bad, "unknown keyword 'bogus-directive'"},
+		{"missing config", bin, filepath.Join(dir, "missing.cfg"), "missing.cfg: no such file"},
+		{"missing binary", filepath.Join(dir, "no-haproxy"), good, "haproxy binary " + filepath.Join(dir, "no-haproxy")},
 	}
-	if _, err := Validate(context.Background(), filepath.Join(dir, "no-haproxy"), good); err == nil || !strings.Contains(err.Error(), "no-haproxy") {
-		t.Errorf("missing binary: %v", err)
-	}
-}
-
-func TestParseShowProc(t *testing.T) {
-	text := `#<PID>          <type>          <reloads>       <uptime>        <version>
-6038            master          1 [failed: 2]   0d00h49m29s     2.6.12-1+deb12u4
-# workers
-1094            worker          0               0d00h00m01s     2.6.12-1+deb12u4
-# old workers
-6041            worker          1               0d00h49m28s     2.6.12-1+deb12u4
-# programs
-`
-	p, err := parseShowProc(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.reloads != 1 || p.failed != 2 || len(p.workers) != 1 || p.workers[0].pid != 1094 {
-		t.Fatalf("parsed %+v", p)
-	}
-	if _, err := parseShowProc("garbage\n"); err == nil {
-		t.Error("garbage accepted")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Validate(context.Background(), tt.command, tt.file)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("err = %v, want valid", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("err = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
 	}
 }
