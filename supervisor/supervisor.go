@@ -293,12 +293,15 @@ func (s *Supervisor) runOnce(ctx context.Context) (ran time.Duration, stopped bo
 		cancelReady()
 		// Told before the output is drained: a worker still holding the pipe must not delay it.
 		s.down(c, exitStatus(c.state), describeExit(c.state), c.at)
-		<-linesDone
+		// The restart does not wait for the output to end: a straggler holding the pipe
+		// (a check script HAProxy ran) must not hold HAProxy down. The copier ends at EOF.
 		return c.at.Sub(started), false
 	case <-ctx.Done():
 		cancelReady()
 		s.stop(c)
-		<-linesDone
+		// HAProxy's last words reach the log before Run returns, unless a straggler keeps
+		// the pipe open.
+		waitFor(linesDone, time.Second)
 		return c.at.Sub(started), true
 	}
 }

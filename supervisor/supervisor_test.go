@@ -315,6 +315,12 @@ func TestExitSeenWhileOutputStillOpen(t *testing.T) {
 	if down.ExitStatus != 3 {
 		t.Errorf("exit status %d, want 3", down.ExitStatus)
 	}
+	// Nor does the straggler hold up the restart.
+	again := f.event(t, false, 3*time.Second)
+	t.Cleanup(func() { _ = syscall.Kill(-again.PID, syscall.SIGKILL) })
+	if again.PID == down.PID || again.At.Sub(down.At) > 2*time.Second {
+		t.Errorf("second run %+v after %+v: want a restart after the 200ms backoff", again, down)
+	}
 }
 
 func TestCrashLoopBacksOff(t *testing.T) {
@@ -568,6 +574,57 @@ func TestStopIsSoftAndComplete(t *testing.T) {
 	}
 	if rep := f.rep.snapshot(); !slices.Equal(rep.ups, []bool{true, false}) || !slices.Equal(rep.exits, []int{0}) || rep.restarts != 0 {
 		t.Errorf("reported ups %v, exits %v, restarts %d", rep.ups, rep.exits, rep.restarts)
+	}
+}
+
+// A soft stop lets a request in flight finish: the stop waits for it, the client gets its
+// answer, and however HAProxy ends (0, 143, or 2.6.12's 139) it counts as stopped.
+func TestStopWithRequestInFlight(t *testing.T) {
+	f := start(t, "one", nil)
+	f.event(t, true, 10*time.Second)
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", f.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Half a request: the worker has it in flight.
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 2*time.Second, "the request accepted", func() bool {
+		return len(processesWith(t, f.cfg)) == 2
+	})
+	began := time.Now()
+	f.cancel()
+	// The rest of the request comes while the stop is under way: the listener is closed.
+	waitUntil(t, 2*time.Second, "the soft stop closing the listener", func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", f.port))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	if _, err := io.WriteString(conn, "\r\n"); err != nil {
+		t.Fatalf("finishing the request during the soft stop: %v", err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	answer, _ := io.ReadAll(conn)
+	if !strings.HasPrefix(string(answer), "HTTP/1.1 200") || !strings.HasSuffix(string(answer), "one") {
+		t.Errorf("request in flight during the soft stop got %q", answer)
+	}
+	select {
+	case err := <-f.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	f.done <- nil
+	down := f.event(t, false, time.Second)
+	t.Logf("soft stop with a request in flight took %s, exit status %d", time.Since(began), down.ExitStatus)
+	if down.Reason != "stopped" {
+		t.Errorf("stop event %+v", down)
 	}
 }
 
