@@ -47,7 +47,8 @@ type ChecksumMode int
 const (
 	// ChecksumWithPseudoHeader is RFC 5798 as keepalived implements it by default for v3/IPv4.
 	ChecksumWithPseudoHeader ChecksumMode = iota
-	// ChecksumWithoutPseudoHeader is RFC 9568, keepalived's v3_checksum_as_v2, Cisco and Juniper.
+	// ChecksumWithoutPseudoHeader is RFC 9568, Cisco, Juniper and the v3_checksum_as_v2 of
+	// keepalived releases after 2.2.7.
 	ChecksumWithoutPseudoHeader
 )
 
@@ -303,7 +304,7 @@ func reuse(s []netip.Addr, n int) []netip.Addr {
 
 // v3ChecksumOK accepts, for IPv4, the checksum with the pseudo-header (RFC 5798, keepalived's
 // default), without it (RFC 9568, v3_checksum_as_v2) and with 224.0.0.18 as the pseudo-header
-// destination of a unicast advert (keepalived before 2.0, its old_unicast_checksum). IPv6
+// destination of a unicast advert (keepalived up to 1.3.6, later ones' old_unicast_checksum). IPv6
 // always has the pseudo-header.
 func v3ChecksumOK(b []byte, src, dst netip.Addr) bool {
 	msg := sum(b, 0)

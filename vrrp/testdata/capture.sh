@@ -168,7 +168,7 @@ scenario v3-unicast 3 "" "
 		10.0.0.61/24
 	}"
 
-# The checksum of keepalived before 1.3.6: 224.0.0.18 as the pseudo-header destination.
+# The checksum of keepalived up to 1.3.6: 224.0.0.18 as the pseudo-header destination.
 scenario v3-unicast-old-checksum 3 "" "
 	virtual_router_id 57
 	version 3
