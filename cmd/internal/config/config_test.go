@@ -194,7 +194,7 @@ func TestParseRejects(t *testing.T) {
 		{"tcp address without port", "checks:\n  - name: c\n    tcp: {address: 127.0.0.1}\n" + minimal,
 			[]string{`t.yaml:3: checks[0].tcp.address: "127.0.0.1": not host:port`}},
 		{"script unterminated quote", "checks:\n  - name: c\n    script: {command: '/bin/check \"arg'}\n" + minimal,
-			[]string{"t.yaml:3: checks[0].script.command: unterminated \" quote"}},
+			[]string{"t.yaml:3: checks[0].script.command: unterminated double quote"}},
 		{"script without command", "checks:\n  - name: c\n    script: {user: nobody}\n" + minimal,
 			[]string{"t.yaml:3: checks[0].script.command: needs the command to run"}},
 		{"interface check on a missing link", "checks:\n  - name: c\n    interface: {name: eth7}\n" + minimal,

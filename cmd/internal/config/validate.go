@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/hapair/hapair/checks"
 )
 
 var checkNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
@@ -465,57 +467,9 @@ func knownChecks(cfg *Config, checks map[string]int) string {
 	return "known: " + strings.Join(names, ", ")
 }
 
-// SplitCommand splits a command line the way keepalived does for its scripts: on blanks, with
-// double or single quotes grouping words and a backslash escaping the next character. No shell is
-// involved.
-func SplitCommand(s string) ([]string, error) {
-	var (
-		args    []string
-		cur     strings.Builder
-		inWord  bool
-		quote   rune
-		escaped bool
-	)
-	for _, r := range s {
-		switch {
-		case escaped:
-			cur.WriteRune(r)
-			escaped = false
-		case r == '\\' && quote != '\'':
-			escaped, inWord = true, true
-		case quote != 0:
-			if r == quote {
-				quote = 0
-			} else {
-				cur.WriteRune(r)
-			}
-		case r == '"' || r == '\'':
-			quote, inWord = r, true
-		case unicode.IsSpace(r):
-			if inWord {
-				args = append(args, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteRune(r)
-			inWord = true
-		}
-	}
-	if quote != 0 {
-		return nil, fmt.Errorf("unterminated %c quote in %q", quote, s)
-	}
-	if escaped {
-		return nil, fmt.Errorf("trailing backslash in %q", s)
-	}
-	if inWord {
-		args = append(args, cur.String())
-	}
-	if len(args) == 0 {
-		return nil, errors.New("empty command")
-	}
-	return args, nil
-}
+// SplitCommand splits a command line the way keepalived does for its scripts (see
+// checks.SplitCommand, the one implementation that checks, notify hooks and convert share).
+func SplitCommand(s string) ([]string, error) { return checks.SplitCommand(s) }
 
 func (d *decoder) hasProblem(key string) bool {
 	for _, p := range d.probs {

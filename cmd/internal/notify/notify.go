@@ -20,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hapair/hapair/checks"
 )
 
 // Hooks are the commands of one instance. Empty strings run nothing.
@@ -200,50 +202,6 @@ func ownedByRoot(p string, fi fs.FileInfo) error {
 	return nil
 }
 
-// Split splits a command line the way keepalived does: on blanks, with double or single quotes
-// grouping words and a backslash escaping the next character. No shell is involved.
-func Split(s string) ([]string, error) {
-	var out []string
-	var cur strings.Builder
-	inWord := false
-	var quote rune
-	escaped := false
-	for _, c := range s {
-		switch {
-		case escaped:
-			cur.WriteRune(c)
-			escaped = false
-		case c == '\\' && quote != '\'':
-			escaped = true
-			inWord = true
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			} else {
-				cur.WriteRune(c)
-			}
-		case c == '"' || c == '\'':
-			quote = c
-			inWord = true
-		case c == ' ' || c == '\t':
-			if inWord {
-				out = append(out, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteRune(c)
-			inWord = true
-		}
-	}
-	if quote != 0 {
-		return nil, fmt.Errorf("unterminated %c quote in %q", quote, s)
-	}
-	if escaped {
-		return nil, fmt.Errorf("trailing backslash in %q", s)
-	}
-	if inWord {
-		out = append(out, cur.String())
-	}
-	return out, nil
-}
+// Split splits a command line the way keepalived does: on blanks, quotes grouping words, a
+// backslash escaping the next character, no shell (checks.SplitCommand).
+func Split(s string) ([]string, error) { return checks.SplitCommand(s) }

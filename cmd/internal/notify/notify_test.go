@@ -24,7 +24,7 @@ func TestSplit(t *testing.T) {
 		{in: `/bin/echo ""`, want: []string{"/bin/echo", ""}},
 		{in: `/bin/echo "open`, wantErr: "unterminated"},
 		{in: `/bin/echo \`, wantErr: "trailing backslash"},
-		{in: "", want: nil},
+		{in: "", wantErr: "empty command"},
 	}
 	for _, tt := range tests {
 		got, err := Split(tt.in)
