@@ -57,7 +57,7 @@ func newInstanceMetrics(m *Metrics, name, iface, vrid string, vips []netip.Prefi
 			}
 		}
 	}
-	for _, r := range DropReasons {
+	for _, r := range dropReasons() {
 		m.dropped.WithLabelValues(name, r)
 	}
 	m.vipErrors.WithLabelValues(name, VIPOpAttach)

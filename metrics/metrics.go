@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/hapair/hapair/vrrp"
 )
 
 // State values of hapair_vrrp_state and keepalived_vrrp_state: the numbers the
@@ -49,13 +51,16 @@ func stateValue(name string) (int, bool) {
 	return 0, false
 }
 
-// DropReasons are the reason label values of hapair_vrrp_packets_dropped_total
-// that are pre-initialised to 0 for every instance, so that a dashboard shows
-// a flat zero instead of "no data" and increase() sees the first drop. They
-// mirror vrrp.DropReason; a reason not listed here is still counted.
-var DropReasons = []string{
-	"length", "version", "type", "checksum", "ttl", "vrid",
-	"auth", "interval", "peer", "family", "addresses",
+// dropReasons are the reason label values of hapair_vrrp_packets_dropped_total that are
+// pre-initialised to 0 for every instance, so that a dashboard shows a flat zero instead of "no
+// data" and increase() sees the first drop. They come from package vrrp, the one list of reasons;
+// a reason not listed there is still counted.
+func dropReasons() []string {
+	var out []string
+	for _, r := range vrrp.DropReasons() {
+		out = append(out, string(r))
+	}
+	return out
 }
 
 // Reload results of hapair_haproxy_reloads_total{result}.

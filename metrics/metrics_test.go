@@ -118,7 +118,7 @@ func TestPreinitialised(t *testing.T) {
 		{"hapair_haproxy_reloads_total", labels("result", "failed"), 1},
 		{"hapair_haproxy_restarts_total", nil, 1},
 		{"hapair_haproxy_up", nil, 1},
-		{"hapair_vrrp_packets_dropped_total", labels("instance", "VI_LOGS"), len(DropReasons)},
+		{"hapair_vrrp_packets_dropped_total", labels("instance", "VI_LOGS"), len(dropReasons())},
 		{"hapair_vrrp_packets_dropped_total", labels("instance", "VI_LOGS", "reason", "ttl"), 1},
 		{"hapair_vrrp_transitions_total", labels("instance", "VI_LOGS"), 12},
 		{"hapair_vrrp_transitions_total", labels("instance", "VI_LOGS", "from", "BACKUP", "to", "MASTER"), 1},
