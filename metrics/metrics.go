@@ -323,6 +323,15 @@ func (m *Metrics) EnableKeepalivedCompat() {
 	m.reg.MustRegister(m.compat.collectors()...)
 }
 
+// WithoutHAProxy removes the hapair_haproxy_* series, for a hapair that runs VRRP alone (no
+// haproxy section): a hapair_haproxy_up stuck at 0 there would fire HapairHAProxyDown for an
+// HAProxy that does not exist.
+func (m *Metrics) WithoutHAProxy() {
+	for _, c := range []prometheus.Collector{m.haproxyUp, m.haproxyRestarts, m.haproxyReloads, m.haproxyLastExit} {
+		m.reg.Unregister(c)
+	}
+}
+
 // HAProxyUp implements supervisor.Reporter.
 func (m *Metrics) HAProxyUp(up bool) { m.haproxyUp.Set(boolValue(up)) }
 

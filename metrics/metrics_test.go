@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -407,5 +408,20 @@ func TestConcurrentReporting(t *testing.T) {
 	}
 	if v, _ := value(t, m, "hapair_check_up", labels("check", "c")); v != 1 {
 		t.Errorf("check_up = %v, want 1 (tracked)", v)
+	}
+}
+
+func TestWithoutHAProxy(t *testing.T) {
+	m := New(BuildInfo{Version: "test"})
+	m.WithoutHAProxy()
+	m.HAProxyUp(false) // reporting still works, it just is not exported
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if strings.HasPrefix(f.GetName(), "hapair_haproxy_") {
+			t.Errorf("%s exported by a hapair without HAProxy", f.GetName())
+		}
 	}
 }

@@ -66,7 +66,9 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		d.metrics.DeclareCheck(s.Name)
 	}
 	d.checks = checks.NewRunner(specs, d.metrics, log.With("source", "checks"))
-	if cfg.HAProxy != nil {
+	if cfg.HAProxy == nil {
+		d.metrics.WithoutHAProxy()
+	} else {
 		d.metrics.DeclareCheck(config.BuiltinHAProxyCheck)
 		d.sup = supervisor.New(supervisorConfig(cfg.HAProxy), d.metrics, log.With("source", "haproxy"))
 	}
