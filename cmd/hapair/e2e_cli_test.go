@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,6 +160,28 @@ func TestStatusDumpAndReload(t *testing.T) {
 	out, _ = p.lb1.Run(ctx, hapairBin, "status", "--json", "--config", d.cfgPath)
 	if !strings.Contains(out, `"base_priority": 120`) || !strings.Contains(out, `"effective_priority": 120`) {
 		t.Errorf("priority not reloaded:\n%s", out)
+	}
+	// VIPs: a second one added by reload is attached at once by the MASTER, then removed again.
+	second := netip.MustParseAddr("10.0.0.20")
+	withTwo := strings.Replace(string(good), "virtual_ipaddress: [10.0.0.10/24]", "virtual_ipaddress: [10.0.0.10/24, 10.0.0.20/24]", 1)
+	for _, step := range []struct {
+		text string
+		want bool
+	}{{withTwo, true}, {string(good), false}} {
+		if err := os.WriteFile(d.cfgPath, []byte(step.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		from = d.lines()
+		_ = d.proc.Signal(syscall.SIGHUP)
+		if _, err := d.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`Configuration reloaded`)); err != nil {
+			t.Fatal(err)
+		}
+		if has, err := p.lb1.HasAddr(second); err != nil || has != step.want {
+			t.Fatalf("after reload, 10.0.0.20 on lb1 = %v (%v), want %v", has, err, step.want)
+		}
+		if has, _ := p.lb1.HasAddr(vip); !has {
+			t.Fatal("the unchanged VIP went away during a VIP reload")
+		}
 	}
 	if strings.Count(d.proc.Output(), "Entering MASTER STATE") != 1 {
 		t.Errorf("reloads caused a transition:\n%s", d.proc.Output())
