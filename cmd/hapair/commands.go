@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -47,6 +48,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	for _, w := range cfg.Warnings.Strings() {
 		log.Warn(w)
+	}
+	if err := haproxyPresent(cfg.HAProxy); err != nil {
+		fmt.Fprintf(stderr, "hapair: %v\n", err)
+		return 1
 	}
 	log.Info(fmt.Sprintf("Starting hapair %s (router_id %s)", version, cfg.RouterID))
 	d, err := newDaemon(cfg, log)
@@ -207,3 +212,20 @@ func cmdConvert(args []string, stdout, stderr io.Writer) int {
 }
 
 var errNotRoot = errors.New("hapair demo builds network namespaces and needs root: run it as root (sudo make demo)")
+
+// haproxyPresent refuses to start without the HAProxy binary or its configuration file: hapair
+// would otherwise sit in a restart loop that only the log explains. (`hapair check` also runs
+// `haproxy -c`; a file HAProxy rejects is left to the supervisor, which keeps retrying, so that
+// fixing the file is enough to recover.)
+func haproxyPresent(h *config.HAProxy) error {
+	if h == nil {
+		return nil
+	}
+	if _, err := exec.LookPath(h.Command); err != nil {
+		return fmt.Errorf("haproxy.command: %w (apt-get install haproxy, or set haproxy.command)", err)
+	}
+	if _, err := os.Stat(h.Config); err != nil {
+		return fmt.Errorf("haproxy.config: %w", err)
+	}
+	return nil
+}

@@ -187,3 +187,34 @@ func TestStatusDumpAndReload(t *testing.T) {
 		t.Errorf("reloads caused a transition:\n%s", d.proc.Output())
 	}
 }
+
+// TestRunRefusesMissingHAProxy: a missing HAProxy binary or configuration is a clear error at
+// start, not a silent restart loop.
+func TestRunRefusesMissingHAProxy(t *testing.T) {
+	dir := t.TempDir()
+	missingCfg := filepath.Join(dir, "config.yaml")
+	text := labNode{RouterID: "lb1", Priority: 110, Interface: "lo", VIPs: []string{vipCIDR}, HAProxyConfig: filepath.Join(dir, "missing.cfg")}.YAML()
+	if err := os.WriteFile(missingCfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runHapair(t, "run", "--config", missingCfg); code == 0 || !strings.Contains(out, "missing.cfg") {
+		t.Errorf("run with a missing HAProxy config: exit %d\n%s", code, out)
+	}
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte("global\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text = labNode{RouterID: "lb1", Priority: 110, Interface: "lo", VIPs: []string{vipCIDR}, HAProxyConfig: cfg}.YAML()
+	text = strings.Replace(text, "haproxy:\n", "haproxy:\n  command: /nonexistent/haproxy\n", 1)
+	p := filepath.Join(dir, "binary.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runHapair(t, "run", "--config", p)
+	if code == 0 || !strings.Contains(out, "/nonexistent/haproxy") {
+		t.Errorf("run with a missing HAProxy binary: exit %d\n%s", code, out)
+	}
+	if out, code := runHapair(t, "check", "--config", p); code == 0 || !strings.Contains(out, "/nonexistent/haproxy") {
+		t.Errorf("check with a missing HAProxy binary: exit %d\n%s", code, out)
+	}
+}
