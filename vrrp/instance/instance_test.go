@@ -221,8 +221,9 @@ func TestHigherPriorityOwnsTheVIP(t *testing.T) {
 	b := &bus{}
 	high := startNode(t, b, "10.0.0.11", 110, "")
 	low := startNode(t, b, "10.0.0.12", 100, "")
-	waitFor(t, "one MASTER", 2*time.Second, func() bool {
-		return high.inst.Status().State == vrrp.Master && low.inst.Status().State == vrrp.Backup
+	// Status shows MASTER as soon as the transition is logged; the VIPs follow in the same turn.
+	waitFor(t, "one MASTER with the VIP", 2*time.Second, func() bool {
+		return high.inst.Status().State == vrrp.Master && low.inst.Status().State == vrrp.Backup && high.vips.has()
 	})
 	if !high.vips.has() || low.vips.has() {
 		t.Fatalf("VIP on master=%v backup=%v, want only the master", high.vips.has(), low.vips.has())
