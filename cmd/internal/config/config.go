@@ -75,6 +75,10 @@ type Config struct {
 	Notify Notify
 	Status Status
 
+	// BGP (bgp) is nil when the section is absent. With it, vrrp_instances may be empty (an
+	// anycast node).
+	BGP *BGP
+
 	// Warnings are doubtful but accepted settings (such as a check timeout longer than its
 	// interval). `hapair check` prints them; `hapair run` logs them.
 	Warnings Problems

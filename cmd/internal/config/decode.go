@@ -28,6 +28,8 @@ type decoder struct {
 	peers map[int][]item
 	// trackIfs holds each instance's track_interface entries with their lines.
 	trackIfs map[int][]item
+	// bgpRaw holds the bgp entries that need checks and instances to be known.
+	bgpRaw bgpRaw
 }
 
 type trackRef struct {
@@ -381,6 +383,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	d.mapping(root, "", fields{
 		"router_id": func(v *yaml.Node, p string) { d.str(v, p, &cfg.RouterID) },
 		"haproxy":   func(v *yaml.Node, p string) { cfg.HAProxy = d.haproxy(v, p) },
+		"bgp":       func(v *yaml.Node, p string) { cfg.BGP = d.bgp(v, p) },
 		"checks": func(v *yaml.Node, p string) {
 			d.sequence(v, p, func(_ int, e *yaml.Node, ep string) { cfg.Checks = append(cfg.Checks, d.check(e, ep)) })
 		},

@@ -80,6 +80,7 @@ func Reloadable(old, next *Config) (changes []string, needRestart []string) {
 		}
 	}
 
+	r.bgp(old.BGP, next.BGP)
 	r.cmp(&r.changes, "notify", old.Notify, next.Notify)
 	r.cmp(&r.needRestart, "status.listen", old.Status.Listen, next.Status.Listen)
 	r.cmp(&r.needRestart, "status.keepalived_compat", old.Status.KeepalivedCompat, next.Status.KeepalivedCompat)

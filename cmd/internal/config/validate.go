@@ -41,6 +41,9 @@ func (d *decoder) validate(cfg *Config, o options) {
 	}
 	checks := d.validateChecks(cfg, o)
 	d.validateInstances(cfg, o, checks)
+	if cfg.BGP != nil {
+		d.validateBGP(cfg, o, checks)
+	}
 }
 
 func (d *decoder) validateHAProxy(h *HAProxy) {
@@ -206,8 +209,8 @@ type vridKey struct {
 }
 
 func (d *decoder) validateInstances(cfg *Config, o options, checks map[string]int) {
-	if len(cfg.Instances) == 0 && !d.hasProblem("vrrp_instances") {
-		d.add(d.lineOf("vrrp_instances"), "vrrp_instances", "at least one VRRP instance is required")
+	if len(cfg.Instances) == 0 && cfg.BGP == nil && !d.hasProblem("vrrp_instances") {
+		d.add(d.lineOf("vrrp_instances"), "vrrp_instances", "at least one VRRP instance is required (or a bgp section, for an anycast node)")
 	}
 	names := map[string]int{}
 	vrids := map[vridKey]string{}
