@@ -52,7 +52,7 @@ const (
 type Config struct {
 	Command    string // the haproxy binary
 	ConfigFile string
-	RuntimeDir string // holds master.sock; created 0700
+	RuntimeDir string // holds master.sock; created 0700 when missing, never chmodded
 	// StopGrace is how long a soft stop (SIGUSR1: finish what is in flight) may take before
 	// SIGTERM; SIGKILL follows 5 s later.
 	StopGrace time.Duration
@@ -222,14 +222,14 @@ func (s *Supervisor) setBackoff(d time.Duration) {
 	s.mu.Unlock()
 }
 
-// prepareRuntimeDir makes the runtime dir private and removes a master socket left by a hapair
-// that died: HAProxy would fail to bind it. A socket that still answers belongs to a live master
-// (another hapair, or a HAProxy started by hand): that one is not ours to take over.
+// prepareRuntimeDir makes a missing runtime dir (private) and removes a master socket left by a
+// hapair that died: HAProxy would fail to bind it. A socket that still answers belongs to a live
+// master (another hapair, or a HAProxy started by hand): that one is not ours to take over. An
+// existing directory keeps its mode: whether it is fit (hapair's own, writable by nobody else)
+// is for the caller to decide before Run, and a chmod would override systemd's
+// RuntimeDirectoryMode, or tighten a shared directory such as /tmp behind its owner's back.
 func (s *Supervisor) prepareRuntimeDir(ctx context.Context) error {
 	if err := os.MkdirAll(s.cfg.RuntimeDir, 0o700); err != nil {
-		return fmt.Errorf("haproxy runtime dir: %w", err)
-	}
-	if err := os.Chmod(s.cfg.RuntimeDir, 0o700); err != nil {
 		return fmt.Errorf("haproxy runtime dir: %w", err)
 	}
 	sock := s.SocketPath()

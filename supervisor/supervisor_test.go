@@ -244,6 +244,27 @@ func TestStartServesAndEnvironmentIsScrubbed(t *testing.T) {
 	}
 }
 
+// TestRuntimeDirModeKept: an existing runtime dir keeps its mode (systemd's
+// RuntimeDirectoryMode=0750); the supervisor used to chmod it to 0700.
+func TestRuntimeDirModeKept(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(run, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(run, 0o750); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	f := start(t, "one", func(c *Config) { c.RuntimeDir = run })
+	f.event(t, true, 10*time.Second)
+	fi, err := os.Stat(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o750 {
+		t.Errorf("runtime dir mode %04o after start, want 0750 kept", fi.Mode().Perm())
+	}
+}
+
 func TestExitSeenAtOnceAndRestarted(t *testing.T) {
 	f := start(t, "one", nil)
 	up := f.event(t, true, 10*time.Second)

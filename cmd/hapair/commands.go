@@ -17,6 +17,7 @@ import (
 
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/cmd/internal/convert"
+	"github.com/hapair/hapair/cmd/internal/rundir"
 	"github.com/hapair/hapair/metrics"
 )
 
@@ -53,6 +54,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hapair: %v\n", err)
 		return 1
 	}
+	// One hapair per runtime dir, checked before anything touches a VIP, a socket or HAProxy: a
+	// second hapair would remove the running MASTER's VIPs as stale, or become a second MASTER.
+	lock, err := lockRuntimeDir(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "hapair: %v\n", err)
+		return 1
+	}
+	defer lock.Release()
 	log.Info(fmt.Sprintf("Starting hapair %s (router_id %s)", version, cfg.RouterID))
 	d, err := newDaemon(cfg, log)
 	if err != nil {
@@ -212,6 +221,27 @@ func cmdConvert(args []string, stdout, stderr io.Writer) int {
 }
 
 var errNotRoot = errors.New("hapair demo builds network namespaces and needs root: run it as root (sudo make demo)")
+
+// lockRuntimeDir takes hapair's runtime dir (after an in-place upgrade: the lock the previous
+// image held) and checks that HAProxy's, when it is another directory, is hapair's own too.
+func lockRuntimeDir(cfg *config.Config) (*rundir.Lock, error) {
+	lock, err := rundir.Inherited()
+	if err != nil {
+		return nil, err
+	}
+	if lock == nil {
+		if lock, err = rundir.Acquire(cfg.RuntimeDir); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.HAProxy != nil && cfg.HAProxy.RuntimeDir != cfg.RuntimeDir {
+		if err := rundir.Check(cfg.HAProxy.RuntimeDir); err != nil {
+			lock.Release()
+			return nil, fmt.Errorf("haproxy.%w", err)
+		}
+	}
+	return lock, nil
+}
 
 // haproxyPresent refuses to start without the HAProxy binary or its configuration file: hapair
 // would otherwise sit in a restart loop that only the log explains. (`hapair check` also runs

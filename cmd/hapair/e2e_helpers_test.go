@@ -68,7 +68,7 @@ func startDaemon(t testing.TB, h *lab.Host, n labNode) *daemonHost {
 	if len(n.VIPs) == 0 {
 		n.VIPs = []string{vipCIDR}
 	}
-	if n.RuntimeDir == "" && n.HAProxyConfig != "" {
+	if n.RuntimeDir == "" { // namespaces do not separate files: one runtime dir (and lock) per host
 		n.RuntimeDir = filepath.Join(h.Dir(), "run")
 	}
 	d := &daemonHost{t: t, host: h, node: n, cfgPath: filepath.Join(h.Dir(), "hapair.yaml")}

@@ -21,7 +21,9 @@ type labNode struct {
 	// HAProxyConfig, when set, adds the haproxy section with this config file and the built-in
 	// haproxy check tracked with weight -20 (the seed's chk_haproxy).
 	HAProxyConfig string
-	RuntimeDir    string
+	// RuntimeDir is hapair's runtime_dir (lock, state record, HAProxy's master socket); every
+	// hapair on one machine needs its own. Default /run/hapair.
+	RuntimeDir string
 	// StatsURL, when set, adds the seed-style stats check (interval 2s, fall 2, rise 2, weight -20).
 	StatsURL      string
 	StatsBackends map[string]int
@@ -44,8 +46,11 @@ func (n labNode) YAML() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "router_id: %s\n", n.RouterID)
+	if n.RuntimeDir != "" {
+		fmt.Fprintf(&b, "runtime_dir: %s\n", n.RuntimeDir)
+	}
 	if n.HAProxyConfig != "" {
-		fmt.Fprintf(&b, "haproxy:\n  config: %s\n  runtime_dir: %s\n  stop_grace: 3s\n", n.HAProxyConfig, def(n.RuntimeDir, "/run/hapair"))
+		fmt.Fprintf(&b, "haproxy:\n  config: %s\n  stop_grace: 3s\n", n.HAProxyConfig)
 		b.WriteString("  restart_backoff: {initial: 500ms, max: 8s, reset_after: 10s}\n")
 	}
 	if n.StatsURL != "" {

@@ -61,6 +61,12 @@ type Config struct {
 	// RouterID (router_id) names this host in logs and status. Default: the hostname.
 	RouterID string
 
+	// RuntimeDir (runtime_dir) is hapair's own directory: the lock that allows one hapair per
+	// directory and the state record a restarted hapair resumes from. Default: haproxy.runtime_dir
+	// when that is set, else /run/hapair. It must belong to hapair's user and be writable by
+	// nobody else; it is created mode 0700 when missing, never chmodded.
+	RuntimeDir string
+
 	// HAProxy (haproxy) is nil when the section is absent: hapair then runs VRRP alone and the
 	// built-in "haproxy" check does not exist. An empty section (`haproxy: {}` or `haproxy:`)
 	// enables supervision with every default.
@@ -91,7 +97,7 @@ type Config struct {
 type HAProxy struct {
 	Command        string        // command: default /usr/sbin/haproxy
 	Config         string        // config: default /etc/haproxy/haproxy.cfg
-	RuntimeDir     string        // runtime_dir: default /run/hapair; holds the master CLI socket, mode 0700
+	RuntimeDir     string        // runtime_dir: default the top-level runtime_dir; holds the master CLI socket
 	StopGrace      time.Duration // stop_grace: default 10s between the soft stop (SIGUSR1) and SIGTERM
 	RestartBackoff Backoff       // restart_backoff
 }

@@ -203,6 +203,8 @@ func TestParseRejects(t *testing.T) {
 			[]string{"t.yaml:2: haproxy.restart_backoff.max: 1s is shorter than initial (5s)"}},
 		{"haproxy relative runtime_dir", "haproxy:\n  runtime_dir: run/hapair\n" + minimal,
 			[]string{`t.yaml:2: haproxy.runtime_dir: "run/hapair" is not an absolute path`}},
+		{"relative runtime_dir", "runtime_dir: run/hapair\n" + minimal,
+			[]string{`t.yaml:1: runtime_dir: "run/hapair" is not an absolute path`}},
 		{"haproxy section not a mapping", "haproxy: /usr/sbin/haproxy\n" + minimal,
 			[]string{`t.yaml:1: haproxy: must be a mapping (key: value), not "/usr/sbin/haproxy"`}},
 		{"status listen without port", "status: {listen: localhost}\n" + minimal,
@@ -309,6 +311,32 @@ func TestDefaults(t *testing.T) {
 	}
 	if noHAProxy.HAProxy != nil {
 		t.Errorf("without a haproxy section HAProxy = %+v, want nil (VRRP alone)", noHAProxy.HAProxy)
+	}
+	if noHAProxy.RuntimeDir != "/run/hapair" {
+		t.Errorf("RuntimeDir = %q, want /run/hapair", noHAProxy.RuntimeDir)
+	}
+}
+
+// TestRuntimeDirs: hapair's own runtime_dir and HAProxy's follow each other when only one is given.
+func TestRuntimeDirs(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml      string
+		own, haproxyDir string
+	}{
+		{"neither", "haproxy:\n", "/run/hapair", "/run/hapair"},
+		{"top level only", "runtime_dir: /run/a\nhaproxy:\n", "/run/a", "/run/a"},
+		{"haproxy only", "haproxy:\n  runtime_dir: /run/b\n", "/run/b", "/run/b"},
+		{"both", "runtime_dir: /run/a\nhaproxy:\n  runtime_dir: /run/b\n", "/run/a", "/run/b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tc.yaml+minimal), "t.yaml", fakeInterfaces())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.RuntimeDir != tc.own || cfg.HAProxy.RuntimeDir != tc.haproxyDir {
+				t.Errorf("runtime_dir %q, haproxy.runtime_dir %q; want %q, %q", cfg.RuntimeDir, cfg.HAProxy.RuntimeDir, tc.own, tc.haproxyDir)
+			}
+		})
 	}
 }
 
@@ -499,8 +527,9 @@ func TestParseFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		File:     "full.yaml",
-		RouterID: "lb-full",
+		File:       "full.yaml",
+		RouterID:   "lb-full",
+		RuntimeDir: "/run/hapair-logs", // follows haproxy.runtime_dir
 		HAProxy: &HAProxy{
 			Command: "/opt/haproxy/sbin/haproxy", Config: "/etc/haproxy/logs.cfg", RuntimeDir: "/run/hapair-logs",
 			StopGrace:      20 * time.Second,

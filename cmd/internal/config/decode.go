@@ -381,9 +381,10 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		return cfg
 	}
 	d.mapping(root, "", fields{
-		"router_id": func(v *yaml.Node, p string) { d.str(v, p, &cfg.RouterID) },
-		"haproxy":   func(v *yaml.Node, p string) { cfg.HAProxy = d.haproxy(v, p) },
-		"bgp":       func(v *yaml.Node, p string) { cfg.BGP = d.bgp(v, p) },
+		"router_id":   func(v *yaml.Node, p string) { d.str(v, p, &cfg.RouterID) },
+		"runtime_dir": func(v *yaml.Node, p string) { d.str(v, p, &cfg.RuntimeDir) },
+		"haproxy":     func(v *yaml.Node, p string) { cfg.HAProxy = d.haproxy(v, p) },
+		"bgp":         func(v *yaml.Node, p string) { cfg.BGP = d.bgp(v, p) },
 		"checks": func(v *yaml.Node, p string) {
 			d.sequence(v, p, func(_ int, e *yaml.Node, ep string) { cfg.Checks = append(cfg.Checks, d.check(e, ep)) })
 		},
@@ -411,15 +412,30 @@ func (d *decoder) config(root *yaml.Node) *Config {
 			})
 		},
 	})
+	resolveRuntimeDirs(cfg)
 	return cfg
+}
+
+// resolveRuntimeDirs fills in the runtime directories left unset: hapair's own follows
+// haproxy.runtime_dir when only that is given (one directory, as before the top-level key
+// existed), and HAProxy's follows hapair's.
+func resolveRuntimeDirs(cfg *Config) {
+	if cfg.RuntimeDir == "" {
+		cfg.RuntimeDir = DefaultRuntimeDir
+		if cfg.HAProxy != nil && cfg.HAProxy.RuntimeDir != "" {
+			cfg.RuntimeDir = cfg.HAProxy.RuntimeDir
+		}
+	}
+	if cfg.HAProxy != nil && cfg.HAProxy.RuntimeDir == "" {
+		cfg.HAProxy.RuntimeDir = cfg.RuntimeDir
+	}
 }
 
 func (d *decoder) haproxy(n *yaml.Node, path string) *HAProxy {
 	h := &HAProxy{
-		Command:    DefaultHAProxyCommand,
-		Config:     DefaultHAProxyConfig,
-		RuntimeDir: DefaultRuntimeDir,
-		StopGrace:  DefaultStopGrace,
+		Command:   DefaultHAProxyCommand,
+		Config:    DefaultHAProxyConfig,
+		StopGrace: DefaultStopGrace,
 		RestartBackoff: Backoff{
 			Initial:    DefaultBackoffInitial,
 			Max:        DefaultBackoffMax,

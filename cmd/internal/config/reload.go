@@ -23,6 +23,7 @@ import (
 func Reloadable(old, next *Config) (changes []string, needRestart []string) {
 	r := &reloadDiff{}
 	r.cmp(&r.changes, "router_id", old.RouterID, next.RouterID)
+	r.cmp(&r.needRestart, "runtime_dir", old.RuntimeDir, next.RuntimeDir)
 
 	switch {
 	case old.HAProxy == nil && next.HAProxy != nil:

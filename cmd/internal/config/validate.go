@@ -25,6 +25,10 @@ func (d *decoder) validate(cfg *Config, o options) {
 			cfg.RouterID = h
 		}
 	}
+	// Unset, it is the default or haproxy.runtime_dir, which is checked below.
+	if d.isSet("runtime_dir") && !path.IsAbs(cfg.RuntimeDir) {
+		d.add(d.lineOf("runtime_dir"), "runtime_dir", "%q is not an absolute path", cfg.RuntimeDir)
+	}
 	if cfg.HAProxy != nil {
 		d.validateHAProxy(cfg.HAProxy)
 	}
