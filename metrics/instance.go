@@ -26,6 +26,7 @@ type InstanceMetrics struct {
 	prioZeroSent     prometheus.Counter
 	prioZeroReceived prometheus.Counter
 	garpSent         prometheus.Counter
+	addrMismatch     prometheus.Counter
 
 	compat *compatInstance
 }
@@ -46,6 +47,7 @@ func newInstanceMetrics(m *Metrics, name, iface, vrid string, vips []netip.Prefi
 		prioZeroSent:     m.prioZeroSent.WithLabelValues(name),
 		prioZeroReceived: m.prioZeroReceived.WithLabelValues(name),
 		garpSent:         m.garpSent.WithLabelValues(name),
+		addrMismatch:     m.addrMismatch.WithLabelValues(name),
 		compat:           m.compat.instance(name, iface, vrid, vips),
 	}
 	// Every series that can exist for the instance exists from the start at 0,
@@ -130,6 +132,10 @@ func (im *InstanceMetrics) GARPSent(n int) {
 		im.garpSent.Add(float64(n))
 	}
 }
+
+// AddrListMismatch counts an advert accepted although its address list differs from the
+// instance's VIPs (they overlap: a rolling VIP change).
+func (im *InstanceMetrics) AddrListMismatch() { im.addrMismatch.Inc() }
 
 // VIPError counts a failed VIP operation: VIPOpAttach, VIPOpDetach, or
 // another short word the caller owns.

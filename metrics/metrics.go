@@ -125,6 +125,7 @@ type Metrics struct {
 	prioZeroReceived *prometheus.CounterVec
 	dropped          *prometheus.CounterVec
 	garpSent         *prometheus.CounterVec
+	addrMismatch     *prometheus.CounterVec
 	vipErrors        *prometheus.CounterVec
 
 	haproxyUp       prometheus.Gauge
@@ -200,6 +201,10 @@ func New(b BuildInfo) *Metrics {
 			Name: "hapair_vrrp_garp_sent_total",
 			Help: "Gratuitous ARP and unsolicited neighbour advertisement packets sent for the instance's VIPs.",
 		}, inst),
+		addrMismatch: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_vrrp_address_list_mismatches_total",
+			Help: "VRRP advertisements accepted although their address list differs from the instance's VIPs (overlapping: a VIP change applied on one host only).",
+		}, inst),
 		vipErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hapair_vrrp_vip_errors_total",
 			Help: "Errors attaching or detaching the instance's virtual IPs.",
@@ -253,7 +258,7 @@ func New(b BuildInfo) *Metrics {
 		buildInfo,
 		m.vrrpState, m.transitions, m.priority, m.takeover, m.lastTakeover, m.release,
 		m.advertsSent, m.advertsReceived, m.prioZeroSent, m.prioZeroReceived,
-		m.dropped, m.garpSent, m.vipErrors,
+		m.dropped, m.garpSent, m.addrMismatch, m.vipErrors,
 		m.haproxyUp, m.haproxyRestarts, m.haproxyReloads, m.haproxyLastExit,
 		m.checkUp, m.checkResults, m.checkDuration,
 	)
@@ -302,7 +307,7 @@ func (m *Metrics) removeLocked(name string) {
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.vrrpState, m.transitions, m.priority, m.takeover, m.lastTakeover, m.release,
 		m.advertsSent, m.advertsReceived, m.prioZeroSent, m.prioZeroReceived,
-		m.dropped, m.garpSent, m.vipErrors,
+		m.dropped, m.garpSent, m.addrMismatch, m.vipErrors,
 	} {
 		v.DeletePartialMatch(l)
 	}

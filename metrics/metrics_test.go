@@ -43,6 +43,7 @@ func TestDesignContract(t *testing.T) {
 		{"hapair_vrrp_priority_zero_sent_total", dto.MetricType_COUNTER, "instance"},
 		{"hapair_vrrp_priority_zero_received_total", dto.MetricType_COUNTER, "instance"},
 		{"hapair_vrrp_garp_sent_total", dto.MetricType_COUNTER, "instance"},
+		{"hapair_vrrp_address_list_mismatches_total", dto.MetricType_COUNTER, "instance"},
 		{"hapair_vrrp_vip_errors_total", dto.MetricType_COUNTER, "instance,op"},
 		{"hapair_haproxy_last_exit_status", dto.MetricType_GAUGE, ""},
 		{"hapair_check_results_total", dto.MetricType_COUNTER, "check,result"},
@@ -130,6 +131,7 @@ func TestPreinitialised(t *testing.T) {
 		{"hapair_vrrp_release_seconds", labels("instance", "VI_LOGS"), 1},
 		{"hapair_vrrp_priority_zero_sent_total", labels("instance", "VI_LOGS"), 1},
 		{"hapair_vrrp_garp_sent_total", labels("instance", "VI_LOGS"), 1},
+		{"hapair_vrrp_address_list_mismatches_total", labels("instance", "VI_LOGS"), 1},
 		{"keepalived_vrrp_state", labels("iname", "VI_LOGS", "ip_address", ""), 1},
 		{"keepalived_become_master_total", labels("iname", "VI_LOGS", "intf", "eth0", "vrid", "51"), 1},
 		// Absent until it happens: there is no honest value before the first exit.
@@ -171,6 +173,8 @@ func TestInstanceMetrics(t *testing.T) {
 	im.GARPSent(5)
 	im.GARPSent(0)
 	im.GARPSent(-1)
+	im.AddrListMismatch()
+	im.AddrListMismatch()
 	im.VIPError(VIPOpDetach)
 	im.ObserveTakeover(1500 * time.Millisecond)
 	im.ObserveTakeover(300 * time.Millisecond)
@@ -195,6 +199,7 @@ func TestInstanceMetrics(t *testing.T) {
 		{"hapair_vrrp_packets_dropped_total", labels("instance", "VI_LOGS", "reason", "checksum"), 1},
 		{"hapair_vrrp_packets_dropped_total", labels("instance", "VI_LOGS", "reason", "something-new"), 1},
 		{"hapair_vrrp_garp_sent_total", vi, 5},
+		{"hapair_vrrp_address_list_mismatches_total", vi, 2},
 		{"hapair_vrrp_vip_errors_total", labels("instance", "VI_LOGS", "op", "detach"), 1},
 		{"hapair_vrrp_takeover_seconds", vi, 2}, // sample count
 		{"hapair_vrrp_last_takeover_seconds", vi, 0.3},

@@ -25,9 +25,14 @@ type Filter struct {
 	// Peers are the unicast peers: when not empty, only adverts from them are accepted.
 	Peers []netip.Addr
 
-	// Addrs, when not empty, are the addresses we advertise ourselves. An advert listing
-	// others is a misconfiguration and is dropped (DropAddrs), unless it comes from the
-	// address owner (priority 255), which RFC 3768 section 7.1 lets through.
+	// Addrs, when not empty, are the virtual addresses we advertise ourselves. An advert whose
+	// list is malformed (empty, an address twice) or shares none of them is dropped
+	// (DropAddrs): it comes from another virtual router that uses our VRID by mistake, or is
+	// forged, and must not demote our MASTER. RFC 3768 section 7.1 exempts the address owner
+	// (priority 255); a list with none of our addresses cannot come from their owner, so
+	// hapair exempts nobody. A list that overlaps ours but differs is accepted (see Differs):
+	// one host of the pair reloaded a changed VIP list before the other, and dropping its
+	// adverts, as keepalived 2.2.7 does, would give both hosts the VIPs until both reloaded.
 	Addrs []netip.Addr
 }
 
@@ -57,10 +62,47 @@ func (f *Filter) Check(ttl int, src netip.Addr, a *Advert) error {
 			return drop(DropInterval, fmt.Sprintf("advert interval %v from %v, ours is %v", a.Interval, src, f.Interval))
 		}
 	}
-	if len(f.Addrs) > 0 && a.Priority != 255 && !sameAddrs(f.Addrs, a.Addrs) {
-		return drop(DropAddrs, fmt.Sprintf("%v advertises %v, ours are %v", src, a.Addrs, f.Addrs))
+	if len(f.Addrs) > 0 {
+		return f.checkAddrs(src, a)
 	}
 	return nil
+}
+
+// Differs reports whether an advert that Check accepted lists other addresses than ours (a
+// rolling VIP change): the caller counts and logs it, and uses the advert all the same.
+func (f *Filter) Differs(a *Advert) bool {
+	return len(f.Addrs) > 0 && !sameAddrs(f.Addrs, a.Addrs)
+}
+
+func (f *Filter) checkAddrs(src netip.Addr, a *Advert) error {
+	if len(a.Addrs) == 0 {
+		return drop(DropAddrs, fmt.Sprintf("%v advertises no addresses, ours are %v", src, f.Addrs))
+	}
+	shared := false
+	for i, g := range a.Addrs {
+		g = g.Unmap()
+		for _, h := range a.Addrs[:i] {
+			if h.Unmap() == g {
+				return drop(DropAddrs, fmt.Sprintf("%v lists %v twice in %v", src, g, a.Addrs))
+			}
+		}
+		if !shared && containsAddr(f.Addrs, g) {
+			shared = true
+		}
+	}
+	if !shared {
+		return drop(DropAddrs, fmt.Sprintf("%v advertises %v, none of ours %v", src, a.Addrs, f.Addrs))
+	}
+	return nil
+}
+
+func containsAddr(list []netip.Addr, a netip.Addr) bool {
+	for _, l := range list {
+		if l.Unmap() == a {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *Filter) isPeer(src netip.Addr) bool {
@@ -98,22 +140,77 @@ func (f *Filter) checkAuth(a *Advert) error {
 }
 
 // sameAddrs reports whether got holds exactly the addresses of want, in any order (keepalived
-// checks the count and that each of its own addresses is present).
+// checks the count and that each of its own addresses is present). Check has refused
+// duplicates in got, so equal counts and every wanted address present mean equal sets.
 func sameAddrs(want, got []netip.Addr) bool {
 	if len(want) != len(got) {
 		return false
 	}
 	for _, w := range want {
-		found := false
-		for _, g := range got {
-			if g == w {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !containsAddr(got, w.Unmap()) {
 			return false
 		}
 	}
 	return true
+}
+
+// maxListNotes bounds ListNotes: forged adverts can come from any number of sources, each
+// with any number of lists.
+const (
+	maxListNotes      = 64 // senders
+	maxListsPerSender = 8
+)
+
+// ListNotes remembers, per sender, the address-list findings already logged, so that a
+// misconfigured or rolling peer is logged once per sender and change, not once per advert
+// (its adverts keep coming every interval, and a forger may alternate between lists). Not
+// safe for concurrent use; the zero value is ready. Past its bounds it forgets: at worst a
+// line is logged again.
+type ListNotes struct {
+	last map[netip.Addr][]uint64
+}
+
+// Note reports whether finding (a short word such as "drop" or "mismatch") about list from
+// src is news, i.e. not noted for src since it was last in line, and notes it. An empty
+// finding says src is back in line: what was noted about it is forgotten and Note reports
+// false. Note does not allocate for a finding it already holds.
+func (n *ListNotes) Note(src netip.Addr, finding string, list []netip.Addr) bool {
+	if finding == "" {
+		if len(n.last[src]) > 0 {
+			delete(n.last, src)
+		}
+		return false
+	}
+	sum := listSum(finding, list)
+	seen := n.last[src]
+	for _, s := range seen {
+		if s == sum {
+			return false
+		}
+	}
+	if n.last == nil || (seen == nil && len(n.last) >= maxListNotes) {
+		n.last = make(map[netip.Addr][]uint64)
+	}
+	if len(seen) >= maxListsPerSender {
+		seen = seen[:0]
+	}
+	n.last[src] = append(seen, sum)
+	return true
+}
+
+// listSum is an FNV-1a hash of a finding and an address list, in order: a list that changes
+// only its order is a change worth one more line.
+func listSum(finding string, list []netip.Addr) uint64 {
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for i := range len(finding) {
+		h = (h ^ uint64(finding[i])) * prime
+	}
+	for _, a := range list {
+		b := a.As16()
+		for _, c := range b {
+			h = (h ^ uint64(c)) * prime
+		}
+	}
+	return h
 }

@@ -78,9 +78,10 @@ func TestReceiveDropsEveryReason(t *testing.T) {
 		{"peer: not a unicast peer", uni, v2, src4, group4, 255, DropPeer},
 		{"peer: IPv6 stranger", v6f, pkt(v6a, netip.MustParseAddr("fe80::3"), group6), netip.MustParseAddr("fe80::3"), group6, 255, DropPeer},
 		{"family: v2 from IPv6", v2f, v2, src6, group6, 255, DropFamily},
-		{"addresses: one missing", vips, v3, src4, group4, 255, DropAddrs},
-		{"addresses: same count, one different", vips, pkt(with(v3a, func(a *Advert) { a.Addrs = addrs("10.0.0.20", "10.0.0.22") }), src4, group4), src4, group4, 255, DropAddrs},
-		{"addresses: priority 0 release still checked", vips, pkt(with(v3a, func(a *Advert) { a.Priority = 0 }), src4, group4), src4, group4, 255, DropAddrs},
+		{"one of ours missing: accepted (a rolling VIP change)", vips, v3, src4, group4, 255, ""},
+		{"addresses: none of ours", vips, pkt(with(v3a, func(a *Advert) { a.Addrs = addrs("10.0.0.30", "10.0.0.31") }), src4, group4), src4, group4, 255, DropAddrs},
+		{"addresses: one of ours twice", vips, pkt(with(v3a, func(a *Advert) { a.Addrs = addrs("10.0.0.20", "10.0.0.20") }), src4, group4), src4, group4, 255, DropAddrs},
+		{"addresses: priority 0 release still checked", vips, pkt(with(v3a, func(a *Advert) { a.Priority = 0; a.Addrs = addrs("10.0.0.30") }), src4, group4), src4, group4, 255, DropAddrs},
 	}
 	seen := map[DropReason]bool{}
 	for _, tt := range tests {
@@ -140,5 +141,107 @@ func BenchmarkFilterCheck(b *testing.B) {
 		if err := f.Check(255, src4, &a); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestFilterAddressList: what an advert's address list does to it (RFC 3768 section 7.1 lets a
+// router check it; keepalived 2.2.7 drops any difference). hapair drops a list that is malformed
+// or shares none of our addresses (another router on our VRID, or a forgery: it must not demote
+// our MASTER), and accepts one that overlaps ours but differs (one host reloaded a changed VIP
+// list before the other) so that a rolling VIP change never splits the pair; Differs tells the
+// caller to count and log that.
+func TestFilterAddressList(t *testing.T) {
+	ours := addrs("10.0.0.10", "10.0.0.11")
+	tests := []struct {
+		name     string
+		ours     []netip.Addr
+		prio     uint8
+		got      []netip.Addr
+		drop     bool
+		differs  bool
+		inDetail string
+	}{
+		{"same list", ours, 100, addrs("10.0.0.10", "10.0.0.11"), false, false, ""},
+		{"same list, other order", ours, 100, addrs("10.0.0.11", "10.0.0.10"), false, false, ""},
+		{"one removed on the peer first", ours, 100, addrs("10.0.0.10"), false, true, ""},
+		{"one added on the peer first", ours, 100, addrs("10.0.0.10", "10.0.0.11", "10.0.0.12"), false, true, ""},
+		{"one replaced on the peer first", ours, 100, addrs("10.0.0.12", "10.0.0.11"), false, true, ""},
+		{"none of ours", ours, 100, addrs("10.0.0.20"), true, false, "none of ours"},
+		{"none of ours, same count", ours, 100, addrs("10.0.0.20", "10.0.0.21"), true, false, "none of ours"},
+		{"none of ours from an address owner", ours, 255, addrs("10.0.0.20"), true, false, "none of ours"},
+		{"none of ours in a priority-0 release", ours, 0, addrs("10.0.0.20"), true, false, "none of ours"},
+		{"empty list", ours, 100, nil, true, false, "no addresses"},
+		{"duplicate", ours, 100, addrs("10.0.0.10", "10.0.0.10"), true, false, "twice"},
+		{"duplicate among ours", ours, 100, addrs("10.0.0.10", "10.0.0.11", "10.0.0.10"), true, false, "twice"},
+		{"IPv4-mapped form of ours", ours, 100, addrs("::ffff:10.0.0.10", "10.0.0.11"), false, false, ""},
+		{"no list configured: anything goes", nil, 100, addrs("10.0.0.20", "10.0.0.20"), false, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := Filter{VRID: 52, Version: 3, Addrs: tt.ours}
+			a := Advert{Version: 3, VRID: 52, Priority: tt.prio, Interval: time.Second, Addrs: tt.got}
+			err := f.Check(255, src4, &a)
+			if tt.drop {
+				if ReasonOf(err) != DropAddrs {
+					t.Fatalf("Check = %v, want an %q drop", err, DropAddrs)
+				}
+				if !strings.Contains(err.Error(), tt.inDetail) {
+					t.Errorf("error %q does not say %q", err, tt.inDetail)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Check = %v, want accepted", err)
+			}
+			if got := f.Differs(&a); got != tt.differs {
+				t.Errorf("Differs = %v, want %v", got, tt.differs)
+			}
+		})
+	}
+}
+
+// TestListNotesOncePerSenderAndChange: a peer that keeps sending the same wrong list is logged
+// once, a new list (or another sender) is logged again, a sender alternating between lists
+// is not logged per packet, and a sender back in line is forgotten so that its next wrong
+// list is news again.
+func TestListNotesOncePerSenderAndChange(t *testing.T) {
+	var n ListNotes
+	a, b := netip.MustParseAddr("10.0.0.11"), netip.MustParseAddr("10.0.0.12")
+	l1, l2 := addrs("10.0.0.20"), addrs("10.0.0.20", "10.0.0.21")
+	steps := []struct {
+		src     netip.Addr
+		finding string
+		list    []netip.Addr
+		want    bool
+	}{
+		{a, "drop", l1, true},
+		{a, "drop", l1, false},
+		{a, "drop", l1, false},
+		{b, "drop", l1, true},
+		{a, "drop", l2, true},
+		{a, "drop", l2, false},
+		{a, "drop", l1, false}, // alternating between two lists: each logged once
+		{a, "drop", l2, false},
+		{a, "mismatch", l2, true},
+		{a, "", nil, false}, // back in line
+		{a, "mismatch", l2, true},
+	}
+	for i, s := range steps {
+		if got := n.Note(s.src, s.finding, s.list); got != s.want {
+			t.Fatalf("step %d: Note(%v, %q, %v) = %v, want %v", i, s.src, s.finding, s.list, got, s.want)
+		}
+	}
+	// A flood of forged sources cannot grow it without bound.
+	src := netip.MustParseAddr("10.1.0.0")
+	for range 10 * maxListNotes {
+		src = src.Next()
+		n.Note(src, "drop", l1)
+	}
+	if len(n.last) > maxListNotes {
+		t.Errorf("ListNotes holds %d senders, want at most %d", len(n.last), maxListNotes)
+	}
+	got := testing.AllocsPerRun(100, func() { n.Note(a, "mismatch", l2) })
+	if got != 0 {
+		t.Errorf("Note of a known finding allocates %v times, want 0", got)
 	}
 }

@@ -152,6 +152,9 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		Filter: vrrp.Filter{
 			VRID: ic.VRID, Version: ic.Version, AuthType: authType, AuthPass: authPass,
 			Interval: ic.AdvertInt, Peers: ic.UnicastPeers,
+			// Adverts that share none of our VIPs (another router on our VRID, a forgery)
+			// must not demote our MASTER; the instance keeps this list in step on reload.
+			Addrs: prefixAddrs(ic.VIPs),
 		},
 		VIPs: ic.VIPs, Source: source, Destination: dest, Checksum: checksum,
 		AuthType: authType, AuthPass: authPass,
@@ -165,6 +168,14 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		return nil, err
 	}
 	return &vrrpInstance{cfg: ic, run: run, vips: vips, ann: ann, conn: conn, track: trackWeights(ic)}, nil
+}
+
+func prefixAddrs(ps []netip.Prefix) []netip.Addr {
+	out := make([]netip.Addr, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.Addr())
+	}
+	return out
 }
 
 // trackWeights is an instance's track list (config already resolved each weight: the

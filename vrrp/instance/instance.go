@@ -57,6 +57,9 @@ type Reporter interface {
 	AdvertSent(prio uint8)
 	AdvertReceived(prio uint8)
 	Dropped(reason string)
+	// AddrListMismatch counts an advert accepted although its address list differs from ours
+	// (see vrrp.Filter.Differs).
+	AddrListMismatch()
 	GARPSent(n int)
 	VIPError(op string)
 }
@@ -128,6 +131,12 @@ type Instance struct {
 	settled  chan struct{}
 	settle   sync.Once
 	lastLoop atomic.Int64 // unix nanos of the last loop turn, for the watchdog
+	// filter is what the reader accepts; a reload that changes the VIPs swaps it.
+	filter atomic.Pointer[vrrp.Filter]
+
+	// Reader-owned state.
+	listNotes vrrp.ListNotes // address-list findings already logged, per sender
+	dropLog   logBudget      // per-packet debug lines
 
 	mu     sync.Mutex
 	status Status
@@ -187,6 +196,9 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 		received: make(chan received, 256),
 		settled:  make(chan struct{}),
 	}
+	filter := cfg.Filter
+	in.filter.Store(&filter)
+	in.dropLog = logBudget{period: time.Second, burst: dropLogBurst}
 	in.status = Status{
 		Name: cfg.Name, Interface: cfg.Interface, VRID: cfg.Machine.VRID, Version: cfg.Machine.Version,
 		State: vrrp.Init, BasePriority: cfg.Machine.Priority, Priority: cfg.Machine.Priority,
@@ -306,6 +318,12 @@ func (in *Instance) handleControl(c controlEvent) {
 func (in *Instance) applyUpdate(u *Update) {
 	defer close(u.Applied)
 	in.cfg.VIPs = u.VIPs
+	if f := *in.filter.Load(); len(f.Addrs) > 0 {
+		// The address check follows the VIPs; the reader picks the new filter up with its
+		// next packet.
+		f.Addrs = in.addrs()
+		in.filter.Store(&f)
+	}
 	in.cfg.GARPRepeat, in.cfg.GARPDelay = u.GARPRepeat, u.GARPDelay
 	in.notify = u.Notifier
 	in.vips = u.Manager
@@ -389,27 +407,98 @@ func (in *Instance) read(done chan<- struct{}) {
 			continue
 		}
 		at := in.now()
+		filter := in.filter.Load()
 		adv, err := vrrp.Parse(payload, src, dst)
 		if err == nil {
-			err = in.cfg.Filter.Check(ttl, src, &adv)
+			err = filter.Check(ttl, src, &adv)
 		}
 		if err != nil {
-			reason := vrrp.ReasonOf(err)
-			if reason == vrrp.DropVRID {
-				// Other groups on the same segment are normal traffic, not an error; count quietly.
-				in.rep.Dropped(string(reason))
-				continue
-			}
-			if reason == "" {
-				reason = "other"
-			}
-			in.rep.Dropped(string(reason))
-			in.log.Debug(fmt.Sprintf("(%s) dropped advert from %s: %v", in.cfg.Name, src, err))
+			in.dropped(at, src, &adv, err)
 			continue
 		}
+		in.noteAddrList(filter, src, &adv)
 		in.rep.AdvertReceived(adv.Priority)
 		in.received <- received{advert: adv, src: src, at: at}
 	}
+}
+
+// dropLogBurst is how many dropped packets a second are logged at debug level; the rest are
+// counted in one line, so that --debug under a flood stays readable and cheap.
+const dropLogBurst = 5
+
+func (in *Instance) dropped(at time.Time, src netip.Addr, adv *vrrp.Advert, err error) {
+	reason := vrrp.ReasonOf(err)
+	switch reason {
+	case vrrp.DropVRID:
+		// Other groups on the same segment are normal traffic, not an error; count quietly.
+		in.rep.Dropped(string(reason))
+		return
+	case vrrp.DropAddrs:
+		// A peer misconfigured with our VRID (or a forger) sends every interval: one line per
+		// sender and change of its list, whatever the log level.
+		in.rep.Dropped(string(reason))
+		if in.listNotes.Note(src, "drop", adv.Addrs) {
+			in.log.Warn(fmt.Sprintf("(%s) ignoring adverts from %s: %v (ip address associated with VRID not present in MASTER advert); logged once until its list changes",
+				in.cfg.Name, src, err))
+		}
+		return
+	case "":
+		reason = "other"
+	}
+	in.rep.Dropped(string(reason))
+	if !in.log.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	ok, missed := in.dropLog.take(at)
+	if !ok {
+		return
+	}
+	if missed > 0 {
+		in.log.Debug(fmt.Sprintf("(%s) %d more dropped packets not logged (at most %d lines per %s)", in.cfg.Name, missed, in.dropLog.burst, in.dropLog.period))
+	}
+	in.log.Debug(fmt.Sprintf("(%s) dropped advert from %s: %v", in.cfg.Name, src, err))
+}
+
+// noteAddrList counts and logs, once per sender and change, an accepted advert whose address
+// list differs from ours: a VIP change reloaded on one host and not yet on the other.
+func (in *Instance) noteAddrList(f *vrrp.Filter, src netip.Addr, adv *vrrp.Advert) {
+	if len(f.Addrs) == 0 {
+		return
+	}
+	if !f.Differs(adv) {
+		in.listNotes.Note(src, "", nil)
+		return
+	}
+	in.rep.AddrListMismatch()
+	if in.listNotes.Note(src, "mismatch", adv.Addrs) {
+		in.log.Warn(fmt.Sprintf("(%s) %s advertises %v, ours are %v: accepted as the lists overlap (a VIP change applied on one host only?); logged once until its list changes",
+			in.cfg.Name, src, adv.Addrs, f.Addrs))
+	}
+}
+
+// logBudget lets at most burst lines through per period and counts the others.
+type logBudget struct {
+	period time.Duration
+	burst  int
+
+	start  time.Time
+	used   int
+	missed int
+}
+
+// take reports whether a line may be logged at now and, the first time it may after lines
+// were held back, how many were.
+func (b *logBudget) take(now time.Time) (ok bool, missed int) {
+	if now.Sub(b.start) >= b.period || now.Before(b.start) {
+		b.start, b.used = now, 0
+	}
+	if b.used >= b.burst {
+		b.missed++
+		return false, 0
+	}
+	b.used++
+	missed, b.missed = b.missed, 0
+	return true, missed
 }
 
 func (in *Instance) apply(actions []vrrp.Action) {

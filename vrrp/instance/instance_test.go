@@ -122,6 +122,7 @@ type recordReporter struct {
 	releases  []time.Duration
 	dropped   map[string]int
 	zeroSent  int
+	mismatch  int
 }
 
 func (r *recordReporter) SetState(s int)             { r.mu.Lock(); r.state = s; r.mu.Unlock() }
@@ -153,6 +154,7 @@ func (r *recordReporter) Dropped(reason string) {
 	r.dropped[reason]++
 	r.mu.Unlock()
 }
+func (r *recordReporter) AddrListMismatch()  { r.mu.Lock(); r.mismatch++; r.mu.Unlock() }
 func (r *recordReporter) GARPSent(n int)     {}
 func (r *recordReporter) VIPError(op string) {}
 

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hapair/hapair/cmd/internal/lab"
+	"github.com/hapair/hapair/cmd/internal/lab/labtest"
+	"github.com/hapair/hapair/vrrp"
+)
+
+// forgedAdvert is a VRRPv2 advert with the pair's password, as a host that knows it (a
+// misconfigured pair on our VRID, or an attacker who sniffed it) would send.
+func forgedAdvert(t testing.TB, src netip.Addr, prio uint8, pass string, addrs ...string) []byte {
+	t.Helper()
+	a := vrrp.Advert{Version: 2, VRID: 51, Priority: prio, Interval: time.Second, AuthType: vrrp.AuthSimple}
+	copy(a.AuthData[:], pass)
+	for _, s := range addrs {
+		a.Addrs = append(a.Addrs, netip.MustParseAddr(s))
+	}
+	b, err := a.Marshal(src, netip.MustParseAddr("224.0.0.18"), vrrp.ChecksumWithPseudoHeader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestForgedAddressListKeepsTheVIP (issue 9 item 1): a third host sends adverts with the right
+// password and a higher priority but an address list that shares nothing with ours, or lists
+// our VIP twice. The MASTER keeps its VIP (before, it went BACKUP and nobody held the VIP for
+// about 8 s), counts the drops and logs once per sender and list, not per packet.
+func TestForgedAddressListKeepsTheVIP(t *testing.T) {
+	p := newPair(t)
+	evil := labtest.AddHost(t, p.lab, "evil", p.lab.Addr(66))
+	const pass = "1a2b3c4d"
+	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: pass})
+	lb2 := startDaemon(t, p.lb2, labNode{Priority: 100, AuthPass: pass})
+	lb1.waitState(0, "MASTER", 10*time.Second)
+	lb2.waitState(0, "BACKUP", 10*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+
+	f, err := evil.NewForger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	foreign := forgedAdvert(t, evil.IP(), 254, pass, "10.0.0.99")
+	twice := forgedAdvert(t, evil.IP(), 254, pass, vip.String(), vip.String())
+	from1, from2 := lb1.lines(), lb2.lines()
+	const rounds = 40 // 4 s: longer than Master_Down_Interval
+	for i := range rounds {
+		for _, pkt := range [][]byte{foreign, twice} {
+			if err := f.Send(pkt, 255); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if h := vipHolders(t, p.lb1, p.lb2); len(h) != 1 || h[0] != p.lb1.Name {
+			t.Fatalf("after %d rounds of forged adverts the VIP is on %v, want lb1 alone\n%s", i, h, lb1.proc.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if h := vipHolders(t, p.lb1, p.lb2); len(h) != 1 || h[0] != p.lb1.Name {
+		t.Fatalf("after the forged adverts the VIP is on %v, want lb1 alone", h)
+	}
+	for _, d := range []*daemonHost{lb1, lb2} {
+		var transitions, ignored int
+		for _, l := range d.proc.Lines()[map[*daemonHost]int{lb1: from1, lb2: from2}[d]:] {
+			if strings.Contains(l.Text, "Entering") {
+				transitions++
+			}
+			if strings.Contains(l.Text, "ignoring adverts from "+evil.IP().String()) {
+				ignored++
+			}
+		}
+		if transitions != 0 {
+			t.Errorf("%s changed state %d times under forged adverts\n%s", d.host.Name, transitions, d.proc.Output())
+		}
+		// Two forged lists: two lines, whatever the number of packets.
+		if ignored != 2 {
+			t.Errorf("%s logged %d lines about the forger's %d adverts, want 2 (one per list)\n%s", d.host.Name, ignored, 2*rounds, d.proc.Output())
+		}
+		got := scrapeCounter(t, d.host, `hapair_vrrp_packets_dropped_total{instance="VI_LOGS",reason="addresses"}`)
+		if got < 2*rounds {
+			t.Errorf("%s counted %v address drops, want at least %d", d.host.Name, got, 2*rounds)
+		}
+	}
+}
+
+// scrapeCounter reads one sample of the daemon's /metrics on 127.0.0.1:9479 inside host h.
+func scrapeCounter(t testing.TB, h *lab.Host, series string) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := h.Run(ctx, "curl", "-sf", "http://127.0.0.1:9479/metrics")
+	if err != nil {
+		t.Fatalf("%s: scrape: %v", h.Name, err)
+	}
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`)
+	m := re.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("%s: no %s in /metrics", h.Name, series)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

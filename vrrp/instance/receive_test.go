@@ -1,0 +1,160 @@
+package instance
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hapair/hapair/vrrp"
+)
+
+// lockedBuffer collects log output from the loop and the reader goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// count returns how many lines contain sub.
+func (l *lockedBuffer) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for line := range strings.Lines(l.b.String()) {
+		if strings.Contains(line, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// masterWithLog starts one v3 node that owns vipPrefix, logging at debug level into the
+// returned buffer, with the address check on (as the daemon configures it), and waits for it
+// to become MASTER.
+func masterWithLog(t *testing.T) (*node, *lockedBuffer) {
+	t.Helper()
+	a := netip.MustParseAddr("10.0.0.11")
+	n := &node{vips: &fakeVIPs{}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: (&bus{}).conn(a), done: make(chan struct{})}
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := Config{
+		Name: "VI_TEST", Interface: "eth0",
+		Machine: vrrp.Config{Name: "VI_TEST", Version: 3, VRID: 51, Priority: 110,
+			AdvertInterval: advertInt, Preempt: true, PrimaryAddr: a},
+		Filter:      vrrp.Filter{VRID: 51, Version: 3, Addrs: []netip.Addr{vipPrefix.Addr()}},
+		VIPs:        []netip.Prefix{vipPrefix},
+		Source:      a,
+		Destination: []netip.Addr{group},
+	}
+	inst, err := New(cfg, n.conn, n.vips, n.ann, n.rep, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.inst = inst
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go func() { defer close(n.done); inst.Run(ctx) }()
+	t.Cleanup(n.stop)
+	waitFor(t, "MASTER", 2*time.Second, func() bool { return n.vips.has() })
+	return n, logs
+}
+
+// inject delivers count copies of an advert from src as if the wire had carried them.
+func inject(t *testing.T, n *node, src netip.Addr, ttl, count int, adv vrrp.Advert) {
+	t.Helper()
+	payload, err := adv.Marshal(src, group, vrrp.ChecksumWithPseudoHeader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range count {
+		n.conn.in <- packet{payload: payload, src: src, dst: group, ttl: ttl}
+	}
+}
+
+func (r *recordReporter) drops(reason string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dropped[reason]
+}
+
+func (r *recordReporter) mismatches() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mismatch
+}
+
+// TestDebugLoggingUnderFloodIsRateLimited (issue 9 item 3): at debug level a flood of bad
+// packets costs a few lines a second, each drop still counted, not one line per packet.
+func TestDebugLoggingUnderFloodIsRateLimited(t *testing.T) {
+	n, logs := masterWithLog(t)
+	const flood = 2000
+	src := netip.MustParseAddr("10.0.0.66")
+	start := time.Now()
+	// TTL 64: sent from off the link, dropped with reason "ttl".
+	inject(t, n, src, 64, flood, vrrp.Advert{Version: 3, VRID: 51, Priority: 200, Interval: advertInt, Addrs: []netip.Addr{vipPrefix.Addr()}})
+	waitFor(t, "every packet of the flood counted", 5*time.Second, func() bool { return n.rep.drops("ttl") == flood })
+	elapsed := time.Since(start)
+	lines := logs.count("dropped")
+	// dropLogBurst lines per started second, plus one "not logged" summary each.
+	limit := 2 * dropLogBurst * (int(elapsed/time.Second) + 1)
+	t.Logf("%d bad packets in %s: %d log lines", flood, elapsed.Round(time.Millisecond), lines)
+	if lines > limit {
+		t.Errorf("%d bad packets logged %d lines in %s, want at most %d", flood, lines, elapsed.Round(time.Millisecond), limit)
+	}
+	if lines == 0 {
+		t.Error("no drop logged at all at debug level")
+	}
+	if n.inst.Status().State != vrrp.Master {
+		t.Errorf("state %s after the flood, want MASTER", n.inst.Status().State)
+	}
+}
+
+// TestForeignAddressListIsDroppedAndLoggedOnce (issue 9 item 1): an advert with a higher
+// priority but none of our addresses (another router on our VRID, or a forgery) leaves the
+// MASTER alone, is counted as "addresses" and logged once per sender and list; an advert whose
+// list overlaps ours is used, counted as a mismatch and logged once.
+func TestForeignAddressListIsDroppedAndLoggedOnce(t *testing.T) {
+	n, logs := masterWithLog(t)
+	forger := netip.MustParseAddr("10.0.0.66")
+	foreign := vrrp.Advert{Version: 3, VRID: 51, Priority: 254, Interval: advertInt, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.99")}}
+	inject(t, n, forger, 255, 50, foreign)
+	waitFor(t, "50 address drops", 2*time.Second, func() bool { return n.rep.drops("addresses") == 50 })
+	// Twice: the same finding from the same sender is not news.
+	dup := vrrp.Advert{Version: 3, VRID: 51, Priority: 254, Interval: advertInt, Addrs: []netip.Addr{vipPrefix.Addr(), vipPrefix.Addr()}}
+	inject(t, n, forger, 255, 20, dup)
+	waitFor(t, "20 more address drops", 2*time.Second, func() bool { return n.rep.drops("addresses") == 70 })
+	time.Sleep(5 * advertInt) // let a wrongly accepted advert act on the machine
+	if st := n.inst.Status(); st.State != vrrp.Master || !n.vips.has() {
+		t.Fatalf("after adverts with a foreign list: state %s, VIP %v; want MASTER with the VIP", st.State, n.vips.has())
+	}
+	if got := logs.count("ignoring adverts from 10.0.0.66"); got != 2 {
+		t.Errorf("%d lines about the foreign lists, want 2 (one per list)\n%s", got, logs.b.String())
+	}
+
+	// A rolling VIP change: the peer already has a second VIP. Lower priority: we stay MASTER
+	// and the advert counts.
+	peer := netip.MustParseAddr("10.0.0.12")
+	rolling := vrrp.Advert{Version: 3, VRID: 51, Priority: 100, Interval: advertInt,
+		Addrs: []netip.Addr{vipPrefix.Addr(), netip.MustParseAddr("10.0.0.20")}}
+	inject(t, n, peer, 255, 30, rolling)
+	waitFor(t, "30 mismatches counted", 2*time.Second, func() bool { return n.rep.mismatches() == 30 })
+	if got := logs.count("10.0.0.12 advertises"); got != 1 {
+		t.Errorf("%d lines about the overlapping list, want 1", got)
+	}
+	// The same peer with a higher priority is obeyed: its adverts are used, not dropped.
+	rolling.Priority = 200
+	inject(t, n, peer, 255, 1, rolling)
+	waitFor(t, "BACKUP under the rolling peer", 2*time.Second, func() bool {
+		return n.inst.Status().State == vrrp.Backup && !n.vips.has()
+	})
+}
