@@ -96,10 +96,12 @@ func (d *daemon) updateInstance(cfg *config.Config, vi *vrrpInstance, ic config.
 	u := &instance.Update{
 		BasePriority: ic.Priority, VIPs: ic.VIPs, Manager: mgr,
 		GARPRepeat: ic.GARPMasterRepeat, GARPDelay: ic.GARPMasterDelay,
-		Notifier: newNotifier(cfg.Notify, ic.Notify, d.log), Applied: make(chan struct{}),
+		Notifier: newNotifier(cfg.Notify, ic.Notify, d.log),
 	}
-	vi.run.Apply(u)
-	<-u.Applied
+	if !vi.run.Apply(u) {
+		d.log.Warn(fmt.Sprintf("(%s) stopped, reload not applied", ic.Name))
+		return
+	}
 	if len(removed) > 0 {
 		if old, err := vipnet.NewManager(ic.Interface, removed, d.log); err == nil {
 			if err := old.Detach(); err != nil {

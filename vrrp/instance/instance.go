@@ -130,7 +130,8 @@ type Instance struct {
 	received chan received
 	settled  chan struct{}
 	settle   sync.Once
-	lastLoop atomic.Int64 // unix nanos of the last loop turn, for the watchdog
+	done     chan struct{} // closed when Run returns: nobody takes events any more
+	lastLoop atomic.Int64  // unix nanos of the last loop turn, for the watchdog
 	// filter is what the reader accepts; a reload that changes the VIPs swaps it.
 	filter atomic.Pointer[vrrp.Filter]
 
@@ -166,8 +167,7 @@ type Update struct {
 	GARPRepeat   int
 	GARPDelay    time.Duration
 	Notifier     Notifier
-	// Applied is closed once the loop has taken the update, so the caller may then detach the
-	// VIPs that are no longer configured.
+	// Applied is closed once the loop has taken the update (Apply makes it when nil).
 	Applied chan struct{}
 }
 
@@ -195,6 +195,7 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 		control:  make(chan controlEvent, 64),
 		received: make(chan received, 256),
 		settled:  make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	filter := cfg.Filter
 	in.filter.Store(&filter)
@@ -210,20 +211,52 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 }
 
 // SetPriority hands the instance a new effective priority (from the tracked checks). It never blocks
-// for long: the loop drains the channel on every turn.
+// for long: the loop drains the channel on every turn, and once Run has returned the event is dropped.
 func (in *Instance) SetPriority(p uint8) {
-	in.control <- controlEvent{priority: p, at: in.now()}
+	in.send(controlEvent{priority: p, at: in.now()})
 }
 
-// Apply hands a running instance a reloaded configuration; see Update.
-func (in *Instance) Apply(u *Update) {
-	in.control <- controlEvent{update: u, at: in.now()}
+// Apply hands a running instance a reloaded configuration (see Update) and waits until the loop
+// has taken it, so the caller may then detach the VIPs that are no longer configured. It returns
+// false, and nothing was applied, when Run has returned.
+func (in *Instance) Apply(u *Update) bool {
+	if u.Applied == nil {
+		u.Applied = make(chan struct{})
+	}
+	if !in.send(controlEvent{update: u, at: in.now()}) {
+		return false
+	}
+	select {
+	case <-u.Applied:
+		return true
+	case <-in.done:
+		// The loop may have taken it in its last turn.
+		select {
+		case <-u.Applied:
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // SetFault puts the instance in FAULT (fault true) or takes it out of FAULT.
 func (in *Instance) SetFault(fault bool, reason string) {
-	in.control <- controlEvent{fault: &fault, reason: reason, at: in.now()}
+	in.send(controlEvent{fault: &fault, reason: reason, at: in.now()})
 }
+
+// send queues a control event for the loop; false once Run has returned.
+func (in *Instance) send(c controlEvent) bool {
+	select {
+	case in.control <- c:
+		return true
+	case <-in.done:
+		return false
+	}
+}
+
+// Done is closed when Run has returned.
+func (in *Instance) Done() <-chan struct{} { return in.done }
 
 // Settled is closed once the election has an outcome for this node (MASTER, a BACKUP that hears
 // a MASTER, or FAULT): the moment systemd is told READY.
@@ -251,6 +284,7 @@ func (in *Instance) Run(ctx context.Context) error {
 	readerDone := make(chan struct{})
 	go in.read(readerDone)
 	defer func() {
+		close(in.done) // before waiting: the reader may be blocked on a full queue
 		in.conn.Close()
 		<-readerDone
 	}()
@@ -418,7 +452,11 @@ func (in *Instance) read(done chan<- struct{}) {
 		}
 		in.noteAddrList(filter, src, &adv)
 		in.rep.AdvertReceived(adv.Priority)
-		in.received <- received{advert: adv, src: src, at: at}
+		select {
+		case in.received <- received{advert: adv, src: src, at: at}:
+		case <-in.done:
+			return
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hapair/hapair/vrrp"
@@ -75,7 +76,8 @@ var group = netip.MustParseAddr("224.0.0.18")
 type fakeVIPs struct {
 	mu       sync.Mutex
 	attached bool
-	removed  bool // set to simulate `ip addr del` by hand
+	removed  bool   // set to simulate `ip addr del` by hand
+	onDetach func() // called after each Detach, from the loop
 }
 
 func (v *fakeVIPs) Attach() error {
@@ -84,9 +86,21 @@ func (v *fakeVIPs) Attach() error {
 	v.mu.Unlock()
 	return nil
 }
-func (v *fakeVIPs) Detach() error { v.mu.Lock(); v.attached = false; v.mu.Unlock(); return nil }
+func (v *fakeVIPs) Detach() error {
+	v.mu.Lock()
+	v.attached = false
+	f := v.onDetach
+	v.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return nil
+}
 func (v *fakeVIPs) RemoveStale() error {
-	return v.Detach()
+	v.mu.Lock()
+	v.attached = false
+	v.mu.Unlock()
+	return nil
 }
 func (v *fakeVIPs) Missing() ([]netip.Prefix, error) {
 	v.mu.Lock()
@@ -170,6 +184,16 @@ type node struct {
 
 const advertInt = 50 * time.Millisecond
 
+// The tests run inside a synctest bubble: the instance's timers and time.Now read the bubble's
+// fake clock, which moves only when every goroutine of the test waits. A test lets time pass
+// with settle, so every bound below is exact and no test waits on the machine's load.
+
+// settle lets d of fake time pass and then waits until every goroutine has done what it can.
+func settle(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
+}
+
 func startNode(t *testing.T, b *bus, addr string, prio uint8, pass string) *node {
 	t.Helper()
 	a := netip.MustParseAddr(addr)
@@ -208,147 +232,263 @@ func (n *node) stop() {
 	<-n.done
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+// pair starts a MASTER at priority 110 and a BACKUP at 100 and lets the election finish.
+func pair(t *testing.T) (high, low *node) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	b := &bus{}
+	high = startNode(t, b, "10.0.0.11", 110, "")
+	low = startNode(t, b, "10.0.0.12", 100, "")
+	settle(time.Second)
+	if high.inst.Status().State != vrrp.Master || low.inst.Status().State != vrrp.Backup {
+		t.Fatalf("after 1s: high %s, low %s; want MASTER and BACKUP", high.inst.Status().State, low.inst.Status().State)
 	}
+	return high, low
 }
 
 func TestHigherPriorityOwnsTheVIP(t *testing.T) {
-	b := &bus{}
-	high := startNode(t, b, "10.0.0.11", 110, "")
-	low := startNode(t, b, "10.0.0.12", 100, "")
-	// Status shows MASTER as soon as the transition is logged; the VIPs follow in the same turn.
-	waitFor(t, "one MASTER with the VIP", 2*time.Second, func() bool {
-		return high.inst.Status().State == vrrp.Master && low.inst.Status().State == vrrp.Backup && high.vips.has()
-	})
-	if !high.vips.has() || low.vips.has() {
-		t.Fatalf("VIP on master=%v backup=%v, want only the master", high.vips.has(), low.vips.has())
-	}
-	// The second GARP burst comes GARPDelay after the first: 2 rounds of 2 announcements.
-	waitFor(t, "second GARP burst", time.Second, func() bool { return high.ann.count() == 4 })
-	for _, n := range []*node{high, low} {
-		select {
-		case <-n.inst.Settled():
-		case <-time.After(time.Second):
-			t.Fatalf("%s not settled (systemd would never hear READY)", n.conn.addr)
+	synctest.Test(t, func(t *testing.T) {
+		b := &bus{}
+		high := startNode(t, b, "10.0.0.11", 110, "")
+		low := startNode(t, b, "10.0.0.12", 100, "")
+		// Master_Down_Interval = 3*50ms + (256-110)*50ms/256 = 178ms: the first to expire is MASTER.
+		settle(200 * time.Millisecond)
+		if high.inst.Status().State != vrrp.Master || low.inst.Status().State != vrrp.Backup {
+			t.Fatalf("high %s, low %s; want MASTER and BACKUP", high.inst.Status().State, low.inst.Status().State)
 		}
-	}
-	if got := low.inst.Status().MasterAddr; got != netip.MustParseAddr("10.0.0.11") {
-		t.Errorf("backup sees master %s, want 10.0.0.11", got)
-	}
+		if !high.vips.has() || low.vips.has() {
+			t.Fatalf("VIP on master=%v backup=%v, want only the master", high.vips.has(), low.vips.has())
+		}
+		if got := high.ann.count(); got != 2 {
+			t.Fatalf("announcements right after takeover = %d, want the first burst of 2", got)
+		}
+		// The second GARP burst comes GARPDelay (100ms) after the first: 2 rounds of 2 announcements.
+		settle(100 * time.Millisecond)
+		if got := high.ann.count(); got != 4 {
+			t.Fatalf("announcements after GARPDelay = %d, want 4", got)
+		}
+		for _, n := range []*node{high, low} {
+			select {
+			case <-n.inst.Settled():
+			default:
+				t.Fatalf("%s not settled (systemd would never hear READY)", n.conn.addr)
+			}
+		}
+		if got := low.inst.Status().MasterAddr; got != netip.MustParseAddr("10.0.0.11") {
+			t.Errorf("backup sees master %s, want 10.0.0.11", got)
+		}
+	})
 }
 
 func TestGracefulStopHandsOverWithinSkewTime(t *testing.T) {
-	b := &bus{}
-	high := startNode(t, b, "10.0.0.11", 110, "")
-	low := startNode(t, b, "10.0.0.12", 100, "")
-	waitFor(t, "high MASTER", 2*time.Second, func() bool { return high.inst.Status().State == vrrp.Master })
-	waitFor(t, "low BACKUP", 2*time.Second, func() bool { return low.inst.Status().State == vrrp.Backup })
-
-	stopped := time.Now()
-	high.stop()
-	if high.vips.has() {
-		t.Fatal("stopped master still has the VIP")
-	}
-	if high.rep.zeroSent != 1 {
-		t.Fatalf("stopped master sent %d priority-0 adverts, want 1", high.rep.zeroSent)
-	}
-	waitFor(t, "backup takes over", time.Second, func() bool { return low.vips.has() })
-	// Skew time at priority 100 and 50ms: (256-100)*50ms/256 = 30ms; allow scheduling slack.
-	if d := time.Since(stopped); d > 300*time.Millisecond {
-		t.Errorf("takeover after priority 0 took %s, want about the skew time", d)
-	}
-	low.rep.mu.Lock()
-	defer low.rep.mu.Unlock()
-	if len(low.rep.takeovers) != 1 {
-		t.Fatalf("takeover observations = %v, want one", low.rep.takeovers)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		high, low := pair(t)
+		stopped := time.Now()
+		high.stop()
+		if high.vips.has() {
+			t.Fatal("stopped master still has the VIP")
+		}
+		if high.rep.zeroSent != 1 {
+			t.Fatalf("stopped master sent %d priority-0 adverts, want 1", high.rep.zeroSent)
+		}
+		// Skew time at priority 100 and 50ms: (256-100)*50ms/256 = 30.47ms.
+		skew := time.Duration(256-100) * advertInt / 256
+		settle(skew - time.Millisecond)
+		if low.vips.has() {
+			t.Fatalf("backup took over %s after priority 0, before its skew time %s", time.Since(stopped), skew)
+		}
+		settle(time.Millisecond)
+		if !low.vips.has() {
+			t.Fatalf("backup has no VIP %s after priority 0, want it at the skew time %s", time.Since(stopped), skew)
+		}
+		low.rep.mu.Lock()
+		defer low.rep.mu.Unlock()
+		if len(low.rep.takeovers) != 1 {
+			t.Fatalf("takeover observations = %v, want one", low.rep.takeovers)
+		}
+	})
 }
 
 func TestLowerPriorityMasterHandsOverAtOnce(t *testing.T) {
-	b := &bus{}
-	high := startNode(t, b, "10.0.0.11", 110, "")
-	low := startNode(t, b, "10.0.0.12", 100, "")
-	waitFor(t, "high MASTER", 2*time.Second, func() bool { return high.inst.Status().State == vrrp.Master })
-	waitFor(t, "low BACKUP", 2*time.Second, func() bool { return low.inst.Status().State == vrrp.Backup })
+	synctest.Test(t, func(t *testing.T) {
+		high, low := pair(t)
+		high.inst.SetPriority(90) // the seed: HAProxy down, weight -20
+		// The lower priority is advertised at once, and the backup preempts after its skew time.
+		settle(advertInt)
+		if !low.vips.has() || high.vips.has() {
+			t.Fatalf("%s after the priority drop: VIP on old master=%v, backup=%v; want only the backup", advertInt, high.vips.has(), low.vips.has())
+		}
+		high.rep.mu.Lock()
+		releases := len(high.rep.releases)
+		high.rep.mu.Unlock()
+		if releases != 1 {
+			t.Errorf("release observations on the old master = %d, want 1", releases)
+		}
 
-	high.inst.SetPriority(90) // the seed: HAProxy down, weight -20
-	waitFor(t, "backup preempts", time.Second, func() bool { return low.vips.has() && !high.vips.has() })
-	high.rep.mu.Lock()
-	releases := len(high.rep.releases)
-	high.rep.mu.Unlock()
-	if releases != 1 {
-		t.Errorf("release observations on the old master = %d, want 1", releases)
-	}
-
-	high.inst.SetPriority(110) // HAProxy back: preempt takes the VIP back
-	waitFor(t, "old master takes back", 2*time.Second, func() bool { return high.vips.has() && !low.vips.has() })
+		high.inst.SetPriority(110) // HAProxy back: preempt takes the VIP back
+		settle(advertInt)
+		if !high.vips.has() || low.vips.has() {
+			t.Fatalf("after the priority is back: VIP on old master=%v, backup=%v; want only the old master", high.vips.has(), low.vips.has())
+		}
+	})
 }
 
 func TestFaultReleasesAtOnce(t *testing.T) {
-	b := &bus{}
-	high := startNode(t, b, "10.0.0.11", 110, "")
-	low := startNode(t, b, "10.0.0.12", 100, "")
-	waitFor(t, "high MASTER", 2*time.Second, func() bool { return high.inst.Status().State == vrrp.Master })
-	waitFor(t, "low BACKUP", 2*time.Second, func() bool { return low.inst.Status().State == vrrp.Backup })
-	high.inst.SetFault(true, "haproxy failed")
-	waitFor(t, "FAULT and handover", time.Second, func() bool {
-		return high.inst.Status().State == vrrp.Fault && low.vips.has() && !high.vips.has()
+	synctest.Test(t, func(t *testing.T) {
+		high, low := pair(t)
+		high.inst.SetFault(true, "haproxy failed")
+		synctest.Wait()
+		if st := high.inst.Status(); st.State != vrrp.Fault || high.vips.has() {
+			t.Fatalf("at once after SetFault: state %s, VIP %v; want FAULT without the VIP", st.State, high.vips.has())
+		}
+		settle(advertInt)
+		if !low.vips.has() {
+			t.Fatal("backup has not taken over within an advert interval of the priority-0 advert")
+		}
+		if got := high.inst.Status().Fault; got != "haproxy failed" {
+			t.Errorf("status fault = %q", got)
+		}
 	})
-	if got := high.inst.Status().Fault; got != "haproxy failed" {
-		t.Errorf("status fault = %q", got)
-	}
 }
 
 func TestVIPRemovedByHandComesBack(t *testing.T) {
-	b := &bus{}
-	n := startNode(t, b, "10.0.0.11", 110, "")
-	waitFor(t, "MASTER", 2*time.Second, func() bool { return n.vips.has() })
-	n.vips.mu.Lock()
-	n.vips.removed = true
-	n.vips.mu.Unlock()
-	waitFor(t, "VIP reattached", time.Second, func() bool { return n.vips.has() })
+	synctest.Test(t, func(t *testing.T) {
+		n := startNode(t, &bus{}, "10.0.0.11", 110, "")
+		settle(time.Second)
+		if !n.vips.has() {
+			t.Fatal("no VIP after 1s alone")
+		}
+		n.vips.mu.Lock()
+		n.vips.removed = true
+		n.vips.mu.Unlock()
+		settle(20 * time.Millisecond) // ReconcileEvery
+		if !n.vips.has() {
+			t.Fatal("VIP not attached again within ReconcileEvery")
+		}
+	})
 }
 
 func TestWrongPasswordIsCountedAndIgnored(t *testing.T) {
-	b := &bus{}
-	// Two passwords: each drops the other's adverts, so both become MASTER (no group forms).
-	a := startNode(t, b, "10.0.0.11", 110, "secret")
-	c := startNode(t, b, "10.0.0.12", 100, "wrong")
-	waitFor(t, "both MASTER (no group)", 6*time.Second, func() bool {
-		return a.inst.Status().State == vrrp.Master && c.inst.Status().State == vrrp.Master
-	})
-	waitFor(t, "auth drops counted", 3*time.Second, func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		b := &bus{}
+		// Two passwords: each drops the other's adverts, so both become MASTER (no group forms).
+		a := startNode(t, b, "10.0.0.11", 110, "secret")
+		c := startNode(t, b, "10.0.0.12", 100, "wrong")
+		settle(5 * time.Second) // v2, advert_int 1s: master-down interval 3.6s
+		if a.inst.Status().State != vrrp.Master || c.inst.Status().State != vrrp.Master {
+			t.Fatalf("states %s and %s, want both MASTER (no group)", a.inst.Status().State, c.inst.Status().State)
+		}
 		a.rep.mu.Lock()
 		defer a.rep.mu.Unlock()
-		return a.rep.dropped["auth"] > 0
+		if a.rep.dropped["auth"] == 0 {
+			t.Fatalf("drops = %v, want auth drops counted", a.rep.dropped)
+		}
 	})
 }
 
 func TestApplySwapsVIPsWhileMaster(t *testing.T) {
-	b := &bus{}
-	n := startNode(t, b, "10.0.0.11", 110, "")
-	waitFor(t, "MASTER", 2*time.Second, func() bool { return n.vips.has() })
-	next := &fakeVIPs{}
-	other := netip.MustParsePrefix("10.0.0.20/24")
-	u := &Update{BasePriority: 120, VIPs: []netip.Prefix{other}, Manager: next, GARPRepeat: 1, Applied: make(chan struct{})}
-	n.inst.Apply(u)
-	select {
-	case <-u.Applied:
-	case <-time.After(time.Second):
-		t.Fatal("update not applied")
-	}
-	if !next.has() {
-		t.Fatal("the new VIP manager was not attached while MASTER")
-	}
-	st := n.inst.Status()
-	if st.BasePriority != 120 || len(st.VIPs) != 1 || st.VIPs[0] != other {
-		t.Fatalf("status after update = %+v", st)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		n := startNode(t, &bus{}, "10.0.0.11", 110, "")
+		settle(time.Second)
+		next := &fakeVIPs{}
+		other := netip.MustParsePrefix("10.0.0.20/24")
+		u := &Update{BasePriority: 120, VIPs: []netip.Prefix{other}, Manager: next, GARPRepeat: 1}
+		if !n.inst.Apply(u) {
+			t.Fatal("Apply to a running instance reported it stopped")
+		}
+		select {
+		case <-u.Applied:
+		default:
+			t.Fatal("Apply returned before the loop took the update")
+		}
+		if !next.has() {
+			t.Fatal("the new VIP manager was not attached while MASTER")
+		}
+		st := n.inst.Status()
+		if st.BasePriority != 120 || len(st.VIPs) != 1 || st.VIPs[0] != other {
+			t.Fatalf("status after update = %+v", st)
+		}
+	})
+}
+
+// After Run returns nobody reads the control queue (64 slots): SetPriority, SetFault and Apply
+// must neither block the daemon (checks, reload) nor report an update applied.
+func TestControlAfterRunReturnsDoesNotBlock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := startNode(t, &bus{}, "10.0.0.11", 110, "")
+		settle(time.Second)
+		n.stop()
+		applied := true
+		returned := make(chan struct{})
+		go func() {
+			defer close(returned)
+			for i := range 100 {
+				n.inst.SetPriority(uint8(100 + i%10))
+				n.inst.SetFault(i%2 == 0, "flapping")
+			}
+			applied = n.inst.Apply(&Update{Manager: &fakeVIPs{}})
+		}()
+		synctest.Wait()
+		select {
+		case <-returned:
+		default:
+			t.Error("SetPriority / SetFault / Apply block once Run has returned")
+			for { // unblock the caller so the bubble can end
+				select {
+				case c := <-n.inst.control:
+					if c.update != nil && c.update.Applied != nil {
+						close(c.update.Applied)
+					}
+				case <-returned:
+					return
+				}
+			}
+		}
+		if applied {
+			t.Error("Apply after Run returned reports the update applied")
+		}
+	})
+}
+
+// A flood of valid adverts fills the 256-slot queue once the loop has exited (here: while it
+// detaches the VIPs on the way out); the reader must not hold up the shutdown.
+func TestShutdownWithFullQueueReturns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := startNode(t, &bus{}, "10.0.0.11", 110, "")
+		settle(time.Second)
+		peer := netip.MustParseAddr("10.0.0.12")
+		adv := vrrp.Advert{Version: 3, VRID: 51, Priority: 100, Interval: advertInt, Addrs: []netip.Addr{vipPrefix.Addr()}}
+		payload, err := adv.Marshal(peer, group, vrrp.ChecksumWithPseudoHeader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.vips.mu.Lock()
+		n.vips.onDetach = func() {
+			go func() {
+				for range 300 {
+					select {
+					case n.conn.in <- packet{payload: payload, src: peer, dst: group, ttl: 255}:
+					case <-n.conn.closed:
+						return
+					}
+				}
+			}()
+			// The loop is busy stopping: the reader fills the queue meanwhile.
+			time.Sleep(time.Millisecond)
+		}
+		n.vips.mu.Unlock()
+		n.cancel()
+		settle(time.Second)
+		select {
+		case <-n.done:
+		default:
+			t.Error("Run did not return: the reader is stuck on the full queue")
+			for { // drain so the bubble can end
+				select {
+				case <-n.inst.received:
+				case <-n.done:
+					return
+				}
+			}
+		}
+	})
 }

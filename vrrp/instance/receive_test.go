@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hapair/hapair/vrrp"
@@ -65,7 +66,10 @@ func masterWithLog(t *testing.T) (*node, *lockedBuffer) {
 	n.cancel = cancel
 	go func() { defer close(n.done); inst.Run(ctx) }()
 	t.Cleanup(n.stop)
-	waitFor(t, "MASTER", 2*time.Second, func() bool { return n.vips.has() })
+	settle(time.Second)
+	if !n.vips.has() {
+		t.Fatal("not MASTER with the VIP after 1s alone")
+	}
 	return n, logs
 }
 
@@ -78,6 +82,15 @@ func inject(t *testing.T, n *node, src netip.Addr, ttl, count int, adv vrrp.Adve
 	}
 	for range count {
 		n.conn.in <- packet{payload: payload, src: src, dst: group, ttl: ttl}
+	}
+}
+
+// expect fails the test unless cond holds once every goroutine has done what it can.
+func expect(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	synctest.Wait()
+	if !cond() {
+		t.Fatalf("want %s", what)
 	}
 }
 
@@ -96,13 +109,17 @@ func (r *recordReporter) mismatches() int {
 // TestDebugLoggingUnderFloodIsRateLimited (issue 9 item 3): at debug level a flood of bad
 // packets costs a few lines a second, each drop still counted, not one line per packet.
 func TestDebugLoggingUnderFloodIsRateLimited(t *testing.T) {
+	synctest.Test(t, testDebugLoggingUnderFloodIsRateLimited)
+}
+
+func testDebugLoggingUnderFloodIsRateLimited(t *testing.T) {
 	n, logs := masterWithLog(t)
 	const flood = 2000
 	src := netip.MustParseAddr("10.0.0.66")
 	start := time.Now()
 	// TTL 64: sent from off the link, dropped with reason "ttl".
 	inject(t, n, src, 64, flood, vrrp.Advert{Version: 3, VRID: 51, Priority: 200, Interval: advertInt, Addrs: []netip.Addr{vipPrefix.Addr()}})
-	waitFor(t, "every packet of the flood counted", 5*time.Second, func() bool { return n.rep.drops("ttl") == flood })
+	expect(t, "every packet of the flood counted", func() bool { return n.rep.drops("ttl") == flood })
 	elapsed := time.Since(start)
 	lines := logs.count("dropped")
 	// dropLogBurst lines per started second, plus one "not logged" summary each.
@@ -124,15 +141,19 @@ func TestDebugLoggingUnderFloodIsRateLimited(t *testing.T) {
 // MASTER alone, is counted as "addresses" and logged once per sender and list; an advert whose
 // list overlaps ours is used, counted as a mismatch and logged once.
 func TestForeignAddressListIsDroppedAndLoggedOnce(t *testing.T) {
+	synctest.Test(t, testForeignAddressListIsDroppedAndLoggedOnce)
+}
+
+func testForeignAddressListIsDroppedAndLoggedOnce(t *testing.T) {
 	n, logs := masterWithLog(t)
 	forger := netip.MustParseAddr("10.0.0.66")
 	foreign := vrrp.Advert{Version: 3, VRID: 51, Priority: 254, Interval: advertInt, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.99")}}
 	inject(t, n, forger, 255, 50, foreign)
-	waitFor(t, "50 address drops", 2*time.Second, func() bool { return n.rep.drops("addresses") == 50 })
+	expect(t, "50 address drops", func() bool { return n.rep.drops("addresses") == 50 })
 	// Twice: the same finding from the same sender is not news.
 	dup := vrrp.Advert{Version: 3, VRID: 51, Priority: 254, Interval: advertInt, Addrs: []netip.Addr{vipPrefix.Addr(), vipPrefix.Addr()}}
 	inject(t, n, forger, 255, 20, dup)
-	waitFor(t, "20 more address drops", 2*time.Second, func() bool { return n.rep.drops("addresses") == 70 })
+	expect(t, "20 more address drops", func() bool { return n.rep.drops("addresses") == 70 })
 	time.Sleep(5 * advertInt) // let a wrongly accepted advert act on the machine
 	if st := n.inst.Status(); st.State != vrrp.Master || !n.vips.has() {
 		t.Fatalf("after adverts with a foreign list: state %s, VIP %v; want MASTER with the VIP", st.State, n.vips.has())
@@ -147,14 +168,14 @@ func TestForeignAddressListIsDroppedAndLoggedOnce(t *testing.T) {
 	rolling := vrrp.Advert{Version: 3, VRID: 51, Priority: 100, Interval: advertInt,
 		Addrs: []netip.Addr{vipPrefix.Addr(), netip.MustParseAddr("10.0.0.20")}}
 	inject(t, n, peer, 255, 30, rolling)
-	waitFor(t, "30 mismatches counted", 2*time.Second, func() bool { return n.rep.mismatches() == 30 })
+	expect(t, "30 mismatches counted", func() bool { return n.rep.mismatches() == 30 })
 	if got := logs.count("10.0.0.12 advertises"); got != 1 {
 		t.Errorf("%d lines about the overlapping list, want 1", got)
 	}
 	// The same peer with a higher priority is obeyed: its adverts are used, not dropped.
 	rolling.Priority = 200
 	inject(t, n, peer, 255, 1, rolling)
-	waitFor(t, "BACKUP under the rolling peer", 2*time.Second, func() bool {
+	expect(t, "BACKUP under the rolling peer", func() bool {
 		return n.inst.Status().State == vrrp.Backup && !n.vips.has()
 	})
 }
