@@ -156,6 +156,12 @@ func TestCheckScripts(t *testing.T) {
 	if err := os.WriteFile(script, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// As root the script is root's and the open directory is what others can change; as anyone
+	// else the script itself already belongs to a user other than root.
+	culprit := open
+	if os.Geteuid() != 0 {
+		culprit = script
+	}
 	checks := func(security bool, command string) string {
 		return fmt.Sprintf("checks:\n  - name: s\n    script: {command: %q}\nnotify: {script_security: %t}\n", command, security) +
 			minimal + "    track: [s]\n    notify_master: /nonexistent/notify.sh master\n"
@@ -170,7 +176,7 @@ func TestCheckScripts(t *testing.T) {
 			"h.yaml:3: checks[0].script.command: /nonexistent/check.sh: no such file or directory: the check would always fail",
 			[]string{"h.yaml:11: vrrp_instances[0].notify_master: /nonexistent/notify.sh: no such file or directory"}},
 		{"insecure script with security", checks(true, script+" arg"), "",
-			[]string{"h.yaml:3: checks[0].script.command: " + script + ": " + open + " can be changed by a user other than root, so hapair will refuse to run it", "notify_master"}},
+			[]string{"h.yaml:3: checks[0].script.command: " + script + ": " + culprit + " can be changed by a user other than root, so hapair will refuse to run it", "notify_master"}},
 		{"insecure script without security", checks(false, script), "", []string{"notify_master"}},
 	}
 	for _, tt := range tests {

@@ -27,10 +27,14 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// RequireRoot skips the test unless it runs as root; with CI set in the environment a
+// RequireRoot skips the test under -short (namespaces are no unit test, even as root) and unless
+// it runs as root; with CI set in the environment a
 // missing root is a failure instead, so that CI never passes by skipping.
 func RequireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("namespace test: skipped under -short")
+	}
 	if os.Geteuid() == 0 {
 		return
 	}
