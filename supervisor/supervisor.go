@@ -7,21 +7,22 @@
 // -Ws, whose master would talk to systemd itself, and without NOTIFY_SOCKET or WATCHDOG_* in its
 // environment, since hapair is the service systemd knows.
 //
-// HAProxy cannot outlive hapair: the master gets SIGKILL from the kernel when hapair dies, even by
-// SIGKILL (Pdeathsig), and its workers exit when their master is gone. A master socket left
-// behind by such a death is removed at the next start, so a restarted hapair starts cleanly.
+// HAProxy outlives a hapair that dies without a stop (SIGKILL, a panic, a watchdog abort): its
+// master keeps serving, and the next supervisor on the same runtime dir adopts it (Run) after
+// checking it is the one this configuration starts: it answers on the master socket, it is the
+// pid in the pid file, its command line is ours. An adopted master is watched through a pidfd
+// (it may not be our child), reloaded and stopped like one we started. A master that fails the
+// check is stopped and a fresh one started; a socket nobody answers on is removed.
 package supervisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -127,6 +128,35 @@ type child struct {
 	// set before done is closed
 	state *os.ProcessState
 	at    time.Time
+
+	// An adopted master (started by an earlier hapair): no ProcessState, and its exit status
+	// only when it is our child after all (an in-place upgrade).
+	adopted     bool
+	status      int
+	statusKnown bool
+}
+
+// exitStatus is the exit status, 128+signal if killed, -1 when unknown.
+func (c *child) exitStatus() int {
+	if c.adopted {
+		return c.status
+	}
+	return exitStatus(c.state)
+}
+
+// describeExit says how it ended, as the log and status show it.
+func (c *child) describeExit() string {
+	if c.adopted && !c.statusKnown {
+		return "exited (adopted, exit status unknown)"
+	}
+	if c.adopted {
+		if c.status > 128 {
+			sig := syscall.Signal(c.status - 128)
+			return fmt.Sprintf("killed by signal %d (%s)", int(sig), sig)
+		}
+		return fmt.Sprintf("exited with status %d", c.status)
+	}
+	return describeExit(c.state)
 }
 
 // New returns a supervisor; Run starts HAProxy. rep and log may be nil.
@@ -181,17 +211,23 @@ func (s *Supervisor) Status() Status {
 // SocketPath is the master CLI socket.
 func (s *Supervisor) SocketPath() string { return filepath.Join(s.cfg.RuntimeDir, "master.sock") }
 
-// Run starts HAProxy and keeps it running until ctx is done, then stops it (soft stop, SIGTERM
-// after the grace period, SIGKILL last) and returns nil once it is gone. It returns an error only
-// when supervision cannot begin: the runtime directory is unusable, or another HAProxy master
-// answers on its socket. Run is called once.
+// Run starts HAProxy, or adopts the master an earlier hapair left running, and keeps it running
+// until ctx is done, then stops it (soft stop, SIGTERM after the grace period, SIGKILL last) and
+// returns nil once it is gone. It returns an error only when supervision cannot begin: the
+// runtime directory is unusable, or a master that is not ours answers on its socket and does not
+// stop. Run is called once.
 func (s *Supervisor) Run(ctx context.Context) error {
 	if err := s.prepareRuntimeDir(ctx); err != nil {
 		return err
 	}
+	adopted, err := s.findMaster(ctx)
+	if err != nil {
+		return err
+	}
 	bo := &backoff{initial: s.cfg.BackoffInitial, max: s.cfg.BackoffMax, resetAfter: s.cfg.BackoffResetAfter, rand: s.rand}
 	for {
-		ran, stopped := s.runOnce(ctx)
+		ran, stopped := s.runOnce(ctx, adopted)
+		adopted = nil
 		if stopped || ctx.Err() != nil {
 			return nil
 		}
@@ -222,27 +258,14 @@ func (s *Supervisor) setBackoff(d time.Duration) {
 	s.mu.Unlock()
 }
 
-// prepareRuntimeDir makes a missing runtime dir (private) and removes a master socket left by a
-// hapair that died: HAProxy would fail to bind it. A socket that still answers belongs to a live
-// master (another hapair, or a HAProxy started by hand): that one is not ours to take over. An
-// existing directory keeps its mode: whether it is fit (hapair's own, writable by nobody else)
-// is for the caller to decide before Run, and a chmod would override systemd's
-// RuntimeDirectoryMode, or tighten a shared directory such as /tmp behind its owner's back.
-func (s *Supervisor) prepareRuntimeDir(ctx context.Context) error {
+// prepareRuntimeDir makes a missing runtime dir (private). An existing directory keeps its mode:
+// whether it is fit (hapair's own, writable by nobody else) is for the caller to decide before
+// Run, and a chmod would override systemd's RuntimeDirectoryMode, or tighten a shared directory
+// such as /tmp behind its owner's back.
+func (s *Supervisor) prepareRuntimeDir(context.Context) error {
 	if err := os.MkdirAll(s.cfg.RuntimeDir, 0o700); err != nil {
 		return fmt.Errorf("haproxy runtime dir: %w", err)
 	}
-	sock := s.SocketPath()
-	if _, err := os.Lstat(sock); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if p, err := showProc(ctx, sock, cliTimeout); err == nil {
-		return fmt.Errorf("haproxy master socket %s is in use by a running HAProxy master (pid %d): stop it first", sock, p.master)
-	}
-	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove stale master socket: %w", err)
-	}
-	s.log.Info(fmt.Sprintf("Removed stale HAProxy master socket %s", sock))
 	return nil
 }
 
@@ -265,24 +288,42 @@ func childEnv(parent, extra []string) []string {
 	return append(env, extra...)
 }
 
-// runOnce starts one HAProxy master and returns when it has exited (stopped false) or has been
-// stopped because ctx ended (stopped true); ran is how long it lived.
-func (s *Supervisor) runOnce(ctx context.Context) (ran time.Duration, stopped bool) {
-	if ctx.Err() != nil {
+// runOnce starts one HAProxy master (or watches the adopted one) and returns when it has exited
+// (stopped false) or has been stopped because ctx ended (stopped true); ran is how long it lived.
+func (s *Supervisor) runOnce(ctx context.Context, adopted *child) (ran time.Duration, stopped bool) {
+	if ctx.Err() != nil && adopted == nil {
 		return 0, true
 	}
-	// A master killed with its socket in place (kill -9) leaves it behind.
-	if err := s.prepareRuntimeDir(ctx); err != nil {
-		s.down(nil, -1, fmt.Sprintf("cannot start: %v", err), s.now())
-		return 0, false
-	}
 	started := s.now()
-	c, linesDone, err := s.start()
-	if err != nil {
-		s.down(nil, -1, fmt.Sprintf("cannot start: %v", err), s.now())
-		return 0, false
+	var c *child
+	var linesDone <-chan struct{}
+	if adopted != nil {
+		c = adopted
+		closed := make(chan struct{})
+		close(closed)
+		linesDone = closed // its output went to the hapair that started it
+		s.mu.Lock()
+		s.child = c
+		s.status.PID, s.status.LastStartError = c.pid, ""
+		s.mu.Unlock()
+	} else {
+		// A master killed with its socket in place (kill -9) leaves it behind.
+		if err := s.prepareRuntimeDir(ctx); err != nil {
+			s.down(nil, -1, fmt.Sprintf("cannot start: %v", err), s.now())
+			return 0, false
+		}
+		if _, err := s.findMaster(ctx); err != nil {
+			s.down(nil, -1, fmt.Sprintf("cannot start: %v", err), s.now())
+			return 0, false
+		}
+		var err error
+		c, linesDone, err = s.start()
+		if err != nil {
+			s.down(nil, -1, fmt.Sprintf("cannot start: %v", err), s.now())
+			return 0, false
+		}
+		s.log.Info(fmt.Sprintf("Started HAProxy master (pid %d)", c.pid))
 	}
-	s.log.Info(fmt.Sprintf("Started HAProxy master (pid %d)", c.pid))
 
 	readyCtx, cancelReady := context.WithCancel(ctx)
 	defer cancelReady()
@@ -292,7 +333,8 @@ func (s *Supervisor) runOnce(ctx context.Context) (ran time.Duration, stopped bo
 	case <-c.done:
 		cancelReady()
 		// Told before the output is drained: a worker still holding the pipe must not delay it.
-		s.down(c, exitStatus(c.state), describeExit(c.state), c.at)
+		s.removePIDFile()
+		s.down(c, c.exitStatus(), c.describeExit(), c.at)
 		// The restart does not wait for the output to end: a straggler holding the pipe
 		// (a check script HAProxy ran) must not hold HAProxy down. The copier ends at EOF.
 		return c.at.Sub(started), false
@@ -309,12 +351,13 @@ func (s *Supervisor) runOnce(ctx context.Context) (ran time.Duration, stopped bo
 // start forks the master. Its output goes through a pipe of our own rather than cmd.StdoutPipe,
 // so the wait returns the moment the master is reaped, whoever still holds the pipe.
 func (s *Supervisor) start() (*child, <-chan struct{}, error) {
-	cmd := exec.Command(s.cfg.Command, "-W", "-db", "-S", s.SocketPath()+",mode,600", "-f", s.cfg.ConfigFile)
+	args := s.args()
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = childEnv(os.Environ(), s.cfg.Env)
 	cmd.Dir = "/"
-	// Pdeathsig: if hapair dies, even by SIGKILL, the kernel kills HAProxy's master, whose workers
-	// follow. Setpgid: a Ctrl-C in hapair's terminal does not hit HAProxy behind hapair's back.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: HAProxy must keep serving when hapair dies without a stop; the next hapair
+	// adopts it. Setpgid: a Ctrl-C in hapair's terminal does not hit HAProxy behind hapair's back.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, nil, fmt.Errorf("output pipe: %w", err)
@@ -322,29 +365,19 @@ func (s *Supervisor) start() (*child, <-chan struct{}, error) {
 	cmd.Stdout, cmd.Stderr = w, w
 
 	c := &child{done: make(chan struct{})}
-	startErr := make(chan error, 1)
-	// Pdeathsig fires when the *thread* that forked the child exits, not the process: fork from a
-	// locked thread that lives exactly as long as the child.
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			startErr <- err
-			runtime.UnlockOSThread()
-			return
-		}
-		c.proc, c.pid = cmd.Process, cmd.Process.Pid
-		startErr <- nil
-		c.state, _ = cmd.Process.Wait()
-		c.at = s.now()
-		close(c.done)
-		// Returning while locked ends the thread too; nothing else ever runs on it.
-	}()
-	err = <-startErr
+	err = cmd.Start()
 	w.Close()
 	if err != nil {
 		r.Close()
 		return nil, nil, fmt.Errorf("start %s: %w", s.cfg.Command, err)
 	}
+	c.proc, c.pid = cmd.Process, cmd.Process.Pid
+	go func() {
+		c.state, _ = cmd.Process.Wait()
+		c.at = s.now()
+		close(c.done)
+	}()
+	s.writePIDFile(c.pid)
 	linesDone := make(chan struct{})
 	go func() {
 		defer close(linesDone)
@@ -453,16 +486,23 @@ func (s *Supervisor) stop(c *child) {
 			<-c.done
 		}
 	}
-	status := exitStatus(c.state)
+	s.removePIDFile()
+	status := c.exitStatus()
 	// 0 and 143 are normal ends; 2.6.12 was seen to end a soft stop with a request in flight in a
 	// worker segfault (139): the stop still happened.
 	reason := "stopped"
 	switch status {
 	case 0, 143, 139:
-		s.log.Info(fmt.Sprintf("HAProxy stopped (%s)", describeExit(c.state)))
+		s.log.Info(fmt.Sprintf("HAProxy stopped (%s)", c.describeExit()))
+	case -1:
+		if c.adopted {
+			s.log.Info(fmt.Sprintf("HAProxy stopped (%s)", c.describeExit()))
+			break
+		}
+		fallthrough
 	default:
-		reason = "stopped: " + describeExit(c.state)
-		s.log.Warn(fmt.Sprintf("HAProxy stopped: %s", describeExit(c.state)))
+		reason = "stopped: " + c.describeExit()
+		s.log.Warn(fmt.Sprintf("HAProxy stopped: %s", c.describeExit()))
 	}
 	s.mu.Lock()
 	s.status.Up, s.status.PID, s.child = false, 0, nil

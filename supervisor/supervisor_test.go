@@ -680,7 +680,10 @@ func TestStopEscalatesToSIGTERM(t *testing.T) {
 // TestHAProxyDiesWithHapair: a hapair killed with SIGKILL leaves no HAProxy behind, neither master
 // nor worker, and a new one starts cleanly on the same runtime dir. The test binary re-runs itself
 // as a stand-in hapair that only runs the supervisor.
-func TestHAProxyDiesWithHapair(t *testing.T) {
+// TestHAProxySurvivesHapairAndIsAdopted: a hapair that dies without a stop (SIGKILL) leaves its
+// HAProxy serving; the next one on the same runtime dir adopts the same master (no restart),
+// reloads it, and stops it. Before, the master died with hapair (Pdeathsig).
+func TestHAProxySurvivesHapairAndIsAdopted(t *testing.T) {
 	if os.Getenv("HAPAIR_SUPERVISOR_CHILD") != "" {
 		return
 	}
@@ -691,6 +694,7 @@ func TestHAProxyDiesWithHapair(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(config(port, "child")), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	sock := filepath.Join(dir, "run", "master.sock")
 	env := append(os.Environ(), "HAPAIR_SUPERVISOR_CHILD=1", "SUP_BIN="+bin, "SUP_CFG="+cfg, "SUP_DIR="+filepath.Join(dir, "run"))
 	standIn := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestSupervisorChild$")
@@ -702,10 +706,23 @@ func TestHAProxyDiesWithHapair(t *testing.T) {
 		return cmd
 	}
 	serving := func() bool { body, err := get(port); return err == nil && body == "child" }
+	master := func() procList {
+		p, err := showProc(context.Background(), sock, cliTimeout)
+		if err != nil {
+			t.Fatalf("show proc: %v", err)
+		}
+		return p
+	}
+	t.Cleanup(func() { // whatever happens, no HAProxy outlives the test
+		for _, pid := range processesWith(t, cfg) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 
 	cmd := standIn()
 	waitUntil(t, 10*time.Second, "HAProxy under the stand-in serving", serving)
-	// A reload first: the master re-executes itself, and must still die with hapair after that.
+	// A reload first: the master re-executes itself (its command line grows -sf/-x), and must
+	// still be recognised after that.
 	if err := os.WriteFile(cfg, []byte(config(port, "child")+"# reloaded\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -713,77 +730,107 @@ func TestHAProxyDiesWithHapair(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "the stand-in's reload", func() bool {
-		p, err := showProc(context.Background(), filepath.Join(dir, "run", "master.sock"), cliTimeout)
+		p, err := showProc(context.Background(), sock, cliTimeout)
 		return err == nil && p.reloads == 1 && len(p.workers) == 1
 	})
-	haproxies := processesWith(t, cfg)
-	if len(haproxies) < 2 {
-		t.Fatalf("want a master and a worker, found pids %v", haproxies)
-	}
-	killed := time.Now()
+	before := master()
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
-	waitUntil(t, 5*time.Second, "HAProxy gone after its supervisor was SIGKILLed", func() bool {
-		return len(processesWith(t, cfg)) == 0
+	time.Sleep(300 * time.Millisecond)
+	if !serving() {
+		t.Fatal("HAProxy stopped serving when its supervisor was SIGKILLed")
+	}
+
+	second := standIn()
+	// The second stand-in adopts: same master, same worker, still serving, nothing restarted.
+	time.Sleep(time.Second)
+	after := master()
+	if after.master != before.master || len(after.workers) != 1 || after.workers[0].pid != before.workers[0].pid {
+		t.Fatalf("after adoption show proc = %+v, want master %d and worker %d kept", after, before.master, before.workers[0].pid)
+	}
+	if !serving() {
+		t.Fatal("not serving after adoption")
+	}
+	// The adopter reloads it.
+	if err := second.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the adopter's reload", func() bool {
+		p, err := showProc(context.Background(), sock, cliTimeout)
+		return err == nil && p.master == before.master && p.reloads == 2 && len(p.workers) == 1
 	})
-	t.Logf("HAProxy master and worker %v gone %s after hapair's SIGKILL", haproxies, time.Since(killed))
-	if serving() {
-		t.Fatal("port still served")
+	// The adopter stops it, and sees it gone.
+	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Lstat(filepath.Join(dir, "run", "master.sock")); err != nil {
-		t.Fatalf("want the stale socket left behind for the next start to clean: %v", err)
+	if err := second.Wait(); err != nil {
+		t.Errorf("adopter exit: %v", err)
 	}
-	// A new supervisor starts cleanly on the same runtime dir (stale socket removed).
-	standIn()
-	waitUntil(t, 10*time.Second, "HAProxy under a second stand-in serving", serving)
+	if pids := processesWith(t, cfg); len(pids) != 0 {
+		t.Errorf("HAProxy processes %v left after the adopter stopped", pids)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "run", PIDFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file left after a stop: %v", err)
+	}
 }
 
-// TestSupervisorChild is the stand-in hapair of TestHAProxyDiesWithHapair; SIGHUP reloads.
 func TestSupervisorChild(t *testing.T) {
 	if os.Getenv("HAPAIR_SUPERVISOR_CHILD") == "" {
-		t.Skip("helper process for TestHAProxyDiesWithHapair")
+		t.Skip("helper process for TestHAProxySurvivesHapairAndIsAdopted")
 	}
 	s := New(Config{Command: os.Getenv("SUP_BIN"), ConfigFile: os.Getenv("SUP_CFG"), RuntimeDir: os.Getenv("SUP_DIR")}, nil, nil)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(context.Background())
 	go func() {
-		for range hup {
+		for sig := range sigs {
+			if sig == syscall.SIGTERM {
+				stop()
+				return
+			}
 			_ = s.Reload(context.Background())
 		}
 	}()
-	_ = s.Run(context.Background())
+	_ = s.Run(ctx)
 }
 
-// A socket answered by a live master is not removed: it is someone else's HAProxy.
-func TestRefusesSocketOfALiveMaster(t *testing.T) {
+// TestStrangerMasterStoppedAndReplaced: a master that answers on the socket but is not the one
+// this configuration starts (another config, no pid file of ours) is stopped and a fresh one
+// started.
+func TestStrangerMasterStoppedAndReplaced(t *testing.T) {
 	bin := requireHAProxy(t)
 	dir := t.TempDir()
 	run := filepath.Join(dir, "run")
 	if err := os.Mkdir(run, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	cfg := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(config(freePort(t), "other")), 0o644); err != nil {
+	otherCfg := filepath.Join(dir, "other.cfg")
+	if err := os.WriteFile(otherCfg, []byte(config(freePort(t), "other")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(run, "master.sock")
-	other := exec.Command(bin, "-W", "-db", "-S", sock+",mode,600", "-f", cfg)
+	other := exec.Command(bin, "-W", "-db", "-S", sock+",mode,600", "-f", otherCfg)
 	if err := other.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	otherDone := make(chan struct{})
+	go func() { _ = other.Wait(); close(otherDone) }()
+	t.Cleanup(func() { _ = other.Process.Kill(); <-otherDone })
 	waitUntil(t, 10*time.Second, "the other master answering", func() bool {
 		_, err := showProc(context.Background(), sock, cliTimeout)
 		return err == nil
 	})
-	s := New(Config{Command: bin, ConfigFile: cfg, RuntimeDir: run}, nil, nil)
-	err := s.Run(context.Background())
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", other.Process.Pid)) {
-		t.Fatalf("Run = %v, want a refusal naming the other master", err)
+	f := start(t, "mine", func(c *Config) { c.RuntimeDir = run })
+	ev := f.event(t, true, 15*time.Second)
+	if ev.PID == other.Process.Pid {
+		t.Fatal("adopted a master started with another configuration")
 	}
-	if _, err := showProc(context.Background(), sock, cliTimeout); err != nil {
-		t.Errorf("the other master's socket was broken: %v", err)
+	select {
+	case <-otherDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stranger master still runs")
 	}
+	mustGet(t, f.port, "mine")
 }
 
 func TestValidate(t *testing.T) {

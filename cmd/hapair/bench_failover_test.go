@@ -286,7 +286,10 @@ func (f *foHapair) fail(s foScenario) (time.Time, error) {
 	case foGracefulStop:
 		err = f.d1.proc.Signal(syscall.SIGTERM)
 	case foHardStop:
+		// The host's VRRP speaker dead: hapair and, since HAProxy now outlives a hapair that
+		// dies (to be adopted by the next one), its HAProxy too.
 		err = f.d1.proc.Signal(syscall.SIGKILL)
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 	}
 	return at, err
 }
@@ -310,8 +313,7 @@ func (f *foHapair) repair(ctx context.Context, s foScenario) error {
 		}
 	case foHardStop:
 		<-f.d1.proc.Done()
-		// Its HAProxy must not outlive it (Pdeathsig): a survivor would keep serving on lb1
-		// and hold port 80 for the next start.
+		// Its HAProxy, killed with it, must be gone: a survivor would keep serving on lb1.
 		if err := lab.WaitFor(ctx, 3*time.Second, func() (bool, error) { return !benchAlive(f.killed), nil }); err != nil {
 			_ = syscall.Kill(f.killed, syscall.SIGKILL)
 			return fmt.Errorf("HAProxy %d outlived its SIGKILLed hapair: %w", f.killed, err)

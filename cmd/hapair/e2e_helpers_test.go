@@ -122,7 +122,7 @@ func (d *daemonHost) hasVIP() bool {
 	return ok
 }
 
-// kill sends SIGKILL to hapair alone (its HAProxy dies with it through Pdeathsig).
+// kill sends SIGKILL to hapair alone: its HAProxy, if any, keeps running, for the next start to adopt.
 func (d *daemonHost) kill() time.Time {
 	d.t.Helper()
 	at := time.Now()
