@@ -136,6 +136,10 @@ type Metrics struct {
 	checkUp       *prometheus.GaugeVec
 	checkResults  *prometheus.CounterVec
 	checkDuration *prometheus.HistogramVec
+
+	configReloads          *prometheus.CounterVec
+	configLastReloadOK     prometheus.Gauge
+	configLastReloadOKTime prometheus.Gauge
 }
 
 // New builds a registry holding hapair's metrics plus the Go and process
@@ -240,6 +244,22 @@ func New(b BuildInfo) *Metrics {
 			Help:    "Duration of individual check probes.",
 			Buckets: checkBuckets,
 		}, []string{"check"}),
+
+		// Named after Prometheus' own prometheus_config_last_reload_successful and
+		// prometheus_config_last_reload_success_timestamp_seconds, so that the alert people
+		// already write for Prometheus reads the same for hapair.
+		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_config_reloads_total",
+			Help: "Reloads of hapair's configuration (SIGHUP) by result: ok, refused (the running configuration stays) or failed (applied, but HAProxy's reload failed).",
+		}, []string{"result"}),
+		configLastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hapair_config_last_reload_successful",
+			Help: "1 when the last configuration reload attempt succeeded (or none was made since start), 0 when it was refused or failed.",
+		}),
+		configLastReloadOKTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hapair_config_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful configuration load: the start, or the last reload that succeeded.",
+		}),
 	}
 
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -250,7 +270,10 @@ func New(b BuildInfo) *Metrics {
 
 	for _, r := range []string{ReloadOK, ReloadRefused, ReloadFailed} {
 		m.haproxyReloads.WithLabelValues(r)
+		m.configReloads.WithLabelValues(r)
 	}
+	m.configLastReloadOK.Set(1)
+	m.configLastReloadOKTime.Set(float64(time.Now().UnixNano()) / 1e9)
 
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -261,6 +284,7 @@ func New(b BuildInfo) *Metrics {
 		m.dropped, m.garpSent, m.addrMismatch, m.vipErrors,
 		m.haproxyUp, m.haproxyRestarts, m.haproxyReloads, m.haproxyLastExit,
 		m.checkUp, m.checkResults, m.checkDuration,
+		m.configReloads, m.configLastReloadOK, m.configLastReloadOKTime,
 	)
 	return m
 }
@@ -349,6 +373,18 @@ func (m *Metrics) HAProxyReload(result string) { m.haproxyReloads.WithLabelValue
 
 // HAProxyExit implements supervisor.Reporter.
 func (m *Metrics) HAProxyExit(status int) { m.haproxyLastExit.WithLabelValues().Set(float64(status)) }
+
+// ConfigReload records the outcome of a configuration reload attempt made at at; result is
+// ReloadOK, ReloadRefused or ReloadFailed.
+func (m *Metrics) ConfigReload(result string, at time.Time) {
+	m.configReloads.WithLabelValues(result).Inc()
+	if result == ReloadOK {
+		m.configLastReloadOK.Set(1)
+		m.configLastReloadOKTime.Set(float64(at.UnixNano()) / 1e9)
+		return
+	}
+	m.configLastReloadOK.Set(0)
+}
 
 // DeclareCheck creates the series of check name before its first result, so
 // that the check shows in dashboards from the start.

@@ -48,6 +48,9 @@ func TestDesignContract(t *testing.T) {
 		{"hapair_haproxy_last_exit_status", dto.MetricType_GAUGE, ""},
 		{"hapair_check_results_total", dto.MetricType_COUNTER, "check,result"},
 		{"hapair_check_duration_seconds", dto.MetricType_HISTOGRAM, "check"},
+		{"hapair_config_reloads_total", dto.MetricType_COUNTER, "result"},
+		{"hapair_config_last_reload_successful", dto.MetricType_GAUGE, ""},
+		{"hapair_config_last_reload_success_timestamp_seconds", dto.MetricType_GAUGE, ""},
 		// keepalived exporter compatibility.
 		{"keepalived_up", dto.MetricType_GAUGE, ""},
 		{"keepalived_vrrp_state", dto.MetricType_GAUGE, "iname,intf,ip_address,vrid"},
@@ -118,6 +121,9 @@ func TestPreinitialised(t *testing.T) {
 		{"hapair_haproxy_reloads_total", labels("result", "ok"), 1},
 		{"hapair_haproxy_reloads_total", labels("result", "refused"), 1},
 		{"hapair_haproxy_reloads_total", labels("result", "failed"), 1},
+		{"hapair_config_reloads_total", labels("result", "ok"), 1},
+		{"hapair_config_reloads_total", labels("result", "refused"), 1},
+		{"hapair_config_reloads_total", labels("result", "failed"), 1},
 		{"hapair_haproxy_restarts_total", nil, 1},
 		{"hapair_haproxy_up", nil, 1},
 		{"hapair_vrrp_packets_dropped_total", labels("instance", "VI_LOGS"), len(dropReasons())},
@@ -429,4 +435,36 @@ func TestWithoutHAProxy(t *testing.T) {
 			t.Errorf("%s exported by a hapair without HAProxy", f.GetName())
 		}
 	}
+}
+
+// TestConfigReload: like Prometheus' prometheus_config_last_reload_successful, the gauge says
+// whether the last attempt worked, and the timestamp moves only on success.
+func TestConfigReload(t *testing.T) {
+	m := New(BuildInfo{})
+	// The start loaded a configuration: successful until an attempt says otherwise.
+	if v, _ := value(t, m, "hapair_config_last_reload_successful", nil); v != 1 {
+		t.Errorf("hapair_config_last_reload_successful at start = %v, want 1", v)
+	}
+	if v, _ := value(t, m, "hapair_config_last_reload_success_timestamp_seconds", nil); v < float64(time.Now().Add(-time.Minute).Unix()) {
+		t.Errorf("hapair_config_last_reload_success_timestamp_seconds at start = %v, want about now", v)
+	}
+	at := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
+	m.ConfigReload(ReloadOK, at)
+	m.ConfigReload(ReloadRefused, at.Add(time.Minute))
+	check := func(name string, l map[string]string, want float64) {
+		t.Helper()
+		if v, ok := value(t, m, name, l); !ok || v != want {
+			t.Errorf("%s%v = %v (present %v), want %v", name, l, v, ok, want)
+		}
+	}
+	check("hapair_config_reloads_total", labels("result", "ok"), 1)
+	check("hapair_config_reloads_total", labels("result", "refused"), 1)
+	check("hapair_config_reloads_total", labels("result", "failed"), 0)
+	check("hapair_config_last_reload_successful", nil, 0)
+	check("hapair_config_last_reload_success_timestamp_seconds", nil, float64(at.Unix()))
+	m.ConfigReload(ReloadFailed, at.Add(2*time.Minute))
+	check("hapair_config_last_reload_successful", nil, 0)
+	m.ConfigReload(ReloadOK, at.Add(3*time.Minute))
+	check("hapair_config_last_reload_successful", nil, 1)
+	check("hapair_config_last_reload_success_timestamp_seconds", nil, float64(at.Add(3*time.Minute).Unix()))
 }

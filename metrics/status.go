@@ -25,6 +25,8 @@ type Status struct {
 	RouterID    string           `json:"router_id"`
 	Version     string           `json:"version,omitempty"` // hapair's version
 	GeneratedAt time.Time        `json:"generated_at"`
+	PID         int              `json:"pid,omitempty"` // hapair's own pid: `hapair reload` signals it
+	Config      *ConfigStatus    `json:"config,omitempty"`
 	Instances   []InstanceStatus `json:"instances"`
 	HAProxy     HAProxyStatus    `json:"haproxy"`
 	Checks      []CheckStatus    `json:"checks"`
@@ -69,6 +71,26 @@ type ReloadStatus struct {
 	At     time.Time `json:"at"`
 	Result string    `json:"result"` // ok, refused, failed
 	Error  string    `json:"error,omitempty"`
+}
+
+// ConfigStatus is hapair's own configuration file and its reloads (SIGHUP).
+type ConfigStatus struct {
+	File     string    `json:"file"`      // the file hapair was started with and reloads
+	LoadedAt time.Time `json:"loaded_at"` // when the running configuration was loaded (start or last good reload)
+	// ReloadRequests counts the SIGHUPs received since start. A reload attempt answers every
+	// request received before it began: `hapair reload` waits for an attempt whose Request is at
+	// least the count it saw before signalling plus one.
+	ReloadRequests uint64        `json:"reload_requests"`
+	LastReload     *ConfigReload `json:"last_reload"` // the last attempt, null before the first
+}
+
+// ConfigReload is one reload attempt of hapair's configuration.
+type ConfigReload struct {
+	Request  uint64    `json:"request"` // ReloadRequests when the attempt began
+	At       time.Time `json:"at"`      // when it began
+	Duration Duration  `json:"duration"`
+	Result   string    `json:"result"` // ok, refused (the running configuration stays), failed (applied, HAProxy's reload failed)
+	Error    string    `json:"error,omitempty"`
 }
 
 // CheckStatus is one tracked check.

@@ -43,6 +43,10 @@ func writeTables(w *bufio.Writer, st Status) {
 		head += " at " + formatTime(st.GeneratedAt)
 	}
 	fmt.Fprintf(w, "%s\n\n", head)
+	if c := st.Config; c != nil {
+		fmt.Fprintf(w, "Configuration %s loaded at %s; last reload: %s\n\n",
+			clean(c.File, 0), formatTime(c.LoadedAt), configReloadText(c.LastReload, maxOutput))
+	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "INSTANCE\tSTATE\tINTERFACE\tVRID\tVRRP\tPRIORITY\tBASE\tMASTER\tIN STATE\tLAST TRANSITION\tVIPS")
@@ -84,6 +88,11 @@ func writeTables(w *bufio.Writer, st Status) {
 func writeKeepalivedStyle(w *bufio.Writer, st Status) {
 	w.WriteString("------< Global definitions >------\n")
 	fmt.Fprintf(w, " Router ID = %s\n", clean(st.RouterID, 0))
+	if c := st.Config; c != nil {
+		fmt.Fprintf(w, " Configuration file = %s\n", clean(c.File, 0))
+		fmt.Fprintf(w, " Configuration loaded = %s\n", formatTime(c.LoadedAt))
+		fmt.Fprintf(w, " Last configuration reload = %s\n", configReloadText(c.LastReload, 0))
+	}
 	w.WriteString("------< VRRP Topology >------\n")
 	for _, in := range st.Instances {
 		fmt.Fprintf(w, " VRRP Instance = %s\n", clean(in.Name, 0))
@@ -171,6 +180,17 @@ func reloadText(r *ReloadStatus) string {
 	s := clean(r.Result, 0) + " at " + formatTime(r.At)
 	if r.Error != "" {
 		s += ": " + clean(r.Error, maxOutput)
+	}
+	return s
+}
+
+func configReloadText(r *ConfigReload, max int) string {
+	if r == nil {
+		return "none since start"
+	}
+	s := clean(r.Result, 0) + " at " + formatTime(r.At)
+	if r.Error != "" {
+		s += ": " + clean(r.Error, max)
 	}
 	return s
 }

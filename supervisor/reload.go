@@ -14,6 +14,16 @@ import (
 // ErrNotRunning is returned by Reload when there is no HAProxy to reload.
 var ErrNotRunning = errors.New("haproxy is not running")
 
+// ErrRefused is matched (errors.Is) by Reload's error when `haproxy -c` rejected the file: the
+// running HAProxy was not touched.
+var ErrRefused = errors.New("haproxy -c refused the configuration")
+
+// refusedError keeps HAProxy's own words as the message and matches ErrRefused.
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string   { return e.err.Error() }
+func (e refusedError) Unwrap() []error { return []error{ErrRefused, e.err} }
+
 // Validate runs `haproxy -c -f configFile`. Exit 0 is valid; exit 2 (valid, but no listener) is
 // accepted too, since a master-worker HAProxy runs with it. Otherwise the error carries HAProxy's
 // own words. A missing binary or file is said so plainly, before HAProxy is run.
@@ -61,7 +71,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	case err != nil:
 		s.reloaded("refused", err)
 		s.log.Error(fmt.Sprintf("HAProxy reload refused, the running HAProxy keeps serving: %v", err))
-		return err
+		return refusedError{err}
 	case noListener:
 		s.log.Warn("haproxy -c: " + out)
 	case out != "":

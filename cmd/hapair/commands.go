@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -81,23 +80,20 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Info(fmt.Sprintf("Serving /metrics, /status and /healthz on %s", srv.Addr()))
 	}
 
+	reloads := newReloader(d.reloads, func(ctx context.Context) (string, error) { return d.reload(ctx, *path) })
+	go reloads.run(ctx)
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	defer signal.Stop(signals)
-	go func() {
-		for sig := range signals {
-			switch sig {
-			case syscall.SIGHUP:
-				d.reload(ctx, *path)
-			case syscall.SIGUSR1:
-				d.dump()
-			default:
-				log.Info(fmt.Sprintf("Received %s, stopping", sig))
-				_ = sdNotify("STOPPING=1")
-				stop()
-			}
-		}
-	}()
+	go dispatchSignals(signals, signalActions{
+		reload: reloads.request,
+		dump:   d.dump,
+		stop: func(sig os.Signal) {
+			log.Info(fmt.Sprintf("Received %s, stopping", sig))
+			_ = sdNotify("STOPPING=1")
+			stop()
+		},
+	})
 
 	err = d.serve(ctx)
 	if srv != nil {
@@ -145,32 +141,14 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *addr == "" {
-		cfg, err := config.Load(*path, config.SkipInterfaceCheck())
-		if err != nil {
-			fmt.Fprintf(stderr, "hapair: %s is not valid:\n%v\n", *path, err)
-			return 1
-		}
-		*addr = cfg.Status.Listen
-	}
-	if *addr == "" {
-		fmt.Fprintln(stderr, "hapair: the status listener is disabled (status.listen is empty)")
-		return 1
-	}
-	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + *addr + "/status")
+	listen, err := statusAddr(*path, *addr)
 	if err != nil {
-		fmt.Fprintf(stderr, "hapair: is hapair running? %v\n", err)
+		fmt.Fprintf(stderr, "hapair: %v\n", err)
 		return 1
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "hapair: %s/status answered %s\n", *addr, resp.Status)
-		return 1
-	}
-	var st metrics.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		fmt.Fprintf(stderr, "hapair: decoding status: %v\n", err)
+	st, err := fetchStatus(context.Background(), listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "hapair: %v\n", err)
 		return 1
 	}
 	if *asJSON {

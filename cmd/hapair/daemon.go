@@ -40,6 +40,8 @@ type daemon struct {
 	checks       *checks.Runner
 	checksCancel context.CancelFunc
 	checksDone   chan struct{}
+
+	reloads *reloadLog // SIGHUPs and their outcomes
 }
 
 // vrrpInstance is one running instance with what its priority is computed from.
@@ -55,6 +57,7 @@ type vrrpInstance struct {
 func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: log}
 	d.metrics = metrics.New(metrics.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()})
+	d.reloads = newReloadLog(cfg.File, time.Now(), d.metrics)
 	if cfg.Status.KeepalivedCompat {
 		d.metrics.EnableKeepalivedCompat()
 	}

@@ -23,6 +23,7 @@ Usage:
   hapair run     [--config FILE]           run the appliance (default config ` + defaultConfig + `)
   hapair check   [--config FILE]           validate like keepalived -t (also runs haproxy -c)
   hapair status  [--json] [--config FILE]  ask the running daemon for its state
+  hapair reload  [--config FILE]           reload the running daemon (SIGHUP) and wait for the outcome
   hapair convert FILE                      print a keepalived.conf as hapair YAML
   hapair demo    [flags]                   run the failover scenario in a lab of network namespaces
   hapair version                           print version information
@@ -46,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(rest, stdout, stderr)
 	case "status":
 		return cmdStatus(rest, stdout, stderr)
+	case "reload":
+		return cmdReload(rest, stdout, stderr)
 	case "convert":
 		return cmdConvert(rest, stdout, stderr)
 	case "demo":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -9,37 +10,64 @@ import (
 
 	"github.com/hapair/hapair/checks"
 	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/supervisor"
 	"github.com/hapair/hapair/vrrp/instance"
 	vipnet "github.com/hapair/hapair/vrrp/vip"
 )
 
 // reload is SIGHUP: read and validate the file, refuse it whole when it is broken or changes what
-// only a restart can change, else apply it in place and reload HAProxy (which validates first).
-// The running configuration stays whenever anything is refused.
-func (d *daemon) reload(ctx context.Context, path string) {
+// only a restart can change, reload HAProxy (which checks its file with `haproxy -c` first), and
+// only when HAProxy took its new file apply hapair's own settings in place. Whatever goes wrong,
+// the running configuration stays whole: result is metrics.ReloadOK, ReloadRefused (a file was
+// invalid: nothing was touched) or ReloadFailed (HAProxy's reload failed, its old workers keep
+// serving, and hapair's settings were left as they were); err says why.
+func (d *daemon) reload(ctx context.Context, path string) (result string, err error) {
 	d.log.Info(fmt.Sprintf("Reloading configuration %s", path))
+	refuse := func(err error) (string, error) {
+		d.log.Error(fmt.Sprintf("Reload refused, the running configuration stays: %v", err))
+		return metrics.ReloadRefused, err
+	}
 	next, err := config.Load(path)
 	if err != nil {
-		d.log.Error(fmt.Sprintf("Reload refused, the running configuration stays: %s is not valid:\n%v", path, err))
-		return
+		return refuse(fmt.Errorf("%s is not valid:\n%w", path, err))
 	}
 	d.mu.Lock()
 	cur := d.cfg
 	d.mu.Unlock()
 	changes, needRestart := config.Reloadable(cur, next)
 	if len(needRestart) > 0 {
-		d.log.Error(fmt.Sprintf("Reload refused, the running configuration stays: these changes need a restart of hapair: %s",
-			strings.Join(needRestart, "; ")))
-		return
+		return refuse(fmt.Errorf("these changes need a restart of hapair: %s", strings.Join(needRestart, "; ")))
+	}
+	// The new checks are built (script security, commands) before anything is touched.
+	var specs []checks.Spec
+	checksChanged := !reflect.DeepEqual(cur.Checks, next.Checks)
+	if checksChanged {
+		if specs, err = checkSpecs(next, d.log); err != nil {
+			return refuse(err)
+		}
+	}
+	if d.sup != nil {
+		switch err := d.sup.Reload(ctx); {
+		case err == nil:
+		case errors.Is(err, supervisor.ErrRefused):
+			return refuse(err)
+		case errors.Is(err, supervisor.ErrNotRunning):
+			// Not a failure of this reload: the supervisor's next start reads the new file.
+			d.log.Warn("HAProxy is not running: it will read its configuration when it is restarted")
+		default:
+			d.log.Error(fmt.Sprintf("Reload failed, the running configuration stays (HAProxy's old workers keep serving): %v", err))
+			return metrics.ReloadFailed, fmt.Errorf("HAProxy reload: %w", err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return refuse(fmt.Errorf("stopping: %w", err))
 	}
 	if len(changes) > 0 {
 		d.log.Info(fmt.Sprintf("Applying: %s", strings.Join(changes, "; ")))
 	}
-	if !reflect.DeepEqual(cur.Checks, next.Checks) {
-		if err := d.replaceChecks(ctx, next); err != nil {
-			d.log.Error(fmt.Sprintf("Reload refused, the running configuration stays: %v", err))
-			return
-		}
+	if checksChanged {
+		d.replaceChecks(ctx, specs)
 	}
 	d.mu.Lock()
 	d.cfg = next
@@ -51,21 +79,13 @@ func (d *daemon) reload(ctx context.Context, path string) {
 	runner := d.checks
 	d.mu.Unlock()
 	d.updatePriorities(runner.Up())
-	if d.sup != nil {
-		if err := d.sup.Reload(ctx); err != nil {
-			d.log.Error(fmt.Sprintf("HAProxy reload: %v", err))
-		}
-	}
 	d.log.Info("Configuration reloaded")
+	return metrics.ReloadOK, nil
 }
 
-// replaceChecks swaps the checks runner for one built from the new configuration; the built-in
-// liveness check keeps what the supervisor last said.
-func (d *daemon) replaceChecks(ctx context.Context, next *config.Config) error {
-	specs, err := checkSpecs(next, d.log)
-	if err != nil {
-		return err
-	}
+// replaceChecks swaps the checks runner for one running specs; the built-in liveness check keeps
+// what the supervisor last said.
+func (d *daemon) replaceChecks(ctx context.Context, specs []checks.Spec) {
 	for _, s := range specs {
 		d.metrics.DeclareCheck(s.Name)
 	}
@@ -76,7 +96,6 @@ func (d *daemon) replaceChecks(ctx context.Context, next *config.Config) error {
 	}
 	d.stopChecks()
 	d.startChecks(ctx, r)
-	return nil
 }
 
 // updateInstance applies an instance's reloadable settings. Instances are matched by position:

@@ -19,7 +19,10 @@ func (d *daemon) Status() metrics.Status {
 	d.mu.Unlock()
 
 	now := time.Now()
-	st := metrics.Status{RouterID: routerID, Version: version, GeneratedAt: now}
+	st := metrics.Status{RouterID: routerID, Version: version, GeneratedAt: now, PID: os.Getpid()}
+	if d.reloads != nil {
+		st.Config = d.reloads.status()
+	}
 	for _, vi := range instances {
 		s := vi.run.Status()
 		is := metrics.InstanceStatus{

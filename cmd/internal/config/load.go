@@ -71,7 +71,7 @@ func Parse(data []byte, filename string, opts ...LoadOption) (*Config, error) {
 }
 
 func load(path string, opts []LoadOption) (*Config, Problems) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path)
 	if err != nil {
 		return nil, Problems{{File: path, Msg: fmt.Sprintf("read configuration: %v", unwrapPathError(err))}}
 	}
@@ -154,4 +154,29 @@ func (d *decoder) syntaxError(err error) {
 		}
 	}
 	d.add(line, "", "YAML syntax: %s", m[2])
+}
+
+// StatusListen reads only status.listen from the file at path, leniently, for commands that talk
+// to the running hapair (`hapair reload`) and must find it even when the file is broken: that is
+// when the daemon's own answer (the reload refused, and why) matters most. A file that is not
+// YAML at all, or has no status.listen, gives the default; "" means the listener is disabled.
+func StatusListen(path string) (string, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return "", err
+	}
+	var doc struct {
+		Status struct {
+			Listen *string `yaml:"listen"`
+		} `yaml:"status"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil || doc.Status.Listen == nil {
+		return DefaultStatusListen, nil
+	}
+	return *doc.Status.Listen, nil
+}
+
+// readFile reads a configuration file.
+func readFile(path string) ([]byte, error) {
+	return os.ReadFile(path)
 }

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+	"time"
+
+	"github.com/hapair/hapair/metrics"
+)
+
+// reloadPoll is how often `hapair reload` asks for the outcome.
+const reloadPoll = 100 * time.Millisecond
+
+// cmdReload is `hapair reload`: SIGHUP to the running hapair, then wait for the outcome of the
+// attempt that answers it, so that `systemctl reload hapair` (ExecReload) fails when the reload
+// was refused, where /bin/kill -HUP returned before hapair had even read the file.
+func cmdReload(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("reload", stderr)
+	path := fs.String("config", defaultConfig, "configuration file (for status.listen)")
+	addr := fs.String("addr", "", "status listener address (default: status.listen of the configuration)")
+	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for the outcome")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	listen, err := statusAddr(*path, *addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "hapair: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	r, err := requestReload(ctx, listen, signalPID)
+	if err != nil {
+		fmt.Fprintf(stderr, "hapair: reload: %v\n", err)
+		return 1
+	}
+	if r.Result != metrics.ReloadOK {
+		fmt.Fprintf(stderr, "hapair: reload %s, the running configuration stays:\n%s\n", r.Result, r.Error)
+		return 1
+	}
+	fmt.Fprintf(stdout, "hapair: configuration reloaded (%s)\n", time.Duration(r.Duration).Round(time.Millisecond))
+	return 0
+}
+
+func signalPID(pid int) error { return syscall.Kill(pid, syscall.SIGHUP) }
+
+// requestReload signals the hapair answering at listen and returns the reload attempt that
+// answers the signal: the first whose request count is past the one seen before signalling.
+func requestReload(ctx context.Context, listen string, hup func(pid int) error) (*metrics.ConfigReload, error) {
+	before, err := fetchStatus(ctx, listen)
+	if err != nil {
+		return nil, err
+	}
+	if before.Config == nil || before.PID <= 1 {
+		return nil, errors.New("the running hapair does not report its reloads (older than this command): use kill -HUP")
+	}
+	if err := hup(before.PID); err != nil {
+		return nil, fmt.Errorf("signal hapair (pid %d): %w", before.PID, err)
+	}
+	t := time.NewTicker(reloadPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no outcome from hapair (pid %d): %w", before.PID, ctx.Err())
+		case <-t.C:
+		}
+		st, err := fetchStatus(ctx, listen)
+		switch {
+		case err != nil:
+			continue // a slow answer or a moment without the listener; the deadline decides
+		case st.PID != before.PID:
+			return nil, fmt.Errorf("hapair restarted (pid %d, was %d) before answering", st.PID, before.PID)
+		case st.Config != nil && st.Config.LastReload != nil && st.Config.LastReload.Request > before.Config.ReloadRequests:
+			return st.Config.LastReload, nil
+		}
+	}
+}
