@@ -26,7 +26,7 @@ func TestRunnerRealProbes(t *testing.T) {
 		}
 	}()
 	tcp := NewTCPProbe(l.Addr().String())
-	hang, err := NewScriptProbe(writeScript(t, "echo checking; sleep 30", 0o755), "")
+	hang, err := NewScriptProbe(writeScript(t, "echo checking; sleep 30", 0o755), "", false)
 	if err != nil {
 		t.Fatal(err)
 	}

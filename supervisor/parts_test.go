@@ -79,28 +79,6 @@ func FuzzParseShowProc(f *testing.F) {
 	})
 }
 
-func TestChildEnv(t *testing.T) {
-	tests := []struct {
-		name          string
-		parent, extra []string
-		want          []string
-	}{
-		{"systemd's variables dropped", []string{"PATH=/bin", "NOTIFY_SOCKET=/run/systemd/notify", "WATCHDOG_USEC=1", "WATCHDOG_PID=2", "HOME=/root"},
-			nil, []string{"PATH=/bin", "HOME=/root"}},
-		{"extra added last and overrides", []string{"PATH=/bin", "TZ=UTC"}, []string{"TZ=Europe/Paris", "X=1"},
-			[]string{"PATH=/bin", "TZ=Europe/Paris", "X=1"}},
-		{"a name that only starts alike stays", []string{"NOTIFY_SOCKETS=x", "MY_WATCHDOG_USEC=1"}, nil,
-			[]string{"NOTIFY_SOCKETS=x", "MY_WATCHDOG_USEC=1"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := childEnv(tt.parent, tt.extra); !slices.Equal(got, tt.want) {
-				t.Errorf("got %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestCopyLines(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hapair/hapair/internal/spawn"
 )
 
 // ErrNotRunning is returned by Reload when there is no HAProxy to reload.
@@ -41,7 +43,7 @@ func validate(ctx context.Context, command, configFile string, env []string) (ou
 		return "", false, fmt.Errorf("haproxy configuration: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, command, "-c", "-f", configFile)
-	cmd.Env = childEnv(os.Environ(), env)
+	cmd.Env = spawn.Env(os.Environ(), env...)
 	b, err := cmd.CombinedOutput()
 	text := strings.TrimSpace(string(b))
 	var exit *exec.ExitError

@@ -27,6 +27,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/hapair/hapair/internal/spawn"
 )
 
 // Defaults for the zero values of Config.
@@ -269,25 +271,6 @@ func (s *Supervisor) prepareRuntimeDir(context.Context) error {
 	return nil
 }
 
-// childEnv is the parent's environment without systemd's notify and watchdog variables, then
-// extra (which overrides a variable of the same name).
-func childEnv(parent, extra []string) []string {
-	override := map[string]bool{}
-	for _, kv := range extra {
-		k, _, _ := strings.Cut(kv, "=")
-		override[k] = true
-	}
-	var env []string
-	for _, kv := range parent {
-		k, _, _ := strings.Cut(kv, "=")
-		if k == "NOTIFY_SOCKET" || strings.HasPrefix(k, "WATCHDOG_") || override[k] {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env, extra...)
-}
-
 // runOnce starts one HAProxy master (or watches the adopted one) and returns when it has exited
 // (stopped false) or has been stopped because ctx ended (stopped true); ran is how long it lived.
 func (s *Supervisor) runOnce(ctx context.Context, adopted *child) (ran time.Duration, stopped bool) {
@@ -353,7 +336,7 @@ func (s *Supervisor) runOnce(ctx context.Context, adopted *child) (ran time.Dura
 func (s *Supervisor) start() (*child, <-chan struct{}, error) {
 	args := s.args()
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = childEnv(os.Environ(), s.cfg.Env)
+	cmd.Env = spawn.Env(os.Environ(), s.cfg.Env...)
 	cmd.Dir = "/"
 	// No Pdeathsig: HAProxy must keep serving when hapair dies without a stop; the next hapair
 	// adopts it. Setpgid: a Ctrl-C in hapair's terminal does not hit HAProxy behind hapair's back.

@@ -1,16 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
-	"time"
 
 	"github.com/hapair/hapair/checks"
 	"github.com/hapair/hapair/cmd/internal/config"
-	"github.com/hapair/hapair/cmd/internal/notify"
 )
 
 // checkSpecs turns the configured checks, and the links named in track_interface, into the
@@ -54,40 +49,11 @@ func newProbe(cfg *config.Config, c config.CheckConfig) (checks.Probe, error) {
 		if user == "" {
 			user = cfg.Notify.User
 		}
-		if err := scriptSecurity(cfg, c.Script.Command); err != nil {
-			// keepalived disables such a script; hapair keeps the check and lets it fail, so
-			// that the refusal shows in status, metrics and the priority.
-			return refusedProbe{reason: err.Error()}, nil
-		}
-		return checks.NewScriptProbe(c.Script.Command, user)
+		return checks.NewScriptProbe(c.Script.Command, user, cfg.Notify.ScriptSecurity)
 	case c.TCP != nil:
 		return checks.NewTCPProbe(c.TCP.Address), nil
 	case c.Interface != nil:
 		return checks.NewInterfaceProbe(c.Interface.Name), nil
 	}
 	return nil, fmt.Errorf("no probe configured")
-}
-
-// scriptSecurity applies notify.script_security to a script check: running as root, a script
-// that a user other than root could modify is refused (keepalived's enable_script_security).
-func scriptSecurity(cfg *config.Config, command string) error {
-	if !cfg.Notify.ScriptSecurity || os.Geteuid() != 0 {
-		return nil
-	}
-	argv, err := notify.Split(command)
-	if err != nil || len(argv) == 0 {
-		return nil // the probe reports the unusable command itself
-	}
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		return nil // missing: the probe fails with that reason
-	}
-	return notify.CheckSecure(path)
-}
-
-// refusedProbe always fails with the reason the script was refused.
-type refusedProbe struct{ reason string }
-
-func (p refusedProbe) Probe(context.Context) checks.Result {
-	return checks.Result{OK: false, Output: "refused by script_security: " + p.reason, At: time.Now()}
 }

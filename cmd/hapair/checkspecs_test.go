@@ -16,7 +16,11 @@ func TestScriptChecksHonourScriptSecurity(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("script security applies when running as root")
 	}
-	unsafe := filepath.Join(t.TempDir(), "check.sh") // under /tmp: world-writable above it
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil { // world-writable, not sticky: anyone may replace the script
+		t.Fatal(err)
+	}
+	unsafe := filepath.Join(dir, "check.sh")
 	if err := os.WriteFile(unsafe, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/hapair/hapair/internal/spawn"
 )
 
 // CheckTimeout bounds `haproxy -c` in Check.
@@ -103,7 +103,7 @@ func (h *hostCheck) haproxy(ctx context.Context) {
 		return
 	}
 	cmd := exec.CommandContext(ctx, prog, "-c", "-f", hp.Config)
-	cmd.Env = childEnv(os.Environ())
+	cmd.Env = spawn.Env(os.Environ())
 	out, err := cmd.CombinedOutput()
 	text := indent(strings.TrimSpace(string(out)))
 	var exit *exec.ExitError
@@ -122,14 +122,15 @@ func (h *hostCheck) haproxy(ctx context.Context) {
 
 // scripts checks that script checks can be executed (hapair counts a script it cannot execute as
 // a failure, for ever), and warns about notify commands that cannot be, and about commands that
-// script security would refuse.
+// script security would refuse. It asks package proc, which runs them, so that check and run
+// judge alike.
 func (h *hostCheck) scripts() {
 	for i, c := range h.cfg.Checks {
 		if c.Script == nil {
 			continue
 		}
 		key := index("checks", i) + ".script.command"
-		switch msg, refused := h.program(c.Script.Command); {
+		switch msg, refused := h.program(c.Script.Command, c.Script.User); {
 		case msg == "":
 		case refused:
 			h.warn(key, "%s", msg)
@@ -145,57 +146,32 @@ func (h *hostCheck) scripts() {
 			if n.cmd == "" {
 				continue
 			}
-			if msg, _ := h.program(n.cmd); msg != "" {
+			if msg, _ := h.program(n.cmd, h.cfg.Notify.User); msg != "" {
 				h.warn(index("vrrp_instances", i)+"."+n.key, "%s", msg)
 			}
 		}
 	}
 }
 
-// program returns "" when the command's program can be run; otherwise why not, with refused set
-// when it exists but script security would refuse it.
-func (h *hostCheck) program(command string) (msg string, refused bool) {
-	argv, err := SplitCommand(command)
+// program returns "" when the command's program can be run as user; otherwise why not, with
+// refused set when it exists but script security would refuse it. `hapair run` runs as root, so
+// that is what is judged here, whoever runs `hapair check`.
+func (h *hostCheck) program(command, user string) (msg string, refused bool) {
+	prog, err := spawn.Parse(command, user)
 	if err != nil {
 		return err.Error(), false
 	}
-	prog, err := exec.LookPath(argv[0])
-	if err != nil {
-		return fmt.Sprintf("%s: %v", argv[0], unwrapExecError(err)), false
+	if _, err := prog.Resolve(); err != nil {
+		return err.Error(), false
 	}
 	if h.cfg.Notify.ScriptSecurity {
-		if p := insecurePath(prog); p != "" {
-			return fmt.Sprintf("%s: %s can be changed by a user other than root, so hapair will refuse to run it (notify.script_security)", argv[0], p), true
+		if err := prog.CheckSecure(true); errors.Is(err, spawn.ErrInsecure) {
+			return fmt.Sprintf("%s: %v, so hapair will refuse to run it (notify.script_security)", prog.Args[0], err), true
+		} else if err != nil {
+			return err.Error(), false
 		}
 	}
 	return "", false
-}
-
-// insecurePath returns the first of path and its parent directories that a user other than root
-// could change, keepalived's test for script security; "" when there is none.
-func insecurePath(path string) string {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return path
-	}
-	if real, err := filepath.EvalSymlinks(abs); err == nil {
-		abs = real
-	}
-	for p := abs; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return p
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			mode := fi.Mode().Perm()
-			if st.Uid != 0 || (st.Gid != 0 && mode&0o020 != 0) || mode&0o002 != 0 {
-				return p
-			}
-		}
-		if p == filepath.Dir(p) {
-			return ""
-		}
-	}
 }
 
 func unwrapExecError(err error) error {
@@ -204,19 +180,6 @@ func unwrapExecError(err error) error {
 		err = ee.Err
 	}
 	return unwrapPathError(err)
-}
-
-// childEnv keeps systemd's notification variables away from HAProxy, which would otherwise talk
-// to systemd itself.
-func childEnv(env []string) []string {
-	out := env[:0:0]
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "WATCHDOG_") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
 }
 
 func indent(s string) string {

@@ -158,9 +158,9 @@ func TestCheckScripts(t *testing.T) {
 	}
 	// As root the script is root's and the open directory is what others can change; as anyone
 	// else the script itself already belongs to a user other than root.
-	culprit := open
+	culprit := open + " is writable by others (mode -rwxrwxrwx)"
 	if os.Geteuid() != 0 {
-		culprit = script
+		culprit = fmt.Sprintf("%s is owned by uid %d", script, os.Geteuid())
 	}
 	checks := func(security bool, command string) string {
 		return fmt.Sprintf("checks:\n  - name: s\n    script: {command: %q}\nnotify: {script_security: %t}\n", command, security) +
@@ -176,7 +176,7 @@ func TestCheckScripts(t *testing.T) {
 			"h.yaml:3: checks[0].script.command: /nonexistent/check.sh: no such file or directory: the check would always fail",
 			[]string{"h.yaml:11: vrrp_instances[0].notify_master: /nonexistent/notify.sh: no such file or directory"}},
 		{"insecure script with security", checks(true, script+" arg"), "",
-			[]string{"h.yaml:3: checks[0].script.command: " + script + ": " + culprit + " can be changed by a user other than root, so hapair will refuse to run it", "notify_master"}},
+			[]string{"h.yaml:3: checks[0].script.command: " + script + ": a user other than root can change the script: " + culprit + ", so hapair will refuse to run it", "notify_master"}},
 		{"insecure script without security", checks(false, script), "", []string{"notify_master"}},
 	}
 	for _, tt := range tests {

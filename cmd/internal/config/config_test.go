@@ -643,34 +643,6 @@ func TestExamplesLoad(t *testing.T) {
 	}
 }
 
-func TestSplitCommand(t *testing.T) {
-	tests := []struct {
-		in   string
-		want []string
-		err  string
-	}{
-		{"/usr/bin/pgrep -x haproxy", []string{"/usr/bin/pgrep", "-x", "haproxy"}, ""},
-		{`/bin/check "two words" 'and more' x\ y`, []string{"/bin/check", "two words", "and more", "x y"}, ""},
-		{`  spaced   out  `, []string{"spaced", "out"}, ""},
-		{`empty "" arg`, []string{"empty", "", "arg"}, ""},
-		{`bad "quote`, nil, "unterminated"},
-		{`bad\`, nil, "trailing backslash"},
-		{"   ", nil, "empty command"},
-	}
-	for _, tt := range tests {
-		got, err := SplitCommand(tt.in)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("SplitCommand(%q) err = %v, want %q", tt.in, err, tt.err)
-			}
-			continue
-		}
-		if err != nil || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("SplitCommand(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-}
-
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load("/nonexistent/hapair.yaml")
 	if err == nil || err.Error() != "/nonexistent/hapair.yaml: read configuration: no such file or directory" {

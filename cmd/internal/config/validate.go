@@ -14,7 +14,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/hapair/hapair/checks"
+	"github.com/hapair/hapair/internal/spawn"
 )
 
 var checkNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
@@ -135,7 +135,7 @@ func (d *decoder) validateChecks(cfg *Config, o options) map[string]int {
 			sp := p + ".script"
 			if strings.TrimSpace(s.Command) == "" {
 				d.add(d.lineOf(sp+".command"), sp+".command", "needs the command to run")
-			} else if _, err := SplitCommand(s.Command); err != nil {
+			} else if _, err := spawn.Split(s.Command); err != nil {
 				d.add(d.lineOf(sp+".command"), sp+".command", "%v", err)
 			}
 			if s.User == "" {
@@ -473,10 +473,6 @@ func knownChecks(cfg *Config, checks map[string]int) string {
 	sort.Strings(names)
 	return "known: " + strings.Join(names, ", ")
 }
-
-// SplitCommand splits a command line the way keepalived does for its scripts (see
-// checks.SplitCommand, the one implementation that checks, notify hooks and convert share).
-func SplitCommand(s string) ([]string, error) { return checks.SplitCommand(s) }
 
 func (d *decoder) hasProblem(key string) bool {
 	for _, p := range d.probs {

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/internal/spawn"
 )
 
 // Note is a keepalived keyword that was not carried over, or not quite as written.
@@ -298,7 +299,7 @@ func (c *converter) vrrpScript(s *stmt) {
 			raw := g.argText() // the words as written, quotes removed: what a shell would get
 			for _, w := range g.args() {
 				if w.quoted {
-					split, err := config.SplitCommand(w.text)
+					split, err := spawn.Split(w.text)
 					if err != nil {
 						c.note(g.line, "vrrp_script "+vs.name+": script", "%v", err)
 						continue
@@ -313,7 +314,7 @@ func (c *converter) vrrpScript(s *stmt) {
 				argv = []string{"/bin/sh", "-c", raw}
 			}
 			vs.argv = argv
-			vs.command = joinCommand(argv)
+			vs.command = spawn.Join(argv)
 		case "interval":
 			if d, ok := c.secondsArg(g); ok && d > 0 {
 				vs.interval = d
@@ -359,18 +360,6 @@ func (c *converter) vrrpScript(s *stmt) {
 		return
 	}
 	vs.haproxy = isHAProxyLiveness(vs.argv)
-}
-
-// joinCommand writes argv back as one command line that config.SplitCommand splits the same way.
-func joinCommand(argv []string) string {
-	parts := make([]string, len(argv))
-	for i, a := range argv {
-		if a == "" || strings.ContainsAny(a, " \t\"'\\<>|&;$`*?(){}~#") {
-			a = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(a) + `"`
-		}
-		parts[i] = a
-	}
-	return strings.Join(parts, " ")
 }
 
 var haproxyPattern = regexp.MustCompile(`^\^?haproxy(\.service)?\$?$`)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/internal/spawn"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -742,7 +743,7 @@ func TestIsHAProxyLiveness(t *testing.T) {
 		{"haproxy", false},
 	}
 	for _, tt := range tests {
-		argv, err := config.SplitCommand(tt.cmd)
+		argv, err := spawn.Split(tt.cmd)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/hapair/hapair/internal/spawn"
 )
 
 // Host is one network namespace attached to the lab's switch.
@@ -113,7 +115,7 @@ func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.C
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = 2 * time.Second
-	cmd.Env = childEnv()
+	cmd.Env = spawn.Env(os.Environ())
 	return cmd
 }
 
@@ -352,21 +354,6 @@ func killGroup(pid int) error {
 		return err
 	}
 	return nil
-}
-
-// childEnv is this process's environment without the variables through which
-// a process talks to systemd.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case "NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
 }
 
 func prefixOf(n *net.IPNet) (netip.Prefix, bool) {

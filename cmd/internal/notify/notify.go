@@ -3,25 +3,19 @@
 // INSTANCE <name> <state> <priority>.
 //
 // Hooks run one at a time per instance, in the order of the transitions, on a goroutine of their
-// own: a slow or hung script never delays the VRRP loop, and it is killed at its timeout.
+// own: a slow or hung script never delays the VRRP loop. A hook is run as package spawn runs every
+// program: its process group is killed at its timeout, and it dies with hapair, even when hapair
+// is SIGKILLed.
 package notify
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
-	"github.com/hapair/hapair/checks"
+	"github.com/hapair/hapair/internal/spawn"
 )
 
 // Hooks are the commands of one instance. Empty strings run nothing.
@@ -36,9 +30,6 @@ type Options struct {
 	Timeout        time.Duration // kill a hook that runs longer; 0 = 10s
 	ScriptSecurity bool          // as root, refuse a script that someone other than root could modify
 }
-
-// ErrInsecure is returned (and logged) for a script that others can write while hapair runs as root.
-var ErrInsecure = errors.New("script is writable by a user other than root")
 
 // Runner runs the hooks of one instance.
 type Runner struct {
@@ -115,93 +106,20 @@ func (r *Runner) run(j job, command string, extra ...string) {
 }
 
 func (r *Runner) exec(command string, extra []string) error {
-	argv, err := Split(command)
+	prog, err := spawn.Parse(command, r.opts.User)
 	if err != nil {
 		return err
-	}
-	if len(argv) == 0 {
-		return errors.New("empty command")
-	}
-	path, err := exec.LookPath(argv[0])
-	if err != nil {
-		return fmt.Errorf("find %s: %w", argv[0], err)
-	}
-	if r.opts.ScriptSecurity && os.Geteuid() == 0 {
-		if err := CheckSecure(path); err != nil {
-			return err
-		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.opts.Timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path, append(argv[1:], extra...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	if r.opts.User != "" {
-		cred, err := credential(r.opts.User)
-		if err != nil {
-			return err
-		}
-		cmd.SysProcAttr.Credential = cred
-	}
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		return fmt.Errorf("timed out after %s", r.opts.Timeout)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	res := prog.Run(ctx, spawn.Options{Args: extra, ScriptSecurity: r.opts.ScriptSecurity})
+	switch {
+	case res.Err != nil:
+		return res.Err
+	case res.TimedOut:
+		return fmt.Errorf("timed out after %s, process group killed", r.opts.Timeout)
+	case !res.Success():
+		return fmt.Errorf("%s: %s", res.State, res.Output)
 	}
 	return nil
 }
-
-func credential(name string) (*syscall.Credential, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("notify user: %w", err)
-	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-}
-
-// CheckSecure refuses a script that a user other than root could change: the file or any directory
-// above it owned by someone else, or writable by group or others (keepalived's
-// enable_script_security). Sticky world-writable directories such as /tmp still count as unsafe.
-func CheckSecure(path string) error {
-	p, err := filepath.Abs(path)
-	if err != nil {
-		return err
-	}
-	if resolved, err := filepath.EvalSymlinks(p); err == nil {
-		p = resolved
-	}
-	for {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if err := ownedByRoot(p, fi); err != nil {
-			return err
-		}
-		parent := filepath.Dir(p)
-		if parent == p {
-			return nil
-		}
-		p = parent
-	}
-}
-
-func ownedByRoot(p string, fi fs.FileInfo) error {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if ok && st.Uid != 0 {
-		return fmt.Errorf("%w: %s is owned by uid %d", ErrInsecure, p, st.Uid)
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("%w: %s has mode %s", ErrInsecure, p, fi.Mode().Perm())
-	}
-	return nil
-}
-
-// Split splits a command line the way keepalived does: on blanks, quotes grouping words, a
-// backslash escaping the next character, no shell (checks.SplitCommand).
-func Split(s string) ([]string, error) { return checks.SplitCommand(s) }

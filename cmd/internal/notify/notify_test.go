@@ -3,42 +3,16 @@ package notify
 import (
 	"errors"
 	"os"
+	"os/user"
 	"path/filepath"
-	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-)
 
-func TestSplit(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    []string
-		wantErr string
-	}{
-		{in: "/bin/echo a b", want: []string{"/bin/echo", "a", "b"}},
-		{in: `  /bin/echo   "two words"  x `, want: []string{"/bin/echo", "two words", "x"}},
-		{in: `/bin/echo 'it''s'`, want: []string{"/bin/echo", "its"}},
-		{in: `/bin/echo a\ b`, want: []string{"/bin/echo", "a b"}},
-		{in: `/bin/echo ""`, want: []string{"/bin/echo", ""}},
-		{in: `/bin/echo "open`, wantErr: "unterminated"},
-		{in: `/bin/echo \`, wantErr: "trailing backslash"},
-		{in: "", wantErr: "empty command"},
-	}
-	for _, tt := range tests {
-		got, err := Split(tt.in)
-		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("Split(%q) error = %v, want %q", tt.in, err, tt.wantErr)
-			}
-			continue
-		}
-		if err != nil || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("Split(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-}
+	"github.com/hapair/hapair/internal/spawn"
+)
 
 // script writes an executable shell script that appends its arguments to out.
 func script(t *testing.T, dir, name, body string) string {
@@ -142,20 +116,17 @@ func TestScriptSecurity(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("ownership rules apply when running as root")
 	}
-	if err := CheckSecure("/bin/true"); err != nil {
-		t.Fatalf("/bin/true refused: %v", err)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil { // world-writable, not sticky: anyone may replace the script
+		t.Fatal(err)
 	}
-	dir := t.TempDir() // under /tmp: world-writable, so anything below it is unsafe
 	p := script(t, dir, "x.sh", "exit 0")
-	if err := CheckSecure(p); !errors.Is(err, ErrInsecure) {
-		t.Fatalf("script under a world-writable directory: err = %v, want ErrInsecure", err)
-	}
 	rec := &recorder{done: make(chan struct{}, 2)}
 	r := New(Hooks{Master: p}, Options{ScriptSecurity: true}, nil)
 	r.ran = rec.ran
 	r.Notify("VI_LOGS", "MASTER", 110)
 	rec.wait(t, 1)
-	if !errors.Is(rec.errs[0], ErrInsecure) {
+	if !errors.Is(rec.errs[0], spawn.ErrInsecure) {
 		t.Fatalf("insecure hook ran: err = %v", rec.errs[0])
 	}
 }
@@ -185,5 +156,46 @@ func TestRunsAsConfiguredUser(t *testing.T) {
 	}
 	if got := strings.TrimSpace(string(data)); got != "nobody" {
 		t.Fatalf("hook ran as %q, want nobody", got)
+	}
+}
+
+// TestRunsWithTheUsersGroups: a hook run as a user has all the user's groups (it used to run with
+// none). Debian's frr user is in frrvty.
+func TestRunsWithTheUsersGroups(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("switching users needs root")
+	}
+	u, err := user.Lookup("frr")
+	if err != nil {
+		t.Skip("no frr user (apt-get install frr)")
+	}
+	want, err := u.GroupIds()
+	if err != nil || len(want) < 2 {
+		t.Skipf("frr has groups %q (%v), want a supplementary one", want, err)
+	}
+	dir, err := os.MkdirTemp("", "hapair-notify-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil { // frr must reach the script and its output
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "groups")
+	p := script(t, dir, "groups.sh", "id -G > "+out)
+	rec := &recorder{done: make(chan struct{}, 2)}
+	r := New(Hooks{Master: p}, Options{User: "frr"}, nil)
+	r.ran = rec.ran
+	r.Notify("VI_LOGS", "MASTER", 110)
+	rec.wait(t, 1)
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("hook did not run: %v (hook error %v)", err, rec.errs[0])
+	}
+	got := strings.Fields(string(data))
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("hook ran with groups %q, want %q", got, want)
 	}
 }
