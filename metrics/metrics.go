@@ -124,6 +124,7 @@ type Metrics struct {
 	prioZeroSent     *prometheus.CounterVec
 	prioZeroReceived *prometheus.CounterVec
 	dropped          *prometheus.CounterVec
+	otherVRID        *prometheus.CounterVec
 	garpSent         *prometheus.CounterVec
 	addrMismatch     *prometheus.CounterVec
 	vipErrors        *prometheus.CounterVec
@@ -201,6 +202,10 @@ func New(b BuildInfo) *Metrics {
 			Name: "hapair_vrrp_packets_dropped_total",
 			Help: "VRRP packets dropped, by reason; every drop is counted.",
 		}, []string{"instance", "reason"}),
+		otherVRID: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hapair_vrrp_packets_other_vrid_total",
+			Help: "VRRP packets received on an interface for a VRID that no instance here runs (other virtual routers on the segment: normal traffic), or too short to carry a VRID.",
+		}, []string{"interface"}),
 		garpSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hapair_vrrp_garp_sent_total",
 			Help: "Gratuitous ARP and unsolicited neighbour advertisement packets sent for the instance's VIPs.",
@@ -281,7 +286,7 @@ func New(b BuildInfo) *Metrics {
 		buildInfo,
 		m.vrrpState, m.transitions, m.priority, m.takeover, m.lastTakeover, m.release,
 		m.advertsSent, m.advertsReceived, m.prioZeroSent, m.prioZeroReceived,
-		m.dropped, m.garpSent, m.addrMismatch, m.vipErrors,
+		m.dropped, m.otherVRID, m.garpSent, m.addrMismatch, m.vipErrors,
 		m.haproxyUp, m.haproxyRestarts, m.haproxyReloads, m.haproxyLastExit,
 		m.checkUp, m.checkResults, m.checkDuration,
 		m.configReloads, m.configLastReloadOK, m.configLastReloadOKTime,
@@ -426,4 +431,10 @@ func boolValue(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// OtherVRID returns the counter of hapair_vrrp_packets_other_vrid_total for an interface: the
+// VRRP packets there that no instance takes (vrrp/transport counts them, once per interface).
+func (m *Metrics) OtherVRID(ifname string) prometheus.Counter {
+	return m.otherVRID.WithLabelValues(ifname)
 }

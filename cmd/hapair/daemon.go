@@ -35,6 +35,7 @@ type daemon struct {
 	mu        sync.Mutex // guards cfg and the instances' base priorities and tracks on reload
 	cfg       *config.Config
 	sup       *supervisor.Supervisor // nil without a haproxy section
+	hub       *transport.Hub         // the VRRP sockets, shared by the instances
 	instances []*vrrpInstance
 
 	checks       *checks.Runner
@@ -50,7 +51,7 @@ type vrrpInstance struct {
 	run   *instance.Instance
 	vips  *vipnet.Manager
 	ann   *vipnet.Announcer
-	conn  transport.Conn
+	conn  *transport.Member
 	track map[string]int // check name -> weight, after the check's own weight was applied
 }
 
@@ -75,6 +76,10 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		d.metrics.DeclareCheck(config.BuiltinHAProxyCheck)
 		d.sup = supervisor.New(supervisorConfig(cfg.HAProxy), d.metrics, log.With("source", "haproxy"))
 	}
+	d.hub = transport.NewHub(transport.HubOptions{
+		Strays: func(ifname string) transport.Counter { return d.metrics.OtherVRID(ifname) },
+		Log:    log,
+	})
 	for _, ic := range cfg.Instances {
 		vi, err := d.newInstance(cfg, ic)
 		if err != nil {
@@ -116,9 +121,9 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 	if ic.UnicastSrcIP.IsValid() {
 		source = ic.UnicastSrcIP
 	}
-	conn, err := transport.Listen(transport.Options{
+	conn, err := d.hub.Join(transport.Options{
 		Interface: ic.Interface, Family: family, SourceAddr: source, Peers: ic.UnicastPeers,
-	})
+	}, ic.VRID)
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
 	}

@@ -3,16 +3,16 @@
 // it returns (send adverts, attach and detach virtual IPs, announce them).
 //
 // All protocol decisions stay in vrrp.Machine; this package only owns time, sockets and netlink.
-// One goroutine (Run) touches the machine; a reader goroutine parses and filters packets so that a
-// flood of bad packets never delays a timer.
+// One goroutine (Run) touches the machine. Packets are parsed and filtered on the transport's
+// reader goroutine, which every instance on a socket shares (HandlePacket), so that a flood of bad
+// packets never delays a timer and only adverts for this instance wake its loop. Neither path
+// allocates per advert.
 package instance
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -21,10 +21,13 @@ import (
 	"github.com/hapair/hapair/vrrp"
 )
 
-// Conn sends and receives VRRP payloads (package vrrp/transport implements it).
+// Conn sends and receives VRRP payloads (a vrrp/transport Member implements it).
 type Conn interface {
-	ReadAdvert(buf []byte) (payload []byte, src, dst netip.Addr, ttl int, err error)
+	// Receive has deliver called with every packet for the instance's VRID, on the transport's
+	// goroutine, until Close; payload is valid only during the call. ttl is -1 if unknown.
+	Receive(deliver func(payload []byte, src, dst netip.Addr, ttl int))
 	WriteAdvert(payload []byte) error
+	// Close stops delivery: once it returns, deliver is not running and is not called again.
 	Close() error
 }
 
@@ -142,11 +145,16 @@ type Instance struct {
 	mu     sync.Mutex
 	status Status
 
+	// Owned by the transport's goroutine (HandlePacket).
+	rx vrrp.Advert // parsed into, so that its address slice is reused
+
 	// Loop-owned state.
-	garpRound     int       // announcement bursts done since becoming MASTER
-	nextGARP      time.Time // zero: no burst pending
-	takeoverSince time.Time // non-zero until the first GARP after becoming MASTER
-	releaseSince  time.Time // when the failure that makes us give up MASTER was seen
+	advAddrs      []netip.Addr // the VIPs' addresses, as adverts list them
+	txBuf         []byte       // reused for every advert sent
+	garpRound     int          // announcement bursts done since becoming MASTER
+	nextGARP      time.Time    // zero: no burst pending
+	takeoverSince time.Time    // non-zero until the first GARP after becoming MASTER
+	releaseSince  time.Time    // when the failure that makes us give up MASTER was seen
 	nextReconcile time.Time
 }
 
@@ -171,11 +179,20 @@ type Update struct {
 	Applied chan struct{}
 }
 
+// received is an advert that passed the filter, on its way to the loop. Its Addrs are nil: the
+// machine does not use them, and the parsed ones belong to the transport's goroutine.
 type received struct {
 	advert vrrp.Advert
 	src    netip.Addr
 	at     time.Time
 }
+
+// receivedBacklog is how many accepted adverts may wait for the loop. It turns at least once per
+// advert interval, and each peer sends one advert per interval, so a few suffice; a full backlog
+// means a stuck loop (the watchdog's business), and the adverts beyond it are dropped and counted
+// rather than stall every other instance on the socket. Kept small: at 255 instances every slot
+// costs 255 x 100 bytes.
+const receivedBacklog = 16
 
 // New checks the configuration and builds the machine.
 func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, notify Notifier, log *slog.Logger) (*Instance, error) {
@@ -193,13 +210,14 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 		cfg: cfg, machine: m, conn: conn, vips: vips, announce: announce, rep: rep, notify: notify,
 		log: log, now: time.Now,
 		control:  make(chan controlEvent, 64),
-		received: make(chan received, 256),
+		received: make(chan received, receivedBacklog),
 		settled:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}
 	filter := cfg.Filter
 	in.filter.Store(&filter)
 	in.dropLog = logBudget{period: time.Second, burst: dropLogBurst}
+	in.advAddrs = addrsOf(cfg.VIPs)
 	in.status = Status{
 		Name: cfg.Name, Interface: cfg.Interface, VRID: cfg.Machine.VRID, Version: cfg.Machine.Version,
 		State: vrrp.Init, BasePriority: cfg.Machine.Priority, Priority: cfg.Machine.Priority,
@@ -281,19 +299,15 @@ func (in *Instance) Run(ctx context.Context) error {
 		in.rep.VIPError("detach")
 		in.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", in.cfg.Name, err))
 	}
-	readerDone := make(chan struct{})
-	go in.read(readerDone)
+	in.conn.Receive(in.HandlePacket)
 	defer func() {
-		close(in.done) // before waiting: the reader may be blocked on a full queue
-		in.conn.Close()
-		<-readerDone
+		close(in.done)
+		in.conn.Close() // returns once HandlePacket is not running and will not run again
 	}()
 
 	in.apply(in.machine.Start(in.now()))
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	heartbeat := time.NewTicker(time.Second)
-	defer heartbeat.Stop()
 	for {
 		in.lastLoop.Store(in.now().UnixNano())
 		in.armTimer(timer)
@@ -306,7 +320,6 @@ func (in *Instance) Run(ctx context.Context) error {
 		case c := <-in.control:
 			in.handleControl(c)
 		case <-timer.C:
-		case <-heartbeat.C:
 		}
 		now := in.now()
 		in.apply(in.machine.Tick(now))
@@ -352,10 +365,11 @@ func (in *Instance) handleControl(c controlEvent) {
 func (in *Instance) applyUpdate(u *Update) {
 	defer close(u.Applied)
 	in.cfg.VIPs = u.VIPs
+	in.advAddrs = addrsOf(u.VIPs)
 	if f := *in.filter.Load(); len(f.Addrs) > 0 {
-		// The address check follows the VIPs; the reader picks the new filter up with its
+		// The address check follows the VIPs; HandlePacket picks the new filter up with its
 		// next packet.
-		f.Addrs = in.addrs()
+		f.Addrs = addrsOf(u.VIPs)
 		in.filter.Store(&f)
 	}
 	in.cfg.GARPRepeat, in.cfg.GARPDelay = u.GARPRepeat, u.GARPDelay
@@ -374,6 +388,9 @@ func (in *Instance) applyUpdate(u *Update) {
 	}
 }
 
+// heartbeat is the longest the loop waits without turning.
+const heartbeat = time.Second
+
 func (in *Instance) armTimer(t *time.Timer) {
 	deadline := in.machine.NextDeadline()
 	if !in.nextGARP.IsZero() && (deadline.IsZero() || in.nextGARP.Before(deadline)) {
@@ -382,9 +399,10 @@ func (in *Instance) armTimer(t *time.Timer) {
 	if in.machine.State() == vrrp.Master && (deadline.IsZero() || in.nextReconcile.Before(deadline)) {
 		deadline = in.nextReconcile
 	}
-	d := time.Hour
+	// At least once a second, also with no deadline: the turn is the watchdog's heartbeat.
+	d := heartbeat
 	if !deadline.IsZero() {
-		d = max(deadline.Sub(in.now()), 0)
+		d = min(max(deadline.Sub(in.now()), 0), heartbeat)
 	}
 	if !t.Stop() {
 		select {
@@ -426,36 +444,30 @@ func (in *Instance) maintainMaster(now time.Time) {
 	in.sendGARP()
 }
 
-// read parses and filters packets off the loop, so the loop only sees adverts for this instance.
-func (in *Instance) read(done chan<- struct{}) {
-	defer close(done)
-	buf := make([]byte, 1500)
-	for {
-		payload, src, dst, ttl, err := in.conn.ReadAdvert(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			in.log.Warn(fmt.Sprintf("(%s) reading adverts: %v", in.cfg.Name, err))
-			time.Sleep(100 * time.Millisecond) // a persistent socket error must not spin a core
-			continue
-		}
-		at := in.now()
-		filter := in.filter.Load()
-		adv, err := vrrp.Parse(payload, src, dst)
-		if err == nil {
-			err = filter.Check(ttl, src, &adv)
-		}
-		if err != nil {
-			in.dropped(at, src, &adv, err)
-			continue
-		}
-		in.noteAddrList(filter, src, &adv)
-		in.rep.AdvertReceived(adv.Priority)
-		select {
-		case in.received <- received{advert: adv, src: src, at: at}:
-		case <-in.done:
-			return
+// HandlePacket parses and filters one packet for this instance and hands an accepted advert to
+// the loop. The transport calls it on its reader goroutine, shared by every instance on the
+// socket: it never blocks and, for an accepted advert, does not allocate.
+func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
+	at := in.now()
+	filter := in.filter.Load()
+	err := in.rx.Unmarshal(payload, src, dst)
+	if err == nil {
+		err = filter.Check(ttl, src, &in.rx)
+	}
+	if err != nil {
+		in.dropped(at, src, &in.rx, err)
+		return
+	}
+	in.noteAddrList(filter, src, &in.rx)
+	in.rep.AdvertReceived(in.rx.Priority)
+	adv := in.rx
+	adv.Addrs = nil
+	select {
+	case in.received <- received{advert: adv, src: src, at: at}:
+	default:
+		in.rep.Dropped("other")
+		if in.log.Enabled(context.Background(), slog.LevelDebug) {
+			in.log.Debug(fmt.Sprintf("(%s) dropped advert from %s: %d adverts already wait for the loop", in.cfg.Name, src, receivedBacklog))
 		}
 	}
 }
@@ -600,7 +612,7 @@ func (in *Instance) sendAdvert(priority uint8) {
 		Priority: priority,
 		Interval: in.cfg.Machine.AdvertInterval,
 		AuthType: in.cfg.AuthType,
-		Addrs:    in.addrs(),
+		Addrs:    in.advAddrs,
 	}
 	copy(adv.AuthData[:], in.cfg.AuthPass)
 	if err := in.write(&adv); err != nil {
@@ -622,20 +634,22 @@ func (in *Instance) sendAdvert(priority uint8) {
 func (in *Instance) write(adv *vrrp.Advert) error {
 	if perPeer, ok := in.conn.(PeerWriter); ok && len(in.cfg.Destination) > 1 {
 		for _, dst := range in.cfg.Destination {
-			payload, err := adv.Marshal(in.cfg.Source, dst, in.cfg.Checksum)
+			payload, err := adv.Append(in.txBuf[:0], in.cfg.Source, dst, in.cfg.Checksum)
 			if err != nil {
 				return fmt.Errorf("build advert: %w", err)
 			}
+			in.txBuf = payload
 			if err := perPeer.WriteAdvertTo(payload, dst); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	payload, err := adv.Marshal(in.cfg.Source, in.cfg.Destination[0], in.cfg.Checksum)
+	payload, err := adv.Append(in.txBuf[:0], in.cfg.Source, in.cfg.Destination[0], in.cfg.Checksum)
 	if err != nil {
 		return fmt.Errorf("build advert: %w", err)
 	}
+	in.txBuf = payload
 	return in.conn.WriteAdvert(payload)
 }
 
@@ -663,9 +677,10 @@ func (in *Instance) sendGARP() {
 	}
 }
 
-func (in *Instance) addrs() []netip.Addr {
-	out := make([]netip.Addr, 0, len(in.cfg.VIPs))
-	for _, p := range in.cfg.VIPs {
+// addrsOf returns the addresses of vips, as an advert lists them.
+func addrsOf(vips []netip.Prefix) []netip.Addr {
+	out := make([]netip.Addr, 0, len(vips))
+	for _, p := range vips {
 		out = append(out, p.Addr())
 	}
 	return out

@@ -2,7 +2,6 @@ package instance
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -29,6 +28,8 @@ type fakeConn struct {
 	addr   netip.Addr
 	in     chan packet
 	closed chan struct{}
+	mu     sync.Mutex
+	pumped chan struct{} // closed when the delivering goroutine has returned; nil before Receive
 	once   sync.Once
 }
 
@@ -40,14 +41,25 @@ func (b *bus) conn(addr netip.Addr) *fakeConn {
 	return c
 }
 
-func (c *fakeConn) ReadAdvert(buf []byte) ([]byte, netip.Addr, netip.Addr, int, error) {
-	select {
-	case p := <-c.in:
-		n := copy(buf, p.payload)
-		return buf[:n], p.src, p.dst, p.ttl, nil
-	case <-c.closed:
-		return nil, netip.Addr{}, netip.Addr{}, 0, net.ErrClosed
-	}
+// Receive delivers on a goroutine of its own, as the transport's reader does.
+func (c *fakeConn) Receive(deliver func(payload []byte, src, dst netip.Addr, ttl int)) {
+	c.mu.Lock()
+	pumped := make(chan struct{})
+	c.pumped = pumped
+	c.mu.Unlock()
+	go func() {
+		defer close(pumped)
+		buf := make([]byte, 1500)
+		for {
+			select {
+			case p := <-c.in:
+				n := copy(buf, p.payload)
+				deliver(buf[:n], p.src, p.dst, p.ttl)
+			case <-c.closed:
+				return
+			}
+		}
+	}()
 }
 
 func (c *fakeConn) WriteAdvert(payload []byte) error {
@@ -66,7 +78,15 @@ func (c *fakeConn) WriteAdvert(payload []byte) error {
 }
 
 func (c *fakeConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
+	c.once.Do(func() {
+		close(c.closed)
+		c.mu.Lock()
+		pumped := c.pumped
+		c.mu.Unlock()
+		if pumped != nil {
+			<-pumped
+		}
+	})
 	return nil
 }
 

@@ -117,17 +117,18 @@ func TestKeepalivedInterop(t *testing.T) {
 	var auth [8]byte
 	copy(auth[:], "secret1")
 	type router struct {
-		c   Conn
+		c   *testConn
 		adv vrrp.Advert
 	}
+	hub := NewHub(HubOptions{}) // one Hub, as the daemon has
 	routers := []router{
-		{listenIn(t, p.A, Options{Interface: p.AIf, Family: 4}),
+		{joinIn(t, p.A, hub, Options{Interface: p.AIf, Family: 4}, 51),
 			vrrp.Advert{Version: 2, VRID: 51, Priority: 200, Interval: time.Second, AuthType: 1, AuthData: auth,
 				Addrs: []netip.Addr{netip.MustParseAddr("10.201.0.100")}}},
-		{listenIn(t, p.A, Options{Interface: p.AIf, Family: 6}),
+		{joinIn(t, p.A, hub, Options{Interface: p.AIf, Family: 6}, 52),
 			vrrp.Advert{Version: 3, VRID: 52, Priority: 200, Interval: time.Second,
 				Addrs: []netip.Addr{netip.MustParseAddr("fd00:201::100")}}},
-		{listenIn(t, p.A, Options{Interface: p.AIf, Family: 4, SourceAddr: p.A4.Addr(), Peers: []netip.Addr{p.B4.Addr()}}),
+		{joinIn(t, p.A, hub, Options{Interface: p.AIf, Family: 4, SourceAddr: p.A4.Addr(), Peers: []netip.Addr{p.B4.Addr()}}, 53),
 			vrrp.Advert{Version: 3, VRID: 53, Priority: 200, Interval: time.Second,
 				Addrs: []netip.Addr{netip.MustParseAddr("10.201.0.101")}}},
 	}
@@ -140,7 +141,7 @@ func TestKeepalivedInterop(t *testing.T) {
 	// Five advert intervals: longer than keepalived's master down interval (3 x 1 s + skew).
 	for range 5 {
 		for _, r := range routers {
-			ep := r.c.(Endpoints)
+			ep := r.c
 			for _, d := range ep.Destinations() {
 				b, err := r.adv.Marshal(ep.Source(), d, vrrp.ChecksumWithPseudoHeader)
 				if err != nil {

@@ -2,27 +2,43 @@
 // IPv6 sockets: multicast to 224.0.0.18 / ff02::12 on one interface (RFC 5798 section 5.1), or
 // unicast to configured peers (keepalived's unicast_peer).
 //
+// A Hub owns the sockets of one network namespace and shares them between the instances that
+// Join it: one socket per interface and family for multicast, one per family for unicast. Its one
+// reader goroutine per socket hands each packet to the instance of the VRID it carries (byte 1 of
+// every VRRP version), so that n instances on a link cost one socket, one goroutine and one
+// wake-up per packet instead of n of each (keepalived, too, keeps one socket per interface and
+// family). Packets for a VRID that no instance here runs are counted per interface and
+// otherwise ignored: they are other routers on the segment.
+//
 // It deals in VRRP payloads only (no IP header); the codec in package vrrp builds and parses
 // them. What a received packet carried besides its payload (source, destination, TTL or hop
-// limit) comes from the kernel's control messages, so that the caller can apply RFC 5798's
-// receive checks (TTL 255, peer list) and count every drop.
+// limit) is handed over with it, so that the caller can apply RFC 5798's receive checks (TTL
+// 255, peer list) and count every drop.
 //
 // Choices, and why:
-//   - ReadAdvert returns every VRRP packet that reached this socket, also from sources that are
-//     not configured peers: the caller's vrrp.Filter rejects those as DropPeer and counts them,
-//     which a silent filter here would hide.
+//   - Every packet of a member's VRID is delivered, also from sources that are not configured
+//     peers: the caller's vrrp.Filter rejects those as DropPeer and counts them, which a silent
+//     filter here would hide.
 //   - Multicast: packets that arrived on another interface are skipped, because they belong to
-//     another instance. Unicast: the interface is not checked, because the route back to a peer
-//     may use another interface than the one holding the VIPs (as keepalived allows).
-//   - The socket sets IP_MULTICAST_ALL / IPV6_MULTICAST_ALL off, so it sees only the group it
-//     joined itself, on its own interface, and a unicast socket sees no multicast at all
-//     (Linux would otherwise deliver 224.0.0.18 joined by any other socket on the host).
-//   - Every advert carries its source address in a control message, so it leaves from exactly
-//     the address the VRRPv3 pseudo-header checksum was computed with.
+//     that interface's socket. Unicast: the interface is not checked, because the route back to a
+//     peer may use another interface than the one holding the VIPs (as keepalived allows); that
+//     is also why unicast has one socket per family, not per interface: each packet reaches it
+//     exactly once, whichever interface it came in by. Instances sharing a VRID on it (on
+//     different interfaces) are told apart by their peers.
+//   - The sockets set IP_MULTICAST_ALL / IPV6_MULTICAST_ALL off, so a multicast socket sees only
+//     the group it joined itself, on its own interface, and a unicast socket sees no multicast at
+//     all (Linux would otherwise deliver 224.0.0.18 joined by any other socket on the host).
+//   - Every advert carries its source address (and for multicast and link-local destinations
+//     the interface) in a control message, so that it leaves from exactly the address the
+//     VRRPv3 pseudo-header checksum was computed with, whichever member of a socket sends it.
 //   - TTL / hop limit 255 (RFC 5798 section 5.1.1.3), multicast loopback off, TOS / traffic
 //     class 0xc0 (internetwork control), as keepalived sends.
 //   - The kernel computes no checksum: raw IPv4 sockets never do for protocol 112, and the IPv6
 //     socket has IPV6_CHECKSUM explicitly off.
+//   - The hot path (receive, dispatch, send) allocates nothing: recvmsg and sendmsg run on the
+//     socket's file descriptor through syscall.RawConn (so the Go netpoller still does the
+//     waiting and Close still unblocks a read), into buffers, control messages and socket
+//     addresses built once per socket or per member. TestNoAllocations holds it to that.
 package transport
 
 import (
@@ -30,7 +46,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -45,33 +60,6 @@ const TTL = 255
 // tosInternetControl is the TOS byte keepalived puts on adverts (precedence 6, "internetwork
 // control"), so that QoS treats them like other routing protocol traffic.
 const tosInternetControl = 0xc0
-
-// Conn sends and receives VRRP advertisements for one instance.
-type Conn interface {
-	// ReadAdvert blocks for the next VRRP packet; payload excludes the IP header and aliases buf.
-	// ttl is the received TTL (IPv4) or hop limit (IPv6), or -1 if the kernel did not report it.
-	// After Close it returns an error promptly (errors.Is(err, net.ErrClosed)).
-	ReadAdvert(buf []byte) (payload []byte, src, dst netip.Addr, ttl int, err error)
-	// WriteAdvert sends payload to 224.0.0.18 / ff02::12 or to every unicast peer, TTL 255.
-	// With several peers and VRRPv3 the checksum depends on the destination: see Endpoints.
-	WriteAdvert(payload []byte) error
-	Close() error
-}
-
-// Endpoints is implemented by every Conn that Listen returns. It is apart from Conn so that a
-// test fake of Conn stays three methods long.
-//
-// A VRRPv3 checksum covers an IP pseudo-header that includes the destination (always for IPv6,
-// by default for IPv4), so a unicast instance with several peers must build one payload per
-// peer and send each with WriteAdvertTo. VRRPv2 and multicast need no such care.
-type Endpoints interface {
-	// Source is the address every advert leaves from (Options.SourceAddr or the primary address).
-	Source() netip.Addr
-	// Destinations is the multicast group, or the unicast peers in configured order.
-	Destinations() []netip.Addr
-	// WriteAdvertTo sends payload to one of Destinations.
-	WriteAdvertTo(payload []byte, dst netip.Addr) error
-}
 
 // Options says where an instance's adverts go.
 type Options struct {
@@ -93,27 +81,6 @@ func Group(family int) netip.Addr {
 
 // ErrNoAddress is returned by PrimaryAddr when the interface has no usable address.
 var ErrNoAddress = errors.New("no usable address")
-
-// Listen opens the raw socket for one instance: multicast on opts.Interface, or unicast to
-// opts.Peers. It must run in the network namespace of the interface.
-func Listen(opts Options) (Conn, error) {
-	ifi, src, err := resolve(opts)
-	if err != nil {
-		return nil, err
-	}
-	if opts.Family == 6 {
-		c, err := listen6(ifi, src, opts.Peers)
-		if err != nil {
-			return nil, fmt.Errorf("listen for VRRP on %s (IPv6): %w", ifi.Name, err)
-		}
-		return c, nil
-	}
-	c, err := listen4(ifi, src, opts.Peers)
-	if err != nil {
-		return nil, fmt.Errorf("listen for VRRP on %s (IPv4): %w", ifi.Name, err)
-	}
-	return c, nil
-}
 
 // resolve checks opts and finds the interface and the source address.
 func resolve(opts Options) (*net.Interface, netip.Addr, error) {
@@ -202,61 +169,4 @@ func PrimaryAddr(ifname string, family int) (netip.Addr, error) {
 		what = "IPv6 link-local address"
 	}
 	return netip.Addr{}, fmt.Errorf("primary address of %s: %w (%s)", ifname, ErrNoAddress, what)
-}
-
-// setMulticastAll turns IP_MULTICAST_ALL / IPV6_MULTICAST_ALL on or off for a socket.
-func setMulticastAll(sc syscall.Conn, family int, on bool) error {
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	level, opt := unix.IPPROTO_IP, unix.IP_MULTICAST_ALL
-	if family == 6 {
-		level, opt = unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_ALL
-	}
-	v := 0
-	if on {
-		v = 1
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), level, opt, v)
-	}); err != nil {
-		return err
-	}
-	if serr != nil {
-		return fmt.Errorf("setsockopt multicast_all: %w", serr)
-	}
-	return nil
-}
-
-// addrOf turns a net.Addr from ReadFrom into a netip.Addr without zone or v4-in-v6 mapping.
-func addrOf(a net.Addr) netip.Addr {
-	ipa, ok := a.(*net.IPAddr)
-	if !ok {
-		return netip.Addr{}
-	}
-	ip, _ := netip.AddrFromSlice(ipa.IP)
-	return ip.Unmap()
-}
-
-func ipOf(ip net.IP) netip.Addr {
-	a, _ := netip.AddrFromSlice(ip)
-	return a.Unmap()
-}
-
-// destinations returns the group, or the peers, as the list to send to.
-func destinations(family int, peers []netip.Addr) []netip.Addr {
-	if len(peers) == 0 {
-		return []netip.Addr{Group(family)}
-	}
-	d := make([]netip.Addr, len(peers))
-	for i, p := range peers {
-		d[i] = p.Unmap().WithZone("")
-	}
-	return d
-}
-
-func errUnknownDestination(dst netip.Addr) error {
-	return fmt.Errorf("%s is not a destination of this connection", dst)
 }

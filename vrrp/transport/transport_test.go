@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,21 +34,24 @@ type received struct {
 	err      error
 }
 
-// readWithin reads one advert or fails the test after d. The reading goroutine ends when the
-// Conn is closed at the end of the test.
-func readWithin(t *testing.T, c Conn, d time.Duration) received {
-	t.Helper()
-	ch := make(chan received, 1)
-	go func() {
-		buf := make([]byte, 4096)
-		p, src, dst, ttl, err := c.ReadAdvert(buf)
-		ch <- received{append([]byte(nil), p...), src, dst, ttl, err}
-	}()
+// testConn is a Member whose packets a test reads from a channel.
+type testConn struct {
+	*Member
+	ch chan received
+}
+
+func (c *testConn) handle(payload []byte, src, dst netip.Addr, ttl int) {
 	select {
-	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("ReadAdvert: %v", r.err)
-		}
+	case c.ch <- received{append([]byte(nil), payload...), src, dst, ttl, nil}:
+	default: // a test that does not read; never block the socket
+	}
+}
+
+// readWithin reads one advert or fails the test after d.
+func readWithin(t *testing.T, c *testConn, d time.Duration) received {
+	t.Helper()
+	select {
+	case r := <-c.ch:
 		return r
 	case <-time.After(d):
 		t.Fatalf("no advert within %v", d)
@@ -55,15 +59,30 @@ func readWithin(t *testing.T, c Conn, d time.Duration) received {
 	}
 }
 
-// listenIn opens a Conn inside ns and closes it at the end of the test.
-func listenIn(t *testing.T, ns *nstest.NS, opts Options) Conn {
+// testVRID is the VRID of the captured advert of a family: advertV2 (51) or advertV3 (52).
+func testVRID(family int) uint8 {
+	if family == 6 {
+		return advertV3[1]
+	}
+	return advertV2[1]
+}
+
+// listenIn joins a new Hub inside ns for the VRID of the family's captured advert and leaves at
+// the end of the test.
+func listenIn(t *testing.T, ns *nstest.NS, opts Options) *testConn {
 	t.Helper()
-	var c Conn
+	return joinIn(t, ns, NewHub(HubOptions{}), opts, testVRID(opts.Family))
+}
+
+func joinIn(t *testing.T, ns *nstest.NS, h *Hub, opts Options, vrid uint8) *testConn {
+	t.Helper()
+	c := &testConn{ch: make(chan received, 16)}
 	ns.MustDo(t, func() error {
 		var err error
-		c, err = Listen(opts)
+		c.Member, err = h.Join(opts, vrid)
 		return err
 	})
+	c.Receive(c.handle)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -178,10 +197,7 @@ func TestUnicastPerPeerPayload(t *testing.T) {
 	a := listenIn(t, p.A, Options{Interface: p.AIf, Family: 4, SourceAddr: p.A4.Addr(), Peers: peers})
 	b := listenIn(t, p.B, Options{Interface: p.BIf, Family: 4, SourceAddr: p.B4.Addr(), Peers: []netip.Addr{p.A4.Addr()}})
 
-	ep, ok := a.(Endpoints)
-	if !ok {
-		t.Fatalf("%T does not implement Endpoints", a)
-	}
+	ep := a.Member
 	if got := ep.Source(); got != p.A4.Addr() {
 		t.Errorf("Source() = %v, want %v", got, p.A4.Addr())
 	}
@@ -261,27 +277,36 @@ func waitOperUp(t *testing.T, ns *nstest.NS, ifname string) {
 	})
 }
 
-func TestCloseUnblocksRead(t *testing.T) {
+// TestCloseStopsDelivery checks that a closed member gets nothing more and that the last member
+// of a socket closes it (its reader goroutine ends with it).
+func TestCloseStopsDelivery(t *testing.T) {
 	p := nstest.NewPair(t)
 	for _, family := range []int{4, 6} {
-		c := listenIn(t, p.A, Options{Interface: p.AIf, Family: family})
-		done := make(chan error, 1)
-		go func() {
-			_, _, _, _, err := c.ReadAdvert(make([]byte, 1500))
-			done <- err
-		}()
-		// Give the reader a chance to block; the assertion below holds either way.
-		time.Sleep(20 * time.Millisecond)
-		if err := c.Close(); err != nil {
-			t.Fatal(err)
+		h := NewHub(HubOptions{})
+		c := joinIn(t, p.A, h, Options{Interface: p.AIf, Family: family}, 7)
+		c2 := joinIn(t, p.A, h, Options{Interface: p.AIf, Family: family}, 8)
+		if n := h.Sockets(); n != 1 {
+			t.Fatalf("IPv%d: %d sockets for two instances on one interface, want 1", family, n)
 		}
+		c.Close()
+		if n := h.Sockets(); n != 1 {
+			t.Fatalf("IPv%d: %d sockets after the first member left, want 1", family, n)
+		}
+		if err := c.WriteAdvert(advertV2); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("IPv%d: WriteAdvert after Close: %v, want net.ErrClosed", family, err)
+		}
+		done := make(chan struct{})
+		go func() {
+			c2.Close()
+			close(done)
+		}()
 		select {
-		case err := <-done:
-			if !errors.Is(err, net.ErrClosed) {
-				t.Errorf("IPv%d: ReadAdvert after Close: %v, want net.ErrClosed", family, err)
-			}
+		case <-done:
 		case <-time.After(2 * time.Second):
-			t.Fatalf("IPv%d: ReadAdvert still blocked 2s after Close", family)
+			t.Fatalf("IPv%d: closing the last member still blocked after 2s", family)
+		}
+		if n := h.Sockets(); n != 0 {
+			t.Errorf("IPv%d: %d sockets after every member left, want 0", family, n)
 		}
 	}
 }
@@ -357,23 +382,152 @@ func TestGroup(t *testing.T) {
 	}
 }
 
-// BenchmarkAdvertOneWay measures one advert from A's WriteAdvert to B's ReadAdvert across the
-// veth pair, multicast IPv4.
+type countStrays struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *countStrays) counter(ifname string) Counter { return strayCounter{c, ifname} }
+
+func (c *countStrays) get(ifname string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[ifname]
+}
+
+type strayCounter struct {
+	c      *countStrays
+	ifname string
+}
+
+func (s strayCounter) Inc() {
+	s.c.mu.Lock()
+	s.c.n[s.ifname]++
+	s.c.mu.Unlock()
+}
+
+// TestSharedSocketDispatchesByVRID runs three instances on one interface of B over one socket
+// per family: each gets the adverts of its own VRID and nothing else, and an advert for a VRID
+// nobody runs is counted against the interface.
+func TestSharedSocketDispatchesByVRID(t *testing.T) {
+	p := nstest.NewPair(t)
+	strays := &countStrays{n: map[string]int{}}
+	hb := NewHub(HubOptions{Strays: strays.counter})
+	b51 := joinIn(t, p.B, hb, Options{Interface: p.BIf, Family: 4}, 51)
+	b61 := joinIn(t, p.B, hb, Options{Interface: p.BIf, Family: 4}, 61)
+	b52 := joinIn(t, p.B, hb, Options{Interface: p.BIf, Family: 6}, 52)
+	if n := hb.Sockets(); n != 2 {
+		t.Fatalf("%d sockets for three instances on one interface in two families, want 2", n)
+	}
+	p.B.MustDo(t, func() error {
+		if _, err := hb.Join(Options{Interface: p.BIf, Family: 4}, 61); err == nil {
+			return errors.New("a second instance with VRID 61 on the same interface joined")
+		}
+		return nil
+	})
+
+	ha := NewHub(HubOptions{})
+	a4 := joinIn(t, p.A, ha, Options{Interface: p.AIf, Family: 4}, 51)
+	a6 := joinIn(t, p.A, ha, Options{Interface: p.AIf, Family: 6}, 52)
+	with := func(vrid, prio byte) []byte {
+		b := append([]byte(nil), advertV2...)
+		b[1], b[2] = vrid, prio
+		return b
+	}
+	// Sent in this order, each is read by its instance: had it gone to another one too, that
+	// one's next read would be it instead of its own.
+	for _, step := range []struct {
+		payload []byte
+		to      *testConn
+	}{
+		{with(61, 1), b61}, {with(51, 2), b51}, {with(99, 3), nil}, {with(61, 4), b61}, {with(51, 5), b51},
+	} {
+		if err := a4.WriteAdvert(step.payload); err != nil {
+			t.Fatal(err)
+		}
+		if step.to != nil {
+			checkReceived(t, readWithin(t, step.to, 5*time.Second), step.payload, p.A4.Addr(), Group(4))
+		}
+	}
+	if err := a6.WriteAdvert(advertV3); err != nil {
+		t.Fatal(err)
+	}
+	checkReceived(t, readWithin(t, b52, 5*time.Second), advertV3, p.ALinkLocal, Group(6))
+	for _, c := range []*testConn{b51, b61, b52} {
+		select {
+		case r := <-c.ch:
+			t.Errorf("VRID %d got a packet that is not its own: % x", c.vrid, r.payload)
+		default:
+		}
+	}
+	if n := strays.get(p.BIf); n != 1 {
+		t.Errorf("strays on %s = %d, want 1 (VRID 99)", p.BIf, n)
+	}
+}
+
+// TestNoAllocations holds the hot path to its promise: sending an advert through one Hub and
+// receiving and dispatching it through another allocates nothing.
+func TestNoAllocations(t *testing.T) {
+	p := nstest.NewPair(t)
+	for _, family := range []int{4, 6} {
+		payload := advertV2
+		if family == 6 {
+			payload = advertV3
+		}
+		var a, b *Member
+		p.A.MustDo(t, func() (err error) {
+			a, err = NewHub(HubOptions{}).Join(Options{Interface: p.AIf, Family: family}, payload[1])
+			return
+		})
+		p.B.MustDo(t, func() (err error) {
+			b, err = NewHub(HubOptions{}).Join(Options{Interface: p.BIf, Family: family}, payload[1])
+			return
+		})
+		got := make(chan int, 1)
+		b.Receive(func(pl []byte, _, _ netip.Addr, _ int) { got <- len(pl) })
+		timeout := time.NewTimer(time.Hour) // reset, not made, per run: time.After allocates
+		allocs := testing.AllocsPerRun(200, func() {
+			if err := a.WriteAdvert(payload); err != nil {
+				t.Fatal(err)
+			}
+			timeout.Reset(5 * time.Second)
+			select {
+			case <-got:
+			case <-timeout.C:
+				t.Fatal("advert not received")
+			}
+		})
+		a.Close()
+		b.Close()
+		if allocs != 0 {
+			t.Errorf("IPv%d: %.1f allocations per advert sent and received, want 0", family, allocs)
+		}
+	}
+}
+
+// BenchmarkAdvertOneWay measures one advert from A's WriteAdvert to its delivery to B's
+// instance across the veth pair, multicast IPv4.
 func BenchmarkAdvertOneWay(b *testing.B) {
 	p := nstest.NewPair(b)
-	var a, r Conn
-	p.A.MustDo(b, func() (err error) { a, err = Listen(Options{Interface: p.AIf, Family: 4}); return })
+	var a, r *Member
+	p.A.MustDo(b, func() (err error) {
+		a, err = NewHub(HubOptions{}).Join(Options{Interface: p.AIf, Family: 4}, 51)
+		return
+	})
 	defer a.Close()
-	p.B.MustDo(b, func() (err error) { r, err = Listen(Options{Interface: p.BIf, Family: 4}); return })
+	p.B.MustDo(b, func() (err error) {
+		r, err = NewHub(HubOptions{}).Join(Options{Interface: p.BIf, Family: 4}, 51)
+		return
+	})
 	defer r.Close()
-	buf := make([]byte, 1500)
+	got := make(chan struct{}, 1)
+	r.Receive(func([]byte, netip.Addr, netip.Addr, int) { got <- struct{}{} })
+	b.ReportAllocs()
 	for b.Loop() {
 		if err := a.WriteAdvert(advertV2); err != nil {
 			b.Fatal(err)
 		}
-		if _, _, _, _, err := r.ReadAdvert(buf); err != nil {
-			b.Fatal(err)
-		}
+		<-got
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/advert")
 }

@@ -1,0 +1,275 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Handler receives one packet for a member's VRID. It runs on the socket's reader goroutine,
+// so it must be quick and must not block: every other instance on the socket waits for it.
+// payload (the VRRP payload, no IP header) is only valid during the call. ttl is the received
+// TTL (IPv4) or hop limit (IPv6), or -1 if the kernel did not report it.
+type Handler = func(payload []byte, src, dst netip.Addr, ttl int)
+
+// Counter is a monotonic counter, such as a prometheus.Counter.
+type Counter interface{ Inc() }
+
+// HubOptions are the Hub's collaborators; every field may be left zero.
+type HubOptions struct {
+	// Strays returns the counter of packets on an interface that no member takes: a VRID that
+	// no instance here runs, or too short to carry a VRID. Called once per interface.
+	Strays func(ifname string) Counter
+	// Log receives the errors of a socket's reader (a failing socket, not a bad packet).
+	Log *slog.Logger
+}
+
+// Hub shares raw VRRP sockets between the instances of one network namespace. The zero value
+// is not usable: call NewHub.
+type Hub struct {
+	opts HubOptions
+
+	mu    sync.Mutex
+	socks map[sockKey]*socket
+}
+
+// sockKey says which socket a member shares: one per interface and family for multicast,
+// one per family for unicast (ifindex 0).
+type sockKey struct {
+	ifindex int
+	family  int
+	unicast bool
+}
+
+// NewHub returns a Hub without sockets; Join opens them as needed.
+func NewHub(opts HubOptions) *Hub {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{opts: opts, socks: map[sockKey]*socket{}}
+}
+
+// Sockets returns how many sockets the hub holds open.
+func (h *Hub) Sockets() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.socks)
+}
+
+// Join adds one instance with VRID vrid: multicast on opts.Interface, or unicast to
+// opts.Peers. It opens the socket the instance shares, if it is the first on it; that must
+// happen in the network namespace of the interface (the Hub does not check). Nothing is
+// delivered until the Member's Receive.
+func (h *Hub) Join(opts Options, vrid uint8) (*Member, error) {
+	ifi, src, err := resolve(opts)
+	if err != nil {
+		return nil, err
+	}
+	key := sockKey{family: opts.Family, unicast: len(opts.Peers) > 0}
+	if !key.unicast {
+		key.ifindex = ifi.Index
+	}
+	m := &Member{
+		vrid:  vrid,
+		ifi:   ifi,
+		src:   src,
+		peers: make([]netip.Addr, 0, len(opts.Peers)),
+	}
+	for _, p := range opts.Peers {
+		m.peers = append(m.peers, p.Unmap().WithZone(""))
+	}
+	for _, d := range destinations(opts.Family, m.peers) {
+		m.dsts = append(m.dsts, newDest(opts.Family, src, d, ifi.Index))
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.socks[key]
+	if s == nil {
+		if s, err = openSocket(h, key, ifi); err != nil {
+			mode := "multicast"
+			if key.unicast {
+				mode = "unicast"
+			}
+			return nil, fmt.Errorf("listen for VRRP on %s (IPv%d %s): %w", ifi.Name, opts.Family, mode, err)
+		}
+		h.socks[key] = s
+		go s.serve()
+	} else if !key.unicast && len(s.table.Load()[vrid]) > 0 {
+		return nil, fmt.Errorf("listen for VRRP on %s (IPv%d): VRID %d is already taken by another instance", ifi.Name, opts.Family, vrid)
+	}
+	m.sock = s
+	s.add(m)
+	return m, nil
+}
+
+// leave takes m off its socket and closes the socket if m was the last one on it.
+func (h *Hub) leave(m *Member) {
+	h.mu.Lock()
+	s := m.sock
+	last := s.remove(m)
+	if last {
+		delete(h.socks, s.key)
+	}
+	h.mu.Unlock()
+	if last {
+		s.close()
+	}
+}
+
+// Member is one instance's share of a socket: it sends that instance's adverts and delivers
+// the packets of its VRID to the Handler given to Receive.
+type Member struct {
+	sock  *socket
+	vrid  uint8
+	ifi   *net.Interface
+	src   netip.Addr
+	peers []netip.Addr // unicast peers, unmapped and without zone; nil for multicast
+	dsts  []dest       // the group, or the peers in configured order
+
+	mu      sync.Mutex // held while the handler runs, so that Close waits for it
+	handler Handler
+	closed  atomic.Bool
+}
+
+// Receive starts delivering the packets of the member's VRID to h (nil stops).
+func (m *Member) Receive(h Handler) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.closed.Load() {
+		m.handler = h
+	}
+}
+
+func (m *Member) deliver(payload []byte, src, dst netip.Addr, ttl int) {
+	m.mu.Lock()
+	if m.handler != nil {
+		m.handler(payload, src, dst, ttl)
+	}
+	m.mu.Unlock()
+}
+
+// isPeer reports whether src is one of a unicast member's peers.
+func (m *Member) isPeer(src netip.Addr) bool {
+	for _, p := range m.peers {
+		if p == src {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteAdvert sends payload to 224.0.0.18 / ff02::12 or to every unicast peer, TTL 255.
+// With several peers and VRRPv3 the checksum depends on the destination: use WriteAdvertTo.
+func (m *Member) WriteAdvert(payload []byte) error {
+	var errs []error
+	for i := range m.dsts {
+		if err := m.write(payload, &m.dsts[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// WriteAdvertTo sends payload to one of Destinations. A VRRPv3 checksum covers an IP
+// pseudo-header that includes the destination (always for IPv6, by default for IPv4), so a
+// unicast instance with several peers builds one payload per peer.
+func (m *Member) WriteAdvertTo(payload []byte, dst netip.Addr) error {
+	dst = dst.Unmap().WithZone("")
+	for i := range m.dsts {
+		if m.dsts[i].addr == dst {
+			return m.write(payload, &m.dsts[i])
+		}
+	}
+	return fmt.Errorf("send VRRP advert on %s: %s is not a destination of this connection", m.ifi.Name, dst)
+}
+
+func (m *Member) write(payload []byte, d *dest) error {
+	if m.closed.Load() {
+		return fmt.Errorf("send VRRP advert on %s: %w", m.ifi.Name, net.ErrClosed)
+	}
+	if err := m.sock.send(payload, d); err != nil {
+		return fmt.Errorf("send VRRP advert from %s to %s on %s: %w", m.src, d.addr, m.ifi.Name, err)
+	}
+	return nil
+}
+
+// Source is the address every advert leaves from (Options.SourceAddr or the primary address).
+func (m *Member) Source() netip.Addr { return m.src }
+
+// Destinations is the multicast group, or the unicast peers in configured order.
+func (m *Member) Destinations() []netip.Addr {
+	out := make([]netip.Addr, len(m.dsts))
+	for i, d := range m.dsts {
+		out[i] = d.addr
+	}
+	return out
+}
+
+// Close leaves the socket: once it returns, the handler is not running and will not be called
+// again. The last member of a socket closes it. Close is idempotent.
+func (m *Member) Close() error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	m.sock.hub.leave(m)
+	m.mu.Lock()
+	m.handler = nil
+	m.mu.Unlock()
+	return nil
+}
+
+// table maps a VRID to the members that take it: at most one for multicast; for unicast one
+// per interface the VRID is used on. It is copied on every change and read without a lock.
+type table [256][]*Member
+
+func (s *socket) add(m *Member) {
+	t := new(table)
+	if old := s.table.Load(); old != nil {
+		*t = *old
+	}
+	t[m.vrid] = append(slices.Clip(t[m.vrid]), m)
+	s.table.Store(t)
+	s.members++
+}
+
+// remove reports whether the socket has no member left.
+func (s *socket) remove(m *Member) bool {
+	t := new(table)
+	*t = *s.table.Load()
+	t[m.vrid] = slices.DeleteFunc(slices.Clone(t[m.vrid]), func(o *Member) bool { return o == m })
+	s.table.Store(t)
+	s.members--
+	return s.members == 0
+}
+
+// pick returns the member that takes a packet of vrid from src, or nil.
+func (t *table) pick(vrid uint8, src netip.Addr) *Member {
+	ms := t[vrid]
+	switch len(ms) {
+	case 0:
+		return nil
+	case 1:
+		return ms[0]
+	}
+	for _, m := range ms {
+		if m.isPeer(src) {
+			return m
+		}
+	}
+	// From none of the peers: the first one's filter counts it as DropPeer.
+	return ms[0]
+}
+
+// destinations returns the group, or the peers, as the list to send to.
+func destinations(family int, peers []netip.Addr) []netip.Addr {
+	if len(peers) == 0 {
+		return []netip.Addr{Group(family)}
+	}
+	return peers
+}

@@ -1,0 +1,426 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// maxPacket holds the largest VRRP packet: an IPv6 advert with 255 addresses is 4088 bytes,
+// plus an IPv4 header with options. A longer packet is truncated and then fails the codec's
+// length check.
+const maxPacket = 8192
+
+// socket is one raw socket shared by the members with the same sockKey. Both families use the
+// same code; they differ in how the socket is set up (setup4, setup6), where the source, TTL and
+// destination of a received packet come from (decode) and the socket address and control
+// message an advert is sent with (newDest).
+type socket struct {
+	hub    *Hub
+	key    sockKey
+	ifname string // multicast: the interface; unicast: ""
+	group  netip.Addr
+	pc     net.PacketConn
+	rc     syscall.RawConn
+	done   chan struct{} // closed when serve returns
+
+	members int                   // guarded by hub.mu
+	table   atomic.Pointer[table] // replaced under hub.mu, read by serve
+	closing atomic.Bool
+
+	// Owned by serve.
+	buf    [maxPacket]byte
+	oob    [128]byte
+	from   unix.RawSockaddrAny
+	iov    unix.Iovec
+	msg    unix.Msghdr
+	n      int
+	rerr   error
+	readFn func(fd uintptr) bool
+	strays map[int]Counter // by interface index
+
+	// Guarded by wmu: one advert at a time per socket.
+	wmu     sync.Mutex
+	wmsg    unix.Msghdr
+	wiov    unix.Iovec
+	werr    error
+	writeFn func(fd uintptr) bool
+}
+
+// dest is one place a member sends to, with what sendmsg needs built once.
+type dest struct {
+	addr  netip.Addr
+	name  unix.RawSockaddrInet6 // or, for IPv4, a RawSockaddrInet4 at its start
+	nlen  uint32
+	cmsgs []byte // IP_PKTINFO / IPV6_PKTINFO: source address and, where it matters, interface
+}
+
+func openSocket(h *Hub, key sockKey, ifi *net.Interface) (s *socket, err error) {
+	network := fmt.Sprintf("ip4:%d", Protocol)
+	laddr := "0.0.0.0"
+	if key.family == 6 {
+		network, laddr = fmt.Sprintf("ip6:%d", Protocol), "::"
+	}
+	pc, err := net.ListenPacket(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			pc.Close()
+		}
+	}()
+	s = &socket{hub: h, key: key, group: Group(key.family), pc: pc, done: make(chan struct{}), strays: map[int]Counter{}}
+	if s.rc, err = pc.(*net.IPConn).SyscallConn(); err != nil {
+		return nil, err
+	}
+	if err := s.setsockopt(ipLevel(key.family), multicastAllOpt(key.family), 0); err != nil {
+		return nil, fmt.Errorf("setsockopt multicast_all: %w", err)
+	}
+	var mcIf *net.Interface
+	if !key.unicast {
+		mcIf, s.ifname = ifi, ifi.Name
+	}
+	if key.family == 6 {
+		err = setup6(ipv6.NewPacketConn(pc), mcIf)
+	} else {
+		err = setup4(ipv4.NewPacketConn(pc), mcIf)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.iov.Base = &s.buf[0]
+	s.iov.SetLen(len(s.buf))
+	s.msg.Name = (*byte)(unsafe.Pointer(&s.from))
+	s.msg.Iov = &s.iov
+	s.msg.SetIovlen(1)
+	s.msg.Control = &s.oob[0]
+	s.wmsg.Iov = &s.wiov
+	s.wmsg.SetIovlen(1)
+	s.readFn, s.writeFn = s.recvmsg, s.sendmsg // bound once: a method value per call allocates
+	return s, nil
+}
+
+// setup4 sets the IPv4 socket options; ifi is the multicast interface, nil for unicast.
+func setup4(pc *ipv4.PacketConn, ifi *net.Interface) error {
+	// IP_PKTINFO: the interface a packet came in by. Source, destination and TTL come from the
+	// IPv4 header, which raw IPv4 sockets deliver.
+	if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
+		return fmt.Errorf("enable control messages: %w", err)
+	}
+	if err := pc.SetTOS(tosInternetControl); err != nil {
+		return fmt.Errorf("set TOS: %w", err)
+	}
+	if ifi == nil {
+		if err := pc.SetTTL(TTL); err != nil {
+			return fmt.Errorf("set TTL: %w", err)
+		}
+		return nil
+	}
+	group := &net.IPAddr{IP: Group(4).AsSlice()}
+	if err := pc.JoinGroup(ifi, group); err != nil {
+		return fmt.Errorf("join %s: %w", group, err)
+	}
+	if err := pc.SetMulticastInterface(ifi); err != nil {
+		return fmt.Errorf("set multicast interface: %w", err)
+	}
+	if err := pc.SetMulticastTTL(TTL); err != nil {
+		return fmt.Errorf("set multicast TTL: %w", err)
+	}
+	if err := pc.SetMulticastLoopback(false); err != nil {
+		return fmt.Errorf("disable multicast loopback: %w", err)
+	}
+	return nil
+}
+
+// setup6 sets the IPv6 socket options; ifi is the multicast interface, nil for unicast.
+func setup6(pc *ipv6.PacketConn, ifi *net.Interface) error {
+	// Off by default for protocols other than ICMPv6; made explicit because a kernel-computed
+	// checksum at some offset would corrupt the VRRP payload the codec already checksummed.
+	if err := pc.SetChecksum(false, 0); err != nil {
+		return fmt.Errorf("disable IPV6_CHECKSUM: %w", err)
+	}
+	if err := pc.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true); err != nil {
+		return fmt.Errorf("enable control messages: %w", err)
+	}
+	if err := pc.SetTrafficClass(tosInternetControl); err != nil {
+		return fmt.Errorf("set traffic class: %w", err)
+	}
+	if err := pc.SetHopLimit(TTL); err != nil {
+		return fmt.Errorf("set hop limit: %w", err)
+	}
+	if ifi == nil {
+		return nil
+	}
+	group := &net.IPAddr{IP: Group(6).AsSlice()}
+	if err := pc.JoinGroup(ifi, group); err != nil {
+		return fmt.Errorf("join %s: %w", group, err)
+	}
+	if err := pc.SetMulticastInterface(ifi); err != nil {
+		return fmt.Errorf("set multicast interface: %w", err)
+	}
+	if err := pc.SetMulticastHopLimit(TTL); err != nil {
+		return fmt.Errorf("set multicast hop limit: %w", err)
+	}
+	if err := pc.SetMulticastLoopback(false); err != nil {
+		return fmt.Errorf("disable multicast loopback: %w", err)
+	}
+	return nil
+}
+
+func ipLevel(family int) int {
+	if family == 6 {
+		return unix.IPPROTO_IPV6
+	}
+	return unix.IPPROTO_IP
+}
+
+func multicastAllOpt(family int) int {
+	if family == 6 {
+		return unix.IPV6_MULTICAST_ALL
+	}
+	return unix.IP_MULTICAST_ALL
+}
+
+func (s *socket) setsockopt(level, opt, v int) error {
+	var serr error
+	if err := s.rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), level, opt, v) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// serve reads packets and hands each to the member of its VRID until the socket is closed.
+func (s *socket) serve() {
+	defer close(s.done)
+	for {
+		err := s.rc.Read(s.readFn)
+		if err == nil {
+			err = s.rerr
+		}
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			where := s.ifname
+			if where == "" {
+				where = "unicast"
+			}
+			s.hub.opts.Log.Warn(fmt.Sprintf("reading VRRP adverts (%s, IPv%d): %v", where, s.key.family, err))
+			time.Sleep(100 * time.Millisecond) // a persistent socket error must not spin a core
+			continue
+		}
+		s.dispatch()
+	}
+}
+
+// recvmsg is the RawConn read callback: one packet, without blocking (the netpoller waits).
+func (s *socket) recvmsg(fd uintptr) bool {
+	for {
+		s.msg.Namelen = uint32(unsafe.Sizeof(s.from))
+		s.msg.SetControllen(len(s.oob))
+		s.msg.Flags = 0
+		n, _, errno := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.msg)), unix.MSG_DONTWAIT)
+		switch errno {
+		case 0:
+			s.n, s.rerr = int(n), nil
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		s.n, s.rerr = 0, errno
+		return true
+	}
+}
+
+// dispatch decodes the packet in s.buf and delivers it.
+func (s *socket) dispatch() {
+	payload, src, dst, ttl, ifindex := s.decode()
+	if s.key.ifindex != 0 && ifindex != s.key.ifindex {
+		return // joined on another interface by another socket: that socket counts it
+	}
+	if len(payload) < 2 {
+		s.stray(ifindex)
+		return
+	}
+	m := s.table.Load().pick(payload[1], src)
+	if m == nil {
+		s.stray(ifindex)
+		return
+	}
+	m.deliver(payload, src, dst, ttl)
+}
+
+// decode returns what the last recvmsg read: the VRRP payload and the packet's source,
+// destination, TTL or hop limit (-1 if unknown) and incoming interface (0 if unknown).
+func (s *socket) decode() (payload []byte, src, dst netip.Addr, ttl, ifindex int) {
+	ttl = -1
+	pkt := s.buf[:s.n]
+	oob := s.oob[:s.msg.Controllen]
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			break
+		}
+		data := oob[unix.SizeofCmsghdr:l]
+		switch {
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= 12:
+			// struct in_pktinfo: ifindex, spec_dst, addr
+			ifindex = int(binary.NativeEndian.Uint32(data))
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= 20:
+			// struct in6_pktinfo: addr, ifindex
+			dst = netip.AddrFrom16([16]byte(data[:16]))
+			ifindex = int(binary.NativeEndian.Uint32(data[16:]))
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_HOPLIMIT && len(data) >= 4:
+			ttl = int(int32(binary.NativeEndian.Uint32(data)))
+		}
+		oob = oob[cmsgAlign(l):]
+	}
+	if s.key.family == 6 {
+		// Raw IPv6 sockets never deliver the IPv6 header: the source is the socket address.
+		if s.from.Addr.Family == unix.AF_INET6 {
+			sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&s.from))
+			src = netip.AddrFrom16(sa.Addr)
+		}
+		return pkt, src, dst, ttl, ifindex
+	}
+	// Raw IPv4 sockets deliver the header: it has the source, destination and TTL.
+	if len(pkt) < 20 || pkt[0]>>4 != 4 {
+		return nil, src, dst, ttl, ifindex
+	}
+	ihl := int(pkt[0]&0x0f) * 4
+	if ihl < 20 || ihl > len(pkt) {
+		return nil, src, dst, ttl, ifindex
+	}
+	src = netip.AddrFrom4([4]byte(pkt[12:16]))
+	dst = netip.AddrFrom4([4]byte(pkt[16:20]))
+	return pkt[ihl:], src, dst, int(pkt[8]), ifindex
+}
+
+func cmsgAlign(n int) int {
+	const a = int(unsafe.Sizeof(uintptr(0)))
+	return (n + a - 1) &^ (a - 1)
+}
+
+// stray counts a packet no member takes, against the interface it came in by.
+func (s *socket) stray(ifindex int) {
+	c, ok := s.strays[ifindex]
+	if !ok {
+		// Once per interface: the name is looked up and the counter made off the hot path.
+		name := s.ifname
+		if ifindex != s.key.ifindex || name == "" {
+			name = fmt.Sprintf("if%d", ifindex)
+			if ifi, err := net.InterfaceByIndex(ifindex); err == nil {
+				name = ifi.Name
+			}
+		}
+		if s.hub.opts.Strays != nil {
+			c = s.hub.opts.Strays(name)
+		}
+		s.strays[ifindex] = c
+	}
+	if c != nil {
+		c.Inc()
+	}
+}
+
+// send writes one advert to d. Members of a socket send one at a time.
+func (s *socket) send(payload []byte, d *dest) error {
+	if len(payload) == 0 {
+		return errors.New("empty advert")
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.wmsg.Name = (*byte)(unsafe.Pointer(&d.name))
+	s.wmsg.Namelen = d.nlen
+	s.wmsg.Control = &d.cmsgs[0]
+	s.wmsg.SetControllen(len(d.cmsgs))
+	s.wiov.Base = &payload[0]
+	s.wiov.SetLen(len(payload))
+	s.werr = nil
+	err := s.rc.Write(s.writeFn)
+	s.wiov.Base, s.wmsg.Name, s.wmsg.Control = nil, nil, nil // keep nothing of the caller's alive
+	if err != nil {
+		return err
+	}
+	return s.werr
+}
+
+// sendmsg is the RawConn write callback.
+func (s *socket) sendmsg(fd uintptr) bool {
+	for {
+		_, _, errno := unix.Syscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&s.wmsg)), unix.MSG_DONTWAIT)
+		switch errno {
+		case 0:
+			return true
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		s.werr = errno
+		return true
+	}
+}
+
+// close closes the socket and waits for serve to return.
+func (s *socket) close() {
+	s.closing.Store(true)
+	s.pc.Close()
+	<-s.done
+}
+
+// newDest builds the socket address and control message to send from src to dst. The
+// interface (ifindex) is pinned for multicast and IPv6 link-local destinations, so that the
+// advert leaves where the instance runs even if the routing table would send it elsewhere.
+func newDest(family int, src, dst netip.Addr, ifindex int) dest {
+	d := dest{addr: dst}
+	pinned := dst.IsMulticast() || dst.IsLinkLocalUnicast()
+	if family == 6 {
+		sa := &d.name
+		sa.Family = unix.AF_INET6
+		sa.Addr = dst.As16()
+		info := unix.Inet6Pktinfo{Addr: src.As16()}
+		if pinned {
+			sa.Scope_id = uint32(ifindex)
+			info.Ifindex = uint32(ifindex)
+		}
+		d.nlen = unix.SizeofSockaddrInet6
+		d.cmsgs = cmsg(unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, unsafe.Slice((*byte)(unsafe.Pointer(&info)), unix.SizeofInet6Pktinfo))
+		return d
+	}
+	sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&d.name))
+	sa.Family = unix.AF_INET
+	sa.Addr = dst.As4()
+	info := unix.Inet4Pktinfo{Spec_dst: src.As4()}
+	if pinned {
+		info.Ifindex = int32(ifindex)
+	}
+	d.nlen = unix.SizeofSockaddrInet4
+	d.cmsgs = cmsg(unix.IPPROTO_IP, unix.IP_PKTINFO, unsafe.Slice((*byte)(unsafe.Pointer(&info)), unix.SizeofInet4Pktinfo))
+	return d
+}
+
+// cmsg builds one control message.
+func cmsg(level, typ int, data []byte) []byte {
+	b := make([]byte, unix.CmsgSpace(len(data)))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = int32(level), int32(typ)
+	h.SetLen(unix.CmsgLen(len(data)))
+	copy(b[unix.CmsgLen(0):], data)
+	return b
+}
