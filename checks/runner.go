@@ -13,11 +13,23 @@ import (
 // LivenessName is the name of the built-in HAProxy liveness check.
 const LivenessName = "haproxy"
 
-// Defaults applied to a Spec's zero fields.
+// Defaults applied to a Spec's zero fields; the configuration's defaults are these.
 const (
-	DefaultInterval = time.Second // keepalived's vrrp_script default
-	DefaultFall     = 1
-	DefaultRise     = 1
+	// DefaultInterval is 2s where keepalived's vrrp_script uses 1s: HAProxy's own liveness is
+	// event driven in hapair, so the polled checks (stats, scripts) need not be as eager, and 2s
+	// is what the seed's setup uses. `hapair convert` writes keepalived's 1s out explicitly.
+	DefaultInterval = 2 * time.Second
+	// DefaultTimeout applies when it is shorter than the interval; otherwise the timeout is the
+	// interval (keepalived's own rule for vrrp_script).
+	DefaultTimeout = time.Second
+	DefaultFall    = 1 // keepalived's default
+	DefaultRise    = 1 // keepalived's default
+	// LinkInterval paces the link checks of track_interface: reading a link's state costs
+	// nothing, and a dead link must move the VIP away fast.
+	LinkInterval = time.Second
+	// MaxWeight bounds a check's weight to -MaxWeight..MaxWeight, keepalived's rule for
+	// track_script and track_interface weights.
+	MaxWeight = 253
 	// probeGrace is how long a timed-out probe may take to return after its context
 	// is cancelled (a script's process group is being killed and reaped) before the
 	// Runner stops waiting for it.
@@ -181,14 +193,14 @@ func normalize(s Spec) (Spec, error) {
 		return s, fmt.Errorf("check %q: no probe", s.Name)
 	case s.Interval < 0 || s.Timeout < 0 || s.Fall < 0 || s.Rise < 0:
 		return s, fmt.Errorf("check %q: negative interval, timeout, fall or rise", s.Name)
-	case s.Weight < -254 || s.Weight > 254:
-		return s, fmt.Errorf("check %q: weight %d outside -254..254", s.Name, s.Weight)
+	case s.Weight < -MaxWeight || s.Weight > MaxWeight:
+		return s, fmt.Errorf("check %q: weight %d outside -%d..%d", s.Name, s.Weight, MaxWeight, MaxWeight)
 	}
 	if s.Interval == 0 {
 		s.Interval = DefaultInterval
 	}
 	if s.Timeout == 0 {
-		s.Timeout = s.Interval
+		s.Timeout = min(DefaultTimeout, s.Interval)
 	}
 	if s.Fall == 0 {
 		s.Fall = DefaultFall

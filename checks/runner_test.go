@@ -406,7 +406,7 @@ func TestNewRunnerDefaultsAndHAProxyWeight(t *testing.T) {
 	if len(st) != 2 || st[0].Name != "haproxy" || st[0].Weight != -20 || st[0].Interval != 0 {
 		t.Fatalf("status %+v, want haproxy (weight -20, event driven) then a", st)
 	}
-	if a := st[1]; a.Interval != DefaultInterval || a.Timeout != DefaultInterval || a.Fall != 1 || a.Rise != 1 {
+	if a := st[1]; a.Interval != DefaultInterval || a.Timeout != DefaultTimeout || a.Fall != 1 || a.Rise != 1 {
 		t.Errorf("defaults %+v", a)
 	}
 }
@@ -417,5 +417,19 @@ func TestRunTwice(t *testing.T) {
 	waitFor(t, "started", r.started.Load)
 	if err := r.Run(context.Background()); err == nil {
 		t.Error("second Run succeeded")
+	}
+}
+
+// TestWeightsFollowKeepalived: weights are -253..253, keepalived's rule, here as in the
+// configuration (the runner used to accept -254..254).
+func TestWeightsFollowKeepalived(t *testing.T) {
+	for _, tt := range []struct {
+		weight int
+		ok     bool
+	}{{-253, true}, {253, true}, {-254, false}, {254, false}} {
+		_, err := normalize(Spec{Name: "a", Probe: &seqProbe{seq: "+"}, Weight: tt.weight})
+		if (err == nil) != tt.ok {
+			t.Errorf("weight %d: err = %v, want ok %v", tt.weight, err, tt.ok)
+		}
 	}
 }

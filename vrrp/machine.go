@@ -7,13 +7,6 @@ import (
 	"time"
 )
 
-// Timer units of the two protocol versions: VRRPv2 counts the advert interval in seconds,
-// VRRPv3 in centiseconds (RFC 5798 section 5.2.7).
-const (
-	v2TimerUnit = time.Second
-	v3TimerUnit = 10 * time.Millisecond
-)
-
 // OwnerPriority is the priority of the router that owns the virtual addresses (RFC 5798
 // section 5.2.4): it becomes Master at once on start and always preempts.
 const OwnerPriority uint8 = 255
@@ -44,13 +37,8 @@ func (c *Config) validate() error {
 	if c.Priority == 0 {
 		return errors.New("priority 0: must be 1..255 (0 is reserved for a Master leaving)")
 	}
-	unit, lo, hi := v2TimerUnit, time.Second, 255*time.Second
-	if c.Version == 3 {
-		unit, lo, hi = v3TimerUnit, 10*time.Millisecond, 4095*v3TimerUnit
-	}
-	if c.AdvertInterval < lo || c.AdvertInterval > hi || c.AdvertInterval%unit != 0 {
-		return fmt.Errorf("advert interval %v: VRRPv%d needs a multiple of %v from %v to %v",
-			c.AdvertInterval, c.Version, unit, lo, hi)
+	if err := CheckAdvertInterval(c.Version, c.AdvertInterval); err != nil {
+		return fmt.Errorf("advert interval %w", err)
 	}
 	if c.PreemptDelay < 0 {
 		return fmt.Errorf("preempt delay %v: must not be negative", c.PreemptDelay)

@@ -23,10 +23,7 @@ const (
 	headerLen         = 8 // fixed VRRP header, both versions
 	authLen           = 8 // VRRPv2 authentication data
 	maxAddrs          = 255
-
-	maxV2Interval = 255 * time.Second            // 8-bit field, seconds
-	maxV3Interval = 4095 * 10 * time.Millisecond // 12-bit field, centiseconds
-	centisecond   = 10 * time.Millisecond
+	centisecond       = v3TimerUnit
 )
 
 // Advert is one VRRP advertisement, version-independent.
@@ -135,8 +132,8 @@ func (a *Advert) Append(b []byte, src, dst netip.Addr, mode ChecksumMode) ([]byt
 }
 
 func (a *Advert) appendV2(b []byte) ([]byte, error) {
-	if a.Interval < time.Second || a.Interval > maxV2Interval || a.Interval%time.Second != 0 {
-		return b, fmt.Errorf("marshal VRRPv2 advert: interval %v, want whole seconds from 1s to %v", a.Interval, maxV2Interval)
+	if err := CheckAdvertInterval(2, a.Interval); err != nil {
+		return b, fmt.Errorf("marshal VRRPv2 advert: interval %w", err)
 	}
 	for _, ip := range a.Addrs {
 		if !ip.Is4() {
@@ -161,8 +158,8 @@ func (a *Advert) appendV3(b []byte, src, dst netip.Addr, mode ChecksumMode) ([]b
 	if !src.IsValid() || !dst.IsValid() || src.Is4() != dst.Is4() {
 		return b, fmt.Errorf("marshal VRRPv3 advert: source %v and destination %v must be addresses of one family", src, dst)
 	}
-	if a.Interval < centisecond || a.Interval > maxV3Interval || a.Interval%centisecond != 0 {
-		return b, fmt.Errorf("marshal VRRPv3 advert: interval %v, want 10ms steps from 10ms to %v", a.Interval, maxV3Interval)
+	if err := CheckAdvertInterval(3, a.Interval); err != nil {
+		return b, fmt.Errorf("marshal VRRPv3 advert: interval %w", err)
 	}
 	if mode != ChecksumWithPseudoHeader && mode != ChecksumWithoutPseudoHeader {
 		return b, fmt.Errorf("marshal VRRPv3 advert: unknown %v", mode)

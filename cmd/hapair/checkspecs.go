@@ -30,7 +30,7 @@ func checkSpecs(cfg *config.Config, log *slog.Logger) ([]checks.Spec, error) {
 				continue
 			}
 			seen[name] = true
-			specs = append(specs, checks.Spec{Name: name, Probe: checks.NewInterfaceProbe(ifname)})
+			specs = append(specs, checks.Spec{Name: name, Interval: checks.LinkInterval, Probe: checks.NewInterfaceProbe(ifname)})
 		}
 	}
 	return specs, nil

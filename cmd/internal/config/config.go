@@ -6,28 +6,32 @@ package config
 import (
 	"net/netip"
 	"time"
+
+	"github.com/hapair/hapair/checks"
+	"github.com/hapair/hapair/cmd/internal/notify"
+	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/supervisor"
 )
 
-// Defaults. docs/configuration.md lists the same values; TestDocumentedDefaults keeps the two in step.
+// Defaults. docs/configuration.md lists the same values; TestDocumentedDefaults keeps the two in
+// step. A default that the package doing the work also applies to a zero value is that
+// package's constant, written once.
 const (
 	DefaultHAProxyCommand    = "/usr/sbin/haproxy"
 	DefaultHAProxyConfig     = "/etc/haproxy/haproxy.cfg"
 	DefaultRuntimeDir        = "/run/hapair"
-	DefaultStopGrace         = 10 * time.Second
-	DefaultBackoffInitial    = 500 * time.Millisecond
-	DefaultBackoffMax        = 30 * time.Second
-	DefaultBackoffResetAfter = 30 * time.Second
+	DefaultStopGrace         = supervisor.DefaultStopGrace
+	DefaultBackoffInitial    = supervisor.DefaultBackoffInitial
+	DefaultBackoffMax        = supervisor.DefaultBackoffMax
+	DefaultBackoffResetAfter = supervisor.DefaultBackoffResetAfter
 
-	// DefaultCheckInterval is 2s where keepalived's vrrp_script uses 1s: HAProxy's own liveness is
-	// event driven in hapair, so the polled checks (stats, scripts) need not be as eager, and 2s
-	// is what the seed's setup uses. `hapair convert` writes keepalived's 1s out explicitly.
-	DefaultCheckInterval = 2 * time.Second
-	// DefaultCheckTimeout applies when it is shorter than the interval; otherwise the timeout
-	// defaults to the interval (keepalived's own rule for vrrp_script).
-	DefaultCheckTimeout = 1 * time.Second
-	DefaultCheckFall    = 1 // keepalived's default
-	DefaultCheckRise    = 1 // keepalived's default
-	DefaultCheckWeight  = 0 // keepalived's default: a failure puts tracking instances in FAULT
+	DefaultCheckInterval = checks.DefaultInterval // 2s, not keepalived's 1s: see there
+	DefaultCheckTimeout  = checks.DefaultTimeout  // or the interval when that is shorter
+	DefaultCheckFall     = checks.DefaultFall
+	DefaultCheckRise     = checks.DefaultRise
+	DefaultCheckWeight   = 0 // keepalived's default: a failure puts tracking instances in FAULT
+	// MaxCheckWeight bounds weights (checks[].weight, track) to -253..253, keepalived's rule.
+	MaxCheckWeight = checks.MaxWeight
 
 	DefaultHTTPExpectStatus = 200
 
@@ -41,10 +45,10 @@ const (
 	DefaultChecksum         = ChecksumKeepalived
 	DefaultFastFailover     = true
 
-	DefaultNotifyTimeout        = 10 * time.Second
+	DefaultNotifyTimeout        = notify.DefaultTimeout
 	DefaultNotifyScriptSecurity = true
 
-	DefaultStatusListen = "127.0.0.1:9479"
+	DefaultStatusListen = metrics.DefaultListen
 	DefaultDumpFile     = "/run/hapair/hapair.data"
 
 	// BuiltinHAProxyCheck is the name of the built-in HAProxy liveness check. It exists whenever the

@@ -15,6 +15,7 @@ import (
 	"unicode"
 
 	"github.com/hapair/hapair/internal/spawn"
+	"github.com/hapair/hapair/vrrp"
 )
 
 var checkNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
@@ -297,15 +298,11 @@ func (d *decoder) validateAdvertInt(in *Instance, p string) {
 	k := p + ".advert_int"
 	l := d.lineOf(k)
 	a := in.AdvertInt
-	switch in.Version {
-	case 2:
-		if a%time.Second != 0 || a < time.Second || a > 255*time.Second {
-			d.add(l, k, "%v: VRRPv2 carries whole seconds 1..255 (for shorter intervals use version: 3)", a)
-		}
-	case 3:
-		if a%(10*time.Millisecond) != 0 || a < 10*time.Millisecond || a > 40950*time.Millisecond {
-			d.add(l, k, "%v: VRRPv3 carries 10ms steps from 10ms to 40.95s", a)
-		}
+	if in.Version != 2 && in.Version != 3 {
+		return // reported on the version key
+	}
+	if err := vrrp.CheckAdvertInterval(in.Version, a); err != nil {
+		d.add(l, k, "%v", err)
 	}
 }
 

@@ -326,7 +326,7 @@ func (c *converter) vrrpScript(s *stmt) {
 			}
 			vs.ignoredHAProxyKw = append(vs.ignoredHAProxyKw, "timeout "+g.argText())
 		case "weight":
-			if w, ok := c.intArg(g, -253, 253); ok {
+			if w, ok := c.intArg(g, -config.MaxCheckWeight, config.MaxCheckWeight); ok {
 				vs.weight = w
 			}
 			if len(g.args()) > 1 {
@@ -525,7 +525,7 @@ func (c *converter) vrrpInstance(s *stmt) {
 				ref := trackRef{name: t.keyword(), line: t.line}
 				ta := t.args()
 				if len(ta) >= 2 && ta[0].text == "weight" {
-					if w, err := strconv.Atoi(ta[1].text); err == nil && w >= -253 && w <= 253 {
+					if w, err := strconv.Atoi(ta[1].text); err == nil && w >= -config.MaxCheckWeight && w <= config.MaxCheckWeight {
 						ref.weight = &w
 					} else {
 						c.note(t.line, ctx+"track_script "+t.keyword()+" "+t.argText(), "weight is not within -253..253: the script's own weight applies")
@@ -543,7 +543,7 @@ func (c *converter) vrrpInstance(s *stmt) {
 				ta := t.args()
 				if len(ta) >= 2 && ta[0].text == "weight" {
 					w, err := strconv.Atoi(ta[1].text)
-					if err != nil || w < -253 || w > 253 {
+					if err != nil || w < -config.MaxCheckWeight || w > config.MaxCheckWeight {
 						c.note(t.line, ctx+"track_interface "+name+" "+t.argText(), "weight is not within -253..253: tracked without weight (down = FAULT)")
 						in.trackIfs = append(in.trackIfs, name)
 					} else if w == 0 {

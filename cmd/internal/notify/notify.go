@@ -24,10 +24,13 @@ type Hooks struct {
 	All                         string // notify: gets INSTANCE <name> <state> <priority>
 }
 
+// DefaultTimeout is how long a hook may run when Options.Timeout is 0.
+const DefaultTimeout = 10 * time.Second
+
 // Options are the global settings.
 type Options struct {
 	User           string        // run as this user; "" = hapair's own user
-	Timeout        time.Duration // kill a hook that runs longer; 0 = 10s
+	Timeout        time.Duration // kill a hook that runs longer; 0 = DefaultTimeout
 	ScriptSecurity bool          // as root, refuse a script that someone other than root could modify
 }
 
@@ -49,7 +52,7 @@ type job struct {
 // New starts the runner's goroutine; it lives as long as the process (hooks are few and small).
 func New(hooks Hooks, opts Options, log *slog.Logger) *Runner {
 	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
+		opts.Timeout = DefaultTimeout
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
