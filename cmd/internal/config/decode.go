@@ -475,7 +475,9 @@ func (d *decoder) check(n *yaml.Node, path string) CheckConfig {
 		"timeout":  func(v *yaml.Node, p string) { d.duration(v, p, &c.Timeout) },
 		"fall":     func(v *yaml.Node, p string) { d.intRange(v, p, 1, 1000, func(x int64) { c.Fall = int(x) }) },
 		"rise":     func(v *yaml.Node, p string) { d.intRange(v, p, 1, 1000, func(x int64) { c.Rise = int(x) }) },
-		"weight":   func(v *yaml.Node, p string) { d.intRange(v, p, -MaxCheckWeight, MaxCheckWeight, func(x int64) { c.Weight = int(x) }) },
+		"weight": func(v *yaml.Node, p string) {
+			d.intRange(v, p, -MaxCheckWeight, MaxCheckWeight, func(x int64) { c.Weight = int(x) })
+		},
 		"http": func(v *yaml.Node, p string) {
 			h := &HTTPCheck{ExpectStatus: DefaultHTTPExpectStatus}
 			c.HTTP = h
