@@ -30,6 +30,7 @@ type Status struct {
 	Instances   []InstanceStatus `json:"instances"`
 	HAProxy     HAProxyStatus    `json:"haproxy"`
 	Checks      []CheckStatus    `json:"checks"`
+	BGP         *BGPStatus       `json:"bgp,omitempty"` // absent without a bgp section
 }
 
 // InstanceStatus is one VRRP instance.

@@ -81,6 +81,9 @@ func writeTables(w *bufio.Writer, st Status) {
 			formatTime(c.At), clean(c.Output, maxOutput))
 	}
 	tw.Flush()
+	if st.BGP != nil {
+		writeBGPTables(w, st.BGP)
+	}
 }
 
 // writeKeepalivedStyle writes keepalived 2.x's dump layout: section banners,

@@ -37,6 +37,7 @@ type daemon struct {
 	sup       *supervisor.Supervisor // nil without a haproxy section
 	hub       *transport.Hub         // the VRRP sockets, shared by the instances
 	instances []*vrrpInstance
+	bgp       *bgpSpeaker // nil without a bgp section
 
 	checks       *checks.Runner
 	checksCancel context.CancelFunc
@@ -80,6 +81,9 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		Strays: func(ifname string) transport.Counter { return d.metrics.OtherVRID(ifname) },
 		Log:    log,
 	})
+	if cfg.BGP != nil {
+		d.bgp = newBGPSpeaker(cfg.BGP, d.metrics, log)
+	}
 	for _, ic := range cfg.Instances {
 		vi, err := d.newInstance(cfg, ic)
 		if err != nil {
@@ -169,7 +173,7 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		GARPRepeat: ic.GARPMasterRepeat, GARPDelay: ic.GARPMasterDelay,
 	}
 	notifier := newNotifier(cfg.Notify, ic.Notify, d.log)
-	run, err := instance.New(icfg, conn, vips, ann, rep, notifier, d.log)
+	run, err := instance.New(icfg, conn, vips, ann, rep, d.withBGP(notifier), d.log)
 	if err != nil {
 		conn.Close()
 		ann.Close()
@@ -233,6 +237,12 @@ func (d *daemon) serve(ctx context.Context) error {
 	vrrpCtx, stopVRRP := context.WithCancel(ctx)
 	defer stopVRRP()
 
+	if d.bgp != nil { // before HAProxy: its service addresses go on the loopback first
+		defer d.bgp.close() // after HAProxy has stopped (deferred calls run last)
+		if err := d.bgp.start(ctx); err != nil {
+			return fmt.Errorf("bgp: %w", err)
+		}
+	}
 	var supDone chan error
 	if d.sup != nil {
 		supDone = make(chan error, 1)
@@ -255,7 +265,8 @@ func (d *daemon) serve(ctx context.Context) error {
 	go d.notifySystemd(vrrpCtx)
 
 	<-ctx.Done()
-	wg.Wait() // every instance has sent priority 0 and detached its VIPs
+	d.withdrawBGP() // meanwhile the instances release their VIPs
+	wg.Wait()       // every instance has sent priority 0 and detached its VIPs
 	d.closeInstances()
 	d.stopChecks()
 	if d.sup != nil {
@@ -337,6 +348,7 @@ func (d *daemon) stopChecks() {
 
 func (d *daemon) followChecks(ctx context.Context, r *checks.Runner) {
 	d.updatePriorities(r.Up())
+	d.updateBGP(r)
 	for {
 		select {
 		case <-ctx.Done():
@@ -344,6 +356,7 @@ func (d *daemon) followChecks(ctx context.Context, r *checks.Runner) {
 		case ev := <-r.Events():
 			d.metrics.CheckUp(ev.Name, ev.Up)
 			d.updatePriorities(r.Up())
+			d.updateBGP(r)
 		}
 	}
 }

@@ -72,6 +72,9 @@ func (d *daemon) reload(ctx context.Context, path string) (result string, err er
 	d.mu.Lock()
 	d.cfg = next
 	d.mu.Unlock()
+	if d.bgp != nil {
+		d.bgp.reload(ctx, next.BGP)
+	}
 	for i, vi := range d.instances {
 		d.updateInstance(next, vi, next.Instances[i])
 	}
@@ -115,7 +118,7 @@ func (d *daemon) updateInstance(cfg *config.Config, vi *vrrpInstance, ic config.
 	u := &instance.Update{
 		BasePriority: ic.Priority, VIPs: ic.VIPs, Manager: mgr,
 		GARPRepeat: ic.GARPMasterRepeat, GARPDelay: ic.GARPMasterDelay,
-		Notifier: newNotifier(cfg.Notify, ic.Notify, d.log),
+		Notifier: d.withBGP(newNotifier(cfg.Notify, ic.Notify, d.log)),
 	}
 	if !vi.run.Apply(u) {
 		d.log.Warn(fmt.Sprintf("(%s) stopped, reload not applied", ic.Name))

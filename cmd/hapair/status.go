@@ -63,6 +63,9 @@ func (d *daemon) Status() metrics.Status {
 			Duration: metrics.Duration(c.Last.Duration), At: c.Last.At,
 		})
 	}
+	if d.bgp != nil {
+		st.BGP = d.bgp.status()
+	}
 	return st
 }
 

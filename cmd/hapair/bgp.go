@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/hapair/hapair/bgp"
+	"github.com/hapair/hapair/checks"
+	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/vrrp"
+	"github.com/hapair/hapair/vrrp/instance"
+)
+
+// Compile-time checks that metrics speaks the interfaces package bgp owns.
+var (
+	_ bgp.Reporter     = (*metrics.BGPMetrics)(nil)
+	_ bgp.PeerReporter = (*metrics.BGPMetrics)(nil)
+)
+
+// bgpSpeaker is the daemon's BGP side: the embedded GoBGP server, the Gate deciding what it
+// announces, and the service addresses on the loopback.
+type bgpSpeaker struct {
+	log     *slog.Logger
+	metrics *metrics.BGPMetrics
+
+	cfg      *config.BGP // as started; reload replaces peers, routes and drain time
+	routerID netip.Addr
+	server   *bgp.Server
+	gate     *bgp.Gate
+	lo       *bgp.Loopback
+	onLo     map[netip.Prefix]bool // addresses this hapair put on the loopback
+}
+
+func newBGPSpeaker(cfg *config.BGP, m *metrics.Metrics, log *slog.Logger) *bgpSpeaker {
+	return &bgpSpeaker{log: log, metrics: m.EnableBGP(), cfg: cfg, onLo: map[netip.Prefix]bool{}}
+}
+
+func bgpRoutes(cfg *config.BGP) []bgp.Route {
+	out := make([]bgp.Route, 0, len(cfg.Announce))
+	for _, a := range cfg.Announce {
+		out = append(out, bgp.Route{Prefix: a.Prefix, Checks: a.Checks, Instance: a.VRRPInstance})
+	}
+	return out
+}
+
+func bgpPeers(cfg *config.BGP) []bgp.Peer {
+	out := make([]bgp.Peer, 0, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		out = append(out, bgp.Peer{
+			Address: p.Address, ASN: p.ASN, HoldTime: p.HoldTime, Port: p.Port,
+			Password: p.Password, Passive: p.Passive, Multihop: p.Multihop,
+		})
+	}
+	return out
+}
+
+// start puts the checks-gated service addresses on the loopback (before HAProxy starts, so that
+// it can bind them) and opens the sessions. Nothing is announced until the Gate's inputs allow.
+func (b *bgpSpeaker) start(ctx context.Context) error {
+	lo, err := bgp.OpenLoopback(b.cfg.Loopback)
+	if err != nil {
+		return err
+	}
+	b.lo = lo
+	b.syncLoopback(b.cfg)
+	b.routerID = b.cfg.RouterID
+	if !b.routerID.IsValid() {
+		id, err := bgp.RouterIDToward(b.cfg.Peers[0].Address)
+		if err != nil {
+			return err
+		}
+		b.routerID = id
+	}
+	srv, err := bgp.Start(ctx, bgp.ServerConfig{
+		LocalASN: b.cfg.LocalASN, RouterID: b.routerID, ListenPort: b.cfg.ListenPort, Peers: bgpPeers(b.cfg),
+	}, b.metrics, b.log)
+	if err != nil {
+		return err
+	}
+	b.server = srv
+	b.gate = bgp.NewGate(bgpRoutes(b.cfg), srv, b.metrics, b.log)
+	b.log.Info(fmt.Sprintf("BGP speaker started: AS %d, router id %s, %d peers, %d prefixes",
+		b.cfg.LocalASN, b.routerID, len(b.cfg.Peers), len(b.cfg.Announce)))
+	return nil
+}
+
+// syncLoopback makes the loopback hold exactly the checks-gated addresses of cfg (those gated by
+// a VRRP instance are the instance's VIPs: VRRP attaches them where they belong).
+func (b *bgpSpeaker) syncLoopback(cfg *config.BGP) {
+	want := map[netip.Prefix]bool{}
+	for _, a := range cfg.Announce {
+		if a.VRRPInstance == "" {
+			want[a.Prefix] = true
+		}
+	}
+	for p := range want {
+		if b.onLo[p] {
+			continue
+		}
+		if err := b.lo.Add(p); err != nil {
+			b.log.Error(fmt.Sprintf("BGP: %v", err))
+			continue
+		}
+		b.onLo[p] = true
+	}
+	for p := range b.onLo {
+		if !want[p] {
+			b.removeFromLoopback(p)
+		}
+	}
+}
+
+func (b *bgpSpeaker) removeFromLoopback(p netip.Prefix) {
+	if err := b.lo.Remove(p); err != nil {
+		b.log.Error(fmt.Sprintf("BGP: %v", err))
+		return
+	}
+	delete(b.onLo, p)
+}
+
+// checks feeds the checks' status to the Gate: the same event that changes a VRRP priority.
+func (b *bgpSpeaker) checks(statuses []checks.CheckStatus) {
+	if b.gate == nil {
+		return
+	}
+	states := make(map[string]bgp.CheckState, len(statuses))
+	for _, c := range statuses {
+		states[c.Name] = bgp.CheckState{Up: c.Up, Pending: c.Pending, Since: c.Since}
+	}
+	b.gate.Checks(states, time.Now())
+}
+
+// notifier wraps an instance's notifier so that the Gate learns each VRRP state change.
+func (b *bgpSpeaker) notifier(next instance.Notifier) instance.Notifier {
+	return &bgpStateNotifier{next: next, b: b}
+}
+
+type bgpStateNotifier struct {
+	next instance.Notifier
+	b    *bgpSpeaker
+}
+
+func (n *bgpStateNotifier) Notify(name string, state vrrp.State, priority uint8) {
+	if n.b.gate != nil {
+		n.b.gate.InstanceState(name, state == vrrp.Master, time.Now())
+	}
+	if n.next != nil {
+		n.next.Notify(name, state, priority)
+	}
+}
+
+// withdraw is the first step of a stop: announce with GRACEFUL_SHUTDOWN, let the routers move the
+// traffic away for the drain time, then withdraw everything. HAProxy is still serving meanwhile.
+func (b *bgpSpeaker) withdraw(drain time.Duration) {
+	if b.gate == nil {
+		return
+	}
+	b.gate.Drain(time.Now())
+	if drain > 0 && b.gate.Draining() {
+		b.log.Info(fmt.Sprintf("BGP: draining for %s before withdrawing", drain))
+		time.Sleep(drain)
+	}
+	b.gate.WithdrawAll(time.Now())
+}
+
+// close ends the sessions and, once HAProxy has stopped, takes the addresses off the loopback.
+func (b *bgpSpeaker) close() {
+	if b.server != nil {
+		b.server.Stop()
+	}
+	if b.lo != nil {
+		for p := range b.onLo {
+			b.removeFromLoopback(p)
+		}
+	}
+}
+
+// reload applies peer, prefix and drain time changes in place; Reloadable refused the rest.
+func (b *bgpSpeaker) reload(ctx context.Context, next *config.BGP) {
+	if b.server == nil {
+		return
+	}
+	if err := b.server.SetPeers(ctx, bgpPeers(next)); err != nil {
+		b.log.Error(fmt.Sprintf("BGP peers: %v", err))
+	}
+	keep := map[netip.Addr]bool{}
+	for _, p := range next.Peers {
+		keep[p.Address] = true
+	}
+	for _, p := range b.cfg.Peers {
+		if !keep[p.Address] {
+			b.metrics.RemovePeer(p.Address)
+		}
+	}
+	b.syncLoopback(next) // new addresses first, so that HAProxy can take their traffic once announced
+	b.gate.SetRoutes(bgpRoutes(next), time.Now())
+	keepPrefix := map[netip.Prefix]bool{}
+	for _, a := range next.Announce {
+		keepPrefix[a.Prefix] = true
+	}
+	for _, a := range b.cfg.Announce {
+		if !keepPrefix[a.Prefix] {
+			b.metrics.RemovePrefix(a.Prefix)
+		}
+	}
+	b.cfg = next
+}
+
+func (b *bgpSpeaker) status() *metrics.BGPStatus {
+	st := &metrics.BGPStatus{LocalASN: b.cfg.LocalASN, RouterID: b.routerID.String()}
+	if b.server != nil {
+		for _, p := range b.server.Peers() {
+			st.Peers = append(st.Peers, metrics.BGPPeerStatus{
+				Address: p.Address, ASN: p.ASN, State: p.State, Up: p.Up, Since: p.Since, Reason: p.Reason,
+			})
+		}
+	}
+	if b.gate != nil {
+		for _, p := range b.gate.Status() {
+			st.Prefixes = append(st.Prefixes, metrics.BGPPrefixStatus{
+				Prefix: p.Prefix, Announced: p.Announced, Draining: p.Draining, GatedBy: p.GatedBy, Reason: p.Reason, Since: p.Since,
+			})
+		}
+	}
+	return st
+}
+
+// withBGP makes an instance's notifier tell the BGP Gate of its state changes too.
+func (d *daemon) withBGP(n *hookNotifier) instance.Notifier {
+	if d.bgp == nil {
+		return n
+	}
+	return d.bgp.notifier(n)
+}
+
+// updateBGP hands the checks' status to the BGP Gate after a check event.
+func (d *daemon) updateBGP(r *checks.Runner) {
+	if d.bgp != nil {
+		d.bgp.checks(r.Status())
+	}
+}
+
+// withdrawBGP is the first step of a stop: drain with GRACEFUL_SHUTDOWN, then withdraw, while
+// HAProxy still serves.
+func (d *daemon) withdrawBGP() {
+	if d.bgp == nil {
+		return
+	}
+	d.mu.Lock()
+	drain := d.cfg.BGP.DrainTime
+	d.mu.Unlock()
+	d.bgp.withdraw(drain)
+}
