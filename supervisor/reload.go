@@ -39,8 +39,10 @@ func validate(ctx context.Context, command, configFile string, env []string) (ou
 	if _, err := exec.LookPath(command); err != nil {
 		return "", false, fmt.Errorf("haproxy binary %s: %w", command, err)
 	}
-	if _, err := os.Stat(configFile); err != nil {
+	if fi, err := os.Stat(configFile); err != nil {
 		return "", false, fmt.Errorf("haproxy configuration: %w", err)
+	} else if !fi.Mode().IsRegular() { // `haproxy -c` would wait on a FIFO for ever
+		return "", false, fmt.Errorf("haproxy configuration: %s is not a regular file (%s)", configFile, fi.Mode().Type())
 	}
 	cmd := exec.CommandContext(ctx, command, "-c", "-f", configFile)
 	cmd.Env = spawn.Env(os.Environ(), env...)

@@ -232,8 +232,12 @@ func haproxyPresent(h *config.HAProxy) error {
 	if _, err := exec.LookPath(h.Command); err != nil {
 		return fmt.Errorf("haproxy.command: %w (apt-get install haproxy, or set haproxy.command)", err)
 	}
-	if _, err := os.Stat(h.Config); err != nil {
+	fi, err := os.Stat(h.Config)
+	if err != nil {
 		return fmt.Errorf("haproxy.config: %w", err)
+	}
+	if !fi.Mode().IsRegular() { // HAProxy would wait on a FIFO for ever
+		return fmt.Errorf("haproxy.config: %s is not a regular file (%s)", h.Config, fi.Mode().Type())
 	}
 	return nil
 }

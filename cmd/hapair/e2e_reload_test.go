@@ -7,9 +7,15 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hapair/hapair/cmd/internal/lab"
+	"github.com/hapair/hapair/cmd/internal/lab/labtest"
 )
 
 // runIn runs hapair in a lab host and returns its output and exit code.
@@ -106,5 +112,112 @@ func TestReloadCommand(t *testing.T) {
 		if !strings.Contains(m, want) {
 			t.Errorf("metrics lack %q after a good reload", want)
 		}
+	}
+}
+
+// TestCheckRefusesAFIFO: `hapair check` on a FIFO (hapair's file or HAProxy's) answers at once
+// instead of waiting for a writer.
+func TestCheckRefusesAFIFO(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withHAProxyFIFO := filepath.Join(dir, "hapair.yaml")
+	text := labNode{RouterID: "lb1", Priority: 110, Interface: "lo", VIPs: []string{vipCIDR}, HAProxyConfig: fifo}.YAML()
+	if err := os.WriteFile(withHAProxyFIFO, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ config, want string }{
+		{fifo, "named pipe (FIFO), not a regular file"},
+		{withHAProxyFIFO, "haproxy.config: " + fifo + " is a named pipe (FIFO), not a regular file"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		began := time.Now()
+		out, err := exec.CommandContext(ctx, hapairBin, "check", "--config", tt.config).CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err == nil || timedOut || !strings.Contains(string(out), tt.want) {
+			t.Errorf("hapair check --config %s: %v after %s, want a prompt refusal with %q:\n%s",
+				tt.config, err, time.Since(began).Round(time.Millisecond), tt.want, out)
+		}
+	}
+}
+
+// TestReloadOfAFIFOThenSIGTERM: a reload pointed at a FIFO is refused at once, and in any case
+// SIGTERM is acted on at once: it used to wait behind the reload, for ever.
+func TestReloadOfAFIFOThenSIGTERM(t *testing.T) {
+	p := newPair(t)
+	d := startDaemon(t, p.lb1, labNode{Priority: 110})
+	d.waitState(0, "MASTER", 10*time.Second)
+	if err := os.Rename(d.cfgPath, d.cfgPath+".saved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(d.cfgPath, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	from := d.lines()
+	if err := d.proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := d.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`Reloading configuration`)); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if err := d.proc.Stop(10 * time.Second); err != nil {
+		t.Fatalf("hapair did not stop cleanly within 10s of SIGTERM: %v\n%s", err, d.proc.Output())
+	}
+	took := time.Since(began)
+	t.Logf("SIGTERM after a reload of a FIFO: stopped in %s", took.Round(time.Millisecond))
+	if !strings.Contains(d.proc.Output(), "named pipe (FIFO), not a regular file") {
+		t.Errorf("the reload of a FIFO was not refused as such:\n%s", d.proc.Output())
+	}
+	if took > 5*time.Second {
+		t.Errorf("SIGTERM took %s to act", took)
+	}
+}
+
+// TestDumpDuringAStuckHAProxyReload: HAProxy's master stopped (SIGSTOP) makes a reload wait up to
+// its 15 s bound; SIGUSR1 and SIGTERM must not wait with it.
+func TestDumpDuringAStuckHAProxyReload(t *testing.T) {
+	labtest.RequireCommands(t, "haproxy")
+	p := newPair(t)
+	cfg := haproxyConfigFile(t, p.lb1, lab.HAProxyConfig{Name: "lb1"}.Render())
+	dump := filepath.Join(p.lb1.Dir(), "hapair.data")
+	d := startDaemon(t, p.lb1, labNode{Priority: 110, HAProxyConfig: cfg, DumpFile: dump})
+	d.waitState(0, "MASTER", 15*time.Second)
+	master := haproxyMasterPID(t, d)
+	if err := syscall.Kill(master, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(master, syscall.SIGCONT)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	from := d.lines()
+	if err := d.proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`Reloading configuration`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the reload is now waiting on the stopped master
+	from = d.lines()
+	began := time.Now()
+	if err := d.proc.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`State dump written`)); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(began)
+	t.Logf("SIGUSR1 during a stuck HAProxy reload: dump written in %s", took.Round(time.Millisecond))
+	if took > 3*time.Second {
+		t.Errorf("the dump waited %s behind the reload", took)
+	}
+	if strings.Contains(d.proc.Output()[0:], "Configuration reloaded") {
+		t.Errorf("the reload finished before the dump; the test proves nothing:\n%s", d.proc.Output())
 	}
 }

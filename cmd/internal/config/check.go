@@ -95,8 +95,12 @@ func (h *hostCheck) haproxy(ctx context.Context) {
 	if err != nil {
 		h.add("haproxy.command", "%s: %v (install haproxy, or set haproxy.command)", hp.Command, unwrapExecError(err))
 	}
-	if _, serr := os.Stat(hp.Config); serr != nil {
+	if fi, serr := os.Stat(hp.Config); serr != nil {
 		h.add("haproxy.config", "%s: %v", hp.Config, unwrapPathError(serr))
+		return
+	} else if !fi.Mode().IsRegular() {
+		// HAProxy would wait on a FIFO for ever, and read a device without end.
+		h.add("haproxy.config", "%s %s, not a regular file", hp.Config, fileKind(fi.Mode()))
 		return
 	}
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -116,6 +118,10 @@ var yamlParserProblems = []string{
 
 // document parses the YAML text into its root node; nil with no problem for an empty file.
 func (d *decoder) document(data []byte) (*yaml.Node, bool) {
+	if line, col, ok := invalidUTF8(data); !ok {
+		d.add(line, "", "not valid UTF-8 (column %d): save the file as UTF-8", col)
+		return nil, false
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
@@ -137,6 +143,26 @@ func (d *decoder) document(data []byte) (*yaml.Node, bool) {
 		return nil, true
 	}
 	return doc.Content[0], true
+}
+
+// invalidUTF8 finds the first byte that is not UTF-8, as a 1-based line and column (in bytes); ok
+// when there is none. yaml.v3 reports such a byte without its line.
+func invalidUTF8(data []byte) (line, col int, ok bool) {
+	if utf8.Valid(data) {
+		return 0, 0, true
+	}
+	line, start := 1, 0
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return line, i - start + 1, false
+		}
+		if r == '\n' {
+			line, start = line+1, i+1
+		}
+		i += size
+	}
+	return line, 0, false
 }
 
 func (d *decoder) syntaxError(err error) {
@@ -176,7 +202,53 @@ func StatusListen(path string) (string, error) {
 	return *doc.Status.Listen, nil
 }
 
-// readFile reads a configuration file.
+// MaxFileSize bounds a configuration file. The largest sensible file (255 instances of 20 VIPs,
+// every check and notify command) is well under 1 MiB; the bound keeps a mistaken path such as a
+// log file or /dev/zero from eating memory.
+const MaxFileSize = 4 << 20
+
+// readFile reads a configuration file: a regular file of at most MaxFileSize bytes. It is opened
+// without blocking, so that a FIFO given by mistake is refused rather than waited on for ever (it
+// would hold up `hapair check`, the start and every reload), and a device such as /dev/zero is
+// refused before a byte is read.
 func readFile(path string) ([]byte, error) {
-	return os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%s, not a regular file", fileKind(fi.Mode()))}
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("%d bytes, larger than the %d a configuration may have", fi.Size(), MaxFileSize)}
+	}
+	// The file may grow between Stat and the read: read one byte past the bound to tell.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, &os.PathError{Op: "read", Path: path, Err: fmt.Errorf("larger than the %d bytes a configuration may have", MaxFileSize)}
+	}
+	return data, nil
+}
+
+// fileKind names what a path is, for a refusal.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "is a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "is a named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "is a socket"
+	case m&os.ModeDevice != 0:
+		return "is a device"
+	}
+	return "is " + m.Type().String()
 }
