@@ -8,8 +8,8 @@ import (
 	"github.com/hapair/hapair/cmd/internal/config"
 )
 
-// checkSpecs turns the configured checks, and the links named in track_interface, into the
-// checks runner's specs. The built-in haproxy check is the runner's own.
+// checkSpecs turns the configured checks into the checks runner's specs. The built-in haproxy
+// check is the runner's own; the links instances track are followed by checks.Links.
 func checkSpecs(cfg *config.Config, log *slog.Logger) ([]checks.Spec, error) {
 	var specs []checks.Spec
 	for _, c := range cfg.Checks {
@@ -21,17 +21,6 @@ func checkSpecs(cfg *config.Config, log *slog.Logger) ([]checks.Spec, error) {
 			Name: c.Name, Interval: c.Interval, Timeout: c.Timeout, Fall: c.Fall, Rise: c.Rise,
 			Weight: c.Weight, Probe: probe,
 		})
-	}
-	seen := map[string]bool{}
-	for _, in := range cfg.Instances {
-		for _, ifname := range in.TrackInterfaces {
-			name := trackInterfaceCheck(ifname)
-			if seen[name] {
-				continue
-			}
-			seen[name] = true
-			specs = append(specs, checks.Spec{Name: name, Interval: checks.LinkInterval, Probe: checks.NewInterfaceProbe(ifname)})
-		}
 	}
 	return specs, nil
 }

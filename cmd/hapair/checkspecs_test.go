@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -49,5 +50,25 @@ vrrp_instances:
 	}
 	if !results["safe"] {
 		t.Errorf("/bin/true failed: %q", outputs["safe"])
+	}
+}
+
+// TestTrackedLinks: an instance tracks its own interface unless dont_track_primary says
+// otherwise (keepalived's default), plus its track_interface entries, each once.
+func TestTrackedLinks(t *testing.T) {
+	tests := []struct {
+		ic   config.Instance
+		want []string
+	}{
+		{config.Instance{Interface: "eth0"}, []string{"eth0"}},
+		{config.Instance{Interface: "eth0", TrackInterfaces: []string{"eth1"}}, []string{"eth1", "eth0"}},
+		{config.Instance{Interface: "eth0", TrackInterfaces: []string{"eth0", "eth1"}}, []string{"eth0", "eth1"}},
+		{config.Instance{Interface: "eth0", DontTrackPrimary: true}, nil},
+		{config.Instance{Interface: "eth0", DontTrackPrimary: true, TrackInterfaces: []string{"eth1"}}, []string{"eth1"}},
+	}
+	for _, tt := range tests {
+		if got := trackedLinks(tt.ic); !slices.Equal(got, tt.want) {
+			t.Errorf("trackedLinks(%+v) = %v, want %v", tt.ic, got, tt.want)
+		}
 	}
 }

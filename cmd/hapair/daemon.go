@@ -40,6 +40,7 @@ type daemon struct {
 	bgp       *bgpSpeaker // nil without a bgp section
 
 	checks       *checks.Runner
+	links        *checks.Links // the links instances track (their own, track_interface)
 	checksCancel context.CancelFunc
 	checksDone   chan struct{}
 
@@ -71,6 +72,9 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		d.metrics.DeclareCheck(s.Name)
 	}
 	d.checks = checks.NewRunner(specs, d.metrics, log.With("source", "checks"))
+	if d.links, err = checks.NewLinks(); err != nil {
+		return nil, err
+	}
 	if cfg.HAProxy == nil {
 		d.metrics.WithoutHAProxy()
 	} else {
@@ -191,21 +195,14 @@ func prefixAddrs(ps []netip.Prefix) []netip.Addr {
 }
 
 // trackWeights is an instance's track list (config already resolved each weight: the
-// instance's own, else the check's) plus track_interface entries, tracked with weight 0: a link
-// down puts the instance in FAULT.
+// instance's own, else the check's). Tracked links are not checks: see trackedLinks.
 func trackWeights(ic config.Instance) map[string]int {
-	out := make(map[string]int, len(ic.Track)+len(ic.TrackInterfaces))
+	out := make(map[string]int, len(ic.Track))
 	for name, w := range ic.Track {
 		out[name] = w
 	}
-	for _, ifname := range ic.TrackInterfaces {
-		out[trackInterfaceCheck(ifname)] = 0
-	}
 	return out
 }
-
-// trackInterfaceCheck names the implicit link check made for a track_interface entry.
-func trackInterfaceCheck(ifname string) string { return "interface:" + ifname }
 
 func (d *daemon) closeInstances() {
 	for _, vi := range d.instances {
@@ -222,6 +219,10 @@ func (d *daemon) updatePriorities(up map[string]bool) {
 		prio, fault, by := checks.EffectivePriority(vi.cfg.Priority, vi.track, up)
 		if fault {
 			vi.run.SetFault(true, by+" failed")
+			continue
+		}
+		if down, why := d.links.Down(trackedLinks(vi.cfg)); down {
+			vi.run.SetFault(true, why)
 			continue
 		}
 		vi.run.SetFault(false, "")
@@ -251,6 +252,9 @@ func (d *daemon) serve(ctx context.Context) error {
 	}
 	d.startChecks(ctx, d.checks)
 	defer d.stopChecks()
+	linksDone := make(chan struct{})
+	go func() { defer close(linksDone); d.followLinks(ctx) }()
+	defer func() { <-linksDone }()
 
 	var wg sync.WaitGroup
 	for _, vi := range d.instances {

@@ -219,7 +219,11 @@ type Instance struct {
 	// here, or the check's own when none is given. "haproxy" is the built-in liveness check.
 	Track map[string]int
 	// TrackInterfaces (track_interface): a link down puts the instance in FAULT.
-	TrackInterfaces  []string
+	TrackInterfaces []string
+	// DontTrackPrimary (dont_track_primary, default false): the instance's own interface is
+	// tracked like a track_interface entry (link down: FAULT, VIPs released), as keepalived
+	// does; true turns that off, as keepalived's dont_track_primary does.
+	DontTrackPrimary bool
 	GARPMasterRepeat int           // garp_master_repeat: gratuitous ARPs / NAs per burst, default 5
 	GARPMasterDelay  time.Duration // garp_master_delay: second burst this long after becoming MASTER, default 5s, 0 = none
 	Checksum         ChecksumMode  // checksum: keepalived|rfc9568, default keepalived

@@ -502,6 +502,7 @@ vrrp_instances:
     unicast_peer: [10.0.0.12, 10.0.0.13]
     track: {haproxy: -20, haproxy_stats: null, custom: 10, port: -5}
     track_interface: [eth1]
+    dont_track_primary: false
     garp_master_repeat: 3
     garp_master_delay: 0
     checksum: keepalived
@@ -588,9 +589,9 @@ func TestConfigLine(t *testing.T) {
 		"haproxy.stop_grace":                  6,
 		"vrrp_instances[0].priority":          32,
 		"vrrp_instances[0].virtual_router_id": 31,
-		"vrrp_instances[0].checksum":          45,
+		"vrrp_instances[0].checksum":          46,
 		"checks[1]":                           20,
-		"status.dump_file":                    59,
+		"status.dump_file":                    60,
 		"vrrp_instances[0].notify_never_set":  28, // unwritten: the instance's line
 	} {
 		if got := cfg.Line(key); got != want {

@@ -601,6 +601,7 @@ func (d *decoder) instance(i int, n *yaml.Node, path string) Instance {
 		"unicast_peer":       func(v *yaml.Node, p string) { d.peers[i] = d.list(v, p) },
 		"track":              func(v *yaml.Node, p string) { d.tracks[i] = d.track(v, p) },
 		"track_interface":    func(v *yaml.Node, p string) { d.trackIfs[i] = d.list(v, p) },
+		"dont_track_primary": func(v *yaml.Node, p string) { d.boolean(v, p, &in.DontTrackPrimary) },
 		"garp_master_repeat": func(v *yaml.Node, p string) { d.intRange(v, p, 1, 255, func(x int64) { in.GARPMasterRepeat = int(x) }) },
 		"garp_master_delay":  func(v *yaml.Node, p string) { d.duration(v, p, &in.GARPMasterDelay) },
 		"checksum": func(v *yaml.Node, p string) {

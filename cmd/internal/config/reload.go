@@ -161,6 +161,7 @@ func (r *reloadDiff) instance(o, n *Instance) {
 	live("virtual_ipaddress", o.VIPs, n.VIPs)
 	live("track", o.Track, n.Track)
 	live("track_interface", o.TrackInterfaces, n.TrackInterfaces)
+	live("dont_track_primary", o.DontTrackPrimary, n.DontTrackPrimary)
 	live("garp_master_repeat", o.GARPMasterRepeat, n.GARPMasterRepeat)
 	live("garp_master_delay", o.GARPMasterDelay, n.GARPMasterDelay)
 	live("notify", o.Notify, n.Notify)

@@ -328,6 +328,11 @@ func (c *converter) buildInstance(in *vinst, checks *[]yamlValue) yamlValue {
 	if len(in.trackIfs) > 0 {
 		m.add("track_interface", flowSeq(in.trackIfs))
 	}
+	for _, f := range in.fields {
+		if f.key == "dont_track_primary" {
+			m.add(f.key, f.node)
+		}
+	}
 
 	c.garp(m, "garp_master_repeat", in.garpRep, c.globalGARPRep, in, ctx)
 	c.garp(m, "garp_master_delay", in.garpDelay, c.globalGARPDly, in, ctx)

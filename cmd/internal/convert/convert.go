@@ -415,7 +415,6 @@ func isHAProxyLiveness(argv []string) bool {
 }
 
 var vrrpKeywordsWhy = map[string]string{
-	"dont_track_primary":         "hapair always follows the instance's interface: its link going down puts the instance in FAULT",
 	"smtp_alert":                 "hapair sends no mail: alert from Prometheus or from a notify command",
 	"use_vmac":                   "hapair does not create VRRP virtual MAC interfaces: the VIPs use the interface's own MAC, announced by gratuitous ARP",
 	"vmac_xmit_base":             "hapair does not create VRRP virtual MAC interfaces",
@@ -514,6 +513,8 @@ func (c *converter) vrrpInstance(s *stmt) {
 			}
 		case "nopreempt":
 			set("preempt", boolean(false), g.line)
+		case "dont_track_primary":
+			set("dont_track_primary", boolean(true), g.line)
 		case "preempt":
 			// keepalived's backward-compatible no-op: preempting is the default in both.
 		case "preempt_delay":

@@ -547,11 +547,11 @@ static_routes {
     10.2.0.0/16 via 10.0.0.1
 }
 `,
-			want:    []string{"router_id: lb1"},
+			want:    []string{"router_id: lb1", "dont_track_primary: true"},
 			notWant: []string{"10.0.0.99", "10.1.0.0"},
 			wantNotes: []string{
 				"3: global_defs: notification_email", "6: global_defs: vrrp_strict", "8: vrrp_sync_group G1",
-				"13: virtual_server 10.0.0.7 80", "21: vrrp_instance VI_1: use_vmac", "22: vrrp_instance VI_1: dont_track_primary",
+				"13: virtual_server 10.0.0.7 80", "21: vrrp_instance VI_1: use_vmac",
 				"26: vrrp_instance VI_1: virtual_ipaddress_excluded", "29: vrrp_instance VI_1: virtual_routes", "33: static_routes",
 			},
 		},

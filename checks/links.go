@@ -1,0 +1,155 @@
+package checks
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Links follows the state of every network interface of hapair's namespace through netlink
+// link updates (event-driven, no polling), for the interfaces VRRP instances track: their own
+// (keepalived's default, off with dont_track_primary) and their track_interface entries.
+//
+// Unlike a Spec in a Runner it has no pending state: NewLinks reads every link at once, so an
+// instance never sees its link as "not yet known" (a FAULT at start, or at a reload that
+// replaces the checks runner). And it follows every link rather than a configured list, so a
+// track_interface added by a reload is followed without restarting anything.
+type Links struct {
+	mu    sync.Mutex
+	state map[string]linkState // by interface name; absent: no such interface
+	names map[int]string       // by link index, to follow a rename
+}
+
+type linkState struct {
+	up     bool
+	reason string
+}
+
+// NewLinks reads the current state of every link.
+func NewLinks() (*Links, error) {
+	l := &Links{}
+	if err := l.refresh(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Links) refresh() error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	state := make(map[string]linkState, len(links))
+	names := make(map[int]string, len(links))
+	for _, link := range links {
+		a := link.Attrs()
+		up, reason := linkUp(a)
+		state[a.Name] = linkState{up, reason}
+		names[a.Index] = a.Name
+	}
+	l.mu.Lock()
+	l.state, l.names = state, names
+	l.mu.Unlock()
+	return nil
+}
+
+// Down reports the first of names (in name order) whose link is not up, with why; ok is true
+// when every one is up. A name no interface has counts as down, as in keepalived.
+func (l *Links) Down(names []string) (down bool, why string) {
+	if len(names) == 0 {
+		return false, ""
+	}
+	sorted := append([]string(nil), names...)
+	sort.Strings(sorted)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, n := range sorted {
+		s, ok := l.state[n]
+		if !ok {
+			return true, fmt.Sprintf("interface %s not found", n)
+		}
+		if !s.up {
+			return true, s.reason
+		}
+	}
+	return false, ""
+}
+
+// set records one link's state (exists false: deleted); it reports whether anything changed.
+func (l *Links) set(index int, name string, s linkState, exists bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed := false
+	if prev, ok := l.names[index]; ok && prev != name { // renamed: the old name is gone
+		delete(l.state, prev)
+		changed = true
+	}
+	old, had := l.state[name]
+	if !exists {
+		delete(l.state, name)
+		delete(l.names, index)
+		return changed || had
+	}
+	l.state[name] = s
+	l.names[index] = name
+	return changed || !had || old != s
+}
+
+// Watch follows link updates until ctx is done and calls changed after every change of a
+// link's state (not for updates that change nothing, such as statistics). It reads every
+// link again once subscribed, so that nothing between NewLinks and Watch is missed. An error
+// means links cannot be followed; Down then keeps answering from the last state known.
+func (l *Links) Watch(ctx context.Context, changed func()) error {
+	updates := make(chan netlink.LinkUpdate, 256)
+	done := make(chan struct{})
+	subErr := make(chan error, 1)
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		ErrorCallback: func(err error) {
+			select {
+			case subErr <- err:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to link updates: %w", err)
+	}
+	defer func() {
+		close(done)
+		for range updates { // the subscription goroutine ends once its socket is closed
+		}
+	}()
+	if err := l.refresh(); err != nil {
+		return err
+	}
+	changed()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-updates:
+			if !ok {
+				select {
+				case err := <-subErr:
+					return fmt.Errorf("link updates: %w", err)
+				default:
+					return fmt.Errorf("link updates ended")
+				}
+			}
+			if u.Link == nil {
+				continue
+			}
+			a := u.Link.Attrs()
+			up, reason := linkUp(a)
+			// RTM_DELLINK: the interface is gone (a NEWLINK brings it back by name).
+			exists := u.Header.Type != unix.RTM_DELLINK
+			if l.set(a.Index, a.Name, linkState{up, reason}, exists) {
+				changed()
+			}
+		}
+	}
+}

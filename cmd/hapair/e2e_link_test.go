@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"os"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestOwnLinkDownFaultsAndComesBack (issue 9 item 2): the MASTER's own interface goes down.
+// Like keepalived, hapair tracks it: FAULT at once, VIP released, the peer takes over and the
+// client follows it; link up: BACKUP, the election (preempt) gives the VIP back, announced
+// with gratuitous ARPs so that the client's neighbour entry moves back without asking. Before,
+// the MASTER kept the VIP on the dead link and took it back on link up without a single
+// gratuitous ARP.
+func TestOwnLinkDownFaultsAndComesBack(t *testing.T) {
+	p := newPair(t)
+	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: "1a2b3c4d"})
+	lb2 := startDaemon(t, p.lb2, labNode{Priority: 100, AuthPass: "1a2b3c4d"})
+	lb1.waitState(0, "MASTER", 10*time.Second)
+	lb2.waitState(0, "BACKUP", 10*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+	if got, want := p.neighborOf(t), p.lb1.MAC().String(); got != want {
+		t.Fatalf("client resolves the VIP to %s, want lb1's %s", got, want)
+	}
+
+	ctx := context.Background()
+	from1, from2 := lb1.lines(), lb2.lines()
+	down := time.Now()
+	if err := p.lb1.SetLink(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	lb1.waitState(from1, "FAULT", 3*time.Second)
+	t.Logf("link down: lb1 FAULT after %s", time.Since(down).Round(time.Millisecond))
+	if lb1.hasVIP() {
+		t.Error("lb1 in FAULT still holds the VIP on its dead link")
+	}
+	lb2.waitState(from2, "MASTER", seedMasterDown+2*time.Second)
+	waitVIP(t, 2*time.Second, p.lb2, p.lb1, p.lb2)
+	waitNeighbor(t, p, p.lb2.MAC().String())
+
+	from1 = lb1.lines()
+	if err := p.lb1.SetLink(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	lb1.waitState(from1, "BACKUP", 3*time.Second)
+	lb1.waitState(from1, "MASTER", seedMasterDown+2*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+	// The client does not ask: only lb1's gratuitous ARPs can move its entry back.
+	waitNeighbor(t, p, p.lb1.MAC().String())
+}
+
+// TestTrackInterfaceAddedByReload (issue 9 item 2): with dont_track_primary the instance's
+// own link going down changes nothing; a track_interface added by SIGHUP takes effect at once
+// (before, the reload logged it as applied and nothing followed the link).
+func TestTrackInterfaceAddedByReload(t *testing.T) {
+	p := newPair(t)
+	d := startDaemon(t, p.lb1, labNode{Priority: 110, ExtraInstance: []string{"dont_track_primary: true"}})
+	d.waitState(0, "MASTER", 10*time.Second)
+	waitVIPOn(t, p.lb1, 3*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// dont_track_primary: the own link down is not a FAULT.
+	from := d.lines()
+	if err := p.lb1.SetLink(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := p.lb1.SetLink(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range d.proc.Lines()[from:] {
+		if strings.Contains(l.Text, "Entering") {
+			t.Fatalf("with dont_track_primary, the own link going down caused %q", l.Text)
+		}
+	}
+
+	// A second link in the host, then a reload that tracks it.
+	for _, args := range [][]string{
+		{"ip", "link", "add", "trk0", "type", "veth", "peer", "name", "trk1"},
+		{"ip", "link", "set", "trk0", "up"},
+		{"ip", "link", "set", "trk1", "up"},
+	} {
+		if out, err := p.lb1.Run(ctx, args[0], args[1:]...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	good, err := os.ReadFile(d.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracked := strings.Replace(string(good), "dont_track_primary: true", "dont_track_primary: true\n    track_interface: [trk0]", 1)
+	if err := os.WriteFile(d.cfgPath, []byte(tracked), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	from = d.lines()
+	if err := d.proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`Configuration reloaded`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range d.proc.Lines()[from:] {
+		if strings.Contains(l.Text, "Entering") {
+			t.Fatalf("the reload adding an up link caused %q", l.Text)
+		}
+	}
+
+	// The peer end down: trk0 loses its carrier (LOWERLAYERDOWN).
+	from = d.lines()
+	if out, err := p.lb1.Run(ctx, "ip", "link", "set", "trk1", "down"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	d.waitState(from, "FAULT", 3*time.Second)
+	if d.hasVIP() {
+		t.Error("in FAULT with the VIP still attached")
+	}
+	from = d.lines()
+	if out, err := p.lb1.Run(ctx, "ip", "link", "set", "trk1", "up"); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	d.waitState(from, "BACKUP", 3*time.Second)
+	d.waitState(from, "MASTER", seedMasterDown+2*time.Second)
+	waitVIPOn(t, p.lb1, 3*time.Second)
+}
