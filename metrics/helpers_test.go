@@ -8,6 +8,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/hapair/hapair/supervisor"
 )
 
 // populate drives every reporting method once or more, as a running pair
@@ -31,8 +33,8 @@ func populate(t *testing.T, m *Metrics) {
 	im.VIPError(VIPOpAttach)
 	m.HAProxyUp(true)
 	m.HAProxyRestart()
-	m.HAProxyReload(ReloadOK)
-	m.HAProxyReload(ReloadRefused)
+	m.HAProxyReload(supervisor.ReloadOK)
+	m.HAProxyReload(supervisor.ReloadRefused)
 	m.HAProxyExit(139)
 	m.DeclareCheck("haproxy_stats")
 	m.CheckResult("haproxy", true, 0)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/hapair/hapair/supervisor"
 	"github.com/hapair/hapair/vrrp"
 )
 
@@ -62,13 +63,6 @@ func dropReasons() []string {
 	}
 	return out
 }
-
-// Reload results of hapair_haproxy_reloads_total{result}.
-const (
-	ReloadOK      = "ok"      // new configuration running
-	ReloadRefused = "refused" // haproxy -c rejected the configuration; the old one keeps running
-	ReloadFailed  = "failed"  // the reload itself failed (master in wait mode, timeout, ...)
-)
 
 // VIP operations of hapair_vrrp_vip_errors_total{op}, pre-initialised to 0.
 const (
@@ -273,9 +267,9 @@ func New(b BuildInfo) *Metrics {
 	}, []string{"version", "commit", "goversion"})
 	buildInfo.WithLabelValues(b.Version, b.Commit, b.GoVersion).Set(1)
 
-	for _, r := range []string{ReloadOK, ReloadRefused, ReloadFailed} {
-		m.haproxyReloads.WithLabelValues(r)
-		m.configReloads.WithLabelValues(r)
+	for _, r := range supervisor.ReloadResults() {
+		m.haproxyReloads.WithLabelValues(string(r))
+		m.configReloads.WithLabelValues(string(r))
 	}
 	m.configLastReloadOK.Set(1)
 	m.configLastReloadOKTime.Set(float64(time.Now().UnixNano()) / 1e9)
@@ -372,18 +366,18 @@ func (m *Metrics) HAProxyUp(up bool) { m.haproxyUp.Set(boolValue(up)) }
 // HAProxyRestart implements supervisor.Reporter.
 func (m *Metrics) HAProxyRestart() { m.haproxyRestarts.Inc() }
 
-// HAProxyReload implements supervisor.Reporter; result is ReloadOK,
-// ReloadRefused or ReloadFailed.
-func (m *Metrics) HAProxyReload(result string) { m.haproxyReloads.WithLabelValues(result).Inc() }
+// HAProxyReload implements supervisor.Reporter.
+func (m *Metrics) HAProxyReload(result supervisor.ReloadResult) {
+	m.haproxyReloads.WithLabelValues(string(result)).Inc()
+}
 
 // HAProxyExit implements supervisor.Reporter.
 func (m *Metrics) HAProxyExit(status int) { m.haproxyLastExit.WithLabelValues().Set(float64(status)) }
 
-// ConfigReload records the outcome of a configuration reload attempt made at at; result is
-// ReloadOK, ReloadRefused or ReloadFailed.
-func (m *Metrics) ConfigReload(result string, at time.Time) {
-	m.configReloads.WithLabelValues(result).Inc()
-	if result == ReloadOK {
+// ConfigReload records the outcome of a configuration reload attempt made at at.
+func (m *Metrics) ConfigReload(result supervisor.ReloadResult, at time.Time) {
+	m.configReloads.WithLabelValues(string(result)).Inc()
+	if result == supervisor.ReloadOK {
 		m.configLastReloadOK.Set(1)
 		m.configLastReloadOKTime.Set(float64(at.UnixNano()) / 1e9)
 		return

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/hapair/hapair/supervisor"
 )
 
 // TestDesignContract checks every metric DESIGN.md names, with its type and
@@ -308,9 +310,9 @@ func TestHAProxyReporter(t *testing.T) {
 	m.HAProxyUp(false)
 	m.HAProxyRestart()
 	m.HAProxyRestart()
-	m.HAProxyReload(ReloadOK)
-	m.HAProxyReload(ReloadRefused)
-	m.HAProxyReload(ReloadRefused)
+	m.HAProxyReload(supervisor.ReloadOK)
+	m.HAProxyReload(supervisor.ReloadRefused)
+	m.HAProxyReload(supervisor.ReloadRefused)
 	tests := []struct {
 		name   string
 		labels map[string]string
@@ -449,8 +451,8 @@ func TestConfigReload(t *testing.T) {
 		t.Errorf("hapair_config_last_reload_success_timestamp_seconds at start = %v, want about now", v)
 	}
 	at := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
-	m.ConfigReload(ReloadOK, at)
-	m.ConfigReload(ReloadRefused, at.Add(time.Minute))
+	m.ConfigReload(supervisor.ReloadOK, at)
+	m.ConfigReload(supervisor.ReloadRefused, at.Add(time.Minute))
 	check := func(name string, l map[string]string, want float64) {
 		t.Helper()
 		if v, ok := value(t, m, name, l); !ok || v != want {
@@ -462,9 +464,9 @@ func TestConfigReload(t *testing.T) {
 	check("hapair_config_reloads_total", labels("result", "failed"), 0)
 	check("hapair_config_last_reload_successful", nil, 0)
 	check("hapair_config_last_reload_success_timestamp_seconds", nil, float64(at.Unix()))
-	m.ConfigReload(ReloadFailed, at.Add(2*time.Minute))
+	m.ConfigReload(supervisor.ReloadFailed, at.Add(2*time.Minute))
 	check("hapair_config_last_reload_successful", nil, 0)
-	m.ConfigReload(ReloadOK, at.Add(3*time.Minute))
+	m.ConfigReload(supervisor.ReloadOK, at.Add(3*time.Minute))
 	check("hapair_config_last_reload_successful", nil, 1)
 	check("hapair_config_last_reload_success_timestamp_seconds", nil, float64(at.Add(3*time.Minute).Unix()))
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/hapair/hapair/supervisor"
 )
 
 // StatusSource produces the status document served at GET /status, printed
@@ -69,9 +71,9 @@ type HAProxyStatus struct {
 
 // ReloadStatus is the last reload.
 type ReloadStatus struct {
-	At     time.Time `json:"at"`
-	Result string    `json:"result"` // ok, refused, failed
-	Error  string    `json:"error,omitempty"`
+	At     time.Time               `json:"at"`
+	Result supervisor.ReloadResult `json:"result"` // ok, refused, failed
+	Error  string                  `json:"error,omitempty"`
 }
 
 // ConfigStatus is hapair's own configuration file and its reloads (SIGHUP).
@@ -87,11 +89,11 @@ type ConfigStatus struct {
 
 // ConfigReload is one reload attempt of hapair's configuration.
 type ConfigReload struct {
-	Request  uint64    `json:"request"` // ReloadRequests when the attempt began
-	At       time.Time `json:"at"`      // when it began
-	Duration Duration  `json:"duration"`
-	Result   string    `json:"result"` // ok, refused (the running configuration stays), failed (applied, HAProxy's reload failed)
-	Error    string    `json:"error,omitempty"`
+	Request  uint64                  `json:"request"` // ReloadRequests when the attempt began
+	At       time.Time               `json:"at"`      // when it began
+	Duration Duration                `json:"duration"`
+	Result   supervisor.ReloadResult `json:"result"` // ok, refused (the running configuration stays), failed (applied, HAProxy's reload failed)
+	Error    string                  `json:"error,omitempty"`
 }
 
 // CheckStatus is one tracked check.

@@ -180,7 +180,7 @@ func reloadText(r *ReloadStatus) string {
 	if r == nil {
 		return "-"
 	}
-	s := clean(r.Result, 0) + " at " + formatTime(r.At)
+	s := clean(string(r.Result), 0) + " at " + formatTime(r.At)
 	if r.Error != "" {
 		s += ": " + clean(r.Error, maxOutput)
 	}
@@ -191,7 +191,7 @@ func configReloadText(r *ConfigReload, max int) string {
 	if r == nil {
 		return "none since start"
 	}
-	s := clean(r.Result, 0) + " at " + formatTime(r.At)
+	s := clean(string(r.Result), 0) + " at " + formatTime(r.At)
 	if r.Error != "" {
 		s += ": " + clean(r.Error, max)
 	}

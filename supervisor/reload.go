@@ -73,7 +73,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	out, noListener, err := validate(ctx, s.cfg.Command, s.cfg.ConfigFile, s.cfg.Env)
 	switch {
 	case err != nil:
-		s.reloaded("refused", err)
+		s.reloaded(ReloadRefused, err)
 		s.log.Error(fmt.Sprintf("HAProxy reload refused, the running HAProxy keeps serving: %v", err))
 		return refusedError{err}
 	case noListener:
@@ -83,14 +83,14 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	}
 	c := s.current()
 	if c == nil {
-		s.reloaded("failed", ErrNotRunning)
+		s.reloaded(ReloadFailed, ErrNotRunning)
 		return ErrNotRunning
 	}
 	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
 	defer cancel()
 	fail := func(err error) error {
 		err = fmt.Errorf("haproxy reload: %w", err)
-		s.reloaded("failed", err)
+		s.reloaded(ReloadFailed, err)
 		s.log.Error(err.Error())
 		return err
 	}
@@ -128,7 +128,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 				s.alertsSince(ctx, mark)))
 		}
 		if w := after.newWorker(before); w != 0 {
-			s.reloaded("ok", nil)
+			s.reloaded(ReloadOK, nil)
 			s.log.Info(fmt.Sprintf("HAProxy reloaded: new worker %d (%s)", w, s.now().Sub(began).Round(time.Millisecond)))
 			return nil
 		}
@@ -177,7 +177,7 @@ func sleepCtx(ctx context.Context, done <-chan struct{}, d time.Duration) bool {
 	}
 }
 
-func (s *Supervisor) reloaded(result string, err error) {
+func (s *Supervisor) reloaded(result ReloadResult, err error) {
 	st := ReloadStatus{At: s.now(), Result: result}
 	if err != nil {
 		st.Error = err.Error()

@@ -79,14 +79,30 @@ type Event struct {
 type Reporter interface {
 	HAProxyUp(bool)
 	HAProxyRestart()
-	HAProxyReload(result string) // ok, refused, failed
+	HAProxyReload(result ReloadResult)
 	HAProxyExit(status int)
 }
+
+// ReloadResult is how a reload ended. The values are the result label of
+// hapair_haproxy_reloads_total and hapair_config_reloads_total, and the words of `hapair status`:
+// dashboards and scripts depend on them. A reload of hapair's own configuration ends the same
+// three ways.
+type ReloadResult string
+
+// The outcomes of a reload.
+const (
+	ReloadOK      ReloadResult = "ok"      // the new configuration runs
+	ReloadRefused ReloadResult = "refused" // validation rejected it; the running one was not touched
+	ReloadFailed  ReloadResult = "failed"  // the reload itself failed (master in wait mode, timeout, ...)
+)
+
+// ReloadResults lists every outcome, so that a counter can start every label at zero.
+func ReloadResults() []ReloadResult { return []ReloadResult{ReloadOK, ReloadRefused, ReloadFailed} }
 
 // ReloadStatus is the outcome of the last reload.
 type ReloadStatus struct {
 	At     time.Time
-	Result string // ok, refused, failed
+	Result ReloadResult
 	Error  string
 }
 
@@ -189,10 +205,10 @@ func New(cfg Config, rep Reporter, log *slog.Logger) *Supervisor {
 
 type nopReporter struct{}
 
-func (nopReporter) HAProxyUp(bool)       {}
-func (nopReporter) HAProxyRestart()      {}
-func (nopReporter) HAProxyReload(string) {}
-func (nopReporter) HAProxyExit(int)      {}
+func (nopReporter) HAProxyUp(bool)             {}
+func (nopReporter) HAProxyRestart()            {}
+func (nopReporter) HAProxyReload(ReloadResult) {}
+func (nopReporter) HAProxyExit(int)            {}
 
 // Events delivers Up and Down events in order. The buffer is large; a reader that falls far
 // behind loses the oldest (logged), never blocks the supervisor. It is never closed.

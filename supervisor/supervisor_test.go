@@ -66,13 +66,13 @@ type fakeReporter struct {
 	mu       sync.Mutex
 	ups      []bool
 	restarts int
-	reloads  []string
+	reloads  []ReloadResult
 	exits    []int
 }
 
 func (r *fakeReporter) HAProxyUp(up bool) { r.mu.Lock(); r.ups = append(r.ups, up); r.mu.Unlock() }
 func (r *fakeReporter) HAProxyRestart()   { r.mu.Lock(); r.restarts++; r.mu.Unlock() }
-func (r *fakeReporter) HAProxyReload(res string) {
+func (r *fakeReporter) HAProxyReload(res ReloadResult) {
 	r.mu.Lock()
 	r.reloads = append(r.reloads, res)
 	r.mu.Unlock()
@@ -425,7 +425,7 @@ func TestReloadRefusedKeepsTheRunningHAProxy(t *testing.T) {
 	if st := f.sup.Status(); st.LastReload.Result != "refused" || !strings.Contains(st.LastReload.Error, "no-such-keyword") {
 		t.Errorf("status %+v", st.LastReload)
 	}
-	if rep := f.rep.snapshot(); !slices.Equal(rep.reloads, []string{"refused"}) {
+	if rep := f.rep.snapshot(); !slices.Equal(rep.reloads, []ReloadResult{"refused"}) {
 		t.Errorf("reported reloads %v", rep.reloads)
 	}
 }
@@ -492,7 +492,7 @@ func TestReloadServesNewConfigWithoutFailedRequests(t *testing.T) {
 	if st := f.sup.Status(); st.PID != up.PID || !st.Up || st.LastReload.Result != "ok" || st.Restarts != 0 {
 		t.Errorf("status after reload: %+v (master was %d)", st, up.PID)
 	}
-	if rep := f.rep.snapshot(); !slices.Equal(rep.reloads, []string{"ok"}) {
+	if rep := f.rep.snapshot(); !slices.Equal(rep.reloads, []ReloadResult{"ok"}) {
 		t.Errorf("reported reloads %v", rep.reloads)
 	}
 	select {
@@ -536,7 +536,7 @@ func TestReloadFailingAtLoadKeepsOldWorkers(t *testing.T) {
 	}
 	t.Logf("reload after a failed one took %s", time.Since(began))
 	mustGet(t, f.port, "three")
-	if rep := f.rep.snapshot(); !slices.Equal(rep.reloads, []string{"failed", "ok"}) || len(rep.exits) != 0 {
+	if rep := f.rep.snapshot(); !slices.Equal(rep.reloads, []ReloadResult{"failed", "ok"}) || len(rep.exits) != 0 {
 		t.Errorf("reported reloads %v, exits %v", rep.reloads, rep.exits)
 	}
 }
@@ -553,7 +553,7 @@ func TestReloadWithoutHAProxy(t *testing.T) {
 	if err := s.Reload(context.Background()); !errors.Is(err, ErrNotRunning) {
 		t.Fatalf("Reload before Run = %v, want ErrNotRunning", err)
 	}
-	if !slices.Equal(rep.reloads, []string{"failed"}) {
+	if !slices.Equal(rep.reloads, []ReloadResult{"failed"}) {
 		t.Errorf("reported %v", rep.reloads)
 	}
 }

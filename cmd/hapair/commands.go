@@ -18,6 +18,7 @@ import (
 	"github.com/hapair/hapair/cmd/internal/convert"
 	"github.com/hapair/hapair/cmd/internal/rundir"
 	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/supervisor"
 )
 
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {
@@ -80,7 +81,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Info(fmt.Sprintf("Serving /metrics, /status and /healthz on %s", srv.Addr()))
 	}
 
-	reloads := newReloader(d.reloads, func(ctx context.Context) (string, error) { return d.reload(ctx, *path) })
+	reloads := newReloader(d.reloads, func(ctx context.Context) (supervisor.ReloadResult, error) { return d.reload(ctx, *path) })
 	go reloads.run(ctx)
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/hapair/hapair/checks"
 	"github.com/hapair/hapair/cmd/internal/config"
-	"github.com/hapair/hapair/metrics"
 	"github.com/hapair/hapair/supervisor"
 	"github.com/hapair/hapair/vrrp/instance"
 	vipnet "github.com/hapair/hapair/vrrp/vip"
@@ -19,14 +18,14 @@ import (
 // reload is SIGHUP: read and validate the file, refuse it whole when it is broken or changes what
 // only a restart can change, reload HAProxy (which checks its file with `haproxy -c` first), and
 // only when HAProxy took its new file apply hapair's own settings in place. Whatever goes wrong,
-// the running configuration stays whole: result is metrics.ReloadOK, ReloadRefused (a file was
+// the running configuration stays whole: result is supervisor.ReloadOK, ReloadRefused (a file was
 // invalid: nothing was touched) or ReloadFailed (HAProxy's reload failed, its old workers keep
 // serving, and hapair's settings were left as they were); err says why.
-func (d *daemon) reload(ctx context.Context, path string) (result string, err error) {
+func (d *daemon) reload(ctx context.Context, path string) (result supervisor.ReloadResult, err error) {
 	d.log.Info(fmt.Sprintf("Reloading configuration %s", path))
-	refuse := func(err error) (string, error) {
+	refuse := func(err error) (supervisor.ReloadResult, error) {
 		d.log.Error(fmt.Sprintf("Reload refused, the running configuration stays: %v", err))
-		return metrics.ReloadRefused, err
+		return supervisor.ReloadRefused, err
 	}
 	next, err := config.Load(path)
 	if err != nil {
@@ -57,7 +56,7 @@ func (d *daemon) reload(ctx context.Context, path string) (result string, err er
 			d.log.Warn("HAProxy is not running: it will read its configuration when it is restarted")
 		default:
 			d.log.Error(fmt.Sprintf("Reload failed, the running configuration stays (HAProxy's old workers keep serving): %v", err))
-			return metrics.ReloadFailed, fmt.Errorf("HAProxy reload: %w", err)
+			return supervisor.ReloadFailed, fmt.Errorf("HAProxy reload: %w", err)
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -83,7 +82,7 @@ func (d *daemon) reload(ctx context.Context, path string) (result string, err er
 	d.mu.Unlock()
 	d.updatePriorities(runner.Up())
 	d.log.Info("Configuration reloaded")
-	return metrics.ReloadOK, nil
+	return supervisor.ReloadOK, nil
 }
 
 // replaceChecks swaps the checks runner for one running specs; the built-in liveness check keeps

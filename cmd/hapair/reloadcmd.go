@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/metrics"
+
+	"github.com/hapair/hapair/supervisor"
 )
 
 // reloadPoll is how often `hapair reload` asks for the outcome.
@@ -37,7 +39,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hapair: reload: %v\n", err)
 		return 1
 	}
-	if r.Result != metrics.ReloadOK {
+	if r.Result != supervisor.ReloadOK {
 		fmt.Fprintf(stderr, "hapair: reload %s, the running configuration stays:\n%s\n", r.Result, r.Error)
 		return 1
 	}

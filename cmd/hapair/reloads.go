@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/metrics"
+
+	"github.com/hapair/hapair/supervisor"
 )
 
 // reloadReporter is what the reload log tells the metrics.
 type reloadReporter interface {
-	ConfigReload(result string, at time.Time)
+	ConfigReload(result supervisor.ReloadResult, at time.Time)
 }
 
 // reloadLog records the SIGHUPs received and the outcome of each reload attempt, for /status,
@@ -47,14 +49,14 @@ func (l *reloadLog) begin() (request uint64) {
 }
 
 // finish records an attempt's outcome.
-func (l *reloadLog) finish(request uint64, began, ended time.Time, result string, err error) {
+func (l *reloadLog) finish(request uint64, began, ended time.Time, result supervisor.ReloadResult, err error) {
 	r := &metrics.ConfigReload{Request: request, At: began, Duration: metrics.Duration(ended.Sub(began)), Result: result}
 	if err != nil {
 		r.Error = err.Error()
 	}
 	l.mu.Lock()
 	l.last = r
-	if result == metrics.ReloadOK {
+	if result == supervisor.ReloadOK {
 		l.loadedAt = ended
 	}
 	l.mu.Unlock()
@@ -104,11 +106,11 @@ func dispatchSignals(signals <-chan os.Signal, a signalActions) {
 type reloader struct {
 	log      *reloadLog
 	requests chan struct{}
-	reload   func(ctx context.Context) (result string, err error)
+	reload   func(ctx context.Context) (result supervisor.ReloadResult, err error)
 	now      func() time.Time
 }
 
-func newReloader(log *reloadLog, reload func(ctx context.Context) (string, error)) *reloader {
+func newReloader(log *reloadLog, reload func(ctx context.Context) (supervisor.ReloadResult, error)) *reloader {
 	return &reloader{log: log, requests: make(chan struct{}, 1), reload: reload, now: time.Now}
 }
 

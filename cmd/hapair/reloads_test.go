@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,14 +15,16 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/metrics"
+
+	"github.com/hapair/hapair/supervisor"
 )
 
 type fakeReloadReporter struct {
 	mu      sync.Mutex
-	results []string
+	results []supervisor.ReloadResult
 }
 
-func (f *fakeReloadReporter) ConfigReload(result string, _ time.Time) {
+func (f *fakeReloadReporter) ConfigReload(result supervisor.ReloadResult, _ time.Time) {
 	f.mu.Lock()
 	f.results = append(f.results, result)
 	f.mu.Unlock()
@@ -33,13 +36,13 @@ func TestStuckReloadDelaysNoSignal(t *testing.T) {
 	log := newReloadLog("/etc/hapair/hapair.yaml", time.Now(), &fakeReloadReporter{})
 	started := make(chan struct{}, 4)
 	release := make(chan struct{})
-	r := newReloader(log, func(ctx context.Context) (string, error) {
+	r := newReloader(log, func(ctx context.Context) (supervisor.ReloadResult, error) {
 		started <- struct{}{}
 		select {
 		case <-release:
 		case <-ctx.Done():
 		}
-		return metrics.ReloadRefused, errors.New("stuck")
+		return supervisor.ReloadRefused, errors.New("stuck")
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -114,20 +117,20 @@ func TestReloadLogRecordsEveryOutcome(t *testing.T) {
 	}
 	log.request()
 	req := log.begin()
-	log.finish(req, start.Add(time.Minute), start.Add(time.Minute+time.Second), metrics.ReloadRefused, errors.New("hapair.yaml:3: priority: 999 is outside 1..255"))
+	log.finish(req, start.Add(time.Minute), start.Add(time.Minute+time.Second), supervisor.ReloadRefused, errors.New("hapair.yaml:3: priority: 999 is outside 1..255"))
 	st := log.status()
-	if st.LastReload == nil || st.LastReload.Result != metrics.ReloadRefused || !strings.Contains(st.LastReload.Error, "999") ||
+	if st.LastReload == nil || st.LastReload.Result != supervisor.ReloadRefused || !strings.Contains(st.LastReload.Error, "999") ||
 		st.LastReload.Request != 1 || time.Duration(st.LastReload.Duration) != time.Second || !st.LoadedAt.Equal(start) {
 		t.Fatalf("after a refused reload: %+v / %+v", st, st.LastReload)
 	}
 	log.request()
 	req = log.begin()
-	log.finish(req, start.Add(2*time.Minute), start.Add(2*time.Minute+time.Second), metrics.ReloadOK, nil)
+	log.finish(req, start.Add(2*time.Minute), start.Add(2*time.Minute+time.Second), supervisor.ReloadOK, nil)
 	st = log.status()
-	if st.LastReload.Result != metrics.ReloadOK || st.LastReload.Error != "" || !st.LoadedAt.Equal(start.Add(2*time.Minute+time.Second)) {
+	if st.LastReload.Result != supervisor.ReloadOK || st.LastReload.Error != "" || !st.LoadedAt.Equal(start.Add(2*time.Minute+time.Second)) {
 		t.Fatalf("after a good reload: %+v / %+v", st, st.LastReload)
 	}
-	if strings.Join(rep.results, ",") != "refused,ok" {
+	if !slices.Equal(rep.results, []supervisor.ReloadResult{supervisor.ReloadRefused, supervisor.ReloadOK}) {
 		t.Errorf("reported %v, want refused then ok", rep.results)
 	}
 }
@@ -153,7 +156,7 @@ func TestRequestReloadWaitsForItsAttempt(t *testing.T) {
 	log := newReloadLog("/etc/hapair/hapair.yaml", time.Now(), nil)
 	// An earlier, refused attempt is what /status shows when the command starts.
 	log.request()
-	log.finish(log.begin(), time.Now(), time.Now(), metrics.ReloadRefused, errors.New("old error"))
+	log.finish(log.begin(), time.Now(), time.Now(), supervisor.ReloadRefused, errors.New("old error"))
 	f := &fakeDaemonStatus{st: metrics.Status{PID: 4242}, log: log}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
@@ -165,7 +168,7 @@ func TestRequestReloadWaitsForItsAttempt(t *testing.T) {
 		log.request()
 		go func() {
 			time.Sleep(3 * reloadPoll) // the outcome comes a few polls later
-			log.finish(log.begin(), time.Now(), time.Now(), metrics.ReloadOK, nil)
+			log.finish(log.begin(), time.Now(), time.Now(), supervisor.ReloadOK, nil)
 		}()
 		return nil
 	}
@@ -178,7 +181,7 @@ func TestRequestReloadWaitsForItsAttempt(t *testing.T) {
 	if len(signalled) != 1 || signalled[0] != 4242 {
 		t.Fatalf("signalled %v, want [4242]", signalled)
 	}
-	if r.Result != metrics.ReloadOK || r.Request != 2 {
+	if r.Result != supervisor.ReloadOK || r.Request != 2 {
 		t.Fatalf("got attempt %+v, want the ok one answering request 2", r)
 	}
 
