@@ -72,13 +72,14 @@ type Lab struct {
 	log     *slog.Logger
 	sw      string // switch namespace
 
-	mu      sync.Mutex
-	hosts   []*Host
-	procs   []*Proc
-	clients []*Client
-	closed  bool
-	closeMu sync.Mutex // serialises Close
-	done    bool
+	mu       sync.Mutex
+	hosts    []*Host
+	procs    []*Proc
+	clients  []*Client
+	cleanups []func() error // run by Close once every process has exited
+	closed   bool
+	closeMu  sync.Mutex // serialises Close
+	done     bool
 }
 
 var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9_]{0,31}$`)
@@ -318,6 +319,7 @@ func (l *Lab) Close() error {
 	l.mu.Lock()
 	l.closed = true
 	hosts, procs, clients := slices.Clone(l.hosts), slices.Clone(l.procs), slices.Clone(l.clients)
+	cleanups := slices.Clone(l.cleanups)
 	l.mu.Unlock()
 
 	var errs []error
@@ -343,6 +345,11 @@ func (l *Lab) Close() error {
 		case <-p.done:
 		case <-ctx.Done():
 			errs = append(errs, fmt.Errorf("lab: %s did not exit", p))
+		}
+	}
+	for _, f := range cleanups {
+		if err := f(); err != nil {
+			errs = append(errs, fmt.Errorf("lab: %w", err))
 		}
 	}
 	left, err := listNamespaces(ctx)
@@ -372,6 +379,14 @@ func (l *Lab) track(p *Proc) error {
 	}
 	l.procs = append(l.procs, p)
 	return nil
+}
+
+// onClose registers f to run when the lab closes, after its processes have exited (such as
+// removing a directory a process kept its sockets in). Registered after Close, f runs never.
+func (l *Lab) onClose(f func() error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cleanups = append(l.cleanups, f)
 }
 
 func (l *Lab) trackClient(c *Client) error {

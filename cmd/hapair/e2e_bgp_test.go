@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/cmd/internal/lab"
+	"github.com/hapair/hapair/cmd/internal/lab/labtest"
+)
+
+var anycastPrefix = netip.MustParsePrefix("10.77.9.10/32")
+
+// bgpLab is FRR as the upstream router, three anycast hapair nodes each with a real HAProxy, and
+// a client whose route to the service address goes through the router.
+type bgpLab struct {
+	lab    *lab.Lab
+	router *lab.Host
+	frr    *lab.FRR
+	nodes  []*daemonHost
+	cli    *lab.Host
+}
+
+func startBGPLab(t *testing.T) *bgpLab {
+	t.Helper()
+	labtest.RequireCommands(t, "haproxy", "vtysh")
+	if _, err := os.Stat(filepath.Join(lab.FRRDir, "bgpd")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("FRR is missing (make deps): %v", err)
+		}
+		t.Skipf("FRR is missing: %v", err)
+	}
+	l := labtest.New(t)
+	b := &bgpLab{lab: l, router: labtest.AddHost(t, l, "router", l.Addr(1))}
+	frr, err := b.router.StartFRR(context.Background(), lab.FRRConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.frr = frr
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := frr.Vtysh(context.Background(), "show bgp summary")
+			t.Logf("--- router ---\n%s\n%s", out, frr.BGPd.Output())
+		}
+	})
+	b.cli = labtest.AddHost(t, l, "cli", l.Addr(50))
+	ctx := context.Background()
+	if _, err := b.cli.Run(ctx, "ip", "route", "add", "10.77.9.0/24", "via", b.router.IP().String()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		h := labtest.AddHost(t, l, "n"+string(rune('1'+i)), l.Addr(11+i))
+		n := anycastNode{
+			RouterID:      h.Name,
+			HAProxyConfig: haproxyConfigFile(t, h, lab.HAProxyConfig{Name: h.Name}.Render()),
+			RuntimeDir:    filepath.Join(h.Dir(), "run"),
+			DumpFile:      filepath.Join(h.Dir(), "hapair.data"),
+			Router:        b.router.IP().String(),
+			Prefix:        anycastPrefix.String(),
+		}
+		d := &daemonHost{t: t, host: h, cfgPath: filepath.Join(h.Dir(), "hapair.yaml")}
+		if err := os.WriteFile(d.cfgPath, []byte(n.YAML()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := config.Load(d.cfgPath, config.SkipInterfaceCheck()); err != nil {
+			t.Fatal(err)
+		}
+		d.start()
+		b.nodes = append(b.nodes, d)
+	}
+	b.waitNexthops(t, 30*time.Second, b.nodes...)
+	return b
+}
+
+// nexthops is the router's kernel route to the service address now, as node names.
+func (b *bgpLab) nexthops(t testing.TB) []string {
+	t.Helper()
+	gws, err := b.router.Nexthops(anycastPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, gw := range gws {
+		name := gw.String()
+		for _, d := range b.nodes {
+			if d.host.IP() == gw {
+				name = d.host.Name
+			}
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// waitNexthops polls the router's kernel route every millisecond until its nexthops are exactly
+// want's hosts, and returns when it saw that.
+func (b *bgpLab) waitNexthops(t testing.TB, timeout time.Duration, want ...*daemonHost) time.Time {
+	t.Helper()
+	var names []string
+	for _, d := range want {
+		names = append(names, d.host.Name)
+	}
+	slices.Sort(names)
+	deadline := time.Now().Add(timeout)
+	for {
+		got := b.nexthops(t)
+		if slices.Equal(got, names) {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("router's route to %s has nexthops %v after %s, want %v", anycastPrefix, got, timeout, names)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestBGPAnycastWithFRR is issue 11's scenario: three nodes announce one service address to a
+// real FRR router, which installs a 3-way multipath route; each kind of failure takes one node
+// out of the router's kernel route in the time the issue asks.
+func TestBGPAnycastWithFRR(t *testing.T) {
+	b := startBGPLab(t)
+	n1, n2, n3 := b.nodes[0], b.nodes[1], b.nodes[2]
+	client, err := b.cli.StartClientWith(context.Background(), lab.ClientOptions{
+		URL: "http://" + anycastPrefix.Addr().String() + "/", Every: 20 * time.Millisecond, Timeout: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, d := range b.nodes { // ECMP spreads the client's connections over every node
+		if err := client.WaitServedBy(ctx, time.Time{}, d.host.Name); err != nil {
+			t.Fatalf("no response from %s through the router: %v (%s)", d.host.Name, err, client.Stats())
+		}
+	}
+
+	// 1. HAProxy killed on n1: withdrawn on the built-in check's event.
+	pid := haproxyMasterPID(t, n1)
+	before := client.Stats()
+	killed := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	gone := b.waitNexthops(t, 5*time.Second, n2, n3)
+	withdraw := gone.Sub(killed)
+	after := client.Stats()
+	t.Logf("HAProxy killed on n1: out of the router's kernel route after %s; client requests failed meanwhile: %d",
+		withdraw.Round(100*time.Microsecond), after.Failed-before.Failed)
+	if withdraw > time.Second {
+		t.Errorf("withdrawal took %s, want under 1s", withdraw)
+	}
+	st := statusOf(t, n1)
+	if st.BGP == nil || len(st.BGP.Prefixes) != 1 || st.BGP.Prefixes[0].Announced || st.BGP.Prefixes[0].Reason != "check haproxy down" {
+		t.Errorf("n1's /status after the kill: %+v", st.BGP)
+	}
+	if st.BGP != nil && (len(st.BGP.Peers) != 1 || !st.BGP.Peers[0].Up) {
+		t.Errorf("n1's BGP session is not up in /status: %+v", st.BGP.Peers)
+	}
+	exposition := metricsOf(t, n1)
+	for _, want := range []string{
+		`hapair_bgp_peer_up{peer="10.0.0.1"} 1`,
+		`hapair_bgp_prefix_announced{prefix="10.77.9.10/32"} 0`,
+		`hapair_bgp_withdrawals_total{prefix="10.77.9.10/32"} 1`,
+		`hapair_bgp_withdraw_delay_seconds_count 1`,
+	} {
+		if !strings.Contains(exposition, want+"\n") {
+			t.Errorf("n1's /metrics lacks %q", want)
+		}
+	}
+	t.Logf("n1's %s", metricLine(exposition, "hapair_bgp_withdraw_delay_seconds_sum"))
+	back := b.waitNexthops(t, 15*time.Second, n1, n2, n3)
+	t.Logf("n1's HAProxy restarted: announced again after %s", back.Sub(killed).Round(time.Millisecond))
+
+	// 2. Graceful stop of n2: out of the route before its HAProxy stops; the client loses nothing.
+	time.Sleep(500 * time.Millisecond) // let the client's in-flight requests to n1's old HAProxy settle
+	before = client.Stats()
+	from := n2.lines()
+	stopping := time.Now()
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); _ = n2.proc.Stop(15 * time.Second) }()
+	left := b.waitNexthops(t, 10*time.Second, n1, n3)
+	<-stopped
+	time.Sleep(200 * time.Millisecond)
+	after = client.Stats()
+	t.Logf("graceful stop of n2: out of the router's route after %s; client requests failed: %d (ok %d)",
+		left.Sub(stopping).Round(time.Millisecond), after.Failed-before.Failed, after.OK-before.OK)
+	if after.Failed != before.Failed {
+		t.Errorf("%d client requests failed across a graceful stop", after.Failed-before.Failed)
+	}
+	var haproxyStop, withdrawn time.Time
+	for _, l := range n2.proc.Lines()[from:] {
+		switch {
+		case strings.Contains(l.Text, "Stopping HAProxy") && haproxyStop.IsZero():
+			haproxyStop = l.At
+		case strings.Contains(l.Text, "BGP: withdrawing "+anycastPrefix.String()) && withdrawn.IsZero():
+			withdrawn = l.At
+		}
+	}
+	switch {
+	case withdrawn.IsZero() || haproxyStop.IsZero():
+		t.Errorf("n2's log lacks the withdrawal or HAProxy's stop:\n%s", n2.proc.Output())
+	case !withdrawn.Before(haproxyStop) || !left.Before(haproxyStop):
+		t.Errorf("HAProxy stopped (%s) before the withdrawal (%s) reached the router (%s)",
+			haproxyStop.Format(time.StampMicro), withdrawn.Format(time.StampMicro), left.Format(time.StampMicro))
+	}
+	if has, err := n2.host.HasAddr(anycastPrefix.Addr()); err != nil || has {
+		t.Errorf("n2 still has %s after its stop (err %v)", anycastPrefix.Addr(), err)
+	}
+
+	// 3. Hard failure: hapair SIGKILLed on n3 (its HAProxy dies with it). The kernel closes the
+	// session's socket, so the router learns at once rather than at the hold time.
+	killed = n3.kill()
+	gone = b.waitNexthops(t, 5*time.Second, n1)
+	t.Logf("hapair SIGKILLed on n3: out of the router's route after %s", gone.Sub(killed).Round(time.Millisecond))
+
+	// 4. Hard failure: n1's link goes down (the cable, so that n1 cannot tell the router): the
+	// route goes when the router's hold timer (3s) expires.
+	cut := time.Now()
+	if err := n1.host.SetCable(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	gone = b.waitNexthops(t, 3*time.Second+2*time.Second)
+	t.Logf("n1's link down: route gone after %s (hold time 3s)", gone.Sub(cut).Round(time.Millisecond))
+	if d := gone.Sub(cut); d > 3*time.Second+time.Second {
+		t.Errorf("route gone %s after the link went down, want within the hold time (3s)", d)
+	}
+}
+
+func metricsOf(t testing.TB, d *daemonHost) string {
+	t.Helper()
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: d.host.DialContext}}
+	resp, err := client.Get("http://127.0.0.1:9479/metrics")
+	if err != nil {
+		t.Fatalf("%s: metrics: %v", d.host.Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+func metricLine(exposition, name string) string {
+	for _, l := range strings.Split(exposition, "\n") {
+		if strings.HasPrefix(l, name) {
+			return l
+		}
+	}
+	return name + " (absent)"
+}

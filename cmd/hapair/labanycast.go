@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// anycastNode is the configuration of one hapair in the BGP lab (`hapair demo --bgp` and the
+// end-to-end tests): HAProxy, no VRRP instance, one service address announced to the router
+// while HAProxy lives.
+type anycastNode struct {
+	RouterID      string
+	HAProxyConfig string
+	RuntimeDir    string
+	DumpFile      string
+	Router        string // the BGP peer's address
+	Prefix        string // the service address, e.g. 10.77.9.10/32
+	HoldTime      string // default 3s
+	DrainTime     string // default 1s
+	Listen        string // status listener; default 127.0.0.1:9479
+}
+
+// YAML renders the node's hapair.yaml.
+func (n anycastNode) YAML() string {
+	def := func(v, d string) string {
+		if v == "" {
+			return d
+		}
+		return v
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "router_id: %s\n", n.RouterID)
+	fmt.Fprintf(&b, "haproxy:\n  config: %s\n  runtime_dir: %s\n  stop_grace: 3s\n", n.HAProxyConfig, def(n.RuntimeDir, "/run/hapair"))
+	b.WriteString("  restart_backoff: {initial: 500ms, max: 8s, reset_after: 10s}\n")
+	b.WriteString("bgp:\n  local_asn: 65010\n")
+	fmt.Fprintf(&b, "  drain_time: %s\n", def(n.DrainTime, "1s"))
+	fmt.Fprintf(&b, "  peers:\n    - {address: %s, asn: 65000, hold_time: %s}\n", n.Router, def(n.HoldTime, "3s"))
+	fmt.Fprintf(&b, "  announce:\n    - {prefix: %s, checks: [haproxy]}\n", n.Prefix)
+	fmt.Fprintf(&b, "status:\n  listen: %s\n", def(n.Listen, "127.0.0.1:9479"))
+	if n.DumpFile != "" {
+		fmt.Fprintf(&b, "  dump_file: %s\n", n.DumpFile)
+	}
+	return b.String()
+}
