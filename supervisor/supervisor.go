@@ -226,8 +226,11 @@ func (s *Supervisor) Status() Status {
 	return st
 }
 
+// SocketName is the master CLI socket's name in the runtime directory.
+const SocketName = "master.sock"
+
 // SocketPath is the master CLI socket.
-func (s *Supervisor) SocketPath() string { return filepath.Join(s.cfg.RuntimeDir, "master.sock") }
+func (s *Supervisor) SocketPath() string { return filepath.Join(s.cfg.RuntimeDir, SocketName) }
 
 // Run starts HAProxy, or adopts the master an earlier hapair left running, and keeps it running
 // until ctx is done, then stops it (soft stop, SIGTERM after the grace period, SIGKILL last) and

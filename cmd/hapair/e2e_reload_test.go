@@ -221,3 +221,39 @@ func TestDumpDuringAStuckHAProxyReload(t *testing.T) {
 		t.Errorf("the reload finished before the dump; the test proves nothing:\n%s", d.proc.Output())
 	}
 }
+
+// TestDumpFileOverTheConfigRefused: a reload that points status.dump_file at the configuration
+// file is refused, and SIGUSR1 then leaves the file alone (it used to replace it with the dump).
+func TestDumpFileOverTheConfigRefused(t *testing.T) {
+	p := newPair(t)
+	d := startDaemon(t, p.lb1, labNode{Priority: 110, DumpFile: filepath.Join(p.lb1.Dir(), "hapair.data")})
+	d.waitState(0, "MASTER", 10*time.Second)
+	good, err := os.ReadFile(d.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(good), filepath.Join(p.lb1.Dir(), "hapair.data"), d.cfgPath, 1)
+	if err := os.WriteFile(d.cfgPath, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, code := d.runIn(ctx, "reload", "--config", d.cfgPath)
+	if code == 0 || !strings.Contains(out, "status.dump_file") {
+		t.Fatalf("reload with dump_file = the configuration: exit %d, want refused:\n%s", code, out)
+	}
+	from := d.lines()
+	if err := d.proc.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`State dump written to `+regexp.QuoteMeta(filepath.Join(p.lb1.Dir(), "hapair.data")))); err != nil {
+		t.Fatal(err)
+	}
+	if now, _ := os.ReadFile(d.cfgPath); string(now) != bad {
+		t.Fatalf("SIGUSR1 overwrote the configuration file:\n%.300s", now)
+	}
+	// And `hapair check` says so too.
+	if out, code := d.runIn(ctx, "check", "--config", d.cfgPath); code == 0 || !strings.Contains(out, "status.dump_file") {
+		t.Errorf("hapair check: exit %d:\n%s", code, out)
+	}
+}

@@ -46,6 +46,7 @@ func (d *decoder) validate(cfg *Config, o options) {
 	}
 	checks := d.validateChecks(cfg, o)
 	d.validateInstances(cfg, o, checks)
+	d.validateDumpFile(cfg)
 	if cfg.BGP != nil {
 		d.validateBGP(cfg, o, checks)
 	}
