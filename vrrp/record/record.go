@@ -1,0 +1,208 @@
+// Package record keeps a VRRP instance's state record in hapair's runtime directory: the state,
+// the priority and when the instance last sent an advert, on a clock that tells a reboot apart
+// (the kernel's boot id and CLOCK_BOOTTIME, which counts through suspend and never jumps). A
+// hapair that restarts (crash, in-place upgrade) reads it to decide whether it may resume as
+// MASTER (vrrp.Machine.Resume).
+//
+// The record is one fixed-length line rewritten in place (pwrite) at every advert: no
+// allocation, no rename, and a reader never sees a torn line of another length. A line that does
+// not parse is no record.
+package record
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hapair/hapair/vrrp"
+	"golang.org/x/sys/unix"
+)
+
+// Clock is the record's clock: the boot it belongs to, and the time since that boot.
+type Clock interface {
+	BootID() string
+	Since() time.Duration // CLOCK_BOOTTIME
+}
+
+// SystemClock reads the kernel's boot id and CLOCK_BOOTTIME.
+type SystemClock struct{}
+
+var bootID = sync.OnceValue(func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+})
+
+// BootID is /proc/sys/kernel/random/boot_id ("" when unreadable: then no record resumes).
+func (SystemClock) BootID() string { return bootID() }
+
+// Since is CLOCK_BOOTTIME.
+func (SystemClock) Since() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+// Path is the record of instance name in dir.
+func Path(dir, name string) string { return filepath.Join(dir, "vrrp-"+name+".state") }
+
+// line layout: fixed widths so every rewrite has the same length.
+const (
+	magic    = "hapair-vrrp-state-1"
+	bootLen  = 36 // a UUID
+	stateLen = 6  // MASTER
+	lineLen  = len(magic) + 1 + 5 + bootLen + 1 + 5 + 3 + 1 + 6 + stateLen + 1 + 5 + 3 + 1 + 7 + 20 + 1
+)
+
+// Writer rewrites one instance's record. It is used from the instance's loop only.
+type Writer struct {
+	f      *os.File
+	clock  Clock
+	vrid   uint8
+	last   time.Duration // CLOCK_BOOTTIME of the last advert sent
+	buf    []byte
+	failed bool // a write failed: logged once by the caller through Err
+	err    error
+}
+
+// Create opens (creating, mode 0600) the record of instance name in dir.
+func Create(dir, name string, vrid uint8, clock Clock) (*Writer, error) {
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	f, err := os.OpenFile(Path(dir, name), os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("state record: %w", err)
+	}
+	return &Writer{f: f, clock: clock, vrid: vrid, buf: make([]byte, 0, lineLen)}, nil
+}
+
+// Record rewrites the record: the instance is in state with priority prio; advertSent says an
+// advert was just sent (its time is then now on the record's clock). The first write error is
+// kept for Err; later ones are dropped so that a full disk does not flood the log.
+func (w *Writer) Record(state vrrp.State, prio uint8, advertSent bool) {
+	if advertSent {
+		w.last = w.clock.Since()
+	}
+	b := w.buf[:0]
+	b = append(b, magic...)
+	b = append(b, " boot="...)
+	b = appendPadded(b, w.clock.BootID(), bootLen)
+	b = append(b, " vrid="...)
+	b = appendZeroPadded(b, uint64(w.vrid), 3)
+	b = append(b, " state="...)
+	b = appendPadded(b, state.String(), stateLen)
+	b = append(b, " prio="...)
+	b = appendZeroPadded(b, uint64(prio), 3)
+	b = append(b, " advert="...)
+	b = appendZeroPadded(b, uint64(w.last), 20)
+	b = append(b, '\n')
+	w.buf = b
+	if _, err := w.f.WriteAt(b, 0); err != nil && !w.failed {
+		w.failed, w.err = true, fmt.Errorf("state record %s: %w", w.f.Name(), err)
+	}
+}
+
+// Err is the first write error, nil if none.
+func (w *Writer) Err() error { return w.err }
+
+// Close closes the record (it stays on disk).
+func (w *Writer) Close() error { return w.f.Close() }
+
+func appendPadded(b []byte, s string, n int) []byte {
+	if len(s) > n {
+		s = s[:n]
+	}
+	b = append(b, s...)
+	for range n - len(s) {
+		b = append(b, '_')
+	}
+	return b
+}
+
+func appendZeroPadded(b []byte, v uint64, n int) []byte {
+	var digits [20]byte
+	d := strconv.AppendUint(digits[:0], v, 10)
+	for range n - len(d) {
+		b = append(b, '0')
+	}
+	return append(b, d...)
+}
+
+// Entry is a record as read back.
+type Entry struct {
+	State    vrrp.State
+	Priority uint8
+	// Age is how long ago the last advert was sent, on the record's clock.
+	Age time.Duration
+}
+
+// ErrOtherBoot says the record was written before the last reboot.
+var ErrOtherBoot = errors.New("state record from an earlier boot")
+
+// Read returns instance name's record in dir. It returns (nil, nil) when there is none, and an
+// error for a record that is unreadable, of another virtual router, of an earlier boot
+// (ErrOtherBoot) or from the future: all of these mean "start normally".
+func Read(dir, name string, vrid uint8, clock Clock) (*Entry, error) {
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	b, err := os.ReadFile(Path(dir, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state record: %w", err)
+	}
+	line := strings.TrimSuffix(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(line) != lineLen-1 || len(fields) != 6 || fields[0] != magic {
+		return nil, fmt.Errorf("state record %s: not a record: %q", Path(dir, name), line)
+	}
+	kv := map[string]string{}
+	for _, f := range fields[1:] {
+		k, v, _ := strings.Cut(f, "=")
+		kv[k] = v
+	}
+	boot := strings.TrimRight(kv["boot"], "_")
+	if cur := clock.BootID(); boot == "" || cur == "" || boot != cur {
+		return nil, ErrOtherBoot
+	}
+	rv, err1 := strconv.Atoi(kv["vrid"])
+	prio, err2 := strconv.Atoi(kv["prio"])
+	at, err3 := strconv.ParseUint(kv["advert"], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, fmt.Errorf("state record %s: %w", Path(dir, name), err)
+	}
+	if rv != int(vrid) {
+		return nil, fmt.Errorf("state record %s: virtual router %d, not %d", Path(dir, name), rv, vrid)
+	}
+	var state vrrp.State
+	switch strings.TrimRight(kv["state"], "_") {
+	case "INIT":
+		state = vrrp.Init
+	case "BACKUP":
+		state = vrrp.Backup
+	case "MASTER":
+		state = vrrp.Master
+	case "FAULT":
+		state = vrrp.Fault
+	default:
+		return nil, fmt.Errorf("state record %s: state %q", Path(dir, name), kv["state"])
+	}
+	age := clock.Since() - time.Duration(at)
+	if age < 0 {
+		return nil, fmt.Errorf("state record %s: last advert in the future", Path(dir, name))
+	}
+	return &Entry{State: state, Priority: uint8(prio), Age: age}, nil
+}
