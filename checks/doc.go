@@ -5,9 +5,12 @@
 //
 // Semantics, and where they differ from keepalived 2.2.7:
 //
-//   - Start: a check is pending until its first result and counts as failing while
-//     pending, so a host cannot win MASTER on checks that have not run yet. Every
-//     periodic check runs once at once when the Runner starts, and that first result
+//   - Start: a check is pending until its first result. Pending is not failing: it
+//     lowers no priority (Up leaves it out), and hapair holds an instance back from
+//     contending for MASTER until its tracked checks have results (Pending), so a
+//     host can neither win MASTER on checks that have not run yet nor lose it for
+//     them. Every periodic check runs once at once when the Runner starts (after its
+//     start gate, WithStartGate: hapair opens it when HAProxy is up), and that first result
 //     sets the tracked status directly (one success is enough to be up, one failure
 //     to be down), as keepalived's initial "INIT" script state does. From then on
 //     fall consecutive failures take a check down and rise consecutive successes

@@ -104,6 +104,11 @@ type Option func(*Runner)
 // WithClock replaces the wall clock (tests).
 func WithClock(c Clock) Option { return func(r *Runner) { r.clock = c } }
 
+// WithStartGate holds the periodic checks' first run until gate is closed. hapair
+// closes it when HAProxy has started, so that a stats probe's "connection refused"
+// while HAProxy boots is no result at all: the check stays pending.
+func WithStartGate(gate <-chan struct{}) Option { return func(r *Runner) { r.gate = gate } }
+
 type check struct {
 	spec    Spec
 	trigger chan struct{} // probe now (from a Watcher); nil for the liveness check
@@ -127,6 +132,7 @@ type Runner struct {
 	mu    sync.Mutex
 	queue []Event // events not yet handed to the consumer
 
+	gate    <-chan struct{} // nil: no gate
 	wake    chan struct{}
 	events  chan Event
 	started atomic.Bool
@@ -256,6 +262,13 @@ func (r *Runner) watch(ctx context.Context, c *check, w Watcher) {
 // loop runs one check: at once, then every Interval (start to start; a run longer
 // than the interval delays the next one), or sooner when its Watcher signals.
 func (r *Runner) loop(ctx context.Context, c *check) {
+	if r.gate != nil {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.gate:
+		}
+	}
 	var abandoned chan Result // a timed-out probe that has not returned yet
 	for {
 		start := r.clock.Now()
@@ -412,14 +425,31 @@ func (r *Runner) Status() []CheckStatus {
 	return out
 }
 
-// Up returns the tracked status of every check (pending ones as false), in the
-// form EffectivePriority takes.
+// Up returns the tracked status of every check that has a result, in the form
+// EffectivePriority takes. A pending check is left out: it has not failed, so it
+// does not lower the priority (see Pending for holding an instance back until
+// there are results).
 func (r *Runner) Up() map[string]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	up := make(map[string]bool, len(r.checks))
 	for _, c := range r.checks {
-		up[c.spec.Name] = c.tr.up
+		if c.tr.started {
+			up[c.spec.Name] = c.tr.up
+		}
 	}
 	return up
+}
+
+// Pending lists the checks that have no result yet.
+func (r *Runner) Pending() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, c := range r.checks {
+		if !c.tr.started {
+			out = append(out, c.spec.Name)
+		}
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -137,8 +138,11 @@ func TestRunnerProbesAtOnceAndPendingBefore(t *testing.T) {
 			t.Errorf("before Run: %s pending=%v up=%v, want pending and down", st.Name, st.Pending, st.Up)
 		}
 	}
-	if up := r.Up(); up["haproxy"] || up["slow"] || len(up) != 2 {
-		t.Errorf("Up() before results = %v, want haproxy and slow both false", up)
+	if up := r.Up(); len(up) != 0 {
+		t.Errorf("Up() before results = %v, want empty: pending is not failing", up)
+	}
+	if p := r.Pending(); len(p) != 2 {
+		t.Errorf("Pending() = %v, want haproxy and slow", p)
 	}
 	startRunner(t, r)
 	close(release) // no clock advance: the first run happens at start
@@ -431,5 +435,31 @@ func TestWeightsFollowKeepalived(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("weight %d: err = %v, want ok %v", tt.weight, err, tt.ok)
 		}
+	}
+}
+
+// TestStartGateKeepsChecksPending: before the gate opens (HAProxy not up yet) a probe does not
+// run, so "connection refused" while HAProxy boots is no failure; the check stays pending and
+// lowers no priority.
+func TestStartGateKeepsChecksPending(t *testing.T) {
+	clk := newFakeClock()
+	gate := make(chan struct{})
+	var runs atomic.Int32
+	probe := probeFunc(func(ctx context.Context) Result { runs.Add(1); return Result{OK: true} })
+	r := NewRunner([]Spec{{Name: "stats", Interval: time.Minute, Probe: probe}}, nil, nil, WithClock(clk), WithStartGate(gate))
+	startRunner(t, r)
+	noEvent(t, r)
+	if n := runs.Load(); n != 0 {
+		t.Fatalf("probe ran %d times before the gate opened", n)
+	}
+	if prio, _, _ := EffectivePriority(110, map[string]int{"stats": -20}, r.Up()); prio != 110 {
+		t.Errorf("priority %d while pending, want 110", prio)
+	}
+	close(gate)
+	if ev := nextEvent(t, r); ev.Name != "stats" || !ev.Up {
+		t.Fatalf("first event %+v, want stats up", ev)
+	}
+	if p := r.Pending(); len(p) != 1 || p[0] != "haproxy" {
+		t.Errorf("Pending() = %v, want only haproxy (no event from the supervisor yet)", p)
 	}
 }

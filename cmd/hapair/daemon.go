@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/hapair/hapair/supervisor"
 	"github.com/hapair/hapair/vrrp"
 	"github.com/hapair/hapair/vrrp/instance"
+	"github.com/hapair/hapair/vrrp/record"
 	"github.com/hapair/hapair/vrrp/transport"
 	vipnet "github.com/hapair/hapair/vrrp/vip"
 )
@@ -44,6 +46,11 @@ type daemon struct {
 	checksCancel context.CancelFunc
 	checksDone   chan struct{}
 
+	// haproxyStarted is closed at HAProxy's first up or down event (or after haproxyStartWait):
+	// the periodic checks' start gate. nil without a haproxy section.
+	haproxyStarted     chan struct{}
+	haproxyStartedOnce sync.Once
+
 	reloads *reloadLog // SIGHUPs and their outcomes
 }
 
@@ -55,6 +62,9 @@ type vrrpInstance struct {
 	ann   *vipnet.Announcer
 	conn  *transport.Member
 	track map[string]int // check name -> weight, after the check's own weight was applied
+	// resuming: its state record says MASTER a moment ago; it starts at once, without waiting
+	// for its checks (vrrp.Machine.Resume decides).
+	resuming bool
 }
 
 func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
@@ -71,7 +81,12 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	for _, s := range specs {
 		d.metrics.DeclareCheck(s.Name)
 	}
-	d.checks = checks.NewRunner(specs, d.metrics, log.With("source", "checks"))
+	var gate []checks.Option
+	if cfg.HAProxy != nil {
+		d.haproxyStarted = make(chan struct{})
+		gate = append(gate, checks.WithStartGate(d.haproxyStarted))
+	}
+	d.checks = checks.NewRunner(specs, d.metrics, log.With("source", "checks"), gate...)
 	if d.links, err = checks.NewLinks(); err != nil {
 		return nil, err
 	}
@@ -117,13 +132,28 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
 	}
-	// Stale VIPs first: a VIP left by a crash could otherwise be taken for the primary address.
-	if err := vips.RemoveStale(); err != nil {
-		d.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", ic.Name, err))
+	// A MASTER a moment ago (crash, upgrade) may resume and keep its VIPs; the instance decides
+	// at its start (vrrp.Machine.Resume) and removes them then if it may not.
+	mayResume := d.mayResume(cfg.RuntimeDir, ic)
+	if !mayResume {
+		// Stale VIPs first: a VIP left by a crash could otherwise be taken for the primary address.
+		if err := vips.RemoveStale(); err != nil {
+			d.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", ic.Name, err))
+		}
 	}
 	primary, err := transport.PrimaryAddr(ic.Interface, family)
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
+	}
+	if mayResume && slices.Contains(prefixAddrs(ic.VIPs), primary) {
+		// Only VIPs left on the interface: no resume without our own address.
+		if err := vips.RemoveStale(); err != nil {
+			d.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", ic.Name, err))
+		}
+		mayResume = false
+		if primary, err = transport.PrimaryAddr(ic.Interface, family); err != nil {
+			return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
+		}
 	}
 	source := primary
 	if ic.UnicastSrcIP.IsValid() {
@@ -176,6 +206,15 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		AuthType: authType, AuthPass: authPass,
 		GARPRepeat: ic.GARPMasterRepeat, GARPDelay: ic.GARPMasterDelay,
 	}
+	rec, err := record.Create(cfg.RuntimeDir, ic.Name, ic.VRID, nil)
+	if err != nil {
+		d.log.Warn(fmt.Sprintf("(%s) %v: a restart will not resume as MASTER", ic.Name, err))
+	} else {
+		icfg.Record = rec
+	}
+	if mayResume {
+		icfg.Previous = func(now time.Time) *vrrp.Previous { return d.previous(cfg.RuntimeDir, ic, now) }
+	}
 	notifier := newNotifier(cfg.Notify, ic.Notify, d.log)
 	run, err := instance.New(icfg, conn, vips, ann, rep, d.withBGP(notifier), d.log)
 	if err != nil {
@@ -183,7 +222,7 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		ann.Close()
 		return nil, err
 	}
-	return &vrrpInstance{cfg: ic, run: run, vips: vips, ann: ann, conn: conn, track: trackWeights(ic)}, nil
+	return &vrrpInstance{cfg: ic, run: run, vips: vips, ann: ann, conn: conn, track: trackWeights(ic), resuming: mayResume}, nil
 }
 
 func prefixAddrs(ps []netip.Prefix) []netip.Addr {
@@ -202,6 +241,26 @@ func trackWeights(ic config.Instance) map[string]int {
 		out[name] = w
 	}
 	return out
+}
+
+// mayResume says whether the instance's state record says MASTER, recently: then the stale VIPs
+// are left for the instance to judge at its start.
+func (d *daemon) mayResume(dir string, ic config.Instance) bool {
+	e, err := record.Read(dir, ic.Name, ic.VRID, nil)
+	if err != nil {
+		d.log.Info(fmt.Sprintf("(%s) %v: starting as usual", ic.Name, err))
+		return false
+	}
+	return e != nil && e.State == vrrp.Master && e.Age < 3*ic.AdvertInt
+}
+
+// previous is the instance's state record on the instance's clock, for vrrp.Machine.Resume.
+func (d *daemon) previous(dir string, ic config.Instance, now time.Time) *vrrp.Previous {
+	e, err := record.Read(dir, ic.Name, ic.VRID, nil)
+	if err != nil || e == nil {
+		return nil
+	}
+	return &vrrp.Previous{State: e.State, Priority: e.Priority, LastAdvert: now.Add(-e.Age)}
 }
 
 func (d *daemon) closeInstances() {
@@ -249,6 +308,8 @@ func (d *daemon) serve(ctx context.Context) error {
 		supDone = make(chan error, 1)
 		go func() { supDone <- d.sup.Run(supCtx) }()
 		go d.forwardHAProxyEvents(supCtx)
+		startWait := time.AfterFunc(haproxyStartWait, d.openCheckGate)
+		defer startWait.Stop()
 	}
 	d.startChecks(ctx, d.checks)
 	defer d.stopChecks()
@@ -261,6 +322,9 @@ func (d *daemon) serve(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if !vi.resuming {
+				d.holdUntilChecksReport(vrrpCtx, vi)
+			}
 			if err := vi.run.Run(vrrpCtx); err != nil {
 				d.log.Error(fmt.Sprintf("(%s) %v", vi.cfg.Name, err))
 			}
@@ -280,6 +344,63 @@ func (d *daemon) serve(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// haproxyStartWait bounds how long the periodic checks wait for HAProxy's first up or down event
+// before they start anyway (their failures then count). HAProxy is up in well under a second; a
+// huge configuration may take longer.
+const haproxyStartWait = 10 * time.Second
+
+// contendHold bounds how long an instance waits for first results of the checks it tracks
+// before contending for MASTER anyway, pending checks then counting as neither up nor down:
+// haproxyStartWait plus a check timeout and some.
+const contendHold = 15 * time.Second
+
+// openCheckGate lets the periodic checks run: HAProxy has started (or failed to).
+func (d *daemon) openCheckGate() {
+	if d.haproxyStarted != nil {
+		d.haproxyStartedOnce.Do(func() { close(d.haproxyStarted) })
+	}
+}
+
+// holdUntilChecksReport keeps an instance from contending for MASTER (its machine stays in Init:
+// no advert, no VIP, no Master_Down_Timer) until every check it tracks has a first real result,
+// or contendHold has passed. Two hosts started together then both contend with their real
+// priorities, and the higher one wins the first time instead of the one whose checks
+// happened to report first; a lone host becomes MASTER once its checks have reported.
+func (d *daemon) holdUntilChecksReport(ctx context.Context, vi *vrrpInstance) {
+	deadline := time.Now().Add(contendHold)
+	logged := false
+	for {
+		d.mu.Lock()
+		pending := d.checks.Pending()
+		d.mu.Unlock()
+		var waiting []string
+		for _, name := range pending {
+			if _, tracked := vi.track[name]; tracked {
+				waiting = append(waiting, name)
+			}
+		}
+		if len(waiting) == 0 {
+			if logged {
+				d.log.Info(fmt.Sprintf("(%s) Tracked checks have reported, contending", vi.cfg.Name))
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			d.log.Warn(fmt.Sprintf("(%s) Checks %v have not reported within %s, contending without them", vi.cfg.Name, waiting, contendHold))
+			return
+		}
+		if !logged {
+			d.log.Info(fmt.Sprintf("(%s) Waiting for first results of %v before contending", vi.cfg.Name, waiting))
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // haproxyRiseHold is how long a restarted HAProxy must stay up before the liveness check counts
@@ -308,6 +429,7 @@ func (d *daemon) forwardHAProxyEvents(ctx context.Context) {
 			hold = nil
 			setLive(true, pending.Reason+fmt.Sprintf(", stable for %s", haproxyRiseHold))
 		case ev := <-d.sup.Events():
+			d.openCheckGate()
 			switch {
 			case !ev.Up:
 				everDown = true

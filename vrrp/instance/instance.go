@@ -92,6 +92,17 @@ type Config struct {
 	GARPDelay  time.Duration
 	// ReconcileEvery is how often a MASTER checks that its VIPs are still attached.
 	ReconcileEvery time.Duration
+	// Previous, when set, is asked at start what the instance's state record says (nil: none).
+	// A MASTER a moment ago resumes as MASTER (vrrp.Machine.Resume) and keeps its VIPs.
+	Previous func(now time.Time) *vrrp.Previous
+	// Record, when set, is told every state change and every advert sent (package vrrp/record).
+	Record Recorder
+}
+
+// Recorder keeps the state record a restarted hapair resumes from. It is called from the loop
+// and must not block.
+type Recorder interface {
+	Record(state vrrp.State, priority uint8, advertSent bool)
 }
 
 // Status is a snapshot of one instance for /status and the SIGUSR1 dump.
@@ -134,6 +145,7 @@ type Instance struct {
 	settled  chan struct{}
 	settle   sync.Once
 	done     chan struct{} // closed when Run returns: nobody takes events any more
+	handover atomic.Bool   // Run ends without Shutdown: the next image resumes (HandOver)
 	lastLoop atomic.Int64  // unix nanos of the last loop turn, for the watchdog
 	// filter is what the reader accepts; a reload that changes the VIPs swaps it.
 	filter atomic.Pointer[vrrp.Filter]
@@ -295,9 +307,12 @@ func (in *Instance) Status() Status {
 // Run removes stale VIPs, starts the machine and serves until ctx is done; then it releases
 // mastership (priority-0 advert, VIPs detached) and returns.
 func (in *Instance) Run(ctx context.Context) error {
-	if err := in.vips.RemoveStale(); err != nil {
-		in.rep.VIPError("detach")
-		in.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", in.cfg.Name, err))
+	prev := in.previous()
+	if !in.machine.Resumable(in.now(), prev) {
+		if err := in.vips.RemoveStale(); err != nil {
+			in.rep.VIPError("detach")
+			in.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", in.cfg.Name, err))
+		}
 	}
 	in.conn.Receive(in.HandlePacket)
 	defer func() {
@@ -305,7 +320,7 @@ func (in *Instance) Run(ctx context.Context) error {
 		in.conn.Close() // returns once HandlePacket is not running and will not run again
 	}()
 
-	in.apply(in.machine.Start(in.now()))
+	in.apply(in.machine.Resume(in.now(), prev))
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -313,6 +328,10 @@ func (in *Instance) Run(ctx context.Context) error {
 		in.armTimer(timer)
 		select {
 		case <-ctx.Done():
+			if in.handover.Load() {
+				in.handOver()
+				return nil
+			}
 			in.apply(in.machine.Shutdown(in.now()))
 			return nil
 		case r := <-in.received:
@@ -334,6 +353,37 @@ func (in *Instance) Run(ctx context.Context) error {
 			in.settle.Do(func() { close(in.settled) })
 		}
 	}
+}
+
+// HandOver makes Run, when its context ends, leave the instance as it is for the next image of
+// hapair (an in-place upgrade) rather than shut it down: a MASTER sends one last advert, so that
+// the next image has a full ResumeWindow, and keeps its VIPs; no priority-0 advert, no
+// transition.
+func (in *Instance) HandOver() { in.handover.Store(true) }
+
+func (in *Instance) handOver() {
+	if in.machine.State() == vrrp.Master {
+		in.sendAdvert(in.machine.Priority())
+	}
+	in.log.Info(fmt.Sprintf("(%s) Handing over in %s STATE to the next image", in.cfg.Name, in.machine.State()))
+}
+
+// previous reads the state record, and whether every VIP is still attached, for Resume.
+func (in *Instance) previous() *vrrp.Previous {
+	if in.cfg.Previous == nil {
+		return nil
+	}
+	prev := in.cfg.Previous(in.now())
+	if prev == nil || prev.State != vrrp.Master {
+		return prev
+	}
+	missing, err := in.vips.Missing()
+	prev.VIPsAttached = err == nil && len(missing) == 0
+	if !prev.VIPsAttached {
+		in.log.Info(fmt.Sprintf("(%s) Was MASTER %s ago, but VIPs %v are gone: starting as usual", in.cfg.Name,
+			in.now().Sub(prev.LastAdvert).Round(time.Millisecond), missing))
+	}
+	return prev
 }
 
 func (in *Instance) handleControl(c controlEvent) {
@@ -587,9 +637,14 @@ func (in *Instance) transition(a vrrp.Action) {
 		msg = fmt.Sprintf("(%s) Stopped", in.cfg.Name)
 	}
 	in.log.Info(msg, "reason", a.Reason, "priority", in.machine.Priority())
+	if in.cfg.Record != nil {
+		in.cfg.Record.Record(a.To, in.machine.Priority(), false)
+	}
 	in.rep.SetState(int(a.To))
 	in.rep.Transition(a.From.String(), a.To.String())
-	if a.To == vrrp.Master {
+	if a.To == vrrp.Master && a.Reason == vrrp.ReasonResume {
+		in.log.Info(fmt.Sprintf("(%s) Resumed MASTER from its state record: VIPs kept", in.cfg.Name))
+	} else if a.To == vrrp.Master {
 		in.takeoverSince = a.Since
 		if in.takeoverSince.IsZero() {
 			in.takeoverSince = now
@@ -620,6 +675,9 @@ func (in *Instance) sendAdvert(priority uint8) {
 		return
 	}
 	in.rep.AdvertSent(priority)
+	if in.cfg.Record != nil {
+		in.cfg.Record.Record(in.machine.State(), priority, true)
+	}
 	if priority == 0 {
 		in.log.Info(fmt.Sprintf("(%s) sent 0 priority", in.cfg.Name))
 	}
