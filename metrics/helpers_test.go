@@ -40,6 +40,12 @@ func populate(t *testing.T, m *Metrics) {
 	m.CheckResult("haproxy", true, 0)
 	m.CheckResult("haproxy_stats", false, 3*time.Millisecond)
 	m.CheckUp("haproxy_stats", false)
+	b := m.EnableBGP()
+	b.PeerUp(netip.MustParseAddr("10.0.0.1"), true)
+	b.PrefixAnnounced(netip.MustParsePrefix("10.77.9.10/32"), true)
+	b.PrefixAnnounced(netip.MustParsePrefix("10.77.9.10/32"), false)
+	b.PrefixAnnounced(netip.MustParsePrefix("10.77.9.10/32"), true)
+	b.WithdrawDelay(30 * time.Microsecond)
 }
 
 func gather(t *testing.T, m *Metrics) map[string]*dto.MetricFamily {
