@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hapair/hapair/vrrp"
 )
 
 // keepalivedCompat holds the keepalived_* series of the keepalived exporters
@@ -86,19 +88,19 @@ func (c *keepalivedCompat) remove(iname string) {
 
 // dropCounter maps a hapair drop reason to its keepalived counter, nil when
 // keepalived has none.
-func (c *keepalivedCompat) dropCounter(reason string) *prometheus.CounterVec {
+func (c *keepalivedCompat) dropCounter(reason vrrp.DropReason) *prometheus.CounterVec {
 	switch reason {
-	case "ttl":
+	case vrrp.DropTTL:
 		return c.ttlErrors
-	case "length":
+	case vrrp.DropLength:
 		return c.lengthErrors
-	case "auth":
+	case vrrp.DropAuth:
 		return c.authFailures
-	case "interval":
+	case vrrp.DropInterval:
 		return c.intervalErrors
-	case "type":
+	case vrrp.DropType:
 		return c.typeErrors
-	case "addresses":
+	case vrrp.DropAddrs:
 		return c.addrListErrors
 	}
 	return nil
@@ -127,7 +129,7 @@ func (ci *compatInstance) stateLabels(addr string) []string {
 	return append(append(make([]string, 0, 4), ci.labels...), addr)
 }
 
-func (ci *compatInstance) setState(s int) {
+func (ci *compatInstance) setState(s vrrp.State) {
 	ci.mu.Lock()
 	defer ci.mu.Unlock()
 	ci.state = float64(s)
@@ -155,11 +157,11 @@ func (ci *compatInstance) setVIPs(vips []netip.Prefix) {
 	}
 }
 
-func (ci *compatInstance) transition(from, to string) {
-	if to == "MASTER" {
+func (ci *compatInstance) transition(from, to vrrp.State) {
+	if to == vrrp.Master {
 		ci.c.becomeMaster.WithLabelValues(ci.labels...).Inc()
 	}
-	if from == "MASTER" {
+	if from == vrrp.Master {
 		ci.c.releaseMaster.WithLabelValues(ci.labels...).Inc()
 	}
 }
@@ -178,7 +180,7 @@ func (ci *compatInstance) advertReceived(prio uint8) {
 	}
 }
 
-func (ci *compatInstance) dropped(reason string) {
+func (ci *compatInstance) dropped(reason vrrp.DropReason) {
 	if v := ci.c.dropCounter(reason); v != nil {
 		v.WithLabelValues(ci.labels...).Inc()
 	}

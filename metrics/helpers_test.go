@@ -10,6 +10,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hapair/hapair/supervisor"
+
+	"github.com/hapair/hapair/vrrp"
 )
 
 // populate drives every reporting method once or more, as a running pair
@@ -17,20 +19,20 @@ import (
 func populate(t *testing.T, m *Metrics) {
 	t.Helper()
 	im := m.Instance("VI_LOGS", "eth0", 51, netip.MustParsePrefix("10.0.0.10/24"))
-	im.SetState(StateBackup)
+	im.SetState(vrrp.Backup)
 	im.SetPriority(110)
-	im.Transition("INIT", "BACKUP")
-	im.Transition("BACKUP", "MASTER")
+	im.Transition(vrrp.Init, vrrp.Backup)
+	im.Transition(vrrp.Backup, vrrp.Master)
 	im.ObserveTakeover(350 * time.Millisecond)
 	im.ObserveRelease(2 * time.Millisecond)
 	im.AdvertSent(110)
 	im.AdvertSent(0)
 	im.AdvertReceived(100)
 	im.AdvertReceived(0)
-	im.Dropped("ttl")
-	im.Dropped("auth")
+	im.Dropped(vrrp.DropTTL)
+	im.Dropped(vrrp.DropAuth)
 	im.GARPSent(5)
-	im.VIPError(VIPOpAttach)
+	im.VIPError(vrrp.ActAttachVIPs)
 	m.HAProxyUp(true)
 	m.HAProxyRestart()
 	m.HAProxyReload(supervisor.ReloadOK)

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hapair/hapair/vrrp"
 )
 
 // InstanceMetrics records the metrics of one VRRP instance. Its methods are
@@ -52,44 +54,41 @@ func newInstanceMetrics(m *Metrics, name, iface, vrid string, vips []netip.Prefi
 	}
 	// Every series that can exist for the instance exists from the start at 0,
 	// so that increase() counts the first event and dashboards show zeros.
-	for _, from := range stateNames {
-		for _, to := range stateNames {
+	for _, from := range vrrp.States() {
+		for _, to := range vrrp.States() {
 			if from != to {
-				m.transitions.WithLabelValues(name, from, to)
+				m.transitions.WithLabelValues(name, from.String(), to.String())
 			}
 		}
 	}
 	for _, r := range dropReasons() {
 		m.dropped.WithLabelValues(name, r)
 	}
-	m.vipErrors.WithLabelValues(name, VIPOpAttach)
-	m.vipErrors.WithLabelValues(name, VIPOpDetach)
+	for _, op := range vipOps {
+		m.vipErrors.WithLabelValues(name, op)
+	}
 	return im
 }
 
 // Name returns the VRRP instance name the metrics are labelled with.
 func (im *InstanceMetrics) Name() string { return im.name }
 
-// SetState sets hapair_vrrp_state: StateInit, StateBackup, StateMaster or
-// StateFault (the values of vrrp.State).
-func (im *InstanceMetrics) SetState(s int) {
+// SetState sets hapair_vrrp_state to the value of s (StateInit .. StateFault).
+func (im *InstanceMetrics) SetState(s vrrp.State) {
 	im.state.Set(float64(s))
 	im.compat.setState(s)
 }
 
-// Transition counts a state change; from and to are state names ("BACKUP",
-// "MASTER", ...). A known to also sets the state gauge, so that the two can
-// never disagree.
-func (im *InstanceMetrics) Transition(from, to string) {
-	im.m.transitions.WithLabelValues(im.name, from, to).Inc()
-	if s, ok := stateValue(to); ok {
-		im.SetState(s)
-	}
+// Transition counts a state change, labelled with the states' names ("BACKUP", "MASTER", ...).
+// It also sets the state gauge, so that the two can never disagree.
+func (im *InstanceMetrics) Transition(from, to vrrp.State) {
+	im.m.transitions.WithLabelValues(im.name, from.String(), to.String()).Inc()
+	im.SetState(to)
 	im.compat.transition(from, to)
 }
 
 // SetPriority sets the effective priority.
-func (im *InstanceMetrics) SetPriority(p int) { im.priority.Set(float64(p)) }
+func (im *InstanceMetrics) SetPriority(p uint8) { im.priority.Set(float64(p)) }
 
 // ObserveTakeover records how long becoming MASTER took (see
 // hapair_vrrp_takeover_seconds).
@@ -120,9 +119,9 @@ func (im *InstanceMetrics) AdvertReceived(prio uint8) {
 	im.compat.advertReceived(prio)
 }
 
-// Dropped counts a packet dropped for reason (a vrrp.DropReason value).
-func (im *InstanceMetrics) Dropped(reason string) {
-	im.m.dropped.WithLabelValues(im.name, reason).Inc()
+// Dropped counts a packet dropped for reason.
+func (im *InstanceMetrics) Dropped(reason vrrp.DropReason) {
+	im.m.dropped.WithLabelValues(im.name, string(reason)).Inc()
 	im.compat.dropped(reason)
 }
 
@@ -137,9 +136,10 @@ func (im *InstanceMetrics) GARPSent(n int) {
 // instance's VIPs (they overlap: a rolling VIP change).
 func (im *InstanceMetrics) AddrListMismatch() { im.addrMismatch.Inc() }
 
-// VIPError counts a failed VIP operation: VIPOpAttach, VIPOpDetach, or
-// another short word the caller owns.
-func (im *InstanceMetrics) VIPError(op string) { im.m.vipErrors.WithLabelValues(im.name, op).Inc() }
+// VIPError counts a failed vrrp.ActAttachVIPs or vrrp.ActDetachVIPs.
+func (im *InstanceMetrics) VIPError(op vrrp.ActionKind) {
+	im.m.vipErrors.WithLabelValues(im.name, vipOp(op)).Inc()
+}
 
 // SetVIPs replaces the VIP list labelling keepalived_vrrp_state{ip_address}.
 func (im *InstanceMetrics) SetVIPs(vips []netip.Prefix) { im.compat.setVIPs(vips) }

@@ -20,38 +20,6 @@ import (
 	"github.com/hapair/hapair/vrrp"
 )
 
-// State values of hapair_vrrp_state and keepalived_vrrp_state: the numbers the
-// keepalived exporters use, and the values of vrrp.State.
-const (
-	StateInit   = 0
-	StateBackup = 1
-	StateMaster = 2
-	StateFault  = 3
-)
-
-// stateNames are the label values of hapair_vrrp_transitions_total{from,to},
-// indexed by state value.
-var stateNames = [...]string{"INIT", "BACKUP", "MASTER", "FAULT"}
-
-// StateName returns "INIT", "BACKUP", "MASTER" or "FAULT", or the number for a
-// value outside 0..3.
-func StateName(s int) string {
-	if s >= 0 && s < len(stateNames) {
-		return stateNames[s]
-	}
-	return strconv.Itoa(s)
-}
-
-// stateValue maps a state name back to its value; ok is false for unknown names.
-func stateValue(name string) (int, bool) {
-	for i, n := range stateNames {
-		if n == name {
-			return i, true
-		}
-	}
-	return 0, false
-}
-
 // dropReasons are the reason label values of hapair_vrrp_packets_dropped_total that are
 // pre-initialised to 0 for every instance, so that a dashboard shows a flat zero instead of "no
 // data" and increase() sees the first drop. They come from package vrrp, the one list of reasons;
@@ -64,11 +32,17 @@ func dropReasons() []string {
 	return out
 }
 
-// VIP operations of hapair_vrrp_vip_errors_total{op}, pre-initialised to 0.
-const (
-	VIPOpAttach = "attach"
-	VIPOpDetach = "detach"
-)
+// vipOps are the op label values of hapair_vrrp_vip_errors_total, pre-initialised to 0, by the
+// action that failed.
+var vipOps = map[vrrp.ActionKind]string{vrrp.ActAttachVIPs: "attach", vrrp.ActDetachVIPs: "detach"}
+
+// vipOp is the op label of a failed action.
+func vipOp(op vrrp.ActionKind) string {
+	if s, ok := vipOps[op]; ok {
+		return s
+	}
+	return op.String()
+}
 
 // Check results of hapair_check_results_total{result}.
 const (

@@ -11,6 +11,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/hapair/hapair/supervisor"
+
+	"github.com/hapair/hapair/vrrp"
 )
 
 // TestDesignContract checks every metric DESIGN.md names, with its type and
@@ -163,27 +165,27 @@ func TestInstanceMetrics(t *testing.T) {
 	vi := labels("instance", "VI_LOGS")
 	im := m.Instance("VI_LOGS", "eth0", 51, netip.MustParsePrefix("10.0.0.10/24"), netip.MustParsePrefix("10.0.0.20/24"))
 
-	im.SetState(StateBackup)
-	im.Transition("BACKUP", "MASTER")
-	im.Transition("MASTER", "FAULT")
-	im.Transition("FAULT", "BACKUP")
-	im.Transition("BACKUP", "MASTER")
+	im.SetState(vrrp.Backup)
+	im.Transition(vrrp.Backup, vrrp.Master)
+	im.Transition(vrrp.Master, vrrp.Fault)
+	im.Transition(vrrp.Fault, vrrp.Backup)
+	im.Transition(vrrp.Backup, vrrp.Master)
 	im.SetPriority(90)
 	im.AdvertSent(110)
 	im.AdvertSent(110)
 	im.AdvertSent(0)
 	im.AdvertReceived(100)
 	im.AdvertReceived(0)
-	im.Dropped("ttl")
-	im.Dropped("ttl")
-	im.Dropped("checksum")
-	im.Dropped("something-new")
+	im.Dropped(vrrp.DropTTL)
+	im.Dropped(vrrp.DropTTL)
+	im.Dropped(vrrp.DropChecksum)
+	im.Dropped(vrrp.DropReason("something-new"))
 	im.GARPSent(5)
 	im.GARPSent(0)
 	im.GARPSent(-1)
 	im.AddrListMismatch()
 	im.AddrListMismatch()
-	im.VIPError(VIPOpDetach)
+	im.VIPError(vrrp.ActDetachVIPs)
 	im.ObserveTakeover(1500 * time.Millisecond)
 	im.ObserveTakeover(300 * time.Millisecond)
 	im.ObserveRelease(time.Millisecond)
@@ -194,7 +196,7 @@ func TestInstanceMetrics(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{"hapair_vrrp_state", vi, StateMaster}, // Transition sets the gauge
+		{"hapair_vrrp_state", vi, float64(vrrp.Master)}, // Transition sets the gauge
 		{"hapair_vrrp_transitions_total", labels("instance", "VI_LOGS", "from", "BACKUP", "to", "MASTER"), 2},
 		{"hapair_vrrp_transitions_total", labels("instance", "VI_LOGS", "from", "MASTER", "to", "FAULT"), 1},
 		{"hapair_vrrp_transitions_total", labels("instance", "VI_LOGS", "from", "MASTER", "to", "BACKUP"), 0},
@@ -212,8 +214,8 @@ func TestInstanceMetrics(t *testing.T) {
 		{"hapair_vrrp_takeover_seconds", vi, 2}, // sample count
 		{"hapair_vrrp_last_takeover_seconds", vi, 0.3},
 		{"hapair_vrrp_release_seconds", vi, 1},
-		{"keepalived_vrrp_state", labels("iname", "VI_LOGS", "ip_address", "10.0.0.10"), StateMaster},
-		{"keepalived_vrrp_state", labels("iname", "VI_LOGS", "ip_address", "10.0.0.20"), StateMaster},
+		{"keepalived_vrrp_state", labels("iname", "VI_LOGS", "ip_address", "10.0.0.10"), float64(vrrp.Master)},
+		{"keepalived_vrrp_state", labels("iname", "VI_LOGS", "ip_address", "10.0.0.20"), float64(vrrp.Master)},
 		{"keepalived_become_master_total", kl, 2},
 		{"keepalived_release_master_total", kl, 1},
 		{"keepalived_advertisements_sent_total", kl, 3},
@@ -248,7 +250,7 @@ func TestInstanceMetrics(t *testing.T) {
 func TestSetVIPsReplacesCompatSeries(t *testing.T) {
 	m := New(BuildInfo{})
 	im := m.Instance("VI_LOGS", "eth0", 51, netip.MustParsePrefix("10.0.0.10/24"))
-	im.SetState(StateMaster)
+	im.SetState(vrrp.Master)
 	m.EnableKeepalivedCompat() // after Instance: order must not matter
 	im.SetVIPs([]netip.Prefix{netip.MustParsePrefix("10.0.0.30/24"), netip.MustParsePrefix("2001:db8::1/64")})
 
@@ -256,8 +258,8 @@ func TestSetVIPsReplacesCompatSeries(t *testing.T) {
 		t.Errorf("old VIP still labelled: %d series", n)
 	}
 	for _, a := range []string{"10.0.0.30", "2001:db8::1"} {
-		if v, ok := value(t, m, "keepalived_vrrp_state", labels("ip_address", a)); !ok || v != StateMaster {
-			t.Errorf("keepalived_vrrp_state{ip_address=%q} = %v (present %v), want %d carried over", a, v, ok, StateMaster)
+		if v, ok := value(t, m, "keepalived_vrrp_state", labels("ip_address", a)); !ok || v != float64(vrrp.Master) {
+			t.Errorf("keepalived_vrrp_state{ip_address=%q} = %v (present %v), want %d carried over", a, v, ok, vrrp.Master)
 		}
 	}
 	im.SetVIPs(nil)
@@ -376,10 +378,12 @@ func TestEnableKeepalivedCompatIdempotent(t *testing.T) {
 	}
 }
 
-func TestStateName(t *testing.T) {
-	for s, want := range map[int]string{0: "INIT", 1: "BACKUP", 2: "MASTER", 3: "FAULT", 7: "7", -1: "-1"} {
-		if got := StateName(s); got != want {
-			t.Errorf("StateName(%d) = %q, want %q", s, got, want)
+// TestStateValues: hapair_vrrp_state carries the values of vrrp.State, which must stay the
+// numbers the keepalived exporters use (dashboards and alert rules compare with them).
+func TestStateValues(t *testing.T) {
+	for s, want := range map[vrrp.State]string{0: "INIT", 1: "BACKUP", 2: "MASTER", 3: "FAULT"} {
+		if s.String() != want {
+			t.Errorf("vrrp.State(%d) is %s, want %s", int(s), s, want)
 		}
 	}
 }
@@ -397,7 +401,7 @@ func TestConcurrentReporting(t *testing.T) {
 			for i := 0; i < 200; i++ {
 				im := m.Instance("VI_LOGS", "eth0", 51, netip.MustParsePrefix("10.0.0.10/24"))
 				im.AdvertSent(uint8(i % 2))
-				im.Transition("BACKUP", "MASTER")
+				im.Transition(vrrp.Backup, vrrp.Master)
 				im.SetVIPs([]netip.Prefix{netip.MustParsePrefix("10.0.0.10/24")})
 				m.CheckResult("c", i%2 == 0, time.Millisecond)
 				m.CheckUp("c", true)

@@ -77,6 +77,10 @@ const (
 	DropPeer     DropReason = "peer"      // unicast: source is not a configured peer
 	DropFamily   DropReason = "family"    // address family of the packet and its addresses disagree
 	DropAddrs    DropReason = "addresses" // advertised addresses are not ours (and not from the owner)
+	// DropOther is for an advert the instance could not take (its queue was full) or an error
+	// that names no reason. It is not in DropReasons: it should never happen, so its series
+	// appears only when it does.
+	DropOther DropReason = "other"
 )
 
 // DropError is the error Parse and Filter.Check return for a packet that must be dropped.

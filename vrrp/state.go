@@ -16,6 +16,9 @@ const (
 	Fault               // a tracked check or the interface says we must not serve
 )
 
+// States lists every state, in the order of their values.
+func States() []State { return []State{Init, Backup, Master, Fault} }
+
 // String returns the state in the words keepalived logs ("MASTER").
 func (s State) String() string {
 	switch s {

@@ -49,22 +49,45 @@ type Announcer interface {
 	Announce(vips []netip.Prefix) (int, error)
 }
 
-// Reporter receives what an operator watches. Package metrics implements it; it must be safe for
-// concurrent use, since the reader goroutine reports drops.
+// Reporter receives what an operator watches, one small interface per concern. Package metrics
+// implements all of them; it must be safe for concurrent use, since the reader goroutine reports
+// packets while the loop reports the rest.
 type Reporter interface {
-	SetState(s int)
-	Transition(from, to string)
-	SetPriority(p int)
+	StateReporter
+	FailoverReporter
+	PacketReporter
+	VIPReporter
+}
+
+// StateReporter follows the instance's state and effective priority.
+type StateReporter interface {
+	SetState(s vrrp.State)
+	Transition(from, to vrrp.State)
+	SetPriority(p uint8)
+}
+
+// FailoverReporter times the moves of the VIPs (see hapair_vrrp_takeover_seconds and
+// hapair_vrrp_release_seconds).
+type FailoverReporter interface {
 	ObserveTakeover(d time.Duration)
 	ObserveRelease(d time.Duration)
+}
+
+// PacketReporter counts adverts sent, received and dropped.
+type PacketReporter interface {
 	AdvertSent(prio uint8)
 	AdvertReceived(prio uint8)
-	Dropped(reason string)
+	Dropped(reason vrrp.DropReason)
 	// AddrListMismatch counts an advert accepted although its address list differs from ours
 	// (see vrrp.Filter.Differs).
 	AddrListMismatch()
+}
+
+// VIPReporter counts what was done to the VIPs on the interface and on the link.
+type VIPReporter interface {
 	GARPSent(n int)
-	VIPError(op string)
+	// VIPError counts a failed vrrp.ActAttachVIPs or vrrp.ActDetachVIPs.
+	VIPError(op vrrp.ActionKind)
 }
 
 // Notifier runs the notify hooks of a transition. It must not block: the VRRP loop calls it.
@@ -235,8 +258,8 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 		State: vrrp.Init, BasePriority: cfg.Machine.Priority, Priority: cfg.Machine.Priority,
 		VIPs: cfg.VIPs,
 	}
-	rep.SetState(int(vrrp.Init))
-	rep.SetPriority(int(cfg.Machine.Priority))
+	rep.SetState(vrrp.Init)
+	rep.SetPriority(cfg.Machine.Priority)
 	return in, nil
 }
 
@@ -310,7 +333,7 @@ func (in *Instance) Run(ctx context.Context) error {
 	prev := in.previous()
 	if !in.machine.Resumable(in.now(), prev) {
 		if err := in.vips.RemoveStale(); err != nil {
-			in.rep.VIPError("detach")
+			in.rep.VIPError(vrrp.ActDetachVIPs)
 			in.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", in.cfg.Name, err))
 		}
 	}
@@ -403,7 +426,7 @@ func (in *Instance) handleControl(c controlEvent) {
 		actions = in.machine.SetFault(c.at, *c.fault, c.reason)
 	} else {
 		actions = in.machine.SetPriority(c.at, c.priority)
-		in.rep.SetPriority(int(in.machine.Priority()))
+		in.rep.SetPriority(in.machine.Priority())
 		if now := in.machine.Priority(); now != old {
 			in.log.Info(fmt.Sprintf("(%s) Changing effective priority from %d to %d", in.cfg.Name, old, now))
 		}
@@ -431,7 +454,7 @@ func (in *Instance) applyUpdate(u *Update) {
 	in.mu.Unlock()
 	if in.machine.State() == vrrp.Master {
 		if err := in.vips.Attach(); err != nil {
-			in.rep.VIPError("attach")
+			in.rep.VIPError(vrrp.ActAttachVIPs)
 			in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
 		}
 		in.sendGARP()
@@ -487,7 +510,7 @@ func (in *Instance) maintainMaster(now time.Time) {
 	}
 	in.log.Warn(fmt.Sprintf("(%s) VIPs %v missing while MASTER, attaching them again", in.cfg.Name, missing))
 	if err := in.vips.Attach(); err != nil {
-		in.rep.VIPError("attach")
+		in.rep.VIPError(vrrp.ActAttachVIPs)
 		in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
 		return
 	}
@@ -515,7 +538,7 @@ func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
 	select {
 	case in.received <- received{advert: adv, src: src, at: at}:
 	default:
-		in.rep.Dropped("other")
+		in.rep.Dropped(vrrp.DropOther)
 		if in.log.Enabled(context.Background(), slog.LevelDebug) {
 			in.log.Debug(fmt.Sprintf("(%s) dropped advert from %s: %d adverts already wait for the loop", in.cfg.Name, src, receivedBacklog))
 		}
@@ -531,21 +554,21 @@ func (in *Instance) dropped(at time.Time, src netip.Addr, adv *vrrp.Advert, err 
 	switch reason {
 	case vrrp.DropVRID:
 		// Other groups on the same segment are normal traffic, not an error; count quietly.
-		in.rep.Dropped(string(reason))
+		in.rep.Dropped(reason)
 		return
 	case vrrp.DropAddrs:
 		// A peer misconfigured with our VRID (or a forger) sends every interval: one line per
 		// sender and change of its list, whatever the log level.
-		in.rep.Dropped(string(reason))
+		in.rep.Dropped(reason)
 		if in.listNotes.Note(src, "drop", adv.Addrs) {
 			in.log.Warn(fmt.Sprintf("(%s) ignoring adverts from %s: %v (ip address associated with VRID not present in MASTER advert); logged once until its list changes",
 				in.cfg.Name, src, err))
 		}
 		return
 	case "":
-		reason = "other"
+		reason = vrrp.DropOther
 	}
-	in.rep.Dropped(string(reason))
+	in.rep.Dropped(reason)
 	if !in.log.Enabled(context.Background(), slog.LevelDebug) {
 		return
 	}
@@ -610,14 +633,14 @@ func (in *Instance) apply(actions []vrrp.Action) {
 			in.sendAdvert(a.Priority)
 		case vrrp.ActAttachVIPs:
 			if err := in.vips.Attach(); err != nil {
-				in.rep.VIPError("attach")
+				in.rep.VIPError(vrrp.ActAttachVIPs)
 				in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
 			}
 			in.nextReconcile = in.now().Add(in.cfg.ReconcileEvery)
 		case vrrp.ActDetachVIPs:
 			in.nextGARP = time.Time{}
 			if err := in.vips.Detach(); err != nil {
-				in.rep.VIPError("detach")
+				in.rep.VIPError(vrrp.ActDetachVIPs)
 				in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
 			}
 		case vrrp.ActSendGARP:
@@ -640,8 +663,8 @@ func (in *Instance) transition(a vrrp.Action) {
 	if in.cfg.Record != nil {
 		in.cfg.Record.Record(a.To, in.machine.Priority(), false)
 	}
-	in.rep.SetState(int(a.To))
-	in.rep.Transition(a.From.String(), a.To.String())
+	in.rep.SetState(a.To)
+	in.rep.Transition(a.From, a.To)
 	if a.To == vrrp.Master && a.Reason == vrrp.ReasonResume {
 		in.log.Info(fmt.Sprintf("(%s) Resumed MASTER from its state record: VIPs kept", in.cfg.Name))
 	} else if a.To == vrrp.Master {

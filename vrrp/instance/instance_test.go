@@ -151,17 +151,17 @@ func (a *countAnnouncer) count() int { a.mu.Lock(); defer a.mu.Unlock(); return 
 // recordReporter keeps what an operator would see.
 type recordReporter struct {
 	mu        sync.Mutex
-	state     int
+	state     vrrp.State
 	takeovers []time.Duration
 	releases  []time.Duration
-	dropped   map[string]int
+	dropped   map[vrrp.DropReason]int
 	zeroSent  int
 	mismatch  int
 }
 
-func (r *recordReporter) SetState(s int)             { r.mu.Lock(); r.state = s; r.mu.Unlock() }
-func (r *recordReporter) Transition(from, to string) {}
-func (r *recordReporter) SetPriority(p int)          {}
+func (r *recordReporter) SetState(s vrrp.State)          { r.mu.Lock(); r.state = s; r.mu.Unlock() }
+func (r *recordReporter) Transition(from, to vrrp.State) {}
+func (r *recordReporter) SetPriority(p uint8)            {}
 func (r *recordReporter) ObserveTakeover(d time.Duration) {
 	r.mu.Lock()
 	r.takeovers = append(r.takeovers, d)
@@ -180,17 +180,17 @@ func (r *recordReporter) AdvertSent(prio uint8) {
 	}
 }
 func (r *recordReporter) AdvertReceived(prio uint8) {}
-func (r *recordReporter) Dropped(reason string) {
+func (r *recordReporter) Dropped(reason vrrp.DropReason) {
 	r.mu.Lock()
 	if r.dropped == nil {
-		r.dropped = map[string]int{}
+		r.dropped = map[vrrp.DropReason]int{}
 	}
 	r.dropped[reason]++
 	r.mu.Unlock()
 }
-func (r *recordReporter) AddrListMismatch()  { r.mu.Lock(); r.mismatch++; r.mu.Unlock() }
-func (r *recordReporter) GARPSent(n int)     {}
-func (r *recordReporter) VIPError(op string) {}
+func (r *recordReporter) AddrListMismatch()           { r.mu.Lock(); r.mismatch++; r.mu.Unlock() }
+func (r *recordReporter) GARPSent(n int)              {}
+func (r *recordReporter) VIPError(op vrrp.ActionKind) {}
 
 type node struct {
 	inst   *Instance

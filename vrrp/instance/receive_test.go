@@ -94,7 +94,7 @@ func expect(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func (r *recordReporter) drops(reason string) int {
+func (r *recordReporter) drops(reason vrrp.DropReason) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.dropped[reason]
@@ -119,7 +119,7 @@ func testDebugLoggingUnderFloodIsRateLimited(t *testing.T) {
 	start := time.Now()
 	// TTL 64: sent from off the link, dropped with reason "ttl".
 	inject(t, n, src, 64, flood, vrrp.Advert{Version: 3, VRID: 51, Priority: 200, Interval: advertInt, Addrs: []netip.Addr{vipPrefix.Addr()}})
-	expect(t, "every packet of the flood counted", func() bool { return n.rep.drops("ttl") == flood })
+	expect(t, "every packet of the flood counted", func() bool { return n.rep.drops(vrrp.DropTTL) == flood })
 	elapsed := time.Since(start)
 	lines := logs.count("dropped")
 	// dropLogBurst lines per started second, plus one "not logged" summary each.
@@ -149,11 +149,11 @@ func testForeignAddressListIsDroppedAndLoggedOnce(t *testing.T) {
 	forger := netip.MustParseAddr("10.0.0.66")
 	foreign := vrrp.Advert{Version: 3, VRID: 51, Priority: 254, Interval: advertInt, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.99")}}
 	inject(t, n, forger, 255, 50, foreign)
-	expect(t, "50 address drops", func() bool { return n.rep.drops("addresses") == 50 })
+	expect(t, "50 address drops", func() bool { return n.rep.drops(vrrp.DropAddrs) == 50 })
 	// Twice: the same finding from the same sender is not news.
 	dup := vrrp.Advert{Version: 3, VRID: 51, Priority: 254, Interval: advertInt, Addrs: []netip.Addr{vipPrefix.Addr(), vipPrefix.Addr()}}
 	inject(t, n, forger, 255, 20, dup)
-	expect(t, "20 more address drops", func() bool { return n.rep.drops("addresses") == 70 })
+	expect(t, "20 more address drops", func() bool { return n.rep.drops(vrrp.DropAddrs) == 70 })
 	time.Sleep(5 * advertInt) // let a wrongly accepted advert act on the machine
 	if st := n.inst.Status(); st.State != vrrp.Master || !n.vips.has() {
 		t.Fatalf("after adverts with a foreign list: state %s, VIP %v; want MASTER with the VIP", st.State, n.vips.has())
