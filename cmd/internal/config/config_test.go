@@ -10,14 +10,19 @@ import (
 	"time"
 )
 
-// fakeInterfaces stands in for net.InterfaceByName: eth0 and eth1 exist.
+// fakeInterfaces stands in for net.InterfaceByName: eth0 and eth1 exist. The host's addresses and
+// MTUs are left out (WithHostNetwork after it adds a fake host).
 func fakeInterfaces() LoadOption {
-	return WithInterfaceLookup(func(name string) error {
+	lookup := WithInterfaceLookup(func(name string) error {
 		if name == "eth0" || name == "eth1" {
 			return nil
 		}
 		return errors.New("no such network interface")
 	})
+	return func(o *options) {
+		lookup(o)
+		o.hostNetwork = nil
+	}
 }
 
 func fakeHost() LoadOption {
@@ -112,7 +117,7 @@ func TestParseRejects(t *testing.T) {
 			[]string{"t.yaml:2: vrrp_instances[0].virtual_ipaddress: at least one virtual address is required"}},
 		{"duplicate instance names", minimal + strings.Replace(minimal[len("vrrp_instances:\n"):], "51", "52", 1),
 			[]string{`t.yaml:6: vrrp_instances[1].name: "VI_1" is already the name of the instance at line 2`}},
-		{"duplicate VRID on an interface", minimal + strings.Replace(minimal[len("vrrp_instances:\n"):], "VI_1", "VI_2", 1),
+		{"duplicate VRID on an interface", minimal + strings.NewReplacer("VI_1", "VI_2", "10.0.0.10/24", "10.0.0.20/24").Replace(minimal[len("vrrp_instances:\n"):]),
 			[]string{"t.yaml:8: vrrp_instances[1].virtual_router_id: 51 is already used by instance VI_1 on eth0 (IPv4)"}},
 		{"unicast_src_ip family", minimal + "    unicast_src_ip: 2001:db8::11\n",
 			[]string{"t.yaml:6: vrrp_instances[0].unicast_src_ip: 2001:db8::11 is IPv6 but the virtual addresses are IPv4"}},

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"math"
 	"sort"
 	"strconv"
@@ -24,12 +25,21 @@ type decoder struct {
 	tracks map[int][]trackRef
 	// vips holds each instance's virtual_ipaddress entries with their lines.
 	vips map[int][]item
+	// vipLines holds the line of each accepted VIP, in the order of Instance.VIPs.
+	vipLines map[int][]int
+	// vipOwner tells which instance (and line) first listed an address.
+	vipOwner map[netip.Addr]vipUse
 	// peers holds each instance's unicast_peer entries with their lines.
 	peers map[int][]item
 	// trackIfs holds each instance's track_interface entries with their lines.
 	trackIfs map[int][]item
 	// bgpRaw holds the bgp entries that need checks and instances to be known.
 	bgpRaw bgpRaw
+}
+
+type vipUse struct {
+	instance string
+	line     int
 }
 
 type trackRef struct {
@@ -51,6 +61,8 @@ func newDecoder(file string) *decoder {
 		lines:    map[string]int{},
 		tracks:   map[int][]trackRef{},
 		vips:     map[int][]item{},
+		vipLines: map[int][]int{},
+		vipOwner: map[netip.Addr]vipUse{},
 		peers:    map[int][]item{},
 		trackIfs: map[int][]item{},
 	}

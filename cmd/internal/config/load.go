@@ -23,6 +23,8 @@ type options struct {
 	// interfaceExists reports whether a network interface exists; nil skips the check.
 	interfaceExists func(name string) error
 	hostname        func() (string, error)
+	// hostNetwork gives the live host's MTUs and addresses; nil skips the checks against them.
+	hostNetwork HostNetwork
 }
 
 func defaultOptions() options {
@@ -31,7 +33,8 @@ func defaultOptions() options {
 			_, err := net.InterfaceByName(name)
 			return err
 		},
-		hostname: os.Hostname,
+		hostname:    os.Hostname,
+		hostNetwork: liveHost{},
 	}
 }
 
@@ -39,7 +42,7 @@ func defaultOptions() options {
 // host: for converting, for tests, and for checking a file meant for another host. `keepalived -t`
 // does check, and so does `hapair check` by default.
 func SkipInterfaceCheck() LoadOption {
-	return func(o *options) { o.interfaceExists = nil }
+	return func(o *options) { o.interfaceExists, o.hostNetwork = nil, nil }
 }
 
 // WithInterfaceLookup replaces net.InterfaceByName as the test of whether an interface exists.

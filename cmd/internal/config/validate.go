@@ -47,6 +47,9 @@ func (d *decoder) validate(cfg *Config, o options) {
 	checks := d.validateChecks(cfg, o)
 	d.validateInstances(cfg, o, checks)
 	d.validateDumpFile(cfg)
+	if o.hostNetwork != nil {
+		d.validateHost(cfg, o.hostNetwork)
+	}
 	if cfg.BGP != nil {
 		d.validateBGP(cfg, o, checks)
 	}
@@ -376,12 +379,23 @@ func (d *decoder) validateVIPs(i int, in *Instance, p string) {
 			continue
 		}
 		a := pf.Addr()
+		owner, taken := d.vipOwner[a]
 		switch {
 		case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
 			d.add(it.line, k, "%s cannot be a virtual address (unspecified, multicast or loopback)", a)
 			continue
+		case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+			d.add(it.line, k, "%s is the broadcast address: it cannot be a virtual address", a)
+			continue
+		case pf.Bits() == 0:
+			d.add(it.line, k, "%s: a prefix of length 0 would route every address to this link", pf)
+			continue
 		case seen[a]:
 			d.add(it.line, k, "%s is listed twice", a)
+			continue
+		case taken:
+			// Two instances would attach and detach the same address on their own elections.
+			d.add(it.line, k, "%s is already a virtual address of instance %s (line %d)", a, owner.instance, owner.line)
 			continue
 		case first.IsValid() && first.Is4() != a.Is4():
 			d.add(it.line, k, "%s and %s: the addresses of one instance are all IPv4 or all IPv6", first, a)
@@ -393,8 +407,14 @@ func (d *decoder) validateVIPs(i int, in *Instance, p string) {
 		if !first.IsValid() {
 			first = a
 		}
+		if len(in.VIPs) == vrrp.MaxAddrs {
+			d.add(it.line, k, "%d addresses: one VRRP advert carries at most %d (split them between instances)", len(d.vips[i]), vrrp.MaxAddrs)
+			return
+		}
 		seen[a] = true
+		d.vipOwner[a] = vipUse{in.Name, it.line}
 		in.VIPs = append(in.VIPs, pf)
+		d.vipLines[i] = append(d.vipLines[i], it.line)
 	}
 }
 
