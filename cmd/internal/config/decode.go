@@ -2,8 +2,8 @@ package config
 
 import (
 	"fmt"
-	"net/netip"
 	"math"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
