@@ -1,12 +1,14 @@
-// Package metrics exports hapair's Prometheus metrics (its own registry, no
-// globals), the JSON status document and the HTTP listener serving both.
+// Package metrics exports hapair's Prometheus metrics: its own registry (no
+// globals) and the /metrics handler. The status document and the HTTP listener
+// are package metrics/status.
 //
 // Other packages report through small interfaces they own (supervisor.Reporter,
-// checks.Reporter, the per-instance methods of InstanceMetrics); this package
-// implements them without importing those packages.
+// checks.Reporter, instance.Reporter); this package implements them, importing
+// those packages' value types (vrrp.State, supervisor.ReloadResult) only.
 package metrics
 
 import (
+	"net/http"
 	"net/netip"
 	"runtime"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hapair/hapair/supervisor"
 	"github.com/hapair/hapair/vrrp"
@@ -405,4 +408,12 @@ func boolValue(b bool) float64 {
 // VRRP packets there that no instance takes (vrrp/transport counts them, once per interface).
 func (m *Metrics) OtherVRID(ifname string) prometheus.Counter {
 	return m.otherVRID.WithLabelValues(ifname)
+}
+
+// Handler returns the /metrics handler of m's registry.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		// A collector failing (e.g. /proc unreadable) must not hide the rest.
+		ErrorHandling: promhttp.ContinueOnError,
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hapair/hapair/checks"
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/metrics/status"
 	"github.com/hapair/hapair/vrrp"
 	"github.com/hapair/hapair/vrrp/instance"
 )
@@ -210,18 +211,18 @@ func (b *bgpSpeaker) reload(ctx context.Context, next *config.BGP) {
 	b.cfg = next
 }
 
-func (b *bgpSpeaker) status() *metrics.BGPStatus {
-	st := &metrics.BGPStatus{LocalASN: b.cfg.LocalASN, RouterID: b.routerID.String()}
+func (b *bgpSpeaker) status() *status.BGPStatus {
+	st := &status.BGPStatus{LocalASN: b.cfg.LocalASN, RouterID: b.routerID.String()}
 	if b.server != nil {
 		for _, p := range b.server.Peers() {
-			st.Peers = append(st.Peers, metrics.BGPPeerStatus{
+			st.Peers = append(st.Peers, status.BGPPeerStatus{
 				Address: p.Address, ASN: p.ASN, State: p.State, Up: p.Up, Since: p.Since, Reason: p.Reason,
 			})
 		}
 	}
 	if b.gate != nil {
 		for _, p := range b.gate.Status() {
-			st.Prefixes = append(st.Prefixes, metrics.BGPPrefixStatus{
+			st.Prefixes = append(st.Prefixes, status.BGPPrefixStatus{
 				Prefix: p.Prefix, Announced: p.Announced, Draining: p.Draining, GatedBy: p.GatedBy, Reason: p.Reason, Since: p.Since,
 			})
 		}

@@ -17,7 +17,7 @@ import (
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/cmd/internal/convert"
 	"github.com/hapair/hapair/cmd/internal/rundir"
-	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/metrics/status"
 	"github.com/hapair/hapair/supervisor"
 )
 
@@ -71,9 +71,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	var srv *metrics.Server
+	var srv *status.Server
 	if cfg.Status.Listen != "" {
-		srv = metrics.NewServer(cfg.Status.Listen, d.metrics, d)
+		srv = status.NewServer(cfg.Status.Listen, d.metrics.Handler(), d)
 		if err := srv.Start(); err != nil {
 			log.Error(fmt.Sprintf("status listener: %v", err))
 			return 1
@@ -160,7 +160,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	if err := metrics.WriteText(stdout, st); err != nil {
+	if err := status.WriteText(stdout, st); err != nil {
 		return 1
 	}
 	return 0

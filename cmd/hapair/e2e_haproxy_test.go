@@ -15,7 +15,7 @@ import (
 
 	"github.com/hapair/hapair/cmd/internal/lab"
 	"github.com/hapair/hapair/cmd/internal/lab/labtest"
-	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/metrics/status"
 )
 
 const statsURL = "http://127.0.0.1:8404/stats;csv"
@@ -93,7 +93,7 @@ func haproxyMasterPID(t testing.TB, d *daemonHost) int {
 	return pid
 }
 
-func statusOf(t testing.TB, d *daemonHost) metrics.Status {
+func statusOf(t testing.TB, d *daemonHost) status.Status {
 	t.Helper()
 	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: d.host.DialContext}}
 	resp, err := client.Get("http://127.0.0.1:9479/status")
@@ -101,7 +101,7 @@ func statusOf(t testing.TB, d *daemonHost) metrics.Status {
 		t.Fatalf("%s: status: %v", d.host.Name, err)
 	}
 	defer resp.Body.Close()
-	var st metrics.Status
+	var st status.Status
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}

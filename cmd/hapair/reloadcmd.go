@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/metrics/status"
 
 	"github.com/hapair/hapair/supervisor"
 )
@@ -51,7 +51,7 @@ func signalPID(pid int) error { return syscall.Kill(pid, syscall.SIGHUP) }
 
 // requestReload signals the hapair answering at listen and returns the reload attempt that
 // answers the signal: the first whose request count is past the one seen before signalling.
-func requestReload(ctx context.Context, listen string, hup func(pid int) error) (*metrics.ConfigReload, error) {
+func requestReload(ctx context.Context, listen string, hup func(pid int) error) (*status.ConfigReload, error) {
 	before, err := fetchStatus(ctx, listen)
 	if err != nil {
 		return nil, err

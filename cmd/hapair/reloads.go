@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/metrics/status"
 
 	"github.com/hapair/hapair/supervisor"
 )
@@ -27,7 +27,7 @@ type reloadLog struct {
 	file     string
 	loadedAt time.Time
 	requests uint64
-	last     *metrics.ConfigReload
+	last     *status.ConfigReload
 }
 
 func newReloadLog(file string, loadedAt time.Time, rep reloadReporter) *reloadLog {
@@ -50,7 +50,7 @@ func (l *reloadLog) begin() (request uint64) {
 
 // finish records an attempt's outcome.
 func (l *reloadLog) finish(request uint64, began, ended time.Time, result supervisor.ReloadResult, err error) {
-	r := &metrics.ConfigReload{Request: request, At: began, Duration: metrics.Duration(ended.Sub(began)), Result: result}
+	r := &status.ConfigReload{Request: request, At: began, Duration: status.Duration(ended.Sub(began)), Result: result}
 	if err != nil {
 		r.Error = err.Error()
 	}
@@ -66,10 +66,10 @@ func (l *reloadLog) finish(request uint64, began, ended time.Time, result superv
 }
 
 // status is the configuration part of the status document.
-func (l *reloadLog) status() *metrics.ConfigStatus {
+func (l *reloadLog) status() *status.ConfigStatus {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st := &metrics.ConfigStatus{File: l.file, LoadedAt: l.loadedAt, ReloadRequests: l.requests}
+	st := &status.ConfigStatus{File: l.file, LoadedAt: l.loadedAt, ReloadRequests: l.requests}
 	if l.last != nil {
 		last := *l.last
 		st.LastReload = &last

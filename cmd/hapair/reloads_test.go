@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/metrics/status"
 
 	"github.com/hapair/hapair/supervisor"
 )
@@ -138,7 +138,7 @@ func TestReloadLogRecordsEveryOutcome(t *testing.T) {
 // fakeDaemonStatus serves /status like a running hapair whose SIGHUP is hup.
 type fakeDaemonStatus struct {
 	mu  sync.Mutex
-	st  metrics.Status
+	st  status.Status
 	log *reloadLog
 }
 
@@ -157,7 +157,7 @@ func TestRequestReloadWaitsForItsAttempt(t *testing.T) {
 	// An earlier, refused attempt is what /status shows when the command starts.
 	log.request()
 	log.finish(log.begin(), time.Now(), time.Now(), supervisor.ReloadRefused, errors.New("old error"))
-	f := &fakeDaemonStatus{st: metrics.Status{PID: 4242}, log: log}
+	f := &fakeDaemonStatus{st: status.Status{PID: 4242}, log: log}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
 	listen := strings.TrimPrefix(srv.URL, "http://")

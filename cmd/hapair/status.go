@@ -6,12 +6,12 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/metrics/status"
 )
 
-// Status implements metrics.StatusSource: the document behind GET /status, `hapair status` and
+// Status implements status.Source: the document behind GET /status, `hapair status` and
 // the SIGUSR1 dump.
-func (d *daemon) Status() metrics.Status {
+func (d *daemon) Status() status.Status {
 	d.mu.Lock()
 	routerID := d.cfg.RouterID
 	instances := d.instances
@@ -19,16 +19,16 @@ func (d *daemon) Status() metrics.Status {
 	d.mu.Unlock()
 
 	now := time.Now()
-	st := metrics.Status{RouterID: routerID, Version: version, GeneratedAt: now, PID: os.Getpid()}
+	st := status.Status{RouterID: routerID, Version: version, GeneratedAt: now, PID: os.Getpid()}
 	if d.reloads != nil {
 		st.Config = d.reloads.status()
 	}
 	for _, vi := range instances {
 		s := vi.run.Status()
-		is := metrics.InstanceStatus{
+		is := status.InstanceStatus{
 			Name: s.Name, Interface: s.Interface, VRID: s.VRID, Version: s.Version,
 			State: s.State.String(), BasePriority: int(s.BasePriority), EffectivePriority: int(s.Priority),
-			Since: s.Since, InState: metrics.Duration(now.Sub(s.Since)),
+			Since: s.Since, InState: status.Duration(now.Sub(s.Since)),
 		}
 		if s.MasterAddr.IsValid() {
 			is.MasterAddress = s.MasterAddr.String()
@@ -37,7 +37,7 @@ func (d *daemon) Status() metrics.Status {
 			is.VIPs = append(is.VIPs, p.String())
 		}
 		if !s.LastTransition.At.IsZero() {
-			is.LastTransition = &metrics.Transition{
+			is.LastTransition = &status.Transition{
 				From: s.LastTransition.From.String(), To: s.LastTransition.To.String(),
 				Reason: s.LastTransition.Reason, At: s.LastTransition.At,
 			}
@@ -46,21 +46,21 @@ func (d *daemon) Status() metrics.Status {
 	}
 	if d.sup != nil {
 		hs := d.sup.Status()
-		st.HAProxy = metrics.HAProxyStatus{
-			PID: hs.PID, Up: hs.Up, Restarts: hs.Restarts, Backoff: metrics.Duration(hs.Backoff),
+		st.HAProxy = status.HAProxyStatus{
+			PID: hs.PID, Up: hs.Up, Restarts: hs.Restarts, Backoff: status.Duration(hs.Backoff),
 		}
 		if hs.LastExit != nil {
 			status := *hs.LastExit
 			st.HAProxy.LastExit = &status
 		}
 		if !hs.LastReload.At.IsZero() {
-			st.HAProxy.LastReload = &metrics.ReloadStatus{At: hs.LastReload.At, Result: hs.LastReload.Result, Error: hs.LastReload.Error}
+			st.HAProxy.LastReload = &status.ReloadStatus{At: hs.LastReload.At, Result: hs.LastReload.Result, Error: hs.LastReload.Error}
 		}
 	}
 	for _, c := range runner.Status() {
-		st.Checks = append(st.Checks, metrics.CheckStatus{
+		st.Checks = append(st.Checks, status.CheckStatus{
 			Name: c.Name, Up: c.Up, LastOK: c.Last.OK, Output: c.Last.Output,
-			Duration: metrics.Duration(c.Last.Duration), At: c.Last.At,
+			Duration: status.Duration(c.Last.Duration), At: c.Last.At,
 		})
 	}
 	if d.bgp != nil {
@@ -79,7 +79,7 @@ func (d *daemon) dump() {
 		d.log.Error(fmt.Sprintf("state dump: %v", err))
 		return
 	}
-	if err := metrics.WriteDump(path, d.Status()); err != nil {
+	if err := status.WriteDump(path, d.Status()); err != nil {
 		d.log.Error(fmt.Sprintf("state dump: %v", err))
 		return
 	}

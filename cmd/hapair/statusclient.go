@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/cmd/internal/config"
-	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/metrics/status"
 )
 
 // statusAddr is the status listener named by --addr, else by the configuration's status.listen,
@@ -32,8 +32,8 @@ func statusAddr(path, addr string) (string, error) {
 const statusTimeout = 5 * time.Second
 
 // fetchStatus asks the running hapair at addr for its status document.
-func fetchStatus(ctx context.Context, addr string) (metrics.Status, error) {
-	var st metrics.Status
+func fetchStatus(ctx context.Context, addr string) (status.Status, error) {
+	var st status.Status
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/status", nil)

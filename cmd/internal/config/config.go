@@ -9,7 +9,7 @@ import (
 
 	"github.com/hapair/hapair/checks"
 	"github.com/hapair/hapair/cmd/internal/notify"
-	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/metrics/status"
 	"github.com/hapair/hapair/supervisor"
 )
 
@@ -48,7 +48,7 @@ const (
 	DefaultNotifyTimeout        = notify.DefaultTimeout
 	DefaultNotifyScriptSecurity = true
 
-	DefaultStatusListen = metrics.DefaultListen
+	DefaultStatusListen = status.DefaultListen
 	DefaultDumpFile     = "/run/hapair/hapair.data"
 
 	// BuiltinHAProxyCheck is the name of the built-in HAProxy liveness check. It exists whenever the

@@ -1,4 +1,4 @@
-package metrics
+package status
 
 import (
 	"context"
@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // DefaultListen is the status listener's address when the configuration
@@ -20,14 +18,6 @@ const DefaultListen = "127.0.0.1:9479"
 
 // shutdownGrace bounds how long Run waits for requests in flight at stop.
 const shutdownGrace = 5 * time.Second
-
-// Handler returns the /metrics handler of m's registry.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-		// A collector failing (e.g. /proc unreadable) must not hide the rest.
-		ErrorHandling: promhttp.ContinueOnError,
-	})
-}
 
 // Server is the HTTP listener: GET /metrics, GET /status (JSON, or text with
 // ?format=text), GET /healthz.
@@ -41,15 +31,16 @@ type Server struct {
 	serveErr error         // Serve's error, set before served is closed
 }
 
-// NewServer returns a server for addr (DefaultListen when empty) serving m
-// and status; status may be nil, then /status answers 503.
-func NewServer(addr string, m *Metrics, status StatusSource) *Server {
+// NewServer returns a server for addr (DefaultListen when empty) serving metrics (the
+// registry's handler, see metrics.Metrics.Handler) and status; status may be nil, then
+// /status answers 503.
+func NewServer(addr string, metrics http.Handler, status Source) *Server {
 	if addr == "" {
 		addr = DefaultListen
 	}
 	s := &Server{addr: addr}
 	s.srv = &http.Server{
-		Handler:           NewHandler(m, status),
+		Handler:           NewHandler(metrics, status),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -61,9 +52,9 @@ func NewServer(addr string, m *Metrics, status StatusSource) *Server {
 
 // NewHandler returns the listener's routes, for tests and for callers that
 // serve them themselves.
-func NewHandler(m *Metrics, status StatusSource) http.Handler {
+func NewHandler(metrics http.Handler, status Source) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		serveStatus(w, r, status)
 	})
@@ -79,7 +70,7 @@ func NewHandler(m *Metrics, status StatusSource) http.Handler {
 	return mux
 }
 
-func serveStatus(w http.ResponseWriter, r *http.Request, status StatusSource) {
+func serveStatus(w http.ResponseWriter, r *http.Request, status Source) {
 	w.Header().Set("Cache-Control", "no-store")
 	if status == nil {
 		http.Error(w, "status not available yet", http.StatusServiceUnavailable)

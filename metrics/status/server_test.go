@@ -1,4 +1,4 @@
-package metrics
+package status
 
 import (
 	"context"
@@ -11,13 +11,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/supervisor"
+	"github.com/hapair/hapair/vrrp"
 )
 
 func TestHandler(t *testing.T) {
-	m := New(BuildInfo{Version: "1.2.3"})
-	populate(t, m)
+	m := metrics.New(metrics.BuildInfo{Version: "1.2.3"})
+	m.Instance("VI_LOGS", "eth0", 51).Transition(vrrp.Backup, vrrp.Master)
+	m.HAProxyReload(supervisor.ReloadRefused)
 	st := sampleStatus()
-	h := NewHandler(m, StatusFunc(func() Status { return st }))
+	h := NewHandler(m.Handler(), Func(func() Status { return st }))
 
 	tests := []struct {
 		name     string
@@ -79,7 +84,7 @@ func TestHandler(t *testing.T) {
 }
 
 func TestHandlerNilStatus(t *testing.T) {
-	h := NewHandler(New(BuildInfo{}), nil)
+	h := NewHandler(metrics.New(metrics.BuildInfo{}).Handler(), nil)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
 	if rec.Code != http.StatusServiceUnavailable {
@@ -88,7 +93,7 @@ func TestHandlerNilStatus(t *testing.T) {
 }
 
 func TestServerLifecycle(t *testing.T) {
-	s := NewServer("127.0.0.1:0", New(BuildInfo{}), StatusFunc(func() Status { return Status{RouterID: "r1"} }))
+	s := NewServer("127.0.0.1:0", metrics.New(metrics.BuildInfo{}).Handler(), Func(func() Status { return Status{RouterID: "r1"} }))
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +113,7 @@ func TestServerLifecycle(t *testing.T) {
 	}
 
 	// The port is taken while we serve: a second listener must say so.
-	other := NewServer(addr, New(BuildInfo{}), nil)
+	other := NewServer(addr, metrics.New(metrics.BuildInfo{}).Handler(), nil)
 	if err := other.Start(); err == nil || !strings.Contains(err.Error(), addr) {
 		t.Errorf("bind on a used port: err = %v, want one naming %s", err, addr)
 	}
@@ -125,7 +130,7 @@ func TestServerLifecycle(t *testing.T) {
 }
 
 func TestServerRun(t *testing.T) {
-	s := NewServer("127.0.0.1:0", New(BuildInfo{}), nil)
+	s := NewServer("127.0.0.1:0", metrics.New(metrics.BuildInfo{}).Handler(), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- s.Run(ctx) }()
@@ -161,7 +166,7 @@ func TestServerRunBindError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	err = NewServer(ln.Addr().String(), New(BuildInfo{}), nil).Run(context.Background())
+	err = NewServer(ln.Addr().String(), metrics.New(metrics.BuildInfo{}).Handler(), nil).Run(context.Background())
 	var opErr *net.OpError
 	if !errors.As(err, &opErr) {
 		t.Errorf("Run on a used port = %v, want a *net.OpError", err)
@@ -169,7 +174,7 @@ func TestServerRunBindError(t *testing.T) {
 }
 
 func TestServerDefaultAddr(t *testing.T) {
-	if got := NewServer("", New(BuildInfo{}), nil).Addr(); got != DefaultListen {
+	if got := NewServer("", metrics.New(metrics.BuildInfo{}).Handler(), nil).Addr(); got != DefaultListen {
 		t.Errorf("Addr = %q, want %q", got, DefaultListen)
 	}
 }

@@ -1,4 +1,7 @@
-package metrics
+// Package status is hapair's status API: the document of GET /status (JSON), its text for
+// `hapair status` and the SIGUSR1 dump, and the HTTP listener that serves /metrics (the
+// registry's handler, from package metrics), /status and /healthz.
+package status
 
 import (
 	"encoding/json"
@@ -9,17 +12,17 @@ import (
 	"github.com/hapair/hapair/supervisor"
 )
 
-// StatusSource produces the status document served at GET /status, printed
-// by `hapair status` and written by the SIGUSR1 dump.
-type StatusSource interface {
+// Source produces the status document served at GET /status, printed by
+// `hapair status` and written by the SIGUSR1 dump.
+type Source interface {
 	Status() Status
 }
 
-// StatusFunc adapts a function to StatusSource.
-type StatusFunc func() Status
+// Func adapts a function to Source.
+type Func func() Status
 
-// Status implements StatusSource.
-func (f StatusFunc) Status() Status { return f() }
+// Status implements Source.
+func (f Func) Status() Status { return f() }
 
 // Status is the JSON document of GET /status. Field names are a contract with
 // `hapair status --json` users: add fields, do not rename them.
