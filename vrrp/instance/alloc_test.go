@@ -1,0 +1,118 @@
+package instance
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/hapair/hapair/vrrp"
+)
+
+// sinkConn counts the adverts written and keeps nothing.
+type sinkConn struct{ writes int }
+
+func (c *sinkConn) Receive(func([]byte, netip.Addr, netip.Addr, int)) {}
+func (c *sinkConn) WriteAdvert([]byte) error                          { c.writes++; return nil }
+func (c *sinkConn) Close() error                                      { return nil }
+
+// nopReporter records nothing, so that what is measured is the instance's own work.
+type nopReporter struct{}
+
+func (nopReporter) SetState(int)                  {}
+func (nopReporter) Transition(string, string)     {}
+func (nopReporter) SetPriority(int)               {}
+func (nopReporter) ObserveTakeover(time.Duration) {}
+func (nopReporter) ObserveRelease(time.Duration)  {}
+func (nopReporter) AdvertSent(uint8)              {}
+func (nopReporter) AdvertReceived(uint8)          {}
+func (nopReporter) Dropped(string)                {}
+func (nopReporter) AddrListMismatch()             {}
+func (nopReporter) GARPSent(int)                  {}
+func (nopReporter) VIPError(string)               {}
+
+// hotInstance builds, without running it, a v3 instance configured as the daemon configures one
+// (address check on), and starts its machine.
+func hotInstance(t testing.TB, prio uint8) (*Instance, *sinkConn) {
+	t.Helper()
+	self := netip.MustParseAddr("10.0.0.11")
+	conn := &sinkConn{}
+	cfg := Config{
+		Name: "VI_HOT", Interface: "eth0",
+		Machine: vrrp.Config{Name: "VI_HOT", Version: 3, VRID: 51, Priority: prio,
+			AdvertInterval: 20 * time.Millisecond, Preempt: true, PrimaryAddr: self},
+		Filter:      vrrp.Filter{VRID: 51, Version: 3, Addrs: []netip.Addr{vipPrefix.Addr()}},
+		VIPs:        []netip.Prefix{vipPrefix},
+		Source:      self,
+		Destination: []netip.Addr{group},
+	}
+	in, err := New(cfg, conn, &fakeVIPs{}, &countAnnouncer{}, nopReporter{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.apply(in.machine.Start(time.Now()))
+	return in, conn
+}
+
+// peerAdvert is a MASTER's advert for VRID 51 as it arrives from peer.
+func peerAdvert(t testing.TB, peer netip.Addr) []byte {
+	t.Helper()
+	adv := vrrp.Advert{Version: 3, VRID: 51, Priority: 200, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{vipPrefix.Addr()}}
+	b, err := adv.Marshal(peer, group, vrrp.ChecksumWithPseudoHeader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestHotPathAllocations: a BACKUP receiving its MASTER's adverts (parse, filter, hand-over to
+// the loop, state machine) and a MASTER sending its adverts (timer, state machine, marshal,
+// write) allocate nothing per advert.
+func TestHotPathAllocations(t *testing.T) {
+	peer := netip.MustParseAddr("10.0.0.12")
+	payload := peerAdvert(t, peer)
+	backup, _ := hotInstance(t, 100)
+	receive := testing.AllocsPerRun(200, func() {
+		backup.HandlePacket(payload, peer, group, 255)
+		r := <-backup.received
+		backup.apply(backup.machine.Receive(r.at, r.src, r.advert))
+		backup.apply(backup.machine.Tick(time.Now()))
+	})
+	if st := backup.machine.State(); st != vrrp.Backup || backup.machine.MasterAddr() != peer {
+		t.Fatalf("backup in %v hearing %v: the adverts were not taken", st, backup.machine.MasterAddr())
+	}
+	if receive != 0 {
+		t.Errorf("BACKUP: %.1f allocations per advert received, want 0", receive)
+	}
+
+	master, conn := hotInstance(t, vrrp.OwnerPriority)
+	now := time.Now()
+	before := conn.writes
+	send := testing.AllocsPerRun(200, func() {
+		now = now.Add(20 * time.Millisecond)
+		master.apply(master.machine.Tick(now))
+	})
+	if conn.writes-before < 200 {
+		t.Fatalf("MASTER sent %d adverts in 201 intervals", conn.writes-before)
+	}
+	if send != 0 {
+		t.Errorf("MASTER: %.1f allocations per advert sent, want 0", send)
+	}
+}
+
+// BenchmarkHotPath is TestHotPathAllocations as a benchmark: one advert received by a BACKUP and
+// one sent by a MASTER per iteration (run with -benchmem).
+func BenchmarkHotPath(b *testing.B) {
+	peer := netip.MustParseAddr("10.0.0.12")
+	payload := peerAdvert(b, peer)
+	backup, _ := hotInstance(b, 100)
+	master, _ := hotInstance(b, vrrp.OwnerPriority)
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		backup.HandlePacket(payload, peer, group, 255)
+		r := <-backup.received
+		backup.apply(backup.machine.Receive(r.at, r.src, r.advert))
+		now = now.Add(20 * time.Millisecond)
+		master.apply(master.machine.Tick(now))
+	}
+}
