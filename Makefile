@@ -10,7 +10,7 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build deps test test-unit demo bench bench-failover fuzz lint deb clean
+.PHONY: all build deps test test-unit demo bench bench-failover bench-scale bench-soak fuzz lint deb clean
 
 all: build
 
@@ -35,6 +35,18 @@ demo: deps build
 # bench-failover measures failover side by side with keepalived in the lab (root).
 bench-failover: deps
 	$(GO) test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkFailover' -benchtime 1x ./cmd/hapair
+
+# bench-scale runs hapair and keepalived side by side, N in {1, 10, 50, 100, 255} instances at
+# advert_int 1s, 100ms and 20ms, a 20 s window per cell (about 12 minutes in all; root).
+# HAPAIR_SCALE_N, HAPAIR_SCALE_INTERVALS and HAPAIR_SCALE_WINDOW pick other cells.
+bench-scale: deps
+	$(GO) test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkScale$$' -benchtime 1x ./cmd/hapair
+
+# bench-soak: 100 instances each at 20 ms with every core busy for 10 minutes; spurious
+# transitions and resident memory at the start and the end (root).
+bench-soak: deps
+	HAPAIR_SCALE_N=100 HAPAIR_SCALE_INTERVALS=20ms HAPAIR_SCALE_WINDOW=10m HAPAIR_SCALE_BURN=1 \
+	$(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkScale$$' -benchtime 1x ./cmd/hapair
 
 bench:
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./vrrp/... ./checks/...

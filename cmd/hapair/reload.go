@@ -106,6 +106,9 @@ func (d *daemon) updateInstance(cfg *config.Config, vi *vrrpInstance, ic config.
 	mgr := vi.vips
 	if !reflect.DeepEqual(vi.cfg.VIPs, ic.VIPs) {
 		m, err := vipnet.NewManager(ic.Interface, ic.VIPs, d.log)
+		if err == nil {
+			m.ShareDumps(d.dumps)
+		}
 		if err != nil {
 			d.log.Error(fmt.Sprintf("(%s) VIPs not changed: %v", ic.Name, err))
 			ic.VIPs = vi.cfg.VIPs

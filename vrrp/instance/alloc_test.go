@@ -116,3 +116,19 @@ func BenchmarkHotPath(b *testing.B) {
 		master.apply(master.machine.Tick(now))
 	}
 }
+
+func TestOnGrid(t *testing.T) {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct{ in, want time.Duration }{
+		{0, 0}, {1, time.Millisecond}, {999 * time.Microsecond, time.Millisecond},
+		{time.Millisecond, time.Millisecond}, {20*time.Millisecond + 1, 21 * time.Millisecond},
+	} {
+		if got := onGrid(base.Add(tc.in)); !got.Equal(base.Add(tc.want)) {
+			t.Errorf("onGrid(+%v) = +%v, want +%v", tc.in, got.Sub(base), tc.want)
+		}
+	}
+	before := time.Date(1960, 1, 1, 0, 0, 0, 500, time.UTC) // before 1970: negative UnixNano
+	if got := onGrid(before); got.Before(before) || got.Sub(before) >= timerGrid || got.UnixNano()%int64(timerGrid) != 0 {
+		t.Errorf("onGrid(%v) = %v", before, got)
+	}
+}

@@ -464,6 +464,23 @@ func (in *Instance) applyUpdate(u *Update) {
 // heartbeat is the longest the loop waits without turning.
 const heartbeat = time.Second
 
+// timerGrid: every instance wakes at a whole multiple of timerGrid on the clock, so that the
+// instances whose deadlines fall within the same millisecond wake the process once, not once
+// each (at 255 instances every 20 ms, that is at most 20 wake-ups per interval instead of 255).
+// It makes an advert up to timerGrid late, but not the next one: the machine counts each
+// deadline from the previous deadline, not from when Tick ran.
+const timerGrid = time.Millisecond
+
+// onGrid rounds t up to the next multiple of timerGrid.
+func onGrid(t time.Time) time.Time {
+	if r := time.Duration(t.UnixNano() % int64(timerGrid)); r > 0 {
+		return t.Add(timerGrid - r)
+	} else if r < 0 {
+		return t.Add(-r)
+	}
+	return t
+}
+
 func (in *Instance) armTimer(t *time.Timer) {
 	deadline := in.machine.NextDeadline()
 	if !in.nextGARP.IsZero() && (deadline.IsZero() || in.nextGARP.Before(deadline)) {
@@ -475,7 +492,7 @@ func (in *Instance) armTimer(t *time.Timer) {
 	// At least once a second, also with no deadline: the turn is the watchdog's heartbeat.
 	d := heartbeat
 	if !deadline.IsZero() {
-		d = min(max(deadline.Sub(in.now()), 0), heartbeat)
+		d = min(max(onGrid(deadline).Sub(in.now()), 0), heartbeat)
 	}
 	if !t.Stop() {
 		select {

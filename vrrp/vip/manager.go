@@ -34,7 +34,12 @@ type Manager struct {
 	vips   []netip.Prefix
 	log    *slog.Logger
 	mu     sync.Mutex
+	dumps  *Dumps // shared with the daemon's other managers; nil: a dump per check
 }
+
+// ShareDumps makes Missing reuse address dumps shared with other managers (see Dumps). Call it
+// before the Manager is used.
+func (m *Manager) ShareDumps(d *Dumps) { m.dumps = d }
 
 // NewManager checks the VIPs and returns a Manager for them. Each VIP keeps its configured
 // prefix length (keepalived's behaviour: "10.0.0.10/24" is added as a /24, a bare address as
@@ -80,6 +85,7 @@ func (m *Manager) VIPs() []netip.Prefix { return slices.Clone(m.vips) }
 func (m *Manager) Attach() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	defer m.dumps.forget(m.ifname)
 	link, present, err := m.state()
 	if err != nil {
 		return fmt.Errorf("attach VIPs to %s: %w", m.ifname, err)
@@ -134,6 +140,7 @@ func (m *Manager) RemoveStale() error {
 }
 
 func (m *Manager) detach(msg string, level slog.Level) (int, error) {
+	defer m.dumps.forget(m.ifname)
 	link, present, err := m.state()
 	if err != nil {
 		if isNoLink(err) {
@@ -178,7 +185,11 @@ func (m *Manager) detach(msg string, level slog.Level) (int, error) {
 func (m *Manager) Missing() ([]netip.Prefix, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	_, present, err := m.state()
+	link, err := netlink.LinkByName(m.ifname)
+	if err != nil {
+		return nil, fmt.Errorf("check VIPs on %s: look up link: %w", m.ifname, err)
+	}
+	present, err := m.presentIn(m.dumps, link)
 	if err != nil {
 		return nil, fmt.Errorf("check VIPs on %s: %w", m.ifname, err)
 	}
@@ -202,17 +213,17 @@ func (m *Manager) state() (netlink.Link, map[netip.Prefix]bool, error) {
 }
 
 // present reads the link's addresses and says which of our VIPs are there.
+// present is presentIn with a dump of our own: Attach and Detach never trust a shared one,
+// and a change they make voids it for the others.
 func (m *Manager) present(link netlink.Link) (map[netip.Prefix]bool, error) {
-	var addrs []netlink.Addr
-	var err error
-	for range 3 { // a dump interrupted by a concurrent change is retried
-		addrs, err = netlink.AddrList(link, netlink.FAMILY_ALL)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
+	m.dumps.forget(m.ifname)
+	return m.presentIn(nil, link)
+}
+
+func (m *Manager) presentIn(dumps *Dumps, link netlink.Link) (map[netip.Prefix]bool, error) {
+	addrs, err := dumps.addrs(m.ifname, link)
 	if err != nil {
-		return nil, fmt.Errorf("list addresses: %w", err)
+		return nil, err
 	}
 	present := make(map[netip.Prefix]bool, len(m.vips))
 	for _, a := range addrs {

@@ -1,0 +1,465 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hapair/hapair/cmd/internal/lab"
+	"github.com/hapair/hapair/cmd/internal/lab/labtest"
+)
+
+// BenchmarkScale runs hapair and keepalived side by side on the same two lab hosts at the same
+// time, N VRRPv3 instances each (lb1 MASTER at priority 110, lb2 BACKUP at 100, one VIP per
+// instance, no checks), for every N of HAPAIR_SCALE_N and advert interval of
+// HAPAIR_SCALE_INTERVALS, and measures over one window of HAPAIR_SCALE_WINDOW per cell:
+//
+//   - CPU seconds per minute (utime + stime from /proc) of hapair and of all of keepalived's
+//     processes (parent and VRRP child), on the MASTER host and on the BACKUP host;
+//   - resident memory (VmRSS, summed over the processes) at the start and at the end of the
+//     window;
+//   - spurious transitions: "Entering ... STATE" lines logged during the window.
+//
+// Each implementation has a veth link of its own between the two hosts (hp0 and ka0), so that
+// both can use VRIDs 1 to N: 255 instances of each do not fit in one link's 255 VRIDs. Both
+// links are alike, and both implementations run in the same window, so they see the same load
+// from whatever else the machine runs; the machine's busy share is printed with each cell.
+//
+// HAPAIR_SCALE_BURN=1 keeps every core busy with CPU burners (in a third namespace) during the
+// window: with N=100, interval 20ms and a 10m window it is the soak of `make bench-soak`.
+//
+//	make bench-scale
+//	HAPAIR_SCALE_N=100 HAPAIR_SCALE_INTERVALS=20ms HAPAIR_SCALE_WINDOW=10m HAPAIR_SCALE_BURN=1 \
+//	    go test -count=1 -timeout 30m -run '^$' -bench BenchmarkScale -benchtime 1x ./cmd/hapair
+func BenchmarkScale(b *testing.B) {
+	labtest.RequireRoot(b)
+	labtest.RequireCommands(b, "keepalived")
+	sizes, err := benchEnvInts("HAPAIR_SCALE_N", []int{1, 10, 50, 100, 255})
+	if err != nil {
+		b.Fatal(err)
+	}
+	intervals, err := benchEnvDurations("HAPAIR_SCALE_INTERVALS", []time.Duration{time.Second, 100 * time.Millisecond, 20 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	window, err := benchEnvDuration("HAPAIR_SCALE_WINDOW", 20*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	burn := os.Getenv("HAPAIR_SCALE_BURN") == "1"
+
+	p := benchNewPair(b)
+	scaleLinks(b, p)
+	var cells []scaleCell
+	for _, iv := range intervals {
+		for _, n := range sizes {
+			c := runScaleCell(b, p, n, iv, window, burn)
+			b.Logf("%s", c.row())
+			cells = append(cells, c)
+		}
+	}
+	fmt.Fprint(os.Stdout, scaleTable(cells, window, burn))
+	for _, c := range cells {
+		if c.spurious[0]+c.spurious[1] > 0 {
+			b.Errorf("N=%d, %s: hapair had %d spurious transitions", c.n, c.interval, c.spurious[0]+c.spurious[1])
+		}
+	}
+}
+
+// scaleLink is a veth link between lb1 and lb2 for one implementation.
+type scaleLink struct {
+	name   string // the interface name on both hosts
+	subnet string // first three octets; lb1 is .1, lb2 .2
+	vips   string // first octet pair of the VIPs
+}
+
+var (
+	scaleHapairLink     = scaleLink{"hp0", "10.71.0", "10.81"}
+	scaleKeepalivedLink = scaleLink{"ka0", "10.72.0", "10.82"}
+)
+
+// scaleLinks adds hp0 and ka0 between lb1 and lb2. They go with the namespaces.
+func scaleLinks(t testing.TB, p *pair) {
+	t.Helper()
+	ctx := context.Background()
+	for _, l := range []scaleLink{scaleHapairLink, scaleKeepalivedLink} {
+		if out, err := p.lb1.Run(ctx, "ip", "link", "add", l.name, "type", "veth", "peer", "name", l.name, "netns", p.lb2.NS); err != nil {
+			t.Fatalf("add %s: %v\n%s", l.name, err, out)
+		}
+		for i, h := range []*lab.Host{p.lb1, p.lb2} {
+			for _, args := range [][]string{
+				{"addr", "add", fmt.Sprintf("%s.%d/24", l.subnet, i+1), "dev", l.name},
+				{"link", "set", l.name, "up"},
+			} {
+				if out, err := h.Run(ctx, "ip", args...); err != nil {
+					t.Fatalf("%s: ip %v: %v\n%s", h.Name, args, err, out)
+				}
+			}
+		}
+	}
+}
+
+// scaleVIP is the VIP of instance i (1-based) on a link.
+func scaleVIP(l scaleLink, i int) string { return fmt.Sprintf("%s.%d.%d/32", l.vips, i/256, i%256) }
+
+// scaleHapairYAML is the hapair configuration of one host: n instances VI_1..VI_n.
+func scaleHapairYAML(h *lab.Host, n int, iv time.Duration, prio int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "router_id: %s\nruntime_dir: %s\nvrrp_instances:\n", h.Name, filepath.Join(h.Dir(), "run"))
+	state := "BACKUP"
+	if prio >= 110 {
+		state = "MASTER"
+	}
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "  - name: VI_%d\n    interface: %s\n    state: %s\n    virtual_router_id: %d\n    priority: %d\n",
+			i, scaleHapairLink.name, state, i, prio)
+		fmt.Fprintf(&b, "    version: 3\n    advert_int: %s\n    virtual_ipaddress: [%s]\n", iv, scaleVIP(scaleHapairLink, i))
+	}
+	b.WriteString("status:\n  listen: 127.0.0.1:9479\n")
+	return b.String()
+}
+
+// scaleKeepalivedConf is keepalived's configuration of one host, the same n instances.
+func scaleKeepalivedConf(h *lab.Host, n int, iv time.Duration, prio int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "global_defs {\n    router_id %s\n}\n", h.Name)
+	state := "BACKUP"
+	if prio >= 110 {
+		state = "MASTER"
+	}
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "vrrp_instance VI_%d {\n    state %s\n    interface %s\n    virtual_router_id %d\n    priority %d\n",
+			i, state, scaleKeepalivedLink.name, i, prio)
+		fmt.Fprintf(&b, "    advert_int %s\n    version 3\n    virtual_ipaddress {\n        %s\n    }\n}\n",
+			strconv.FormatFloat(iv.Seconds(), 'f', -1, 64), scaleVIP(scaleKeepalivedLink, i))
+	}
+	return b.String()
+}
+
+// scaleProc is one daemon of the benchmark.
+type scaleProc struct {
+	impl string
+	host *lab.Host
+	proc *lab.Proc
+}
+
+func startScaleHapair(t testing.TB, h *lab.Host, n int, iv time.Duration, prio int) scaleProc {
+	t.Helper()
+	dir := filepath.Join(h.Dir(), "hapair")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "hapair.yaml")
+	if err := os.WriteFile(cfg, []byte(scaleHapairYAML(h, n, iv, prio)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := scaleHapairEnv(t)
+	p, err := h.StartWith(context.Background(), lab.ProcOptions{LogPath: filepath.Join(dir, "hapair.log"), Env: env}, hapairBin, "run", "--config", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scaleProc{"hapair", h, p}
+}
+
+func startScaleKeepalived(t testing.TB, h *lab.Host, n int, iv time.Duration, prio int) scaleProc {
+	t.Helper()
+	dir := filepath.Join(h.Dir(), "keepalived-scale")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(conf, []byte(scaleKeepalivedConf(h, n, iv, prio)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// As lab.StartKeepalived starts it: VRRP only, console log, pid files of its own.
+	p, err := h.StartWith(context.Background(), lab.ProcOptions{LogPath: filepath.Join(dir, "keepalived.log"), Dir: dir},
+		"keepalived", "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
+		"--use-file", conf,
+		"--pid", filepath.Join(dir, "keepalived.pid"),
+		"--vrrp_pid", filepath.Join(dir, "vrrp.pid"),
+		"--checkers_pid", filepath.Join(dir, "checkers.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scaleProc{"keepalived", h, p}
+}
+
+// pids is the process and its children (keepalived's VRRP child).
+func (s scaleProc) pids() []int { return append([]int{s.proc.PID()}, benchChildren(s.proc.PID())...) }
+
+func (s scaleProc) cpu(t testing.TB) time.Duration {
+	var sum time.Duration
+	for _, pid := range s.pids() {
+		sum += benchProcCPU(t, pid)
+	}
+	return sum
+}
+
+func (s scaleProc) rss(t testing.TB) int64 {
+	rss, _ := benchMemory(t, s.pids())
+	return rss
+}
+
+var scaleTransition = regexp.MustCompile(`\((VI_\d+)\) Entering (\S+) STATE`)
+
+// states returns the last state each instance logged entering, from line from on.
+func (s scaleProc) states(from int) map[string]string {
+	out := map[string]string{}
+	for _, l := range s.proc.Lines()[from:] {
+		if m := scaleTransition.FindStringSubmatch(l.Text); m != nil {
+			out[m[1]] = m[2]
+		}
+	}
+	return out
+}
+
+// transitions counts the state lines from line from on.
+func (s scaleProc) transitions(from int) int {
+	n := 0
+	for _, l := range s.proc.Lines()[from:] {
+		if scaleTransition.MatchString(l.Text) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitAll waits until each of the n instances last entered state.
+func (s scaleProc) waitAll(t testing.TB, n int, state string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := s.states(0)
+		in := 0
+		for _, v := range st {
+			if v == state {
+				in++
+			}
+		}
+		if in == n {
+			return
+		}
+		if s.proc.Exited() || time.Now().After(deadline) {
+			t.Fatalf("%s on %s: %d of %d instances %s after %s (exited: %v)\n%s", s.impl, s.host.Name, in, n, state, timeout, s.proc.Exited(), tail(s.proc.Output(), 40))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
+// scaleCell is one N and interval: [0] hapair, [1] keepalived; per host [impl][0 MASTER, 1 BACKUP].
+type scaleCell struct {
+	n        int
+	interval time.Duration
+	window   time.Duration
+	busy     float64
+	cpu      [2][2]time.Duration
+	rss0     [2][2]int64
+	rss      [2][2]int64
+	spurious [2]int
+}
+
+func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn bool) scaleCell {
+	t.Helper()
+	// Masters first, so that the backups come up hearing them: the figure is a steady state.
+	hm := startScaleHapair(t, p.lb1, n, iv, 110)
+	km := startScaleKeepalived(t, p.lb1, n, iv, 110)
+	settle := 30*time.Second + time.Duration(n)*100*time.Millisecond
+	hm.waitAll(t, n, "MASTER", settle)
+	km.waitAll(t, n, "MASTER", settle)
+	hb := startScaleHapair(t, p.lb2, n, iv, 100)
+	kb := startScaleKeepalived(t, p.lb2, n, iv, 100)
+	hb.waitAll(t, n, "BACKUP", settle)
+	kb.waitAll(t, n, "BACKUP", settle)
+	procs := [2][2]scaleProc{{hm, hb}, {km, kb}}
+	defer func() {
+		for _, host := range []int{1, 0} { // backups first: no takeover while stopping
+			for impl := range procs {
+				_ = procs[impl][host].proc.Stop(5 * time.Second)
+			}
+		}
+	}()
+	// Past the second GARP burst (5 s after MASTER, both implementations) and start-up.
+	time.Sleep(6 * time.Second)
+
+	var burners []*lab.Proc
+	if burn {
+		for i := range runtime.NumCPU() {
+			bp, err := p.cli.StartWith(context.Background(), lab.ProcOptions{LogPath: filepath.Join(p.cli.Dir(), fmt.Sprintf("burner%d.log", i))},
+				"sh", "-c", "while :; do :; done")
+			if err != nil {
+				t.Fatal(err)
+			}
+			burners = append(burners, bp)
+		}
+		defer func() {
+			for _, bp := range burners {
+				_ = bp.Kill()
+			}
+		}()
+	}
+
+	c := scaleCell{n: n, interval: iv, window: window}
+	var from [2][2]int
+	var cpu0 [2][2]time.Duration
+	for impl := range procs {
+		for host := range procs[impl] {
+			from[impl][host] = procs[impl][host].proc.LineCount()
+			cpu0[impl][host] = procs[impl][host].cpu(t)
+			c.rss0[impl][host] = procs[impl][host].rss(t)
+		}
+	}
+	m0, err := benchCPUTimes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for time.Since(start) < window {
+		time.Sleep(min(time.Second, window-time.Since(start)))
+		for impl := range procs {
+			for host := range procs[impl] {
+				if s := procs[impl][host]; s.proc.Exited() {
+					t.Fatalf("%s on %s exited during the window: %v\n%s", s.impl, s.host.Name, s.proc.Wait(), tail(s.proc.Output(), 40))
+				}
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	for impl := range procs {
+		for host := range procs[impl] {
+			s := procs[impl][host]
+			c.cpu[impl][host] = time.Duration(float64(s.cpu(t)-cpu0[impl][host]) * float64(window) / float64(elapsed))
+			c.rss[impl][host] = s.rss(t)
+			c.spurious[impl] += s.transitions(from[impl][host])
+		}
+	}
+	m1, err := benchCPUTimes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.busy = m1.busyShare(m0)
+	return c
+}
+
+// perMinute scales CPU time used in the window to seconds per minute.
+func (c scaleCell) perMinute(d time.Duration) float64 {
+	return d.Seconds() * float64(time.Minute) / float64(c.window)
+}
+
+// meets reports whether hapair used no more CPU and no more memory than keepalived on both hosts.
+func (c scaleCell) meets() bool {
+	for host := range 2 {
+		if c.cpu[0][host] > c.cpu[1][host] || c.rss[0][host] > c.rss[1][host] {
+			return false
+		}
+	}
+	return true
+}
+
+func (c scaleCell) row() string {
+	verdict := "MET"
+	if !c.meets() {
+		verdict = "NOT MET"
+	}
+	return fmt.Sprintf("%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%.0f %%\t%s",
+		c.interval, c.n,
+		c.perMinute(c.cpu[0][0]), c.perMinute(c.cpu[1][0]), c.perMinute(c.cpu[0][1]), c.perMinute(c.cpu[1][1]),
+		benchMiB(c.rss[0][0]), benchMiB(c.rss[1][0]), benchMiB(c.rss[0][1]), benchMiB(c.rss[1][1]),
+		c.spurious[0], c.spurious[1], 100*c.busy, verdict)
+}
+
+func scaleTable(cells []scaleCell, window time.Duration, burn bool) string {
+	var sb strings.Builder
+	load := "no load of its own"
+	if burn {
+		load = fmt.Sprintf("%d CPU burners keeping every core busy", runtime.NumCPU())
+	}
+	fmt.Fprintf(&sb, "\nScale: hapair and keepalived side by side, VRRPv3, N instances each, %s window per cell, %s; %d cores\n",
+		window, load, runtime.NumCPU())
+	sb.WriteString("CPU: seconds of CPU per minute (all of keepalived's processes). RSS: MiB at the end of the window. h = hapair, k = keepalived.\n")
+	w := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "interval\tN\tCPU MASTER h\tk\tCPU BACKUP h\tk\tRSS MASTER h\tk\tRSS BACKUP h\tk\tspurious h\tk\tmachine busy\ttarget (h <= k)")
+	for _, c := range cells {
+		fmt.Fprintln(w, c.row())
+	}
+	w.Flush()
+	if len(cells) == 1 || window >= 5*time.Minute {
+		sb.WriteString("RSS at the start and at the end of the window (MiB):\n")
+		for _, c := range cells {
+			fmt.Fprintf(&sb, "  N=%d %s: hapair MASTER %.1f -> %.1f, BACKUP %.1f -> %.1f; keepalived MASTER %.1f -> %.1f, BACKUP %.1f -> %.1f\n",
+				c.n, c.interval,
+				benchMiB(c.rss0[0][0]), benchMiB(c.rss[0][0]), benchMiB(c.rss0[0][1]), benchMiB(c.rss[0][1]),
+				benchMiB(c.rss0[1][0]), benchMiB(c.rss[1][0]), benchMiB(c.rss0[1][1]), benchMiB(c.rss[1][1]))
+		}
+	}
+	return sb.String()
+}
+
+// scaleUnit is the systemd unit whose Environment= hapair runs with here, as deployed.
+const scaleUnit = "../../deploy/systemd/hapair.service"
+
+// scaleHapairEnv is the Go runtime environment of the unit (Environment= lines), then
+// HAPAIR_SCALE_HAPAIR_ENV (space-separated NAME=value, for trying other settings).
+func scaleHapairEnv(t testing.TB) []string {
+	t.Helper()
+	data, err := os.ReadFile(scaleUnit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "Environment="); ok {
+			env = append(env, strings.Fields(v)...)
+		}
+	}
+	return append(env, strings.Fields(os.Getenv("HAPAIR_SCALE_HAPAIR_ENV"))...)
+}
+
+// benchEnvInts reads a comma-separated list of positive integers from the environment.
+func benchEnvInts(name string, def []int) ([]int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 255 {
+			return nil, fmt.Errorf("%s=%q: want numbers from 1 to 255, comma-separated", name, v)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// benchEnvDurations reads a comma-separated list of positive durations from the environment.
+func benchEnvDurations(name string, def []time.Duration) ([]time.Duration, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	var out []time.Duration
+	for _, f := range strings.Split(v, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%s=%q: want durations such as 20ms, comma-separated", name, v)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
