@@ -18,17 +18,17 @@ func (c *sinkConn) Close() error                                      { return n
 // nopReporter records nothing, so that what is measured is the instance's own work.
 type nopReporter struct{}
 
-func (nopReporter) SetState(int)                  {}
-func (nopReporter) Transition(string, string)     {}
-func (nopReporter) SetPriority(int)               {}
-func (nopReporter) ObserveTakeover(time.Duration) {}
-func (nopReporter) ObserveRelease(time.Duration)  {}
-func (nopReporter) AdvertSent(uint8)              {}
-func (nopReporter) AdvertReceived(uint8)          {}
-func (nopReporter) Dropped(string)                {}
-func (nopReporter) AddrListMismatch()             {}
-func (nopReporter) GARPSent(int)                  {}
-func (nopReporter) VIPError(string)               {}
+func (nopReporter) SetState(vrrp.State)               {}
+func (nopReporter) Transition(vrrp.State, vrrp.State) {}
+func (nopReporter) SetPriority(uint8)                 {}
+func (nopReporter) ObserveTakeover(time.Duration)     {}
+func (nopReporter) ObserveRelease(time.Duration)      {}
+func (nopReporter) AdvertSent(uint8)                  {}
+func (nopReporter) AdvertReceived(uint8)              {}
+func (nopReporter) Dropped(vrrp.DropReason)           {}
+func (nopReporter) AddrListMismatch()                 {}
+func (nopReporter) GARPSent(int)                      {}
+func (nopReporter) VIPError(vrrp.ActionKind)          {}
 
 // hotInstance builds, without running it, a v3 instance configured as the daemon configures one
 // (address check on), and starts its machine.
