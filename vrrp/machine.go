@@ -94,6 +94,15 @@ func (c *Config) validate() error {
 //   - A priority change is advertised at once by a Master. A Backup whose priority rises above
 //     its Master's last advertised priority starts a fast takeover at once, and one whose
 //     priority falls back cancels a fast takeover it had started.
+//   - Make-before-break handover (Resign, SetDrained). A Master that leaves on purpose sends
+//     priority 0 as Shutdown does, so its Backup takes over after Skew_Time, but keeps its
+//     VIPs until it hears the new Master's first advert, which that Master sends after
+//     attaching the VIPs and announcing them. Until then it repeats priority 0 at every
+//     Adver_Timer, never its own priority, and ignores priority changes. This cannot leave two
+//     Masters: priority 0 tells every Backup to take over, whatever its preempt setting, and
+//     any advert heard ends the handover. It ends anyway after LongestMasterDown.
+//   - Drain (SetDrained). A drained router runs at priority 1 so that it serves only when no
+//     other router can; see SetDrained.
 //   - Fault (a failed check or a down interface) is a state of its own: a Master leaves with a
 //     priority-0 advert so that its Backup takes over after Skew_Time; adverts and timers are
 //     ignored until the fault clears, which re-enters Backup with a fresh Master_Down_Timer and
@@ -105,9 +114,17 @@ func (c *Config) validate() error {
 // Master, else, when it has heard no Master since entering Backup, the time its
 // Master_Down_Timer was armed (Start, leaving Fault).
 type Machine struct {
-	cfg   Config
-	state State
-	prio  uint8 // effective priority
+	cfg     Config
+	state   State
+	prio    uint8 // effective priority: tracked, or 1 while drained
+	tracked uint8 // priority from SetPriority (the tracked checks)
+	drained bool  // SetDrained: give way to any peer, keep serving only as the last resort
+
+	// A make-before-break handover under way (Resign, SetDrained): the Master has sent priority
+	// 0 and keeps its VIPs until it hears the new Master or handoverEnd passes.
+	handover      handoverKind
+	handoverSince time.Time
+	handoverEnd   time.Time
 
 	fault       bool   // a fault is set; the Machine is in Fault once started
 	faultReason string // Transition reason for entering Fault
@@ -144,6 +161,16 @@ const (
 	reasonHigherAddr   = "equal priority, higher address"
 	reasonFaultCleared = "fault cleared"
 	reasonStop         = "stop"
+	reasonDrain        = "drain"
+)
+
+// handoverKind says why a Master hands over, and so where it goes once it has.
+type handoverKind int
+
+const (
+	noHandover    handoverKind = iota
+	handoverStop               // Resign: Init afterwards; the VIPs go even if nobody took over
+	handoverDrain              // SetDrained: Backup afterwards; stays Master if nobody took over
 )
 
 // NewMachine checks cfg and returns a Machine in Init. Call Start to run it.
@@ -155,6 +182,7 @@ func NewMachine(cfg Config) (*Machine, error) {
 	return &Machine{
 		cfg:                 cfg,
 		prio:                cfg.Priority,
+		tracked:             cfg.Priority,
 		masterAdverInterval: cfg.AdvertInterval,
 		out:                 make([]Action, 0, 4),
 	}, nil
@@ -231,6 +259,10 @@ func (m *Machine) receiveBackup(now time.Time, src netip.Addr, a *Advert) {
 }
 
 func (m *Machine) receiveMaster(now time.Time, src netip.Addr, a *Advert) {
+	if m.handover != noHandover {
+		m.receiveHandingOver(now, src, a)
+		return
+	}
 	if a.Priority == 0 {
 		// 6.4.3: another Master leaving: advertise at once so its Backups hear us.
 		m.sendAdvert(m.prio)
@@ -249,6 +281,51 @@ func (m *Machine) receiveMaster(now time.Time, src netip.Addr, a *Advert) {
 	m.learnInterval(a)
 	m.enterBackup(now)
 	m.masterAddr, m.masterPrio, m.masterHeardAt, m.acceptedAt = src, a.Priority, now, now
+}
+
+// receiveHandingOver handles an advert while a Master hands over. Ours said priority 0, so any
+// router advertising a priority now is the new Master: it has attached the VIPs and sent its
+// gratuitous ARPs, so ours can go. A priority-0 advert (another Master leaving as well) is
+// left unanswered: answering with our own priority 0 would change nothing.
+func (m *Machine) receiveHandingOver(now time.Time, src netip.Addr, a *Advert) {
+	if a.Priority == 0 {
+		return
+	}
+	since := m.handoverSince
+	if m.handover == handoverStop {
+		m.transition(Master, Init, reasonStop)
+		m.out = append(m.out, Action{Kind: ActDetachVIPs})
+		m.state = Init
+		m.clearTimers()
+	} else {
+		m.transition(Master, Backup, reasonDrain)
+		m.out = append(m.out, Action{Kind: ActDetachVIPs})
+		m.learnInterval(a)
+		m.enterBackup(now)
+		m.masterHeardAt, m.acceptedAt = now, now
+	}
+	m.masterAddr, m.masterPrio = src, a.Priority
+	m.out = append(m.out, Action{Kind: ActHandoverDone, Since: since, HandedTo: src})
+}
+
+// handoverTimedOut ends a handover nobody took: a stop releases the VIPs anyway (the process
+// is leaving), a drain keeps them and goes on advertising its drained priority, since
+// releasing to nobody would only stop the service until our own Master_Down_Timer brought
+// the VIPs back.
+func (m *Machine) handoverTimedOut(now time.Time) {
+	since := m.handoverSince
+	if m.handover == handoverStop {
+		m.transition(Master, Init, reasonStop)
+		m.out = append(m.out, Action{Kind: ActDetachVIPs})
+		m.state = Init
+		m.clearTimers()
+		m.masterAddr, m.masterPrio = netip.Addr{}, 0
+	} else {
+		m.handover, m.handoverSince, m.handoverEnd = noHandover, time.Time{}, time.Time{}
+		m.sendAdvert(m.prio)
+		m.adverAt = now.Add(m.cfg.AdvertInterval)
+	}
+	m.out = append(m.out, Action{Kind: ActHandoverDone, Since: since})
 }
 
 // Tick fires the timers due at or before now: Master_Down_Timer in Backup (6.4.2), Adver_Timer
@@ -270,10 +347,16 @@ func (m *Machine) Tick(now time.Time) []Action {
 		}
 		m.becomeMaster(now, Backup, reason, since)
 	case Master:
+		if m.handover != noHandover && !now.Before(m.handoverEnd) {
+			m.handoverTimedOut(now)
+			break
+		}
 		if now.Before(m.adverAt) {
 			break
 		}
-		m.sendAdvert(m.prio)
+		// While handing over, priority 0 again: a Backup that missed the first one would
+		// otherwise wait for its whole Master_Down_Interval.
+		m.sendAdvert(m.advertised())
 		// Keep the cadence when Tick runs a little late; restart it when far behind rather
 		// than sending a burst.
 		next := m.adverAt.Add(m.cfg.AdvertInterval)
@@ -291,6 +374,9 @@ func (m *Machine) NextDeadline() time.Time {
 	case Backup:
 		return m.downAt
 	case Master:
+		if m.handover != noHandover && m.handoverEnd.Before(m.adverAt) {
+			return m.handoverEnd
+		}
 		return m.adverAt
 	}
 	return time.Time{}
@@ -302,12 +388,16 @@ func (m *Machine) NextDeadline() time.Time {
 func (m *Machine) SetPriority(now time.Time, effective uint8) []Action {
 	m.out = m.out[:0]
 	effective = max(effective, 1)
-	if effective == m.prio {
-		return m.out
+	m.tracked = effective
+	if m.drained || effective == m.prio {
+		return m.out // a drained router stays at 1 whatever its checks say
 	}
 	m.prio = effective
 	switch m.state {
 	case Master:
+		if m.handover != noHandover {
+			break // the priority 0 stands until the handover ends
+		}
 		m.sendAdvert(m.prio)
 		m.adverAt = now.Add(m.cfg.AdvertInterval)
 	case Backup:
@@ -393,6 +483,96 @@ func (m *Machine) Shutdown(now time.Time) []Action {
 	return m.out
 }
 
+// Resign is a Shutdown that makes before it breaks (hapair's choice, see the handover notes on
+// Machine). A Master sends priority 0 at once, so that its Backup takes over after Skew_Time as
+// with Shutdown, but keeps its VIPs until it hears the new Master's first advert: only then
+// does it detach them and enter Init. Until that advert the old Master still answers, so no
+// client is left without a router. Nobody advertising within LongestMasterDown ends the
+// handover anyway (ActHandoverDone without HandedTo): the VIPs are detached and the Machine
+// enters Init. Outside Master, Resign is Shutdown. A drain under way becomes a stop.
+func (m *Machine) Resign(now time.Time) []Action {
+	if m.state != Master {
+		return m.Shutdown(now)
+	}
+	m.out = m.out[:0]
+	switch m.handover {
+	case noHandover:
+		m.startHandover(now, handoverStop)
+	case handoverDrain:
+		m.handover = handoverStop // the Backup is already on its way: same deadline
+	}
+	return m.out
+}
+
+// SetDrained drains (true) or undrains (false) the router for planned maintenance. A drained
+// router runs at priority 1, the lowest there is, whatever SetPriority says, so that it serves
+// only when no other router can (the last resort). A drained Master hands over as Resign does
+// but becomes Backup afterwards; if nobody takes over within LongestMasterDown it stays Master
+// at priority 1 (ActHandoverDone without HandedTo). Undraining restores the tracked priority:
+// a Backup then preempts as after any priority rise, and a Master still handing over claims
+// the router back with an advert at once.
+func (m *Machine) SetDrained(now time.Time, drained bool) []Action {
+	m.out = m.out[:0]
+	if drained == m.drained {
+		return m.out
+	}
+	m.drained = drained
+	old := m.prio
+	m.prio = m.tracked
+	if drained {
+		m.prio = 1
+	}
+	switch m.state {
+	case Master:
+		switch {
+		case drained && m.handover == noHandover:
+			m.startHandover(now, handoverDrain)
+		case !drained && m.handover == handoverDrain:
+			m.handover = noHandover
+			m.sendAdvert(m.prio)
+			m.adverAt = now.Add(m.cfg.AdvertInterval)
+		case !drained && m.handover == noHandover && m.prio != old:
+			m.sendAdvert(m.prio)
+			m.adverAt = now.Add(m.cfg.AdvertInterval)
+		}
+	case Backup:
+		if m.prio != old {
+			m.reconsiderPreempt(now)
+		}
+	}
+	return m.out
+}
+
+// Drained says whether SetDrained(true) is in force.
+func (m *Machine) Drained() bool { return m.drained }
+
+// HandingOver says whether a Master is handing over (Resign or SetDrained): it has sent
+// priority 0 and keeps its VIPs until a new Master advertises.
+func (m *Machine) HandingOver() bool { return m.handover != noHandover }
+
+// LongestMasterDown bounds a handover: 3*Master_Adver_Interval + Skew_Time at priority 1, the
+// longest Master_Down_Interval any Backup can have. By then a Backup that heard none of our
+// priority-0 adverts has taken over all the same.
+func (m *Machine) LongestMasterDown() time.Duration {
+	return 3*m.masterAdverInterval + m.skewTime(1)
+}
+
+// startHandover sends priority 0 and arms the handover deadline; the VIPs stay.
+func (m *Machine) startHandover(now time.Time, kind handoverKind) {
+	m.handover, m.handoverSince = kind, now
+	m.handoverEnd = now.Add(m.LongestMasterDown())
+	m.sendAdvert(0)
+	m.adverAt = now.Add(m.cfg.AdvertInterval)
+}
+
+// advertised is the priority a Master puts in its adverts: 0 while it hands over.
+func (m *Machine) advertised() uint8 {
+	if m.handover != noHandover {
+		return 0
+	}
+	return m.prio
+}
+
 // State is the current state.
 func (m *Machine) State() State { return m.state }
 
@@ -423,12 +603,14 @@ func (m *Machine) MasterDownInterval() time.Duration {
 
 // SkewTime is Skew_Time for the effective priority: ((256-Priority)*Master_Adver_Interval)/256
 // in whole centiseconds for VRRPv3, (256-Priority)/256 seconds for VRRPv2.
-func (m *Machine) SkewTime() time.Duration {
+func (m *Machine) SkewTime() time.Duration { return m.skewTime(m.prio) }
+
+func (m *Machine) skewTime(prio uint8) time.Duration {
 	if m.cfg.Version == 2 {
-		return time.Duration(256-int(m.prio)) * time.Second / 256
+		return time.Duration(256-int(prio)) * time.Second / 256
 	}
 	cs := int64(m.masterAdverInterval / v3TimerUnit)
-	return time.Duration((256-int64(m.prio))*cs/256) * v3TimerUnit
+	return time.Duration((256-int64(prio))*cs/256) * v3TimerUnit
 }
 
 // outranks says whether an advert of priority prio from src beats our effective priority:
@@ -476,11 +658,15 @@ func (m *Machine) enterBackup(now time.Time) {
 }
 
 func (m *Machine) becomeMaster(now time.Time, from State, reason string, since time.Time) {
+	// VIPs and gratuitous ARPs before the advert (RFC 5798 6.4.2 lists the advert first): a
+	// Master we preempt, or one handing over, detaches its VIPs when it hears this advert, and
+	// by then the clients' ARP caches already point here, so none of their packets lands on a
+	// router that no longer has the address.
 	m.out = append(m.out,
 		Action{Kind: ActTransition, From: from, To: Master, Reason: reason, Since: since},
-		Action{Kind: ActSendAdvert, Priority: m.prio},
 		Action{Kind: ActAttachVIPs},
 		Action{Kind: ActSendGARP},
+		Action{Kind: ActSendAdvert, Priority: m.prio},
 	)
 	m.state = Master
 	m.clearTimers()
@@ -494,6 +680,7 @@ func (m *Machine) clearTimers() {
 	m.adverAt, m.downAt, m.armedAt = time.Time{}, time.Time{}, time.Time{}
 	m.acceptedAt, m.masterHeardAt = time.Time{}, time.Time{}
 	m.pendingSince, m.pendingReason = time.Time{}, ""
+	m.handover, m.handoverSince, m.handoverEnd = noHandover, time.Time{}, time.Time{}
 }
 
 func (m *Machine) transition(from, to State, reason string) {

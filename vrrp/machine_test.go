@@ -75,14 +75,14 @@ var (
 
 // becameMaster is the exact action list of a transition to Master.
 func becameMaster(from State, reason string, since time.Time, prio uint8) []Action {
-	return []Action{transition(from, Master, reason, since), sendAdvert(prio), attach, garp}
+	return []Action{transition(from, Master, reason, since), attach, garp, sendAdvert(prio)}
 }
 
 func wantActions(t *testing.T, what string, got []Action, want ...Action) {
 	t.Helper()
 	eq := func(a, b Action) bool {
 		return a.Kind == b.Kind && a.Priority == b.Priority && a.From == b.From && a.To == b.To &&
-			a.Reason == b.Reason && a.Since.Equal(b.Since)
+			a.Reason == b.Reason && a.Since.Equal(b.Since) && a.HandedTo == b.HandedTo
 	}
 	if !slices.EqualFunc(got, want, eq) {
 		t.Fatalf("%s:\n got  %v\n want %v", what, got, want)

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"net/netip"
 	"strconv"
 	"time"
 )
@@ -49,6 +50,11 @@ const (
 	ActDetachVIPs
 	// ActSendGARP asks for gratuitous ARP / unsolicited neighbour advertisements for the VIPs.
 	ActSendGARP
+	// ActHandoverDone reports the end of a make-before-break handover (Machine.Resign,
+	// Machine.SetDrained): HandedTo is the new Master whose advert ended it, invalid when
+	// nobody took over in time; Since is when the handover began. It comes after the
+	// Transition and DetachVIPs of the same call.
+	ActHandoverDone
 )
 
 // String names the kind for logs and test failures.
@@ -64,13 +70,16 @@ func (k ActionKind) String() string {
 		return "DetachVIPs"
 	case ActSendGARP:
 		return "SendGARP"
+	case ActHandoverDone:
+		return "HandoverDone"
 	}
 	return "ActionKind(" + strconv.Itoa(int(k)) + ")"
 }
 
 // Action is one thing the caller of a Machine must do, in order.
 //
-// Becoming Master yields Transition, SendAdvert, AttachVIPs, SendGARP. Leaving Master yields
+// Becoming Master yields Transition, AttachVIPs, SendGARP, SendAdvert (the VIPs are announced
+// before the advert that makes the previous Master let go of them). Leaving Master yields
 // Transition, then SendAdvert with priority 0 when going to Fault or Init, then DetachVIPs.
 type Action struct {
 	Kind     ActionKind
@@ -80,6 +89,8 @@ type Action struct {
 	// Since is set on ActTransition to Master: the reference time of the takeover, for
 	// hapair_vrrp_takeover_seconds. See Machine for how it is chosen.
 	Since time.Time
+	// HandedTo is set on ActHandoverDone: the new Master, invalid when nobody took over.
+	HandedTo netip.Addr
 }
 
 // String renders the action for logs and test failures.
@@ -93,6 +104,12 @@ func (a Action) String() string {
 		return s + ")"
 	case ActSendAdvert:
 		return "SendAdvert(" + strconv.Itoa(int(a.Priority)) + ")"
+	case ActHandoverDone:
+		to := "nobody"
+		if a.HandedTo.IsValid() {
+			to = a.HandedTo.String()
+		}
+		return "HandoverDone(to " + to + ")"
 	}
 	return a.Kind.String()
 }

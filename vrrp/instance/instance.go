@@ -120,6 +120,8 @@ type Config struct {
 	Previous func(now time.Time) *vrrp.Previous
 	// Record, when set, is told every state change and every advert sent (package vrrp/record).
 	Record Recorder
+	// Drained starts the instance drained (see SetDrained): the state is kept across restarts.
+	Drained bool
 }
 
 // Recorder keeps the state record a restarted hapair resumes from. It is called from the loop
@@ -142,6 +144,7 @@ type Status struct {
 	Since          time.Time
 	LastTransition Transition
 	Fault          string
+	Drained        bool
 }
 
 // Transition is the last state change, as shown in status.
@@ -191,6 +194,8 @@ type Instance struct {
 	takeoverSince time.Time    // non-zero until the first GARP after becoming MASTER
 	releaseSince  time.Time    // when the failure that makes us give up MASTER was seen
 	nextReconcile time.Time
+	drainReplies  []chan<- HandoverResult // SetDrained callers waiting for the handover's end
+	handedTo      netip.Addr              // the last handover's new MASTER
 }
 
 type controlEvent struct {
@@ -198,7 +203,21 @@ type controlEvent struct {
 	fault    *bool
 	reason   string
 	update   *Update
+	drain    *drainRequest
 	at       time.Time
+}
+
+type drainRequest struct {
+	drained bool
+	reply   chan<- HandoverResult
+}
+
+// HandoverResult is what a drain (SetDrained) came to.
+type HandoverResult struct {
+	// HandedOver: this instance was MASTER and a new MASTER's advert ended the handover.
+	HandedOver bool
+	State      vrrp.State // after the drain
+	MasterAddr netip.Addr // the MASTER now as far as this instance knows; invalid when unknown
 }
 
 // Update carries what a configuration reload changes in a running instance without restarting
@@ -258,9 +277,32 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 		State: vrrp.Init, BasePriority: cfg.Machine.Priority, Priority: cfg.Machine.Priority,
 		VIPs: cfg.VIPs,
 	}
+	if cfg.Drained {
+		m.SetDrained(in.now(), true) // before Start: only the priority
+		in.status.Drained, in.status.Priority = true, m.Priority()
+	}
 	rep.SetState(vrrp.Init)
-	rep.SetPriority(cfg.Machine.Priority)
+	rep.SetPriority(m.Priority())
 	return in, nil
+}
+
+// SetDrained drains the instance (true: a MASTER hands its VIPs over make-before-break and the
+// instance stays at priority 1, see vrrp.Machine.SetDrained) or undrains it. The channel
+// receives one result once the handover has ended, at once when there was none to make. Once
+// Run has returned (Done), nothing is applied and the channel is closed without a result; a
+// caller racing with the end of Run waits on Done as well.
+func (in *Instance) SetDrained(drained bool) <-chan HandoverResult {
+	reply := make(chan HandoverResult, 1)
+	select {
+	case <-in.done: // checked first: send could still queue the event in the buffer
+		close(reply)
+		return reply
+	default:
+	}
+	if !in.send(controlEvent{drain: &drainRequest{drained: drained, reply: reply}, at: in.now()}) {
+		close(reply)
+	}
+	return reply
 }
 
 // SetPriority hands the instance a new effective priority (from the tracked checks). It never blocks
@@ -328,7 +370,9 @@ func (in *Instance) Status() Status {
 }
 
 // Run removes stale VIPs, starts the machine and serves until ctx is done; then it releases
-// mastership (priority-0 advert, VIPs detached) and returns.
+// mastership make-before-break (vrrp.Machine.Resign: a priority-0 advert at once, the VIPs kept
+// until the new MASTER advertises, at most Machine.LongestMasterDown) and returns once they are
+// detached.
 func (in *Instance) Run(ctx context.Context) error {
 	prev := in.previous()
 	if !in.machine.Resumable(in.now(), prev) {
@@ -346,17 +390,23 @@ func (in *Instance) Run(ctx context.Context) error {
 	in.apply(in.machine.Resume(in.now(), prev))
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	defer in.answerDrains()
+	stop := ctx.Done()
 	for {
 		in.lastLoop.Store(in.now().UnixNano())
 		in.armTimer(timer)
 		select {
-		case <-ctx.Done():
+		case <-stop:
+			stop = nil
 			if in.handover.Load() {
 				in.handOver()
 				return nil
 			}
-			in.apply(in.machine.Shutdown(in.now()))
-			return nil
+			if in.machine.State() == vrrp.Master {
+				in.log.Info(fmt.Sprintf("(%s) Stopping: keeping the VIPs until a new MASTER advertises (at most %s)",
+					in.cfg.Name, in.machine.LongestMasterDown()))
+			}
+			in.apply(in.machine.Resign(in.now()))
 		case r := <-in.received:
 			in.apply(in.machine.Receive(r.at, r.src, r.advert))
 		case c := <-in.control:
@@ -374,6 +424,14 @@ func (in *Instance) Run(ctx context.Context) error {
 		// that hears a MASTER, or it is in FAULT.
 		if st := in.machine.State(); st == vrrp.Master || st == vrrp.Fault || (st == vrrp.Backup && in.machine.MasterAddr().IsValid()) {
 			in.settle.Do(func() { close(in.settled) })
+		}
+		if !in.machine.HandingOver() {
+			in.answerDrains()
+		}
+		if ctx.Err() != nil && stop == nil && !in.machine.HandingOver() {
+			// The handover has ended (or a fault cut it short): leave for good.
+			in.apply(in.machine.Shutdown(in.now()))
+			return nil
 		}
 	}
 }
@@ -409,9 +467,39 @@ func (in *Instance) previous() *vrrp.Previous {
 	return prev
 }
 
+// answerDrains tells the SetDrained callers waiting what the drain came to.
+func (in *Instance) answerDrains() {
+	if len(in.drainReplies) == 0 {
+		return
+	}
+	res := HandoverResult{HandedOver: in.handedTo.IsValid(), State: in.machine.State(), MasterAddr: in.machine.MasterAddr()}
+	for _, r := range in.drainReplies {
+		r <- res
+	}
+	in.drainReplies = nil
+}
+
 func (in *Instance) handleControl(c controlEvent) {
 	if c.update != nil {
 		in.applyUpdate(c.update)
+		return
+	}
+	if c.drain != nil {
+		in.handedTo = netip.Addr{}
+		old := in.machine.Priority()
+		in.apply(in.machine.SetDrained(c.at, c.drain.drained))
+		if now := in.machine.Priority(); now != old {
+			in.rep.SetPriority(now)
+			why := "undrained"
+			if c.drain.drained {
+				why = "drained"
+			}
+			in.log.Info(fmt.Sprintf("(%s) Changing effective priority from %d to %d (%s)", in.cfg.Name, old, now, why))
+		}
+		in.mu.Lock()
+		in.status.Drained = in.machine.Drained()
+		in.mu.Unlock()
+		in.drainReplies = append(in.drainReplies, c.drain.reply)
 		return
 	}
 	wasMaster := in.machine.State() == vrrp.Master
@@ -663,7 +751,24 @@ func (in *Instance) apply(actions []vrrp.Action) {
 		case vrrp.ActSendGARP:
 			in.garpRound = 0
 			in.sendGARP()
+		case vrrp.ActHandoverDone:
+			in.handoverDone(a)
 		}
+	}
+}
+
+// handoverDone logs how a make-before-break handover ended.
+func (in *Instance) handoverDone(a vrrp.Action) {
+	took := in.now().Sub(a.Since).Round(time.Millisecond)
+	in.handedTo = a.HandedTo
+	switch {
+	case a.HandedTo.IsValid():
+		in.log.Info(fmt.Sprintf("(%s) New MASTER %s advertised %s after our priority 0: VIPs released", in.cfg.Name, a.HandedTo, took))
+	case in.machine.State() == vrrp.Master:
+		in.log.Warn(fmt.Sprintf("(%s) No new MASTER within %s of our priority 0: keeping the VIPs, still MASTER at priority %d",
+			in.cfg.Name, took, in.machine.Priority()))
+	default:
+		in.log.Warn(fmt.Sprintf("(%s) No new MASTER within %s of our priority 0: VIPs released anyway", in.cfg.Name, took))
 	}
 }
 

@@ -216,6 +216,19 @@ func settle(d time.Duration) {
 
 func startNode(t *testing.T, b *bus, addr string, prio uint8, pass string) *node {
 	t.Helper()
+	return startNodeWith(t, b, addr, prio, func(cfg *Config) {
+		if pass != "" {
+			cfg.Machine.Version, cfg.Filter.Version = 2, 2
+			cfg.Machine.AdvertInterval, cfg.Filter.Interval = time.Second, time.Second
+			cfg.AuthType, cfg.AuthPass = 1, pass
+			cfg.Filter.AuthType, cfg.Filter.AuthPass = 1, pass
+		}
+	})
+}
+
+// startNodeWith is startNode with the configuration changed by edit.
+func startNodeWith(t *testing.T, b *bus, addr string, prio uint8, edit func(*Config)) *node {
+	t.Helper()
 	a := netip.MustParseAddr(addr)
 	n := &node{vips: &fakeVIPs{}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: b.conn(a), done: make(chan struct{})}
 	cfg := Config{
@@ -229,12 +242,7 @@ func startNode(t *testing.T, b *bus, addr string, prio uint8, pass string) *node
 		Destination:    []netip.Addr{group},
 		ReconcileEvery: 20 * time.Millisecond,
 	}
-	if pass != "" {
-		cfg.Machine.Version, cfg.Filter.Version = 2, 2
-		cfg.Machine.AdvertInterval, cfg.Filter.Interval = time.Second, time.Second
-		cfg.AuthType, cfg.AuthPass = 1, pass
-		cfg.Filter.AuthType, cfg.Filter.AuthPass = 1, pass
-	}
+	edit(&cfg)
 	inst, err := New(cfg, n.conn, n.vips, n.ann, n.rep, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -303,22 +311,27 @@ func TestGracefulStopHandsOverWithinSkewTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		high, low := pair(t)
 		stopped := time.Now()
-		high.stop()
+		// Skew time at priority 100 and 50ms: (256-100)*50ms/256 = 30.47ms. The stop keeps the
+		// VIP until the backup has taken over (make-before-break), so it returns exactly then.
+		skew := time.Duration(256-100) * advertInt / 256
+		high.cancel()
+		settle(skew - time.Millisecond)
+		if low.vips.has() {
+			t.Fatalf("backup took over %s after priority 0, before its skew time %s", time.Since(stopped), skew)
+		}
+		if !high.vips.has() {
+			t.Fatalf("stopping master dropped the VIP %s after priority 0, before the backup took over", time.Since(stopped))
+		}
+		settle(time.Millisecond)
+		if !low.vips.has() {
+			t.Fatalf("backup has no VIP %s after priority 0, want it at the skew time %s", time.Since(stopped), skew)
+		}
+		<-high.done
 		if high.vips.has() {
 			t.Fatal("stopped master still has the VIP")
 		}
 		if high.rep.zeroSent != 1 {
 			t.Fatalf("stopped master sent %d priority-0 adverts, want 1", high.rep.zeroSent)
-		}
-		// Skew time at priority 100 and 50ms: (256-100)*50ms/256 = 30.47ms.
-		skew := time.Duration(256-100) * advertInt / 256
-		settle(skew - time.Millisecond)
-		if low.vips.has() {
-			t.Fatalf("backup took over %s after priority 0, before its skew time %s", time.Since(stopped), skew)
-		}
-		settle(time.Millisecond)
-		if !low.vips.has() {
-			t.Fatalf("backup has no VIP %s after priority 0, want it at the skew time %s", time.Since(stopped), skew)
 		}
 		low.rep.mu.Lock()
 		defer low.rep.mu.Unlock()
