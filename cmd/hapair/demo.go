@@ -83,6 +83,33 @@ func (d *demo) flush() {
 	d.timeline = nil
 }
 
+// The scenario's fixed parts: the VIP, and the journal lines it waits for.
+var (
+	demoVIP        = netip.MustParseAddr("10.0.0.10")
+	masterLine     = regexp.MustCompile(`\(VI_LOGS\) Entering MASTER STATE`)
+	tookOverLine   = regexp.MustCompile(`took over in (\S+)`)
+	demoLBs        = []demoLB{{"lb1", 11, 110}, {"lb2", 12, 100}}
+	demoClientHost = 50
+)
+
+// demoLB is one load balancer of the pair: its name, its host number in the lab, its priority.
+type demoLB struct {
+	name string
+	n    int
+	prio int
+}
+
+// demoRun is one run of the scenario: the lab's hosts, the hapair on each load balancer, and
+// the client that keeps asking through the VIP.
+type demoRun struct {
+	*demo
+	hosts  map[string]*lab.Host
+	procs  map[string]*lab.Proc
+	client *lab.Client
+}
+
+// run builds the lab and plays the seed's scenario, phase by phase: election, HAProxy killed on
+// the MASTER, recovery and preemption, observability. The lab is torn down whatever happens.
 func (d *demo) run(ctx context.Context) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -92,162 +119,216 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		names := l.Namespaces()
-		if err := l.Close(); err != nil {
-			d.say("Tearing down the lab: %v", err)
-		} else {
-			d.say("Lab torn down: namespaces %s removed.", strings.Join(names, " "))
-		}
-		if d.keep {
-			d.say("Logs kept in %s", l.Dir())
-		}
-	}()
+	defer d.teardown(l)
 	d.say("Lab: switch namespace %s with a bridge; hosts joined by veth pairs, addresses 10.0.0.0/24 only inside.", l.Switch())
 
-	hosts := map[string]*lab.Host{}
-	for _, h := range []struct {
-		name string
-		n    int
-	}{{"lb1", 11}, {"lb2", 12}, {"cli", 50}} {
-		host, err := l.AddHost(h.name, l.Addr(h.n))
-		if err != nil {
-			return err
-		}
-		hosts[h.name] = host
+	r := &demoRun{demo: d, hosts: map[string]*lab.Host{}, procs: map[string]*lab.Proc{}}
+	if err := r.addHosts(l); err != nil {
+		return err
 	}
-	procs := map[string]*lab.Proc{}
-	for _, lb := range []struct {
-		name string
-		prio int
-	}{{"lb1", 110}, {"lb2", 100}} {
-		h := hosts[lb.name]
-		dir := filepath.Join(h.Dir(), "haproxy")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+	for _, lb := range demoLBs {
+		if err := r.startHapair(ctx, self, lb); err != nil {
 			return err
 		}
-		cfg := filepath.Join(dir, "haproxy.cfg")
-		if err := os.WriteFile(cfg, []byte(lab.HAProxyConfig{Name: lb.name}.Render()), 0o644); err != nil {
-			return err
-		}
-		node := labNode{
-			RouterID: "log" + lb.name, Priority: lb.prio, AuthPass: "1a2b3c4d", VIPs: []string{"10.0.0.10/24"},
-			HAProxyConfig: cfg, RuntimeDir: filepath.Join(h.Dir(), "run"), StatsURL: "http://127.0.0.1:8404/stats;csv",
-		}
-		path := filepath.Join(h.Dir(), "hapair.yaml")
-		if err := os.WriteFile(path, []byte(node.YAML()), 0o600); err != nil {
-			return err
-		}
-		p, err := h.StartWith(ctx, lab.ProcOptions{LogPath: filepath.Join(h.Dir(), "hapair.log")}, self, "run", "--config", path)
-		if err != nil {
-			return err
-		}
-		procs[lb.name] = p
-		d.say("Started hapair on %s (%s, priority %d) with its own HAProxy", lb.name, h.IP(), lb.prio)
 	}
-
-	d.say("\nElection (journal lines, as keepalived writes them):")
-	master := regexp.MustCompile(`\(VI_LOGS\) Entering MASTER STATE`)
+	defer r.stopAll()
 	waitCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if _, err := procs["lb1"].WaitForLine(waitCtx, master); err != nil {
-		return fmt.Errorf("lb1 never became MASTER: %w\n%s", err, procs["lb1"].Output())
+	if err := r.election(ctx, waitCtx); err != nil {
+		return err
 	}
-	for _, name := range []string{"lb1", "lb2"} {
-		for _, line := range procs[name].Lines() {
+	defer r.client.Stop()
+	d.pause(ctx, 2*time.Second)
+	if err := r.failover(ctx, waitCtx); err != nil {
+		return err
+	}
+	if err := r.recovery(ctx); err != nil {
+		return err
+	}
+	r.observe()
+	return nil
+}
+
+func (d *demo) teardown(l *lab.Lab) {
+	names := l.Namespaces()
+	if err := l.Close(); err != nil {
+		d.say("Tearing down the lab: %v", err)
+	} else {
+		d.say("Lab torn down: namespaces %s removed.", strings.Join(names, " "))
+	}
+	if d.keep {
+		d.say("Logs kept in %s", l.Dir())
+	}
+}
+
+func (r *demoRun) addHosts(l *lab.Lab) error {
+	add := func(name string, n int) error {
+		host, err := l.AddHost(name, l.Addr(n))
+		r.hosts[name] = host
+		return err
+	}
+	for _, lb := range demoLBs {
+		if err := add(lb.name, lb.n); err != nil {
+			return err
+		}
+	}
+	return add("cli", demoClientHost)
+}
+
+// startHapair writes lb's HAProxy and hapair configurations into its host's directory and starts
+// hapair, which starts its own HAProxy.
+func (r *demoRun) startHapair(ctx context.Context, self string, lb demoLB) error {
+	h := r.hosts[lb.name]
+	dir := filepath.Join(h.Dir(), "haproxy")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(lab.HAProxyConfig{Name: lb.name}.Render()), 0o644); err != nil {
+		return err
+	}
+	node := labNode{
+		RouterID: "log" + lb.name, Priority: lb.prio, AuthPass: "1a2b3c4d", VIPs: []string{demoVIP.String() + "/24"},
+		HAProxyConfig: cfg, RuntimeDir: filepath.Join(h.Dir(), "run"), StatsURL: "http://127.0.0.1:8404/stats;csv",
+	}
+	path := filepath.Join(h.Dir(), "hapair.yaml")
+	if err := os.WriteFile(path, []byte(node.YAML()), 0o600); err != nil {
+		return err
+	}
+	p, err := h.StartWith(ctx, lab.ProcOptions{LogPath: filepath.Join(h.Dir(), "hapair.log")}, self, "run", "--config", path)
+	if err != nil {
+		return err
+	}
+	r.procs[lb.name] = p
+	r.say("Started hapair on %s (%s, priority %d) with its own HAProxy", lb.name, h.IP(), lb.prio)
+	return nil
+}
+
+func (r *demoRun) stopAll() {
+	for _, p := range r.procs {
+		_ = p.Stop(10 * time.Second)
+	}
+}
+
+// election waits for lb1 to become MASTER and hold the VIP, shows both journals, and starts the
+// client.
+func (r *demoRun) election(ctx, waitCtx context.Context) error {
+	r.say("\nElection (journal lines, as keepalived writes them):")
+	if _, err := r.procs["lb1"].WaitForLine(waitCtx, masterLine); err != nil {
+		return fmt.Errorf("lb1 never became MASTER: %w\n%s", err, r.procs["lb1"].Output())
+	}
+	for _, lb := range demoLBs {
+		for _, line := range r.procs[lb.name].Lines() {
 			if strings.Contains(line.Text, "STATE") {
-				d.say("  %s: %s", name, line.Text[strings.Index(line.Text, "("):])
+				r.say("  %s: %s", lb.name, line.Text[strings.Index(line.Text, "("):])
 			}
 		}
 	}
-	vipAddr := netip.MustParseAddr("10.0.0.10")
-	if err := lab.WaitFor(ctx, 5*time.Second, func() (bool, error) { return hosts["lb1"].HasAddr(vipAddr) }); err != nil {
+	if err := r.waitVIP(ctx, "lb1"); err != nil {
 		return fmt.Errorf("VIP not on lb1: %w", err)
 	}
-	d.say("  ip addr on lb1: 10.0.0.10/24 present; on lb2: %s", presence(hosts["lb2"], vipAddr))
+	r.say("  ip addr on lb1: %s/24 present; on lb2: %s", demoVIP, presence(r.hosts["lb2"], demoVIP))
 
-	client, err := hosts["cli"].StartClientWith(ctx, lab.ClientOptions{URL: "http://10.0.0.10/", Every: 20 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	client, err := r.hosts["cli"].StartClientWith(ctx, lab.ClientOptions{URL: "http://" + demoVIP.String() + "/", Every: 20 * time.Millisecond, Timeout: 500 * time.Millisecond})
 	if err != nil {
 		return err
 	}
-	defer client.Stop()
+	r.client = client
 	if err := client.WaitServedBy(waitCtx, time.Now(), "lb1"); err != nil {
 		return err
 	}
-	d.say("  client on %s: GET http://10.0.0.10/ every 20ms, answered by lb1", hosts["cli"].IP())
-	d.pause(ctx, 2*time.Second)
+	r.say("  client on %s: GET http://%s/ every 20ms, answered by lb1", r.hosts["cli"].IP(), demoVIP)
+	return nil
+}
 
-	pid, err := childHAProxy(procs["lb1"].PID())
+func (r *demoRun) waitVIP(ctx context.Context, host string) error {
+	return lab.WaitFor(ctx, 5*time.Second, func() (bool, error) { return r.hosts[host].HasAddr(demoVIP) })
+}
+
+// failover kills HAProxy on the MASTER lb1 and prints the timeline of lb2 taking over, as lb2 and
+// the client saw it.
+func (r *demoRun) failover(ctx, waitCtx context.Context) error {
+	pid, err := childHAProxy(r.procs["lb1"].PID())
 	if err != nil {
 		return err
 	}
-	d.say("\nFailover test: kill -9 HAProxy (pid %d) on the MASTER lb1", pid)
-	from2 := procs["lb2"].LineCount()
-	d.start = time.Now()
+	r.say("\nFailover test: kill -9 HAProxy (pid %d) on the MASTER lb1", pid)
+	from2 := r.procs["lb2"].LineCount()
+	r.start = time.Now()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return err
 	}
-	d.at(d.start, "lb1", "HAProxy killed")
-	line, err := procs["lb2"].WaitForLineAfter(waitCtx, from2, master)
+	r.at(r.start, "lb1", "HAProxy killed")
+	line, err := r.procs["lb2"].WaitForLineAfter(waitCtx, from2, masterLine)
 	if err != nil {
 		return fmt.Errorf("lb2 did not take over: %w", err)
 	}
-	d.at(line.At, "lb2", "(VI_LOGS) Entering MASTER STATE")
-	if err := lab.WaitFor(ctx, 5*time.Second, func() (bool, error) { return hosts["lb2"].HasAddr(vipAddr) }); err != nil {
+	r.at(line.At, "lb2", "(VI_LOGS) Entering MASTER STATE")
+	if err := r.waitVIP(ctx, "lb2"); err != nil {
 		return err
 	}
-	d.at(time.Now(), "lb2", "10.0.0.10/24 attached, gratuitous ARPs sent")
-	if tl, err := procs["lb2"].WaitForLineAfter(waitCtx, from2, regexp.MustCompile(`took over in (\S+)`)); err == nil {
-		d.at(tl.At, "lb2", "takeover measured by lb2: "+regexp.MustCompile(`took over in (\S+)`).FindStringSubmatch(tl.Text)[1]+
+	r.at(time.Now(), "lb2", demoVIP.String()+"/24 attached, gratuitous ARPs sent")
+	if tl, err := r.procs["lb2"].WaitForLineAfter(waitCtx, from2, tookOverLine); err == nil {
+		r.at(tl.At, "lb2", "takeover measured by lb2: "+tookOverLine.FindStringSubmatch(tl.Text)[1]+
 			" (last valid advert of lb1 to VIP attached and first GARP)")
 	}
-	if err := client.WaitServedBy(waitCtx, d.start, "lb2"); err != nil {
+	if err := r.client.WaitServedBy(waitCtx, r.start, "lb2"); err != nil {
 		return err
 	}
-	st := client.Stats()
+	r.clientTimeline()
+	r.flush()
+	return nil
+}
+
+// clientTimeline adds what the client saw since the failure to the timeline.
+func (r *demoRun) clientTimeline() {
+	st := r.client.Stats()
 	for _, w := range st.Windows {
-		if w.Start.After(d.start.Add(-time.Second)) {
-			d.at(w.Start, "cli", fmt.Sprintf("first failed request (%s)", shorten(w.Err)))
+		if w.Start.After(r.start.Add(-time.Second)) {
+			r.at(w.Start, "cli", fmt.Sprintf("first failed request (%s)", shorten(w.Err)))
 			if !w.End.IsZero() {
-				d.at(w.End, "cli", fmt.Sprintf("answered again: %d requests failed, window %s", w.Failed, w.Duration().Round(time.Millisecond)))
+				r.at(w.End, "cli", fmt.Sprintf("answered again: %d requests failed, window %s", w.Failed, w.Duration().Round(time.Millisecond)))
 			}
 		}
 	}
 	for _, c := range st.Changes {
-		if c.At.After(d.start) {
-			d.at(c.At, "cli", fmt.Sprintf("now answered by %s (was %s)", c.To, c.From))
+		if c.At.After(r.start) {
+			r.at(c.At, "cli", fmt.Sprintf("now answered by %s (was %s)", c.To, c.From))
 		}
 	}
 	if len(st.Windows) == 0 {
-		d.say("  the client saw no failed request")
+		r.say("  the client saw no failed request")
 	}
-	d.flush()
-	d.say("\nRecovery: hapair restarts HAProxy on lb1, its checks rise, lb1 preempts")
-	from1 := procs["lb1"].LineCount()
-	backCtx, cancelBack := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelBack()
-	line, err = procs["lb1"].WaitForLineAfter(backCtx, from1, master)
+}
+
+// recovery waits for hapair to restart HAProxy on lb1 and for lb1 to preempt.
+func (r *demoRun) recovery(ctx context.Context) error {
+	r.say("\nRecovery: hapair restarts HAProxy on lb1, its checks rise, lb1 preempts")
+	from1 := r.procs["lb1"].LineCount()
+	backCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	line, err := r.procs["lb1"].WaitForLineAfter(backCtx, from1, masterLine)
 	if err != nil {
 		return fmt.Errorf("lb1 did not take the VIP back: %w", err)
 	}
-	d.at(line.At, "lb1", "(VI_LOGS) Entering MASTER STATE")
-	if err := client.WaitServedBy(backCtx, line.At, "lb1"); err != nil {
+	r.at(line.At, "lb1", "(VI_LOGS) Entering MASTER STATE")
+	if err := r.client.WaitServedBy(backCtx, line.At, "lb1"); err != nil {
 		return err
 	}
-	d.at(time.Now(), "cli", "answered by lb1 again")
-	d.flush()
-
-	d.say("\nObservability, inside each host's namespace:")
-	for _, name := range []string{"lb1", "lb2"} {
-		d.say("  %s: %s", name, describeEndpoints(hosts[name]))
-	}
-	final := client.Stop()
-	d.say("\nClient over the whole run: %d ok, %d failed, longest failure window %s.",
-		final.OK, final.Failed, final.Longest().Round(time.Millisecond))
-	for _, p := range procs {
-		_ = p.Stop(10 * time.Second)
-	}
+	r.at(time.Now(), "cli", "answered by lb1 again")
+	r.flush()
 	return nil
+}
+
+// observe shows each host's endpoints and the client's figures over the whole run.
+func (r *demoRun) observe() {
+	r.say("\nObservability, inside each host's namespace:")
+	for _, lb := range demoLBs {
+		r.say("  %s: %s", lb.name, describeEndpoints(r.hosts[lb.name]))
+	}
+	final := r.client.Stop()
+	r.say("\nClient over the whole run: %d ok, %d failed, longest failure window %s.",
+		final.OK, final.Failed, final.Longest().Round(time.Millisecond))
 }
 
 func (d *demo) pause(ctx context.Context, dur time.Duration) {
