@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages hapair's lab, tests and demo need, only those missing.
 set -eu
-pkgs="haproxy keepalived nftables iproute2 prometheus tcpdump curl procps psmisc iputils-ping systemd frr"
+pkgs="haproxy keepalived nftables iproute2 prometheus tcpdump curl procps psmisc iputils-ping systemd frr systemd-container debootstrap"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

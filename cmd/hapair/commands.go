@@ -42,17 +42,22 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// Under systemd the journal stamps each line; elsewhere (a terminal, a test) the time helps.
 	log := slog.New(newLineHandler(stderr, level, os.Getenv("JOURNAL_STREAM") == ""))
 
+	// A refused configuration exits with exitConfig, which the unit does not restart on.
 	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "hapair: %s is not valid:\n%v\n", *path, err)
-		return 1
+		return exitConfig
 	}
 	for _, w := range cfg.Warnings.Strings() {
 		log.Warn(w)
 	}
 	if err := haproxyPresent(cfg.HAProxy); err != nil {
 		fmt.Fprintf(stderr, "hapair: %v\n", err)
-		return 1
+		return exitConfig
+	}
+	if err := haproxyValid(cfg.HAProxy); err != nil {
+		fmt.Fprintf(stderr, "hapair: %v\n", err)
+		return exitConfig
 	}
 	// One hapair per runtime dir, checked before anything touches a VIP, a socket or HAProxy: a
 	// second hapair would remove the running MASTER's VIPs as stale, or become a second MASTER.
@@ -62,6 +67,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 1
 	}
 	defer lock.Release()
+	defer handleAbort(log, cfg.RuntimeDir)()
 	log.Info(fmt.Sprintf("Starting hapair %s (router_id %s)", version, cfg.RouterID))
 	d, err := newDaemon(cfg, log)
 	if err != nil {
@@ -226,6 +232,21 @@ func lockRuntimeDir(cfg *config.Config) (*rundir.Lock, error) {
 // would otherwise sit in a restart loop that only the log explains. (`hapair check` also runs
 // `haproxy -c`; a file HAProxy rejects is left to the supervisor, which keeps retrying, so that
 // fixing the file is enough to recover.)
+// haproxyValid runs `haproxy -c` on the HAProxy configuration before anything starts, as
+// `hapair check` does: the unit has no ExecStartPre for it, since systemd restarts a unit whose
+// ExecStartPre failed whatever its exit status, and a broken file would loop.
+func haproxyValid(h *config.HAProxy) error {
+	if h == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), config.CheckTimeout)
+	defer cancel()
+	if _, err := supervisor.Validate(ctx, h.Command, h.Config); err != nil {
+		return fmt.Errorf("haproxy.config %s: %w", h.Config, err)
+	}
+	return nil
+}
+
 func haproxyPresent(h *config.HAProxy) error {
 	if h == nil {
 		return nil

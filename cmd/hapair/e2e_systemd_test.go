@@ -1,0 +1,408 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hapair/hapair/cmd/internal/lab"
+	"github.com/hapair/hapair/cmd/internal/lab/labtest"
+	"github.com/hapair/hapair/cmd/internal/nspawn"
+)
+
+// TestUnitUnderSystemd installs the .deb in a Debian booted with a real systemd as PID 1
+// (systemd-nspawn) whose network is a lab host, and checks the unit the way an operator meets
+// it: `systemctl start`, reload, a crash, a watchdog abort, an upgrade, a stop.
+func TestUnitUnderSystemd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test")
+	}
+	labtest.RequireRoot(t)
+	labtest.RequireCommands(t, nspawn.Required...)
+	labtest.RequireCommands(t, "dpkg-deb")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+
+	rootfs, err := nspawn.Rootfs(ctx, "", t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	debs := t.TempDir()
+	debV1 := buildDeb(t, debs, "v0.1.0-sdtest", "0.1.0+sdtest")
+	if err := os.Chmod(debs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	l := labtest.New(t)
+	lb1, err := l.AddHost("lb1", l.Addr(11))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := l.AddHost("client", l.Addr(50))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := nspawn.Boot(ctx, nspawn.Options{
+		Rootfs: rootfs, NetNS: "/run/netns/" + lb1.NS, Binds: []string{debs},
+		Log: filepath.Join(l.Dir(), "console.log"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &container{t: t, m: m, host: lb1}
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := m.Exec(context.Background(), "journalctl", "-u", "hapair", "--no-pager", "-n", "150")
+			t.Logf("--- journal of hapair.service ---\n%s", out)
+		}
+		if err := m.Close(); err != nil {
+			t.Errorf("close container: %v", err)
+		}
+	})
+
+	c.must("dpkg", "-i", debV1)
+	haproxyCfg := lab.HAProxyConfig{Name: "lb1"}.Render()
+	// maxconn 8000 needs about 16000 descriptors, far past the soft limit of 1024: the unit's
+	// LimitNOFILE must let HAProxy raise it. (Not 20000 as in production examples: the hard
+	// limit of the machines this runs on is 20000, and no container can go past it.)
+	haproxyCfg = strings.Replace(haproxyCfg, "maxconn 2000\n", "maxconn 8000\n", 1)
+	c.write("/etc/haproxy/haproxy.cfg", haproxyCfg)
+	node := labNode{
+		RouterID: "lb1", Priority: 110, VIPs: []string{vipCIDR},
+		HAProxyConfig: "/etc/haproxy/haproxy.cfg", RuntimeDir: "/run/hapair",
+		StatsURL: "http://127.0.0.1:8404/stats;csv",
+	}
+	goodYAML := node.YAML()
+	c.write("/etc/hapair/hapair.yaml", goodYAML)
+	// A short watchdog keeps the abort test quick; everything else is the shipped unit.
+	c.write("/etc/systemd/system/hapair.service.d/test.conf", "[Service]\nWatchdogSec=4s\n")
+	c.must("systemctl", "daemon-reload")
+
+	t.Run("active only after READY", func(t *testing.T) {
+		c.t = t
+		c.must("systemctl", "start", "hapair")
+		// systemctl start returns once the unit is active: READY has been sent, and hapair
+		// sends it only once the election has an outcome (MASTER here, alone on the link).
+		st := c.status()
+		if got := st.instanceState("VI_LOGS"); got != "MASTER" {
+			t.Fatalf("right after `systemctl start`, VI_LOGS is %q, want MASTER", got)
+		}
+		start := c.propUsec("ExecMainStartTimestampMonotonic")
+		active := c.propUsec("ActiveEnterTimestampMonotonic")
+		master := c.journalTime(`\(VI_LOGS\) Entering MASTER STATE`)
+		if active < master {
+			t.Errorf("unit active %s after start, before MASTER (%s after start)",
+				usec(active-start), usec(master-start))
+		}
+		t.Logf("main process started, MASTER after %s, unit active after %s", usec(master-start), usec(active-start))
+		if !c.hasVIP() {
+			t.Error("MASTER without the VIP")
+		}
+	})
+
+	t.Run("RuntimeDirectoryMode", func(t *testing.T) {
+		c.t = t
+		out := strings.TrimSpace(string(c.must("stat", "-c", "%a %U", "/run/hapair")))
+		if out != "750 root" {
+			t.Errorf("/run/hapair is %q, want the unit's RuntimeDirectoryMode=0750 (root)", out)
+		}
+	})
+
+	t.Run("LimitNOFILE fits HAProxy's maxconn", func(t *testing.T) {
+		c.t = t
+		pid := c.status().HAProxy.PID
+		if pid == 0 {
+			t.Fatal("no HAProxy pid in status")
+		}
+		limits := string(c.must("cat", fmt.Sprintf("/proc/%d/limits", pid)))
+		m := regexp.MustCompile(`Max open files\s+(\d+)\s+(\d+)`).FindStringSubmatch(limits)
+		if m == nil {
+			t.Fatalf("no open-files limit in:\n%s", limits)
+		}
+		if soft, _ := strconv.Atoi(m[1]); soft < 16000 {
+			t.Errorf("HAProxy (maxconn 8000) runs with %s open files, want >= 16000", m[1])
+		}
+		// A reload re-executes the master: it must come up with the same limit.
+		c.must("hapair", "reload", "--config", "/etc/hapair/hapair.yaml")
+	})
+
+	t.Run("reload with a bad file fails", func(t *testing.T) {
+		c.t = t
+		c.write("/etc/hapair/hapair.yaml", strings.Replace(goodYAML, "priority: 110", "priority: 999", 1))
+		out, err := c.m.Exec(ctx, "systemctl", "reload", "hapair")
+		if err == nil {
+			t.Errorf("systemctl reload with priority 999 succeeded:\n%s", out)
+		}
+		c.write("/etc/hapair/hapair.yaml", goodYAML)
+		if st := c.prop("ActiveState"); st != "active" {
+			t.Errorf("after a refused reload the unit is %s, want active", st)
+		}
+		c.must("systemctl", "reload", "hapair")
+	})
+
+	t.Run("a bad file and restart: no restart loop, starts once fixed", func(t *testing.T) {
+		c.t = t
+		c.write("/etc/hapair/hapair.yaml", strings.Replace(goodYAML, "priority: 110", "priority: 999", 1))
+		if out, err := c.m.Exec(ctx, "systemctl", "restart", "hapair"); err == nil {
+			t.Fatalf("restart with a broken file succeeded:\n%s", out)
+		}
+		time.Sleep(6 * time.Second) // RestartSec=1s: a loop would have tried 5 times by now
+		if n := c.propInt("NRestarts"); n > 1 {
+			t.Errorf("a config error restarted the unit %d times", n)
+		}
+		if r := c.prop("Result"); r == "start-limit-hit" {
+			t.Errorf("a config error left the unit failed for good (%s)", r)
+		}
+		c.write("/etc/hapair/hapair.yaml", goodYAML)
+		c.must("systemctl", "start", "hapair")
+		if st := c.status(); st.instanceState("VI_LOGS") != "MASTER" {
+			t.Errorf("after the fix: %+v", st)
+		}
+	})
+
+	t.Run("stop releases the VIP, then stops HAProxy, and leaves no process", func(t *testing.T) {
+		c.t = t
+		since := c.journalLines()
+		c.must("systemctl", "stop", "hapair")
+		if c.hasVIP() {
+			t.Error("VIP still attached after stop")
+		}
+		out := string(c.must("journalctl", "-u", "hapair", "--no-pager", "-o", "cat", "--after-cursor", since))
+		release := strings.Index(out, "sent 0 priority")
+		haproxyStop := strings.Index(out, "Stopping HAProxy")
+		if release < 0 || haproxyStop < 0 || release > haproxyStop {
+			t.Errorf("want the priority-0 advert before HAProxy's stop:\n%s", out)
+		}
+		if out, err := c.m.Exec(ctx, "pgrep", "-a", "haproxy|hapair"); err == nil {
+			t.Errorf("processes left after stop:\n%s", out)
+		}
+	})
+	_ = client
+}
+
+// container is the booted Debian with the lab host's network.
+type container struct {
+	t    *testing.T
+	m    *nspawn.Machine
+	host *lab.Host
+}
+
+func (c *container) must(name string, args ...string) []byte {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out, err := c.m.Exec(ctx, name, args...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+func (c *container) write(path, text string) {
+	c.t.Helper()
+	if err := c.m.WriteFile(path, []byte(text), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *container) prop(name string) string {
+	c.t.Helper()
+	return strings.TrimSpace(string(c.must("systemctl", "show", "-P", name, "hapair")))
+}
+
+func (c *container) propInt(name string) int {
+	c.t.Helper()
+	n, err := strconv.Atoi(c.prop(name))
+	if err != nil {
+		c.t.Fatalf("%s: %v", name, err)
+	}
+	return n
+}
+
+func (c *container) propUsec(name string) int64 {
+	c.t.Helper()
+	n, err := strconv.ParseInt(c.prop(name), 10, 64)
+	if err != nil {
+		c.t.Fatalf("%s: %v", name, err)
+	}
+	return n
+}
+
+// journalTime is the monotonic time (µs) of the last journal line of the unit matching re.
+func (c *container) journalTime(re string) int64 {
+	c.t.Helper()
+	out := c.must("journalctl", "-u", "hapair", "--no-pager", "-o", "json", "--output-fields=MESSAGE,__MONOTONIC_TIMESTAMP")
+	rx := regexp.MustCompile(re)
+	var at int64 = -1
+	for _, line := range strings.Split(string(out), "\n") {
+		var e struct {
+			Message string `json:"MESSAGE"`
+			Mono    string `json:"__MONOTONIC_TIMESTAMP"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || !rx.MatchString(e.Message) {
+			continue
+		}
+		at, _ = strconv.ParseInt(e.Mono, 10, 64)
+	}
+	if at < 0 {
+		c.t.Fatalf("no journal line matches %s", re)
+	}
+	return at
+}
+
+// journalLines returns the journal's cursor now, to read what comes after it.
+func (c *container) journalLines() string {
+	c.t.Helper()
+	out := string(c.must("journalctl", "-u", "hapair", "-n", "1", "--show-cursor", "--no-pager", "-o", "cat"))
+	i := strings.LastIndex(out, "-- cursor: ")
+	if i < 0 {
+		c.t.Fatalf("no cursor in %q", out)
+	}
+	return strings.TrimSpace(out[i+len("-- cursor: "):])
+}
+
+func (c *container) hasVIP() bool {
+	c.t.Helper()
+	ok, err := c.host.HasAddr(vip)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return ok
+}
+
+// watchVIP polls the VIP every 10 ms until the returned function is called, which returns
+// how many polls found it missing.
+func (c *container) watchVIP() func() int {
+	var missing atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			if ok, err := c.host.HasAddr(vip); err == nil && !ok {
+				missing.Add(1)
+			}
+		}
+	}()
+	return func() int { close(stop); <-done; return int(missing.Load()) }
+}
+
+// crashAndCheck makes hapair die without a stop (through crash) and checks that systemd
+// starts it again while HAProxy's master and the VIP stay.
+func (c *container) crashAndCheck(crash func(mainPID int)) {
+	c.t.Helper()
+	mainPID := c.propInt("MainPID")
+	hp := c.status().HAProxy.PID
+	restarts := c.propInt("NRestarts")
+	watch := c.watchVIP()
+	crash(mainPID)
+	deadline := time.Now().Add(60 * time.Second)
+	for c.propInt("NRestarts") == restarts || c.prop("ActiveState") != "active" {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("hapair not restarted within 60s (ActiveState %s)", c.prop("ActiveState"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	st := c.waitStatus(func(s statusJSON) bool { return s.instanceState("VI_LOGS") == "MASTER" })
+	lost := watch()
+	if got := c.propInt("MainPID"); got == mainPID {
+		c.t.Errorf("main pid still %d", got)
+	}
+	if st.HAProxy.PID != hp {
+		c.t.Errorf("HAProxy master pid %d after the restart, want %d (adopted, not restarted)", st.HAProxy.PID, hp)
+	}
+	if lost > 0 {
+		c.t.Errorf("the VIP was missing in %d polls (10 ms apart) across the restart", lost)
+	}
+}
+
+// statusJSON is the part of `hapair status --json` the test reads.
+type statusJSON struct {
+	Version   string `json:"version"`
+	Instances []struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+	} `json:"instances"`
+	HAProxy struct {
+		PID int `json:"pid"`
+	} `json:"haproxy"`
+}
+
+func (s statusJSON) instanceState(name string) string {
+	for _, in := range s.Instances {
+		if in.Name == name {
+			return in.State
+		}
+	}
+	return ""
+}
+
+func (c *container) status() statusJSON {
+	c.t.Helper()
+	out := c.must("hapair", "status", "--json", "--config", "/etc/hapair/hapair.yaml")
+	var st statusJSON
+	if err := json.Unmarshal(out, &st); err != nil {
+		c.t.Fatalf("hapair status --json: %v\n%s", err, out)
+	}
+	return st
+}
+
+func (c *container) waitStatus(ok func(statusJSON) bool) statusJSON {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		out, err := c.m.Exec(ctx, "hapair", "status", "--json", "--config", "/etc/hapair/hapair.yaml")
+		cancel()
+		var st statusJSON
+		if err == nil && json.Unmarshal(out, &st) == nil && ok(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("status not as wanted within 30s: %v\n%s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func usec(d int64) time.Duration { return time.Duration(d) * time.Microsecond }
+
+// buildDeb builds hapair with the given version and packages it with build-deb.sh.
+func buildDeb(t *testing.T, dir, version, debVersion string) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "hapair")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version="+version+" -X main.commit=sdtest", "-o", bin, "./cmd/hapair")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	pkg := exec.Command("sh", "deploy/package/build-deb.sh", bin, version, dir)
+	pkg.Dir = root
+	out, err := pkg.CombinedOutput()
+	if err != nil {
+		t.Fatalf("build-deb.sh: %v\n%s", err, out)
+	}
+	deb := filepath.Join(dir, "hapair_"+debVersion+"_amd64.deb")
+	if _, err := os.Stat(deb); err != nil {
+		t.Fatalf("build-deb.sh made no %s: %v\n%s", deb, err, out)
+	}
+	return deb
+}
