@@ -178,16 +178,20 @@ func (g *Gate) Draining() bool {
 	return false
 }
 
-// WithdrawAll withdraws every prefix for good: the last step before HAProxy stops.
-func (g *Gate) WithdrawAll(now time.Time) {
+// WithdrawAll withdraws every prefix for good, the last step before HAProxy stops, and returns
+// how many were withdrawn.
+func (g *Gate) WithdrawAll(now time.Time) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.draining, g.stopped = true, true
+	n := 0
 	for _, r := range g.routes {
 		if st := g.state[r.Prefix]; st.announced {
 			g.withdrawLocked(r.Prefix, st, "stopping", time.Time{}, now)
+			n++
 		}
 	}
+	return n
 }
 
 // Status lists every route in configuration order.

@@ -154,7 +154,9 @@ func TestStopDrainsWithGracefulShutdownThenWithdraws(t *testing.T) {
 	g.InstanceState("VI_LOGS", true, t0.Add(1500*time.Millisecond))
 	expectSent(t, sp)
 
-	g.WithdrawAll(t0.Add(3 * time.Second))
+	if n := g.WithdrawAll(t0.Add(3 * time.Second)); n != 1 {
+		t.Errorf("WithdrawAll withdrew %d prefixes, want 1", n)
+	}
 	expectSent(t, sp, "withdraw 10.77.9.10/32")
 	if rep.announced[svc] || g.Draining() {
 		t.Error("announced after WithdrawAll")

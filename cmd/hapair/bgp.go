@@ -154,8 +154,15 @@ func (n *bgpStateNotifier) Notify(name string, state vrrp.State, priority uint8)
 	}
 }
 
+// withdrawSettle is how long HAProxy keeps serving after the withdrawal has been sent: the
+// routers need that long to take the route out of their forwarding table (FRR 8.4 took 60 to 90 ms
+// in the lab, from the UPDATE to its kernel route). Routers that honour GRACEFUL_SHUTDOWN have
+// moved the traffic away already; this covers those that do not, and drain_time 0.
+const withdrawSettle = 250 * time.Millisecond
+
 // withdraw is the first step of a stop: announce with GRACEFUL_SHUTDOWN, let the routers move the
-// traffic away for the drain time, then withdraw everything. HAProxy is still serving meanwhile.
+// traffic away for the drain time, then withdraw everything and let the routers act on it.
+// HAProxy is still serving meanwhile.
 func (b *bgpSpeaker) withdraw(drain time.Duration) {
 	if b.gate == nil {
 		return
@@ -165,7 +172,9 @@ func (b *bgpSpeaker) withdraw(drain time.Duration) {
 		b.log.Info(fmt.Sprintf("BGP: draining for %s before withdrawing", drain))
 		time.Sleep(drain)
 	}
-	b.gate.WithdrawAll(time.Now())
+	if b.gate.WithdrawAll(time.Now()) > 0 {
+		time.Sleep(withdrawSettle)
+	}
 }
 
 // close ends the sessions and, once HAProxy has stopped, takes the addresses off the loopback.

@@ -25,6 +25,7 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("demo", stderr)
 	quick := fs.Bool("quick", false, "shorter pauses (for tests)")
 	keep := fs.Bool("keep-logs", false, "keep the lab's directory with every log")
+	withBGP := fs.Bool("bgp", false, "the scale-out story instead: three nodes announce a service address over BGP to an FRR router")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -32,7 +33,11 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, errNotRoot)
 		return 1
 	}
-	for _, tool := range []string{"haproxy", "ip", "nft"} {
+	tools := []string{"haproxy", "ip", "nft"}
+	if *withBGP {
+		tools = append(tools, "vtysh", lab.FRRDir+"/bgpd")
+	}
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			fmt.Fprintf(stderr, "hapair demo needs %s: run `make demo`, which installs it\n", tool)
 			return 1
@@ -41,7 +46,11 @@ func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	d := &demo{out: stdout, quick: *quick, keep: *keep}
-	err := d.run(ctx)
+	run := d.run
+	if *withBGP {
+		run = d.runBGP
+	}
+	err := run(ctx)
 	if errors.Is(ctx.Err(), context.Canceled) {
 		fmt.Fprintln(stdout, "Interrupted: the lab was torn down.")
 		return 130

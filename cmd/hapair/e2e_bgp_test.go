@@ -78,6 +78,9 @@ func startBGPLab(t *testing.T) *bgpLab {
 		b.nodes = append(b.nodes, d)
 	}
 	b.waitNexthops(t, 30*time.Second, b.nodes...)
+	if out, err := b.router.Run(context.Background(), "ip", "-d", "nexthop", "show"); err == nil {
+		t.Logf("router's nexthop objects (zebra's group type decides what an ECMP change does to open flows):\n%s", out)
+	}
 	return b
 }
 
@@ -213,6 +216,10 @@ func TestBGPAnycastWithFRR(t *testing.T) {
 	case !withdrawn.Before(haproxyStop) || !left.Before(haproxyStop):
 		t.Errorf("HAProxy stopped (%s) before the withdrawal (%s) reached the router (%s)",
 			haproxyStop.Format(time.StampMicro), withdrawn.Format(time.StampMicro), left.Format(time.StampMicro))
+	case !left.Before(withdrawn):
+		// drain_time is 1s: only GRACEFUL_SHUTDOWN can take n2 out of the route before then.
+		t.Errorf("n2 left the router's route (%s) only at the withdrawal (%s): GRACEFUL_SHUTDOWN had no effect",
+			left.Format(time.StampMicro), withdrawn.Format(time.StampMicro))
 	}
 	if has, err := n2.host.HasAddr(anycastPrefix.Addr()); err != nil || has {
 		t.Errorf("n2 still has %s after its stop (err %v)", anycastPrefix.Addr(), err)

@@ -85,3 +85,47 @@ func namespaces(t *testing.T) []string {
 	}
 	return ns
 }
+
+// TestDemoBGP runs `hapair demo --bgp --quick`: the router's route has the three nodes, each
+// failure takes one out, the graceful stop loses no request, and no namespace is left behind.
+func TestDemoBGP(t *testing.T) {
+	labtest.RequireRoot(t)
+	labtest.RequireCommands(t, "haproxy", "ip", "nft", "vtysh")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, hapairBin, "demo", "--bgp", "--quick").CombinedOutput()
+	t.Logf("hapair demo --bgp:\n%s", out)
+	if err != nil {
+		t.Fatalf("hapair demo --bgp failed: %v", err)
+	}
+	for _, want := range []string{
+		"nexthop via 10.0.0.11",
+		"nexthop via 10.0.0.12",
+		"nexthop via 10.0.0.13",
+		"BGP: withdrawing 10.77.9.10/32 (check haproxy down)",
+		"kernel route: n2 n3 (n1 gone)",
+		"announced again, kernel route n1 n2 n3",
+		"BGP: draining 10.77.9.10/32 (GRACEFUL_SHUTDOWN)",
+		"0 requests failed across the stop",
+		"kernel route: n1 only",
+		"/metrics 200",
+		"Lab torn down",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	m := regexp.MustCompile(`Lab torn down: namespaces (.*) removed`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatal("demo did not say which namespaces it removed")
+	}
+	live := map[string]bool{}
+	for _, ns := range namespaces(t) {
+		live[ns] = true
+	}
+	for _, ns := range strings.Fields(m[1]) {
+		if live[ns] {
+			t.Errorf("namespace %s left behind", ns)
+		}
+	}
+}

@@ -25,7 +25,7 @@ Usage:
   hapair status  [--json] [--config FILE]  ask the running daemon for its state
   hapair reload  [--config FILE]           reload the running daemon (SIGHUP) and wait for the outcome
   hapair convert FILE                      print a keepalived.conf as hapair YAML
-  hapair demo    [flags]                   run the failover scenario in a lab of network namespaces
+  hapair demo    [flags]                   run the failover scenario in a lab of network namespaces (--bgp: the BGP scale-out one)
   hapair version                           print version information
 `
 
