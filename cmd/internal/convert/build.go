@@ -193,20 +193,58 @@ func (c *converter) buildScriptCheck(vs *vscript) yamlValue {
 	)
 }
 
+// buildInstance writes one vrrp_instance in hapair's order of keys, noting what it cannot carry.
 func (c *converter) buildInstance(in *vinst, checks *[]yamlValue) yamlValue {
 	ctx := "vrrp_instance " + in.name + ": "
 	m := newMap()
 	m.HeadComment = printable(fmt.Sprintf("from %s:%d", c.file, in.line))
 	m.add("name", str(in.name))
-	order := []string{"interface", "state", "virtual_router_id", "priority"}
-	for _, k := range order {
+	in.copyFields(m, "interface", "state", "virtual_router_id", "priority")
+	version := c.instanceVersion(in, ctx)
+	if in.advertInt != "" {
+		if d, ok := seconds(in.advertInt); !ok {
+			c.note(in.advertLn, ctx+"advert_int "+in.advertInt, "is not a number of seconds: the default 1s applies")
+		} else {
+			m.add("advert_int", dur(c.roundAdvert(d, version, in.advertLn, ctx)))
+		}
+	}
+	m.add("version", num(version))
+	in.copyFields(m, "preempt", "preempt_delay")
+	c.buildAuth(m, in, version, ctx)
+	if len(in.vips) > 0 {
+		m.add("virtual_ipaddress", flowSeq(c.uniqueVIPs(in, ctx)))
+	}
+	c.buildSource(m, in, ctx)
+	if len(in.peers) > 0 {
+		m.add("unicast_peer", flowSeq(in.peers))
+	}
+	if track := c.buildTrack(in, checks, ctx); len(track.Content) > 0 {
+		m.add("track", track.Node)
+	}
+	if len(in.trackIfs) > 0 {
+		m.add("track_interface", flowSeq(in.trackIfs))
+	}
+	in.copyFields(m, "dont_track_primary")
+	c.garp(m, "garp_master_repeat", in.garpRep, c.globalGARPRep, in, ctx)
+	c.garp(m, "garp_master_delay", in.garpDelay, c.globalGARPDly, in, ctx)
+	in.copyFields(m, "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
+	return m.Node
+}
+
+// copyFields adds the instance's fields carried as they were, in the order of keys.
+func (in *vinst) copyFields(m *mapNode, keys ...string) {
+	for _, k := range keys {
 		for _, f := range in.fields {
 			if f.key == k {
 				m.add(k, f.node)
 			}
 		}
 	}
+}
 
+// instanceVersion is the instance's VRRP version, else the global one, else 2; an instance with
+// IPv6 addresses runs version 3, as keepalived runs it whatever it says.
+func (c *converter) instanceVersion(in *vinst, ctx string) int {
 	version := in.version
 	if version == 0 {
 		version = c.globalVersion
@@ -220,45 +258,36 @@ func (c *converter) buildInstance(in *vinst, checks *[]yamlValue) yamlValue {
 		}
 		version = 3
 	}
+	return version
+}
 
-	if in.advertInt != "" {
-		if d, ok := seconds(in.advertInt); !ok {
-			c.note(in.advertLn, ctx+"advert_int "+in.advertInt, "is not a number of seconds: the default 1s applies")
-		} else {
-			m.add("advert_int", dur(c.roundAdvert(d, version, in.advertLn, ctx)))
+// buildAuth carries PASS authentication (its first 8 characters, as keepalived uses them) and
+// notes what it cannot carry.
+func (c *converter) buildAuth(m *mapNode, in *vinst, version int, ctx string) {
+	a := in.auth
+	switch {
+	case a == nil:
+	case version == 3:
+		c.note(in.authLine, ctx+"authentication", "VRRPv3 has no authentication (keepalived ignored it too): not carried")
+	case a.Type == "AH":
+		c.note(in.authLine, ctx+"authentication auth_type AH", "AH is not supported by hapair: converted without authentication, so the peers must drop it too")
+	case a.Type != "PASS":
+		c.note(in.authLine, ctx+"authentication auth_type "+a.Type, "is neither PASS nor AH: not carried")
+	default:
+		pass := a.Pass
+		if len(pass) > 8 {
+			c.note(in.authLine, ctx+"authentication auth_pass", "is %d characters long; keepalived used the first 8, and so does the converted file", len(pass))
+			pass = pass[:8]
 		}
+		auth := mapping("auth_type", str("PASS"), "auth_pass", str(pass))
+		auth.Style = yaml.FlowStyle
+		m.add("authentication", auth)
 	}
-	m.add("version", num(version))
-	for _, k := range []string{"preempt", "preempt_delay"} {
-		for _, f := range in.fields {
-			if f.key == k {
-				m.add(k, f.node)
-			}
-		}
-	}
+}
 
-	if a := in.auth; a != nil {
-		switch {
-		case version == 3:
-			c.note(in.authLine, ctx+"authentication", "VRRPv3 has no authentication (keepalived ignored it too): not carried")
-		case a.Type == "AH":
-			c.note(in.authLine, ctx+"authentication auth_type AH", "AH is not supported by hapair: converted without authentication, so the peers must drop it too")
-		case a.Type != "PASS":
-			c.note(in.authLine, ctx+"authentication auth_type "+a.Type, "is neither PASS nor AH: not carried")
-		default:
-			pass := a.Pass
-			if len(pass) > 8 {
-				c.note(in.authLine, ctx+"authentication auth_pass", "is %d characters long; keepalived used the first 8, and so does the converted file", len(pass))
-				pass = pass[:8]
-			}
-			auth := mapping("auth_type", str("PASS"), "auth_pass", str(pass))
-			auth.Style = yaml.FlowStyle
-			m.add("authentication", auth)
-		}
-	}
-	if len(in.vips) > 0 {
-		m.add("virtual_ipaddress", flowSeq(c.uniqueVIPs(in, ctx)))
-	}
+// buildSource writes the source address: unicast_src_ip, else mcast_src_ip, which hapair uses
+// for multicast adverts too.
+func (c *converter) buildSource(m *mapNode, in *vinst, ctx string) {
 	src := in.src
 	if in.mcastSrc != "" {
 		if src == "" {
@@ -271,10 +300,12 @@ func (c *converter) buildInstance(in *vinst, checks *[]yamlValue) yamlValue {
 	if src != "" {
 		m.add("unicast_src_ip", str(src))
 	}
-	if len(in.peers) > 0 {
-		m.add("unicast_peer", flowSeq(in.peers))
-	}
+}
 
+// buildTrack turns track_script and weighted track_interface entries into the instance's track
+// map: a HAProxy liveness script becomes the built-in haproxy check, an interface gets one
+// interface check shared by the instances that track it (added to checks).
+func (c *converter) buildTrack(in *vinst, checks *[]yamlValue, ctx string) *mapNode {
 	track := newMap()
 	track.Style = yaml.FlowStyle
 	seen := map[string]bool{}
@@ -322,32 +353,9 @@ func (c *converter) buildInstance(in *vinst, checks *[]yamlValue) yamlValue {
 		seen[name] = true
 		track.add(name, num(ic.weight))
 	}
-	if len(track.Content) > 0 {
-		m.add("track", track.Node)
-	}
-	if len(in.trackIfs) > 0 {
-		m.add("track_interface", flowSeq(in.trackIfs))
-	}
-	for _, f := range in.fields {
-		if f.key == "dont_track_primary" {
-			m.add(f.key, f.node)
-		}
-	}
-
-	c.garp(m, "garp_master_repeat", in.garpRep, c.globalGARPRep, in, ctx)
-	c.garp(m, "garp_master_delay", in.garpDelay, c.globalGARPDly, in, ctx)
-	for _, k := range []string{"notify_master", "notify_backup", "notify_fault", "notify_stop", "notify"} {
-		for _, f := range in.fields {
-			if f.key == k {
-				m.add(k, f.node)
-			}
-		}
-	}
-	return m.Node
+	return track
 }
 
-// roundAdvert fits an advert interval to what the version carries, as keepalived does (with a
-// warning that the converted file replaces by a note).
 func (c *converter) roundAdvert(d time.Duration, version, line int, ctx string) time.Duration {
 	step, lowest := 10*time.Millisecond, 10*time.Millisecond
 	if version == 2 {

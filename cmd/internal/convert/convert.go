@@ -442,6 +442,7 @@ func (c *converter) vrrpInstance(s *stmt) {
 	in := &vinst{name: s.args()[0].text, line: s.line}
 	c.instances = append(c.instances, in)
 	ctx := "vrrp_instance " + in.name + ": "
+	// set keeps a single-value key, the last one written as keepalived does.
 	set := func(key string, n yamlValue, line int) {
 		for i, f := range in.fields {
 			if f.key == key {
@@ -488,29 +489,13 @@ func (c *converter) vrrpInstance(s *stmt) {
 		case "authentication":
 			c.authentication(in, g, ctx)
 		case "virtual_ipaddress":
-			for _, v := range g.block {
-				addr := v.keyword()
-				in.vips = append(in.vips, addr)
-				in.vipLines = append(in.vipLines, v.line)
-				if strings.Contains(addr, ":") {
-					in.hasV6 = true
-				}
-				c.vipOptions(in, v, ctx)
-			}
-			if len(args) > 0 {
-				c.note(g.line, ctx+"virtual_ipaddress "+g.argText(), "words before the block were skipped")
-			}
+			c.virtualIPAddresses(in, g, ctx)
 		case "unicast_src_ip":
 			in.src = first
 		case "mcast_src_ip":
 			in.mcastSrc, in.mcastLn = first, g.line
 		case "unicast_peer":
-			for _, p := range g.block {
-				in.peers = append(in.peers, p.keyword())
-				if len(p.args()) > 0 {
-					c.note(p.line, ctx+"unicast_peer "+p.keyword()+" "+p.argText(), "per-peer TTL limits are not carried: hapair accepts adverts with TTL 255 only, from listed peers only")
-				}
-			}
+			c.unicastPeers(in, g, ctx)
 		case "nopreempt":
 			set("preempt", boolean(false), g.line)
 		case "dont_track_primary":
@@ -522,44 +507,9 @@ func (c *converter) vrrpInstance(s *stmt) {
 				set("preempt_delay", dur(d), g.line)
 			}
 		case "track_script":
-			for _, t := range g.block {
-				ref := trackRef{name: t.keyword(), line: t.line}
-				ta := t.args()
-				if len(ta) >= 2 && ta[0].text == "weight" {
-					if w, err := strconv.Atoi(ta[1].text); err == nil && w >= -config.MaxCheckWeight && w <= config.MaxCheckWeight {
-						ref.weight = &w
-					} else {
-						c.note(t.line, ctx+"track_script "+t.keyword()+" "+t.argText(), "weight is not within -253..253: the script's own weight applies")
-					}
-					ta = ta[2:]
-				}
-				if len(ta) > 0 {
-					c.note(t.line, ctx+"track_script "+t.keyword()+" "+t.argText(), "%q not carried: reverse weights are not supported", joinWords(ta))
-				}
-				in.tracks = append(in.tracks, ref)
-			}
+			c.trackScripts(in, g, ctx)
 		case "track_interface":
-			for _, t := range g.block {
-				name := t.keyword()
-				ta := t.args()
-				if len(ta) >= 2 && ta[0].text == "weight" {
-					w, err := strconv.Atoi(ta[1].text)
-					if err != nil || w < -config.MaxCheckWeight || w > config.MaxCheckWeight {
-						c.note(t.line, ctx+"track_interface "+name+" "+t.argText(), "weight is not within -253..253: tracked without weight (down = FAULT)")
-						in.trackIfs = append(in.trackIfs, name)
-					} else if w == 0 {
-						in.trackIfs = append(in.trackIfs, name)
-					} else {
-						in.ifChecks = append(in.ifChecks, ifCheck{iface: name, weight: w})
-					}
-					ta = ta[2:]
-				} else {
-					in.trackIfs = append(in.trackIfs, name)
-				}
-				if len(ta) > 0 {
-					c.note(t.line, ctx+"track_interface "+name+" "+t.argText(), "%q not carried: reverse weights are not supported", joinWords(ta))
-				}
-			}
+			c.trackInterfaces(in, g, ctx)
 		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
 			c.notify(g, ctx, set)
 		case "garp_master_delay":
@@ -573,6 +523,85 @@ func (c *converter) vrrpInstance(s *stmt) {
 			}
 			c.note(g.line, ctx+kw, "%s", why)
 		}
+	}
+}
+
+func (c *converter) virtualIPAddresses(in *vinst, g *stmt, ctx string) {
+	for _, v := range g.block {
+		addr := v.keyword()
+		in.vips = append(in.vips, addr)
+		in.vipLines = append(in.vipLines, v.line)
+		if strings.Contains(addr, ":") {
+			in.hasV6 = true
+		}
+		c.vipOptions(in, v, ctx)
+	}
+	if len(g.args()) > 0 {
+		c.note(g.line, ctx+"virtual_ipaddress "+g.argText(), "words before the block were skipped")
+	}
+}
+
+func (c *converter) unicastPeers(in *vinst, g *stmt, ctx string) {
+	for _, p := range g.block {
+		in.peers = append(in.peers, p.keyword())
+		if len(p.args()) > 0 {
+			c.note(p.line, ctx+"unicast_peer "+p.keyword()+" "+p.argText(), "per-peer TTL limits are not carried: hapair accepts adverts with TTL 255 only, from listed peers only")
+		}
+	}
+}
+
+// trackWeight reads the "weight N" that may follow a tracked name. given says whether the words
+// start with "weight"; ok whether N is a weight hapair accepts; rest is what follows.
+func trackWeight(ta []word) (w int, given, ok bool, rest []word) {
+	if len(ta) < 2 || ta[0].text != "weight" {
+		return 0, false, false, ta
+	}
+	w, err := strconv.Atoi(ta[1].text)
+	ok = err == nil && w >= -config.MaxCheckWeight && w <= config.MaxCheckWeight
+	return w, true, ok, ta[2:]
+}
+
+// noteReverse notes what follows a track entry's weight: keepalived's "reverse", which hapair
+// does not support.
+func (c *converter) noteReverse(t *stmt, what string, rest []word) {
+	if len(rest) > 0 {
+		c.note(t.line, what, "%q not carried: reverse weights are not supported", joinWords(rest))
+	}
+}
+
+func (c *converter) trackScripts(in *vinst, g *stmt, ctx string) {
+	for _, t := range g.block {
+		what := ctx + "track_script " + t.keyword() + " " + t.argText()
+		ref := trackRef{name: t.keyword(), line: t.line}
+		w, given, ok, rest := trackWeight(t.args())
+		switch {
+		case ok:
+			ref.weight = &w
+		case given:
+			c.note(t.line, what, "weight is not within -%d..%d: the script's own weight applies", config.MaxCheckWeight, config.MaxCheckWeight)
+		}
+		c.noteReverse(t, what, rest)
+		in.tracks = append(in.tracks, ref)
+	}
+}
+
+// trackInterfaces: an interface tracked without weight (or with weight 0) puts the instance in
+// FAULT when it goes down (track_interface); one with a weight becomes an interface check.
+func (c *converter) trackInterfaces(in *vinst, g *stmt, ctx string) {
+	for _, t := range g.block {
+		name := t.keyword()
+		what := ctx + "track_interface " + name + " " + t.argText()
+		w, given, ok, rest := trackWeight(t.args())
+		switch {
+		case given && !ok:
+			c.note(t.line, what, "weight is not within -%d..%d: tracked without weight (down = FAULT)", config.MaxCheckWeight, config.MaxCheckWeight)
+			in.trackIfs = append(in.trackIfs, name)
+		case ok && w != 0:
+			in.ifChecks = append(in.ifChecks, ifCheck{iface: name, weight: w})
+		default:
+			in.trackIfs = append(in.trackIfs, name)
+		}
+		c.noteReverse(t, what, rest)
 	}
 }
 
