@@ -105,533 +105,20 @@ func TestSeed(t *testing.T) {
 	}
 }
 
+// TestConvert runs the cases in testdata/cases, one file each: the case's title, optional lines
+// saying why, then sections "-- want --" (substrings of the YAML, one a line, \n for a line
+// break), "-- not want --", "-- notes --" ("line: keyword" of each note, in order) and
+// "-- keepalived.conf --", the input, to the end of the file. Every converted file must also be
+// one that hapair accepts.
 func TestConvert(t *testing.T) {
-	tests := []struct {
-		name      string
-		in        string
-		want      []string // substrings of the YAML
-		notWant   []string
-		wantNotes []string // "line: keyword" of each note, in order
-	}{
-		{
-			name: "comments of both kinds, inline and whole-line",
-			in: `# a comment
-! another
-vrrp_instance VI_1 {   # trailing
-    interface eth0     ! trailing bang
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7/24    # the VIP
-    }
-}
-`,
-			want: []string{"- name: VI_1", "interface: eth0", "virtual_router_id: 7", "virtual_ipaddress: [10.0.0.7/24]"},
-		},
-		{
-			name: "a block on one line and a brace on the next line",
-			in: `vrrp_instance VI_1
-{
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress { 10.0.0.7/24 10.0.0.8 }
-    unicast_peer { 10.0.0.12 }
-}
-`,
-			// keepalived reads one address per line: the second word is an option it would refuse.
-			want:      []string{"virtual_ipaddress: [10.0.0.7/24]", "unicast_peer: [10.0.0.12]"},
-			wantNotes: []string{"5: vrrp_instance VI_1: virtual_ipaddress 10.0.0.7/24 10.0.0.8"},
-		},
-		{
-			name: "quoted strings keep their blanks",
-			in: `vrrp_script chk_web {
-    script "/usr/local/bin/check web \"front end\""
-    interval 3
-    timeout 2
-    weight 10
-    fall 3
-    rise 4
-    user nobody
-}
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7/24
-    }
-    track_script {
-        chk_web
-    }
-    notify_master "/etc/keepalived/notify.sh master VI_1"
-}
-global_defs {
-    enable_script_security
-}
-`,
-			want: []string{
-				`command: /usr/local/bin/check web "front end"`,
-				"user: nobody", "interval: 3s", "timeout: 2s", "fall: 3", "rise: 4", "weight: 10",
-				"track: {chk_web: 10}",
-				"notify_master: /etc/keepalived/notify.sh master VI_1",
-				"script_security: true",
-			},
-		},
-		{
-			name: "keepalived's script defaults are written out",
-			in: `vrrp_script chk {
-    script /bin/true
-}
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7
-    }
-    track_script {
-        chk weight -30
-    }
-}
-`,
-			want:      []string{"interval: 1s", "timeout: 1s", "fall: 1", "rise: 1", "weight: 0", "track: {chk: -30}"},
-			wantNotes: []string{"0: enable_script_security"},
-		},
-		{
-			name: "include is noted",
-			in: `include /etc/keepalived/conf.d/*.conf
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7
-    }
-}
-`,
-			wantNotes: []string{"1: include /etc/keepalived/conf.d/*.conf"},
-		},
-		{
-			name: "VIP suffixes: the address is carried, the rest noted",
-			in: `vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7/24 dev eth1 label eth1:vip
-        10.0.0.8/24 brd 10.0.0.255 scope global
-        10.0.0.7/24
-    }
-}
-`,
-			want: []string{"virtual_ipaddress: [10.0.0.7/24, 10.0.0.8/24]"},
-			wantNotes: []string{
-				"5: vrrp_instance VI_1: virtual_ipaddress 10.0.0.7/24 dev eth1",
-				"5: vrrp_instance VI_1: virtual_ipaddress 10.0.0.7/24 label eth1:vip",
-				"6: vrrp_instance VI_1: virtual_ipaddress 10.0.0.8/24 brd 10.0.0.255",
-				"6: vrrp_instance VI_1: virtual_ipaddress 10.0.0.8/24 scope global",
-				"7: vrrp_instance VI_1: virtual_ipaddress 10.0.0.7/24",
-			},
-		},
-		{
-			name: "nopreempt, preempt_delay, garp settings, global garp defaults",
-			in: `global_defs {
-    vrrp_garp_master_delay 10
-    vrrp_garp_master_repeat 2
-}
-vrrp_instance VI_1 {
-    state BACKUP
-    interface eth0
-    virtual_router_id 7
-    priority 90
-    nopreempt
-    preempt_delay 30.5
-    garp_master_repeat 3
-    virtual_ipaddress {
-        10.0.0.7
-    }
-}
-`,
-			want: []string{"state: BACKUP", "priority: 90", "preempt: false", "preempt_delay: 30.5s", "garp_master_repeat: 3", "garp_master_delay: 10s"},
-		},
-		{
-			name: "global vrrp_version 3 and a sub-second interval",
-			in: `global_defs {
-    vrrp_version 3
-}
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    advert_int 0.05
-    virtual_ipaddress {
-        10.0.0.7
-    }
-}
-`,
-			want: []string{"advert_int: 50ms", "version: 3"},
-		},
-		{
-			name: "VRRPv2 sub-second interval is rounded as keepalived does",
-			in: `vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    advert_int 0.5
-    virtual_ipaddress {
-        10.0.0.7
-    }
-}
-`,
-			want:      []string{"advert_int: 1s", "version: 2"},
-			wantNotes: []string{"4: vrrp_instance VI_1: advert_int"},
-		},
-		{
-			name: "IPv6 addresses make version 3, and authentication is dropped with v3",
-			in: `vrrp_instance VI_6 {
-    interface eth0
-    virtual_router_id 7
-    version 2
-    authentication {
-        auth_type PASS
-        auth_pass secret
-    }
-    virtual_ipaddress {
-        2001:db8::7/64
-    }
-}
-`,
-			want:      []string{"version: 3", "virtual_ipaddress: ['2001:db8::7/64']"},
-			notWant:   []string{"auth_pass"},
-			wantNotes: []string{"4: vrrp_instance VI_6: version 2", "5: vrrp_instance VI_6: authentication"},
-		},
-		{
-			name: "long password truncated to keepalived's 8, numeric password quoted",
-			in: `vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    authentication {
-        auth_type PASS
-        auth_pass 1234567890
-    }
-    virtual_ipaddress {
-        10.0.0.7
-    }
-}
-`,
-			want:      []string{`auth_pass: "12345678"`},
-			wantNotes: []string{"4: vrrp_instance VI_1: authentication auth_pass"},
-		},
-		{
-			name: "AH is not carried",
-			in: `vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    authentication {
-        auth_type AH
-        auth_pass secret
-    }
-    virtual_ipaddress {
-        10.0.0.7
-    }
-}
-`,
-			notWant:   []string{"authentication"},
-			wantNotes: []string{"4: vrrp_instance VI_1: authentication auth_type AH"},
-		},
-		{
-			name: "unicast, TTL limits, mcast_src_ip",
-			in: `vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    mcast_src_ip 10.0.0.11
-    unicast_peer {
-        10.0.0.12 min_ttl 250
-        10.0.0.13
-    }
-    virtual_ipaddress {
-        10.0.0.7
-    }
-}
-`,
-			want: []string{"unicast_src_ip: 10.0.0.11", "unicast_peer: [10.0.0.12, 10.0.0.13]"},
-			wantNotes: []string{
-				"4: vrrp_instance VI_1: mcast_src_ip 10.0.0.11",
-				"6: vrrp_instance VI_1: unicast_peer 10.0.0.12 min_ttl 250",
-			},
-		},
-		{
-			name: "notify commands with a user",
-			in: `global_defs {
-    enable_script_security
-    script_user keepalived_script users
-}
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7
-    }
-    notify_backup /etc/keepalived/backup.sh
-    notify_fault "/etc/keepalived/fault.sh now" nobody
-    notify_stop /etc/keepalived/stop.sh
-    notify /etc/keepalived/all.sh
-}
-`,
-			want: []string{
-				"user: keepalived_script", "notify_backup: /etc/keepalived/backup.sh", "notify_fault: /etc/keepalived/fault.sh now",
-				"notify_stop: /etc/keepalived/stop.sh", "notify: /etc/keepalived/all.sh",
-			},
-			wantNotes: []string{"3: script_user keepalived_script users", `12: vrrp_instance VI_1: notify_fault /etc/keepalived/fault.sh now nobody`},
-		},
-		{
-			name: "track_interface: plain ones FAULT, weighted ones become interface checks shared across instances",
-			in: `vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7
-    }
-    track_interface {
-        eth1
-        eth2 weight -10
-        eth3 weight 5 reverse
-    }
-}
-vrrp_instance VI_2 {
-    interface eth0
-    virtual_router_id 8
-    virtual_ipaddress {
-        10.0.0.8
-    }
-    track_interface {
-        eth2 weight -20
-    }
-}
-`,
-			want: []string{
-				"- name: if_eth2\n    interface: {name: eth2}\n    weight: -10",
-				"- name: if_eth3\n    interface: {name: eth3}\n    weight: 5",
-				"track: {if_eth2: -10, if_eth3: 5}", "track_interface: [eth1]", "track: {if_eth2: -20}",
-			},
-			notWant:   []string{"if_eth2_2"},
-			wantNotes: []string{"10: vrrp_instance VI_1: track_interface eth3 weight 5 reverse"},
-		},
-		{
-			name: "untracked and unknown scripts",
-			in: `global_defs {
-    enable_script_security
-}
-vrrp_script unused {
-    script /bin/true
-}
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7
-    }
-    track_script {
-        missing
-    }
-}
-`,
-			notWant:   []string{"checks:", "track:"},
-			wantNotes: []string{"4: vrrp_script unused", "14: vrrp_instance VI_1: track_script missing"},
-		},
-		{
-			name: "script names made valid and kept clear of the built-in check",
-			in: `global_defs {
-    enable_script_security
-}
-vrrp_script haproxy {
-    script "/usr/local/bin/haproxy-health --deep"
-}
-vrrp_script chk:web {
-    script /bin/true
-}
-vrrp_script chk_web {
-    script /bin/false
-}
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7
-    }
-    track_script {
-        haproxy
-        chk:web
-        chk_web
-    }
-}
-`,
-			want:      []string{"name: haproxy_script", "name: chk_web_2\n    script: {command: /bin/true}", "name: chk_web\n    script: {command: /bin/false}", "track: {haproxy_script: 0, chk_web_2: 0, chk_web: 0}"},
-			wantNotes: []string{"4: vrrp_script haproxy", "7: vrrp_script chk:web"},
-		},
-		{
-			name: "a track script the built-in check replaces, with a weight override",
-			in: `vrrp_script chk_haproxy {
-    script "killall -0 haproxy"
-    interval 2
-}
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7
-    }
-    track_script {
-        chk_haproxy weight -50
-    }
-}
-`,
-			want:      []string{"haproxy:\n  command: /usr/sbin/haproxy", "track: {haproxy: -50}"},
-			notWant:   []string{"checks:", "killall"},
-			wantNotes: []string{"1: vrrp_script chk_haproxy"},
-		},
-		{
-			name: "shell syntax is wrapped in /bin/sh -c",
-			in: `global_defs {
-    enable_script_security
-}
-vrrp_script chk_port {
-    script "</dev/tcp/127.0.0.1/80"
-}
-vrrp_script chk_bash {
-    script "bash -c '</dev/tcp/127.0.0.1/80'"
-}
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7
-    }
-    track_script {
-        chk_port
-        chk_bash
-    }
-}
-`,
-			want:      []string{`command: /bin/sh -c "</dev/tcp/127.0.0.1/80"`, `command: bash -c "</dev/tcp/127.0.0.1/80"`},
-			wantNotes: []string{"5: vrrp_script chk_port: script"},
-		},
-		{
-			name: "blocks hapair has no use for",
-			in: `global_defs {
-    router_id lb1
-    notification_email {
-        ops@example.com
-    }
-    vrrp_strict
-}
-vrrp_sync_group G1 {
-    group {
-        VI_1
-    }
-}
-virtual_server 10.0.0.7 80 {
-    real_server 10.0.1.1 80 {
-        weight 1
-    }
-}
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    use_vmac
-    dont_track_primary
-    virtual_ipaddress {
-        10.0.0.7
-    }
-    virtual_ipaddress_excluded {
-        10.0.0.99
-    }
-    virtual_routes {
-        10.1.0.0/16 via 10.0.0.1
-    }
-}
-static_routes {
-    10.2.0.0/16 via 10.0.0.1
-}
-`,
-			want:    []string{"router_id: lb1", "dont_track_primary: true"},
-			notWant: []string{"10.0.0.99", "10.1.0.0"},
-			wantNotes: []string{
-				"3: global_defs: notification_email", "6: global_defs: vrrp_strict", "8: vrrp_sync_group G1",
-				"13: virtual_server 10.0.0.7 80", "21: vrrp_instance VI_1: use_vmac",
-				"26: vrrp_instance VI_1: virtual_ipaddress_excluded", "29: vrrp_instance VI_1: virtual_routes", "33: static_routes",
-			},
-		},
-		{
-			name: "a keyword written twice: the last one wins, as in keepalived",
-			in: `vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    priority 100
-    priority 120
-    virtual_ipaddress {
-        10.0.0.7
-    }
-}
-`,
-			want:      []string{"priority: 120"},
-			notWant:   []string{"priority: 100"},
-			wantNotes: []string{"5: vrrp_instance VI_1: priority: written twice"},
-		},
-		{
-			name: "conditional lines are skipped",
-			in: `vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-@high priority 150
-@^high priority 100
-    virtual_ipaddress {
-        10.0.0.7
-    }
-}
-`,
-			notWant:   []string{"priority"},
-			wantNotes: []string{"4: @high priority 150", "5: @^high priority 100"},
-		},
-		{
-			name: "a backslash continues a line",
-			in: `vrrp_script chk {
-    script "/bin/check" \
-        --fast
-}
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7
-    }
-    track_script {
-        chk
-    }
-}
-global_defs {
-    enable_script_security
-}
-`,
-			want: []string{"command: /bin/check --fast"},
-		},
-		{
-			name: "comment characters inside quotes and a YAML comment marker in a command",
-			in: `global_defs {
-    enable_script_security
-}
-vrrp_script chk {
-    script "/bin/check #1 !two"
-}
-vrrp_instance VI_1 {
-    interface eth0
-    virtual_router_id 7
-    virtual_ipaddress {
-        10.0.0.7
-    }
-    track_script {
-        chk
-    }
-}
-`,
-			want: []string{`/bin/check "#1" !two`},
-		},
+	files, err := filepath.Glob(filepath.Join("testdata", "cases", "*.txt"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no cases in testdata/cases: %v", err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for _, file := range files {
+		tt := readCase(t, file)
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			t.Logf("%s", tt.name)
 			out, notes := convertString(t, tt.in)
 			for _, w := range tt.want {
 				if !strings.Contains(out, w) {
@@ -664,6 +151,46 @@ vrrp_instance VI_1 {
 			parseConverted(t, out)
 		})
 	}
+}
+
+type convertCase struct {
+	name      string
+	in        string
+	want      []string
+	notWant   []string
+	wantNotes []string
+}
+
+// readCase reads one file of testdata/cases (see TestConvert).
+func readCase(t *testing.T, file string) convertCase {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, in, ok := strings.Cut(string(data), "-- keepalived.conf --\n")
+	if !ok {
+		t.Fatalf("%s: no -- keepalived.conf -- section", file)
+	}
+	tc := convertCase{in: in}
+	var section *[]string
+	for i, line := range strings.Split(strings.TrimSuffix(head, "\n"), "\n") {
+		switch {
+		case i == 0:
+			tc.name = line
+		case line == "-- want --":
+			section = &tc.want
+		case line == "-- not want --":
+			section = &tc.notWant
+		case line == "-- notes --":
+			section = &tc.wantNotes
+		case strings.HasPrefix(line, "-- "):
+			t.Fatalf("%s:%d: unknown section %q", file, i+1, line)
+		case section != nil:
+			*section = append(*section, strings.ReplaceAll(line, `\n`, "\n"))
+		}
+	}
+	return tc
 }
 
 // firstKey returns the first top-level key of the YAML, past the comment header.
