@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -31,6 +32,11 @@ func statusAddr(path, addr string) (string, error) {
 // statusTimeout bounds one request to the status listener.
 const statusTimeout = 5 * time.Second
 
+// maxStatusBytes bounds the status document read from the listener. The largest real one (255
+// instances of 255 VIPs, every check's output) is a few MiB; something else squatting on the port
+// could send without end (938 MB were read from one).
+const maxStatusBytes = 16 << 20
+
 // fetchStatus asks the running hapair at addr for its status document.
 func fetchStatus(ctx context.Context, addr string) (status.Status, error) {
 	var st status.Status
@@ -48,7 +54,14 @@ func fetchStatus(ctx context.Context, addr string) (status.Status, error) {
 	if resp.StatusCode != http.StatusOK {
 		return st, fmt.Errorf("%s/status answered %s", addr, resp.Status)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxStatusBytes+1))
+	if err != nil {
+		return st, fmt.Errorf("reading the status of %s: %w", addr, err)
+	}
+	if len(body) > maxStatusBytes {
+		return st, fmt.Errorf("%s/status answered more than %d bytes, larger than any status of hapair: is it hapair listening there?", addr, maxStatusBytes)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
 		return st, fmt.Errorf("decoding the status of %s: %w", addr, err)
 	}
 	return st, nil
