@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/internal/spawn"
+	"github.com/hapair/hapair/internal/spawn/spawntest"
 )
 
 func writeScript(t *testing.T, body string, mode os.FileMode) string {
@@ -78,18 +79,6 @@ func TestScriptProbeOutputTruncated(t *testing.T) {
 	}
 }
 
-// processGone reports whether pid no longer runs (gone or a zombie).
-func processGone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	// pid (comm) S ...: the state follows the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
-}
-
 func TestScriptProbeTimeoutKillsProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	// A background grandchild in the same group, and a foreground sleep.
@@ -114,7 +103,7 @@ func TestScriptProbeTimeoutKillsProcessGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "background child killed", func() bool { return processGone(pid) })
+	waitFor(t, "background child killed", func() bool { return !spawntest.Alive(pid) })
 }
 
 func TestScriptProbeLeftoverChildKilled(t *testing.T) {
@@ -136,7 +125,7 @@ func TestScriptProbeLeftoverChildKilled(t *testing.T) {
 	if pid == 0 {
 		t.Fatal("no child pid")
 	}
-	waitFor(t, "leftover child killed", func() bool { return processGone(pid) })
+	waitFor(t, "leftover child killed", func() bool { return !spawntest.Alive(pid) })
 }
 
 func TestScriptProbeAsUser(t *testing.T) {

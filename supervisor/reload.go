@@ -26,38 +26,54 @@ type refusedError struct{ err error }
 func (e refusedError) Error() string   { return e.err.Error() }
 func (e refusedError) Unwrap() []error { return []error{ErrRefused, e.err} }
 
-// Validate runs `haproxy -c -f configFile`. Exit 0 is valid; exit 2 (valid, but no listener) is
-// accepted too, since a master-worker HAProxy runs with it. Otherwise the error carries HAProxy's
-// own words. A missing binary or file is said so plainly, before HAProxy is run.
-func Validate(ctx context.Context, command, configFile string) (string, error) {
-	out, _, err := validate(ctx, command, configFile, nil)
-	return out, err
+// Verdict is HAProxy's own judgement of a configuration file that it accepted.
+type Verdict struct {
+	Output     string // what `haproxy -c` said, trimmed
+	NoListener bool   // exit status 2: valid, but the file declares no listener
 }
 
-// validate is Validate that also tells whether HAProxy found no listener (exit 2).
-func validate(ctx context.Context, command, configFile string, env []string) (out string, noListener bool, err error) {
+// RejectedError is Validate's error when HAProxy refused the file (`haproxy -c` exited with a
+// status other than 0 and 2).
+type RejectedError struct {
+	ConfigFile string
+	ExitCode   int
+	Output     string // HAProxy's own words, trimmed
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("haproxy -c -f %s rejects it (exit %d): %s", e.ConfigFile, e.ExitCode, e.Output)
+}
+
+// Validate runs `haproxy -c -f configFile` with env added to the environment. Exit 0 is valid;
+// exit 2 (valid, but no listener) is accepted too, since a master-worker HAProxy runs with it.
+// A refusal is a *RejectedError carrying HAProxy's own words. A missing binary or a file that is
+// missing or not a regular file (HAProxy would wait on a FIFO for ever) is said so plainly, before
+// HAProxy is run. The supervisor's reload, `hapair run`'s start and `hapair check` all judge a
+// file with it.
+func Validate(ctx context.Context, command, configFile string, env ...string) (Verdict, error) {
 	if _, err := exec.LookPath(command); err != nil {
-		return "", false, fmt.Errorf("haproxy binary %s: %w", command, err)
+		return Verdict{}, fmt.Errorf("haproxy binary %s: %w", command, err)
 	}
 	if fi, err := os.Stat(configFile); err != nil {
-		return "", false, fmt.Errorf("haproxy configuration: %w", err)
-	} else if !fi.Mode().IsRegular() { // `haproxy -c` would wait on a FIFO for ever
-		return "", false, fmt.Errorf("haproxy configuration: %s is not a regular file (%s)", configFile, fi.Mode().Type())
+		return Verdict{}, fmt.Errorf("haproxy configuration: %w", err)
+	} else if !fi.Mode().IsRegular() {
+		return Verdict{}, fmt.Errorf("haproxy configuration: %s is not a regular file (%s)", configFile, fi.Mode().Type())
 	}
 	cmd := exec.CommandContext(ctx, command, "-c", "-f", configFile)
 	cmd.Env = spawn.Env(os.Environ(), env...)
 	b, err := cmd.CombinedOutput()
-	text := strings.TrimSpace(string(b))
+	v := Verdict{Output: strings.TrimSpace(string(b))}
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
-		return text, false, nil
+		return v, nil
 	case errors.As(err, &exit) && exit.ExitCode() == 2:
-		return text, true, nil
-	case errors.As(err, &exit):
-		return text, false, fmt.Errorf("haproxy -c -f %s rejects it (exit %d): %s", configFile, exit.ExitCode(), text)
+		v.NoListener = true
+		return v, nil
+	case errors.As(err, &exit) && ctx.Err() == nil:
+		return v, &RejectedError{ConfigFile: configFile, ExitCode: exit.ExitCode(), Output: v.Output}
 	default:
-		return text, false, fmt.Errorf("haproxy -c -f %s: %w", configFile, err)
+		return v, fmt.Errorf("haproxy -c -f %s: %w", configFile, errors.Join(err, ctx.Err()))
 	}
 }
 
@@ -70,16 +86,16 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	began := s.now()
-	out, noListener, err := validate(ctx, s.cfg.Command, s.cfg.ConfigFile, s.cfg.Env)
+	verdict, err := Validate(ctx, s.cfg.Command, s.cfg.ConfigFile, s.cfg.Env...)
 	switch {
 	case err != nil:
 		s.reloaded(ReloadRefused, err)
 		s.log.Error(fmt.Sprintf("HAProxy reload refused, the running HAProxy keeps serving: %v", err))
 		return refusedError{err}
-	case noListener:
-		s.log.Warn("haproxy -c: " + out)
-	case out != "":
-		s.log.Info("haproxy -c: " + out)
+	case verdict.NoListener:
+		s.log.Warn("haproxy -c: " + verdict.Output)
+	case verdict.Output != "":
+		s.log.Info("haproxy -c: " + verdict.Output)
 	}
 	c := s.current()
 	if c == nil {

@@ -8,11 +8,12 @@ import (
 	"os/user"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hapair/hapair/internal/spawn/spawntest"
 )
 
 // helperEnv makes the test binary a stand-in for hapair that runs a program and waits to be
@@ -109,51 +110,6 @@ func TestRunEnvironmentScrubbed(t *testing.T) {
 	}
 }
 
-// alive reports whether pid runs (a zombie waiting for its new parent to reap it is dead).
-func alive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
-// waitGone fails unless every pid ends within a generous while, and kills survivors.
-func waitGone(t *testing.T, what string, pids ...int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for _, pid := range pids {
-		for alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if alive(pid) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Errorf("%s: process %d still runs", what, pid)
-		}
-	}
-}
-
-func readPids(t *testing.T, file string, n int) []int {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		data, _ := os.ReadFile(file)
-		if fields := strings.Fields(string(data)); len(fields) >= n {
-			pids := make([]int, n)
-			for i := range pids {
-				pids[i], _ = strconv.Atoi(fields[i])
-			}
-			return pids
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pid file holds %q, want %d pids", data, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestRunTimeoutKillsProcessGroup(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pids")
 	res := run(t, script(t, "sleep 300 & echo $$ $! > "+pidFile+".t; mv "+pidFile+".t "+pidFile+"; echo started; sleep 300"),
@@ -161,7 +117,7 @@ func TestRunTimeoutKillsProcessGroup(t *testing.T) {
 	if !res.TimedOut || res.Success() || !strings.Contains(res.Output, "started") {
 		t.Errorf("result %+v, want a timeout with the output so far", res)
 	}
-	waitGone(t, "after the timeout", readPids(t, pidFile, 2)...)
+	spawntest.WaitGone(t, "after the timeout", spawntest.ReadPids(t, pidFile, 2)...)
 }
 
 func TestRunLeftovers(t *testing.T) {
@@ -173,12 +129,12 @@ func TestRunLeftovers(t *testing.T) {
 			if !res.Success() || !strings.Contains(res.Output, "done") {
 				t.Errorf("result %+v, want success", res)
 			}
-			pid := readPids(t, pidFile, 1)[0]
+			pid := spawntest.ReadPids(t, pidFile, 1)[0]
 			if kill {
-				waitGone(t, "leftover", pid)
+				spawntest.WaitGone(t, "leftover", pid)
 				return
 			}
-			if !alive(pid) {
+			if !spawntest.Alive(pid) {
 				t.Errorf("leftover %d killed without KillLeftovers", pid)
 			}
 			_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -196,13 +152,13 @@ func TestProgramDiesWithParent(t *testing.T) {
 	if err := helper.Start(); err != nil {
 		t.Fatal(err)
 	}
-	pid := readPids(t, pidFile, 1)[0]
-	if !alive(pid) {
+	pid := spawntest.ReadPids(t, pidFile, 1)[0]
+	if !spawntest.Alive(pid) {
 		t.Fatalf("program %d not running", pid)
 	}
 	_ = helper.Process.Kill()
 	_ = helper.Wait()
-	waitGone(t, "after its parent's SIGKILL", pid)
+	spawntest.WaitGone(t, "after its parent's SIGKILL", pid)
 }
 
 // TestRunAsUserWithGroups: a program run as a user has that user's ids and all its groups.

@@ -45,24 +45,21 @@ func secureBase(t *testing.T) string {
 	return base
 }
 
+// mkdir makes a directory, writeFile a script, with the owner and mode given.
 func mkdir(t *testing.T, path string, uid, gid int, mode os.FileMode) string {
 	t.Helper()
-	if err := os.Mkdir(path, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(path, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return own(t, path, os.Mkdir(path, 0o700), uid, gid, mode)
 }
 
 func writeFile(t *testing.T, path string, uid, gid int, mode os.FileMode) string {
 	t.Helper()
-	if err := os.WriteFile(path, []byte("#!/bin/sh\nexit 0\n"), 0o700); err != nil {
-		t.Fatal(err)
+	return own(t, path, os.WriteFile(path, []byte("#!/bin/sh\nexit 0\n"), 0o700), uid, gid, mode)
+}
+
+func own(t *testing.T, path string, made error, uid, gid int, mode os.FileMode) string {
+	t.Helper()
+	if made != nil {
+		t.Fatal(made)
 	}
 	if err := os.Chown(path, uid, gid); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/internal/spawn"
+	"github.com/hapair/hapair/supervisor"
 )
 
 // CheckTimeout bounds `haproxy -c` in Check.
@@ -106,27 +107,23 @@ func (h *hostCheck) haproxy(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	cmd := exec.CommandContext(ctx, prog, "-c", "-f", hp.Config)
-	cmd.Env = spawn.Env(os.Environ())
-	out, err := cmd.CombinedOutput()
-	text := indent(strings.TrimSpace(string(out)))
-	var exit *exec.ExitError
+	verdict, err := supervisor.Validate(ctx, prog, hp.Config)
+	var rejected *supervisor.RejectedError
 	switch {
-	case err == nil:
-	case errors.As(err, &exit) && exit.ExitCode() == 2:
-		h.warn("haproxy.config", "%s -c -f %s: valid, but declares no listener:\n%s", hp.Command, hp.Config, text)
+	case errors.As(err, &rejected):
+		h.add("haproxy.config", "%s -c -f %s refused the configuration (exit status %d):\n%s", hp.Command, hp.Config, rejected.ExitCode, indent(rejected.Output))
 	case ctx.Err() != nil:
 		h.add("haproxy.config", "%s -c -f %s did not finish: %v", hp.Command, hp.Config, ctx.Err())
-	case errors.As(err, &exit):
-		h.add("haproxy.config", "%s -c -f %s refused the configuration (exit status %d):\n%s", hp.Command, hp.Config, exit.ExitCode(), text)
-	default:
+	case err != nil:
 		h.add("haproxy.command", "run %s -c -f %s: %v", hp.Command, hp.Config, err)
+	case verdict.NoListener:
+		h.warn("haproxy.config", "%s -c -f %s: valid, but declares no listener:\n%s", hp.Command, hp.Config, indent(verdict.Output))
 	}
 }
 
 // scripts checks that script checks can be executed (hapair counts a script it cannot execute as
 // a failure, for ever), and warns about notify commands that cannot be, and about commands that
-// script security would refuse. It asks package proc, which runs them, so that check and run
+// script security would refuse. It asks package spawn, which runs them, so that check and run
 // judge alike.
 func (h *hostCheck) scripts() {
 	for i, c := range h.cfg.Checks {

@@ -1,15 +1,14 @@
 package notify
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hapair/hapair/internal/spawn/spawntest"
 )
 
 // helperEnv names the hook that the re-executed test binary runs (see TestMain).
@@ -25,59 +24,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// readPids waits until the hook has written want pids.
-func readPids(t *testing.T, pidFile string, want int) []int {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		data, _ := os.ReadFile(pidFile)
-		fields := strings.Fields(string(data))
-		if len(fields) >= want {
-			var pids []int
-			for _, f := range fields[:want] {
-				pid, err := strconv.Atoi(f)
-				if err != nil {
-					t.Fatalf("pid file %q: %v", data, err)
-				}
-				pids = append(pids, pid)
-			}
-			return pids
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the hook wrote %q to its pid file, want %d pids", data, want)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// alive reports whether pid runs (a zombie waiting for its new parent to reap it is dead).
-func alive(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses.
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
-// waitGone waits a generous while for each pid to end and kills any survivor (so a failing test
-// leaves nothing behind).
-func waitGone(t *testing.T, what string, pids ...int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for _, pid := range pids {
-		for alive(pid) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
-		if alive(pid) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Errorf("%s: the hook's process %d still runs", what, pid)
-		}
-	}
-}
-
 // TestHookDiesWithHapair (issue 9 item 9): a hook still running when hapair is SIGKILLed dies
 // with it (the parent-death signal), rather than running on unowned for its whole timeout.
 func TestHookDiesWithHapair(t *testing.T) {
@@ -90,8 +36,8 @@ func TestHookDiesWithHapair(t *testing.T) {
 	if err := helper.Start(); err != nil {
 		t.Fatal(err)
 	}
-	pids := readPids(t, pidFile, 1)
-	if !alive(pids[0]) {
+	pids := spawntest.ReadPids(t, pidFile, 1)
+	if !spawntest.Alive(pids[0]) {
 		t.Fatalf("the hook %d is not running", pids[0])
 	}
 	if err := helper.Process.Kill(); err != nil {
@@ -100,7 +46,7 @@ func TestHookDiesWithHapair(t *testing.T) {
 	if err := helper.Wait(); err == nil {
 		t.Fatal("the helper exited cleanly, want killed")
 	}
-	waitGone(t, "after hapair's SIGKILL", pids...)
+	spawntest.WaitGone(t, "after hapair's SIGKILL", pids...)
 }
 
 // TestHookGroupKilledAtTimeout (issue 9 item 9): at its timeout the hook's whole process group is
@@ -113,7 +59,7 @@ func TestHookGroupKilledAtTimeout(t *testing.T) {
 	r := New(Hooks{Master: hook}, Options{Timeout: 300 * time.Millisecond}, nil)
 	r.ran = rec.ran
 	r.Notify("VI_1", "MASTER", 100)
-	pids := readPids(t, pidFile, 2)
+	pids := spawntest.ReadPids(t, pidFile, 2)
 	rec.wait(t, 1)
 	rec.mu.Lock()
 	err := rec.errs[0]
@@ -121,5 +67,5 @@ func TestHookGroupKilledAtTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Errorf("hook error = %v, want a timeout", err)
 	}
-	waitGone(t, "after the timeout", pids...)
+	spawntest.WaitGone(t, "after the timeout", pids...)
 }

@@ -131,7 +131,10 @@ func TestScriptSecurity(t *testing.T) {
 	}
 }
 
-func TestRunsAsConfiguredUser(t *testing.T) {
+// runAs runs a MASTER hook as user that runs command with its output to a file, and returns
+// what the hook wrote.
+func runAs(t *testing.T, user, command string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("switching users needs root")
 	}
@@ -140,13 +143,13 @@ func TestRunsAsConfiguredUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil { // nobody must reach the script and its output
+	if err := os.Chmod(dir, 0o777); err != nil { // the user must reach the script and its output
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "who")
-	p := script(t, dir, "who.sh", "id -un > "+out)
+	out := filepath.Join(dir, "out")
+	p := script(t, dir, "hook.sh", command+" > "+out)
 	rec := &recorder{done: make(chan struct{}, 2)}
-	r := New(Hooks{Master: p}, Options{User: "nobody"}, nil)
+	r := New(Hooks{Master: p}, Options{User: user}, nil)
 	r.ran = rec.ran
 	r.Notify("VI_LOGS", "MASTER", 110)
 	rec.wait(t, 1)
@@ -154,7 +157,11 @@ func TestRunsAsConfiguredUser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("hook did not run: %v (hook error %v)", err, rec.errs[0])
 	}
-	if got := strings.TrimSpace(string(data)); got != "nobody" {
+	return strings.TrimSpace(string(data))
+}
+
+func TestRunsAsConfiguredUser(t *testing.T) {
+	if got := runAs(t, "nobody", "id -un"); got != "nobody" {
 		t.Fatalf("hook ran as %q, want nobody", got)
 	}
 }
@@ -162,9 +169,6 @@ func TestRunsAsConfiguredUser(t *testing.T) {
 // TestRunsWithTheUsersGroups: a hook run as a user has all the user's groups (it used to run with
 // none). Debian's frr user is in frrvty.
 func TestRunsWithTheUsersGroups(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("switching users needs root")
-	}
 	u, err := user.Lookup("frr")
 	if err != nil {
 		t.Skip("no frr user (apt-get install frr)")
@@ -173,26 +177,7 @@ func TestRunsWithTheUsersGroups(t *testing.T) {
 	if err != nil || len(want) < 2 {
 		t.Skipf("frr has groups %q (%v), want a supplementary one", want, err)
 	}
-	dir, err := os.MkdirTemp("", "hapair-notify-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil { // frr must reach the script and its output
-		t.Fatal(err)
-	}
-	out := filepath.Join(dir, "groups")
-	p := script(t, dir, "groups.sh", "id -G > "+out)
-	rec := &recorder{done: make(chan struct{}, 2)}
-	r := New(Hooks{Master: p}, Options{User: "frr"}, nil)
-	r.ran = rec.ran
-	r.Notify("VI_LOGS", "MASTER", 110)
-	rec.wait(t, 1)
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatalf("hook did not run: %v (hook error %v)", err, rec.errs[0])
-	}
-	got := strings.Fields(string(data))
+	got := strings.Fields(runAs(t, "frr", "id -G"))
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
