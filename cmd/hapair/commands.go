@@ -68,11 +68,27 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	defer lock.Release()
 	defer handleAbort(log, cfg.RuntimeDir)()
-	log.Info(fmt.Sprintf("Starting hapair %s (router_id %s)", version, cfg.RouterID))
+	exe, err := selfPath()
+	if err != nil {
+		log.Warn(fmt.Sprintf("%v: in-place upgrades (SIGUSR2) will not work", err))
+	}
+	from := upgradedFrom()
+	if from != "" {
+		log.Info(fmt.Sprintf("Starting hapair %s in place of %s (router_id %s, pid %d)", version, from, cfg.RouterID, os.Getpid()))
+	} else {
+		log.Info(fmt.Sprintf("Starting hapair %s (router_id %s)", version, cfg.RouterID))
+	}
 	d, err := newDaemon(cfg, log)
 	if err != nil {
 		log.Error(err.Error())
 		return 1
+	}
+	up := newUpgrader(exe, *path, cfg.RuntimeDir, log)
+	if from != "" {
+		d.onSettled = func() {
+			log.Info(fmt.Sprintf("Upgrade from %s complete: every instance resumed or started", from))
+			up.writeStatus(fmt.Sprintf("ok: hapair %s in place of %s, pid %d", version, from, os.Getpid()))
+		}
 	}
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -90,11 +106,17 @@ func cmdRun(args []string, stderr io.Writer) int {
 	reloads := newReloader(d.reloads, func(ctx context.Context) (supervisor.ReloadResult, error) { return d.reload(ctx, *path) })
 	go reloads.run(ctx)
 	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(signals)
 	go dispatchSignals(signals, signalActions{
 		reload: reloads.request,
 		dump:   d.dump,
+		upgrade: func() {
+			up.request(func() {
+				d.beginHandover()
+				stop()
+			})
+		},
 		stop: func(sig os.Signal) {
 			log.Info(fmt.Sprintf("Received %s, stopping", sig))
 			_ = sdNotify("STOPPING=1")
@@ -107,6 +129,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = srv.Shutdown(shutdownCtx)
 		cancel()
+	}
+	if errors.Is(err, errHandover) {
+		err = up.exec(lock) // returns only on failure: then exit, and the next start resumes
+		log.Error(fmt.Sprintf("Upgrade failed: %v", err))
+		return 1
 	}
 	if err != nil {
 		log.Error(err.Error())

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hapair/hapair/checks"
@@ -46,6 +47,11 @@ type daemon struct {
 	links        *checks.Links // the links instances track (their own, track_interface)
 	checksCancel context.CancelFunc
 	checksDone   chan struct{}
+
+	// onSettled, when set, runs once every instance has settled (after an upgrade: report it).
+	onSettled func()
+	// handingOver: serve ends for an in-place upgrade (beginHandover), not a stop.
+	handingOver atomic.Bool
 
 	// haproxyStarted is closed at HAProxy's first up or down event (or after haproxyStartWait):
 	// the periodic checks' start gate. nil without a haproxy section.
@@ -301,7 +307,11 @@ func (d *daemon) updatePriorities(up map[string]bool) {
 // first the VIPs go (priority-0 adverts), then HAProxy.
 func (d *daemon) serve(ctx context.Context) error {
 	supCtx, stopSup := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSup()
+	defer func() {
+		if !d.handingOver.Load() { // an upgrade leaves HAProxy running for the next image
+			stopSup()
+		}
+	}()
 	vrrpCtx, stopVRRP := context.WithCancel(ctx)
 	defer stopVRRP()
 
@@ -341,6 +351,14 @@ func (d *daemon) serve(ctx context.Context) error {
 	go d.notifySystemd(vrrpCtx)
 
 	<-ctx.Done()
+	if d.handingOver.Load() {
+		// An in-place upgrade: each instance sent its last advert and kept its VIPs; HAProxy
+		// stays running, a child of this process across the execve.
+		wg.Wait()
+		d.closeInstances()
+		d.stopChecks()
+		return errHandover
+	}
 	d.withdrawBGP() // meanwhile the instances release their VIPs
 	wg.Wait()       // every instance has sent priority 0 and detached its VIPs
 	d.closeInstances()
@@ -352,6 +370,15 @@ func (d *daemon) serve(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// beginHandover makes serve, once its context ends, hand every instance over to the next image
+// (vrrp/instance HandOver) and leave HAProxy running, instead of stopping.
+func (d *daemon) beginHandover() {
+	d.handingOver.Store(true)
+	for _, vi := range d.instances {
+		vi.run.HandOver()
+	}
 }
 
 // haproxyStartWait bounds how long the periodic checks wait for HAProxy's first up or down event
@@ -507,6 +534,9 @@ func (d *daemon) notifySystemd(ctx context.Context) {
 	}
 	if err := sdNotify("READY=1\nSTATUS=VRRP instances settled"); err != nil {
 		d.log.Warn(fmt.Sprintf("systemd notify: %v", err))
+	}
+	if d.onSettled != nil {
+		d.onSettled()
 	}
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()

@@ -57,6 +57,7 @@ type daemonHost struct {
 	node    labNode
 	cfgPath string
 	proc    *lab.Proc
+	bin     string // the hapair binary to run; hapairBin when empty
 }
 
 // startDaemon writes the node's configuration and starts `hapair run` in the host.
@@ -84,8 +85,12 @@ func startDaemon(t testing.TB, h *lab.Host, n labNode) *daemonHost {
 
 func (d *daemonHost) start() {
 	d.t.Helper()
+	bin := hapairBin
+	if d.bin != "" {
+		bin = d.bin
+	}
 	p, err := d.host.StartWith(context.Background(), lab.ProcOptions{LogPath: filepath.Join(d.host.Dir(), "hapair.log")},
-		hapairBin, "run", "--config", d.cfgPath)
+		bin, "run", "--config", d.cfgPath)
 	if err != nil {
 		d.t.Fatalf("start hapair on %s: %v", d.host.Name, err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -167,5 +168,173 @@ func TestCrashWithoutOutage(t *testing.T) {
 	}
 	if strings.Contains(out, "Entering BACKUP STATE") {
 		t.Errorf("restarted hapair passed through BACKUP:\n%s", out)
+	}
+}
+
+// copyFile copies src to dst with mode.
+func copyFile(t testing.TB, src, dst string, mode os.FileMode) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceBinary puts src at path the way a package upgrade does: written beside it, renamed over
+// it, so the running process's file is deleted.
+func replaceBinary(t testing.TB, src, path string) {
+	t.Helper()
+	tmp := path + ".dpkg-new"
+	copyFile(t, src, tmp, 0o755)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ppidOf(t testing.TB, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	ppid, _ := strconv.Atoi(fields[1])
+	return ppid
+}
+
+// TestUpgradeInPlace: SIGUSR2 (through `hapair upgrade`) after a new binary was moved over the
+// running one re-executes it in place: same pid, HAProxy's master unchanged and still hapair's
+// child, the VIP never moves, the BACKUP never becomes MASTER, the client sees no failure, and
+// the MASTER's adverts pause for less than one advert interval. A new binary that refuses to
+// run leaves the old process running. Before, an upgrade was a restart: the VIP moved away and
+// back.
+func TestUpgradeInPlace(t *testing.T) {
+	dir := t.TempDir()
+	v2 := filepath.Join(dir, "hapair-v2")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v2-test", "-o", v2, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build v2: %v\n%s", err, out)
+	}
+	installed := filepath.Join(dir, "sbin", "hapair")
+	if err := os.MkdirAll(filepath.Dir(installed), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, hapairBin, installed, 0o755)
+	p := startHAProxyPair(t, seedNode)
+	// lb1 was started from hapairBin by startHAProxyPair; restart it from the installed copy.
+	p.d1.terminate()
+	p.d1.bin = installed
+	p.d1.start()
+	p.d1.waitState(0, "MASTER", 15*time.Second)
+	waitVIP(t, 10*time.Second, p.lb1, p.lb1, p.lb2)
+	time.Sleep(time.Second)
+	pid := p.d1.proc.PID()
+	haproxyBefore := haproxyPIDFile(t, p.d1)
+
+	p.client.Stop()
+	c, err := p.cli.StartClientWith(context.Background(), lab.ClientOptions{URL: "http://" + vip.String() + "/", Every: 20 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	from2 := p.d2.lines()
+	vipMoved := make(chan string, 1)
+	stopWatch := make(chan struct{})
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			if holders := vipHolders(t, p.lb1, p.lb2); len(holders) != 1 || holders[0] != "lb1" {
+				select {
+				case vipMoved <- strings.Join(holders, ","):
+				default:
+				}
+			}
+		}
+	}()
+
+	// A broken new binary: the upgrade is refused, the old image keeps running.
+	bad := filepath.Join(dir, "bad")
+	if err := os.WriteFile(bad, []byte("#!/bin/sh\necho 'cannot run here' >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	replaceBinary(t, bad, installed)
+	up := exec.Command(hapairBin, "upgrade", "--config", p.d1.cfgPath, "--timeout", "30s")
+	out, err := up.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refused") || !strings.Contains(string(out), "cannot run here") {
+		t.Errorf("hapair upgrade with a broken binary: %v\n%s", err, out)
+	}
+	if p.d1.proc.Exited() || p.d1.proc.PID() != pid {
+		t.Fatal("the old hapair did not survive a refused upgrade")
+	}
+
+	// The real new binary.
+	replaceBinary(t, v2, installed)
+	up = exec.Command(hapairBin, "upgrade", "--config", p.d1.cfgPath, "--timeout", "30s")
+	out, err = up.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "upgraded in place") {
+		t.Fatalf("hapair upgrade: %v\n%s\n%s", err, out, p.d1.proc.Output())
+	}
+	t.Logf("hapair upgrade: %s", strings.TrimSpace(string(out)))
+	time.Sleep(seedMasterDown) // the BACKUP's Master_Down_Interval passes
+	close(stopWatch)
+	<-watchDone
+	st := c.Stop()
+	t.Logf("upgrade in place: client %s", st)
+
+	select {
+	case h := <-vipMoved:
+		t.Errorf("VIP held by [%s] during the upgrade, want lb1 alone", h)
+	default:
+	}
+	if st.Failed != 0 {
+		t.Errorf("%d failed requests through the upgrade, want 0 (windows %+v)", st.Failed, st.Windows)
+	}
+	if p.d1.proc.Exited() || p.d1.proc.PID() != pid {
+		t.Errorf("hapair's pid changed or it exited (was %d)", pid)
+	}
+	if got := haproxyPIDFile(t, p.d1); got != haproxyBefore {
+		t.Errorf("HAProxy master pid %d after the upgrade, want %d kept", got, haproxyBefore)
+	}
+	if pp := ppidOf(t, haproxyBefore); pp != pid {
+		t.Errorf("HAProxy master's parent is %d, want hapair (%d)", pp, pid)
+	}
+	for _, l := range p.d2.proc.Lines()[from2:] {
+		if strings.Contains(l.Text, "Entering MASTER STATE") {
+			t.Errorf("the BACKUP entered MASTER during the upgrade: %s", l.Text)
+		}
+	}
+	var handedOver, resumed time.Time
+	for _, l := range p.d1.proc.Lines() {
+		switch {
+		case strings.Contains(l.Text, "Handing over in MASTER STATE"):
+			handedOver = l.At
+		case strings.Contains(l.Text, "reason=resume") && !handedOver.IsZero():
+			resumed = l.At
+		}
+	}
+	out1 := p.d1.proc.Output()
+	if handedOver.IsZero() || resumed.IsZero() || !strings.Contains(out1, "Starting hapair v2-test in place of dev") ||
+		!strings.Contains(out1, "Adopted the running HAProxy master") {
+		t.Fatalf("the log does not show the hand-over, the new version and the adoption:\n%s", out1)
+	}
+	gap := resumed.Sub(handedOver)
+	t.Logf("adverts paused %s (last advert of the old image to the resume advert of the new one)", gap.Round(time.Millisecond))
+	if gap >= time.Second {
+		t.Errorf("adverts paused %s, want less than one advert interval (1s)", gap)
+	}
+
+	// The new image stops its adopted HAProxy (its child still) on a stop.
+	p.d1.terminate()
+	if _, err := os.Stat("/proc/" + strconv.Itoa(haproxyBefore)); err == nil {
+		t.Errorf("HAProxy master %d still runs after the upgraded hapair stopped", haproxyBefore)
 	}
 }

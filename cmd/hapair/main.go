@@ -24,6 +24,7 @@ Usage:
   hapair check   [--config FILE]           validate like keepalived -t (also runs haproxy -c)
   hapair status  [--json] [--config FILE]  ask the running daemon for its state
   hapair reload  [--config FILE]           reload the running daemon (SIGHUP) and wait for the outcome
+  hapair upgrade [--config FILE]           re-execute the binary on disk in place (SIGUSR2) and wait for the outcome
   hapair convert FILE                      print a keepalived.conf as hapair YAML
   hapair demo    [flags]                   run the failover scenario in a lab of network namespaces (--bgp: the BGP scale-out one)
   hapair version                           print version information
@@ -45,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(rest, stderr)
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
+	case "upgrade":
+		return cmdUpgrade(rest, stdout, stderr)
 	case "status":
 		return cmdStatus(rest, stdout, stderr)
 	case "reload":

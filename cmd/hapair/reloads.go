@@ -80,8 +80,9 @@ func (l *reloadLog) status() *status.ConfigStatus {
 // signalActions are what `hapair run` does on each signal.
 type signalActions struct {
 	reload func()          // SIGHUP: must not block (it only queues a reload)
-	dump   func()          // SIGUSR1
-	stop   func(os.Signal) // SIGTERM, SIGINT
+	dump    func()          // SIGUSR1
+	upgrade func()          // SIGUSR2: must not block
+	stop    func(os.Signal) // SIGTERM, SIGINT
 }
 
 // dispatchSignals acts on each signal as it comes, until signals is closed. Nothing here waits
@@ -94,6 +95,10 @@ func dispatchSignals(signals <-chan os.Signal, a signalActions) {
 			a.reload()
 		case syscall.SIGUSR1:
 			a.dump()
+		case syscall.SIGUSR2:
+			if a.upgrade != nil {
+				a.upgrade()
+			}
 		default:
 			a.stop(sig)
 		}
