@@ -79,7 +79,7 @@ func (l *reloadLog) status() *status.ConfigStatus {
 
 // signalActions are what `hapair run` does on each signal.
 type signalActions struct {
-	reload func()          // SIGHUP: must not block (it only queues a reload)
+	reload  func()          // SIGHUP: must not block (it only queues a reload)
 	dump    func()          // SIGUSR1
 	upgrade func()          // SIGUSR2: must not block
 	stop    func(os.Signal) // SIGTERM, SIGINT
