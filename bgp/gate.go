@@ -42,7 +42,7 @@ type Route struct {
 
 // CheckState is one check's tracked status as the Gate needs it.
 type CheckState struct {
-	Up      bool
+	Up bool
 	// Pending: no first result yet. A route gated by it is not announced yet; one announced
 	// already stays (a reload that changes the checks starts them afresh).
 	Pending bool

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/hapair/hapair/bgp"
@@ -28,6 +29,7 @@ type bgpSpeaker struct {
 	log     *slog.Logger
 	metrics *metrics.BGPMetrics
 
+	mu       sync.Mutex  // guards cfg against status() during a reload
 	cfg      *config.BGP // as started; reload replaces peers, routes and drain time
 	routerID netip.Addr
 	server   *bgp.Server
@@ -217,11 +219,15 @@ func (b *bgpSpeaker) reload(ctx context.Context, next *config.BGP) {
 			b.metrics.RemovePrefix(a.Prefix)
 		}
 	}
+	b.mu.Lock()
 	b.cfg = next
+	b.mu.Unlock()
 }
 
 func (b *bgpSpeaker) status() *status.BGPStatus {
+	b.mu.Lock()
 	st := &status.BGPStatus{LocalASN: b.cfg.LocalASN, RouterID: b.routerID.String()}
+	b.mu.Unlock()
 	if b.server != nil {
 		for _, p := range b.server.Peers() {
 			st.Peers = append(st.Peers, status.BGPPeerStatus{

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -78,6 +79,11 @@ func startBGPLab(t *testing.T) *bgpLab {
 		b.nodes = append(b.nodes, d)
 	}
 	b.waitNexthops(t, 30*time.Second, b.nodes...)
+	for _, d := range b.nodes {
+		if has, err := d.host.HasAddrOn("lo", anycastPrefix.Addr()); err != nil || !has {
+			t.Fatalf("%s: %s not on lo while hapair runs (err %v)", d.host.Name, anycastPrefix.Addr(), err)
+		}
+	}
 	if out, err := b.router.Run(context.Background(), "ip", "-d", "nexthop", "show"); err == nil {
 		t.Logf("router's nexthop objects (zebra's group type decides what an ECMP change does to open flows):\n%s", out)
 	}
@@ -221,7 +227,7 @@ func TestBGPAnycastWithFRR(t *testing.T) {
 		t.Errorf("n2 left the router's route (%s) only at the withdrawal (%s): GRACEFUL_SHUTDOWN had no effect",
 			left.Format(time.StampMicro), withdrawn.Format(time.StampMicro))
 	}
-	if has, err := n2.host.HasAddr(anycastPrefix.Addr()); err != nil || has {
+	if has, err := n2.host.HasAddrOn("lo", anycastPrefix.Addr()); err != nil || has {
 		t.Errorf("n2 still has %s after its stop (err %v)", anycastPrefix.Addr(), err)
 	}
 
@@ -266,4 +272,68 @@ func metricLine(exposition, name string) string {
 		}
 	}
 	return name + " (absent)"
+}
+
+// TestBGPReloadWithFRR: SIGHUP adds a prefix (announced, put on lo) and removes it again
+// (withdrawn, taken off lo), and the session to the router stays up throughout.
+func TestBGPReloadWithFRR(t *testing.T) {
+	b := startBGPLab(t)
+	n1 := b.nodes[0]
+	extra := netip.MustParsePrefix("10.77.9.11/32")
+	orig, err := os.ReadFile(n1.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload := func(cfg string) {
+		t.Helper()
+		if err := os.WriteFile(n1.cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		from := n1.lines()
+		if err := n1.proc.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := n1.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`Configuration reloaded|Reload refused|Reload failed`)); err != nil {
+			t.Fatalf("no reload outcome: %v\n%s", err, n1.proc.Output())
+		}
+		if out := n1.proc.Output(); strings.Contains(out, "Reload refused") || strings.Contains(out, "Reload failed") {
+			t.Fatalf("reload not applied:\n%s", out)
+		}
+	}
+	routeTo := func(p netip.Prefix) []netip.Addr {
+		gws, err := b.router.Nexthops(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gws
+	}
+	waitRoute := func(p netip.Prefix, want int) {
+		t.Helper()
+		if err := lab.WaitFor(context.Background(), 10*time.Second, func() (bool, error) { return len(routeTo(p)) == want, nil }); err != nil {
+			t.Fatalf("route to %s: %v, want %d nexthops: %v", p, routeTo(p), want, err)
+		}
+	}
+
+	added := strings.Replace(string(orig), "  announce:\n", "  announce:\n    - {prefix: "+extra.String()+", checks: [haproxy]}\n", 1)
+	reload(added)
+	waitRoute(extra, 1)
+	if gws := routeTo(extra); gws[0] != n1.host.IP() {
+		t.Errorf("route to %s via %v, want n1", extra, gws)
+	}
+	if has, err := n1.host.HasAddrOn("lo", extra.Addr()); err != nil || !has {
+		t.Errorf("%s not on n1 after the reload that added it (err %v)", extra.Addr(), err)
+	}
+	reload(string(orig))
+	waitRoute(extra, 0)
+	if has, err := n1.host.HasAddrOn("lo", extra.Addr()); err != nil || has {
+		t.Errorf("%s still on n1 after the reload that removed it (err %v)", extra.Addr(), err)
+	}
+	if got := b.nexthops(t); len(got) != 3 {
+		t.Errorf("the other prefix's route changed across the reloads: %v", got)
+	}
+	if strings.Contains(n1.proc.Output(), "Leaving ESTABLISHED") {
+		t.Errorf("the BGP session dropped during a reload that changed only prefixes:\n%s", n1.proc.Output())
+	}
 }

@@ -170,6 +170,32 @@ func (h *Host) HasAddr(ip netip.Addr) (bool, error) {
 	return false, nil
 }
 
+// HasAddrOn reports whether ip is one of the addresses of the host's interface ifname (such as
+// "lo", where an anycast node puts its service address).
+func (h *Host) HasAddrOn(ifname string, ip netip.Addr) (bool, error) {
+	var found bool
+	err := h.netlinkDo(func(nl *netlink.Handle) error {
+		link, err := nl.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		addrs, err := nl.AddrList(link, netlink.FAMILY_ALL)
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			if p, ok := prefixOf(a.IPNet); ok && p.Addr() == ip {
+				found = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("%s: addresses of %s: %w", h.Name, ifname, err)
+	}
+	return found, nil
+}
+
 // AddAddr adds another address to eth0 (IPv6 without duplicate address
 // detection, so it is usable at once).
 func (h *Host) AddAddr(p netip.Prefix) error {
