@@ -45,19 +45,19 @@ func (s *Supervisor) findMaster(ctx context.Context) (*child, error) {
 		if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("remove stale master socket: %w", err)
 		}
-		s.log.Info(fmt.Sprintf("Removed stale HAProxy master socket %s", sock))
+		s.log.Info("Removed stale HAProxy master socket", "socket", sock)
 		return nil, nil
 	}
 	why := s.notOurs(p.master)
 	if why == "" {
 		c, err := adopt(p.master, s.now)
 		if err == nil {
-			s.log.Info(fmt.Sprintf("Adopted the running HAProxy master (pid %d, %d worker(s), %d reload(s))", p.master, len(p.workers), p.reloads))
+			s.log.Info("Adopted the running HAProxy master", "pid", p.master, "workers", len(p.workers), "reloads", p.reloads)
 			return c, nil
 		}
 		why = err.Error()
 	}
-	s.log.Warn(fmt.Sprintf("HAProxy master (pid %d) answers on %s but is not the one to adopt (%s): stopping it", p.master, sock, why))
+	s.log.Warn("HAProxy master answers on the socket but is not the one to adopt: stopping it", "pid", p.master, "socket", sock, "reason", why)
 	if err := stopStranger(p.master); err != nil {
 		return nil, fmt.Errorf("haproxy master socket %s is in use by a master (pid %d) that is not ours (%s) and would not stop: %w", sock, p.master, why, err)
 	}
@@ -174,7 +174,7 @@ func reapIfChild(fd int) {
 // writePIDFile records the master this supervisor started.
 func (s *Supervisor) writePIDFile(pid int) {
 	if err := os.WriteFile(s.pidFilePath(), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
-		s.log.Warn(fmt.Sprintf("HAProxy pid file: %v (a hapair restarted after a crash will not adopt this master)", err))
+		s.log.Warn("HAProxy pid file not written: a hapair restarted after a crash will not adopt this master", "err", err)
 	}
 }
 

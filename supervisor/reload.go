@@ -90,12 +90,12 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	switch {
 	case err != nil:
 		s.reloaded(ReloadRefused, err)
-		s.log.Error(fmt.Sprintf("HAProxy reload refused, the running HAProxy keeps serving: %v", err))
+		s.log.Error("HAProxy reload refused, the running HAProxy keeps serving", "err", err)
 		return refusedError{err}
 	case verdict.NoListener:
-		s.log.Warn("haproxy -c: " + verdict.Output)
+		s.log.Warn("haproxy -c: valid, but no listener", "output", verdict.Output)
 	case verdict.Output != "":
-		s.log.Info("haproxy -c: " + verdict.Output)
+		s.log.Info("haproxy -c", "output", verdict.Output)
 	}
 	c := s.current()
 	if c == nil {
@@ -107,7 +107,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	fail := func(err error) error {
 		err = fmt.Errorf("haproxy reload: %w", err)
 		s.reloaded(ReloadFailed, err)
-		s.log.Error(err.Error())
+		s.log.Error("HAProxy reload failed, the old workers keep serving", "err", err)
 		return err
 	}
 
@@ -128,7 +128,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	if err := c.proc.Signal(syscall.SIGUSR2); err != nil {
 		return fail(fmt.Errorf("signal master %d: %w", c.pid, err))
 	}
-	s.log.Info(fmt.Sprintf("Reloading HAProxy (master %d)", c.pid))
+	s.log.Info("Reloading HAProxy", "master", c.pid)
 	var lastErr error
 	for {
 		if !sleepCtx(ctx, c.done, pollInterval) {
@@ -145,7 +145,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 		}
 		if w := after.newWorker(before); w != 0 {
 			s.reloaded(ReloadOK, nil)
-			s.log.Info(fmt.Sprintf("HAProxy reloaded: new worker %d (%s)", w, s.now().Sub(began).Round(time.Millisecond)))
+			s.log.Info("HAProxy reloaded", "worker", w, "took", s.now().Sub(began).Round(time.Millisecond))
 			return nil
 		}
 	}

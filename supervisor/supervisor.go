@@ -256,7 +256,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.mu.Lock()
 		s.status.Backoff, s.status.Failures = wait, bo.failures
 		s.mu.Unlock()
-		s.log.Warn(fmt.Sprintf("Restarting HAProxy in %s", wait.Round(time.Millisecond)), "failures", bo.failures)
+		s.log.Warn("Restarting HAProxy", "in", wait.Round(time.Millisecond), "failures", bo.failures)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -324,7 +324,7 @@ func (s *Supervisor) runOnce(ctx context.Context, adopted *child) (ran time.Dura
 			s.down(nil, -1, fmt.Sprintf("cannot start: %v", err), s.now())
 			return 0, false
 		}
-		s.log.Info(fmt.Sprintf("Started HAProxy master (pid %d)", c.pid))
+		s.log.Info("Started HAProxy master", "pid", c.pid)
 	}
 
 	readyCtx, cancelReady := context.WithCancel(ctx)
@@ -411,12 +411,12 @@ func (s *Supervisor) announceReady(ctx context.Context, c *child) {
 				return
 			}
 			s.rep.HAProxyUp(true)
-			s.log.Info(fmt.Sprintf("HAProxy is up (master %d, worker %d)", c.pid, p.workers[0].pid))
+			s.log.Info("HAProxy is up", "master", c.pid, "worker", p.workers[0].pid)
 			s.emit(Event{Up: true, PID: c.pid, Reason: "worker running", At: s.now()})
 			return
 		}
 		if interval == pollInterval && s.now().After(warnAt) {
-			s.log.Warn(fmt.Sprintf("HAProxy master %d shows no worker after %s", c.pid, readyTimeout), "err", err)
+			s.log.Warn("HAProxy master shows no worker yet", "master", c.pid, "after", readyTimeout, "err", err)
 			interval = time.Second
 		}
 		t := time.NewTimer(interval)
@@ -450,9 +450,9 @@ func (s *Supervisor) down(c *child, status int, reason string, at time.Time) {
 	s.rep.HAProxyUp(false)
 	if c != nil {
 		s.rep.HAProxyExit(status)
-		s.log.Error(fmt.Sprintf("HAProxy master (pid %d) %s", pid, reason))
+		s.log.Error("HAProxy master exited", "pid", pid, "how", reason)
 	} else {
-		s.log.Error(fmt.Sprintf("Starting HAProxy: %s", strings.TrimPrefix(reason, "cannot start: ")))
+		s.log.Error("Starting HAProxy failed", "err", strings.TrimPrefix(reason, "cannot start: "))
 	}
 	s.emit(Event{Up: false, PID: pid, ExitStatus: status, Reason: reason, At: at})
 }
@@ -466,7 +466,7 @@ func (s *Supervisor) emit(ev Event) {
 		}
 		select { // full: drop the oldest so the newest state always gets through
 		case old := <-s.events:
-			s.log.Warn(fmt.Sprintf("HAProxy event dropped, nobody read it: up=%t", old.Up))
+			s.log.Warn("HAProxy event dropped, nobody read it", "up", old.Up)
 		default:
 		}
 	}
@@ -476,10 +476,10 @@ func (s *Supervisor) emit(ev Event) {
 // the grace period, SIGKILL to the whole process group last. Signals go through the os.Process
 // (a pidfd), so none can reach another process that reused the pid.
 func (s *Supervisor) stop(c *child) {
-	s.log.Info(fmt.Sprintf("Stopping HAProxy (soft stop, pid %d)", c.pid))
+	s.log.Info("Stopping HAProxy (soft stop)", "pid", c.pid)
 	_ = c.proc.Signal(syscall.SIGUSR1)
 	if !waitFor(c.done, s.cfg.StopGrace) {
-		s.log.Warn(fmt.Sprintf("HAProxy did not stop within %s, sending SIGTERM", s.cfg.StopGrace))
+		s.log.Warn("HAProxy did not stop in time, sending SIGTERM", "stop_grace", s.cfg.StopGrace)
 		_ = c.proc.Signal(syscall.SIGTERM)
 		if !waitFor(c.done, killGrace) {
 			s.log.Warn("HAProxy ignored SIGTERM, killing its process group")
@@ -495,16 +495,16 @@ func (s *Supervisor) stop(c *child) {
 	reason := "stopped"
 	switch status {
 	case 0, 143, 139:
-		s.log.Info(fmt.Sprintf("HAProxy stopped (%s)", c.describeExit()))
+		s.log.Info("HAProxy stopped", "how", c.describeExit())
 	case -1:
 		if c.adopted {
-			s.log.Info(fmt.Sprintf("HAProxy stopped (%s)", c.describeExit()))
+			s.log.Info("HAProxy stopped", "how", c.describeExit())
 			break
 		}
 		fallthrough
 	default:
 		reason = "stopped: " + c.describeExit()
-		s.log.Warn(fmt.Sprintf("HAProxy stopped: %s", c.describeExit()))
+		s.log.Warn("HAProxy stopped", "how", c.describeExit())
 	}
 	s.mu.Lock()
 	s.status.Up, s.status.PID, s.child = false, 0, nil
