@@ -100,6 +100,8 @@ type Metrics struct {
 	addrMismatch     *prometheus.CounterVec
 	vipErrors        *prometheus.CounterVec
 
+	drained prometheus.Gauge
+
 	haproxyUp       prometheus.Gauge
 	haproxyRestarts prometheus.Counter
 	haproxyReloads  *prometheus.CounterVec
@@ -190,6 +192,10 @@ func New(b BuildInfo) *Metrics {
 			Help: "Errors attaching or detaching the instance's virtual IPs.",
 		}, []string{"instance", "op"}),
 
+		drained: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hapair_drained",
+			Help: "1 while the node is drained (hapair drain): it hands its VIPs to its peers and serves only as the last resort.",
+		}),
 		haproxyUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hapair_haproxy_up",
 			Help: "1 while the HAProxy child runs and answers, else 0.",
@@ -258,6 +264,7 @@ func New(b BuildInfo) *Metrics {
 		m.vrrpState, m.transitions, m.priority, m.takeover, m.lastTakeover, m.release,
 		m.advertsSent, m.advertsReceived, m.prioZeroSent, m.prioZeroReceived,
 		m.dropped, m.otherVRID, m.garpSent, m.addrMismatch, m.vipErrors,
+		m.drained,
 		m.haproxyUp, m.haproxyRestarts, m.haproxyReloads, m.haproxyLastExit,
 		m.checkUp, m.checkResults, m.checkDuration,
 		m.configReloads, m.configLastReloadOK, m.configLastReloadOKTime,
@@ -336,6 +343,9 @@ func (m *Metrics) WithoutHAProxy() {
 		m.reg.Unregister(c)
 	}
 }
+
+// SetDrained sets hapair_drained.
+func (m *Metrics) SetDrained(drained bool) { m.drained.Set(boolValue(drained)) }
 
 // HAProxyUp implements supervisor.Reporter.
 func (m *Metrics) HAProxyUp(up bool) { m.haproxyUp.Set(boolValue(up)) }

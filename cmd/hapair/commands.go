@@ -103,6 +103,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 		log.Info(fmt.Sprintf("Serving /metrics, /status and /healthz on %s", srv.Addr()))
 	}
 
+	control, err := startControl(cfg.RuntimeDir, d, log)
+	if err != nil {
+		log.Error(err.Error())
+		return 1
+	}
+	defer control.close()
+
 	reloads := newReloader(d.reloads, func(ctx context.Context) (supervisor.ReloadResult, error) { return d.reload(ctx, *path) })
 	go reloads.run(ctx)
 	signals := make(chan os.Signal, 4)

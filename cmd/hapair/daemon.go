@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -59,6 +60,9 @@ type daemon struct {
 	haproxyStartedOnce sync.Once
 
 	reloads *reloadLog // SIGHUPs and their outcomes
+
+	drained atomic.Bool // hapair drain in force (drain.go); new instances start drained
+	drainMu sync.Mutex  // one drain or undrain at a time
 }
 
 // vrrpInstance is one running instance with what its priority is computed from.
@@ -81,6 +85,12 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	if cfg.Status.KeepalivedCompat {
 		d.metrics.EnableKeepalivedCompat()
 	}
+	if drainedOnDisk(cfg.RuntimeDir) {
+		d.drained.Store(true)
+		log.Info(fmt.Sprintf("Starting drained (%s): the VIPs are left to the peers until hapair undrain",
+			filepath.Join(cfg.RuntimeDir, drainedFileName)))
+	}
+	d.metrics.SetDrained(d.drained.Load())
 	specs, err := checkSpecs(cfg, log)
 	if err != nil {
 		return nil, err
@@ -219,6 +229,7 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		VIPs: ic.VIPs, Source: source, Destination: dest, Checksum: checksum,
 		AuthType: authType, AuthPass: authPass,
 		GARPRepeat: ic.GARPMasterRepeat, GARPDelay: ic.GARPMasterDelay,
+		Drained: d.drained.Load(),
 	}
 	rec, err := record.Create(cfg.RuntimeDir, ic.Name, ic.VRID, nil)
 	if err != nil {
@@ -360,7 +371,10 @@ func (d *daemon) serve(ctx context.Context) error {
 		return errHandover
 	}
 	d.withdrawBGP() // meanwhile the instances release their VIPs
-	wg.Wait()       // every instance has sent priority 0 and detached its VIPs
+	// Make-before-break: every instance has sent priority 0 and kept its VIPs until the new
+	// MASTER advertised (or LongestMasterDown passed), then detached them. Only now does HAProxy
+	// soft-stop, so that no client is ever sent to a node that no longer serves.
+	wg.Wait()
 	d.closeInstances()
 	d.stopChecks()
 	if d.sup != nil {

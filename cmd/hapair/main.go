@@ -25,6 +25,8 @@ Usage:
   hapair status  [--json] [--config FILE]  ask the running daemon for its state
   hapair reload  [--config FILE]           reload the running daemon (SIGHUP) and wait for the outcome
   hapair upgrade [--config FILE]           re-execute the binary on disk in place (SIGUSR2) and wait for the outcome
+  hapair drain   [--config FILE]           hand the VIPs to the peers for maintenance (HAProxy keeps serving)
+  hapair undrain [--config FILE]           end a drain
   hapair convert FILE                      print a keepalived.conf as hapair YAML
   hapair demo    [flags]                   run the failover scenario in a lab of network namespaces (--bgp: the BGP scale-out one)
   hapair version                           print version information
@@ -50,6 +52,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdUpgrade(rest, stdout, stderr)
 	case "status":
 		return cmdStatus(rest, stdout, stderr)
+	case "drain":
+		return cmdDrain(rest, true, stdout, stderr)
+	case "undrain":
+		return cmdDrain(rest, false, stdout, stderr)
 	case "reload":
 		return cmdReload(rest, stdout, stderr)
 	case "convert":

@@ -19,7 +19,7 @@ func (d *daemon) Status() status.Status {
 	d.mu.Unlock()
 
 	now := time.Now()
-	st := status.Status{RouterID: routerID, Version: version, GeneratedAt: now, PID: os.Getpid()}
+	st := status.Status{RouterID: routerID, Version: version, GeneratedAt: now, PID: os.Getpid(), Drained: d.drained.Load()}
 	if d.reloads != nil {
 		st.Config = d.reloads.status()
 	}

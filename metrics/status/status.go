@@ -31,6 +31,7 @@ type Status struct {
 	Version     string           `json:"version,omitempty"` // hapair's version
 	GeneratedAt time.Time        `json:"generated_at"`
 	PID         int              `json:"pid,omitempty"` // hapair's own pid: `hapair reload` signals it
+	Drained     bool             `json:"drained"`       // `hapair drain` in force: VIPs left to the peers
 	Config      *ConfigStatus    `json:"config,omitempty"`
 	Instances   []InstanceStatus `json:"instances"`
 	HAProxy     HAProxyStatus    `json:"haproxy"`

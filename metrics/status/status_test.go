@@ -79,7 +79,7 @@ func TestStatusJSONShape(t *testing.T) {
 		got  string
 		want string
 	}{
-		{"status", keys(doc), "checks,generated_at,haproxy,instances,router_id,version"},
+		{"status", keys(doc), "checks,drained,generated_at,haproxy,instances,router_id,version"},
 		{"instance", keys(inst), "base_priority,effective_priority,in_state,interface,last_transition,master_address,name,since,state,version,vips,vrid"},
 		{"last_transition", keys(inst["last_transition"]), "at,from,reason,to"},
 		{"haproxy", keys(doc["haproxy"]), "backoff,last_exit,last_reload,pid,restarts,up"},
@@ -324,6 +324,18 @@ func assertNoTemp(t *testing.T, dir, base string) {
 	for _, e := range ents {
 		if strings.HasPrefix(e.Name(), "."+base+".") {
 			t.Errorf("temporary file left: %s", e.Name())
+		}
+	}
+}
+
+func TestWriteTextSaysDrained(t *testing.T) {
+	for _, drained := range []bool{false, true} {
+		var b strings.Builder
+		if err := WriteText(&b, Status{RouterID: "lb1", Drained: drained}); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(b.String(), "This node is drained"); got != drained {
+			t.Errorf("drained %v: text says drained %v:\n%s", drained, got, b.String())
 		}
 	}
 }

@@ -43,6 +43,9 @@ func writeTables(w *bufio.Writer, st Status) {
 		head += " at " + formatTime(st.GeneratedAt)
 	}
 	fmt.Fprintf(w, "%s\n\n", head)
+	if st.Drained {
+		w.WriteString("This node is drained (hapair drain): it leaves the VIPs to its peers and serves only as the last resort; hapair undrain ends it.\n\n")
+	}
 	if c := st.Config; c != nil {
 		fmt.Fprintf(w, "Configuration %s loaded at %s; last reload: %s\n\n",
 			clean(c.File, 0), formatTime(c.LoadedAt), configReloadText(c.LastReload, maxOutput))
