@@ -155,6 +155,31 @@ func TestUnitUnderSystemd(t *testing.T) {
 		c.must("systemctl", "reload", "hapair")
 	})
 
+	t.Run("kill -9 of hapair: restarted, HAProxy and the VIP stay", func(t *testing.T) {
+		c.t = t
+		c.crashAndCheck(true, func(mainPID int) {
+			c.must("kill", "-9", strconv.Itoa(mainPID))
+		})
+	})
+
+	// A hapair frozen past the watchdog (4 s here, 10 s in the unit) has sent no advert for longer
+	// than Master_Down_Interval (3.6 s): its peer has taken the VIP, or would have. Its state
+	// record is too old to resume from, so the VIP goes through a normal election; HAProxy stays.
+	t.Run("watchdog abort: restarted quietly, HAProxy stays, no resume from a stale record", func(t *testing.T) {
+		c.t = t
+		since := c.journalLines()
+		c.crashAndCheck(false, func(mainPID int) {
+			c.must("kill", "-STOP", strconv.Itoa(mainPID))
+		})
+		out := string(c.must("journalctl", "-u", "hapair", "--no-pager", "-o", "cat", "--after-cursor", since))
+		if !strings.Contains(out, "Watchdog timeout") {
+			t.Errorf("no watchdog timeout in the journal:\n%s", out)
+		}
+		if n := len(regexp.MustCompile(`(?m)^goroutine \d+ \[`).FindAllString(out, -1)); n > 0 {
+			t.Errorf("the watchdog abort poured %d goroutine traces into the journal", n)
+		}
+	})
+
 	t.Run("a bad file and restart: no restart loop, starts once fixed", func(t *testing.T) {
 		c.t = t
 		c.write("/etc/hapair/hapair.yaml", strings.Replace(goodYAML, "priority: 110", "priority: 999", 1))
@@ -309,7 +334,9 @@ func (c *container) watchVIP() func() int {
 
 // crashAndCheck makes hapair die without a stop (through crash) and checks that systemd
 // starts it again while HAProxy's master and the VIP stay.
-func (c *container) crashAndCheck(crash func(mainPID int)) {
+// With keepVIP the VIP must never leave the host (a resume as MASTER); without, the new hapair
+// must not resume (its record is older than Master_Down_Interval) and wins the VIP back by election.
+func (c *container) crashAndCheck(keepVIP bool, crash func(mainPID int)) {
 	c.t.Helper()
 	mainPID := c.propInt("MainPID")
 	hp := c.status().HAProxy.PID
@@ -331,9 +358,13 @@ func (c *container) crashAndCheck(crash func(mainPID int)) {
 	if st.HAProxy.PID != hp {
 		c.t.Errorf("HAProxy master pid %d after the restart, want %d (adopted, not restarted)", st.HAProxy.PID, hp)
 	}
-	if lost > 0 {
+	switch {
+	case keepVIP && lost > 0:
 		c.t.Errorf("the VIP was missing in %d polls (10 ms apart) across the restart", lost)
+	case !keepVIP && lost == 0:
+		c.t.Errorf("the VIP never left: hapair resumed MASTER from a record older than Master_Down_Interval")
 	}
+	c.t.Logf("VIP missing in %d polls (10 ms apart) across the restart", lost)
 }
 
 // statusJSON is the part of `hapair status --json` the test reads.
