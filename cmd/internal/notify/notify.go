@@ -72,7 +72,7 @@ func (r *Runner) Notify(name, state string, priority uint8) {
 	select {
 	case r.queue <- job{name: name, state: state, priority: priority}:
 	default:
-		r.log.Warn(fmt.Sprintf("(%s) notify queue full, hooks for %s not run", name, state))
+		r.log.Warn("("+name+") notify queue full, hooks not run", "state", state)
 	}
 }
 
@@ -101,7 +101,7 @@ func (r *Runner) loop() {
 func (r *Runner) run(j job, command string, extra ...string) {
 	err := r.exec(command, extra)
 	if err != nil {
-		r.log.Warn(fmt.Sprintf("(%s) notify script %q for %s: %v", j.name, command, j.state, err))
+		r.log.Warn("("+j.name+") notify script failed", "script", command, "state", j.state, "err", err)
 	}
 	if r.ran != nil {
 		r.ran(command, err)
