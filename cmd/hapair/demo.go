@@ -96,7 +96,7 @@ func (d *demo) flush() {
 var (
 	demoVIP        = netip.MustParseAddr("10.0.0.10")
 	masterLine     = regexp.MustCompile(`\(VI_LOGS\) Entering MASTER STATE`)
-	tookOverLine   = regexp.MustCompile(`took over in (\S+)`)
+	tookOverLine   = regexp.MustCompile(`took over in=(\S+)`)
 	demoLBs        = []demoLB{{"lb1", 11, 110}, {"lb2", 12, 100}}
 	demoClientHost = 50
 )

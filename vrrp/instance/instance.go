@@ -378,7 +378,7 @@ func (in *Instance) Run(ctx context.Context) error {
 	if !in.machine.Resumable(in.now(), prev) {
 		if err := in.vips.RemoveStale(); err != nil {
 			in.rep.VIPError(vrrp.ActDetachVIPs)
-			in.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", in.cfg.Name, err))
+			in.log.Warn(in.msg("Removing stale VIPs failed"), "err", err)
 		}
 	}
 	in.conn.Receive(in.HandlePacket)
@@ -403,8 +403,8 @@ func (in *Instance) Run(ctx context.Context) error {
 				return nil
 			}
 			if in.machine.State() == vrrp.Master {
-				in.log.Info(fmt.Sprintf("(%s) Stopping: keeping the VIPs until a new MASTER advertises (at most %s)",
-					in.cfg.Name, in.machine.LongestMasterDown()))
+				in.log.Info(in.msg("Stopping: keeping the VIPs until a new MASTER advertises"),
+					"at_most", in.machine.LongestMasterDown())
 			}
 			in.apply(in.machine.Resign(in.now()))
 		case r := <-in.received:
@@ -446,7 +446,7 @@ func (in *Instance) handOver() {
 	if in.machine.State() == vrrp.Master {
 		in.sendAdvert(in.machine.Priority())
 	}
-	in.log.Info(fmt.Sprintf("(%s) Handing over in %s STATE to the next image", in.cfg.Name, in.machine.State()))
+	in.log.Info(in.msg("Handing over in " + in.machine.State().String() + " STATE to the next image"))
 }
 
 // previous reads the state record, and whether every VIP is still attached, for Resume.
@@ -461,8 +461,8 @@ func (in *Instance) previous() *vrrp.Previous {
 	missing, err := in.vips.Missing()
 	prev.VIPsAttached = err == nil && len(missing) == 0
 	if !prev.VIPsAttached {
-		in.log.Info(fmt.Sprintf("(%s) Was MASTER %s ago, but VIPs %v are gone: starting as usual", in.cfg.Name,
-			in.now().Sub(prev.LastAdvert).Round(time.Millisecond), missing))
+		in.log.Info(in.msg("Was MASTER, but the VIPs are gone: starting as usual"),
+			"ago", in.now().Sub(prev.LastAdvert).Round(time.Millisecond), "missing", fmt.Sprint(missing))
 	}
 	return prev
 }
@@ -494,7 +494,7 @@ func (in *Instance) handleControl(c controlEvent) {
 			if c.drain.drained {
 				why = "drained"
 			}
-			in.log.Info(fmt.Sprintf("(%s) Changing effective priority from %d to %d (%s)", in.cfg.Name, old, now, why))
+			in.log.Info(in.msg(fmt.Sprintf("Changing effective priority from %d to %d", old, now)), "why", why)
 		}
 		in.mu.Lock()
 		in.status.Drained = in.machine.Drained()
@@ -516,7 +516,7 @@ func (in *Instance) handleControl(c controlEvent) {
 		actions = in.machine.SetPriority(c.at, c.priority)
 		in.rep.SetPriority(in.machine.Priority())
 		if now := in.machine.Priority(); now != old {
-			in.log.Info(fmt.Sprintf("(%s) Changing effective priority from %d to %d", in.cfg.Name, old, now))
+			in.log.Info(in.msg(fmt.Sprintf("Changing effective priority from %d to %d", old, now)))
 		}
 	}
 	in.apply(actions)
@@ -543,7 +543,7 @@ func (in *Instance) applyUpdate(u *Update) {
 	if in.machine.State() == vrrp.Master {
 		if err := in.vips.Attach(); err != nil {
 			in.rep.VIPError(vrrp.ActAttachVIPs)
-			in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
+			in.log.Error(in.msg("Attaching VIPs failed"), "err", err)
 		}
 		in.sendGARP()
 	}
@@ -607,16 +607,16 @@ func (in *Instance) maintainMaster(now time.Time) {
 	in.nextReconcile = now.Add(in.cfg.ReconcileEvery)
 	missing, err := in.vips.Missing()
 	if err != nil {
-		in.log.Warn(fmt.Sprintf("(%s) checking VIPs: %v", in.cfg.Name, err))
+		in.log.Warn(in.msg("Checking VIPs failed"), "err", err)
 		return
 	}
 	if len(missing) == 0 {
 		return
 	}
-	in.log.Warn(fmt.Sprintf("(%s) VIPs %v missing while MASTER, attaching them again", in.cfg.Name, missing))
+	in.log.Warn(in.msg("VIPs missing while MASTER, attaching them again"), "missing", fmt.Sprint(missing))
 	if err := in.vips.Attach(); err != nil {
 		in.rep.VIPError(vrrp.ActAttachVIPs)
-		in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
+		in.log.Error(in.msg("Attaching VIPs failed"), "err", err)
 		return
 	}
 	in.sendGARP()
@@ -645,7 +645,7 @@ func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
 	default:
 		in.rep.Dropped(vrrp.DropOther)
 		if in.log.Enabled(context.Background(), slog.LevelDebug) {
-			in.log.Debug(fmt.Sprintf("(%s) dropped advert from %s: %d adverts already wait for the loop", in.cfg.Name, src, receivedBacklog))
+			in.log.Debug(in.msg("dropped advert: the loop's queue is full"), "from", src, "queued", receivedBacklog)
 		}
 	}
 }
@@ -666,8 +666,8 @@ func (in *Instance) dropped(at time.Time, src netip.Addr, adv *vrrp.Advert, err 
 		// sender and change of its list, whatever the log level.
 		in.rep.Dropped(reason)
 		if in.listNotes.Note(src, "drop", adv.Addrs) {
-			in.log.Warn(fmt.Sprintf("(%s) ignoring adverts from %s: %v (ip address associated with VRID not present in MASTER advert); logged once until its list changes",
-				in.cfg.Name, src, err))
+			in.log.Warn(in.msg("ignoring adverts: ip address associated with VRID not present in MASTER advert (logged once until the sender's list changes)"),
+				"from", src, "err", err)
 		}
 		return
 	case "":
@@ -682,9 +682,9 @@ func (in *Instance) dropped(at time.Time, src netip.Addr, adv *vrrp.Advert, err 
 		return
 	}
 	if missed > 0 {
-		in.log.Debug(fmt.Sprintf("(%s) %d more dropped packets not logged (at most %d lines per %s)", in.cfg.Name, missed, in.dropLog.burst, in.dropLog.period))
+		in.log.Debug(in.msg("more dropped packets not logged"), "missed", missed, "burst", in.dropLog.burst, "per", in.dropLog.period)
 	}
-	in.log.Debug(fmt.Sprintf("(%s) dropped advert from %s: %v", in.cfg.Name, src, err))
+	in.log.Debug(in.msg("dropped advert"), "from", src, "err", err)
 }
 
 // noteAddrList counts and logs, once per sender and change, an accepted advert whose address
@@ -699,8 +699,8 @@ func (in *Instance) noteAddrList(f *vrrp.Filter, src netip.Addr, adv *vrrp.Adver
 	}
 	in.rep.AddrListMismatch()
 	if in.listNotes.Note(src, "mismatch", adv.Addrs) {
-		in.log.Warn(fmt.Sprintf("(%s) %s advertises %v, ours are %v: accepted as the lists overlap (a VIP change applied on one host only?); logged once until its list changes",
-			in.cfg.Name, src, adv.Addrs, f.Addrs))
+		in.log.Warn(in.msg("accepted an advert whose address list differs from ours, as the lists overlap (a VIP change applied on one host only?; logged once until the sender's list changes)"),
+			"from", src, "theirs", fmt.Sprint(adv.Addrs), "ours", fmt.Sprint(f.Addrs))
 	}
 }
 
@@ -739,14 +739,14 @@ func (in *Instance) apply(actions []vrrp.Action) {
 		case vrrp.ActAttachVIPs:
 			if err := in.vips.Attach(); err != nil {
 				in.rep.VIPError(vrrp.ActAttachVIPs)
-				in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
+				in.log.Error(in.msg("Attaching VIPs failed"), "err", err)
 			}
 			in.nextReconcile = in.now().Add(in.cfg.ReconcileEvery)
 		case vrrp.ActDetachVIPs:
 			in.nextGARP = time.Time{}
 			if err := in.vips.Detach(); err != nil {
 				in.rep.VIPError(vrrp.ActDetachVIPs)
-				in.log.Error(fmt.Sprintf("(%s) %v", in.cfg.Name, err))
+				in.log.Error(in.msg("Detaching VIPs failed"), "err", err)
 			}
 		case vrrp.ActSendGARP:
 			in.garpRound = 0
@@ -763,32 +763,32 @@ func (in *Instance) handoverDone(a vrrp.Action) {
 	in.handedTo = a.HandedTo
 	switch {
 	case a.HandedTo.IsValid():
-		in.log.Info(fmt.Sprintf("(%s) New MASTER %s advertised %s after our priority 0: VIPs released", in.cfg.Name, a.HandedTo, took))
+		in.log.Info(in.msg("New MASTER advertised after our priority 0: VIPs released"), "master", a.HandedTo, "after", took)
 	case in.machine.State() == vrrp.Master:
-		in.log.Warn(fmt.Sprintf("(%s) No new MASTER within %s of our priority 0: keeping the VIPs, still MASTER at priority %d",
-			in.cfg.Name, took, in.machine.Priority()))
+		in.log.Warn(in.msg("No new MASTER after our priority 0: keeping the VIPs, still MASTER"),
+			"after", took, "priority", in.machine.Priority())
 	default:
-		in.log.Warn(fmt.Sprintf("(%s) No new MASTER within %s of our priority 0: VIPs released anyway", in.cfg.Name, took))
+		in.log.Warn(in.msg("No new MASTER after our priority 0: VIPs released anyway"), "after", took)
 	}
 }
 
 func (in *Instance) transition(a vrrp.Action) {
 	now := in.now()
-	msg := fmt.Sprintf("(%s) Entering %s STATE", in.cfg.Name, a.To)
+	msg := "Entering " + a.To.String() + " STATE"
 	if a.From == vrrp.Init && a.To == vrrp.Backup {
 		msg += " (init)"
 	}
 	if a.To == vrrp.Init {
-		msg = fmt.Sprintf("(%s) Stopped", in.cfg.Name)
+		msg = "Stopped"
 	}
-	in.log.Info(msg, "reason", a.Reason, "priority", in.machine.Priority())
+	in.log.Info(in.msg(msg), "reason", a.Reason, "priority", in.machine.Priority())
 	if in.cfg.Record != nil {
 		in.cfg.Record.Record(a.To, in.machine.Priority(), false)
 	}
 	in.rep.SetState(a.To)
 	in.rep.Transition(a.From, a.To)
 	if a.To == vrrp.Master && a.Reason == vrrp.ReasonResume {
-		in.log.Info(fmt.Sprintf("(%s) Resumed MASTER from its state record: VIPs kept", in.cfg.Name))
+		in.log.Info(in.msg("Resumed MASTER from its state record: VIPs kept"))
 	} else if a.To == vrrp.Master {
 		in.takeoverSince = a.Since
 		if in.takeoverSince.IsZero() {
@@ -816,7 +816,7 @@ func (in *Instance) sendAdvert(priority uint8) {
 	}
 	copy(adv.AuthData[:], in.cfg.AuthPass)
 	if err := in.write(&adv); err != nil {
-		in.log.Warn(fmt.Sprintf("(%s) sending advert: %v", in.cfg.Name, err))
+		in.log.Warn(in.msg("Sending advert failed"), "err", err)
 		return
 	}
 	in.rep.AdvertSent(priority)
@@ -824,7 +824,7 @@ func (in *Instance) sendAdvert(priority uint8) {
 		in.cfg.Record.Record(in.machine.State(), priority, true)
 	}
 	if priority == 0 {
-		in.log.Info(fmt.Sprintf("(%s) sent 0 priority", in.cfg.Name))
+		in.log.Info(in.msg("sent 0 priority"))
 	}
 	if !in.releaseSince.IsZero() && (priority == 0 || in.machine.State() == vrrp.Master) {
 		in.rep.ObserveRelease(in.now().Sub(in.releaseSince))
@@ -864,7 +864,7 @@ func (in *Instance) sendGARP() {
 			in.rep.GARPSent(n)
 		}
 		if err != nil {
-			in.log.Warn(fmt.Sprintf("(%s) gratuitous ARP: %v", in.cfg.Name, err))
+			in.log.Warn(in.msg("Gratuitous ARP failed"), "err", err)
 			break
 		}
 	}
@@ -872,7 +872,7 @@ func (in *Instance) sendGARP() {
 	if !in.takeoverSince.IsZero() {
 		d := in.now().Sub(in.takeoverSince)
 		in.rep.ObserveTakeover(d)
-		in.log.Info(fmt.Sprintf("(%s) took over in %s", in.cfg.Name, d.Round(time.Millisecond)))
+		in.log.Info(in.msg("took over"), "in", d.Round(time.Millisecond))
 		in.takeoverSince = time.Time{}
 	}
 	if in.garpRound == 1 && in.cfg.GARPDelay > 0 {
@@ -898,3 +898,7 @@ func (in *Instance) setFaultReason(fault bool, reason string) {
 		in.status.Fault = ""
 	}
 }
+
+// msg prefixes a message with the instance's name, as keepalived writes its lines:
+// "(VI_LOGS) Entering MASTER STATE". Values go in attributes, not in the message.
+func (in *Instance) msg(text string) string { return "(" + in.cfg.Name + ") " + text }
