@@ -263,3 +263,40 @@ func TestSetPeersLeavesTheOtherSessionsUp(t *testing.T) {
 		t.Errorf("removed peer %s last reported %v, want down", r2.addr, h)
 	}
 }
+
+// TestPassivePeerIsAccepted: with a passive peer the Server listens (listen_port) and the router
+// opens the session.
+func TestPassivePeerIsAccepted(t *testing.T) {
+	node := netip.MustParseAddr("127.0.0.1")
+	routerAddr := netip.MustParseAddr("127.0.0.3")
+	listen := freePort(t, node)
+	r := server.NewBgpServer(server.LoggerOption(quiet, new(slog.LevelVar)))
+	go r.Serve()
+	t.Cleanup(r.Stop)
+	if err := r.StartBgp(context.Background(), &api.StartBgpRequest{Global: &api.Global{
+		Asn: 65000, RouterId: "10.255.0.3", ListenPort: -1,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddPeer(context.Background(), &api.AddPeerRequest{Peer: &api.Peer{
+		Conf:      &api.PeerConf{NeighborAddress: node.String(), PeerAsn: 65010},
+		Transport: &api.Transport{RemotePort: uint32(listen), LocalAddress: routerAddr.String()},
+		Timers:    &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(context.Background(), ServerConfig{
+		LocalASN: 65010, RouterID: netip.MustParseAddr("10.0.0.11"), ListenPort: listen,
+		Peers: []Peer{{Address: routerAddr, ASN: 65000, HoldTime: 3 * time.Second, Passive: true}},
+	}, &peerEvents{up: map[netip.Addr][]bool{}}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	waitEstablished(t, s, routerAddr)
+	if err := s.Announce(svc, false); err != nil {
+		t.Fatal(err)
+	}
+	rt := &router{t: t, bgp: r, addr: routerAddr}
+	rt.waitFor(svc, func(got received) bool { return got.present }, "the announcement over the passive session")
+}

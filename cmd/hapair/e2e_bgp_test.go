@@ -21,6 +21,9 @@ import (
 
 var anycastPrefix = netip.MustParsePrefix("10.77.9.10/32")
 
+const bgpLabPassword = "lab-md5-secret"
+
+
 // bgpLab is FRR as the upstream router, three anycast hapair nodes each with a real HAProxy, and
 // a client whose route to the service address goes through the router.
 type bgpLab struct {
@@ -42,7 +45,8 @@ func startBGPLab(t *testing.T) *bgpLab {
 	}
 	l := labtest.New(t)
 	b := &bgpLab{lab: l, router: labtest.AddHost(t, l, "router", l.Addr(1))}
-	frr, err := b.router.StartFRR(context.Background(), lab.FRRConfig{})
+	// The sessions carry a TCP MD5 signature (bgp.peers[].password): FRR refuses them otherwise.
+	frr, err := b.router.StartFRR(context.Background(), lab.FRRConfig{Password: bgpLabPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +71,7 @@ func startBGPLab(t *testing.T) *bgpLab {
 			DumpFile:      filepath.Join(h.Dir(), "hapair.data"),
 			Router:        b.router.IP().String(),
 			Prefix:        anycastPrefix.String(),
+			Password:      bgpLabPassword,
 		}
 		d := &daemonHost{t: t, host: h, cfgPath: filepath.Join(h.Dir(), "hapair.yaml")}
 		if err := os.WriteFile(d.cfgPath, []byte(n.YAML()), 0o600); err != nil {

@@ -18,6 +18,7 @@ type anycastNode struct {
 	HoldTime      string // default 3s
 	DrainTime     string // default 1s
 	Listen        string // status listener; default 127.0.0.1:9479
+	Password      string // TCP MD5 password of the session, if any
 }
 
 // YAML renders the node's hapair.yaml.
@@ -34,7 +35,11 @@ func (n anycastNode) YAML() string {
 	b.WriteString("  restart_backoff: {initial: 500ms, max: 8s, reset_after: 10s}\n")
 	b.WriteString("bgp:\n  local_asn: 65010\n")
 	fmt.Fprintf(&b, "  drain_time: %s\n", def(n.DrainTime, "1s"))
-	fmt.Fprintf(&b, "  peers:\n    - {address: %s, asn: 65000, hold_time: %s}\n", n.Router, def(n.HoldTime, "3s"))
+	password := ""
+	if n.Password != "" {
+		password = fmt.Sprintf(", password: %q", n.Password)
+	}
+	fmt.Fprintf(&b, "  peers:\n    - {address: %s, asn: 65000, hold_time: %s%s}\n", n.Router, def(n.HoldTime, "3s"), password)
 	fmt.Fprintf(&b, "  announce:\n    - {prefix: %s, checks: [haproxy]}\n", n.Prefix)
 	fmt.Fprintf(&b, "status:\n  listen: %s\n", def(n.Listen, "127.0.0.1:9479"))
 	if n.DumpFile != "" {

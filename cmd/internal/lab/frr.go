@@ -31,7 +31,9 @@ type FRRConfig struct {
 	// Keepalive and Hold are the router's BGP timers (the lower hold time of both sides wins);
 	// default 1s and 3s.
 	Keepalive, Hold time.Duration
-	Extra           string // appended to the `router bgp` block verbatim
+	// Password, when set, is the TCP MD5 signature (RFC 2385) the nodes' sessions must carry.
+	Password string
+	Extra    string // appended to the `router bgp` block verbatim
 }
 
 func (c FRRConfig) withDefaults(h *Host) FRRConfig {
@@ -61,6 +63,10 @@ func (c FRRConfig) withDefaults(h *Host) FRRConfig {
 
 // Render returns bgpd's configuration.
 func (c FRRConfig) Render() string {
+	password := ""
+	if c.Password != "" {
+		password = " neighbor nodes password " + c.Password + "\n"
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `frr defaults traditional
 hostname router
@@ -74,11 +80,11 @@ router bgp %d
  neighbor nodes peer-group
  neighbor nodes remote-as %d
  bgp listen range %s peer-group nodes
- address-family ipv4 unicast
+%s address-family ipv4 unicast
   neighbor nodes activate
   maximum-paths %d
  exit-address-family
-`, c.ASN, c.RouterID, int(c.Keepalive/time.Second), int(c.Hold/time.Second), c.NodeASN, c.ListenRange, c.MaximumPaths)
+`, c.ASN, c.RouterID, int(c.Keepalive/time.Second), int(c.Hold/time.Second), c.NodeASN, c.ListenRange, password, c.MaximumPaths)
 	if c.Extra != "" {
 		b.WriteString(c.Extra + "\n")
 	}
