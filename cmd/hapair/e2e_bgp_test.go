@@ -23,7 +23,6 @@ var anycastPrefix = netip.MustParsePrefix("10.77.9.10/32")
 
 const bgpLabPassword = "lab-md5-secret"
 
-
 // bgpLab is FRR as the upstream router, three anycast hapair nodes each with a real HAProxy, and
 // a client whose route to the service address goes through the router.
 type bgpLab struct {
