@@ -131,6 +131,7 @@ type Runner struct {
 
 	mu    sync.Mutex
 	queue []Event // events not yet handed to the consumer
+	hold  hold    // HAProxy reloads under way: failures not counted
 
 	gate    <-chan struct{} // nil: no gate
 	wake    chan struct{}
@@ -354,6 +355,14 @@ func (r *Runner) safeProbe(ctx context.Context, c *check) (res Result) {
 func (r *Runner) record(c *check, res Result) {
 	r.mu.Lock()
 	c.last = res
+	if r.heldLocked(c, res) {
+		r.mu.Unlock()
+		r.log.Info(heldMessage(c.spec.Name, res))
+		if r.rep != nil {
+			r.rep.CheckResult(c.spec.Name, res.OK, res.Duration)
+		}
+		return
+	}
 	var changed bool
 	c.tr, changed = c.tr.step(res.OK)
 	if changed {

@@ -47,7 +47,14 @@ func (d *daemon) reload(ctx context.Context, path string) (result supervisor.Rel
 		}
 	}
 	if d.sup != nil {
-		switch err := d.sup.Reload(ctx); {
+		// HAProxy pauses its listeners while a new worker starts: the checks' failures meanwhile
+		// are the reload's, not HAProxy's health, and must not move the VIP.
+		d.mu.Lock()
+		endHold := d.checks.HoldFailures()
+		d.mu.Unlock()
+		err := d.sup.Reload(ctx)
+		endHold()
+		switch {
 		case err == nil:
 		case errors.Is(err, supervisor.ErrRefused):
 			return refuse(err)
@@ -56,7 +63,7 @@ func (d *daemon) reload(ctx context.Context, path string) (result supervisor.Rel
 			d.log.Warn("HAProxy is not running: it will read its configuration when it is restarted")
 		default:
 			d.log.Error(fmt.Sprintf("Reload failed, the running configuration stays (HAProxy's old workers keep serving): %v", err))
-			return supervisor.ReloadFailed, fmt.Errorf("HAProxy reload: %w", err)
+			return supervisor.ReloadFailed, err
 		}
 	}
 	if err := ctx.Err(); err != nil {
