@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,8 +19,6 @@ import (
 	"github.com/hapair/hapair/vrrp"
 	"github.com/hapair/hapair/vrrp/instance"
 	"github.com/hapair/hapair/vrrp/record"
-	"github.com/hapair/hapair/vrrp/transport"
-	vipnet "github.com/hapair/hapair/vrrp/vip"
 )
 
 // Compile-time checks that metrics speaks the interfaces the other packages own.
@@ -38,14 +35,13 @@ type daemon struct {
 
 	mu        sync.Mutex // guards cfg and the instances' base priorities and tracks on reload
 	cfg       *config.Config
-	sup       *supervisor.Supervisor // nil without a haproxy section
-	hub       *transport.Hub         // the VRRP sockets, shared by the instances
-	dumps     *vipnet.Dumps          // address dumps, shared by the instances' VIP checks
+	sup       haproxy     // nil without a haproxy section
+	host      hostNetwork // sockets, VIPs and links
 	instances []*vrrpInstance
 	bgp       *bgpSpeaker // nil without a bgp section
 
 	checks       *checks.Runner
-	links        *checks.Links // the links instances track (their own, track_interface)
+	links        links // the links instances track (their own, track_interface)
 	checksCancel context.CancelFunc
 	checksDone   chan struct{}
 
@@ -69,9 +65,9 @@ type daemon struct {
 type vrrpInstance struct {
 	cfg   config.Instance
 	run   *instance.Instance
-	vips  *vipnet.Manager
-	ann   *vipnet.Announcer
-	conn  *transport.Member
+	vips  instance.VIPs
+	ann   announcer
+	conn  instance.Conn
 	track map[string]int // check name -> weight, after the check's own weight was applied
 	// resuming: its state record says MASTER a moment ago; it starts at once, without waiting
 	// for its checks (vrrp.Machine.Resume decides).
@@ -79,8 +75,19 @@ type vrrpInstance struct {
 }
 
 func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
+	return newDaemonOn(cfg, log, func(m *metrics.Metrics) hostNetwork { return newNetlinkHost(m, log) },
+		func(c supervisor.Config, rep supervisor.Reporter, log *slog.Logger) haproxy {
+			return supervisor.New(c, rep, log)
+		})
+}
+
+// newDaemonOn builds the daemon on a host network (made once the metrics exist) and a way to
+// make the HAProxy supervisor: tests hand in fakes of both.
+func newDaemonOn(cfg *config.Config, log *slog.Logger, host func(*metrics.Metrics) hostNetwork,
+	newSupervisor func(supervisor.Config, supervisor.Reporter, *slog.Logger) haproxy) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: log}
 	d.metrics = metrics.New(metrics.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()})
+	d.host = host(d.metrics)
 	d.reloads = newReloadLog(cfg.File, time.Now(), d.metrics)
 	if cfg.Status.KeepalivedCompat {
 		d.metrics.EnableKeepalivedCompat()
@@ -104,20 +111,15 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		gate = append(gate, checks.WithStartGate(d.haproxyStarted))
 	}
 	d.checks = checks.NewRunner(specs, d.metrics, log.With("source", "checks"), gate...)
-	if d.links, err = checks.NewLinks(); err != nil {
+	if d.links, err = d.host.Links(); err != nil {
 		return nil, err
 	}
 	if cfg.HAProxy == nil {
 		d.metrics.WithoutHAProxy()
 	} else {
 		d.metrics.DeclareCheck(config.BuiltinHAProxyCheck)
-		d.sup = supervisor.New(supervisorConfig(cfg.HAProxy), d.metrics, log.With("source", "haproxy"))
+		d.sup = newSupervisor(supervisorConfig(cfg.HAProxy), d.metrics, log.With("source", "haproxy"))
 	}
-	d.dumps = vipnet.NewDumps(vipDumpAge)
-	d.hub = transport.NewHub(transport.HubOptions{
-		Strays: func(ifname string) transport.Counter { return d.metrics.OtherVRID(ifname) },
-		Log:    log,
-	})
 	if cfg.BGP != nil {
 		d.bgp = newBGPSpeaker(cfg.BGP, d.metrics, log)
 	}
@@ -131,11 +133,6 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	}
 	return d, nil
 }
-
-// vipDumpAge is how long one address dump serves every MASTER's once-a-second check that its
-// VIPs are still there: a VIP removed by hand comes back within 1.5 s instead of 1 s, and n
-// instances on a link cost two dumps a second instead of n.
-const vipDumpAge = 500 * time.Millisecond
 
 func supervisorConfig(h *config.HAProxy) supervisor.Config {
 	return supervisor.Config{
@@ -151,49 +148,13 @@ func supervisorConfig(h *config.HAProxy) supervisor.Config {
 
 func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInstance, error) {
 	family := ic.Family()
-	vips, err := vipnet.NewManager(ic.Interface, ic.VIPs, d.log)
-	if err != nil {
-		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
-	}
-	vips.ShareDumps(d.dumps)
 	// A MASTER a moment ago (crash, upgrade) may resume and keep its VIPs; the instance decides
 	// at its start (vrrp.Machine.Resume) and removes them then if it may not.
-	mayResume := d.mayResume(cfg.RuntimeDir, ic)
-	if !mayResume {
-		// Stale VIPs first: a VIP left by a crash could otherwise be taken for the primary address.
-		if err := vips.RemoveStale(); err != nil {
-			d.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", ic.Name, err))
-		}
-	}
-	primary, err := transport.PrimaryAddr(ic.Interface, family)
+	nio, err := d.host.Open(ic, d.mayResume(cfg.RuntimeDir, ic))
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
 	}
-	if mayResume && slices.Contains(prefixAddrs(ic.VIPs), primary) {
-		// Only VIPs left on the interface: no resume without our own address.
-		if err := vips.RemoveStale(); err != nil {
-			d.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", ic.Name, err))
-		}
-		mayResume = false
-		if primary, err = transport.PrimaryAddr(ic.Interface, family); err != nil {
-			return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
-		}
-	}
-	source := primary
-	if ic.UnicastSrcIP.IsValid() {
-		source = ic.UnicastSrcIP
-	}
-	conn, err := d.hub.Join(transport.Options{
-		Interface: ic.Interface, Family: family, SourceAddr: source, Peers: ic.UnicastPeers,
-	}, ic.VRID)
-	if err != nil {
-		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
-	}
-	ann, err := vipnet.NewAnnouncer(ic.Interface)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("instance %s: %w", ic.Name, err)
-	}
+	source, mayResume := nio.source, nio.mayResume
 	dest := ic.UnicastPeers
 	if len(dest) == 0 {
 		dest = []netip.Addr{netip.MustParseAddr("224.0.0.18")}
@@ -241,13 +202,13 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		icfg.Previous = func(now time.Time) *vrrp.Previous { return d.previous(cfg.RuntimeDir, ic, now) }
 	}
 	notifier := newNotifier(cfg.Notify, ic.Notify, d.log)
-	run, err := instance.New(icfg, conn, vips, ann, rep, d.withBGP(notifier), d.log)
+	run, err := instance.New(icfg, nio.conn, nio.vips, nio.ann, rep, d.withBGP(notifier), d.log)
 	if err != nil {
-		conn.Close()
-		ann.Close()
+		nio.conn.Close()
+		nio.ann.Close()
 		return nil, err
 	}
-	return &vrrpInstance{cfg: ic, run: run, vips: vips, ann: ann, conn: conn, track: trackWeights(ic), resuming: mayResume}, nil
+	return &vrrpInstance{cfg: ic, run: run, vips: nio.vips, ann: nio.ann, conn: nio.conn, track: trackWeights(ic), resuming: mayResume}, nil
 }
 
 func prefixAddrs(ps []netip.Prefix) []netip.Addr {

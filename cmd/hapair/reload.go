@@ -12,7 +12,6 @@ import (
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/supervisor"
 	"github.com/hapair/hapair/vrrp/instance"
-	vipnet "github.com/hapair/hapair/vrrp/vip"
 )
 
 // reload is SIGHUP: read and validate the file, refuse it whole when it is broken or changes what
@@ -112,10 +111,7 @@ func (d *daemon) replaceChecks(ctx context.Context, specs []checks.Spec) {
 func (d *daemon) updateInstance(cfg *config.Config, vi *vrrpInstance, ic config.Instance) {
 	mgr := vi.vips
 	if !reflect.DeepEqual(vi.cfg.VIPs, ic.VIPs) {
-		m, err := vipnet.NewManager(ic.Interface, ic.VIPs, d.log)
-		if err == nil {
-			m.ShareDumps(d.dumps)
-		}
+		m, err := d.host.VIPs(ic.Interface, ic.VIPs)
 		if err != nil {
 			d.log.Error(fmt.Sprintf("(%s) VIPs not changed: %v", ic.Name, err))
 			ic.VIPs = vi.cfg.VIPs
@@ -134,7 +130,7 @@ func (d *daemon) updateInstance(cfg *config.Config, vi *vrrpInstance, ic config.
 		return
 	}
 	if len(removed) > 0 {
-		if old, err := vipnet.NewManager(ic.Interface, removed, d.log); err == nil {
+		if old, err := d.host.VIPs(ic.Interface, removed); err == nil {
 			if err := old.Detach(); err != nil {
 				d.log.Error(fmt.Sprintf("(%s) detaching removed VIPs: %v", ic.Name, err))
 			}

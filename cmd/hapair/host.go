@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/hapair/hapair/checks"
+	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/metrics"
+	"github.com/hapair/hapair/supervisor"
+	"github.com/hapair/hapair/vrrp/instance"
+	"github.com/hapair/hapair/vrrp/transport"
+	vipnet "github.com/hapair/hapair/vrrp/vip"
+)
+
+// The daemon's seams: what touches the host (sockets, netlink, the HAProxy process) sits behind
+// these small interfaces, so that the wiring (priorities from checks, reloads, the stop order)
+// is tested without root, on fakes.
+
+// hostNetwork opens what an instance needs from the host's network. netlinkHost is the real one.
+type hostNetwork interface {
+	// Open opens an instance's VIP manager, socket and announcer. Unless mayResume, it first
+	// removes VIPs a crash left behind; it takes the source address from unicast_src_ip, else
+	// from the interface's primary address.
+	Open(ic config.Instance, mayResume bool) (instanceIO, error)
+	// VIPs returns a manager for vips on ifname: a reload's new list, or the removed VIPs.
+	VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, error)
+	// Links follows the state of the host's links.
+	Links() (links, error)
+}
+
+// instanceIO is one instance's socket, VIP manager and announcer.
+type instanceIO struct {
+	source    netip.Addr
+	conn      instance.Conn
+	vips      instance.VIPs
+	ann       announcer
+	mayResume bool // false when only VIPs were left on the interface
+}
+
+// announcer is the instance's announcer, closed with the instance.
+type announcer interface {
+	instance.Announcer
+	Close() error
+}
+
+// links tells whether tracked links are down and follows their changes (*checks.Links).
+type links interface {
+	Down(names []string) (down bool, why string)
+	Watch(ctx context.Context, changed func()) error
+}
+
+// haproxy is what the daemon uses of the supervisor (*supervisor.Supervisor).
+type haproxy interface {
+	Run(ctx context.Context) error
+	Events() <-chan supervisor.Event
+	Status() supervisor.Status
+	Reload(ctx context.Context) error
+}
+
+var (
+	_ haproxy = (*supervisor.Supervisor)(nil)
+	_ links   = (*checks.Links)(nil)
+)
+
+// netlinkHost is the host's real network: raw sockets (one per interface, shared by the
+// instances through the hub), netlink and ARP (root).
+type netlinkHost struct {
+	log   *slog.Logger
+	hub   *transport.Hub // the VRRP sockets, shared by the instances
+	dumps *vipnet.Dumps  // address dumps, shared by the instances' VIP checks
+}
+
+// vipDumpAge is how long one address dump serves every MASTER's once-a-second check that its
+// VIPs are still there: a VIP removed by hand comes back within 1.5 s instead of 1 s, and n
+// instances on a link cost two dumps a second instead of n.
+const vipDumpAge = 500 * time.Millisecond
+
+func newNetlinkHost(m *metrics.Metrics, log *slog.Logger) netlinkHost {
+	return netlinkHost{
+		log:   log,
+		dumps: vipnet.NewDumps(vipDumpAge),
+		hub: transport.NewHub(transport.HubOptions{
+			Strays: func(ifname string) transport.Counter { return m.OtherVRID(ifname) },
+			Log:    log,
+		}),
+	}
+}
+
+func (h netlinkHost) Links() (links, error) { return checks.NewLinks() }
+
+func (h netlinkHost) VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, error) {
+	return h.manager(ifname, vips)
+}
+
+func (h netlinkHost) manager(ifname string, vips []netip.Prefix) (*vipnet.Manager, error) {
+	m, err := vipnet.NewManager(ifname, vips, h.log)
+	if err != nil {
+		return nil, err
+	}
+	m.ShareDumps(h.dumps)
+	return m, nil
+}
+
+func (h netlinkHost) Open(ic config.Instance, mayResume bool) (instanceIO, error) {
+	family := ic.Family()
+	vips, err := h.manager(ic.Interface, ic.VIPs)
+	if err != nil {
+		return instanceIO{}, err
+	}
+	removeStale := func() {
+		if err := vips.RemoveStale(); err != nil {
+			h.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", ic.Name, err))
+		}
+	}
+	if !mayResume {
+		// Stale VIPs first: a VIP left by a crash could otherwise be taken for the primary address.
+		removeStale()
+	}
+	primary, err := transport.PrimaryAddr(ic.Interface, family)
+	if err != nil {
+		return instanceIO{}, err
+	}
+	if mayResume && slices.Contains(prefixAddrs(ic.VIPs), primary) {
+		// Only VIPs left on the interface: no resume without our own address.
+		removeStale()
+		mayResume = false
+		if primary, err = transport.PrimaryAddr(ic.Interface, family); err != nil {
+			return instanceIO{}, err
+		}
+	}
+	source := primary
+	if ic.UnicastSrcIP.IsValid() {
+		source = ic.UnicastSrcIP
+	}
+	conn, err := h.hub.Join(transport.Options{
+		Interface: ic.Interface, Family: family, SourceAddr: source, Peers: ic.UnicastPeers,
+	}, ic.VRID)
+	if err != nil {
+		return instanceIO{}, err
+	}
+	ann, err := vipnet.NewAnnouncer(ic.Interface)
+	if err != nil {
+		conn.Close()
+		return instanceIO{}, err
+	}
+	return instanceIO{source: source, conn: conn, vips: vips, ann: ann, mayResume: mayResume}, nil
+}
