@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -340,4 +341,77 @@ func TestBGPReloadWithFRR(t *testing.T) {
 	if strings.Contains(n1.proc.Output(), "Leaving ESTABLISHED") {
 		t.Errorf("the BGP session dropped during a reload that changed only prefixes:\n%s", n1.proc.Output())
 	}
+}
+
+// TestBGPFollowsVRRPMaster is "both": a VRRP pair whose VIP is also announced to the router by
+// whichever host is MASTER (announce with vrrp_instance), so routed clients follow the failover.
+func TestBGPFollowsVRRPMaster(t *testing.T) {
+	labtest.RequireCommands(t, "haproxy", "vtysh")
+	l := labtest.New(t)
+	router := labtest.AddHost(t, l, "router", l.Addr(1))
+	if _, err := router.StartFRR(context.Background(), lab.FRRConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	vipPrefix := netip.MustParsePrefix("10.77.9.20/32")
+	var ds []*daemonHost
+	for i, prio := range []int{110, 100} {
+		h := labtest.AddHost(t, l, fmt.Sprintf("lb%d", i+1), l.Addr(11+i))
+		n := labNode{
+			RouterID: h.Name, Priority: prio, AuthPass: "1a2b3c4d", VIPs: []string{vipPrefix.String()},
+			HAProxyConfig: haproxyConfigFile(t, h, lab.HAProxyConfig{Name: h.Name}.Render()),
+			RuntimeDir:    filepath.Join(h.Dir(), "run"), DumpFile: filepath.Join(h.Dir(), "hapair.data"),
+		}
+		cfg := n.YAML() + fmt.Sprintf("bgp:\n  local_asn: 65010\n  drain_time: 0s\n  peers:\n    - {address: %s, asn: 65000, hold_time: 3s}\n"+
+			"  announce:\n    - {prefix: %s, vrrp_instance: VI_LOGS}\n", router.IP(), vipPrefix)
+		d := &daemonHost{t: t, host: h, node: n, cfgPath: filepath.Join(h.Dir(), "hapair.yaml")}
+		if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d.start()
+		ds = append(ds, d)
+	}
+	lb1, lb2 := ds[0], ds[1]
+	lb1.waitState(0, "MASTER", 15*time.Second)
+	waitVia := func(d *daemonHost, timeout time.Duration) time.Time {
+		t.Helper()
+		var at time.Time
+		err := lab.WaitFor(context.Background(), timeout, func() (bool, error) {
+			at = time.Now()
+			gws, err := router.Nexthops(vipPrefix)
+			return err == nil && len(gws) == 1 && gws[0] == d.host.IP(), err
+		})
+		if err != nil {
+			gws, _ := router.Nexthops(vipPrefix)
+			t.Fatalf("router's route to %s via %v, want only %s: %v", vipPrefix, gws, d.host.Name, err)
+		}
+		return at
+	}
+	waitVia(lb1, 20*time.Second)
+
+	killed := time.Now()
+	if err := syscall.Kill(haproxyMasterPID(t, lb1), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	moved := waitVia(lb2, 10*time.Second)
+	t.Logf("HAProxy killed on the MASTER: the router's route to the VIP via lb2 after %s", moved.Sub(killed).Round(time.Millisecond))
+	if st := statusOf(t, lb1); st.BGP == nil || len(st.BGP.Prefixes) != 1 || st.BGP.Prefixes[0].Announced {
+		t.Errorf("lb1 still announces the VIP: %+v", st.BGP)
+	}
+	for _, d := range ds { // VRRP attaches it to eth0 where it belongs; lo would answer ARP for it on the BACKUP
+		if has, err := d.host.HasAddrOn("lo", vipPrefix.Addr()); err != nil || has {
+			t.Errorf("%s: the VRRP-gated prefix is on lo (err %v)", d.host.Name, err)
+		}
+	}
+	if !lb2.hasVIPAddr(vipPrefix.Addr()) {
+		t.Errorf("lb2 is MASTER without the VIP on eth0")
+	}
+}
+
+func (d *daemonHost) hasVIPAddr(a netip.Addr) bool {
+	d.t.Helper()
+	ok, err := d.host.HasAddr(a)
+	if err != nil {
+		d.t.Fatalf("%s: read addresses: %v", d.host.Name, err)
+	}
+	return ok
 }
