@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -222,4 +223,44 @@ func hapairCommand(ctx context.Context, args ...string) (string, error) {
 func childHAProxyAlive(pid int) bool {
 	hp, err := childHAProxy(pid)
 	return err == nil && benchAlive(hp)
+}
+
+// TestHandoverWithoutAPeer: a lone MASTER that is drained finds nobody to take over: it keeps the
+// VIP, says so, and `hapair drain` exits non-zero; a stop then releases the VIP anyway after
+// LongestMasterDown (3 x 1 s + 255/256 s) and says so too.
+func TestHandoverWithoutAPeer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("lab test: skipped under -short")
+	}
+	p := newPair(t)
+	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: foAuthPass})
+	lb1.waitState(0, "MASTER", 10*time.Second)
+	waitVIPOn(t, p.lb1, 2*time.Second)
+
+	out, err := hapairCommand(t.Context(), "drain", "--config", lb1.cfgPath)
+	if err == nil || !strings.Contains(out, "no peer took over: this node is still MASTER") {
+		t.Fatalf("hapair drain with no peer: %v, want a failure saying it is still MASTER:\n%s", err, out)
+	}
+	if !lb1.hasVIP() {
+		t.Fatal("the lone drained MASTER dropped its VIP")
+	}
+	if !regexp.MustCompile(`No new MASTER within \S+ of our priority 0: keeping the VIPs`).MatchString(lb1.proc.Output()) {
+		t.Errorf("no log line saying the drain kept the VIPs:\n%s", lb1.proc.Output())
+	}
+
+	from := lb1.lines()
+	stopped := lb1.terminate()
+	took := time.Since(stopped)
+	if lb1.hasVIP() {
+		t.Fatal("the stopped MASTER kept the VIP")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if _, err := lb1.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`No new MASTER within \S+ of our priority 0: VIPs released anyway`)); err != nil {
+		t.Errorf("no log line saying the stop released the VIP anyway: %v\n%s", err, lb1.proc.Output())
+	}
+	// It waited for a taker for LongestMasterDown (3.996 s), not more than a few seconds beyond.
+	if took < 3900*time.Millisecond || took > 10*time.Second {
+		t.Errorf("the lone MASTER stopped after %s, want about LongestMasterDown 3.996s", took)
+	}
 }
