@@ -36,6 +36,7 @@ type bgpLab struct {
 
 func startBGPLab(t *testing.T) *bgpLab {
 	t.Helper()
+	labtest.RequireRoot(t) // first: -short skips before anything else is required
 	labtest.RequireCommands(t, "haproxy", "vtysh")
 	if _, err := os.Stat(filepath.Join(lab.FRRDir, "bgpd")); err != nil {
 		if os.Getenv("CI") != "" {
@@ -346,6 +347,7 @@ func TestBGPReloadWithFRR(t *testing.T) {
 // TestBGPFollowsVRRPMaster is "both": a VRRP pair whose VIP is also announced to the router by
 // whichever host is MASTER (announce with vrrp_instance), so routed clients follow the failover.
 func TestBGPFollowsVRRPMaster(t *testing.T) {
+	labtest.RequireRoot(t)
 	labtest.RequireCommands(t, "haproxy", "vtysh")
 	l := labtest.New(t)
 	router := labtest.AddHost(t, l, "router", l.Addr(1))
