@@ -131,7 +131,9 @@ type Machine struct {
 
 	// Timers: zero when not armed.
 	adverAt time.Time // Master: Adver_Timer
-	downAt  time.Time // Backup: Master_Down_Timer
+	// reannounceAt: a Master that hears a lower priority re-announces no sooner than this.
+	reannounceAt time.Time
+	downAt       time.Time // Backup: Master_Down_Timer
 
 	masterAdverInterval time.Duration // Master_Adver_Interval (VRRPv3 learns it)
 
@@ -270,7 +272,18 @@ func (m *Machine) receiveMaster(now time.Time, src netip.Addr, a *Advert) {
 		return
 	}
 	if !m.outranks(src, a.Priority) {
-		return // 6.4.3: discard
+		// 6.4.3: discard. But only a Master sends adverts: this one comes out of a split
+		// brain and its gratuitous ARPs point the clients at its MAC. It stands down when
+		// it hears us; advertise at once and announce the VIPs again so that the clients
+		// come back too. At most once per advert interval: a flood must not make us flood.
+		if now.Before(m.reannounceAt) || src == m.cfg.PrimaryAddr.Unmap() {
+			return // too soon, or our own advert looped back
+		}
+		m.reannounceAt = now.Add(m.cfg.AdvertInterval)
+		m.sendAdvert(m.prio)
+		m.adverAt = now.Add(m.cfg.AdvertInterval)
+		m.out = append(m.out, Action{Kind: ActSendGARP})
+		return
 	}
 	reason := reasonHigherPrio
 	if a.Priority == m.prio {
