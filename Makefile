@@ -10,7 +10,7 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build deps test test-unit demo bench bench-failover bench-scale bench-soak fuzz lint deb clean
+.PHONY: all build deps test test-unit demo bench bench-failover bench-scale bench-soak chaos fuzz lint deb clean
 
 all: build
 
@@ -47,6 +47,14 @@ bench-scale: deps
 bench-soak: deps
 	HAPAIR_SCALE_N=100 HAPAIR_SCALE_INTERVALS=20ms HAPAIR_SCALE_WINDOW=10m HAPAIR_SCALE_BURN=1 \
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkScale$$' -benchtime 1x ./cmd/hapair
+
+# chaos runs the fault-injection suite (root): two hapair hosts and a keepalived host under
+# random faults drawn from SEED, for DURATION; it prints a table per fault and the seed to replay.
+# `make test` runs a short seeded run of it (TestChaos, 60 s).
+SEED     ?= $(shell date +%s)
+DURATION ?= 10m
+chaos: deps
+	HAPAIR_CHAOS_SEED=$(SEED) HAPAIR_CHAOS_DURATION=$(DURATION) nice $(GO) test -count=1 -timeout 0 -v -run '^TestChaos$$' ./cmd/hapair
 
 bench:
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./vrrp/... ./checks/...

@@ -27,6 +27,8 @@ type Forger struct {
 	raw  net.PacketConn
 	pc   *ipv4.PacketConn
 
+	sendMu sync.Mutex
+
 	mu    sync.Mutex
 	heard [][]byte
 	done  chan struct{}
@@ -69,6 +71,10 @@ func (h *Host) NewForger() (*Forger, error) {
 // Send sends one VRRP payload (no IP header) to 224.0.0.18 from the host's address with the
 // given TTL: 255 as on the link, anything else as if routed.
 func (f *Forger) Send(payload []byte, ttl int) error {
+	// The TTL is a socket option: setting it and sending must not interleave with another
+	// Send (a replay meant for TTL 64 would leave with 255 and be accepted).
+	f.sendMu.Lock()
+	defer f.sendMu.Unlock()
 	if err := f.pc.SetMulticastTTL(ttl); err != nil {
 		return fmt.Errorf("%s: forger: TTL %d: %w", f.host.Name, ttl, err)
 	}
