@@ -2,6 +2,7 @@
 #
 #   make demo    set up this machine (Debian packages), build, run `hapair demo` in a lab
 #   make test    set up this machine, run every test (lab tests need root)
+#   make chaos   the fault-injection suite: SEED=... DURATION=... (docs/reliability.md)
 
 GO        ?= go
 BIN       := bin/hapair
