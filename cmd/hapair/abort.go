@@ -41,7 +41,7 @@ func handleAbort(log *slog.Logger, runtimeDir string) (stop func()) {
 		if err := os.WriteFile(path, allStacks(), 0o600); err != nil {
 			where = fmt.Sprintf("not written: %v", err)
 		}
-		log.Error(fmt.Sprintf("Received SIGABRT (watchdog timeout?): exiting at once, HAProxy and the VIPs left for the next start; goroutine stacks %s", where))
+		log.Error("Received SIGABRT (watchdog timeout?): exiting at once, HAProxy and the VIPs left for the next start", "stacks", where)
 		os.Exit(exitAborted)
 	}()
 	return func() { signal.Stop(ch); close(done) }

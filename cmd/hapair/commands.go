@@ -70,13 +70,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	defer handleAbort(log, cfg.RuntimeDir)()
 	exe, err := selfPath()
 	if err != nil {
-		log.Warn(fmt.Sprintf("%v: in-place upgrades (SIGUSR2) will not work", err))
+		log.Warn("In-place upgrades (SIGUSR2) will not work", "err", err)
 	}
 	from := upgradedFrom()
 	if from != "" {
-		log.Info(fmt.Sprintf("Starting hapair %s in place of %s (router_id %s, pid %d)", version, from, cfg.RouterID, os.Getpid()))
+		log.Info("Starting hapair in place of the previous binary", "version", version, "from", from, "router_id", cfg.RouterID, "pid", os.Getpid())
 	} else {
-		log.Info(fmt.Sprintf("Starting hapair %s (router_id %s)", version, cfg.RouterID))
+		log.Info("Starting hapair", "version", version, "router_id", cfg.RouterID)
 	}
 	d, err := newDaemon(cfg, log)
 	if err != nil {
@@ -86,7 +86,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	up := newUpgrader(exe, *path, cfg.RuntimeDir, log)
 	if from != "" {
 		d.onSettled = func() {
-			log.Info(fmt.Sprintf("Upgrade from %s complete: every instance resumed or started", from))
+			log.Info("Upgrade complete: every instance resumed or started", "from", from)
 			up.writeStatus(fmt.Sprintf("ok: hapair %s in place of %s, pid %d", version, from, os.Getpid()))
 		}
 	}
@@ -97,10 +97,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if cfg.Status.Listen != "" {
 		srv = status.NewServer(cfg.Status.Listen, d.metrics.Handler(), d)
 		if err := srv.Start(); err != nil {
-			log.Error(fmt.Sprintf("status listener: %v", err))
+			log.Error("Status listener failed", "err", err)
 			return 1
 		}
-		log.Info(fmt.Sprintf("Serving /metrics, /status and /healthz on %s", srv.Addr()))
+		log.Info("Serving /metrics, /status and /healthz", "listen", srv.Addr())
 	}
 
 	control, err := startControl(cfg.RuntimeDir, d, log)
@@ -125,7 +125,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			})
 		},
 		stop: func(sig os.Signal) {
-			log.Info(fmt.Sprintf("Received %s, stopping", sig))
+			log.Info("Received a signal, stopping", "signal", sig)
 			_ = sdNotify("STOPPING=1")
 			stop()
 		},
@@ -139,7 +139,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	if errors.Is(err, errHandover) {
 		err = up.exec(lock) // returns only on failure: then exit, and the next start resumes
-		log.Error(fmt.Sprintf("Upgrade failed: %v", err))
+		log.Error("Upgrade failed", "err", err)
 		return 1
 	}
 	if err != nil {

@@ -94,8 +94,8 @@ func newDaemonOn(cfg *config.Config, log *slog.Logger, host func(*metrics.Metric
 	}
 	if drainedOnDisk(cfg.RuntimeDir) {
 		d.drained.Store(true)
-		log.Info(fmt.Sprintf("Starting drained (%s): the VIPs are left to the peers until hapair undrain",
-			filepath.Join(cfg.RuntimeDir, drainedFileName)))
+		log.Info("Starting drained: the VIPs are left to the peers until hapair undrain",
+			"file", filepath.Join(cfg.RuntimeDir, drainedFileName))
 	}
 	d.metrics.SetDrained(d.drained.Load())
 	specs, err := checkSpecs(cfg, log)
@@ -194,7 +194,7 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 	}
 	rec, err := record.Create(cfg.RuntimeDir, ic.Name, ic.VRID, nil)
 	if err != nil {
-		d.log.Warn(fmt.Sprintf("(%s) %v: a restart will not resume as MASTER", ic.Name, err))
+		d.log.Warn("("+ic.Name+") No state record: a restart will not resume as MASTER", "err", err)
 	} else {
 		icfg.Record = rec
 	}
@@ -234,7 +234,7 @@ func trackWeights(ic config.Instance) map[string]int {
 func (d *daemon) mayResume(dir string, ic config.Instance) bool {
 	e, err := record.Read(dir, ic.Name, ic.VRID, nil)
 	if err != nil {
-		d.log.Info(fmt.Sprintf("(%s) %v: starting as usual", ic.Name, err))
+		d.log.Info("("+ic.Name+") Nothing to resume: starting as usual", "why", err)
 		return false
 	}
 	return e != nil && e.State == vrrp.Master && e.Age < 3*ic.AdvertInt
@@ -316,7 +316,7 @@ func (d *daemon) serve(ctx context.Context) error {
 				d.holdUntilChecksReport(vrrpCtx, vi)
 			}
 			if err := vi.run.Run(vrrpCtx); err != nil {
-				d.log.Error(fmt.Sprintf("(%s) %v", vi.cfg.Name, err))
+				d.log.Error("("+vi.cfg.Name+") VRRP instance failed", "err", err)
 			}
 		}()
 	}
@@ -341,7 +341,7 @@ func (d *daemon) serve(ctx context.Context) error {
 	if d.sup != nil {
 		stopSup()
 		if err := <-supDone; err != nil && !errors.Is(err, context.Canceled) {
-			d.log.Warn(fmt.Sprintf("haproxy: %v", err))
+			d.log.Warn("HAProxy supervisor failed", "err", err)
 		}
 	}
 	return nil
@@ -393,16 +393,16 @@ func (d *daemon) holdUntilChecksReport(ctx context.Context, vi *vrrpInstance) {
 		}
 		if len(waiting) == 0 {
 			if logged {
-				d.log.Info(fmt.Sprintf("(%s) Tracked checks have reported, contending", vi.cfg.Name))
+				d.log.Info("(" + vi.cfg.Name + ") Tracked checks have reported, contending")
 			}
 			return
 		}
 		if time.Now().After(deadline) {
-			d.log.Warn(fmt.Sprintf("(%s) Checks %v have not reported within %s, contending without them", vi.cfg.Name, waiting, contendHold))
+			d.log.Warn("("+vi.cfg.Name+") Checks have not reported in time, contending without them", "checks", fmt.Sprint(waiting), "after", contendHold)
 			return
 		}
 		if !logged {
-			d.log.Info(fmt.Sprintf("(%s) Waiting for first results of %v before contending", vi.cfg.Name, waiting))
+			d.log.Info("("+vi.cfg.Name+") Waiting for first results before contending", "checks", fmt.Sprint(waiting))
 			logged = true
 		}
 		select {
@@ -467,7 +467,7 @@ func (d *daemon) startChecks(parent context.Context, r *checks.Runner) {
 		defer close(done)
 		go d.followChecks(ctx, r)
 		if err := r.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			d.log.Error(fmt.Sprintf("checks: %v", err))
+			d.log.Error("Checks runner failed", "err", err)
 		}
 	}()
 }
@@ -508,7 +508,7 @@ func (d *daemon) notifySystemd(ctx context.Context) {
 		}
 	}
 	if err := sdNotify("READY=1\nSTATUS=VRRP instances settled"); err != nil {
-		d.log.Warn(fmt.Sprintf("systemd notify: %v", err))
+		d.log.Warn("systemd notification failed", "err", err)
 	}
 	if d.onSettled != nil {
 		d.onSettled()
@@ -524,7 +524,7 @@ func (d *daemon) notifySystemd(ctx context.Context) {
 			for _, vi := range d.instances {
 				if now.Sub(vi.run.LastLoop()) > 5*time.Second {
 					stuck = true
-					d.log.Error(fmt.Sprintf("(%s) VRRP loop has not turned for %s", vi.cfg.Name, now.Sub(vi.run.LastLoop()).Round(time.Second)))
+					d.log.Error("("+vi.cfg.Name+") VRRP loop has not turned", "for", now.Sub(vi.run.LastLoop()).Round(time.Second))
 				}
 			}
 			if !stuck {

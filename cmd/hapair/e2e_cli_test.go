@@ -123,7 +123,7 @@ func TestStatusDumpAndReload(t *testing.T) {
 	if err := d.proc.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.proc.WaitForLine(ctx, regexp.MustCompile(`State dump written to `+regexp.QuoteMeta(dump))); err != nil {
+	if _, err := d.proc.WaitForLine(ctx, regexp.MustCompile(`State dump written file=`+regexp.QuoteMeta(dump))); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(dump)

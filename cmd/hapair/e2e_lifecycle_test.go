@@ -322,7 +322,7 @@ func TestUpgradeInPlace(t *testing.T) {
 		}
 	}
 	out1 := p.d1.proc.Output()
-	if handedOver.IsZero() || resumed.IsZero() || !strings.Contains(out1, "Starting hapair v2-test in place of dev") ||
+	if handedOver.IsZero() || resumed.IsZero() || !strings.Contains(out1, "Starting hapair in place of the previous binary version=v2-test from=dev") ||
 		!strings.Contains(out1, "Adopted the running HAProxy master") {
 		t.Fatalf("the log does not show the hand-over, the new version and the adoption:\n%s", out1)
 	}

@@ -246,7 +246,7 @@ func TestDumpFileOverTheConfigRefused(t *testing.T) {
 	if err := d.proc.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`State dump written to `+regexp.QuoteMeta(filepath.Join(p.lb1.Dir(), "hapair.data")))); err != nil {
+	if _, err := d.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`State dump written file=`+regexp.QuoteMeta(filepath.Join(p.lb1.Dir(), "hapair.data")))); err != nil {
 		t.Fatal(err)
 	}
 	if now, _ := os.ReadFile(d.cfgPath); string(now) != bad {

@@ -114,7 +114,7 @@ func (h netlinkHost) Open(ic config.Instance, mayResume bool) (instanceIO, error
 	}
 	removeStale := func() {
 		if err := vips.RemoveStale(); err != nil {
-			h.log.Warn(fmt.Sprintf("(%s) removing stale VIPs: %v", ic.Name, err))
+			h.log.Warn("("+ic.Name+") Removing stale VIPs failed", "err", err)
 		}
 	}
 	if !mayResume {

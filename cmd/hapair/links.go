@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"slices"
 
 	"github.com/hapair/hapair/cmd/internal/config"
@@ -24,7 +23,7 @@ func trackedLinks(ic config.Instance) []string {
 // or dont_track_primary changed by a reload applies with the reload's own re-evaluation.
 func (d *daemon) followLinks(ctx context.Context) {
 	if err := d.links.Watch(ctx, d.refreshPriorities); err != nil {
-		d.log.Error(fmt.Sprintf("following link state: %v; tracked interfaces keep their last known state", err))
+		d.log.Error("Following link state failed: tracked interfaces keep their last known state", "err", err)
 	}
 }
 

@@ -21,9 +21,9 @@ import (
 // invalid: nothing was touched) or ReloadFailed (HAProxy's reload failed, its old workers keep
 // serving, and hapair's settings were left as they were); err says why.
 func (d *daemon) reload(ctx context.Context, path string) (result supervisor.ReloadResult, err error) {
-	d.log.Info(fmt.Sprintf("Reloading configuration %s", path))
+	d.log.Info("Reloading configuration", "file", path)
 	refuse := func(err error) (supervisor.ReloadResult, error) {
-		d.log.Error(fmt.Sprintf("Reload refused, the running configuration stays: %v", err))
+		d.log.Error("Reload refused, the running configuration stays", "err", err)
 		return supervisor.ReloadRefused, err
 	}
 	next, err := config.Load(path)
@@ -61,7 +61,7 @@ func (d *daemon) reload(ctx context.Context, path string) (result supervisor.Rel
 			// Not a failure of this reload: the supervisor's next start reads the new file.
 			d.log.Warn("HAProxy is not running: it will read its configuration when it is restarted")
 		default:
-			d.log.Error(fmt.Sprintf("Reload failed, the running configuration stays (HAProxy's old workers keep serving): %v", err))
+			d.log.Error("Reload failed, the running configuration stays (HAProxy's old workers keep serving)", "err", err)
 			return supervisor.ReloadFailed, err
 		}
 	}
@@ -69,7 +69,7 @@ func (d *daemon) reload(ctx context.Context, path string) (result supervisor.Rel
 		return refuse(fmt.Errorf("stopping: %w", err))
 	}
 	if len(changes) > 0 {
-		d.log.Info(fmt.Sprintf("Applying: %s", strings.Join(changes, "; ")))
+		d.log.Info("Applying the changes", "changes", strings.Join(changes, "; "))
 	}
 	if checksChanged {
 		d.replaceChecks(ctx, specs)
@@ -113,7 +113,7 @@ func (d *daemon) updateInstance(cfg *config.Config, vi *vrrpInstance, ic config.
 	if !reflect.DeepEqual(vi.cfg.VIPs, ic.VIPs) {
 		m, err := d.host.VIPs(ic.Interface, ic.VIPs)
 		if err != nil {
-			d.log.Error(fmt.Sprintf("(%s) VIPs not changed: %v", ic.Name, err))
+			d.log.Error("("+ic.Name+") VIPs not changed", "err", err)
 			ic.VIPs = vi.cfg.VIPs
 		} else {
 			mgr = m
@@ -126,13 +126,13 @@ func (d *daemon) updateInstance(cfg *config.Config, vi *vrrpInstance, ic config.
 		Notifier: d.withBGP(newNotifier(cfg.Notify, ic.Notify, d.log)),
 	}
 	if !vi.run.Apply(u) {
-		d.log.Warn(fmt.Sprintf("(%s) stopped, reload not applied", ic.Name))
+		d.log.Warn("(" + ic.Name + ") stopped, reload not applied")
 		return
 	}
 	if len(removed) > 0 {
 		if old, err := d.host.VIPs(ic.Interface, removed); err == nil {
 			if err := old.Detach(); err != nil {
-				d.log.Error(fmt.Sprintf("(%s) detaching removed VIPs: %v", ic.Name, err))
+				d.log.Error("("+ic.Name+") Detaching removed VIPs failed", "err", err)
 			}
 		}
 	}

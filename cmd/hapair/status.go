@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -76,12 +75,12 @@ func (d *daemon) dump() {
 	d.mu.Unlock()
 	// /run/hapair exists under the unit (RuntimeDirectory); elsewhere make it, private.
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		d.log.Error(fmt.Sprintf("state dump: %v", err))
+		d.log.Error("State dump failed", "err", err)
 		return
 	}
 	if err := status.WriteDump(path, d.Status()); err != nil {
-		d.log.Error(fmt.Sprintf("state dump: %v", err))
+		d.log.Error("State dump failed", "err", err)
 		return
 	}
-	d.log.Info(fmt.Sprintf("State dump written to %s", path))
+	d.log.Info("State dump written", "file", path)
 }

@@ -75,9 +75,9 @@ func (u *upgrader) request(handover func()) {
 		return
 	}
 	go func() {
-		u.log.Info(fmt.Sprintf("Received SIGUSR2: upgrading in place to %s", u.exe))
+		u.log.Info("Received SIGUSR2: upgrading in place", "binary", u.exe)
 		if err := u.checkNew(); err != nil {
-			u.log.Error(fmt.Sprintf("Upgrade refused, this hapair keeps running: %v", err))
+			u.log.Error("Upgrade refused, this hapair keeps running", "err", err)
 			u.writeStatus("refused: " + err.Error())
 			<-u.busy
 			return
@@ -117,9 +117,9 @@ func (u *upgrader) exec(lock *rundir.Lock) error {
 		return err
 	}
 	env = append(env, keep, upgradeEnv+"="+version)
-	u.log.Info(fmt.Sprintf("Re-executing %s (pid %d)", u.exe, os.Getpid()))
+	u.log.Info("Re-executing", "binary", u.exe, "pid", os.Getpid())
 	err = syscall.Exec(u.exe, os.Args, env)
-	u.log.Error(fmt.Sprintf("Upgrade: executing %s: %v; re-executing the running binary", u.exe, err))
+	u.log.Error("Upgrade: executing the new binary failed, re-executing the running one", "binary", u.exe, "err", err)
 	err2 := syscall.Exec("/proc/self/exe", os.Args, env)
 	return fmt.Errorf("execute %s: %w; and the running binary: %w", u.exe, err, err2)
 }
@@ -127,7 +127,7 @@ func (u *upgrader) exec(lock *rundir.Lock) error {
 func (u *upgrader) writeStatus(text string) {
 	path := filepath.Join(u.runtimeDir, upgradeStatusFile)
 	if err := os.WriteFile(path, []byte(text+"\n"), 0o600); err != nil {
-		u.log.Warn(fmt.Sprintf("upgrade status: %v", err))
+		u.log.Warn("Writing the upgrade status failed", "err", err)
 	}
 }
 
