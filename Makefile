@@ -11,7 +11,7 @@ COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build deps test test-unit demo bench bench-failover bench-scale bench-soak chaos fuzz lint deb clean
+.PHONY: all build deps test test-unit demo bench bench-failover bench-scale bench-soak bench-edge chaos fuzz lint deb clean
 
 all: build
 
@@ -56,6 +56,11 @@ SEED     ?= $(shell date +%s)
 DURATION ?= 10m
 chaos: deps
 	HAPAIR_CHAOS_SEED=$(SEED) HAPAIR_CHAOS_DURATION=$(DURATION) nice $(GO) test -count=1 -timeout 0 -v -run '^TestChaos$$' ./cmd/hapair
+
+# bench-edge: failover at advert_int 20 ms and 10 ms (SIGKILL, cable cut; 20 trials each) and
+# the gaps between adverts at 20 ms with every core busy, hapair beside keepalived (root).
+bench-edge: deps
+	$(GO) test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkEdgeFailover$$' -benchtime 1x ./cmd/hapair
 
 bench:
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./vrrp/... ./checks/...

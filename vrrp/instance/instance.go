@@ -559,10 +559,14 @@ const heartbeat = time.Second
 // deadline from the previous deadline, not from when Tick ran.
 const timerGrid = time.Millisecond
 
-// onGrid rounds t up to the next multiple of timerGrid.
-func onGrid(t time.Time) time.Time {
-	if r := time.Duration(t.UnixNano() % int64(timerGrid)); r > 0 {
-		return t.Add(timerGrid - r)
+// heartbeatGrid is the grid of the heartbeat turns, coarser: they need no precision, and on it
+// every idle instance of the process turns in at most 10 wake-ups a second.
+const heartbeatGrid = 100 * time.Millisecond
+
+// onGrid rounds t up to the next multiple of grid.
+func onGrid(t time.Time, grid time.Duration) time.Time {
+	if r := time.Duration(t.UnixNano() % int64(grid)); r > 0 {
+		return t.Add(grid - r)
 	} else if r < 0 {
 		return t.Add(-r)
 	}
@@ -577,11 +581,15 @@ func (in *Instance) armTimer(t *time.Timer) {
 	if in.machine.State() == vrrp.Master && (deadline.IsZero() || in.nextReconcile.Before(deadline)) {
 		deadline = in.nextReconcile
 	}
-	// At least once a second, also with no deadline: the turn is the watchdog's heartbeat.
-	d := heartbeat
+	// About once a second also with no deadline: the turn is the watchdog's heartbeat.
+	now := in.now()
+	wake := onGrid(now.Add(heartbeat), heartbeatGrid)
 	if !deadline.IsZero() {
-		d = min(max(onGrid(deadline).Sub(in.now()), 0), heartbeat)
+		if dl := onGrid(deadline, timerGrid); dl.Before(wake) {
+			wake = dl
+		}
 	}
+	d := max(wake.Sub(now), 0)
 	if !t.Stop() {
 		select {
 		case <-t.C:
@@ -604,7 +612,7 @@ func (in *Instance) maintainMaster(now time.Time) {
 	if now.Before(in.nextReconcile) {
 		return
 	}
-	in.nextReconcile = now.Add(in.cfg.ReconcileEvery)
+	in.nextReconcile = in.reconcileAt(now)
 	missing, err := in.vips.Missing()
 	if err != nil {
 		in.log.Warn(in.msg("Checking VIPs failed"), "err", err)
@@ -741,7 +749,7 @@ func (in *Instance) apply(actions []vrrp.Action) {
 				in.rep.VIPError(vrrp.ActAttachVIPs)
 				in.log.Error(in.msg("Attaching VIPs failed"), "err", err)
 			}
-			in.nextReconcile = in.now().Add(in.cfg.ReconcileEvery)
+			in.nextReconcile = in.reconcileAt(in.now())
 		case vrrp.ActDetachVIPs:
 			in.nextGARP = time.Time{}
 			if err := in.vips.Detach(); err != nil {
@@ -902,3 +910,9 @@ func (in *Instance) setFaultReason(fault bool, reason string) {
 // msg prefixes a message with the instance's name, as keepalived writes its lines:
 // "(VI_LOGS) Entering MASTER STATE". Values go in attributes, not in the message.
 func (in *Instance) msg(text string) string { return "(" + in.cfg.Name + ") " + text }
+
+// reconcileAt is when a MASTER checks its VIPs next: ReconcileEvery on, on the heartbeat grid,
+// so that the checks of all instances share wake-ups and address dumps (vip.Dumps).
+func (in *Instance) reconcileAt(now time.Time) time.Time {
+	return onGrid(now.Add(in.cfg.ReconcileEvery), min(heartbeatGrid, in.cfg.ReconcileEvery))
+}
