@@ -86,9 +86,11 @@ type edgeKey struct {
 	impl string
 }
 
-// edgeBound is RFC 5798's Master_Down_Interval of the BACKUP (priority 100) plus 10 ms.
+// edgeBound is RFC 5798's Master_Down_Interval of the BACKUP (priority 100) plus 10 ms. VRRPv3
+// computes Skew_Time in centiseconds, truncated: 1 cs at 20 ms, 0 at 10 ms.
 func edgeBound(iv time.Duration) time.Duration {
-	skew := time.Duration(float64(256-100) / 256 * float64(iv))
+	cs := int64(iv / (10 * time.Millisecond))
+	skew := time.Duration((256-100)*cs/256) * 10 * time.Millisecond
 	return 3*iv + skew + 10*time.Millisecond
 }
 
@@ -365,4 +367,26 @@ func edgeTable(results map[edgeKey][]time.Duration, failed map[edgeKey]int, tria
 
 func edgeDur(d time.Duration) string {
 	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+func TestEdgeBound(t *testing.T) {
+	if got := edgeBound(20 * time.Millisecond); got != 80*time.Millisecond {
+		t.Errorf("bound at 20 ms = %v, want 80ms (60 + skew 10 + 10)", got)
+	}
+	if got := edgeBound(10 * time.Millisecond); got != 40*time.Millisecond {
+		t.Errorf("bound at 10 ms = %v, want 40ms (30 + skew 0 + 10)", got)
+	}
+}
+
+func TestEdgeGapsOf(t *testing.T) {
+	base := time.Unix(1000, 0)
+	var ts []time.Time
+	for i := range 101 {
+		ts = append(ts, base.Add(time.Duration(i)*20*time.Millisecond))
+	}
+	ts[100] = ts[99].Add(30 * time.Millisecond) // one late advert
+	g := edgeGapsOf(ts)
+	if g.n != 100 || g.p50 != 20*time.Millisecond || g.p99 != 20*time.Millisecond || g.max != 30*time.Millisecond {
+		t.Errorf("gaps = %+v", g)
+	}
 }

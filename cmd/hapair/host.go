@@ -93,7 +93,11 @@ func newNetlinkHost(m *metrics.Metrics, log *slog.Logger) netlinkHost {
 func (h netlinkHost) Links() (links, error) { return checks.NewLinks() }
 
 func (h netlinkHost) VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, error) {
-	return h.manager(ifname, vips)
+	m, err := h.manager(ifname, vips)
+	if err != nil {
+		return nil, err
+	}
+	return offStackVIPs{m}, nil
 }
 
 func (h netlinkHost) manager(ifname string, vips []netip.Prefix) (*vipnet.Manager, error) {
@@ -147,5 +151,5 @@ func (h netlinkHost) Open(ic config.Instance, mayResume bool) (instanceIO, error
 		conn.Close()
 		return instanceIO{}, err
 	}
-	return instanceIO{source: source, conn: conn, vips: vips, ann: ann, mayResume: mayResume}, nil
+	return instanceIO{source: source, conn: conn, vips: offStackVIPs{vips}, ann: ann, mayResume: mayResume}, nil
 }

@@ -74,7 +74,7 @@ func TestHotPathAllocations(t *testing.T) {
 	receive := testing.AllocsPerRun(200, func() {
 		backup.HandlePacket(payload, peer, group, 255)
 		r := <-backup.received
-		backup.apply(backup.machine.Receive(r.at, r.src, r.advert))
+		backup.receive(r)
 		backup.apply(backup.machine.Tick(time.Now()))
 	})
 	if st := backup.machine.State(); st != vrrp.Backup || backup.machine.MasterAddr() != peer {
@@ -111,7 +111,7 @@ func BenchmarkHotPath(b *testing.B) {
 	for b.Loop() {
 		backup.HandlePacket(payload, peer, group, 255)
 		r := <-backup.received
-		backup.apply(backup.machine.Receive(r.at, r.src, r.advert))
+		backup.receive(r)
 		now = now.Add(20 * time.Millisecond)
 		master.apply(master.machine.Tick(now))
 	}

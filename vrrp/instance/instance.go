@@ -238,7 +238,6 @@ type Update struct {
 type received struct {
 	advert vrrp.Advert
 	src    netip.Addr
-	at     time.Time
 }
 
 // receivedBacklog is how many accepted adverts may wait for the loop. It turns at least once per
@@ -408,10 +407,20 @@ func (in *Instance) Run(ctx context.Context) error {
 			}
 			in.apply(in.machine.Resign(in.now()))
 		case r := <-in.received:
-			in.apply(in.machine.Receive(r.at, r.src, r.advert))
+			in.receive(r)
 		case c := <-in.control:
 			in.handleControl(c)
 		case <-timer.C:
+		}
+		// Adverts that have already arrived count before any timer fires: after the loop ran
+		// late, the master-down timer must not fire between two queued adverts of a live MASTER.
+		for drained := false; !drained; {
+			select {
+			case r := <-in.received:
+				in.receive(r)
+			default:
+				drained = true
+			}
 		}
 		now := in.now()
 		in.apply(in.machine.Tick(now))
@@ -434,6 +443,15 @@ func (in *Instance) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// receive hands an advert to the machine as of now, when the loop takes it, rather than as of
+// its arrival: on a machine so loaded that the loop runs tens of milliseconds late, timing by
+// arrival left the master-down timer already expired when the MASTER's advert was taken, and a
+// BACKUP at 20 ms adverts went MASTER and back for every queued advert (seen in make
+// bench-scale, 50 instances). keepalived, too, restarts the timer when it reads the advert.
+func (in *Instance) receive(r received) {
+	in.apply(in.machine.Receive(in.now(), r.src, r.advert))
 }
 
 // HandOver makes Run, when its context ends, leave the instance as it is for the next image of
@@ -649,7 +667,7 @@ func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
 	adv := in.rx
 	adv.Addrs = nil
 	select {
-	case in.received <- received{advert: adv, src: src, at: at}:
+	case in.received <- received{advert: adv, src: src}:
 	default:
 		in.rep.Dropped(vrrp.DropOther)
 		if in.log.Enabled(context.Background(), slog.LevelDebug) {
