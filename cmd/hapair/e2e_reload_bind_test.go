@@ -67,6 +67,22 @@ func TestHAProxyReloadFailingAtBind(t *testing.T) {
 	if err := p.client.WaitServedBy(ctx, time.Now(), "lb1"); err != nil {
 		t.Errorf("the old configuration is not serving after the failed reload: %v", err)
 	}
+
+	// Once the port is free, the same file reloads: a failed reload leaves nothing stuck.
+	squatter.Close()
+	from1, from2 = p.d1.lines(), p.d2.lines()
+	if out, code := p.d1.runIn(ctx, "reload", "--config", p.d1.cfgPath); code != 0 {
+		t.Fatalf("hapair reload once the port is free: exit %d\n%s", code, out)
+	}
+	if err := p.client.WaitServedBy(ctx, time.Now(), "lb1-v2"); err != nil {
+		t.Errorf("the new configuration is not serving after the good reload: %v", err)
+	}
+	if st := statusOf(t, p.d1); st.Config.LastReload.Result != "ok" {
+		t.Errorf("status after the good reload: %+v", st.Config.LastReload)
+	}
+	if l := strings.Join(append(lineTexts(p.d1, from1), lineTexts(p.d2, from2)...), "\n"); regexp.MustCompile(`Entering (MASTER|BACKUP|FAULT) STATE`).MatchString(l) {
+		t.Errorf("the good reload caused a VRRP transition:\n%s", l)
+	}
 }
 
 // lineTexts returns the log lines of d from index from on.
