@@ -204,7 +204,7 @@ func TestDaemonStatusAndDump(t *testing.T) {
 			t.Fatalf("status = %+v", st)
 		}
 		td.d.dump()
-		if !strings.Contains(td.logs.String(), "State dump written to") {
+		if !strings.Contains(td.logs.String(), "State dump written") {
 			t.Fatalf("no dump written:\n%s", td.logs)
 		}
 	})
