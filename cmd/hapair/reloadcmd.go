@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,7 +49,23 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func signalPID(pid int) error { return syscall.Kill(pid, syscall.SIGHUP) }
+// signalPID sends SIGHUP to the hapair the status listener named. Whatever answers on the port
+// could name any pid, and SIGHUP ends most programs: the process must run the same program as
+// this command (its name in /proc/PID/comm, which survives an upgrade of the binary on disk).
+func signalPID(pid int) error {
+	self, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		return fmt.Errorf("read own process name: %w", err)
+	}
+	other, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return fmt.Errorf("the status listener names pid %d: %w", pid, err)
+	}
+	if a, b := strings.TrimSpace(string(self)), strings.TrimSpace(string(other)); a != b {
+		return fmt.Errorf("the status listener names pid %d, which runs %q, not %s: is hapair the one listening there?", pid, b, a)
+	}
+	return syscall.Kill(pid, syscall.SIGHUP)
+}
 
 // requestReload signals the hapair answering at listen and returns the reload attempt that
 // answers the signal: the first whose request count is past the one seen before signalling.

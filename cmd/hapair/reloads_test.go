@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -200,5 +201,22 @@ func TestRequestReloadWaitsForItsAttempt(t *testing.T) {
 	defer cancelShort()
 	if _, err := requestReload(short, listen, func(int) error { return nil }); err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("no outcome: err = %v", err)
+	}
+}
+
+// TestSignalPIDOnlySignalsHapair: whatever squats on the status port could name any pid; SIGHUP
+// would end most programs. Only a process running the same program is signalled.
+func TestSignalPIDOnlySignalsHapair(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	err := signalPID(cmd.Process.Pid)
+	if err == nil || !strings.Contains(err.Error(), `runs "sleep"`) {
+		t.Fatalf("signalPID(sleep) = %v, want refused", err)
+	}
+	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("sleep was signalled: %v", err)
 	}
 }
