@@ -234,9 +234,10 @@ func (n *simNet) crash(r *simRouter) {
 
 // restart brings a crashed router back with a fresh Machine, its VIPs gone with the old process.
 func (n *simNet) restart(r *simRouter) {
-	prio := r.m.Priority()
+	prio, drained := r.m.tracked, r.m.drained // the checks' priority, and a drain kept on disk
 	r.m, _ = NewMachine(r.cfg)
 	r.m.SetPriority(n.now, prio)
+	r.m.SetDrained(n.now, drained)
 	r.alive, r.state, r.vips = true, Init, false
 	n.start(r)
 }
@@ -473,6 +474,9 @@ type simScenario struct {
 	intervals []time.Duration // each router's own
 	mixed     bool            // VRRPv3 routers with different intervals
 	maxDelay  time.Duration
+	// handover: a drain was being handed over at the heal; its old Master keeps the VIPs until
+	// a new one advertises, which takes up to one more Master_Down_Interval.
+	handover bool
 }
 
 // longestMasterDown is r's Master_Down_Interval at its priority for the slowest Master it
@@ -546,7 +550,7 @@ func genScenario(rng *rand.Rand) (*simScenario, error) {
 		at := t0.Add(time.Duration(rng.Int64N(int64(chaos))))
 		r := n.routers[rng.IntN(nr)]
 		o := n.routers[rng.IntN(nr)]
-		switch rng.IntN(9) {
+		switch rng.IntN(11) {
 		case 0:
 			groups := make([]int, nr)
 			for i := range groups {
@@ -601,6 +605,18 @@ func genScenario(rng *rand.Rand) (*simScenario, error) {
 			})
 		case 8:
 			n.at(at, fmt.Sprintf("r%d crash", r.id), func() { n.crash(r) })
+		case 9:
+			n.at(at, fmt.Sprintf("r%d resign", r.id), func() {
+				if r.alive {
+					n.apply(r, r.m.Resign(n.now))
+				}
+			})
+		case 10:
+			n.at(at, fmt.Sprintf("r%d drain toggle", r.id), func() {
+				if r.alive {
+					n.apply(r, r.m.SetDrained(n.now, !r.m.Drained()))
+				}
+			})
 		}
 	}
 	// The network becomes whole again: no cut, no loss, every router up, no fault.
@@ -615,6 +631,12 @@ func genScenario(rng *rand.Rand) (*simScenario, error) {
 			if !r.alive {
 				n.restart(r)
 			}
+			// A resign under way has ended with its process, which starts again. A drain stays:
+			// a drained router is one at priority 1, and the properties hold for it.
+			if r.m.handover == handoverStop {
+				n.restart(r) // the stopping process has gone (its priority 0 is long sent)
+			}
+			s.handover = s.handover || r.m.HandingOver()
 			if r.m.fault {
 				n.setFault(r, false) // a stopped router keeps its fault for the next Start
 			}
@@ -660,6 +682,9 @@ func (s *simScenario) check(st *simStats) error {
 		bound = laterOf(s.heal, top.preemptFrom.Add(top.cfg.PreemptDelay)).Add(s.longestMasterDown(top) + s.maxDelay)
 	} else {
 		bound = latestWindow.Add(2*maxMDI + s.interval + 2*s.maxDelay)
+	}
+	if s.handover {
+		bound = bound.Add(maxMDI)
 	}
 	if s.mixed {
 		// A Backup that last heard a faster previous Master may time out on the new, slower
