@@ -22,8 +22,8 @@ type hold struct {
 // is not counted toward its fall: HAProxy pauses its listeners while a new worker starts (about
 // 2 s when the new configuration fails at bind), and a stats probe with interval 1s and fall 2
 // would otherwise move the VIP away and back for a reload. Successes still count, a check that is
-// down stays down, and the built-in liveness check (HAProxy's exit) is never held: a master that
-// dies during a reload fails over at once.
+// down stays down, and neither the built-in liveness check (HAProxy's exit: a master that dies
+// during a reload fails over at once) nor a check that watches for events (a link) is held.
 func (r *Runner) HoldFailures() (end func()) {
 	r.mu.Lock()
 	r.hold.depth++
@@ -43,7 +43,7 @@ func (r *Runner) HoldFailures() (end func()) {
 
 // heldLocked tells whether a failed result of c is not counted. r.mu is held.
 func (r *Runner) heldLocked(c *check, res Result) bool {
-	if res.OK || c == r.live.c || !c.tr.started || !c.tr.up {
+	if res.OK || c == r.live.c || c.trigger != nil || !c.tr.started || !c.tr.up {
 		return false
 	}
 	return r.hold.depth > 0 || res.At.Before(r.hold.until)

@@ -65,3 +65,25 @@ func TestReloadHoldsFailures(t *testing.T) {
 	outer()
 	outer() // a second call is harmless
 }
+
+// watchingProbe is a check that learns of changes by events, like a link check.
+type watchingProbe struct{ probeFunc }
+
+func (watchingProbe) Watch(ctx context.Context, changed func()) error { <-ctx.Done(); return nil }
+
+// TestReloadHoldsNoLinkCheck: a link going down has nothing to do with HAProxy's reload.
+func TestReloadHoldsNoLinkCheck(t *testing.T) {
+	clock := newFakeClock()
+	probe := watchingProbe{probeFunc(func(context.Context) Result { return Result{OK: true} })}
+	r := NewRunner([]Spec{{Name: "link", Interval: time.Second, Fall: 1, Rise: 1, Probe: probe}}, nil, nil, WithClock(clock))
+	c := r.checks[1]
+	r.record(c, Result{OK: true, At: clock.Now()})
+	end := r.HoldFailures()
+	defer end()
+	r.record(c, Result{OK: false, At: clock.Now()})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c.tr.up {
+		t.Fatal("a link check's failure was held during a reload")
+	}
+}
