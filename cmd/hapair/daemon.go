@@ -69,6 +69,7 @@ type vrrpInstance struct {
 	ann   announcer
 	conn  instance.Conn
 	track map[string]int // check name -> weight, after the check's own weight was applied
+	hooks *hookNotifier  // its notify hooks (nil: none), closed when replaced or stopped
 	// resuming: its state record says MASTER a moment ago; it starts at once, without waiting
 	// for its checks (vrrp.Machine.Resume decides).
 	resuming bool
@@ -208,7 +209,7 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		nio.ann.Close()
 		return nil, err
 	}
-	return &vrrpInstance{cfg: ic, run: run, vips: nio.vips, ann: nio.ann, conn: nio.conn, track: trackWeights(ic), resuming: mayResume}, nil
+	return &vrrpInstance{cfg: ic, run: run, vips: nio.vips, ann: nio.ann, conn: nio.conn, track: trackWeights(ic), resuming: mayResume, hooks: notifier}, nil
 }
 
 func prefixAddrs(ps []netip.Prefix) []netip.Addr {
@@ -253,6 +254,7 @@ func (d *daemon) closeInstances() {
 	for _, vi := range d.instances {
 		vi.conn.Close()
 		vi.ann.Close()
+		vi.hooks.Close()
 	}
 }
 
@@ -296,7 +298,14 @@ func (d *daemon) serve(ctx context.Context) error {
 	var supDone chan error
 	if d.sup != nil {
 		supDone = make(chan error, 1)
-		go func() { supDone <- d.sup.Run(supCtx) }()
+		go func() {
+			err := d.sup.Run(supCtx)
+			if supCtx.Err() == nil {
+				d.haproxyGone(err)
+				err = nil // said already
+			}
+			supDone <- err
+		}()
 		go d.forwardHAProxyEvents(supCtx)
 		startWait := time.AfterFunc(haproxyStartWait, d.openCheckGate)
 		defer startWait.Stop()
@@ -345,6 +354,22 @@ func (d *daemon) serve(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// haproxyGone is the supervisor returning on its own, before the stop: it could not start HAProxy
+// (say, a live master it may not adopt owns the master socket). The node then runs without
+// HAProxy: say so at once, and fail the liveness check so that the priority says so too.
+func (d *daemon) haproxyGone(err error) {
+	reason := "HAProxy supervisor stopped"
+	if err != nil {
+		reason = fmt.Sprintf("HAProxy supervisor stopped: %v", err)
+	}
+	d.log.Error(reason + "; running without HAProxy until hapair is restarted")
+	d.openCheckGate()
+	d.mu.Lock()
+	live := d.checks.Liveness()
+	d.mu.Unlock()
+	live.Set(false, reason)
 }
 
 // beginHandover makes serve, once its context ends, hand every instance over to the next image
@@ -463,12 +488,19 @@ func (d *daemon) startChecks(parent context.Context, r *checks.Runner) {
 	d.mu.Lock()
 	d.checks, d.checksCancel, d.checksDone = r, cancel, done
 	d.mu.Unlock()
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		d.followChecks(ctx, r)
+	}()
 	go func() {
 		defer close(done)
-		go d.followChecks(ctx, r)
 		if err := r.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			d.log.Error("Checks runner failed", "err", err)
 		}
+		// Once stopChecks returns, nothing acts on this runner's results any more: the next
+		// runner's must not be overwritten by a follower that is late.
+		<-followed
 	}()
 }
 
@@ -482,6 +514,7 @@ func (d *daemon) stopChecks() {
 	}
 }
 
+// followChecks applies r's events until ctx is done or r has stopped (its Events closed).
 func (d *daemon) followChecks(ctx context.Context, r *checks.Runner) {
 	d.updatePriorities(r.Up())
 	d.updateBGP(r)
@@ -489,7 +522,10 @@ func (d *daemon) followChecks(ctx context.Context, r *checks.Runner) {
 		select {
 		case <-ctx.Done():
 			return
-		case ev := <-r.Events():
+		case ev, ok := <-r.Events():
+			if !ok || ctx.Err() != nil {
+				return // a closed channel yields zero events: no check named ""
+			}
 			d.metrics.CheckUp(ev.Name, ev.Up)
 			d.updatePriorities(r.Up())
 			d.updateBGP(r)

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/hapair/hapair/checks"
+	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/vrrp"
 )
 
@@ -206,6 +211,139 @@ func TestDaemonStatusAndDump(t *testing.T) {
 		td.d.dump()
 		if !strings.Contains(td.logs.String(), "State dump written") {
 			t.Fatalf("no dump written:\n%s", td.logs)
+		}
+	})
+}
+
+// checkUpSeries returns the check label of every hapair_check_up series.
+func checkUpSeries(t *testing.T, td *testDaemon) []string {
+	t.Helper()
+	families, err := td.d.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range families {
+		if f.GetName() != "hapair_check_up" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "check" {
+					out = append(out, l.GetValue())
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestStoppedChecksRunnerIsNotFollowed (issue 9 item 12): once stopChecks returns (a reload
+// replacing the checks, or the stop), the old runner's follower must be gone: it used to go on
+// reading the runner's closed event channel (zero events made a hapair_check_up{check=""} series)
+// and could apply the old runner's results after the new runner had started.
+func TestStoppedChecksRunnerIsNotFollowed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		td := newTestDaemon(t, pairYAML(dir, newTCPTarget(t).addr, "10.255.0.10/24"))
+		td.start()
+		settle(5 * time.Second)
+		for range 50 {
+			old := td.d.checks
+			// Events queued for the follower when the runner stops.
+			for i := range 16 {
+				old.Liveness().Set(i%2 == 0, "flapping") // ends down
+			}
+			td.d.stopChecks()
+			// From here on nothing may act on the old runner's events.
+			td.d.metrics.CheckUp("marker", true)
+			synctest.Wait()
+			for _, name := range checkUpSeries(t, td) {
+				if name == "" {
+					t.Fatalf("hapair_check_up series %q: a follower read a stopped runner's closed channel", checkUpSeries(t, td))
+				}
+			}
+			next := checks.NewRunner(nil, td.d.metrics, nil)
+			next.Liveness().Set(true, "up")
+			td.d.startChecks(context.Background(), next)
+			synctest.Wait()
+			if p := td.status("VI_1").Priority; p != 110 {
+				t.Fatalf("with the new runner all up: priority %d, want 110 (the old runner's results landed)", p)
+			}
+		}
+	})
+}
+
+// TestReloadStartsNoNotifyGoroutine (issue 9 item 12): a reload replaces an instance's notify
+// hooks; the old hooks' goroutine ends instead of waiting forever, and at stop every hook
+// goroutine ends (the bubble fails a test that leaves one blocked).
+func TestReloadStartsNoNotifyGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		web := newTCPTarget(t)
+		yaml := strings.Replace(pairYAML(dir, web.addr, "10.255.0.10/24"), "    track:", "    notify_master: /bin/true\n    track:", 1)
+		td := newTestDaemon(t, yaml)
+		td.start()
+		settle(5 * time.Second)
+		td.d.reload(t.Context(), td.path)
+		settle(time.Second)
+		before := runtime.NumGoroutine()
+		for range 10 {
+			td.d.reload(t.Context(), td.path)
+		}
+		settle(time.Second)
+		if after := runtime.NumGoroutine(); after > before {
+			t.Errorf("10 reloads left %d more goroutines", after-before)
+		}
+		td.stop()
+		synctest.Wait()
+	})
+}
+
+// TestSupervisorStartErrorIsHeard (issue 9 item 12): when the supervisor cannot start (a live
+// HAProxy master owns its socket), hapair says so at once and its HAProxy check fails, instead of
+// running without HAProxy in silence until shutdown.
+func TestSupervisorStartErrorIsHeard(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		td := newTestDaemon(t, pairYAML(dir, newTCPTarget(t).addr, "10.255.0.10/24"))
+		td.haproxy.runErr = errors.New("master socket in use by a live HAProxy master (pid 4242)")
+		td.start()
+		synctest.Wait()
+		if !strings.Contains(td.logs.String(), "pid 4242") {
+			t.Fatalf("the supervisor's start error is not logged at once:\n%s", td.logs)
+		}
+		settle(5 * time.Second)
+		if up := td.d.checks.Up()[config.BuiltinHAProxyCheck]; up {
+			t.Error("the haproxy check is up without an HAProxy")
+		}
+		if p := td.status("VI_1").Priority; p != 90 {
+			t.Errorf("priority %d without HAProxy, want 90 (haproxy weight -20)", p)
+		}
+	})
+}
+
+// TestReloadAfterInstancesStoppedReturns (issue 9 item 12): a SIGHUP that arrives while hapair
+// stops does not wait forever on instances that no longer take updates.
+func TestReloadAfterInstancesStoppedReturns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		web := newTCPTarget(t)
+		td := newTestDaemon(t, pairYAML(dir, web.addr, "10.255.0.10/24"))
+		td.start()
+		settle(5 * time.Second)
+		td.stop()
+		td.write(pairYAML(dir, web.addr, "10.255.0.10/24, 10.255.0.11/24"))
+		returned := make(chan struct{})
+		go func() {
+			defer close(returned)
+			td.d.reload(context.Background(), td.path)
+		}()
+		synctest.Wait()
+		select {
+		case <-returned:
+		default:
+			t.Fatal("reload blocks on a stopped instance")
 		}
 	})
 }

@@ -22,6 +22,13 @@ func newNotifier(global config.Notify, hooks config.InstanceNotify, log *slog.Lo
 	}, log)}
 }
 
+// Close ends the hooks' goroutine once the hooks queued have run.
+func (n *hookNotifier) Close() {
+	if n != nil {
+		n.r.Close()
+	}
+}
+
 // Notify names the states as keepalived's notify scripts receive them; INIT (stopped) is STOP.
 func (n *hookNotifier) Notify(instance string, state vrrp.State, priority uint8) {
 	if n == nil {

@@ -120,15 +120,22 @@ func (d *daemon) updateInstance(cfg *config.Config, vi *vrrpInstance, ic config.
 		}
 	}
 	removed := subtract(vi.cfg.VIPs, ic.VIPs)
+	hooks := newNotifier(cfg.Notify, ic.Notify, d.log)
 	u := &instance.Update{
 		BasePriority: ic.Priority, VIPs: ic.VIPs, Manager: mgr,
 		GARPRepeat: ic.GARPMasterRepeat, GARPDelay: ic.GARPMasterDelay,
-		Notifier: d.withBGP(newNotifier(cfg.Notify, ic.Notify, d.log)),
+		Notifier: d.withBGP(hooks),
 	}
 	if !vi.run.Apply(u) {
+		hooks.Close()
 		d.log.Warn("(" + ic.Name + ") stopped, reload not applied")
 		return
 	}
+	d.mu.Lock()
+	old := vi.hooks
+	vi.hooks = hooks
+	d.mu.Unlock()
+	old.Close() // the loop uses the new hooks from now on
 	if len(removed) > 0 {
 		if old, err := d.host.VIPs(ic.Interface, removed); err == nil {
 			if err := old.Detach(); err != nil {

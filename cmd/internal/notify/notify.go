@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hapair/hapair/internal/spawn"
@@ -40,6 +41,10 @@ type Runner struct {
 	opts  Options
 	log   *slog.Logger
 	queue chan job
+
+	mu     sync.Mutex // guards closed against a Notify racing Close
+	closed bool
+
 	// ran is called after every hook finishes (tests).
 	ran func(cmd string, err error)
 }
@@ -49,7 +54,8 @@ type job struct {
 	priority    uint8
 }
 
-// New starts the runner's goroutine; it lives as long as the process (hooks are few and small).
+// New starts the runner's goroutine; it lives until Close (a reload that replaces the hooks, the
+// stop).
 func New(hooks Hooks, opts Options, log *slog.Logger) *Runner {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
@@ -69,10 +75,26 @@ func (h Hooks) Empty() bool { return h == Hooks{} }
 // "FAULT", "STOP"). When the queue is full the oldest hooks are still running and this one is
 // dropped with a log line rather than blocking the caller.
 func (r *Runner) Notify(name, state string, priority uint8) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		r.log.Warn("("+name+") notify hooks replaced or stopped, hooks not run", "state", state)
+		return
+	}
 	select {
 	case r.queue <- job{name: name, state: state, priority: priority}:
 	default:
 		r.log.Warn("("+name+") notify queue full, hooks not run", "state", state)
+	}
+}
+
+// Close ends the runner's goroutine once the hooks already queued have run.
+func (r *Runner) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.closed {
+		r.closed = true
+		close(r.queue)
 	}
 }
 
