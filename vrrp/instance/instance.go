@@ -670,8 +670,14 @@ func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
 	case in.received <- received{advert: adv, src: src}:
 	default:
 		in.rep.Dropped(vrrp.DropOther)
+		// A flood of valid adverts fills the queue: the same budget as other drops.
 		if in.log.Enabled(context.Background(), slog.LevelDebug) {
-			in.log.Debug(in.msg("dropped advert: the loop's queue is full"), "from", src, "queued", receivedBacklog)
+			if ok, missed := in.dropLog.take(at); ok {
+				if missed > 0 {
+					in.log.Debug(in.msg("more dropped packets not logged"), "missed", missed, "burst", in.dropLog.burst, "per", in.dropLog.period)
+				}
+				in.log.Debug(in.msg("dropped advert: the loop's queue is full"), "from", src, "queued", receivedBacklog)
+			}
 		}
 	}
 }
