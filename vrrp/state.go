@@ -80,7 +80,9 @@ func (k ActionKind) String() string {
 //
 // Becoming Master yields Transition, AttachVIPs, SendGARP, SendAdvert (the VIPs are announced
 // before the advert that makes the previous Master let go of them). Leaving Master yields
-// Transition, then SendAdvert with priority 0 when going to Fault or Init, then DetachVIPs.
+// Transition, then SendAdvert with priority 0 when going to Fault or Init, then DetachVIPs; the
+// end of a handover (Machine.Resign, Machine.SetDrained), whose priority 0 went out when it
+// began, yields Transition, DetachVIPs, HandoverDone.
 type Action struct {
 	Kind     ActionKind
 	Priority uint8  // ActSendAdvert: priority to put in the advert (0 = release)
