@@ -71,7 +71,8 @@ type Gate struct {
 	checks   map[string]CheckState
 	masters  map[string]bool
 	state    map[netip.Prefix]*routeState
-	draining bool // stop has begun: nothing is announced anew; what stands carries GRACEFUL_SHUTDOWN
+	draining bool // stop or drain has begun: nothing is announced anew; what stands carries GRACEFUL_SHUTDOWN
+	drained  bool // hapair drain: checks-gated routes withdrawn until undrain
 	stopped  bool // everything withdrawn for good
 }
 
@@ -165,6 +166,20 @@ func (g *Gate) Drain(now time.Time) {
 	}
 }
 
+// SetDrained is `hapair drain` (true) and `hapair undrain` (false) for the checks-gated routes:
+// drained, they are withdrawn and stay so whatever the checks say; undrained, they follow the
+// checks again. (A route gated by a VRRP instance follows that instance, which a drain hands
+// over.) For a graceful drain, call Drain first and wait the drain time.
+func (g *Gate) SetDrained(drained bool, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.drained = drained
+	if !drained && !g.stopped {
+		g.draining = false
+	}
+	g.applyLocked(now)
+}
+
 // Draining reports whether any prefix is announced with GRACEFUL_SHUTDOWN now, that is whether
 // a drain time is worth waiting.
 func (g *Gate) Draining() bool {
@@ -220,8 +235,8 @@ func (g *Gate) applyLocked(now time.Time) {
 	}
 	for _, r := range g.routes {
 		st := g.state[r.Prefix]
-		want, reason, failedAt := g.wantLocked(r)
-		if !want && st.announced && failedAt.IsZero() && r.Instance == "" && g.onlyPendingLocked(r) {
+		want, pending, reason, failedAt := g.wantLocked(r)
+		if pending && st.announced {
 			continue // results are coming for checks restarted by a reload: keep what stands
 		}
 		switch {
@@ -257,20 +272,24 @@ func (g *Gate) withdrawLocked(p netip.Prefix, st *routeState, reason string, fai
 	g.log.Info(fmt.Sprintf("BGP: withdrawing %s (%s)", p, reason))
 }
 
-// wantLocked says whether r should be announced, why, and when a failure that forbids it began.
-func (g *Gate) wantLocked(r Route) (want bool, reason string, failedAt time.Time) {
+// wantLocked says whether r should be announced, whether it only waits for first results (so
+// that an announced route stays), why, and when a failure that forbids it began.
+func (g *Gate) wantLocked(r Route) (want, pending bool, reason string, failedAt time.Time) {
 	if r.Instance != "" {
 		if g.masters[r.Instance] {
-			return true, r.Instance + " is MASTER", time.Time{}
+			return true, false, r.Instance + " is MASTER", time.Time{}
 		}
-		return false, r.Instance + " is not MASTER", time.Time{}
+		return false, false, r.Instance + " is not MASTER", time.Time{}
 	}
-	var down, pending []string
+	if g.drained {
+		return false, false, "drained (hapair drain)", time.Time{}
+	}
+	var down, waiting []string
 	for _, name := range r.Checks {
 		cs, ok := g.checks[name]
 		switch {
 		case !ok || cs.Pending:
-			pending = append(pending, name)
+			waiting = append(waiting, name)
 		case !cs.Up:
 			down = append(down, name)
 			if cs.Since.After(failedAt) {
@@ -280,19 +299,9 @@ func (g *Gate) wantLocked(r Route) (want bool, reason string, failedAt time.Time
 	}
 	switch {
 	case len(down) > 0:
-		return false, "check " + strings.Join(down, ", ") + " down", failedAt
-	case len(pending) > 0:
-		return false, "waiting for first results of " + strings.Join(pending, ", "), time.Time{}
+		return false, false, "check " + strings.Join(down, ", ") + " down", failedAt
+	case len(waiting) > 0:
+		return false, true, "waiting for first results of " + strings.Join(waiting, ", "), time.Time{}
 	}
-	return true, "checks " + strings.Join(r.Checks, ", ") + " up", time.Time{}
-}
-
-// onlyPendingLocked reports whether r's checks are up or pending, none down.
-func (g *Gate) onlyPendingLocked(r Route) bool {
-	for _, name := range r.Checks {
-		if cs, ok := g.checks[name]; ok && !cs.Pending && !cs.Up {
-			return false
-		}
-	}
-	return true
+	return true, false, "checks " + strings.Join(r.Checks, ", ") + " up", time.Time{}
 }

@@ -225,3 +225,38 @@ func TestChecksRestartedByAReloadDoNotWithdraw(t *testing.T) {
 	g.Checks(map[string]CheckState{"haproxy": down(t0.Add(2 * time.Second)), "haproxy_stats": {Pending: true}}, t0.Add(2*time.Second))
 	expectSent(t, sp, "withdraw 10.77.9.10/32")
 }
+
+func TestDrainWithdrawsChecksGatedRoutesUntilUndrain(t *testing.T) {
+	g, sp, rep := newTestGate(Route{Prefix: svc, Checks: []string{"haproxy"}}, Route{Prefix: vip, Instance: "VI_LOGS"})
+	g.Checks(map[string]CheckState{"haproxy": up(t0)}, t0)
+	g.InstanceState("VI_LOGS", true, t0)
+	expectSent(t, sp, "announce 10.77.9.10/32", "announce 10.77.9.20/32")
+
+	g.Drain(t0.Add(time.Second))
+	expectSent(t, sp, "announce 10.77.9.10/32 gshut", "announce 10.77.9.20/32 gshut")
+	g.SetDrained(true, t0.Add(3*time.Second))
+	expectSent(t, sp, "withdraw 10.77.9.10/32") // the VRRP-gated one goes with the handover
+	if st := g.Status()[0]; st.Announced || st.Reason != "drained (hapair drain)" {
+		t.Errorf("status %+v", st)
+	}
+	// Checks recovering or flapping do not announce a drained node.
+	g.Checks(map[string]CheckState{"haproxy": up(t0.Add(4 * time.Second))}, t0.Add(4*time.Second))
+	expectSent(t, sp)
+	if len(rep.delays) != 0 {
+		t.Errorf("a drain counted as a check failure: %v", rep.delays)
+	}
+
+	g.SetDrained(false, t0.Add(5*time.Second))
+	expectSent(t, sp, "announce 10.77.9.10/32")
+	// A node started drained announces nothing until undrain.
+	g2, sp2, _ := newTestGate(Route{Prefix: svc, Checks: []string{"haproxy"}})
+	g2.SetDrained(true, t0)
+	g2.Checks(map[string]CheckState{"haproxy": up(t0)}, t0)
+	expectSent(t, sp2)
+	// A stop after an undrain still withdraws for good.
+	g.WithdrawAll(t0.Add(6 * time.Second))
+	g.SetDrained(false, t0.Add(7*time.Second))
+	sp.take()
+	g.Checks(map[string]CheckState{"haproxy": up(t0)}, t0.Add(8*time.Second))
+	expectSent(t, sp)
+}

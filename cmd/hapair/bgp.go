@@ -29,7 +29,7 @@ type bgpSpeaker struct {
 	log     *slog.Logger
 	metrics *metrics.BGPMetrics
 
-	mu       sync.Mutex  // guards cfg against status() during a reload
+	mu       sync.Mutex  // guards cfg against status() during a reload, and gate against drainBGP
 	cfg      *config.BGP // as started; reload replaces peers, routes and drain time
 	routerID netip.Addr
 	server   *bgp.Server
@@ -63,7 +63,7 @@ func bgpPeers(cfg *config.BGP) []bgp.Peer {
 
 // start puts the checks-gated service addresses on the loopback (before HAProxy starts, so that
 // it can bind them) and opens the sessions. Nothing is announced until the Gate's inputs allow.
-func (b *bgpSpeaker) start(ctx context.Context) error {
+func (b *bgpSpeaker) start(ctx context.Context, drained func() bool) error {
 	lo, err := bgp.OpenLoopback(b.cfg.Loopback)
 	if err != nil {
 		return err
@@ -85,7 +85,15 @@ func (b *bgpSpeaker) start(ctx context.Context) error {
 		return err
 	}
 	b.server = srv
-	b.gate = bgp.NewGate(bgpRoutes(b.cfg), srv, b.metrics, b.log)
+	gate := bgp.NewGate(bgpRoutes(b.cfg), srv, b.metrics, b.log)
+	b.mu.Lock()
+	b.gate = gate
+	b.mu.Unlock()
+	// Read after the gate is published: a drain arriving meanwhile (the control socket is open
+	// already) either finds the gate or has set the flag read here.
+	if drained() { // a drain recorded in the runtime dir holds the checks-gated prefixes back
+		gate.SetDrained(true, time.Now())
+	}
 	b.log.Info(fmt.Sprintf("BGP speaker started: AS %d, router id %s, %d peers, %d prefixes",
 		b.cfg.LocalASN, b.routerID, len(b.cfg.Peers), len(b.cfg.Announce)))
 	return nil
@@ -270,4 +278,36 @@ func (d *daemon) withdrawBGP() {
 	drain := d.cfg.BGP.DrainTime
 	d.mu.Unlock()
 	d.bgp.withdraw(drain)
+}
+
+// drainBGP is the BGP part of `hapair drain` and `hapair undrain`, run beside the VRRP handovers:
+// a drain announces with GRACEFUL_SHUTDOWN for the drain time, then withdraws the checks-gated
+// prefixes (HAProxy keeps serving); an undrain lets them follow their checks again. The channel
+// is closed when it is done.
+func (d *daemon) drainBGP(drained bool) <-chan struct{} {
+	done := make(chan struct{})
+	var g *bgp.Gate
+	if d.bgp != nil {
+		d.bgp.mu.Lock()
+		g = d.bgp.gate
+		d.bgp.mu.Unlock()
+	}
+	if g == nil { // no bgp section, or not started yet: start reads d.drained itself
+		close(done)
+		return done
+	}
+	d.mu.Lock()
+	drain := d.cfg.BGP.DrainTime
+	d.mu.Unlock()
+	go func() {
+		defer close(done)
+		if drained {
+			g.Drain(time.Now())
+			if drain > 0 && g.Draining() {
+				time.Sleep(drain)
+			}
+		}
+		g.SetDrained(drained, time.Now())
+	}()
+	return done
 }

@@ -291,7 +291,7 @@ func (d *daemon) serve(ctx context.Context) error {
 
 	if d.bgp != nil { // before HAProxy: its service addresses go on the loopback first
 		defer d.bgp.close() // after HAProxy has stopped (deferred calls run last)
-		if err := d.bgp.start(ctx); err != nil {
+		if err := d.bgp.start(ctx, d.drained.Load); err != nil {
 			return fmt.Errorf("bgp: %w", err)
 		}
 	}

@@ -107,6 +107,8 @@ func (d *daemon) setDrained(ctx context.Context, drained bool) (drainReport, err
 	} else {
 		d.log.Info("Undrained by hapair undrain: back at the tracked priorities")
 	}
+	bgpDone := d.drainBGP(drained)
+	defer func() { <-bgpDone }()
 	replies := make([]<-chan instance.HandoverResult, len(instances))
 	for i, vi := range instances {
 		replies[i] = vi.run.SetDrained(drained)

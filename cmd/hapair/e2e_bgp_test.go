@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -280,9 +281,10 @@ func metricLine(exposition, name string) string {
 	return name + " (absent)"
 }
 
-// TestBGPReloadWithFRR: SIGHUP adds a prefix (announced, put on lo) and removes it again
-// (withdrawn, taken off lo), and the session to the router stays up throughout.
-func TestBGPReloadWithFRR(t *testing.T) {
+// TestBGPReloadAndDrainWithFRR: SIGHUP adds a prefix (announced, put on lo) and removes it again
+// (withdrawn, taken off lo), and the session to the router stays up throughout; `hapair drain`
+// takes the node out of the router's route while HAProxy keeps running, `hapair undrain` back in.
+func TestBGPReloadAndDrainWithFRR(t *testing.T) {
 	b := startBGPLab(t)
 	n1 := b.nodes[0]
 	extra := netip.MustParsePrefix("10.77.9.11/32")
@@ -341,6 +343,31 @@ func TestBGPReloadWithFRR(t *testing.T) {
 	}
 	if strings.Contains(n1.proc.Output(), "Leaving ESTABLISHED") {
 		t.Errorf("the BGP session dropped during a reload that changed only prefixes:\n%s", n1.proc.Output())
+	}
+
+	n2, n3 := b.nodes[1], b.nodes[2]
+	for _, step := range []struct {
+		cmd  string
+		want []*daemonHost
+	}{{"drain", []*daemonHost{n2, n3}}, {"undrain", []*daemonHost{n1, n2, n3}}} {
+		start := time.Now()
+		cmd := exec.Command(hapairBin, step.cmd, "--config", n1.cfgPath)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		at := b.waitNexthops(t, 5*time.Second, step.want...)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("hapair %s: %v\n%s", step.cmd, err, out.String())
+		}
+		t.Logf("hapair %s on n1: router's route %v after %s", step.cmd, b.nexthops(t), at.Sub(start).Round(time.Millisecond))
+		if st := statusOf(t, n1); st.BGP == nil || st.BGP.Prefixes[0].Announced == (step.cmd == "drain") {
+			t.Errorf("after %s, n1's /status: %+v", step.cmd, st.BGP)
+		}
+	}
+	if pid := haproxyMasterPID(t, n1); syscall.Kill(pid, 0) != nil {
+		t.Error("n1's HAProxy is not running after the drain")
 	}
 }
 
