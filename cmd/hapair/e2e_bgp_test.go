@@ -238,8 +238,8 @@ func TestBGPAnycastWithFRR(t *testing.T) {
 		t.Errorf("n2 still has %s after its stop (err %v)", anycastPrefix.Addr(), err)
 	}
 
-	// 3. Hard failure: hapair SIGKILLed on n3 (its HAProxy dies with it). The kernel closes the
-	// session's socket, so the router learns at once rather than at the hold time.
+	// 3. Hard failure: hapair SIGKILLed on n3 (its HAProxy lives on, to be adopted). The kernel
+	// closes the session's socket, so the router learns at once rather than at the hold time.
 	killed = n3.kill()
 	gone = b.waitNexthops(t, 5*time.Second, n1)
 	t.Logf("hapair SIGKILLed on n3: out of the router's route after %s", gone.Sub(killed).Round(time.Millisecond))
