@@ -176,13 +176,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 // cmdStatus is `hapair status`: asks the running daemon through its status listener.
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", stderr)
-	path := fs.String("config", defaultConfig, "configuration file (for status.listen)")
-	addr := fs.String("addr", "", "status listener address (default: status.listen of the configuration)")
+	statusListen := statusFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	listen, err := statusAddr(*path, *addr)
+	listen, err := statusListen()
 	if err != nil {
 		fmt.Fprintf(stderr, "hapair: %v\n", err)
 		return 1

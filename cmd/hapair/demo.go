@@ -188,29 +188,36 @@ func (r *demoRun) addHosts(l *lab.Lab) error {
 // hapair, which starts its own HAProxy.
 func (r *demoRun) startHapair(ctx context.Context, self string, lb demoLB) error {
 	h := r.hosts[lb.name]
-	dir := filepath.Join(h.Dir(), "haproxy")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	cfg := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(lab.HAProxyConfig{Name: lb.name}.Render()), 0o644); err != nil {
-		return err
-	}
-	node := labNode{
-		RouterID: "log" + lb.name, Priority: lb.prio, AuthPass: "1a2b3c4d", VIPs: []string{demoVIP.String() + "/24"},
-		HAProxyConfig: cfg, RuntimeDir: filepath.Join(h.Dir(), "run"), StatsURL: "http://127.0.0.1:8404/stats;csv",
-	}
-	path := filepath.Join(h.Dir(), "hapair.yaml")
-	if err := os.WriteFile(path, []byte(node.YAML()), 0o600); err != nil {
-		return err
-	}
-	p, err := h.StartWith(ctx, lab.ProcOptions{LogPath: filepath.Join(h.Dir(), "hapair.log")}, self, "run", "--config", path)
+	p, err := startDemoNode(ctx, self, h, func(haproxyCfg string) string {
+		return labNode{
+			RouterID: "log" + lb.name, Priority: lb.prio, AuthPass: "1a2b3c4d", VIPs: []string{demoVIP.String() + "/24"},
+			HAProxyConfig: haproxyCfg, RuntimeDir: filepath.Join(h.Dir(), "run"), StatsURL: "http://127.0.0.1:8404/stats;csv",
+		}.YAML()
+	})
 	if err != nil {
 		return err
 	}
 	r.procs[lb.name] = p
 	r.say("Started hapair on %s (%s, priority %d) with its own HAProxy", lb.name, h.IP(), lb.prio)
 	return nil
+}
+
+// startDemoNode writes a HAProxy configuration for host h into its directory, then the hapair
+// configuration that hapairYAML makes around it, and starts hapair there (which starts HAProxy).
+func startDemoNode(ctx context.Context, self string, h *lab.Host, hapairYAML func(haproxyCfg string) string) (*lab.Proc, error) {
+	dir := filepath.Join(h.Dir(), "haproxy")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(lab.HAProxyConfig{Name: h.Name}.Render()), 0o644); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(h.Dir(), "hapair.yaml")
+	if err := os.WriteFile(path, []byte(hapairYAML(cfg)), 0o600); err != nil {
+		return nil, err
+	}
+	return h.StartWith(ctx, lab.ProcOptions{LogPath: filepath.Join(h.Dir(), "hapair.log")}, self, "run", "--config", path)
 }
 
 func (r *demoRun) stopAll() {

@@ -67,23 +67,12 @@ func (d *demo) runBGP(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		dir := filepath.Join(h.Dir(), "haproxy")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		cfg := filepath.Join(dir, "haproxy.cfg")
-		if err := os.WriteFile(cfg, []byte(lab.HAProxyConfig{Name: h.Name}.Render()), 0o644); err != nil {
-			return err
-		}
-		node := anycastNode{
-			RouterID: h.Name, HAProxyConfig: cfg, RuntimeDir: filepath.Join(h.Dir(), "run"),
-			DumpFile: filepath.Join(h.Dir(), "hapair.data"), Router: router.IP().String(), Prefix: demoPrefix.String(),
-		}
-		path := filepath.Join(h.Dir(), "hapair.yaml")
-		if err := os.WriteFile(path, []byte(node.YAML()), 0o600); err != nil {
-			return err
-		}
-		p, err := h.StartWith(ctx, lab.ProcOptions{LogPath: filepath.Join(h.Dir(), "hapair.log")}, self, "run", "--config", path)
+		p, err := startDemoNode(ctx, self, h, func(haproxyCfg string) string {
+			return anycastNode{
+				RouterID: h.Name, HAProxyConfig: haproxyCfg, RuntimeDir: filepath.Join(h.Dir(), "run"),
+				DumpFile: filepath.Join(h.Dir(), "hapair.data"), Router: router.IP().String(), Prefix: demoPrefix.String(),
+			}.YAML()
+		})
 		if err != nil {
 			return err
 		}

@@ -23,13 +23,12 @@ const reloadPoll = 100 * time.Millisecond
 // was refused, where /bin/kill -HUP returned before hapair had even read the file.
 func cmdReload(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("reload", stderr)
-	path := fs.String("config", defaultConfig, "configuration file (for status.listen)")
-	addr := fs.String("addr", "", "status listener address (default: status.listen of the configuration)")
+	statusListen := statusFlags(fs)
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for the outcome")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	listen, err := statusAddr(*path, *addr)
+	listen, err := statusListen()
 	if err != nil {
 		fmt.Fprintf(stderr, "hapair: %v\n", err)
 		return 1

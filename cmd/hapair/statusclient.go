@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,15 @@ import (
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/metrics/status"
 )
+
+// statusFlags declares --config and --addr, the flags that find the running hapair's status
+// listener (`hapair status`, `hapair reload`); after fs.Parse, the returned function resolves them
+// with statusAddr.
+func statusFlags(fs *flag.FlagSet) (listen func() (string, error)) {
+	path := fs.String("config", defaultConfig, "configuration file (for status.listen)")
+	addr := fs.String("addr", "", "status listener address (default: status.listen of the configuration)")
+	return func() (string, error) { return statusAddr(*path, *addr) }
+}
 
 // statusAddr is the status listener named by --addr, else by the configuration's status.listen,
 // read leniently: `hapair status` and `hapair reload` must find the running hapair even when the
