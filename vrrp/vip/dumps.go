@@ -3,10 +3,12 @@ package vip
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Dumps shares the address dumps of interfaces between the Managers of one daemon. Every MASTER
@@ -24,8 +26,8 @@ type Dumps struct {
 }
 
 type dump struct {
-	at    time.Time
-	addrs []netlink.Addr
+	at      time.Time
+	present map[netip.Prefix]bool
 }
 
 // NewDumps returns a Dumps whose dumps serve for maxAge.
@@ -33,19 +35,25 @@ func NewDumps(maxAge time.Duration) *Dumps {
 	return &Dumps{maxAge: maxAge, byIf: map[string]dump{}, clock: time.Now}
 }
 
-// addrs returns the addresses of link, from a dump at most maxAge old.
-func (d *Dumps) addrs(ifname string, link netlink.Link) ([]netlink.Addr, error) {
+// present returns the addresses on the interface (false: present but unusable, DAD failed),
+// from a dump at most maxAge old. link looks the interface up, only when a new dump is needed:
+// the lookup is itself a netlink round trip, the larger share of a check's cost. The map is
+// shared: read it, never write it.
+func (d *Dumps) present(ifname string, link func() (netlink.Link, error)) (map[netip.Prefix]bool, error) {
 	if d != nil {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if cur, ok := d.byIf[ifname]; ok && d.clock().Sub(cur.at) < d.maxAge {
-			return cur.addrs, nil
+			return cur.present, nil
 		}
 	}
+	l, err := link()
+	if err != nil {
+		return nil, err
+	}
 	var addrs []netlink.Addr
-	var err error
 	for range 3 { // a dump interrupted by a concurrent change is retried
-		addrs, err = netlink.AddrList(link, netlink.FAMILY_ALL)
+		addrs, err = netlink.AddrList(l, netlink.FAMILY_ALL)
 		if !errors.Is(err, netlink.ErrDumpInterrupted) {
 			break
 		}
@@ -53,10 +61,18 @@ func (d *Dumps) addrs(ifname string, link netlink.Link) ([]netlink.Addr, error) 
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}
-	if d != nil {
-		d.byIf[ifname] = dump{at: d.clock(), addrs: addrs}
+	present := make(map[netip.Prefix]bool, len(addrs))
+	for _, a := range addrs {
+		if p, ok := fromNetlink(a); ok {
+			// A VIP whose DAD failed is on the interface but unusable: count it as missing, so
+			// that reconcile reports it rather than believing all is well.
+			present[p] = a.Flags&unix.IFA_F_DADFAILED == 0
+		}
 	}
-	return addrs, nil
+	if d != nil {
+		d.byIf[ifname] = dump{at: d.clock(), present: present}
+	}
+	return present, nil
 }
 
 // forget drops the dump of ifname: its addresses are being changed.

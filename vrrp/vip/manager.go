@@ -185,11 +185,14 @@ func (m *Manager) detach(msg string, level slog.Level) (int, error) {
 func (m *Manager) Missing() ([]netip.Prefix, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	link, err := netlink.LinkByName(m.ifname)
-	if err != nil {
-		return nil, fmt.Errorf("check VIPs on %s: look up link: %w", m.ifname, err)
+	lookup := func() (netlink.Link, error) {
+		l, err := netlink.LinkByName(m.ifname)
+		if err != nil {
+			return nil, fmt.Errorf("look up link: %w", err)
+		}
+		return l, nil
 	}
-	present, err := m.presentIn(m.dumps, link)
+	present, err := m.presentIn(m.dumps, lookup)
 	if err != nil {
 		return nil, fmt.Errorf("check VIPs on %s: %w", m.ifname, err)
 	}
@@ -217,20 +220,18 @@ func (m *Manager) state() (netlink.Link, map[netip.Prefix]bool, error) {
 // and a change they make voids it for the others.
 func (m *Manager) present(link netlink.Link) (map[netip.Prefix]bool, error) {
 	m.dumps.forget(m.ifname)
-	return m.presentIn(nil, link)
+	return m.presentIn(nil, func() (netlink.Link, error) { return link, nil })
 }
 
-func (m *Manager) presentIn(dumps *Dumps, link netlink.Link) (map[netip.Prefix]bool, error) {
-	addrs, err := dumps.addrs(m.ifname, link)
+func (m *Manager) presentIn(dumps *Dumps, link func() (netlink.Link, error)) (map[netip.Prefix]bool, error) {
+	all, err := dumps.present(m.ifname, link)
 	if err != nil {
 		return nil, err
 	}
 	present := make(map[netip.Prefix]bool, len(m.vips))
-	for _, a := range addrs {
-		if p, ok := fromNetlink(a); ok && slices.Contains(m.vips, p) {
-			// A VIP whose DAD failed is on the interface but unusable: count it as missing, so
-			// that reconcile reports it rather than believing all is well.
-			present[p] = a.Flags&unix.IFA_F_DADFAILED == 0
+	for _, p := range m.vips {
+		if usable, ok := all[p]; ok {
+			present[p] = usable
 		}
 	}
 	return present, nil
