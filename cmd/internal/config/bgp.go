@@ -1,9 +1,7 @@
 package config
 
 import (
-	"fmt"
 	"net/netip"
-	"reflect"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -294,46 +292,7 @@ func (r *reloadDiff) bgp(o, n *BGP) {
 	r.cmp(&r.needRestart, "bgp.loopback", o.Loopback, n.Loopback)
 	r.cmp(&r.changes, "bgp.drain_time", o.DrainTime, n.DrainTime)
 
-	oldPeers := map[netip.Addr]BGPPeer{}
-	for _, p := range o.Peers {
-		oldPeers[p.Address] = p
-	}
-	newPeers := map[netip.Addr]bool{}
-	for _, p := range n.Peers {
-		newPeers[p.Address] = true
-		op, ok := oldPeers[p.Address]
-		switch {
-		case !ok:
-			r.changes = append(r.changes, fmt.Sprintf("bgp.peers[%s]: added", p.Address))
-		case !reflect.DeepEqual(op, p):
-			// Shown without the password.
-			r.changes = append(r.changes, fmt.Sprintf("bgp.peers[%s]: changed (session reset)", p.Address))
-		}
-	}
-	for _, p := range o.Peers {
-		if !newPeers[p.Address] {
-			r.changes = append(r.changes, fmt.Sprintf("bgp.peers[%s]: removed", p.Address))
-		}
-	}
-
-	oldAnn := map[netip.Prefix]BGPAnnounce{}
-	for _, a := range o.Announce {
-		oldAnn[a.Prefix] = a
-	}
-	newAnn := map[netip.Prefix]bool{}
-	for _, a := range n.Announce {
-		newAnn[a.Prefix] = true
-		oa, ok := oldAnn[a.Prefix]
-		switch {
-		case !ok:
-			r.changes = append(r.changes, fmt.Sprintf("bgp.announce[%s]: added", a.Prefix))
-		case !reflect.DeepEqual(oa, a):
-			r.changes = append(r.changes, fmt.Sprintf("bgp.announce[%s]: changed", a.Prefix))
-		}
-	}
-	for _, a := range o.Announce {
-		if !newAnn[a.Prefix] {
-			r.changes = append(r.changes, fmt.Sprintf("bgp.announce[%s]: withdrawn", a.Prefix))
-		}
-	}
+	// A changed peer is shown without its password.
+	diffByKey(&r.changes, "bgp.peers", o.Peers, n.Peers, func(p BGPPeer) netip.Addr { return p.Address }, "changed (session reset)", "removed")
+	diffByKey(&r.changes, "bgp.announce", o.Announce, n.Announce, func(a BGPAnnounce) netip.Prefix { return a.Prefix }, "changed", "withdrawn")
 }

@@ -39,26 +39,7 @@ func Reloadable(old, next *Config) (changes []string, needRestart []string) {
 		r.cmp(&r.changes, "haproxy.restart_backoff", o.RestartBackoff, n.RestartBackoff)
 	}
 
-	oldChecks := map[string]CheckConfig{}
-	for _, c := range old.Checks {
-		oldChecks[c.Name] = c
-	}
-	newChecks := map[string]bool{}
-	for _, c := range next.Checks {
-		newChecks[c.Name] = true
-		o, ok := oldChecks[c.Name]
-		switch {
-		case !ok:
-			r.changes = append(r.changes, fmt.Sprintf("checks[%s]: added", c.Name))
-		case !reflect.DeepEqual(o, c):
-			r.changes = append(r.changes, fmt.Sprintf("checks[%s]: changed", c.Name))
-		}
-	}
-	for _, c := range old.Checks {
-		if !newChecks[c.Name] {
-			r.changes = append(r.changes, fmt.Sprintf("checks[%s]: removed", c.Name))
-		}
-	}
+	diffByKey(&r.changes, "checks", old.Checks, next.Checks, func(c CheckConfig) string { return c.Name }, "changed", "removed")
 
 	oldInst := map[string]*Instance{}
 	for i := range old.Instances {
@@ -165,4 +146,30 @@ func (r *reloadDiff) instance(o, n *Instance) {
 	live("garp_master_repeat", o.GARPMasterRepeat, n.GARPMasterRepeat)
 	live("garp_master_delay", o.GARPMasterDelay, n.GARPMasterDelay)
 	live("notify", o.Notify, n.Notify)
+}
+
+// diffByKey appends to changes what a reload does to a list whose entries are known by a key:
+// "path[key]: added" and "path[key]: <changed>" in next's order, then "path[key]: <removed>" in
+// old's.
+func diffByKey[T any, K comparable](changes *[]string, path string, old, next []T, key func(T) K, changed, removed string) {
+	before := make(map[K]T, len(old))
+	for _, e := range old {
+		before[key(e)] = e
+	}
+	after := make(map[K]bool, len(next))
+	for _, e := range next {
+		k := key(e)
+		after[k] = true
+		switch o, ok := before[k]; {
+		case !ok:
+			*changes = append(*changes, fmt.Sprintf("%s[%v]: added", path, k))
+		case !reflect.DeepEqual(o, e):
+			*changes = append(*changes, fmt.Sprintf("%s[%v]: %s", path, k, changed))
+		}
+	}
+	for _, e := range old {
+		if k := key(e); !after[k] {
+			*changes = append(*changes, fmt.Sprintf("%s[%v]: %s", path, k, removed))
+		}
+	}
 }
