@@ -33,7 +33,7 @@ func (r *Runner) HoldFailures() (end func()) {
 		once.Do(func() {
 			r.mu.Lock()
 			r.hold.depth--
-			if until := r.clock.Now().Add(ReloadSettle); until.After(r.hold.until) {
+			if until := time.Now().Add(ReloadSettle); until.After(r.hold.until) {
 				r.hold.until = until
 			}
 			r.mu.Unlock()

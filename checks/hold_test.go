@@ -3,6 +3,7 @@ package checks
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -10,12 +11,13 @@ import (
 // at bind. A stats check with fall 2 counted those failures and moved the VIP away and back. While
 // a reload is under way, and for ReloadSettle after it, a failure of a periodic check is not
 // counted toward fall; successes count, and so do failures before and after.
-func TestReloadHoldsFailures(t *testing.T) {
-	clock := newFakeClock()
+func TestReloadHoldsFailures(t *testing.T) { synctest.Test(t, testReloadHoldsFailures) }
+
+func testReloadHoldsFailures(t *testing.T) {
 	probe := probeFunc(func(context.Context) Result { return Result{OK: true} })
-	r := NewRunner([]Spec{{Name: "haproxy_stats", Interval: time.Second, Fall: 2, Rise: 1, Probe: probe}}, nil, nil, WithClock(clock))
+	r := NewRunner([]Spec{{Name: "haproxy_stats", Interval: time.Second, Fall: 2, Rise: 1, Probe: probe}}, nil, nil)
 	c := r.checks[1]
-	at := func(d time.Duration) time.Time { return clock.Now().Add(d) }
+	at := func(d time.Duration) time.Time { return time.Now().Add(d) }
 	up := func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -27,25 +29,25 @@ func TestReloadHoldsFailures(t *testing.T) {
 		t.Fatal("not up after a success")
 	}
 	end := r.HoldFailures()
-	clock.Advance(time.Second)
+	time.Sleep(time.Second)
 	r.record(c, Result{OK: false, At: at(0)})
-	clock.Advance(time.Second)
+	time.Sleep(time.Second)
 	r.record(c, Result{OK: false, At: at(0)})
 	if !up() {
 		t.Fatal("two failures during a reload took the check down")
 	}
 	end() // the reload's outcome is known now
-	clock.Advance(ReloadSettle / 2)
+	time.Sleep(ReloadSettle / 2)
 	r.record(c, Result{OK: false, At: at(0)}) // started within the settle window
 	if !up() {
 		t.Fatal("a failure in the settle window after a reload counted")
 	}
-	clock.Advance(ReloadSettle)
+	time.Sleep(ReloadSettle)
 	r.record(c, Result{OK: false, At: at(0)})
 	if !up() {
 		t.Fatal("one failure after the settle window took a fall-2 check down")
 	}
-	clock.Advance(time.Second)
+	time.Sleep(time.Second)
 	r.record(c, Result{OK: false, At: at(0)})
 	if up() {
 		t.Fatal("two failures after the settle window did not take the check down")
@@ -56,7 +58,7 @@ func TestReloadHoldsFailures(t *testing.T) {
 	outer := r.HoldFailures()
 	inner := r.HoldFailures()
 	inner()
-	clock.Advance(ReloadSettle * 2)
+	time.Sleep(ReloadSettle * 2)
 	r.record(c, Result{OK: false, At: at(0)})
 	r.record(c, Result{OK: false, At: at(0)})
 	if !up() {
@@ -72,15 +74,16 @@ type watchingProbe struct{ probeFunc }
 func (watchingProbe) Watch(ctx context.Context, changed func()) error { <-ctx.Done(); return nil }
 
 // TestReloadHoldsNoLinkCheck: a link going down has nothing to do with HAProxy's reload.
-func TestReloadHoldsNoLinkCheck(t *testing.T) {
-	clock := newFakeClock()
+func TestReloadHoldsNoLinkCheck(t *testing.T) { synctest.Test(t, testReloadHoldsNoLinkCheck) }
+
+func testReloadHoldsNoLinkCheck(t *testing.T) {
 	probe := watchingProbe{probeFunc(func(context.Context) Result { return Result{OK: true} })}
-	r := NewRunner([]Spec{{Name: "link", Interval: time.Second, Fall: 1, Rise: 1, Probe: probe}}, nil, nil, WithClock(clock))
+	r := NewRunner([]Spec{{Name: "link", Interval: time.Second, Fall: 1, Rise: 1, Probe: probe}}, nil, nil)
 	c := r.checks[1]
-	r.record(c, Result{OK: true, At: clock.Now()})
+	r.record(c, Result{OK: true, At: time.Now()})
 	end := r.HoldFailures()
 	defer end()
-	r.record(c, Result{OK: false, At: clock.Now()})
+	r.record(c, Result{OK: false, At: time.Now()})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c.tr.up {

@@ -1,5 +1,7 @@
 package checks
 
+import "time"
+
 // Liveness is the built-in "haproxy" check. The supervisor feeds it the instant
 // HAProxy starts or exits; there is no polling and no fall/rise delay, because a
 // dead HAProxy is dead and a restarted one is serving. Flapping is damped by the
@@ -13,5 +15,5 @@ type Liveness struct {
 // ("exited with status 139", "started pid 4242"). It never blocks and may be
 // called before Run.
 func (l *Liveness) Set(up bool, reason string) {
-	l.r.record(l.c, Result{OK: up, Output: reason, At: l.r.clock.Now()})
+	l.r.record(l.c, Result{OK: up, Output: reason, At: time.Now()})
 }

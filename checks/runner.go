@@ -101,9 +101,6 @@ type CheckStatus struct {
 // Option configures a Runner.
 type Option func(*Runner)
 
-// WithClock replaces the wall clock (tests).
-func WithClock(c Clock) Option { return func(r *Runner) { r.clock = c } }
-
 // WithStartGate holds the periodic checks' first run until gate is closed. hapair
 // closes it when HAProxy has started, so that a stats probe's "connection refused"
 // while HAProxy boots is no result at all: the check stays pending.
@@ -122,7 +119,6 @@ type check struct {
 // Runner runs every check on its own schedule, applies fall/rise and publishes
 // tracked status changes. The built-in "haproxy" liveness check always exists.
 type Runner struct {
-	clock  Clock
 	rep    Reporter
 	log    *slog.Logger
 	err    error // invalid specs; returned by Run
@@ -147,7 +143,6 @@ func NewRunner(specs []Spec, rep Reporter, log *slog.Logger, opts ...Option) *Ru
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Runner{
-		clock:  SystemClock{},
 		rep:    rep,
 		log:    log,
 		wake:   make(chan struct{}, 1),
@@ -272,19 +267,19 @@ func (r *Runner) loop(ctx context.Context, c *check) {
 	}
 	var abandoned chan Result // a timed-out probe that has not returned yet
 	for {
-		start := r.clock.Now()
+		start := time.Now()
 		res := r.probeOnce(ctx, c, &abandoned)
 		if ctx.Err() != nil {
 			return // a result cut short by shutdown says nothing about the check
 		}
 		r.record(c, res)
 
-		t := r.clock.NewTimer(max(c.spec.Interval-r.clock.Now().Sub(start), 0))
+		t := time.NewTimer(max(c.spec.Interval-time.Now().Sub(start), 0))
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
-		case <-t.C():
+		case <-t.C:
 		case <-c.trigger:
 			t.Stop()
 		}
@@ -300,7 +295,7 @@ var errProbeTimeout = fmt.Errorf("probe timeout: %w", context.DeadlineExceeded)
 // abandoned and counted as failed, and the check is not probed again until the
 // abandoned run has returned.
 func (r *Runner) probeOnce(ctx context.Context, c *check, abandoned *chan Result) Result {
-	start := r.clock.Now()
+	start := time.Now()
 	if *abandoned != nil {
 		select {
 		case <-*abandoned:
@@ -312,7 +307,7 @@ func (r *Runner) probeOnce(ctx context.Context, c *check, abandoned *chan Result
 
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	deadline := r.clock.AfterFunc(c.spec.Timeout, func() { cancel(errProbeTimeout) })
+	deadline := time.AfterFunc(c.spec.Timeout, func() { cancel(errProbeTimeout) })
 	defer deadline.Stop()
 
 	done := make(chan Result, 1)
@@ -320,7 +315,7 @@ func (r *Runner) probeOnce(ctx context.Context, c *check, abandoned *chan Result
 
 	finish := func(res Result) Result {
 		res.At = start
-		res.Duration = r.clock.Now().Sub(start)
+		res.Duration = time.Now().Sub(start)
 		return res
 	}
 	select {
@@ -328,12 +323,12 @@ func (r *Runner) probeOnce(ctx context.Context, c *check, abandoned *chan Result
 		return finish(res)
 	case <-pctx.Done():
 	}
-	grace := r.clock.NewTimer(probeGrace)
+	grace := time.NewTimer(probeGrace)
 	defer grace.Stop()
 	select {
 	case res := <-done:
 		return finish(res)
-	case <-grace.C():
+	case <-grace.C:
 		*abandoned = done
 		return finish(Result{Output: fmt.Sprintf("timed out after %s (probe did not return)", c.spec.Timeout)})
 	}

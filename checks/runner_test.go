@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -97,42 +98,46 @@ func noEvent(t *testing.T, r *Runner) {
 	}
 }
 
-func TestRunnerFallRiseOverInterval(t *testing.T) {
-	clk := newFakeClock()
+func TestRunnerFallRiseOverInterval(t *testing.T) { synctest.Test(t, testRunnerFallRiseOverInterval) }
+
+func testRunnerFallRiseOverInterval(t *testing.T) {
 	rep := &recorder{}
 	probe := &seqProbe{seq: "++--+--++"}
 	r := NewRunner([]Spec{{Name: "stats", Interval: 2 * time.Second, Timeout: time.Second, Fall: 2, Rise: 2, Weight: -20, Probe: probe}},
-		rep, slog.New(slog.DiscardHandler), WithClock(clk))
+		rep, slog.New(slog.DiscardHandler))
 	startRunner(t, r)
 
 	// want[i] is the event expected after result i (nil: none).
 	type want struct{ up bool }
 	wants := []*want{{true}, nil, nil, {false}, nil, nil, nil, nil, {true}}
 	for i, w := range wants {
-		waitFor(t, "result recorded", func() bool { return rep.count("stats") == i+1 })
+		expect(t, "result recorded", func() bool { return rep.count("stats") == i+1 })
 		if w != nil {
-			ev := nextEvent(t, r)
+			ev := eventNow(t, r)
 			if ev.Name != "stats" || ev.Up != w.up {
 				t.Fatalf("after result %d: event %+v, want stats up=%v", i, ev, w.up)
 			}
-			if ev.Result.OK != w.up || !ev.Result.At.Equal(clk.Now()) {
-				t.Errorf("event result %+v, want OK=%v At=%v", ev.Result, w.up, clk.Now())
+			if ev.Result.OK != w.up || !ev.Result.At.Equal(time.Now()) {
+				t.Errorf("event result %+v, want OK=%v At=%v", ev.Result, w.up, time.Now())
 			}
 		}
-		waitFor(t, "interval timer armed", func() bool { return clk.armed() == 1 })
+		synctest.Wait()
 		noEvent(t, r)
-		clk.Advance(2 * time.Second)
+		advance(2 * time.Second)
 	}
 }
 
 func TestRunnerProbesAtOnceAndPendingBefore(t *testing.T) {
-	clk := newFakeClock()
+	synctest.Test(t, testRunnerProbesAtOnceAndPendingBefore)
+}
+
+func testRunnerProbesAtOnceAndPendingBefore(t *testing.T) {
 	release := make(chan struct{})
 	probe := probeFunc(func(ctx context.Context) Result {
 		<-release
 		return Result{OK: true}
 	})
-	r := NewRunner([]Spec{{Name: "slow", Interval: time.Minute, Timeout: time.Minute, Probe: probe}}, nil, nil, WithClock(clk))
+	r := NewRunner([]Spec{{Name: "slow", Interval: time.Minute, Timeout: time.Minute, Probe: probe}}, nil, nil)
 	for _, st := range r.Status() {
 		if !st.Pending || st.Up {
 			t.Errorf("before Run: %s pending=%v up=%v, want pending and down", st.Name, st.Pending, st.Up)
@@ -146,7 +151,7 @@ func TestRunnerProbesAtOnceAndPendingBefore(t *testing.T) {
 	}
 	startRunner(t, r)
 	close(release) // no clock advance: the first run happens at start
-	ev := nextEvent(t, r)
+	ev := eventNow(t, r)
 	if ev.Name != "slow" || !ev.Up {
 		t.Fatalf("first event %+v, want slow up", ev)
 	}
@@ -160,8 +165,9 @@ type probeFunc func(ctx context.Context) Result
 
 func (f probeFunc) Probe(ctx context.Context) Result { return f(ctx) }
 
-func TestRunnerTimeoutCancelsProbe(t *testing.T) {
-	clk := newFakeClock()
+func TestRunnerTimeoutCancelsProbe(t *testing.T) { synctest.Test(t, testRunnerTimeoutCancelsProbe) }
+
+func testRunnerTimeoutCancelsProbe(t *testing.T) {
 	rep := &recorder{}
 	causes := make(chan error, 1)
 	probe := probeFunc(func(ctx context.Context) Result {
@@ -169,21 +175,23 @@ func TestRunnerTimeoutCancelsProbe(t *testing.T) {
 		causes <- context.Cause(ctx)
 		return Result{Output: "gave up: " + context.Cause(ctx).Error()}
 	})
-	r := NewRunner([]Spec{{Name: "hang", Interval: 2 * time.Second, Timeout: 500 * time.Millisecond, Probe: probe}}, rep, nil, WithClock(clk))
+	r := NewRunner([]Spec{{Name: "hang", Interval: 2 * time.Second, Timeout: 500 * time.Millisecond, Probe: probe}}, rep, nil)
 	startRunner(t, r)
-	waitFor(t, "timeout armed", func() bool { return clk.armed() == 1 })
-	clk.Advance(500 * time.Millisecond)
+	advance(500 * time.Millisecond)
 	if err := <-causes; !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("probe context cause = %v, want a DeadlineExceeded", err)
 	}
-	ev := nextEvent(t, r)
+	ev := eventNow(t, r)
 	if ev.Up || !strings.Contains(ev.Result.Output, "timeout") || ev.Result.Duration != 500*time.Millisecond {
 		t.Errorf("event %+v, want down after a 500ms timeout", ev)
 	}
 }
 
 func TestRunnerAbandonsProbeIgnoringContext(t *testing.T) {
-	clk := newFakeClock()
+	synctest.Test(t, testRunnerAbandonsProbeIgnoringContext)
+}
+
+func testRunnerAbandonsProbeIgnoringContext(t *testing.T) {
 	rep := &recorder{}
 	release := make(chan struct{})
 	var mu sync.Mutex
@@ -198,21 +206,18 @@ func TestRunnerAbandonsProbeIgnoringContext(t *testing.T) {
 		}
 		return Result{OK: true}
 	})
-	r := NewRunner([]Spec{{Name: "stuck", Interval: 10 * time.Second, Timeout: time.Second, Probe: probe}}, rep, nil, WithClock(clk))
+	r := NewRunner([]Spec{{Name: "stuck", Interval: 10 * time.Second, Timeout: time.Second, Probe: probe}}, rep, nil)
 	startRunner(t, r)
 
-	waitFor(t, "timeout armed", func() bool { return clk.armed() == 1 })
-	clk.Advance(time.Second) // timeout: context cancelled, grace starts
-	waitFor(t, "grace armed", func() bool { return clk.armed() == 1 })
-	clk.Advance(probeGrace)
-	ev := nextEvent(t, r)
+	advance(time.Second) // timeout: context cancelled, grace starts
+	advance(probeGrace)
+	ev := eventNow(t, r)
 	if ev.Up || !strings.Contains(ev.Result.Output, "did not return") {
 		t.Fatalf("event %+v, want failure for an abandoned probe", ev)
 	}
 	// Next interval: the stuck run is still going, so no second copy is started.
-	waitFor(t, "interval armed", func() bool { return clk.armed() == 1 })
-	clk.Advance(10*time.Second - time.Second - probeGrace)
-	waitFor(t, "second result", func() bool { return rep.count("stuck") == 2 })
+	advance(10*time.Second - time.Second - probeGrace)
+	expect(t, "second result", func() bool { return rep.count("stuck") == 2 })
 	mu.Lock()
 	if calls != 1 {
 		t.Errorf("probe called %d times while the first run was stuck, want 1", calls)
@@ -229,17 +234,19 @@ func TestRunnerAbandonsProbeIgnoringContext(t *testing.T) {
 		if n > 100 {
 			t.Fatal("probing did not resume after the stuck probe returned")
 		}
-		waitFor(t, "interval armed", func() bool { return clk.armed() == 1 })
-		clk.Advance(10 * time.Second)
-		waitFor(t, "next result", func() bool { return rep.count("stuck") == n })
+		advance(10 * time.Second)
+		expect(t, "next result", func() bool { return rep.count("stuck") == n })
 	}
-	if ev := nextEvent(t, r); !ev.Up {
+	if ev := eventNow(t, r); !ev.Up {
 		t.Errorf("event %+v, want up after the stuck probe returned", ev)
 	}
 }
 
 func TestRunnerSlowProbeDoesNotBlockOthers(t *testing.T) {
-	clk := newFakeClock()
+	synctest.Test(t, testRunnerSlowProbeDoesNotBlockOthers)
+}
+
+func testRunnerSlowProbeDoesNotBlockOthers(t *testing.T) {
 	rep := &recorder{}
 	block := make(chan struct{})
 	defer close(block)
@@ -247,28 +254,27 @@ func TestRunnerSlowProbeDoesNotBlockOthers(t *testing.T) {
 	r := NewRunner([]Spec{
 		{Name: "slow", Interval: time.Hour, Timeout: time.Hour, Probe: slow},
 		{Name: "quick", Interval: time.Second, Probe: &seqProbe{seq: "+"}},
-	}, rep, nil, WithClock(clk))
+	}, rep, nil)
 	startRunner(t, r)
 	for i := 1; i <= 5; i++ {
-		waitFor(t, "quick result", func() bool { return rep.count("quick") == i })
+		expect(t, "quick result", func() bool { return rep.count("quick") == i })
 		// armed: slow's timeout + quick's interval timer
-		waitFor(t, "timers armed", func() bool { return clk.armed() == 2 })
-		clk.Advance(time.Second)
+		advance(time.Second)
 	}
 	if n := rep.count("slow"); n != 0 {
 		t.Errorf("slow reported %d results, want 0 while blocked", n)
 	}
 }
 
-func TestRunnerReportsEveryResult(t *testing.T) {
-	clk := newFakeClock()
+func TestRunnerReportsEveryResult(t *testing.T) { synctest.Test(t, testRunnerReportsEveryResult) }
+
+func testRunnerReportsEveryResult(t *testing.T) {
 	rep := &recorder{}
-	r := NewRunner([]Spec{{Name: "c", Interval: time.Second, Fall: 3, Rise: 3, Probe: &seqProbe{seq: "+-+-"}}}, rep, nil, WithClock(clk))
+	r := NewRunner([]Spec{{Name: "c", Interval: time.Second, Fall: 3, Rise: 3, Probe: &seqProbe{seq: "+-+-"}}}, rep, nil)
 	startRunner(t, r)
 	for i := 1; i <= 4; i++ {
-		waitFor(t, "result", func() bool { return rep.count("c") == i })
-		waitFor(t, "interval armed", func() bool { return clk.armed() == 1 })
-		clk.Advance(time.Second)
+		expect(t, "result", func() bool { return rep.count("c") == i })
+		advance(time.Second)
 	}
 	rep.mu.Lock()
 	defer rep.mu.Unlock()
@@ -280,9 +286,10 @@ func TestRunnerReportsEveryResult(t *testing.T) {
 		t.Errorf("reported %v, want every raw result true,false,true,false", oks)
 	}
 	// Only the first result changed the tracked status (fall 3 never reached).
-	if ev := nextEvent(t, r); !ev.Up {
+	if ev := eventNow(t, r); !ev.Up {
 		t.Errorf("first event %+v", ev)
 	}
+	synctest.Wait()
 	noEvent(t, r)
 }
 
@@ -354,22 +361,23 @@ func (w *watchProbe) Watch(ctx context.Context, changed func()) error {
 	return nil
 }
 
-func TestRunnerWatcherTriggersProbe(t *testing.T) {
-	clk := newFakeClock()
+func TestRunnerWatcherTriggersProbe(t *testing.T) { synctest.Test(t, testRunnerWatcherTriggersProbe) }
+
+func testRunnerWatcherTriggersProbe(t *testing.T) {
 	rep := &recorder{}
 	p := &watchProbe{seqProbe: seqProbe{seq: "+-"}, changed: make(chan func(), 1)}
-	r := NewRunner([]Spec{{Name: "link", Interval: time.Hour, Probe: p}}, rep, nil, WithClock(clk))
+	r := NewRunner([]Spec{{Name: "link", Interval: time.Hour, Probe: p}}, rep, nil)
 	startRunner(t, r)
 	changed := <-p.changed
-	if ev := nextEvent(t, r); !ev.Up {
+	if ev := eventNow(t, r); !ev.Up {
 		t.Fatalf("first event %+v", ev)
 	}
-	waitFor(t, "interval armed", func() bool { return clk.armed() == 1 })
+	synctest.Wait()
 	changed() // no clock advance
-	if ev := nextEvent(t, r); ev.Up {
+	if ev := eventNow(t, r); ev.Up {
 		t.Fatalf("after change: event %+v, want down", ev)
 	}
-	waitFor(t, "second result reported", func() bool { return rep.count("link") == 2 })
+	expect(t, "second result reported", func() bool { return rep.count("link") == 2 })
 }
 
 func TestRunnerPanickingProbeFails(t *testing.T) {
@@ -441,13 +449,15 @@ func TestWeightsFollowKeepalived(t *testing.T) {
 // TestStartGateKeepsChecksPending: before the gate opens (HAProxy not up yet) a probe does not
 // run, so "connection refused" while HAProxy boots is no failure; the check stays pending and
 // lowers no priority.
-func TestStartGateKeepsChecksPending(t *testing.T) {
-	clk := newFakeClock()
+func TestStartGateKeepsChecksPending(t *testing.T) { synctest.Test(t, testStartGateKeepsChecksPending) }
+
+func testStartGateKeepsChecksPending(t *testing.T) {
 	gate := make(chan struct{})
 	var runs atomic.Int32
 	probe := probeFunc(func(ctx context.Context) Result { runs.Add(1); return Result{OK: true} })
-	r := NewRunner([]Spec{{Name: "stats", Interval: time.Minute, Probe: probe}}, nil, nil, WithClock(clk), WithStartGate(gate))
+	r := NewRunner([]Spec{{Name: "stats", Interval: time.Minute, Probe: probe}}, nil, nil, WithStartGate(gate))
 	startRunner(t, r)
+	synctest.Wait()
 	noEvent(t, r)
 	if n := runs.Load(); n != 0 {
 		t.Fatalf("probe ran %d times before the gate opened", n)
@@ -456,7 +466,7 @@ func TestStartGateKeepsChecksPending(t *testing.T) {
 		t.Errorf("priority %d while pending, want 110", prio)
 	}
 	close(gate)
-	if ev := nextEvent(t, r); ev.Name != "stats" || !ev.Up {
+	if ev := eventNow(t, r); ev.Name != "stats" || !ev.Up {
 		t.Fatalf("first event %+v, want stats up", ev)
 	}
 	if p := r.Pending(); len(p) != 1 || p[0] != "haproxy" {
