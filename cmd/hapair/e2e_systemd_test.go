@@ -38,6 +38,7 @@ func TestUnitUnderSystemd(t *testing.T) {
 	}
 	debs := t.TempDir()
 	debV1 := buildDeb(t, debs, "v0.1.0-sdtest", "0.1.0+sdtest")
+	debV2 := buildDeb(t, debs, "v0.2.0-sdtest", "0.2.0+sdtest")
 	if err := os.Chmod(debs, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +178,25 @@ func TestUnitUnderSystemd(t *testing.T) {
 		}
 		if n := len(regexp.MustCompile(`(?m)^goroutine \d+ \[`).FindAllString(out, -1)); n > 0 {
 			t.Errorf("the watchdog abort poured %d goroutine traces into the journal", n)
+		}
+	})
+
+	t.Run("dpkg -i of a newer .deb upgrades in place", func(t *testing.T) {
+		c.t = t
+		mainPID := c.propInt("MainPID")
+		hp := c.status().HAProxy.PID
+		watch := c.watchVIP()
+		t.Logf("dpkg -i %s:\n%s", filepath.Base(debV2), c.must("dpkg", "-i", debV2))
+		st := c.waitStatus(func(s statusJSON) bool { return strings.Contains(s.Version, "0.2.0") })
+		lost := watch()
+		if got := c.propInt("MainPID"); got != mainPID {
+			t.Errorf("main pid %d after the upgrade, want %d (in place)", got, mainPID)
+		}
+		if st.HAProxy.PID != hp {
+			t.Errorf("HAProxy pid %d after the upgrade, want %d", st.HAProxy.PID, hp)
+		}
+		if lost > 0 {
+			t.Errorf("the VIP was missing in %d polls during the upgrade", lost)
 		}
 	})
 

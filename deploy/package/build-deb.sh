@@ -124,8 +124,13 @@ set -e
 if [ "$1" = configure ] && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null 2>&1 || true
 	if systemctl is-active --quiet hapair.service; then
-		echo "hapair: restarting hapair.service for the new version" >&2
-		systemctl restart hapair.service || true
+		# In place, not a restart: the running hapair re-executes the new binary in its own
+		# process (same PID), keeps HAProxy and the VIPs and hands its VRRP state over. A new
+		# binary that refuses the configuration leaves the old one running, and says so.
+		if ! /usr/sbin/hapair upgrade --config /etc/hapair/hapair.yaml; then
+			echo "hapair: hapair.service still runs the previous version (see above and journalctl -u hapair);" >&2
+			echo "hapair: once mended: hapair upgrade, or systemctl restart hapair (the VIP moves to the peer)" >&2
+		fi
 	fi
 fi
 exit 0
