@@ -272,6 +272,44 @@ func (c *chaos) recover(fault string, healed time.Time) time.Duration {
 	return chaosGiveUp
 }
 
+// checkStates: once recovered, the hosts say so themselves: the expected one reports MASTER and
+// every other BACKUP (hapair through its status, keepalived through its log), so that a host
+// stuck in FAULT or INIT, or a MASTER without its VIP, does not hide behind a right VIP holder.
+func (c *chaos) checkStates(fault string) {
+	exp := c.expected()
+	var got map[string]string
+	deadline := time.Now().Add(3 * time.Second) // logs and status trail the VIP a little
+	for {
+		got = map[string]string{}
+		ok := true
+		for _, h := range c.hosts {
+			state := ""
+			if h.d != nil {
+				st, err := hapairStatus(h.host)
+				if err == nil && len(st.Instances) == 1 {
+					state = st.Instances[0].State
+				}
+			} else {
+				state = h.k.State()
+			}
+			got[h.name()] = state
+			want := "BACKUP"
+			if h.name() == exp {
+				want = "MASTER"
+			}
+			ok = ok && state == want
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.violation(fault, "after recovery the hosts report %v, want %s MASTER and the others BACKUP", got, exp)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // fault is one kind of fault: inject it into a target, hold, heal. heal returns the moment
 // the group can be asked to be right again.
 type fault struct {
@@ -680,6 +718,7 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("%s on %s: %v", f.name, h.name(), err)
 		}
 		took := c.recover(f.name, healed)
+		c.checkStates(f.name)
 		c.mu.Lock()
 		r := c.row(f.name)
 		r.worst = max(r.worst, took)
