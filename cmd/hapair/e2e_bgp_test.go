@@ -444,3 +444,106 @@ func (d *daemonHost) hasVIPAddr(a netip.Addr) bool {
 	}
 	return ok
 }
+
+// TestBGPIPv6WithFRR: an IPv6 service address (/128 on lo) announced over IPv6 sessions, with the
+// nodes' own IPv6 addresses as next hops and their IPv4 address as router id (the default), and
+// withdrawn when HAProxy dies.
+func TestBGPIPv6WithFRR(t *testing.T) {
+	labtest.RequireRoot(t)
+	labtest.RequireCommands(t, "haproxy", "vtysh")
+	l := labtest.New(t)
+	net6 := netip.MustParsePrefix("fd00:77::/64")
+	svc6 := netip.MustParsePrefix("2001:db8:9::10/128")
+	addr6 := func(n int) netip.Prefix { return netip.PrefixFrom(netip.MustParseAddr(fmt.Sprintf("fd00:77::%d", n)), 64) }
+	ctx := context.Background()
+	router := labtest.AddHost(t, l, "router", l.Addr(1))
+	if err := router.AddAddr(addr6(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := router.StartFRR(ctx, lab.FRRConfig{ListenRange6: net6}); err != nil {
+		t.Fatal(err)
+	}
+	cli := labtest.AddHost(t, l, "cli", l.Addr(50))
+	if err := cli.AddAddr(addr6(50)); err != nil {
+		t.Fatal(err)
+	}
+	// The router forwards back onto the same link; the client must not take its redirects.
+	if _, err := cli.Run(ctx, "sysctl", "-q", "-w", "net.ipv6.conf.all.accept_redirects=0", "net.ipv6.conf.eth0.accept_redirects=0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Run(ctx, "ip", "-6", "route", "add", "2001:db8:9::/64", "via", addr6(1).Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*daemonHost
+	for i := range 2 {
+		h := labtest.AddHost(t, l, fmt.Sprintf("n%d", i+1), l.Addr(11+i))
+		if err := h.AddAddr(addr6(11 + i)); err != nil {
+			t.Fatal(err)
+		}
+		hcfg := haproxyConfigFile(t, h, lab.HAProxyConfig{Name: h.Name, Bind: ":::80 v4v6"}.Render())
+		cfg := fmt.Sprintf("router_id: %s\nruntime_dir: %s\nhaproxy:\n  config: %s\n  stop_grace: 3s\n"+
+			"bgp:\n  local_asn: 65010\n  peers:\n    - {address: %s, asn: 65000, hold_time: 3s}\n"+
+			"  announce:\n    - {prefix: %s, checks: [haproxy]}\nstatus:\n  dump_file: %s\n",
+			h.Name, filepath.Join(h.Dir(), "run"), hcfg, addr6(1).Addr(), svc6, filepath.Join(h.Dir(), "hapair.data"))
+		d := &daemonHost{t: t, host: h, cfgPath: filepath.Join(h.Dir(), "hapair.yaml")}
+		if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d.start()
+		nodes = append(nodes, d)
+	}
+	waitGateways := func(timeout time.Duration, want ...*daemonHost) time.Time {
+		t.Helper()
+		var names []string
+		for _, d := range want {
+			names = append(names, addr6(int(d.host.IP().As4()[3])).Addr().String())
+		}
+		slices.Sort(names)
+		var at time.Time
+		var got []string
+		err := lab.WaitFor(ctx, timeout, func() (bool, error) {
+			at = time.Now()
+			gws, err := router.Nexthops(svc6)
+			got = got[:0]
+			for _, g := range gws {
+				got = append(got, g.String())
+			}
+			slices.Sort(got)
+			return slices.Equal(got, names), err
+		})
+		if err != nil {
+			t.Fatalf("router's route to %s via %v, want %v: %v", svc6, got, names, err)
+		}
+		return at
+	}
+	waitGateways(30*time.Second, nodes...)
+	for _, d := range nodes {
+		if has, err := d.host.HasAddrOn("lo", svc6.Addr()); err != nil || !has {
+			t.Errorf("%s: %s not on lo (err %v)", d.host.Name, svc6.Addr(), err)
+		}
+		if st := statusOf(t, d); st.BGP == nil || st.BGP.RouterID != d.host.IP().String() {
+			t.Errorf("%s: router id %+v, want its IPv4 address %s", d.host.Name, st.BGP, d.host.IP())
+		}
+	}
+	client, err := cli.StartClientWith(ctx, lab.ClientOptions{URL: "http://[" + svc6.Addr().String() + "]/", Every: 20 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Stop()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, d := range nodes {
+		if err := client.WaitServedBy(wctx, time.Time{}, d.host.Name); err != nil {
+			t.Fatalf("no answer from %s over IPv6 through the router: %v (%s)", d.host.Name, err, client.Stats())
+		}
+	}
+	killed := time.Now()
+	if err := syscall.Kill(haproxyMasterPID(t, nodes[0]), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	gone := waitGateways(5*time.Second, nodes[1])
+	t.Logf("IPv6: HAProxy killed on n1, out of the router's route after %s", gone.Sub(killed).Round(100*time.Microsecond))
+	if d := gone.Sub(killed); d > time.Second {
+		t.Errorf("withdrawal took %s, want under 1s", d)
+	}
+}

@@ -26,6 +26,9 @@ type FRRConfig struct {
 	ASN          uint32       // default 65000
 	RouterID     netip.Addr   // default the host's address
 	ListenRange  netip.Prefix // default the lab's subnet
+	// ListenRange6, when set, also accepts IPv6 sessions from it (peer group nodes6), for IPv6
+	// unicast routes.
+	ListenRange6 netip.Prefix
 	NodeASN      uint32       // remote-as of the listen range; default 65010
 	MaximumPaths int          // default 8
 	// Keepalive and Hold are the router's BGP timers (the lower hold time of both sides wins);
@@ -85,6 +88,16 @@ router bgp %d
   maximum-paths %d
  exit-address-family
 `, c.ASN, c.RouterID, int(c.Keepalive/time.Second), int(c.Hold/time.Second), c.NodeASN, c.ListenRange, password, c.MaximumPaths)
+	if c.ListenRange6.IsValid() {
+		fmt.Fprintf(&b, ` neighbor nodes6 peer-group
+ neighbor nodes6 remote-as %d
+%s bgp listen range %s peer-group nodes6
+ address-family ipv6 unicast
+  neighbor nodes6 activate
+  maximum-paths %d
+ exit-address-family
+`, c.NodeASN, strings.ReplaceAll(password, "nodes ", "nodes6 "), c.ListenRange6, c.MaximumPaths)
+	}
 	if c.Extra != "" {
 		b.WriteString(c.Extra + "\n")
 	}
@@ -112,7 +125,8 @@ func (h *Host) StartFRR(ctx context.Context, cfg FRRConfig) (*FRR, error) {
 	}
 	if _, err := h.Run(ctx, "sysctl", "-q", "-w",
 		"net.ipv4.ip_forward=1", "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.default.send_redirects=0",
-		"net.ipv4.conf."+HostInterface+".send_redirects=0", "net.ipv4.fib_multipath_hash_policy=1"); err != nil {
+		"net.ipv4.conf."+HostInterface+".send_redirects=0", "net.ipv4.fib_multipath_hash_policy=1",
+		"net.ipv6.conf.all.forwarding=1", "net.ipv6.fib_multipath_hash_policy=1"); err != nil {
 		return nil, err
 	}
 	frrUser, err := user.Lookup("frr")
