@@ -454,7 +454,9 @@ func TestBGPIPv6WithFRR(t *testing.T) {
 	l := labtest.New(t)
 	net6 := netip.MustParsePrefix("fd00:77::/64")
 	svc6 := netip.MustParsePrefix("2001:db8:9::10/128")
-	addr6 := func(n int) netip.Prefix { return netip.PrefixFrom(netip.MustParseAddr(fmt.Sprintf("fd00:77::%d", n)), 64) }
+	addr6 := func(n int) netip.Prefix {
+		return netip.PrefixFrom(netip.MustParseAddr(fmt.Sprintf("fd00:77::%d", n)), 64)
+	}
 	ctx := context.Background()
 	router := labtest.AddHost(t, l, "router", l.Addr(1))
 	if err := router.AddAddr(addr6(1)); err != nil {

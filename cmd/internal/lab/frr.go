@@ -23,14 +23,14 @@ const FRRDir = "/usr/lib/frr"
 // open from a listen range (dynamic neighbours), installing up to MaximumPaths equal routes as one
 // multipath kernel route through zebra.
 type FRRConfig struct {
-	ASN          uint32       // default 65000
-	RouterID     netip.Addr   // default the host's address
-	ListenRange  netip.Prefix // default the lab's subnet
+	ASN         uint32       // default 65000
+	RouterID    netip.Addr   // default the host's address
+	ListenRange netip.Prefix // default the lab's subnet
 	// ListenRange6, when set, also accepts IPv6 sessions from it (peer group nodes6), for IPv6
 	// unicast routes.
 	ListenRange6 netip.Prefix
-	NodeASN      uint32       // remote-as of the listen range; default 65010
-	MaximumPaths int          // default 8
+	NodeASN      uint32 // remote-as of the listen range; default 65010
+	MaximumPaths int    // default 8
 	// Keepalive and Hold are the router's BGP timers (the lower hold time of both sides wins);
 	// default 1s and 3s.
 	Keepalive, Hold time.Duration
