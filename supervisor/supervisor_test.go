@@ -275,10 +275,10 @@ func TestExitSeenAtOnceAndRestarted(t *testing.T) {
 	down := f.event(t, false, 5*time.Second)
 	received := time.Since(killed)
 	seen := down.At.Sub(killed)
+	// A figure, not a bound: how soon is the machine's load to decide. That the exit is told
+	// when the master is reaped, not when its output closes, TestExitSeenWhileOutputStillOpen
+	// shows by causality.
 	t.Logf("exit seen %s after SIGKILL (event received after %s)", seen, received)
-	if received > 100*time.Millisecond {
-		t.Errorf("exit reported after %s, want it at once", received)
-	}
 	if down.ExitStatus != 128+int(syscall.SIGKILL) || down.PID != up.PID || down.Reason != "killed by signal 9 (killed)" {
 		t.Errorf("down event %+v, want status 137 of %d", down, up.PID)
 	}
@@ -330,8 +330,9 @@ func TestExitSeenWhileOutputStillOpen(t *testing.T) {
 	f := startCommand(t, script, "x", nil)
 	down := f.event(t, false, 3*time.Second)
 	t.Cleanup(func() { _ = syscall.Kill(-down.PID, syscall.SIGKILL) }) // the sleep, same group
-	if d := time.Since(down.At); d > 100*time.Millisecond {
-		t.Errorf("down event received %s after the exit", d)
+	// Told while the straggler still holds the output (it sleeps 5 s), not once the output closed.
+	if err := syscall.Kill(-down.PID, 0); err != nil {
+		t.Errorf("down event received only after the output holder ended (%v)", err)
 	}
 	if down.ExitStatus != 3 {
 		t.Errorf("exit status %d, want 3", down.ExitStatus)
@@ -339,8 +340,11 @@ func TestExitSeenWhileOutputStillOpen(t *testing.T) {
 	// Nor does the straggler hold up the restart.
 	again := f.event(t, false, 3*time.Second)
 	t.Cleanup(func() { _ = syscall.Kill(-again.PID, syscall.SIGKILL) })
-	if again.PID == down.PID || again.At.Sub(down.At) > 2*time.Second {
-		t.Errorf("second run %+v after %+v: want a restart after the 200ms backoff", again, down)
+	if again.PID == down.PID {
+		t.Errorf("second run %+v after %+v: want a restart", again, down)
+	}
+	if err := syscall.Kill(-down.PID, 0); err != nil {
+		t.Errorf("restarted only after the first run's output holder ended (%v)", err)
 	}
 }
 
@@ -668,8 +672,10 @@ func TestStopEscalatesToSIGTERM(t *testing.T) {
 	}
 	f.done <- nil
 	took := time.Since(began)
-	if took < 300*time.Millisecond || took > 2*time.Second {
-		t.Errorf("stop took %s, want the 300ms grace then SIGTERM", took)
+	// At least the grace; that SIGTERM (not SIGKILL after killGrace) ended it, the exit status
+	// below tells.
+	if took < 300*time.Millisecond {
+		t.Errorf("stop took %s, less than the 300ms grace before SIGTERM", took)
 	}
 	down := f.event(t, false, time.Second)
 	if down.ExitStatus != 143 || down.Reason != "stopped" {
