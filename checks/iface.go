@@ -88,44 +88,15 @@ func linkUp(a *netlink.LinkAttrs) (bool, string) {
 // Watch subscribes to link changes and calls changed for every update about this
 // interface (by name, so that a link deleted and created again is followed).
 func (p *InterfaceProbe) Watch(ctx context.Context, changed func()) error {
-	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	subErr := make(chan error, 1)
-	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		Namespace: p.ns,
-		ErrorCallback: func(err error) {
-			select {
-			case subErr <- err:
-			default:
-			}
-		},
+	err := watchLinks(ctx, p.ns, 64, func() error { return nil }, func(u netlink.LinkUpdate) {
+		if u.Link.Attrs().Name == p.name {
+			changed()
+		}
 	})
 	if err != nil {
-		return fmt.Errorf("subscribe to link updates for %s: %w", p.name, err)
+		return fmt.Errorf("%s: %w", p.name, err)
 	}
-	defer func() {
-		close(done)
-		for range updates { // the subscription goroutine ends once its socket is closed
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case u, ok := <-updates:
-			if !ok {
-				select {
-				case err := <-subErr:
-					return fmt.Errorf("link updates for %s: %w", p.name, err)
-				default:
-					return fmt.Errorf("link updates for %s ended", p.name)
-				}
-			}
-			if u.Link != nil && u.Link.Attrs().Name == p.name {
-				changed()
-			}
-		}
-	}
+	return nil
 }
 
 var _ Watcher = (*InterfaceProbe)(nil)

@@ -104,52 +104,20 @@ func (l *Links) set(index int, name string, s linkState, exists bool) bool {
 // link again once subscribed, so that nothing between NewLinks and Watch is missed. An error
 // means links cannot be followed; Down then keeps answering from the last state known.
 func (l *Links) Watch(ctx context.Context, changed func()) error {
-	updates := make(chan netlink.LinkUpdate, 256)
-	done := make(chan struct{})
-	subErr := make(chan error, 1)
-	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) {
-			select {
-			case subErr <- err:
-			default:
-			}
-		},
+	subscribed := func() error {
+		if err := l.refresh(); err != nil {
+			return err
+		}
+		changed()
+		return nil
+	}
+	return watchLinks(ctx, nil, 256, subscribed, func(u netlink.LinkUpdate) {
+		a := u.Link.Attrs()
+		up, reason := linkUp(a)
+		// RTM_DELLINK: the interface is gone (a NEWLINK brings it back by name).
+		exists := u.Header.Type != unix.RTM_DELLINK
+		if l.set(a.Index, a.Name, linkState{up, reason}, exists) {
+			changed()
+		}
 	})
-	if err != nil {
-		return fmt.Errorf("subscribe to link updates: %w", err)
-	}
-	defer func() {
-		close(done)
-		for range updates { // the subscription goroutine ends once its socket is closed
-		}
-	}()
-	if err := l.refresh(); err != nil {
-		return err
-	}
-	changed()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case u, ok := <-updates:
-			if !ok {
-				select {
-				case err := <-subErr:
-					return fmt.Errorf("link updates: %w", err)
-				default:
-					return fmt.Errorf("link updates ended")
-				}
-			}
-			if u.Link == nil {
-				continue
-			}
-			a := u.Link.Attrs()
-			up, reason := linkUp(a)
-			// RTM_DELLINK: the interface is gone (a NEWLINK brings it back by name).
-			exists := u.Header.Type != unix.RTM_DELLINK
-			if l.set(a.Index, a.Name, linkState{up, reason}, exists) {
-				changed()
-			}
-		}
-	}
 }
