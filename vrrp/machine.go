@@ -25,6 +25,10 @@ type Config struct {
 	// than its own take over after Skew_Time instead of Master_Down_Interval. hapair's config
 	// turns it on by default; the zero value is the plain RFC behaviour.
 	FastFailover bool
+	// ClaimFirst makes a Backup that has heard no Master since it entered Backup advertise
+	// once and wait one more Advertisement_Interval before it becomes Master (see Machine).
+	// hapair's daemon turns it on; the zero value is the plain RFC behaviour.
+	ClaimFirst bool
 }
 
 func (c *Config) validate() error {
@@ -103,6 +107,16 @@ func (c *Config) validate() error {
 //     any advert heard ends the handover. It ends anyway after LongestMasterDown.
 //   - Drain (SetDrained). A drained router runs at priority 1 so that it serves only when no
 //     other router can; see SetDrained.
+//   - Claim first (Config.ClaimFirst). Two routers started together both wait their
+//     Master_Down_Interval, which differ by only (p1-p2)/256 of an interval (39 ms between 110
+//     and 100 at 1 s): a lower-priority router that started a little earlier would win, then
+//     yield to the higher one at its first advert, and the VIP would flap. So a Backup whose
+//     Master_Down_Timer fires without having heard any Master since it entered Backup first
+//     sends one advert at its own priority and re-arms the timer for one
+//     Advertisement_Interval: a higher-ranked router hearing it preempts (after Skew_Time,
+//     shorter than the interval) or is already claiming itself, and its advert sends us back
+//     to waiting. Only when the interval passes in silence does it become Master. A router
+//     that heard a Master before, and the address owner, never claim.
 //   - Fault (a failed check or a down interface) is a state of its own: a Master leaves with a
 //     priority-0 advert so that its Backup takes over after Skew_Time; adverts and timers are
 //     ignored until the fault clears, which re-enters Backup with a fresh Master_Down_Timer and
@@ -149,6 +163,7 @@ type Machine struct {
 	pendingReason string
 
 	preemptFrom time.Time // Start or leaving Fault; the preempt window opens PreemptDelay later
+	claimed     bool      // ClaimFirst: this Backup period's claim advert has been sent
 
 	out []Action // reused for every returned slice
 }
@@ -351,6 +366,12 @@ func (m *Machine) Tick(now time.Time) []Action {
 			break
 		}
 		since, reason := m.pendingSince, m.pendingReason
+		if m.cfg.ClaimFirst && !m.claimed && m.masterHeardAt.IsZero() && since.IsZero() {
+			m.claimed = true
+			m.sendAdvert(m.prio)
+			m.downAt = now.Add(m.cfg.AdvertInterval)
+			break
+		}
 		if since.IsZero() {
 			reason = reasonMasterDown
 			since = m.acceptedAt
@@ -694,6 +715,7 @@ func (m *Machine) clearTimers() {
 	m.acceptedAt, m.masterHeardAt = time.Time{}, time.Time{}
 	m.pendingSince, m.pendingReason = time.Time{}, ""
 	m.handover, m.handoverSince, m.handoverEnd = noHandover, time.Time{}, time.Time{}
+	m.claimed = false
 }
 
 func (m *Machine) transition(from, to State, reason string) {

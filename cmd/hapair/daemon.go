@@ -180,6 +180,8 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 			Name: ic.Name, Version: ic.Version, VRID: ic.VRID, Priority: ic.Priority,
 			AdvertInterval: ic.AdvertInt, Preempt: ic.Preempt, PreemptDelay: ic.PreemptDelay,
 			PrimaryAddr: source, FastFailover: ic.FastFailover,
+			// Two hosts started together: the higher priority wins the first time.
+			ClaimFirst: true,
 		},
 		Filter: vrrp.Filter{
 			VRID: ic.VRID, Version: ic.Version, AuthType: authType, AuthPass: authPass,
