@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -170,6 +171,51 @@ func TestCrashWithoutOutage(t *testing.T) {
 	if strings.Contains(out, "Entering BACKUP STATE") {
 		t.Errorf("restarted hapair passed through BACKUP:\n%s", out)
 	}
+
+	// keepalived + HAProxy side by side, killed the same way, for comparison (its HAProxy is a
+	// unit of its own, so it keeps serving).
+	k := startFoKeepalived(t, p.pair)
+	time.Sleep(time.Second)
+	k.cli.Stop()
+	kc := foStartClient(t, p.cli, foKeepalivedVIP, k.ka1.Name)
+	time.Sleep(500 * time.Millisecond)
+	fromK2 := k.k2.LineCount()
+	vrrpPID := benchChildren(k.k1.PID())
+	kKilled := time.Now()
+	if err := syscall.Kill(-k.k1.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-k.k1.Done()
+	time.Sleep(500 * time.Millisecond)
+	for _, pid := range vrrpPID { // keepalived refuses to start while its pid file's process lives
+		if err := lab.WaitFor(context.Background(), 5*time.Second, func() (bool, error) { return !benchAlive(pid), nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"keepalived.pid", "vrrp.pid", "checkers.pid"} { // as a fresh /run would have it
+		_ = os.Remove(filepath.Join(k.k1.Dir, f))
+	}
+	k1, err := k.ka1.StartKeepalived(context.Background(), k.cfg1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := k1.WaitState(ctx, 0, "MASTER"); err != nil {
+		t.Fatalf("restarted keepalived: %v", err)
+	}
+	time.Sleep(2 * time.Second)
+	kst := kc.Stop()
+	backupTookOver := false
+	for _, l := range k.k2.Lines()[fromK2:] {
+		if k.k2.StateLine("MASTER").MatchString(l.Text) {
+			backupTookOver = true
+		}
+	}
+	t.Logf("keepalived SIGKILLed on the MASTER, restarted 0.5 s later: MASTER again %s after the kill; BACKUP entered MASTER: %t; client: %s",
+		time.Since(kKilled).Round(time.Millisecond), backupTookOver, kst)
+	t.Logf("| VRRP speaker SIGKILLed, started again 0.5 s later | hapair: %d failed, %d windows, longest %s | keepalived: %d failed, %d windows, longest %s |",
+		st.Failed, len(st.Windows), st.Longest(), kst.Failed, len(kst.Windows), kst.Longest())
 }
 
 // copyFile copies src to dst with mode.

@@ -1,0 +1,116 @@
+package instance
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hapair/hapair/vrrp"
+)
+
+// memRecord is a Recorder that keeps the last record in memory.
+type memRecord struct {
+	mu       sync.Mutex
+	state    vrrp.State
+	prio     uint8
+	advertAt time.Time
+}
+
+func (r *memRecord) Record(state vrrp.State, prio uint8, sent bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.state, r.prio = state, prio
+	if sent {
+		r.advertAt = time.Now()
+	}
+}
+
+func (r *memRecord) previous(now time.Time) *vrrp.Previous {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &vrrp.Previous{State: r.state, Priority: r.prio, LastAdvert: r.advertAt}
+}
+
+// startRecorded starts a node whose state record is rec; vipsOn says the VIP is on the
+// interface already (left by the previous run).
+func startRecorded(t *testing.T, b *bus, rec *memRecord, vipsOn bool) *node {
+	t.Helper()
+	a := netip.MustParseAddr("10.0.0.11")
+	n := &node{vips: &fakeVIPs{attached: vipsOn}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: b.conn(a), done: make(chan struct{})}
+	cfg := Config{
+		Name: "VI_TEST", Interface: "eth0",
+		Machine: vrrp.Config{Name: "VI_TEST", Version: 3, VRID: 51, Priority: 110,
+			AdvertInterval: advertInt, Preempt: true, PrimaryAddr: a, FastFailover: true},
+		Filter: vrrp.Filter{VRID: 51, Version: 3},
+		VIPs:   []netip.Prefix{vipPrefix}, Source: a, Destination: []netip.Addr{group},
+		GARPRepeat: 1, ReconcileEvery: 20 * time.Millisecond,
+		Previous: rec.previous, Record: rec,
+	}
+	inst, err := New(cfg, n.conn, n.vips, n.ann, n.rep, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.inst = inst
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go func() { defer close(n.done); inst.Run(ctx) }()
+	t.Cleanup(n.stop)
+	return n
+}
+
+// A MASTER handed over (upgrade) and started again within the window resumes at once: MASTER
+// without passing through BACKUP, VIP kept (never removed as stale), no priority 0 sent.
+func TestHandOverThenResume(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &bus{}
+		rec := &memRecord{}
+		first := startRecorded(t, b, rec, false)
+		settle(time.Second)
+		if first.inst.Status().State != vrrp.Master || !first.vips.has() {
+			t.Fatalf("first run: %s, VIP %v; want MASTER with the VIP", first.inst.Status().State, first.vips.has())
+		}
+		first.inst.HandOver()
+		first.stop()
+		if first.rep.zeroSent != 0 || !first.vips.has() {
+			t.Fatalf("hand-over sent %d priority-0 adverts, VIP kept %v; want none, kept", first.rep.zeroSent, first.vips.has())
+		}
+		if rec.state != vrrp.Master {
+			t.Fatalf("record says %s after the hand-over, want MASTER", rec.state)
+		}
+		settle(100 * time.Millisecond) // the new image starts
+		second := startRecorded(t, b, rec, true)
+		settle(0)
+		st := second.inst.Status()
+		if st.State != vrrp.Master || st.LastTransition.Reason != vrrp.ReasonResume || !second.vips.has() {
+			t.Fatalf("second run: %s (%s), VIP %v; want MASTER by resume with the VIP kept", st.State, st.LastTransition.Reason, second.vips.has())
+		}
+	})
+}
+
+// A record older than the resume window is a normal start: the stale VIP is removed, BACKUP.
+func TestOldRecordStartsNormally(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &memRecord{state: vrrp.Master, prio: 110, advertAt: time.Now().Add(-time.Second)}
+		n := startRecorded(t, &bus{}, rec, true)
+		settle(0)
+		if st := n.inst.Status(); st.State != vrrp.Backup || n.vips.has() {
+			t.Fatalf("%s, VIP %v; want BACKUP with the stale VIP removed", st.State, n.vips.has())
+		}
+	})
+}
+
+// A graceful stop leaves a record that does not resume.
+func TestStopRecordsInit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &memRecord{}
+		n := startRecorded(t, &bus{}, rec, false)
+		settle(time.Second)
+		n.stop()
+		if rec.state != vrrp.Init {
+			t.Fatalf("record says %s after a stop, want INIT", rec.state)
+		}
+	})
+}
