@@ -23,23 +23,69 @@ var (
 	_ bgp.PeerReporter = (*metrics.BGPMetrics)(nil)
 )
 
+// bgpMachine is what the BGP side needs from the machine: the BGP speaker, the loopback and the
+// route toward a peer. gobgpMachine is the real one; the daemon's unit tests use a fake.
+type bgpMachine interface {
+	StartSpeaker(ctx context.Context, cfg bgp.ServerConfig, rep bgp.PeerReporter, log *slog.Logger) (bgpServer, error)
+	Loopback(name string) (bgpLoopback, error)
+	RouterIDToward(peer netip.Addr) (netip.Addr, error)
+}
+
+// bgpServer is a running speaker (*bgp.Server).
+type bgpServer interface {
+	bgp.Speaker
+	SetPeers(ctx context.Context, peers []bgp.Peer) error
+	Peers() []bgp.PeerStatus
+	Stop()
+}
+
+// bgpLoopback holds the service addresses (*bgp.Loopback).
+type bgpLoopback interface {
+	Add(p netip.Prefix) error
+	Remove(p netip.Prefix) error
+}
+
+// gobgpMachine is the real machine: an embedded GoBGP server and netlink.
+type gobgpMachine struct{}
+
+func (gobgpMachine) StartSpeaker(ctx context.Context, cfg bgp.ServerConfig, rep bgp.PeerReporter, log *slog.Logger) (bgpServer, error) {
+	s, err := bgp.Start(ctx, cfg, rep, log)
+	if err != nil {
+		return nil, err // not a nil *bgp.Server in a non-nil interface
+	}
+	return s, nil
+}
+
+func (gobgpMachine) Loopback(name string) (bgpLoopback, error) {
+	lo, err := bgp.OpenLoopback(name)
+	if err != nil {
+		return nil, err
+	}
+	return lo, nil
+}
+
+func (gobgpMachine) RouterIDToward(peer netip.Addr) (netip.Addr, error) {
+	return bgp.RouterIDToward(peer)
+}
+
 // bgpSpeaker is the daemon's BGP side: the embedded GoBGP server, the Gate deciding what it
 // announces, and the service addresses on the loopback.
 type bgpSpeaker struct {
 	log     *slog.Logger
 	metrics *metrics.BGPMetrics
+	machine bgpMachine
 
 	mu       sync.Mutex  // guards cfg against status() during a reload, and gate against drainBGP
 	cfg      *config.BGP // as started; reload replaces peers, routes and drain time
 	routerID netip.Addr
-	server   *bgp.Server
+	server   bgpServer
 	gate     *bgp.Gate
-	lo       *bgp.Loopback
+	lo       bgpLoopback
 	onLo     map[netip.Prefix]bool // addresses this hapair put on the loopback
 }
 
 func newBGPSpeaker(cfg *config.BGP, m *metrics.Metrics, log *slog.Logger) *bgpSpeaker {
-	return &bgpSpeaker{log: log, metrics: m.EnableBGP(), cfg: cfg, onLo: map[netip.Prefix]bool{}}
+	return &bgpSpeaker{log: log, metrics: m.EnableBGP(), machine: gobgpMachine{}, cfg: cfg, onLo: map[netip.Prefix]bool{}}
 }
 
 func bgpRoutes(cfg *config.BGP) []bgp.Route {
@@ -64,7 +110,7 @@ func bgpPeers(cfg *config.BGP) []bgp.Peer {
 // start puts the checks-gated service addresses on the loopback (before HAProxy starts, so that
 // it can bind them) and opens the sessions. Nothing is announced until the Gate's inputs allow.
 func (b *bgpSpeaker) start(ctx context.Context, drained func() bool) error {
-	lo, err := bgp.OpenLoopback(b.cfg.Loopback)
+	lo, err := b.machine.Loopback(b.cfg.Loopback)
 	if err != nil {
 		return err
 	}
@@ -72,13 +118,13 @@ func (b *bgpSpeaker) start(ctx context.Context, drained func() bool) error {
 	b.syncLoopback(b.cfg)
 	b.routerID = b.cfg.RouterID
 	if !b.routerID.IsValid() {
-		id, err := bgp.RouterIDToward(b.cfg.Peers[0].Address)
+		id, err := b.machine.RouterIDToward(b.cfg.Peers[0].Address)
 		if err != nil {
 			return err
 		}
 		b.routerID = id
 	}
-	srv, err := bgp.Start(ctx, bgp.ServerConfig{
+	srv, err := b.machine.StartSpeaker(ctx, bgp.ServerConfig{
 		LocalASN: b.cfg.LocalASN, RouterID: b.routerID, ListenPort: b.cfg.ListenPort, Peers: bgpPeers(b.cfg),
 	}, b.metrics, b.log)
 	if err != nil {

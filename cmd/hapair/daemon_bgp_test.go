@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hapair/hapair/bgp"
+)
+
+// fakeBGP is the BGP side of the machine for the daemon's unit tests: it records what would go
+// to the routers and onto lo in the shared event list, so that the stop order can be read.
+type fakeBGP struct {
+	ev *events
+
+	mu   sync.Mutex
+	onLo map[netip.Prefix]bool
+}
+
+func newFakeBGP(ev *events) *fakeBGP { return &fakeBGP{ev: ev, onLo: map[netip.Prefix]bool{}} }
+
+func (f *fakeBGP) StartSpeaker(ctx context.Context, cfg bgp.ServerConfig, rep bgp.PeerReporter, log *slog.Logger) (bgpServer, error) {
+	f.ev.add(fmt.Sprintf("bgp started as %s", cfg.RouterID))
+	return f, nil
+}
+
+func (f *fakeBGP) Loopback(name string) (bgpLoopback, error) { return f, nil }
+
+func (f *fakeBGP) RouterIDToward(peer netip.Addr) (netip.Addr, error) {
+	return netip.MustParseAddr("10.255.0.11"), nil
+}
+
+func (f *fakeBGP) Announce(p netip.Prefix, gshut bool) error {
+	if gshut {
+		f.ev.add("bgp announce " + p.String() + " GRACEFUL_SHUTDOWN")
+	} else {
+		f.ev.add("bgp announce " + p.String())
+	}
+	return nil
+}
+
+func (f *fakeBGP) Withdraw(p netip.Prefix) error {
+	f.ev.add("bgp withdraw " + p.String())
+	return nil
+}
+
+func (f *fakeBGP) SetPeers(ctx context.Context, peers []bgp.Peer) error { return nil }
+func (f *fakeBGP) Peers() []bgp.PeerStatus                              { return nil }
+func (f *fakeBGP) Stop()                                                { f.ev.add("bgp stopped") }
+
+func (f *fakeBGP) Add(p netip.Prefix) error {
+	f.mu.Lock()
+	f.onLo[p] = true
+	f.mu.Unlock()
+	f.ev.add("lo add " + p.String())
+	return nil
+}
+
+func (f *fakeBGP) Remove(p netip.Prefix) error {
+	f.mu.Lock()
+	delete(f.onLo, p)
+	f.mu.Unlock()
+	f.ev.add("lo remove " + p.String())
+	return nil
+}
+
+// anycastYAML is an anycast node: HAProxy, a TCP check, no VRRP instance, two prefixes.
+func anycastYAML(dir, tcpAddr string) string {
+	return fmt.Sprintf(`runtime_dir: %[1]s
+haproxy:
+  command: /usr/sbin/haproxy
+  config: /etc/haproxy/haproxy.cfg
+checks:
+  - name: web
+    tcp: {address: "%[2]s"}
+    interval: 1s
+    timeout: 500ms
+bgp:
+  local_asn: 65010
+  drain_time: 2s
+  peers:
+    - {address: 10.255.0.1, asn: 65000}
+  announce:
+    - {prefix: 10.77.9.10/32, checks: [haproxy]}
+    - {prefix: 10.77.9.11/32, checks: [haproxy, web]}
+status:
+  listen: ""
+  dump_file: %[1]s/hapair.data
+`, dir, tcpAddr)
+}
+
+// since returns the events after the first one equal to mark.
+func since(all []string, mark string) []string {
+	i := slices.Index(all, mark)
+	if i < 0 {
+		return nil
+	}
+	return all[i+1:]
+}
+
+// TestDaemonBGPFollowsChecksAndStopsInOrder: the prefixes go on lo before HAProxy starts, are
+// announced once their checks have results, withdrawn on the very event that reports HAProxy
+// dead (no time passes), announced again after the rise hold; at stop, GRACEFUL_SHUTDOWN, the
+// drain time, the withdrawal, HAProxy's stop, then lo.
+func TestDaemonBGPFollowsChecksAndStopsInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		web := newTCPTarget(t)
+		td := newTestDaemon(t, anycastYAML(dir, web.addr))
+		fb := newFakeBGP(td.ev)
+		td.d.bgp.machine = fb
+		td.start()
+		settle(time.Second)
+		all := td.ev.all()
+		if i, j := slices.Index(all, "lo add 10.77.9.10/32"), slices.Index(all, "bgp started as 10.255.0.11"); i < 0 || j < 0 {
+			t.Fatalf("at start: %q, want the addresses on lo and the speaker started with the router id toward the peer", all)
+		}
+		for _, p := range []string{"10.77.9.10/32", "10.77.9.11/32"} {
+			if !slices.Contains(all, "bgp announce "+p) {
+				t.Fatalf("%s not announced once its checks passed: %q", p, all)
+			}
+		}
+
+		mark := fmt.Sprintf("mark %d", len(all))
+		td.ev.add(mark)
+		td.haproxy.send(false, "exited with status 1")
+		synctest.Wait() // no fake time passes: the withdrawal rides on the event itself
+		if got := since(td.ev.all(), mark); !slices.Contains(got, "bgp withdraw 10.77.9.10/32") || !slices.Contains(got, "bgp withdraw 10.77.9.11/32") {
+			t.Fatalf("after HAProxy died, with no time passing: %q, want both prefixes withdrawn", got)
+		}
+		web.down()
+		td.haproxy.send(true, "started again")
+		settle(haproxyRiseHold + 1500*time.Millisecond)
+		got := since(td.ev.all(), mark)
+		if !slices.Contains(got, "bgp announce 10.77.9.10/32") {
+			t.Errorf("HAProxy back past its rise hold: %q, want 10.77.9.10/32 announced again", got)
+		}
+		if slices.Contains(got, "bgp announce 10.77.9.11/32") {
+			t.Errorf("10.77.9.11/32 announced while its web check is down: %q", got)
+		}
+
+		mark = "mark stop"
+		td.ev.add(mark)
+		td.stop()
+		got = since(td.ev.all(), mark)
+		want := []string{
+			"bgp announce 10.77.9.10/32 GRACEFUL_SHUTDOWN",
+			"bgp withdraw 10.77.9.10/32",
+			"haproxy stopped",
+			"bgp stopped",
+			"lo remove",
+		}
+		at := -1
+		for _, w := range want {
+			i := slices.IndexFunc(got, func(e string) bool { return strings.HasPrefix(e, w) })
+			if i <= at {
+				t.Fatalf("stop order: %q, want %q in this order", got, want)
+			}
+			at = i
+		}
+		if len(fb.onLo) != 0 {
+			t.Errorf("left on lo after the stop: %v", fb.onLo)
+		}
+	})
+}
