@@ -30,17 +30,7 @@ func (d *demo) runBGP(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		names := l.Namespaces()
-		if err := l.Close(); err != nil {
-			d.say("Tearing down the lab: %v", err)
-		} else {
-			d.say("Lab torn down: namespaces %s removed.", strings.Join(names, " "))
-		}
-		if d.keep {
-			d.say("Logs kept in %s", l.Dir())
-		}
-	}()
+	defer d.teardown(l)
 	d.say("Lab: switch namespace %s with a bridge; a router, three nodes and a client joined by veth pairs, addresses only inside.", l.Switch())
 
 	router, err := l.AddHost("router", l.Addr(1))

@@ -23,25 +23,19 @@ type anycastNode struct {
 
 // YAML renders the node's hapair.yaml.
 func (n anycastNode) YAML() string {
-	def := func(v, d string) string {
-		if v == "" {
-			return d
-		}
-		return v
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "router_id: %s\n", n.RouterID)
-	fmt.Fprintf(&b, "haproxy:\n  config: %s\n  runtime_dir: %s\n  stop_grace: 3s\n", n.HAProxyConfig, def(n.RuntimeDir, "/run/hapair"))
+	fmt.Fprintf(&b, "haproxy:\n  config: %s\n  runtime_dir: %s\n  stop_grace: 3s\n", n.HAProxyConfig, orDefault(n.RuntimeDir, "/run/hapair"))
 	b.WriteString("  restart_backoff: {initial: 500ms, max: 8s, reset_after: 10s}\n")
 	b.WriteString("bgp:\n  local_asn: 65010\n")
-	fmt.Fprintf(&b, "  drain_time: %s\n", def(n.DrainTime, "1s"))
+	fmt.Fprintf(&b, "  drain_time: %s\n", orDefault(n.DrainTime, "1s"))
 	password := ""
 	if n.Password != "" {
 		password = fmt.Sprintf(", password: %q", n.Password)
 	}
-	fmt.Fprintf(&b, "  peers:\n    - {address: %s, asn: 65000, hold_time: %s%s}\n", n.Router, def(n.HoldTime, "3s"), password)
+	fmt.Fprintf(&b, "  peers:\n    - {address: %s, asn: 65000, hold_time: %s%s}\n", n.Router, orDefault(n.HoldTime, "3s"), password)
 	fmt.Fprintf(&b, "  announce:\n    - {prefix: %s, checks: [haproxy]}\n", n.Prefix)
-	fmt.Fprintf(&b, "status:\n  listen: %s\n", def(n.Listen, "127.0.0.1:9479"))
+	fmt.Fprintf(&b, "status:\n  listen: %s\n", orDefault(n.Listen, "127.0.0.1:9479"))
 	if n.DumpFile != "" {
 		fmt.Fprintf(&b, "  dump_file: %s\n", n.DumpFile)
 	}

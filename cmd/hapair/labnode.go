@@ -38,12 +38,6 @@ type labNode struct {
 
 // YAML renders the node's hapair.yaml.
 func (n labNode) YAML() string {
-	def := func(v, d string) string {
-		if v == "" {
-			return d
-		}
-		return v
-	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "router_id: %s\n", n.RouterID)
 	if n.RuntimeDir != "" {
@@ -54,7 +48,7 @@ func (n labNode) YAML() string {
 		b.WriteString("  restart_backoff: {initial: 500ms, max: 8s, reset_after: 10s}\n")
 	}
 	if n.StatsURL != "" {
-		fmt.Fprintf(&b, "checks:\n  - name: haproxy_stats\n    interval: %s\n    timeout: 1s\n    fall: 2\n    rise: 2\n    weight: -20\n", def(n.StatsInterval, "2s"))
+		fmt.Fprintf(&b, "checks:\n  - name: haproxy_stats\n    interval: %s\n    timeout: 1s\n    fall: 2\n    rise: 2\n    weight: -20\n", orDefault(n.StatsInterval, "2s"))
 		fmt.Fprintf(&b, "    http:\n      url: %q\n", n.StatsURL)
 		if len(n.StatsBackends) > 0 {
 			b.WriteString("      backends:\n")
@@ -64,7 +58,7 @@ func (n labNode) YAML() string {
 		}
 	}
 	b.WriteString("vrrp_instances:\n  - name: VI_LOGS\n")
-	fmt.Fprintf(&b, "    interface: %s\n", def(n.Interface, "eth0"))
+	fmt.Fprintf(&b, "    interface: %s\n", orDefault(n.Interface, "eth0"))
 	state := "BACKUP"
 	if n.Priority >= 110 {
 		state = "MASTER"
@@ -74,7 +68,7 @@ func (n labNode) YAML() string {
 	if version == 0 {
 		version = 2
 	}
-	fmt.Fprintf(&b, "    version: %d\n    advert_int: %s\n", version, def(n.AdvertInt, "1s"))
+	fmt.Fprintf(&b, "    version: %d\n    advert_int: %s\n", version, orDefault(n.AdvertInt, "1s"))
 	fmt.Fprintf(&b, "    preempt: %t\n", !n.NoPreempt)
 	if n.AuthPass != "" {
 		fmt.Fprintf(&b, "    authentication: {auth_type: PASS, auth_pass: %q}\n", n.AuthPass)
@@ -86,7 +80,7 @@ func (n labNode) YAML() string {
 	if len(n.UnicastPeers) > 0 {
 		fmt.Fprintf(&b, "    unicast_peer: [%s]\n", strings.Join(n.UnicastPeers, ", "))
 	}
-	fmt.Fprintf(&b, "    garp_master_delay: %s\n", def(n.GARPDelay, "5s"))
+	fmt.Fprintf(&b, "    garp_master_delay: %s\n", orDefault(n.GARPDelay, "5s"))
 	var track []string
 	if n.HAProxyConfig != "" {
 		track = append(track, "haproxy: -20")
@@ -100,9 +94,17 @@ func (n labNode) YAML() string {
 	for _, l := range n.ExtraInstance {
 		fmt.Fprintf(&b, "    %s\n", l)
 	}
-	fmt.Fprintf(&b, "status:\n  listen: %s\n  keepalived_compat: %t\n", def(n.Listen, "127.0.0.1:9479"), n.Compat)
+	fmt.Fprintf(&b, "status:\n  listen: %s\n  keepalived_compat: %t\n", orDefault(n.Listen, "127.0.0.1:9479"), n.Compat)
 	if n.DumpFile != "" {
 		fmt.Fprintf(&b, "  dump_file: %s\n", n.DumpFile)
 	}
 	return b.String()
+}
+
+// orDefault is v, or d when v is empty: the lab nodes' YAML fills what a test leaves out.
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
 }
