@@ -26,7 +26,7 @@ func TestDemoRunsWithoutTerminal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("hapair demo failed: %v", err)
 	}
-	for _, want := range []string{
+	wants := []string{
 		"(VI_LOGS) Entering MASTER STATE",
 		"HAProxy killed",
 		"takeover measured by lb2",
@@ -36,25 +36,8 @@ func TestDemoRunsWithoutTerminal(t *testing.T) {
 		"/status 200",
 		"/healthz 200",
 		"Lab torn down",
-	} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("demo output lacks %q", want)
-		}
 	}
-	// The demo names its namespaces when it removes them; none of them may still exist.
-	m := regexp.MustCompile(`Lab torn down: namespaces (.*) removed`).FindStringSubmatch(string(out))
-	if m == nil {
-		t.Fatal("demo did not say which namespaces it removed")
-	}
-	live := map[string]bool{}
-	for _, ns := range namespaces(t) {
-		live[ns] = true
-	}
-	for _, ns := range strings.Fields(m[1]) {
-		if live[ns] {
-			t.Errorf("namespace %s left behind", ns)
-		}
-	}
+	checkDemoOutput(t, string(out), wants)
 }
 
 // TestDemoRefusesWithoutRoot: one clear sentence and a non-zero exit.
@@ -98,7 +81,7 @@ func TestDemoBGP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("hapair demo --bgp failed: %v", err)
 	}
-	for _, want := range []string{
+	wants := []string{
 		"nexthop via 10.0.0.11",
 		"nexthop via 10.0.0.12",
 		"nexthop via 10.0.0.13",
@@ -110,12 +93,20 @@ func TestDemoBGP(t *testing.T) {
 		"kernel route: n1 only",
 		"/metrics 200",
 		"Lab torn down",
-	} {
-		if !strings.Contains(string(out), want) {
+	}
+	checkDemoOutput(t, string(out), wants)
+}
+
+// checkDemoOutput fails unless the demo's output holds every one of wants and every namespace
+// the demo says it removed is gone.
+func checkDemoOutput(t *testing.T, out string, wants []string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
-	m := regexp.MustCompile(`Lab torn down: namespaces (.*) removed`).FindStringSubmatch(string(out))
+	m := regexp.MustCompile(`Lab torn down: namespaces (.*) removed`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatal("demo did not say which namespaces it removed")
 	}
