@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/netip"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -111,4 +112,52 @@ func scrapeCounter(t testing.TB, h *lab.Host, series string) float64 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestRollingVIPChangeKeepsThePair (issue 9 item 1): the MASTER is reloaded with a second VIP
+// before the BACKUP. Their lists now differ but overlap: the BACKUP keeps accepting the
+// MASTER's adverts (counted as a mismatch, logged once) and stays BACKUP, where keepalived 2.2.7
+// drops them and both hosts become MASTER until both are reloaded.
+func TestRollingVIPChangeKeepsThePair(t *testing.T) {
+	p := newPair(t)
+	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: "1a2b3c4d"})
+	lb2 := startDaemon(t, p.lb2, labNode{Priority: 100, AuthPass: "1a2b3c4d"})
+	lb1.waitState(0, "MASTER", 10*time.Second)
+	lb2.waitState(0, "BACKUP", 10*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+
+	good, err := os.ReadFile(lb1.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withTwo := strings.Replace(string(good), "virtual_ipaddress: [10.0.0.10/24]", "virtual_ipaddress: [10.0.0.10/24, 10.0.0.20/24]", 1)
+	if err := os.WriteFile(lb1.cfgPath, []byte(withTwo), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	from2 := lb2.lines()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := p.lb1.Run(ctx, hapairBin, "reload", "--config", lb1.cfgPath); err != nil {
+		t.Fatalf("reload of lb1: %v\n%s", err, out)
+	}
+	// Longer than Master_Down_Interval: a BACKUP that dropped the adverts would take over.
+	time.Sleep(seedMasterDown + time.Second)
+	if h := vipHolders(t, p.lb1, p.lb2); len(h) != 1 || h[0] != p.lb1.Name {
+		t.Fatalf("during the rolling change the VIP is on %v, want lb1 alone", h)
+	}
+	var transitions, noted int
+	for _, l := range lb2.proc.Lines()[from2:] {
+		if strings.Contains(l.Text, "Entering") {
+			transitions++
+		}
+		if strings.Contains(l.Text, "address list differs") {
+			noted++
+		}
+	}
+	if transitions != 0 || noted != 1 {
+		t.Errorf("lb2 during the rolling change: %d transitions (want 0), %d lines about the list (want 1)\n%s", transitions, noted, lb2.proc.Output())
+	}
+	if got := scrapeCounter(t, p.lb2, `hapair_vrrp_address_list_mismatches_total{instance="VI_LOGS"}`); got < 3 {
+		t.Errorf("lb2 counted %v address-list mismatches, want one per advert (at least 3)", got)
+	}
 }
