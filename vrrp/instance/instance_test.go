@@ -2,6 +2,7 @@ package instance
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"testing"
@@ -243,7 +244,14 @@ func startNodeWith(t *testing.T, b *bus, addr string, prio uint8, edit func(*Con
 		ReconcileEvery: 20 * time.Millisecond,
 	}
 	edit(&cfg)
-	inst, err := New(cfg, n.conn, n.vips, n.ann, n.rep, nil, nil)
+	n.start(t, cfg, nil)
+	return n
+}
+
+// start runs the instance cfg describes on n until the test ends.
+func (n *node) start(t *testing.T, cfg Config, log *slog.Logger) {
+	t.Helper()
+	inst, err := New(cfg, n.conn, n.vips, n.ann, n.rep, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +260,6 @@ func startNodeWith(t *testing.T, b *bus, addr string, prio uint8, edit func(*Con
 	n.cancel = cancel
 	go func() { defer close(n.done); inst.Run(ctx) }()
 	t.Cleanup(n.stop)
-	return n
 }
 
 func (n *node) stop() {

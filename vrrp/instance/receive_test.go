@@ -2,7 +2,6 @@ package instance
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -58,15 +57,7 @@ func masterWithLog(t *testing.T) (*node, *lockedBuffer) {
 		Source:      a,
 		Destination: []netip.Addr{group},
 	}
-	inst, err := New(cfg, n.conn, n.vips, n.ann, n.rep, nil, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.inst = inst
-	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
-	go func() { defer close(n.done); inst.Run(ctx) }()
-	t.Cleanup(n.stop)
+	n.start(t, cfg, log)
 	settle(time.Second)
 	if !n.vips.has() {
 		t.Fatal("not MASTER with the VIP after 1s alone")
