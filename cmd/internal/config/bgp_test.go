@@ -278,3 +278,23 @@ func TestBGPDocumented(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckWarnsOfAReadableBGPPassword(t *testing.T) {
+	text := minimal + "bgp:\n  local_asn: 65010\n  peers:\n    - {address: 10.77.0.1, asn: 65000, password: s3cret}\n" +
+		"  announce:\n    - {prefix: 10.77.9.20/32, vrrp_instance: VI_1}\n"
+	for _, mode := range []os.FileMode{0o644, 0o600} {
+		path := writeFile(t, "h.yaml", text, mode)
+		warns, err := Check(path, withLoopback())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("%s:9: bgp.peers[0].password: the file holds a BGP session password and is readable by group or others (mode %04o): chmod 600 %s", path, mode, path)
+		got := strings.Join(warns, "\n")
+		switch {
+		case mode == 0o644 && got != want:
+			t.Errorf("mode %04o: warnings = %q, want %q", mode, got, want)
+		case mode == 0o600 && len(warns) > 0:
+			t.Errorf("mode %04o: unexpected warnings %q", mode, warns)
+		}
+	}
+}

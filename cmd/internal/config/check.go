@@ -69,11 +69,19 @@ func (h *hostCheck) warn(key, format string, args ...any) {
 // permissions warns when the file holds a VRRP password that others can read (the seed's
 // `chmod 600 keepalived.conf`).
 func (h *hostCheck) permissions(path string) {
-	key := ""
+	key, what := "", "a VRRP password"
 	for i, in := range h.cfg.Instances {
 		if in.Authentication != nil && in.Authentication.Pass != "" {
 			key = index("vrrp_instances", i) + ".authentication.auth_pass"
 			break
+		}
+	}
+	if b := h.cfg.BGP; key == "" && b != nil {
+		for i, p := range b.Peers {
+			if p.Password != "" {
+				key, what = index("bgp.peers", i)+".password", "a BGP session password"
+				break
+			}
 		}
 	}
 	if key == "" {
@@ -84,7 +92,7 @@ func (h *hostCheck) permissions(path string) {
 		return
 	}
 	if perm := fi.Mode().Perm(); perm&0o044 != 0 {
-		h.warn(key, "the file holds a VRRP password and is readable by group or others (mode %04o): chmod 600 %s", perm, path)
+		h.warn(key, "the file holds %s and is readable by group or others (mode %04o): chmod 600 %s", what, perm, path)
 	}
 }
 
