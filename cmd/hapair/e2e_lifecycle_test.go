@@ -384,6 +384,37 @@ func TestUpgradeInPlace(t *testing.T) {
 	if _, err := os.Stat("/proc/" + strconv.Itoa(haproxyBefore)); err == nil {
 		t.Errorf("HAProxy master %d still runs after the upgraded hapair stopped", haproxyBefore)
 	}
+
+	// keepalived has no in-place upgrade: a package upgrade restarts it (SIGTERM, start).
+	k := startFoKeepalived(t, p.pair)
+	time.Sleep(time.Second)
+	k.cli.Stop()
+	kc := foStartClient(t, p.cli, foKeepalivedVIP, k.ka1.Name)
+	time.Sleep(500 * time.Millisecond)
+	fromK2 := k.k2.LineCount()
+	if err := k.k1.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-k.k1.Done()
+	k1, err := k.ka1.StartKeepalived(context.Background(), k.cfg1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := k1.WaitState(ctx, 0, "MASTER"); err != nil {
+		t.Fatalf("restarted keepalived: %v", err)
+	}
+	time.Sleep(2 * time.Second)
+	kst := kc.Stop()
+	moved := false
+	for _, l := range k.k2.Lines()[fromK2:] {
+		if k.k2.StateLine("MASTER").MatchString(l.Text) {
+			moved = true
+		}
+	}
+	t.Logf("| upgrade of the VRRP speaker | hapair in place: %d failed, %d windows, VIP moved: false | keepalived restart: %d failed, %d windows, longest %s, VIP moved to the BACKUP: %t |",
+		st.Failed, len(st.Windows), kst.Failed, len(kst.Windows), kst.Longest(), moved)
 }
 
 // TestStartTogetherNoFlap: two hosts with HAProxy and the stats probe started together, 20 times,
