@@ -274,7 +274,7 @@ func (r *Runner) loop(ctx context.Context, c *check) {
 		}
 		r.record(c, res)
 
-		t := time.NewTimer(max(c.spec.Interval-time.Now().Sub(start), 0))
+		t := time.NewTimer(max(c.spec.Interval-time.Since(start), 0))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -315,7 +315,7 @@ func (r *Runner) probeOnce(ctx context.Context, c *check, abandoned *chan Result
 
 	finish := func(res Result) Result {
 		res.At = start
-		res.Duration = time.Now().Sub(start)
+		res.Duration = time.Since(start)
 		return res
 	}
 	select {
