@@ -43,7 +43,13 @@ func TestPlannedHandoversLoseNothing(t *testing.T) {
 		window, _ := foClientWindows(after, at.Add(-foClientTimeout), time.Now())
 		r := handoverRow{impl: impl, kind: kind, failed: after.Failed - before.Failed, window: window,
 			requests: after.OK + after.Failed - before.OK - before.Failed}
-		t.Logf("%s, %s: %d failed of %d requests, longest failure window %s", impl, kind, r.failed, r.requests, foMS(r.window))
+		var errs []string
+		for _, w := range after.Windows {
+			if !w.Start.Before(at.Add(-foClientTimeout)) {
+				errs = append(errs, fmt.Sprintf("%s after the action: %d failed, %s", w.Start.Sub(at).Round(time.Millisecond), w.Failed, w.Err))
+			}
+		}
+		t.Logf("%s, %s: %d failed of %d requests, longest failure window %s %v", impl, kind, r.failed, r.requests, foMS(r.window), errs)
 		rows = append(rows, r)
 		return r
 	}
