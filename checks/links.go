@@ -57,8 +57,8 @@ func (l *Links) refresh() error {
 	return nil
 }
 
-// Down reports the first of names (in name order) whose link is not up, with why; ok is true
-// when every one is up. A name no interface has counts as down, as in keepalived.
+// Down reports whether any of names has its link down and, for the first in name order, why;
+// false when every one is up. A name no interface has counts as down, as in keepalived.
 func (l *Links) Down(names []string) (down bool, why string) {
 	if len(names) == 0 {
 		return false, ""
