@@ -24,9 +24,6 @@ const (
 	DefaultTimeout = time.Second
 	DefaultFall    = 1 // keepalived's default
 	DefaultRise    = 1 // keepalived's default
-	// LinkInterval paces the link checks of track_interface: reading a link's state costs
-	// nothing, and a dead link must move the VIP away fast.
-	LinkInterval = time.Second
 	// MaxWeight bounds a check's weight to -MaxWeight..MaxWeight, keepalived's rule for
 	// track_script and track_interface weights.
 	MaxWeight = 253
