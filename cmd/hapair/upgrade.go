@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -86,22 +85,25 @@ func (u *upgrader) request(handover func()) {
 	}()
 }
 
-// checkNew runs the new binary's `check` on the running configuration.
+// checkNew runs the new binary's `check` on the running configuration, as every program hapair
+// starts is run (package spawn): its process group, with the `haproxy -c` it starts, is killed at
+// the timeout, and its output is capped.
 func (u *upgrader) checkNew() error {
 	ctx, cancel := context.WithTimeout(context.Background(), upgradeCheckTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, u.exe, "check", "--config", u.configPath)
-	cmd.Env = spawn.Env(os.Environ())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		msg := strings.TrimSpace(string(bytes.ToValidUTF8(out, nil)))
-		if len(msg) > 2000 {
-			msg = msg[:2000] + "..."
-		}
-		if msg == "" {
-			return fmt.Errorf("%s check: %w", u.exe, err)
-		}
-		return fmt.Errorf("%s check: %w: %s", u.exe, err, msg)
+	prog := &spawn.Program{Args: []string{u.exe, "check", "--config", u.configPath}}
+	// In hapair's own directory, where a relative --config was given.
+	res := prog.Run(ctx, spawn.Options{MaxOutput: 2000, Dir: "."})
+	msg := strings.ToValidUTF8(res.Output, "")
+	switch {
+	case res.Err != nil:
+		return fmt.Errorf("%s check: %w", u.exe, res.Err)
+	case res.TimedOut:
+		return fmt.Errorf("%s check: did not finish within %s: %s", u.exe, upgradeCheckTimeout, msg)
+	case !res.Success() && msg == "":
+		return fmt.Errorf("%s check: %s", u.exe, res.State)
+	case !res.Success():
+		return fmt.Errorf("%s check: %s: %s", u.exe, res.State, msg)
 	}
 	return nil
 }

@@ -98,6 +98,7 @@ func (p *Program) CheckSecure(hapairIsRoot bool) error {
 type Options struct {
 	Args      []string // appended to the program's own arguments
 	Env       []string // added to hapair's environment (see Env)
+	Dir       string   // working directory; "" is "/", where keepalived runs its scripts
 	MaxOutput int      // bytes of output kept; 0 means DefaultMaxOutput
 	// ScriptSecurity refuses to run, as root, a program that CheckSecure refuses.
 	ScriptSecurity bool
@@ -125,7 +126,7 @@ func (r Result) Success() bool {
 	return r.Err == nil && !r.TimedOut && r.State != nil && r.State.Success()
 }
 
-// Run runs the program once and waits for it. It runs in "/", with stdin from /dev/null, with
+// Run runs the program once and waits for it. It runs in "/" (or Options.Dir), with stdin from /dev/null, with
 // hapair's environment as Env leaves it, in a process group of its own, as its user with all the
 // user's groups. When ctx ends the whole process group is killed with SIGKILL. When hapair dies,
 // even by SIGKILL, the kernel kills the program (a parent-death signal; what the program itself
@@ -147,7 +148,10 @@ func (p *Program) Run(ctx context.Context, opts Options) Result {
 	defer r.Close()
 	cmd := exec.Command(path, slices.Concat(p.Args[1:], opts.Args)...)
 	cmd.Args[0] = p.Args[0]
-	cmd.Dir = "/"
+	cmd.Dir = opts.Dir
+	if cmd.Dir == "" {
+		cmd.Dir = "/"
+	}
 	cmd.Env = Env(os.Environ(), opts.Env...)
 	// An *os.File, not a Writer: Wait returns when the process ends, not when the last holder of
 	// the pipe lets go of it.
