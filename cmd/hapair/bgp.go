@@ -82,10 +82,17 @@ type bgpSpeaker struct {
 	gate     *bgp.Gate
 	lo       bgpLoopback
 	onLo     map[netip.Prefix]bool // addresses this hapair put on the loopback
+
+	// VRRP transitions wait here for followStates (the VRRP loop must not block on GoBGP).
+	qmu         sync.Mutex
+	queue       []instanceChange
+	wake        chan struct{}
+	stopFollows context.CancelFunc
 }
 
 func newBGPSpeaker(cfg *config.BGP, m *metrics.Metrics, log *slog.Logger) *bgpSpeaker {
-	return &bgpSpeaker{log: log, metrics: m.EnableBGP(), machine: gobgpMachine{}, cfg: cfg, onLo: map[netip.Prefix]bool{}}
+	return &bgpSpeaker{log: log, metrics: m.EnableBGP(), machine: gobgpMachine{}, cfg: cfg,
+		onLo: map[netip.Prefix]bool{}, wake: make(chan struct{}, 1)}
 }
 
 func bgpRoutes(cfg *config.BGP) []bgp.Route {
@@ -135,6 +142,9 @@ func (b *bgpSpeaker) start(ctx context.Context, drained func() bool) error {
 	b.mu.Lock()
 	b.gate = gate
 	b.mu.Unlock()
+	fctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	b.stopFollows = stop
+	go b.followStates(fctx, gate) // transitions queued before now are delivered too
 	// Read after the gate is published: a drain arriving meanwhile (the control socket is open
 	// already) either finds the gate or has set the flag read here.
 	if drained() { // a drain recorded in the runtime dir holds the checks-gated prefixes back
@@ -201,12 +211,47 @@ type bgpStateNotifier struct {
 	b    *bgpSpeaker
 }
 
+// Notify queues the change for the Gate: the VRRP loop calls it and must not wait on GoBGP.
 func (n *bgpStateNotifier) Notify(name string, state vrrp.State, priority uint8) {
-	if n.b.gate != nil {
-		n.b.gate.InstanceState(name, state == vrrp.Master, time.Now())
-	}
+	n.b.queueState(instanceChange{name: name, master: state == vrrp.Master, at: time.Now()})
 	if n.next != nil {
 		n.next.Notify(name, state, priority)
+	}
+}
+
+// instanceChange is one VRRP transition on its way to the Gate.
+type instanceChange struct {
+	name   string
+	master bool
+	at     time.Time
+}
+
+// queueState appends a VRRP transition for followStates; it never blocks.
+func (b *bgpSpeaker) queueState(c instanceChange) {
+	b.qmu.Lock()
+	b.queue = append(b.queue, c)
+	b.qmu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
+// followStates hands the queued VRRP transitions to the Gate in order, until ctx is done.
+func (b *bgpSpeaker) followStates(ctx context.Context, gate *bgp.Gate) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.wake:
+		}
+		b.qmu.Lock()
+		q := b.queue
+		b.queue = nil
+		b.qmu.Unlock()
+		for _, c := range q {
+			gate.InstanceState(c.name, c.master, c.at)
+		}
 	}
 }
 
@@ -235,6 +280,9 @@ func (b *bgpSpeaker) withdraw(drain time.Duration) {
 
 // close ends the sessions and, once HAProxy has stopped, takes the addresses off the loopback.
 func (b *bgpSpeaker) close() {
+	if b.stopFollows != nil {
+		b.stopFollows()
+	}
 	if b.server != nil {
 		b.server.Stop()
 	}

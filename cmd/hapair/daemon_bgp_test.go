@@ -170,3 +170,43 @@ func TestDaemonBGPFollowsChecksAndStopsInOrder(t *testing.T) {
 		}
 	})
 }
+
+// TestDaemonBGPFollowsVRRPState: a prefix gated by a VRRP instance is announced when it becomes
+// MASTER and withdrawn when it stops being MASTER, through the instance's notifier (queued, so
+// that the VRRP loop never waits on the speaker), and kept off lo.
+func TestDaemonBGPFollowsVRRPState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		web := newTCPTarget(t)
+		yaml := pairYAML(dir, web.addr, "10.255.0.10/24") + `bgp:
+  local_asn: 65010
+  drain_time: 0s
+  peers:
+    - {address: 10.255.0.1, asn: 65000}
+  announce:
+    - {prefix: 10.77.9.20/32, vrrp_instance: VI_1}
+`
+		td := newTestDaemon(t, yaml)
+		fb := newFakeBGP(td.ev)
+		td.d.bgp.machine = fb
+		td.start()
+		settle(time.Second)
+		if slices.Contains(td.ev.all(), "bgp announce 10.77.9.20/32") {
+			t.Fatalf("announced while BACKUP: %q", td.ev.all())
+		}
+		settle(4 * time.Second) // alone: MASTER after the master-down interval
+		if !slices.Contains(td.ev.all(), "bgp announce 10.77.9.20/32") {
+			t.Fatalf("not announced as MASTER: %q", td.ev.all())
+		}
+		td.ev.add("mark")
+		td.stop()
+		if got := since(td.ev.all(), "mark"); !slices.Contains(got, "bgp withdraw 10.77.9.20/32") {
+			t.Errorf("not withdrawn at stop: %q", got)
+		}
+		for _, e := range td.ev.all() {
+			if strings.HasPrefix(e, "lo add") {
+				t.Errorf("a VRRP-gated prefix went on lo: %q", e)
+			}
+		}
+	})
+}
