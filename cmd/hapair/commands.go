@@ -238,8 +238,6 @@ func cmdConvert(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-var errNotRoot = errors.New("hapair demo builds network namespaces and needs root: run it as root (sudo make demo)")
-
 // lockRuntimeDir takes hapair's runtime dir (after an in-place upgrade: the lock the previous
 // image held) and checks that HAProxy's, when it is another directory, is hapair's own too.
 func lockRuntimeDir(cfg *config.Config) (*rundir.Lock, error) {

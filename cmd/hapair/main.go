@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"runtime"
+
+	"github.com/hapair/hapair/cmd/internal/demo"
 )
 
 // Set by the Makefile through -ldflags.
@@ -61,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "convert":
 		return cmdConvert(rest, stdout, stderr)
 	case "demo":
-		return cmdDemo(rest, stdout, stderr)
+		return demo.Run(rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "hapair %s (commit %s, %s, %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return 0

@@ -1,14 +1,14 @@
-package main
+package demo
 
 import (
 	"fmt"
 	"strings"
 )
 
-// anycastNode is the configuration of one hapair in the BGP lab (`hapair demo --bgp` and the
+// AnycastNode is the configuration of one hapair in the BGP lab (`hapair demo --bgp` and the
 // end-to-end tests): HAProxy, no VRRP instance, one service address announced to the router
 // while HAProxy lives.
-type anycastNode struct {
+type AnycastNode struct {
 	RouterID      string
 	HAProxyConfig string
 	RuntimeDir    string
@@ -22,7 +22,7 @@ type anycastNode struct {
 }
 
 // YAML renders the node's hapair.yaml.
-func (n anycastNode) YAML() string {
+func (n AnycastNode) YAML() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "router_id: %s\n", n.RouterID)
 	fmt.Fprintf(&b, "haproxy:\n  config: %s\n  runtime_dir: %s\n  stop_grace: 3s\n", n.HAProxyConfig, orDefault(n.RuntimeDir, "/run/hapair"))

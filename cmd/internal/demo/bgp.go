@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -58,7 +58,7 @@ func (d *demo) runBGP(ctx context.Context) error {
 			return err
 		}
 		p, err := startDemoNode(ctx, self, h, func(haproxyCfg string) string {
-			return anycastNode{
+			return AnycastNode{
 				RouterID: h.Name, HAProxyConfig: haproxyCfg, RuntimeDir: filepath.Join(h.Dir(), "run"),
 				DumpFile: filepath.Join(h.Dir(), "hapair.data"), Router: router.IP().String(), Prefix: demoPrefix.String(),
 			}.YAML()
@@ -133,7 +133,7 @@ func (d *demo) runBGP(ctx context.Context) error {
 		cli.IP(), demoPrefix.Addr(), responders(client.Stats()))
 
 	// 1. HAProxy killed.
-	pid, err := childHAProxy(procs["n1"].PID())
+	pid, err := ChildHAProxy(procs["n1"].PID())
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,13 @@
-package main
+// Package demo is `hapair demo`: the seed's scenario played end to end in a lab of network
+// namespaces on this machine (real HAProxy, real keepalived or FRR), and the hapair configurations
+// of the lab's hosts, which the end-to-end tests of cmd/hapair use as well. It is no part of the
+// appliance: `hapair run` never reaches it.
+package demo
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,9 +25,13 @@ import (
 	"github.com/hapair/hapair/cmd/internal/lab"
 )
 
-// cmdDemo is `hapair demo`: the seed's lab and failover test, end to end, on this machine.
-func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("demo", stderr)
+var errNotRoot = errors.New("hapair demo builds network namespaces and needs root: run it as root (sudo make demo)")
+
+// Run is `hapair demo`: the seed's lab and failover test, end to end, on this machine. It
+// returns the exit code.
+func Run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hapair demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	quick := fs.Bool("quick", false, "shorter pauses (for tests)")
 	keep := fs.Bool("keep-logs", false, "keep the lab's directory with every log")
 	withBGP := fs.Bool("bgp", false, "the scale-out story instead: three nodes announce a service address over BGP to an FRR router")
@@ -189,7 +198,7 @@ func (r *demoRun) addHosts(l *lab.Lab) error {
 func (r *demoRun) startHapair(ctx context.Context, self string, lb demoLB) error {
 	h := r.hosts[lb.name]
 	p, err := startDemoNode(ctx, self, h, func(haproxyCfg string) string {
-		return labNode{
+		return Node{
 			RouterID: "log" + lb.name, Priority: lb.prio, AuthPass: "1a2b3c4d", VIPs: []string{demoVIP.String() + "/24"},
 			HAProxyConfig: haproxyCfg, RuntimeDir: filepath.Join(h.Dir(), "run"), StatsURL: "http://127.0.0.1:8404/stats;csv",
 		}.YAML()
@@ -264,7 +273,7 @@ func (r *demoRun) waitVIP(ctx context.Context, host string) error {
 // failover kills HAProxy on the MASTER lb1 and prints the timeline of lb2 taking over, as lb2 and
 // the client saw it.
 func (r *demoRun) failover(ctx, waitCtx context.Context) error {
-	pid, err := childHAProxy(r.procs["lb1"].PID())
+	pid, err := ChildHAProxy(r.procs["lb1"].PID())
 	if err != nil {
 		return err
 	}
@@ -391,8 +400,8 @@ func describeEndpoints(h *lab.Host) string {
 	return "http://127.0.0.1:9479: " + strings.Join(parts, ", ")
 }
 
-// childHAProxy finds the HAProxy master that hapair (pid) started as its child.
-func childHAProxy(pid int) (int, error) {
+// ChildHAProxy finds the HAProxy master that hapair (pid) started as its child.
+func ChildHAProxy(pid int) (int, error) {
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return 0, err

@@ -1,13 +1,13 @@
-package main
+package demo
 
 import (
 	"fmt"
 	"strings"
 )
 
-// labNode is the configuration of one hapair host in the lab (`hapair demo`, the end-to-end tests
+// Node is the configuration of one hapair host in the lab (`hapair demo`, the end-to-end tests
 // and the failover benchmark): the seed's loglb setup, with knobs for the variations they need.
-type labNode struct {
+type Node struct {
 	RouterID     string
 	Interface    string // default eth0
 	Priority     int
@@ -37,7 +37,7 @@ type labNode struct {
 }
 
 // YAML renders the node's hapair.yaml.
-func (n labNode) YAML() string {
+func (n Node) YAML() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "router_id: %s\n", n.RouterID)
 	if n.RuntimeDir != "" {
