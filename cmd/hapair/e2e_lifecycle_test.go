@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,6 +56,9 @@ func TestSecondRunRefused(t *testing.T) {
 	if code := proc.Cmd.ProcessState.ExitCode(); code != 1 {
 		t.Errorf("second hapair exited %d, want 1", code)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = proc.WaitForLine(ctx, regexp.MustCompile(`another hapair`)) // the exit can come before the output is read
 	out := proc.Output()
 	if !strings.Contains(out, "another hapair is running") || !strings.Contains(out, "pid ") {
 		t.Errorf("refusal does not say who runs:\n%s", out)
