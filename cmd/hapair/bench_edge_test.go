@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -162,7 +163,7 @@ func (e *edge) settled(timeout time.Duration) error {
 		return fmt.Errorf("hapair: %w", err)
 	}
 	if _, err := benchWaitSole(ctx, edgeKeepalivedVIP, e.p.lb1, timeout, e.p.lb1, e.p.lb2); err != nil {
-		return fmt.Errorf("keepalived: %w", err)
+		return fmt.Errorf("keepalived: %w\n--- lb1:\n%s\n--- lb2:\n%s", err, tail(e.km.Output(), 15), tail(e.kb.Output(), 15))
 	}
 	time.Sleep(300*time.Millisecond + 10*e.iv)
 	for _, pr := range []*lab.Proc{e.hm, e.hb, e.km, e.kb} {
@@ -193,15 +194,20 @@ func (e *edge) trial(sc string, keepalivedFirst bool) ([2]time.Duration, error) 
 			took[i] = at.Sub(t0[i])
 		}()
 	}
+	// keepalived refuses to start while the pid in its pid file lives: its VRRP child must be
+	// gone before the repair starts a new one.
+	kaChildren := benchChildren(e.km.PID())
 	switch sc {
 	case "SIGKILL":
 		kill := func(i int) {
-			t0[i] = time.Now()
 			pr := e.hm
 			if i == 1 {
 				pr = e.km
 			}
-			_ = pr.Kill()
+			t0[i] = time.Now()
+			// The whole group at once (keepalived's parent would restart its VRRP child);
+			// lab.Proc.Kill would wait for the first before the second is killed.
+			_ = syscall.Kill(-pr.PID(), syscall.SIGKILL)
 		}
 		if keepalivedFirst {
 			kill(1)
@@ -226,6 +232,21 @@ func (e *edge) trial(sc string, keepalivedFirst bool) ([2]time.Duration, error) 
 	case "SIGKILL":
 		<-e.hm.Done()
 		<-e.km.Done()
+		if err := lab.WaitFor(ctx, 5*time.Second, func() (bool, error) {
+			for _, pid := range kaChildren {
+				if benchAlive(pid) {
+					return false, nil
+				}
+			}
+			return true, nil
+		}); err != nil {
+			return took, fmt.Errorf("keepalived's VRRP process %v on lb1 still there: %w", kaChildren, err)
+		}
+		// A killed VRRP child may linger as a zombie, which keepalived's pid file check takes
+		// for a running daemon: the pid files of the killed one go.
+		for _, f := range []string{"keepalived.pid", "vrrp.pid", "checkers.pid"} {
+			_ = os.Remove(filepath.Join(e.p.lb1.Dir(), "keepalived-edge", f))
+		}
 		e.hm = e.startHapair(e.p.lb1, 110)
 		e.km = e.startKeepalived(e.p.lb1, 110)
 	case "cable cut":
