@@ -161,3 +161,44 @@ func TestLineHandler(t *testing.T) {
 		t.Errorf("timed line %q", line)
 	}
 }
+
+// TestRunWithoutRootStopsAtTheSocket: as a normal user, `hapair run` gets past the configuration
+// and its runtime dir lock, then stops at the raw socket with the reason, exit 1, and leaves the
+// lock free. (As root it would run for real on lo: not a unit test.)
+func TestRunWithoutRootStopsAtTheSocket(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("as root, hapair run would start on lo in this machine's namespace")
+	}
+	rt := filepath.Join(t.TempDir(), "run")
+	path := writeConfig(t, "runtime_dir: "+rt+"\nstatus:\n  listen: \"\"\n"+loOnly)
+	var stderr bytes.Buffer
+	if code := cmdRun([]string{"--config", path}, &stderr); code != 1 || !strings.Contains(stderr.String(), "instance VI_1") {
+		t.Fatalf("run as a normal user: exit %d, stderr %q; want 1 naming the instance", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := cmdRun([]string{"--config", path}, &stderr); code != 1 || strings.Contains(stderr.String(), "lock") {
+		t.Errorf("second run: exit %d, stderr %q; the first run left its lock behind", code, stderr.String())
+	}
+}
+
+// TestReloadCommandErrors: `hapair reload` fails with the reason when it cannot find or reach
+// the running hapair.
+func TestReloadCommandErrors(t *testing.T) {
+	disabled := writeConfig(t, loOnly+"status:\n  listen: \"\"\n")
+	ln := newTCPTarget(t)
+	ln.down() // a port nobody listens on
+	for _, tt := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"--config", disabled}, 1, "disabled"},
+		{[]string{"--addr", ln.addr, "--timeout", "2s"}, 1, "reload"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := cmdReload(tt.args, &stdout, &stderr); code != tt.code || !strings.Contains(stderr.String(), tt.err) {
+			t.Errorf("reload %v: exit %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), tt.code, tt.err)
+		}
+	}
+}
