@@ -179,3 +179,52 @@ func (s *Supervisor) writePIDFile(pid int) {
 }
 
 func (s *Supervisor) removePIDFile() { _ = os.Remove(s.pidFilePath()) }
+
+// OutputFDEnv carries the read end of HAProxy's output pipe across an in-place upgrade, so that
+// the new image keeps logging what the master it adopts writes.
+const OutputFDEnv = "HAPAIR_HAPROXY_OUTPUT_FD"
+
+// KeepOutputAcrossExec clears close-on-exec on the read end of the running master's output pipe
+// and returns the OutputFDEnv entry for the new image's environment ("" when there is none).
+func (s *Supervisor) KeepOutputAcrossExec() string {
+	s.mu.Lock()
+	r := s.outR
+	s.mu.Unlock()
+	if r == nil {
+		return ""
+	}
+	raw, err := r.SyscallConn() // not Fd(): that would switch the pipe to blocking under its reader
+	if err != nil {
+		return ""
+	}
+	var fd uintptr
+	var ferr error
+	if err := raw.Control(func(f uintptr) {
+		fd = f
+		_, ferr = unix.FcntlInt(f, unix.F_SETFD, 0)
+	}); err != nil || ferr != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s=%d", OutputFDEnv, fd)
+}
+
+// InheritOutput hands the supervisor the output pipe of the master the previous image started
+// (from OutputFDEnv); it is read once that master is adopted, and closed otherwise. Call it
+// before Run.
+func (s *Supervisor) InheritOutput(f *os.File) { s.inherited = f }
+
+// InheritedOutput returns the pipe named by OutputFDEnv, nil without one, and removes the
+// variable so that no child inherits it.
+func InheritedOutput() *os.File {
+	v, ok := os.LookupEnv(OutputFDEnv)
+	if !ok {
+		return nil
+	}
+	os.Unsetenv(OutputFDEnv)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil
+	}
+	unix.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), "haproxy-output")
+}

@@ -135,7 +135,10 @@ type Supervisor struct {
 
 	mu     sync.Mutex
 	status Status
-	child  *child // the running master, nil when none
+	child  *child   // the running master, nil when none
+	outR   *os.File // read end of the running master's output pipe, nil when none
+
+	inherited *os.File // output pipe handed over by the previous image (InheritOutput)
 }
 
 // child is one started master.
@@ -243,7 +246,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 	adopted, err := s.findMaster(ctx)
 	if err != nil {
+		if s.inherited != nil {
+			s.inherited.Close()
+		}
 		return err
+	}
+	if adopted == nil && s.inherited != nil {
+		s.inherited.Close() // its master is gone
+		s.inherited = nil
 	}
 	bo := &backoff{initial: s.cfg.BackoffInitial, max: s.cfg.BackoffMax, resetAfter: s.cfg.BackoffResetAfter, rand: s.rand}
 	for {
@@ -301,9 +311,18 @@ func (s *Supervisor) runOnce(ctx context.Context, adopted *child) (ran time.Dura
 	var linesDone <-chan struct{}
 	if adopted != nil {
 		c = adopted
-		closed := make(chan struct{})
-		close(closed)
-		linesDone = closed // its output went to the hapair that started it
+		done := make(chan struct{})
+		linesDone = done
+		if r := s.inherited; r != nil { // an upgrade: the pipe came along
+			s.inherited = nil
+			go func() {
+				defer close(done)
+				defer r.Close()
+				copyLines(r, s.log, s.output)
+			}()
+		} else {
+			close(done) // its output went to the hapair that started it
+		}
 		s.mu.Lock()
 		s.child = c
 		s.status.PID, s.status.LastStartError = c.pid, ""
@@ -380,6 +399,9 @@ func (s *Supervisor) start() (*child, <-chan struct{}, error) {
 		close(c.done)
 	}()
 	s.writePIDFile(c.pid)
+	s.mu.Lock()
+	s.outR = r
+	s.mu.Unlock()
 	linesDone := make(chan struct{})
 	go func() {
 		defer close(linesDone)

@@ -78,10 +78,18 @@ func cmdRun(args []string, stderr io.Writer) int {
 	} else {
 		log.Info("Starting hapair", "version", version, "router_id", cfg.RouterID)
 	}
+	haproxyOutput := supervisor.InheritedOutput() // after an upgrade: the adopted master's output
 	d, err := newDaemon(cfg, log)
 	if err != nil {
 		log.Error(err.Error())
 		return 1
+	}
+	if haproxyOutput != nil {
+		if k, ok := d.sup.(outputKeeper); ok {
+			k.InheritOutput(haproxyOutput)
+		} else {
+			haproxyOutput.Close()
+		}
 	}
 	up := newUpgrader(exe, *path, cfg.RuntimeDir, log)
 	if from != "" {
@@ -138,7 +146,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 		cancel()
 	}
 	if errors.Is(err, errHandover) {
-		err = up.exec(lock) // returns only on failure: then exit, and the next start resumes
+		var output string
+		if k, ok := d.sup.(outputKeeper); ok {
+			output = k.KeepOutputAcrossExec()
+		}
+		err = up.exec(lock, output) // returns only on failure: then exit, and the next start resumes
 		log.Error("Upgrade failed", "err", err)
 		return 1
 	}

@@ -383,6 +383,17 @@ func TestUpgradeInPlace(t *testing.T) {
 		t.Errorf("adverts paused %s, want less than one advert interval (1s)", gap)
 	}
 
+	// HAProxy's output came along: a reload's "New worker" line reaches the new image's log.
+	fromReload := p.d1.lines()
+	if err := p.d1.proc.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer rcancel()
+	if _, err := p.d1.proc.WaitForLineAfter(rctx, fromReload, regexp.MustCompile(`New worker`)); err != nil {
+		t.Errorf("HAProxy's output after the upgrade is not logged: %v", err)
+	}
+
 	// The new image stops its adopted HAProxy (its child still) on a stop.
 	p.d1.terminate()
 	if _, err := os.Stat("/proc/" + strconv.Itoa(haproxyBefore)); err == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/cmd/internal/rundir"
 	"github.com/hapair/hapair/internal/spawn"
+	"github.com/hapair/hapair/supervisor"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,6 +51,14 @@ func selfPath() (string, error) {
 	}
 	return strings.TrimSuffix(p, " (deleted)"), nil
 }
+
+// outputKeeper is the supervisor's side of an upgrade: HAProxy's output pipe goes along.
+type outputKeeper interface {
+	KeepOutputAcrossExec() string
+	InheritOutput(*os.File)
+}
+
+var _ outputKeeper = (*supervisor.Supervisor)(nil)
 
 // upgrader carries an in-place upgrade out for `hapair run`.
 type upgrader struct {
@@ -111,7 +120,7 @@ func (u *upgrader) checkNew() error {
 // exec replaces this process with the new image. It returns only when both the new binary and,
 // as a fallback, the running one (/proc/self/exe still names it when its file is gone) failed to
 // execute.
-func (u *upgrader) exec(lock *rundir.Lock) error {
+func (u *upgrader) exec(lock *rundir.Lock, extraEnv ...string) error {
 	// The whole environment, NOTIFY_SOCKET and WATCHDOG_* included: the new image is the service.
 	env := os.Environ()
 	keep, err := lock.KeepAcrossExec()
@@ -119,6 +128,11 @@ func (u *upgrader) exec(lock *rundir.Lock) error {
 		return err
 	}
 	env = append(env, keep, upgradeEnv+"="+version)
+	for _, e := range extraEnv {
+		if e != "" {
+			env = append(env, e)
+		}
+	}
 	u.log.Info("Re-executing", "binary", u.exe, "pid", os.Getpid())
 	err = syscall.Exec(u.exe, os.Args, env)
 	u.log.Error("Upgrade: executing the new binary failed, re-executing the running one", "binary", u.exe, "err", err)
