@@ -262,7 +262,7 @@ func TestHandoverWithoutAPeer(t *testing.T) {
 	if !lb1.hasVIP() {
 		t.Fatal("the lone drained MASTER dropped its VIP")
 	}
-	if !regexp.MustCompile(`No new MASTER within \S+ of our priority 0: keeping the VIPs`).MatchString(lb1.proc.Output()) {
+	if !regexp.MustCompile(`No new MASTER after our priority 0: keeping the VIPs, still MASTER after=\S+`).MatchString(lb1.proc.Output()) {
 		t.Errorf("no log line saying the drain kept the VIPs:\n%s", lb1.proc.Output())
 	}
 
@@ -274,7 +274,7 @@ func TestHandoverWithoutAPeer(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	if _, err := lb1.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`No new MASTER within \S+ of our priority 0: VIPs released anyway`)); err != nil {
+	if _, err := lb1.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`No new MASTER after our priority 0: VIPs released anyway after=\S+`)); err != nil {
 		t.Errorf("no log line saying the stop released the VIP anyway: %v\n%s", err, lb1.proc.Output())
 	}
 	// It waited for a taker for LongestMasterDown (3.996 s), not more than a few seconds beyond.

@@ -145,7 +145,14 @@ func TestPrometheusSeesHAProxyFailover(t *testing.T) {
 	promtest.Require(t, promtest.PrometheusBinary)
 	promtest.Require(t, promtest.PromtoolBinary)
 	began := time.Now()
-	p := startHAProxyPair(t, func(n *labNode) { n.Listen = monListen })
+	// A BGP section with a peer nobody answers gives the BGP panels their series: the prefix
+	// follows the haproxy check into GoBGP's table whether or not a session is up, so killing
+	// HAProxy withdraws it and records the withdraw delay (a router is TestBGP's business).
+	p := startHAProxyPair(t, func(n *labNode) {
+		n.Listen = monListen
+		n.Extra = "bgp:\n  local_asn: 65010\n  drain_time: 0s\n  peers:\n    - {address: 10.0.0.1, asn: 65000, hold_time: 3s}\n" +
+			"  announce:\n    - {prefix: 10.77.9.10/32, checks: [haproxy]}\n"
+	})
 	mon := startMonitor(t, p.lab, p.lb1, p.lb2)
 	mon.WaitForTargetsUp(t, 2, 20*time.Second)
 	mon.WaitForValue(t, `hapair_vrrp_state{host="lb1"}`, 2, 10*time.Second)

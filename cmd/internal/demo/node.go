@@ -34,6 +34,8 @@ type Node struct {
 	Compat        bool
 	// ExtraInstance is raw YAML appended to the instance (indented by the caller's 4 spaces).
 	ExtraInstance []string
+	// Extra is raw YAML appended at the top level, e.g. a bgp section.
+	Extra string
 }
 
 // YAML renders the node's hapair.yaml.
@@ -98,6 +100,7 @@ func (n Node) YAML() string {
 	if n.DumpFile != "" {
 		fmt.Fprintf(&b, "  dump_file: %s\n", n.DumpFile)
 	}
+	b.WriteString(n.Extra)
 	return b.String()
 }
 
