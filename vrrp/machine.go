@@ -145,9 +145,11 @@ type Machine struct {
 
 	// Timers: zero when not armed.
 	adverAt time.Time // Master: Adver_Timer
-	// reannounceAt: a Master that hears a lower priority re-announces no sooner than this.
-	reannounceAt time.Time
-	downAt       time.Time // Backup: Master_Down_Timer
+	// reannounceAt: a Master that hears a lower priority re-announces no sooner than this;
+	// reannounceNext: and announces once more with its next advert.
+	reannounceAt   time.Time
+	reannounceNext bool
+	downAt         time.Time // Backup: Master_Down_Timer
 
 	masterAdverInterval time.Duration // Master_Adver_Interval (VRRPv3 learns it)
 
@@ -298,6 +300,9 @@ func (m *Machine) receiveMaster(now time.Time, src netip.Addr, a *Advert) {
 		m.sendAdvert(m.prio)
 		m.adverAt = now.Add(m.cfg.AdvertInterval)
 		m.out = append(m.out, Action{Kind: ActSendGARP})
+		// Its own takeover ARPs may reach the clients after ours: announce once more with
+		// the next advert, by when it has heard us and stood down.
+		m.reannounceNext = true
 		return
 	}
 	reason := reasonHigherPrio
@@ -391,6 +396,10 @@ func (m *Machine) Tick(now time.Time) []Action {
 		// While handing over, priority 0 again: a Backup that missed the first one would
 		// otherwise wait for its whole Master_Down_Interval.
 		m.sendAdvert(m.advertised())
+		if m.reannounceNext {
+			m.reannounceNext = false
+			m.out = append(m.out, Action{Kind: ActSendGARP})
+		}
 		// Keep the cadence when Tick runs a little late; restart it when far behind rather
 		// than sending a burst.
 		next := m.adverAt.Add(m.cfg.AdvertInterval)
@@ -716,6 +725,7 @@ func (m *Machine) clearTimers() {
 	m.pendingSince, m.pendingReason = time.Time{}, ""
 	m.handover, m.handoverSince, m.handoverEnd = noHandover, time.Time{}, time.Time{}
 	m.claimed = false
+	m.reannounceNext = false
 }
 
 func (m *Machine) transition(from, to State, reason string) {

@@ -820,6 +820,8 @@ func (c *chaos) attribute(stats lab.ClientStats) {
 			}
 		}
 		c.row(name).failed += w.Failed
+		c.t.Logf("client failures %s: %d requests from %s for %s (%s)", name, w.Failed, w.Start.Format("15:04:05.000"),
+			w.Duration().Round(time.Millisecond), w.Err)
 	}
 }
 

@@ -61,25 +61,21 @@ func (h *Host) DropVRRP(percent int) error {
 }
 
 // Isolate cuts the host off the switch without taking its link down: every
-// IPv4, IPv6 and ARP packet on eth0 is dropped both ways, so that to the
-// others it looks dead while its own processes see nothing but silence.
+// frame on eth0 is dropped both ways, so that to the others it looks dead while
+// its own processes see nothing but silence. The drop sits on the device's
+// netdev ingress and egress hooks rather than in the IP and ARP tables: frames
+// sent on packet sockets (the gratuitous ARPs of keepalived and hapair) bypass
+// those, and an "isolated" host's ARPs used to reach the clients.
 func (h *Host) Isolate() error {
-	inet := ""
-	for _, hook := range []string{"input", "output"} {
-		dir := "iifname"
-		if hook == "output" {
-			dir = "oifname"
-		}
-		inet += fmt.Sprintf("\tchain %s {\n\t\ttype filter hook %s priority -20; policy accept;\n"+
-			"\t\t%s %q drop\n\t}\n", hook, hook, dir, HostInterface)
+	body := ""
+	for _, hook := range []string{"ingress", "egress"} {
+		body += fmt.Sprintf("\tchain %s {\n\t\ttype filter hook %s device %q priority 0; policy drop;\n\t}\n",
+			hook, hook, HostInterface)
 	}
-	arp := "\tchain input {\n\t\ttype filter hook input priority 0; policy drop;\n\t}\n" +
-		"\tchain output {\n\t\ttype filter hook output priority 0; policy drop;\n\t}\n"
-	return h.NFT(replaceTable("inet", isolateTable, inet) + replaceTable("arp", isolateTable, arp))
+	return h.NFT(replaceTable("netdev", isolateTable, body))
 }
 
 // Heal removes what DropVRRP and Isolate put in place.
 func (h *Host) Heal() error {
-	return h.NFT(replaceTable("inet", vrrpTable, "") + replaceTable("inet", isolateTable, "") +
-		replaceTable("arp", isolateTable, ""))
+	return h.NFT(replaceTable("inet", vrrpTable, "") + replaceTable("netdev", isolateTable, ""))
 }
