@@ -33,6 +33,9 @@ import (
 // links are alike, and both implementations run in the same window, so they see the same load
 // from whatever else the machine runs; the machine's busy share is printed with each cell.
 //
+// HAPAIR_SCALE_RT=n runs both with real-time priority n (SCHED_RR): hapair under chrt,
+// keepalived with vrrp_rt_priority.
+//
 // HAPAIR_SCALE_BURN=1 keeps every core busy with CPU burners (in a third namespace) during the
 // window: with N=100, interval 20ms and a 10m window it is the soak of `make bench-soak`.
 //
@@ -133,7 +136,11 @@ func scaleHapairYAML(h *lab.Host, n int, iv time.Duration, prio int) string {
 // scaleKeepalivedConf is keepalived's configuration of one host, the same n instances.
 func scaleKeepalivedConf(h *lab.Host, n int, iv time.Duration, prio int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "global_defs {\n    router_id %s\n}\n", h.Name)
+	fmt.Fprintf(&b, "global_defs {\n    router_id %s\n", h.Name)
+	if rt := os.Getenv("HAPAIR_SCALE_RT"); rt != "" {
+		fmt.Fprintf(&b, "    vrrp_rt_priority %s\n", rt)
+	}
+	b.WriteString("}\n")
 	state := "BACKUP"
 	if prio >= 110 {
 		state = "MASTER"
@@ -165,7 +172,12 @@ func startScaleHapair(t testing.TB, h *lab.Host, n int, iv time.Duration, prio i
 		t.Fatal(err)
 	}
 	env := scaleHapairEnv(t)
-	p, err := h.StartWith(context.Background(), lab.ProcOptions{LogPath: filepath.Join(dir, "hapair.log"), Env: env}, hapairBin, "run", "--config", cfg)
+	name, args := hapairBin, []string{"run", "--config", cfg}
+	if rt := os.Getenv("HAPAIR_SCALE_RT"); rt != "" {
+		// SCHED_RR at that priority, as keepalived's vrrp_rt_priority gives its VRRP process.
+		name, args = "chrt", append([]string{"-r", rt, hapairBin}, args...)
+	}
+	p, err := h.StartWith(context.Background(), lab.ProcOptions{LogPath: filepath.Join(dir, "hapair.log"), Env: env}, name, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
