@@ -42,16 +42,24 @@ status:
 `, dir, tcpAddr, vips)
 }
 
+// newMasterPair starts a daemon on pairYAML(vips) with a TCP target for its check and lets it
+// run alone past the master-down interval (3.57s), so that it is MASTER with every check up.
+func newMasterPair(t *testing.T, vips string) (td *testDaemon, dir string, web *tcpTarget) {
+	t.Helper()
+	dir = t.TempDir()
+	web = newTCPTarget(t)
+	td = newTestDaemon(t, pairYAML(dir, web.addr, vips))
+	td.start()
+	settle(5 * time.Second)
+	return td, dir, web
+}
+
 // TestDaemonPriorityFollowsChecks: the instance's priority is the base priority plus the weights
 // of the failing tracked checks; an HAProxy crash counts at once, its recovery only after the
 // rise hold; a TCP check counts at its interval.
 func TestDaemonPriorityFollowsChecks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		web := newTCPTarget(t)
-		td := newTestDaemon(t, pairYAML(dir, web.addr, "10.255.0.10/24"))
-		td.start()
-		settle(5 * time.Second) // alone: MASTER after the master-down interval (3.57s)
+		td, _, web := newMasterPair(t, "10.255.0.10/24")
 		st := td.status("VI_1")
 		if st.State != vrrp.Master || st.Priority != 110 {
 			t.Fatalf("alone with every check up: %s at priority %d, want MASTER at 110", st.State, st.Priority)
@@ -97,10 +105,7 @@ func TestDaemonPriorityFollowsChecks(t *testing.T) {
 // already on the peer).
 func TestDaemonStopReleasesVIPsBeforeHAProxy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		td := newTestDaemon(t, pairYAML(dir, newTCPTarget(t).addr, "10.255.0.10/24"))
-		td.start()
-		settle(5 * time.Second)
+		td, _, _ := newMasterPair(t, "10.255.0.10/24")
 		if st := td.status("VI_1"); st.State != vrrp.Master {
 			t.Fatalf("state %s, want MASTER before stopping", st.State)
 		}
@@ -121,11 +126,7 @@ func TestDaemonStopReleasesVIPsBeforeHAProxy(t *testing.T) {
 // HAProxy reloaded; the instance keeps running (no new socket).
 func TestDaemonReloadAppliesInPlace(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		web := newTCPTarget(t)
-		td := newTestDaemon(t, pairYAML(dir, web.addr, "10.255.0.10/24, 10.255.0.11/24"))
-		td.start()
-		settle(5 * time.Second)
+		td, dir, _ := newMasterPair(t, "10.255.0.10/24, 10.255.0.11/24")
 		oldRunner := td.d.checks
 
 		other := newTCPTarget(t)
@@ -173,11 +174,7 @@ func TestDaemonReloadAppliesInPlace(t *testing.T) {
 // TestDaemonReloadRefusesABrokenFile: the running configuration stays, nothing is touched.
 func TestDaemonReloadRefusesABrokenFile(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		web := newTCPTarget(t)
-		td := newTestDaemon(t, pairYAML(dir, web.addr, "10.255.0.10/24"))
-		td.start()
-		settle(5 * time.Second)
+		td, dir, web := newMasterPair(t, "10.255.0.10/24")
 		before := td.d.cfg
 		for _, bad := range []string{
 			"vrrp_instances: [{name: VI_1, bogus: 1}]\n",
@@ -200,10 +197,7 @@ func TestDaemonReloadRefusesABrokenFile(t *testing.T) {
 // and the checks.
 func TestDaemonStatusAndDump(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		td := newTestDaemon(t, pairYAML(dir, newTCPTarget(t).addr, "10.255.0.10/24"))
-		td.start()
-		settle(5 * time.Second)
+		td, _, _ := newMasterPair(t, "10.255.0.10/24")
 		st := td.d.Status()
 		if len(st.Instances) != 1 || st.Instances[0].State != "MASTER" || st.HAProxy.PID != 4242 || len(st.Checks) != 2 {
 			t.Fatalf("status = %+v", st)
@@ -244,10 +238,7 @@ func checkUpSeries(t *testing.T, td *testDaemon) []string {
 // and could apply the old runner's results after the new runner had started.
 func TestStoppedChecksRunnerIsNotFollowed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		td := newTestDaemon(t, pairYAML(dir, newTCPTarget(t).addr, "10.255.0.10/24"))
-		td.start()
-		settle(5 * time.Second)
+		td, _, _ := newMasterPair(t, "10.255.0.10/24")
 		for range 50 {
 			old := td.d.checks
 			// Events queued for the follower when the runner stops.
@@ -327,11 +318,7 @@ func TestSupervisorStartErrorIsHeard(t *testing.T) {
 // stops does not wait forever on instances that no longer take updates.
 func TestReloadAfterInstancesStoppedReturns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		web := newTCPTarget(t)
-		td := newTestDaemon(t, pairYAML(dir, web.addr, "10.255.0.10/24"))
-		td.start()
-		settle(5 * time.Second)
+		td, dir, web := newMasterPair(t, "10.255.0.10/24")
 		td.stop()
 		td.write(pairYAML(dir, web.addr, "10.255.0.10/24, 10.255.0.11/24"))
 		returned := make(chan struct{})
