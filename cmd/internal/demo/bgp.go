@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -22,17 +21,11 @@ var demoPrefix = netip.MustParsePrefix("10.77.9.10/32")
 // service address, a client behind the router; HAProxy killed, a graceful stop and a hard failure,
 // each read in the router's kernel route.
 func (d *demo) runBGP(ctx context.Context) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	l, err := lab.New(ctx, lab.Options{KeepDir: d.keep})
-	if err != nil {
-		return err
-	}
-	defer d.teardown(l)
-	d.say("Lab: switch namespace %s with a bridge; a router, three nodes and a client joined by veth pairs, addresses only inside.", l.Switch())
+	return d.inLab(ctx, "a router, three nodes and a client joined by veth pairs, addresses only inside.", d.playBGP)
+}
 
+// playBGP is the anycast scenario in the lab l, with self the hapair binary the nodes run.
+func (d *demo) playBGP(ctx context.Context, self string, l *lab.Lab) error {
 	router, err := l.AddHost("router", l.Addr(1))
 	if err != nil {
 		return err

@@ -129,17 +129,11 @@ type demoRun struct {
 // run builds the lab and plays the seed's scenario, phase by phase: election, HAProxy killed on
 // the MASTER, recovery and preemption, observability. The lab is torn down whatever happens.
 func (d *demo) run(ctx context.Context) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	l, err := lab.New(ctx, lab.Options{KeepDir: d.keep})
-	if err != nil {
-		return err
-	}
-	defer d.teardown(l)
-	d.say("Lab: switch namespace %s with a bridge; hosts joined by veth pairs, addresses 10.0.0.0/24 only inside.", l.Switch())
+	return d.inLab(ctx, "hosts joined by veth pairs, addresses 10.0.0.0/24 only inside.", d.playVRRP)
+}
 
+// playVRRP is the VRRP scenario in the lab l, with self the hapair binary the nodes run.
+func (d *demo) playVRRP(ctx context.Context, self string, l *lab.Lab) error {
 	r := &demoRun{demo: d, hosts: map[string]*lab.Host{}, procs: map[string]*lab.Proc{}}
 	if err := r.addHosts(l); err != nil {
 		return err
@@ -165,6 +159,22 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	r.observe()
 	return nil
+}
+
+// inLab builds a lab, says what it holds (layout), plays a scenario in it with self the hapair
+// binary, and tears the lab down whatever happens.
+func (d *demo) inLab(ctx context.Context, layout string, play func(ctx context.Context, self string, l *lab.Lab) error) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	l, err := lab.New(ctx, lab.Options{KeepDir: d.keep})
+	if err != nil {
+		return err
+	}
+	defer d.teardown(l)
+	d.say("Lab: switch namespace %s with a bridge; %s", l.Switch(), layout)
+	return play(ctx, self, l)
 }
 
 func (d *demo) teardown(l *lab.Lab) {
