@@ -1,7 +1,6 @@
 package instance
 
 import (
-	"context"
 	"net/netip"
 	"sync"
 	"testing"
@@ -49,15 +48,7 @@ func startRecorded(t *testing.T, b *bus, rec *memRecord, vipsOn bool) *node {
 		GARPRepeat: 1, ReconcileEvery: 20 * time.Millisecond,
 		Previous: rec.previous, Record: rec,
 	}
-	inst, err := New(cfg, n.conn, n.vips, n.ann, n.rep, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.inst = inst
-	ctx, cancel := context.WithCancel(context.Background())
-	n.cancel = cancel
-	go func() { defer close(n.done); inst.Run(ctx) }()
-	t.Cleanup(n.stop)
+	n.start(t, cfg, nil)
 	return n
 }
 
