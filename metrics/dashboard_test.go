@@ -1,9 +1,7 @@
 package metrics
 
 import (
-	"encoding/json"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -18,56 +16,17 @@ import (
 
 var dashboardPath = filepath.Join("..", "deploy", "grafana", "hapair-failover.json")
 
-type dashboard struct {
-	SchemaVersion int `json:"schemaVersion"`
-	Templating    struct {
-		List []struct {
-			Type       string          `json:"type"`
-			Name       string          `json:"name"`
-			Query      json.RawMessage `json:"query"`
-			Datasource json.RawMessage `json:"datasource"`
-		} `json:"list"`
-	} `json:"templating"`
-	Annotations struct {
-		List []struct {
-			Name string `json:"name"`
-			Expr string `json:"expr"`
-		} `json:"list"`
-	} `json:"annotations"`
-	Panels []dashPanel `json:"panels"`
-}
-
-type dashPanel struct {
-	ID         int `json:"id"`
-	Type       string
-	Title      string
-	Datasource *struct {
-		Type string `json:"type"`
-		UID  string `json:"uid"`
-	} `json:"datasource"`
-	GridPos struct{ X, Y, W, H int } `json:"gridPos"`
-	Targets []struct {
-		RefID string `json:"refId"`
-		Expr  string `json:"expr"`
-	} `json:"targets"`
-	Panels []dashPanel `json:"panels"` // collapsed rows
-}
-
-func loadDashboard(t *testing.T) dashboard {
+func loadDashboard(t *testing.T) promtest.Dashboard {
 	t.Helper()
-	b, err := os.ReadFile(dashboardPath)
+	d, err := promtest.LoadDashboard(dashboardPath)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var d dashboard
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatalf("parse %s: %v", dashboardPath, err)
 	}
 	return d
 }
 
-func allPanels(ps []dashPanel) []dashPanel {
-	var out []dashPanel
+func allPanels(ps []promtest.Panel) []promtest.Panel {
+	var out []promtest.Panel
 	for _, p := range ps {
 		out = append(out, p)
 		out = append(out, allPanels(p.Panels)...)

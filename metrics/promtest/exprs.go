@@ -66,13 +66,17 @@ func (e Expr) PromQL() string {
 	return ToPromQL(e.Text)
 }
 
-// grafanaDashboard is the part of a dashboard's JSON model holding queries.
-type grafanaDashboard struct {
-	Templating struct {
+// Dashboard is the part of a Grafana dashboard's JSON model that the tests
+// read: its queries (templating, annotations, panel targets) and the panel
+// layout.
+type Dashboard struct {
+	SchemaVersion int `json:"schemaVersion"`
+	Templating    struct {
 		List []struct {
-			Type  string          `json:"type"`
-			Name  string          `json:"name"`
-			Query json.RawMessage `json:"query"`
+			Type       string          `json:"type"`
+			Name       string          `json:"name"`
+			Query      json.RawMessage `json:"query"`
+			Datasource json.RawMessage `json:"datasource"`
 		} `json:"list"`
 	} `json:"templating"`
 	Annotations struct {
@@ -81,29 +85,46 @@ type grafanaDashboard struct {
 			Expr string `json:"expr"`
 		} `json:"list"`
 	} `json:"annotations"`
-	Panels []grafanaPanel `json:"panels"`
+	Panels []Panel `json:"panels"`
 }
 
-type grafanaPanel struct {
-	Title   string `json:"title"`
+// Panel is one panel of a Dashboard; a collapsed row holds its own Panels.
+type Panel struct {
+	ID         int    `json:"id"`
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Datasource *struct {
+		Type string `json:"type"`
+		UID  string `json:"uid"`
+	} `json:"datasource"`
+	GridPos struct{ X, Y, W, H int } `json:"gridPos"`
 	Targets []struct {
 		RefID string `json:"refId"`
 		Expr  string `json:"expr"`
 	} `json:"targets"`
-	Panels []grafanaPanel `json:"panels"` // inside collapsed rows
+	Panels []Panel `json:"panels"` // inside collapsed rows
+}
+
+// LoadDashboard reads and parses the Grafana dashboard at path.
+func LoadDashboard(path string) (Dashboard, error) {
+	var d Dashboard
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return d, fmt.Errorf("read dashboard: %w", err)
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		return d, fmt.Errorf("parse dashboard %s: %w", path, err)
+	}
+	return d, nil
 }
 
 // DashboardExprs returns every PromQL expression of the Grafana dashboard
 // at path: templating queries (string or the newer object form), annotation
 // queries and panel targets, nested rows included, in that order.
 func DashboardExprs(path string) ([]Expr, error) {
-	b, err := os.ReadFile(path)
+	d, err := LoadDashboard(path)
 	if err != nil {
-		return nil, fmt.Errorf("read dashboard: %w", err)
-	}
-	var d grafanaDashboard
-	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("parse dashboard %s: %w", path, err)
+		return nil, err
 	}
 	var out []Expr
 	for _, v := range d.Templating.List {
@@ -131,8 +152,8 @@ func DashboardExprs(path string) ([]Expr, error) {
 			out = append(out, Expr{Kind: AnnotationQuery, Where: "annotation " + a.Name, Text: a.Expr})
 		}
 	}
-	var walk func([]grafanaPanel)
-	walk = func(ps []grafanaPanel) {
+	var walk func([]Panel)
+	walk = func(ps []Panel) {
 		for _, p := range ps {
 			for _, tg := range p.Targets {
 				out = append(out, Expr{Kind: PanelQuery, Where: fmt.Sprintf("panel %q %s", p.Title, tg.RefID), Text: tg.Expr})
