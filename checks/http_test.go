@@ -21,6 +21,18 @@ func probeWithTimeout(t *testing.T, p Probe, d time.Duration) Result {
 	return p.Probe(ctx)
 }
 
+// wantResult fails t unless res is ok as wanted, its output contains want, and it says when it
+// ran and how long it took.
+func wantResult(t *testing.T, res Result, ok bool, want string) {
+	t.Helper()
+	if res.OK != ok || !strings.Contains(res.Output, want) {
+		t.Errorf("result ok=%v %q; want ok=%v containing %q", res.OK, res.Output, ok, want)
+	}
+	if res.Duration <= 0 || res.At.IsZero() {
+		t.Errorf("duration %v at %v not set", res.Duration, res.At)
+	}
+}
+
 func TestHTTPProbe(t *testing.T) {
 	up, down := readStats(t, "up"), readStats(t, "down")
 	cond := &StatsConditions{Frontends: []string{"fe_logs"}, Backends: map[string]int{"be_two": 1}}
@@ -71,13 +83,7 @@ func TestHTTPProbe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res := probeWithTimeout(t, p, 2*time.Second)
-			if res.OK != tt.ok || !strings.Contains(res.Output, tt.want) {
-				t.Errorf("result ok=%v %q; want ok=%v containing %q", res.OK, res.Output, tt.ok, tt.want)
-			}
-			if res.Duration <= 0 || res.At.IsZero() {
-				t.Errorf("duration %v at %v not set", res.Duration, res.At)
-			}
+			wantResult(t, probeWithTimeout(t, p, 2*time.Second), tt.ok, tt.want)
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package checks
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -11,21 +10,7 @@ import (
 // must be killed at its timeout and counted as failed, while a quick TCP check
 // keeps its own pace meanwhile.
 func TestRunnerRealProbes(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	tcp := NewTCPProbe(l.Addr().String())
+	tcp := NewTCPProbe(listenTCP(t))
 	hang, err := NewScriptProbe(writeScript(t, "echo checking; sleep 30", 0o755), "", false)
 	if err != nil {
 		t.Fatal(err)

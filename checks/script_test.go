@@ -57,13 +57,7 @@ func TestScriptProbe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			res := probeWithTimeout(t, p, 5*time.Second)
-			if res.OK != tt.ok || !strings.Contains(res.Output, tt.want) {
-				t.Errorf("result ok=%v %q; want ok=%v containing %q", res.OK, res.Output, tt.ok, tt.want)
-			}
-			if res.Duration <= 0 || res.At.IsZero() {
-				t.Errorf("duration %v at %v not set", res.Duration, res.At)
-			}
+			wantResult(t, probeWithTimeout(t, p, 5*time.Second), tt.ok, tt.want)
 		})
 	}
 }

@@ -10,12 +10,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestTCPProbe(t *testing.T) {
+// listenTCP returns the address of a loopback port that accepts every connection and closes it
+// at once, until the test ends.
+func listenTCP(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -25,13 +28,18 @@ func TestTCPProbe(t *testing.T) {
 			c.Close()
 		}
 	}()
+	return l.Addr().String()
+}
+
+func TestTCPProbe(t *testing.T) {
+	open := listenTCP(t)
 	tests := []struct {
 		name string
 		addr string
 		ok   bool
 		want string
 	}{
-		{"open port", l.Addr().String(), true, "connected to"},
+		{"open port", open, true, "connected to"},
 		{"closed port", closedPort(t), false, "connection refused"},
 	}
 	for _, tt := range tests {
