@@ -312,14 +312,14 @@ func tail(s string, lines int) string {
 
 // scaleCell is one N and interval: [0] hapair, [1] keepalived; per host [impl][0 MASTER, 1 BACKUP].
 type scaleCell struct {
-	n        int
-	interval time.Duration
-	window   time.Duration
-	busy     float64
-	cpu      [2][2]time.Duration
-	rss0     [2][2]int64
-	rss      [2][2]int64
-	spurious [2]int
+	n         int
+	interval  time.Duration
+	window    time.Duration
+	busy      float64
+	cpu       [2][2]time.Duration
+	rss0      [2][2]int64
+	rss       [2][2]int64
+	spurious  [2]int
 	unsettled string // why the cell was not measured: a side never settled
 }
 
