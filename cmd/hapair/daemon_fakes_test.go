@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/internal/syncbuf"
 	"github.com/hapair/hapair/metrics"
 	"github.com/hapair/hapair/supervisor"
 	"github.com/hapair/hapair/vrrp"
@@ -246,24 +246,6 @@ func (f *fakeHAProxy) Reload(ctx context.Context) error {
 	return nil
 }
 
-// logBuffer collects the daemon's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // testDaemon is a daemon built on fakes from a configuration file, serving in the bubble.
 type testDaemon struct {
 	t       *testing.T
@@ -271,7 +253,7 @@ type testDaemon struct {
 	host    *fakeHost
 	haproxy *fakeHAProxy
 	ev      *events
-	logs    *logBuffer
+	logs    *syncbuf.Buffer // the daemon's log lines
 	path    string
 	cancel  context.CancelFunc
 	served  chan error
@@ -280,7 +262,7 @@ type testDaemon struct {
 // newTestDaemon writes yaml to a file and builds a daemon from it on fakes; start serves it.
 func newTestDaemon(t *testing.T, yaml string) *testDaemon {
 	t.Helper()
-	td := &testDaemon{t: t, ev: &events{}, logs: &logBuffer{}}
+	td := &testDaemon{t: t, ev: &events{}, logs: &syncbuf.Buffer{}}
 	td.host = newFakeHost(td.ev)
 	td.haproxy = newFakeHAProxy(td.ev)
 	td.path = filepath.Join(t.TempDir(), "hapair.yaml")

@@ -1,37 +1,25 @@
 package instance
 
 import (
-	"bytes"
 	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/hapair/hapair/internal/syncbuf"
 	"github.com/hapair/hapair/vrrp"
 )
 
 // lockedBuffer collects log output from the loop and the reader goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type lockedBuffer struct{ syncbuf.Buffer }
 
 // count returns how many lines contain every one of subs.
 func (l *lockedBuffer) count(subs ...string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	n := 0
-	for line := range strings.Lines(l.b.String()) {
+	for line := range strings.Lines(l.String()) {
 		if !slices.ContainsFunc(subs, func(sub string) bool { return !strings.Contains(line, sub) }) {
 			n++
 		}
@@ -151,7 +139,7 @@ func testForeignAddressListIsDroppedAndLoggedOnce(t *testing.T) {
 		t.Fatalf("after adverts with a foreign list: state %s, VIP %v; want MASTER with the VIP", st.State, n.vips.has())
 	}
 	if got := logs.count("ignoring adverts", "from=10.0.0.66"); got != 2 {
-		t.Errorf("%d lines about the foreign lists, want 2 (one per list)\n%s", got, logs.b.String())
+		t.Errorf("%d lines about the foreign lists, want 2 (one per list)\n%s", got, logs.String())
 	}
 
 	// A rolling VIP change: the peer already has a second VIP. Lower priority: we stay MASTER
