@@ -119,12 +119,7 @@ func scrapeCounter(t testing.TB, h *lab.Host, series string) float64 {
 // MASTER's adverts (counted as a mismatch, logged once) and stays BACKUP, where keepalived 2.2.7
 // drops them and both hosts become MASTER until both are reloaded.
 func TestRollingVIPChangeKeepsThePair(t *testing.T) {
-	p := newPair(t)
-	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: "1a2b3c4d"})
-	lb2 := startDaemon(t, p.lb2, labNode{Priority: 100, AuthPass: "1a2b3c4d"})
-	lb1.waitState(0, "MASTER", 10*time.Second)
-	lb2.waitState(0, "BACKUP", 10*time.Second)
-	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+	p, lb1, lb2 := startElectedPair(t)
 
 	good, err := os.ReadFile(lb1.cfgPath)
 	if err != nil {

@@ -210,3 +210,16 @@ func (p *pair) neighborOf(t testing.TB) string {
 	}
 	return mac.String()
 }
+
+// startElectedPair starts hapair on lb1 (priority 110) and lb2 (100) of a new pair and waits
+// until lb1 is MASTER with the VIP and lb2 BACKUP.
+func startElectedPair(t *testing.T) (p *pair, lb1, lb2 *daemonHost) {
+	t.Helper()
+	p = newPair(t)
+	lb1 = startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: "1a2b3c4d"})
+	lb2 = startDaemon(t, p.lb2, labNode{Priority: 100, AuthPass: "1a2b3c4d"})
+	lb1.waitState(0, "MASTER", 10*time.Second)
+	lb2.waitState(0, "BACKUP", 10*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+	return p, lb1, lb2
+}

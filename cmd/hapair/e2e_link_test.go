@@ -19,12 +19,7 @@ import (
 // the MASTER kept the VIP on the dead link and took it back on link up without a single
 // gratuitous ARP.
 func TestOwnLinkDownFaultsAndComesBack(t *testing.T) {
-	p := newPair(t)
-	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: "1a2b3c4d"})
-	lb2 := startDaemon(t, p.lb2, labNode{Priority: 100, AuthPass: "1a2b3c4d"})
-	lb1.waitState(0, "MASTER", 10*time.Second)
-	lb2.waitState(0, "BACKUP", 10*time.Second)
-	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+	p, lb1, lb2 := startElectedPair(t)
 	if got, want := p.neighborOf(t), p.lb1.MAC().String(); got != want {
 		t.Fatalf("client resolves the VIP to %s, want lb1's %s", got, want)
 	}
