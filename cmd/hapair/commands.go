@@ -188,15 +188,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 // cmdStatus is `hapair status`: asks the running daemon through its status listener.
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", stderr)
-	statusListen := statusFlags(fs)
+	parse := statusFlags(fs, stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	listen, err := statusListen()
-	if err != nil {
-		fmt.Fprintf(stderr, "hapair: %v\n", err)
-		return 1
+	listen, code := parse(args)
+	if code != 0 {
+		return code
 	}
 	st, err := fetchStatus(context.Background(), listen)
 	if err != nil {

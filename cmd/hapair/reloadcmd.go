@@ -23,15 +23,11 @@ const reloadPoll = 100 * time.Millisecond
 // was refused, where /bin/kill -HUP returned before hapair had even read the file.
 func cmdReload(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("reload", stderr)
-	statusListen := statusFlags(fs)
+	parse := statusFlags(fs, stderr)
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for the outcome")
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	listen, err := statusListen()
-	if err != nil {
-		fmt.Fprintf(stderr, "hapair: %v\n", err)
-		return 1
+	listen, code := parse(args)
+	if code != 0 {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

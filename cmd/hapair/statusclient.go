@@ -14,12 +14,23 @@ import (
 )
 
 // statusFlags declares --config and --addr, the flags that find the running hapair's status
-// listener (`hapair status`, `hapair reload`); after fs.Parse, the returned function resolves them
-// with statusAddr.
-func statusFlags(fs *flag.FlagSet) (listen func() (string, error)) {
+// listener (`hapair status`, `hapair reload`). The returned parse parses args with fs and resolves
+// them with statusAddr; when it cannot, it returns the command's exit code instead (2 for bad
+// flags, 1 with the reason on stderr).
+func statusFlags(fs *flag.FlagSet, stderr io.Writer) (parse func(args []string) (listen string, code int)) {
 	path := fs.String("config", defaultConfig, "configuration file (for status.listen)")
 	addr := fs.String("addr", "", "status listener address (default: status.listen of the configuration)")
-	return func() (string, error) { return statusAddr(*path, *addr) }
+	return func(args []string) (string, int) {
+		if err := fs.Parse(args); err != nil {
+			return "", 2
+		}
+		listen, err := statusAddr(*path, *addr)
+		if err != nil {
+			fmt.Fprintf(stderr, "hapair: %v\n", err)
+			return "", 1
+		}
+		return listen, 0
+	}
 }
 
 // statusAddr is the status listener named by --addr, else by the configuration's status.listen,
