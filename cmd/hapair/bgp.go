@@ -301,26 +301,10 @@ func (b *bgpSpeaker) reload(ctx context.Context, next *config.BGP) {
 	if err := b.server.SetPeers(ctx, bgpPeers(next)); err != nil {
 		b.log.Error(fmt.Sprintf("BGP peers: %v", err))
 	}
-	keep := map[netip.Addr]bool{}
-	for _, p := range next.Peers {
-		keep[p.Address] = true
-	}
-	for _, p := range b.cfg.Peers {
-		if !keep[p.Address] {
-			b.metrics.RemovePeer(p.Address)
-		}
-	}
+	forgetRemoved(b.cfg.Peers, next.Peers, func(p config.BGPPeer) netip.Addr { return p.Address }, b.metrics.RemovePeer)
 	b.syncLoopback(next) // new addresses first, so that HAProxy can take their traffic once announced
 	b.gate.SetRoutes(bgpRoutes(next), time.Now())
-	keepPrefix := map[netip.Prefix]bool{}
-	for _, a := range next.Announce {
-		keepPrefix[a.Prefix] = true
-	}
-	for _, a := range b.cfg.Announce {
-		if !keepPrefix[a.Prefix] {
-			b.metrics.RemovePrefix(a.Prefix)
-		}
-	}
+	forgetRemoved(b.cfg.Announce, next.Announce, func(a config.BGPAnnounce) netip.Prefix { return a.Prefix }, b.metrics.RemovePrefix)
 	b.mu.Lock()
 	b.cfg = next
 	b.mu.Unlock()
@@ -404,4 +388,18 @@ func (d *daemon) drainBGP(drained bool) <-chan struct{} {
 		g.SetDrained(drained, time.Now())
 	}()
 	return done
+}
+
+// forgetRemoved calls forget with the key of every item of old that no item of next has the key
+// of: the metric series of the peers and prefixes a reload removed.
+func forgetRemoved[E any, K comparable](old, next []E, key func(E) K, forget func(K)) {
+	keep := map[K]bool{}
+	for _, e := range next {
+		keep[key(e)] = true
+	}
+	for _, e := range old {
+		if k := key(e); !keep[k] {
+			forget(k)
+		}
+	}
 }
