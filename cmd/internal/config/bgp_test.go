@@ -228,18 +228,7 @@ func TestBGPReloadable(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			changes, restart := Reloadable(old, parse(tc.next))
-			if !reflect.DeepEqual(changes, tc.changes) {
-				t.Errorf("changes = %q, want %q", changes, tc.changes)
-			}
-			if !reflect.DeepEqual(restart, tc.needRestart) {
-				t.Errorf("needRestart = %q, want %q", restart, tc.needRestart)
-			}
-			for _, c := range append(changes, restart...) {
-				if strings.Contains(c, "s3cret") || strings.Contains(c, "other") {
-					t.Errorf("a change shows the password: %q", c)
-				}
-			}
+			wantReloadable(t, old, parse(tc.next), tc.changes, tc.needRestart, "s3cret", "other")
 		})
 	}
 }

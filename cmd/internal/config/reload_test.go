@@ -83,18 +83,27 @@ func TestReloadable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			changes, needRestart := Reloadable(old, new)
-			if !reflect.DeepEqual(changes, tt.changes) {
-				t.Errorf("changes = %q\nwant %q", changes, tt.changes)
-			}
-			if !reflect.DeepEqual(needRestart, tt.needRestart) {
-				t.Errorf("needRestart = %q\nwant %q", needRestart, tt.needRestart)
-			}
-			for _, c := range append(changes, needRestart...) {
-				if strings.Contains(c, "87654321") || strings.Contains(c, "12345678") {
-					t.Errorf("a password leaked into %q", c)
-				}
-			}
+			wantReloadable(t, old, new, tt.changes, tt.needRestart, "87654321", "12345678")
 		})
+	}
+}
+
+// wantReloadable fails t unless Reloadable(old, next) returns changes and needRestart, and none
+// of them shows any of secrets (passwords).
+func wantReloadable(t *testing.T, old, next *Config, changes, needRestart []string, secrets ...string) {
+	t.Helper()
+	gotChanges, gotRestart := Reloadable(old, next)
+	if !reflect.DeepEqual(gotChanges, changes) {
+		t.Errorf("changes = %q\nwant %q", gotChanges, changes)
+	}
+	if !reflect.DeepEqual(gotRestart, needRestart) {
+		t.Errorf("needRestart = %q\nwant %q", gotRestart, needRestart)
+	}
+	for _, c := range append(gotChanges, gotRestart...) {
+		for _, secret := range secrets {
+			if strings.Contains(c, secret) {
+				t.Errorf("a password leaked into %q", c)
+			}
+		}
 	}
 }
