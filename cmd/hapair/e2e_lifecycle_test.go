@@ -131,11 +131,7 @@ func TestCrashWithoutOutage(t *testing.T) {
 	haproxyBefore := haproxyPIDFile(t, p.d1)
 	time.Sleep(time.Second)
 	p.client.Stop() // a fresh client: only the crash window counts
-	c, err := p.cli.StartClientWith(context.Background(), lab.ClientOptions{URL: "http://" + vip.String() + "/", Every: 20 * time.Millisecond, Timeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop() })
+	c := startFastClient(t, p)
 	time.Sleep(500 * time.Millisecond)
 
 	from2 := p.d2.lines() // the BACKUP's log from the crash on (the start is TestStartTogether's)
@@ -178,12 +174,7 @@ func TestCrashWithoutOutage(t *testing.T) {
 
 	// keepalived + HAProxy side by side, killed the same way, for comparison (its HAProxy is a
 	// unit of its own, so it keeps serving).
-	k := startFoKeepalived(t, p.pair)
-	time.Sleep(time.Second)
-	k.cli.Stop()
-	kc := foStartClient(t, p.cli, foKeepalivedVIP, k.ka1.Name)
-	time.Sleep(500 * time.Millisecond)
-	fromK2 := k.k2.LineCount()
+	k, kc, fromK2 := startKeepalivedComparison(t, p)
 	vrrpPID := benchChildren(k.k1.PID())
 	kKilled := time.Now()
 	if err := syscall.Kill(-k.k1.PID(), syscall.SIGKILL); err != nil {
@@ -199,6 +190,31 @@ func TestCrashWithoutOutage(t *testing.T) {
 	for _, f := range []string{"keepalived.pid", "vrrp.pid", "checkers.pid"} { // as a fresh /run would have it
 		_ = os.Remove(filepath.Join(k.k1.Dir, f))
 	}
+	kst, backupTookOver := restartKeepalived(t, k, kc, fromK2)
+	t.Logf("keepalived SIGKILLed on the MASTER, restarted 0.5 s later: MASTER again %s after the kill; BACKUP entered MASTER: %t; client: %s",
+		time.Since(kKilled).Round(time.Millisecond), backupTookOver, kst)
+	t.Logf("| VRRP speaker SIGKILLed, started again 0.5 s later | hapair: %d failed, %d windows, longest %s | keepalived: %d failed, %d windows, longest %s |",
+		st.Failed, len(st.Windows), st.Longest(), kst.Failed, len(kst.Windows), kst.Longest())
+}
+
+// startKeepalivedComparison starts the seed's keepalived + HAProxy pair beside the hapair pair p,
+// for comparison, with a client of its own on the keepalived VIP; fromK2 is where the BACKUP's
+// log stands when the client runs.
+func startKeepalivedComparison(t *testing.T, p *haproxyPair) (k *foKeepalived, kc *lab.Client, fromK2 int) {
+	t.Helper()
+	k = startFoKeepalived(t, p.pair)
+	time.Sleep(time.Second)
+	k.cli.Stop()
+	kc = foStartClient(t, p.cli, foKeepalivedVIP, k.ka1.Name)
+	time.Sleep(500 * time.Millisecond)
+	return k, kc, k.k2.LineCount()
+}
+
+// restartKeepalived starts keepalived on ka1 again after it ended, waits until it is MASTER, lets
+// the client kc run 2 s more and stops it; it returns the client's figures and whether the BACKUP
+// entered MASTER since line fromK2 of its log.
+func restartKeepalived(t *testing.T, k *foKeepalived, kc *lab.Client, fromK2 int) (lab.ClientStats, bool) {
+	t.Helper()
 	k1, err := k.ka1.StartKeepalived(context.Background(), k.cfg1, "")
 	if err != nil {
 		t.Fatal(err)
@@ -216,10 +232,38 @@ func TestCrashWithoutOutage(t *testing.T) {
 			backupTookOver = true
 		}
 	}
-	t.Logf("keepalived SIGKILLed on the MASTER, restarted 0.5 s later: MASTER again %s after the kill; BACKUP entered MASTER: %t; client: %s",
-		time.Since(kKilled).Round(time.Millisecond), backupTookOver, kst)
-	t.Logf("| VRRP speaker SIGKILLed, started again 0.5 s later | hapair: %d failed, %d windows, longest %s | keepalived: %d failed, %d windows, longest %s |",
-		st.Failed, len(st.Windows), st.Longest(), kst.Failed, len(kst.Windows), kst.Longest())
+	return kst, backupTookOver
+}
+
+// startFastClient starts a client asking through the pair's VIP every 20 ms (500 ms timeout)
+// until the test ends.
+func startFastClient(t *testing.T, p *haproxyPair) *lab.Client {
+	t.Helper()
+	c, err := p.cli.StartClientWith(context.Background(), lab.ClientOptions{URL: "http://" + vip.String() + "/", Every: 20 * time.Millisecond, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	return c
+}
+
+// pollEvery calls f every interval, in a goroutine of its own, until the returned stop is
+// called; stop returns once f runs no more.
+func pollEvery(interval time.Duration, f func()) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(interval):
+			}
+			f()
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 // copyFile copies src to dst with mode.
@@ -286,31 +330,17 @@ func TestUpgradeInPlace(t *testing.T) {
 	haproxyBefore := haproxyPIDFile(t, p.d1)
 
 	p.client.Stop()
-	c, err := p.cli.StartClientWith(context.Background(), lab.ClientOptions{URL: "http://" + vip.String() + "/", Every: 20 * time.Millisecond, Timeout: 500 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop() })
+	c := startFastClient(t, p)
 	from2 := p.d2.lines()
 	vipMoved := make(chan string, 1)
-	stopWatch := make(chan struct{})
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		for {
+	stopWatch := pollEvery(10*time.Millisecond, func() {
+		if holders := vipHolders(t, p.lb1, p.lb2); len(holders) != 1 || holders[0] != "lb1" {
 			select {
-			case <-stopWatch:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			if holders := vipHolders(t, p.lb1, p.lb2); len(holders) != 1 || holders[0] != "lb1" {
-				select {
-				case vipMoved <- strings.Join(holders, ","):
-				default:
-				}
+			case vipMoved <- strings.Join(holders, ","):
+			default:
 			}
 		}
-	}()
+	})
 
 	// A broken new binary: the upgrade is refused, the old image keeps running.
 	bad := filepath.Join(dir, "bad")
@@ -336,8 +366,7 @@ func TestUpgradeInPlace(t *testing.T) {
 	}
 	t.Logf("hapair upgrade: %s", strings.TrimSpace(string(out)))
 	time.Sleep(seedMasterDown) // the BACKUP's Master_Down_Interval passes
-	close(stopWatch)
-	<-watchDone
+	stopWatch()
 	st := c.Stop()
 	t.Logf("upgrade in place: client %s", st)
 
@@ -401,33 +430,12 @@ func TestUpgradeInPlace(t *testing.T) {
 	}
 
 	// keepalived has no in-place upgrade: a package upgrade restarts it (SIGTERM, start).
-	k := startFoKeepalived(t, p.pair)
-	time.Sleep(time.Second)
-	k.cli.Stop()
-	kc := foStartClient(t, p.cli, foKeepalivedVIP, k.ka1.Name)
-	time.Sleep(500 * time.Millisecond)
-	fromK2 := k.k2.LineCount()
+	k, kc, fromK2 := startKeepalivedComparison(t, p)
 	if err := k.k1.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	<-k.k1.Done()
-	k1, err := k.ka1.StartKeepalived(context.Background(), k.cfg1, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if _, err := k1.WaitState(ctx, 0, "MASTER"); err != nil {
-		t.Fatalf("restarted keepalived: %v", err)
-	}
-	time.Sleep(2 * time.Second)
-	kst := kc.Stop()
-	moved := false
-	for _, l := range k.k2.Lines()[fromK2:] {
-		if k.k2.StateLine("MASTER").MatchString(l.Text) {
-			moved = true
-		}
-	}
+	kst, moved := restartKeepalived(t, k, kc, fromK2)
 	t.Logf("| upgrade of the VRRP speaker | hapair in place: %d failed, %d windows, VIP moved: false | keepalived restart: %d failed, %d windows, longest %s, VIP moved to the BACKUP: %t |",
 		st.Failed, len(st.Windows), kst.Failed, len(kst.Windows), kst.Longest(), moved)
 }
