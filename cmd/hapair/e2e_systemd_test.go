@@ -334,22 +334,12 @@ func (c *container) hasVIP() bool {
 // how many polls found it missing.
 func (c *container) watchVIP() func() int {
 	var missing atomic.Int64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			if ok, err := c.host.HasAddr(vip); err == nil && !ok {
-				missing.Add(1)
-			}
+	stop := pollEvery(10*time.Millisecond, func() {
+		if ok, err := c.host.HasAddr(vip); err == nil && !ok {
+			missing.Add(1)
 		}
-	}()
-	return func() int { close(stop); <-done; return int(missing.Load()) }
+	})
+	return func() int { stop(); return int(missing.Load()) }
 }
 
 // crashAndCheck makes hapair die without a stop (through crash) and checks that systemd
