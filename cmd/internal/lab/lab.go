@@ -371,13 +371,19 @@ func (l *Lab) Close() error {
 	return errors.Join(errs...)
 }
 
-func (l *Lab) track(p *Proc) error {
+// track and trackClient register a process or a client for Close to stop; a closed lab refuses.
+func (l *Lab) track(p *Proc) error { return trackOpen(l, &l.procs, p) }
+
+func (l *Lab) trackClient(c *Client) error { return trackOpen(l, &l.clients, c) }
+
+// trackOpen appends x to *list under the lab's lock unless the lab is closed.
+func trackOpen[T any](l *Lab, list *[]T, x T) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return errors.New("lab: closed")
 	}
-	l.procs = append(l.procs, p)
+	*list = append(*list, x)
 	return nil
 }
 
@@ -387,16 +393,6 @@ func (l *Lab) onClose(f func() error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.cleanups = append(l.cleanups, f)
-}
-
-func (l *Lab) trackClient(c *Client) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return errors.New("lab: closed")
-	}
-	l.clients = append(l.clients, c)
-	return nil
 }
 
 // addNamespace writes the marker first, so that a crash between the two
