@@ -164,9 +164,9 @@ func TestUnitUnderSystemd(t *testing.T) {
 	})
 
 	// A hapair frozen past the watchdog (4 s here, 10 s in the unit) has sent no advert for longer
-	// than Master_Down_Interval (3.6 s): its peer has taken the VIP, or would have. Its state
-	// record is too old to resume from, so the VIP goes through a normal election; HAProxy stays.
-	t.Run("watchdog abort: restarted quietly, HAProxy stays, no resume from a stale record", func(t *testing.T) {
+	// than Master_Down_Interval (3.6 s): its peer has taken the VIP, or would have. The abort
+	// removes its state records, so the VIP goes through a normal election; HAProxy stays.
+	t.Run("watchdog abort: restarted quietly, HAProxy stays, no resume", func(t *testing.T) {
 		c.t = t
 		since := c.journalLines()
 		c.crashAndCheck(false, func(mainPID int) {
@@ -345,7 +345,7 @@ func (c *container) watchVIP() func() int {
 // crashAndCheck makes hapair die without a stop (through crash) and checks that systemd
 // starts it again while HAProxy's master and the VIP stay.
 // With keepVIP the VIP must never leave the host (a resume as MASTER); without, the new hapair
-// must not resume (its record is older than Master_Down_Interval) and wins the VIP back by election.
+// must not resume (a watchdog abort removes the records) and wins the VIP back by election.
 func (c *container) crashAndCheck(keepVIP bool, crash func(mainPID int)) {
 	c.t.Helper()
 	mainPID := c.propInt("MainPID")
@@ -372,7 +372,7 @@ func (c *container) crashAndCheck(keepVIP bool, crash func(mainPID int)) {
 	case keepVIP && lost > 0:
 		c.t.Errorf("the VIP was missing in %d polls (10 ms apart) across the restart", lost)
 	case !keepVIP && lost == 0:
-		c.t.Errorf("the VIP never left: hapair resumed MASTER from a record older than Master_Down_Interval")
+		c.t.Errorf("the VIP never left: hapair resumed MASTER after a watchdog abort")
 	}
 	c.t.Logf("VIP missing in %d polls (10 ms apart) across the restart", lost)
 }
