@@ -655,12 +655,18 @@ func TestStopWithRequestInFlight(t *testing.T) {
 
 // A child that ignores the soft stop gets SIGTERM once StopGrace has passed.
 func TestStopEscalatesToSIGTERM(t *testing.T) {
-	script := filepath.Join(t.TempDir(), "stubborn")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\ntrap '' USR1\nwhile :; do sleep 0.05; done\n"), 0o755); err != nil {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "stubborn")
+	trapped := filepath.Join(dir, "trapped") // written once SIGUSR1 is ignored
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntrap '' USR1\n: > "+trapped+"\nwhile :; do sleep 0.05; done\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	f := startCommand(t, script, "x", func(c *Config) { c.StopGrace = 300 * time.Millisecond })
-	waitUntil(t, 2*time.Second, "the stub running", func() bool { return f.sup.Status().PID != 0 })
+	// A SIGUSR1 before the trap is set would kill the stub: wait for the trap, not for its pid.
+	waitUntil(t, 10*time.Second, "the stub ignoring SIGUSR1", func() bool {
+		_, err := os.Stat(trapped)
+		return err == nil && f.sup.Status().PID != 0
+	})
 	pid := f.sup.Status().PID
 	t.Cleanup(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) }) // a last sleep, same group
 	began := time.Now()
