@@ -48,10 +48,6 @@ func TestUnitUnderSystemd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := l.AddHost("client", l.Addr(50))
-	if err != nil {
-		t.Fatal(err)
-	}
 	m, err := nspawn.Boot(ctx, nspawn.Options{
 		Rootfs: rootfs, NetNS: "/run/netns/" + lb1.NS, Binds: []string{debs},
 		Log: filepath.Join(l.Dir(), "console.log"),
@@ -168,7 +164,7 @@ func TestUnitUnderSystemd(t *testing.T) {
 	// removes its state records, so the VIP goes through a normal election; HAProxy stays.
 	t.Run("watchdog abort: restarted quietly, HAProxy stays, no resume", func(t *testing.T) {
 		c.t = t
-		since := c.journalLines()
+		since := c.journalCursor()
 		c.crashAndCheck(false, func(mainPID int) {
 			c.must("kill", "-STOP", strconv.Itoa(mainPID))
 		})
@@ -222,7 +218,7 @@ func TestUnitUnderSystemd(t *testing.T) {
 
 	t.Run("stop releases the VIP, then stops HAProxy, and leaves no process", func(t *testing.T) {
 		c.t = t
-		since := c.journalLines()
+		since := c.journalCursor()
 		c.must("systemctl", "stop", "hapair")
 		if c.hasVIP() {
 			t.Error("VIP still attached after stop")
@@ -237,7 +233,6 @@ func TestUnitUnderSystemd(t *testing.T) {
 			t.Errorf("processes left after stop:\n%s", out)
 		}
 	})
-	_ = client
 }
 
 // container is the booted Debian with the lab host's network.
@@ -310,8 +305,8 @@ func (c *container) journalTime(re string) int64 {
 	return at
 }
 
-// journalLines returns the journal's cursor now, to read what comes after it.
-func (c *container) journalLines() string {
+// journalCursor returns the journal's cursor now, to read what comes after it.
+func (c *container) journalCursor() string {
 	c.t.Helper()
 	out := string(c.must("journalctl", "-u", "hapair", "-n", "1", "--show-cursor", "--no-pager", "-o", "cat"))
 	i := strings.LastIndex(out, "-- cursor: ")

@@ -255,9 +255,6 @@ func Boot(ctx context.Context, opts Options) (m *Machine, err error) {
 	}
 }
 
-// Root is the host path of the container's root file system.
-func (m *Machine) Root() string { return m.root }
-
 // Exec runs a command inside the container (all its namespaces) and returns
 // its combined output.
 func (m *Machine) Exec(ctx context.Context, name string, args ...string) ([]byte, error) {
@@ -276,37 +273,6 @@ func (m *Machine) WriteFile(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.WriteFile(full, data, mode)
-}
-
-// HostPID turns a pid seen inside the container (its own pid namespace) into
-// the machine's pid, so that tests can signal or inspect it from outside.
-func (m *Machine) HostPID(inner int) (int, error) {
-	// Every process of the container is a descendant of its PID 1 on the host;
-	// NSpid in /proc/PID/status lists the pid in each namespace, the innermost last.
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, err
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(strings.TrimPrefix(line, "NSpid:"))
-			if !strings.HasPrefix(line, "NSpid:") || len(f) < 2 {
-				continue
-			}
-			if f[len(f)-1] == strconv.Itoa(inner) && isDescendant(pid, m.pid1) {
-				return pid, nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("no process %d in the container", inner)
 }
 
 // Close powers the container off (SIGKILL after 30 s), removes the cgroups
@@ -377,26 +343,6 @@ func childNamed(parent int, comm string) int {
 		}
 	}
 	return 0
-}
-
-func isDescendant(pid, ancestor int) bool {
-	for i := 0; i < 64 && pid > 1; i++ {
-		if pid == ancestor {
-			return true
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return false
-		}
-		// The comm field may hold spaces; the ppid is the second field after its ')'.
-		rest := b[bytes.LastIndexByte(b, ')')+1:]
-		f := strings.Fields(string(rest))
-		if len(f) < 2 {
-			return false
-		}
-		pid, _ = strconv.Atoi(f[1])
-	}
-	return pid == ancestor
 }
 
 func lockFile(path string) (func(), error) {
