@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"time"
 
 	"github.com/hapair/hapair/checks"
 	"github.com/hapair/hapair/cmd/internal/config"
@@ -71,18 +70,19 @@ var (
 type netlinkHost struct {
 	log   *slog.Logger
 	hub   *transport.Hub // the VRRP sockets, shared by the instances
-	dumps *vipnet.Dumps  // address dumps, shared by the instances' VIP checks
+	watch *vipnet.Watch  // the host's addresses from netlink notifications, for the instances' VIP checks; nil: a dump per check
 }
 
-// vipDumpAge is how long one address dump serves every MASTER's once-a-second check that its
-// VIPs are still there: a VIP removed by hand comes back within 1.5 s instead of 1 s, and n
-// instances on a link cost two dumps a second instead of n.
-const vipDumpAge = 500 * time.Millisecond
-
 func newNetlinkHost(m *metrics.Metrics, log *slog.Logger) netlinkHost {
+	watch, err := vipnet.NewWatch(log)
+	if err != nil {
+		// Not fatal: each MASTER's check reads the addresses itself, as it did before the Watch.
+		log.Warn("Watching addresses failed, checking VIPs with a dump each time", "err", err)
+		watch = nil
+	}
 	return netlinkHost{
 		log:   log,
-		dumps: vipnet.NewDumps(vipDumpAge),
+		watch: watch,
 		hub: transport.NewHub(transport.HubOptions{
 			Strays: func(ifname string) transport.Counter { return m.OtherVRID(ifname) },
 			Log:    log,
@@ -105,7 +105,7 @@ func (h netlinkHost) manager(ifname string, vips []netip.Prefix) (*vipnet.Manage
 	if err != nil {
 		return nil, err
 	}
-	m.ShareDumps(h.dumps)
+	m.UseWatch(h.watch)
 	return m, nil
 }
 

@@ -22,7 +22,12 @@ func (o offStackVIPs) Attach() error      { return offStack(o.m.Attach) }
 func (o offStackVIPs) Detach() error      { return offStack(o.m.Detach) }
 func (o offStackVIPs) RemoveStale() error { return offStack(o.m.RemoveStale) }
 
+// Missing asks the Watch first, on this goroutine: while every VIP is there, the answer costs
+// no syscall and no goroutine.
 func (o offStackVIPs) Missing() (missing []netip.Prefix, err error) {
+	if o.m.AllPresent() {
+		return nil, nil
+	}
 	err = offStack(func() error {
 		missing, err = o.m.Missing()
 		return err

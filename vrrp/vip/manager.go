@@ -34,12 +34,12 @@ type Manager struct {
 	vips   []netip.Prefix
 	log    *slog.Logger
 	mu     sync.Mutex
-	dumps  *Dumps // shared with the daemon's other managers; nil: a dump per check
+	watch  *Watch // the namespace's addresses, shared with the daemon's other managers; nil: a dump per check
 }
 
-// ShareDumps makes Missing reuse address dumps shared with other managers (see Dumps). Call it
-// before the Manager is used.
-func (m *Manager) ShareDumps(d *Dumps) { m.dumps = d }
+// UseWatch makes Missing and AllPresent answer from w, the addresses of the Manager's network
+// namespace, without a syscall while all is well. Call it before the Manager is used.
+func (m *Manager) UseWatch(w *Watch) { m.watch = w }
 
 // NewManager checks the VIPs and returns a Manager for them. Each VIP keeps its configured
 // prefix length (keepalived's behaviour: "10.0.0.10/24" is added as a /24, a bare address as
@@ -85,7 +85,6 @@ func (m *Manager) VIPs() []netip.Prefix { return slices.Clone(m.vips) }
 func (m *Manager) Attach() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	defer m.dumps.forget(m.ifname)
 	link, present, err := m.state()
 	if err != nil {
 		return fmt.Errorf("attach VIPs to %s: %w", m.ifname, err)
@@ -140,7 +139,6 @@ func (m *Manager) RemoveStale() error {
 }
 
 func (m *Manager) detach(msg string, level slog.Level) (int, error) {
-	defer m.dumps.forget(m.ifname)
 	link, present, err := m.state()
 	if err != nil {
 		if isNoLink(err) {
@@ -181,18 +179,18 @@ func (m *Manager) detach(msg string, level slog.Level) (int, error) {
 }
 
 // Missing returns the VIPs that are not on the interface, in configured order. While master,
-// the caller reconciles with it: a VIP deleted by hand is put back with Attach.
+// the caller reconciles with it: a VIP deleted by hand is put back with Attach. With a Watch
+// that has them all it makes no syscall and does not allocate; otherwise (a VIP missing, the
+// interface's index not known yet, notifications lost) it looks the link up and reads its
+// addresses, so that it never reports a VIP missing on the Watch's word alone, which may lag
+// a change just made, and the Watch learns the index of an interface made again.
 func (m *Manager) Missing() ([]netip.Prefix, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	lookup := func() (netlink.Link, error) {
-		l, err := netlink.LinkByName(m.ifname)
-		if err != nil {
-			return nil, fmt.Errorf("look up link: %w", err)
-		}
-		return l, nil
+	if missing, known := m.watch.missingOf(m.ifname, m.vips); known && len(missing) == 0 {
+		return nil, nil
 	}
-	present, err := m.presentIn(m.dumps, lookup)
+	_, present, err := m.state()
 	if err != nil {
 		return nil, fmt.Errorf("check VIPs on %s: %w", m.ifname, err)
 	}
@@ -205,33 +203,44 @@ func (m *Manager) Missing() ([]netip.Prefix, error) {
 	return missing, nil
 }
 
+// AllPresent reports, from the Watch and without a syscall, that every VIP is on the interface
+// and usable. False means missing or not known: Missing says which.
+func (m *Manager) AllPresent() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	missing, known := m.watch.missingOf(m.ifname, m.vips)
+	return known && len(missing) == 0
+}
+
 // state looks up the link and which of our VIPs it holds.
 func (m *Manager) state() (netlink.Link, map[netip.Prefix]bool, error) {
 	link, err := netlink.LinkByName(m.ifname)
 	if err != nil {
 		return nil, nil, fmt.Errorf("look up link: %w", err)
 	}
+	m.watch.learn(m.ifname, link.Attrs().Index)
 	present, err := m.present(link)
 	return link, present, err
 }
 
-// present reads the link's addresses and says which of our VIPs are there.
-// present is presentIn with a dump of our own: Attach and Detach never trust a shared one,
-// and a change they make voids it for the others.
+// present reads the link's addresses and says which of our VIPs are there. Attach and Detach
+// verify with it, never with the Watch, which may not have seen their change yet.
 func (m *Manager) present(link netlink.Link) (map[netip.Prefix]bool, error) {
-	m.dumps.forget(m.ifname)
-	return m.presentIn(nil, func() (netlink.Link, error) { return link, nil })
-}
-
-func (m *Manager) presentIn(dumps *Dumps, link func() (netlink.Link, error)) (map[netip.Prefix]bool, error) {
-	all, err := dumps.present(m.ifname, link)
+	var addrs []netlink.Addr
+	var err error
+	for range 3 { // a dump interrupted by a concurrent change is retried
+		addrs, err = netlink.AddrList(link, netlink.FAMILY_ALL)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list addresses: %w", err)
 	}
 	present := make(map[netip.Prefix]bool, len(m.vips))
-	for _, p := range m.vips {
-		if usable, ok := all[p]; ok {
-			present[p] = usable
+	for _, a := range addrs {
+		if p, ok := fromNetlink(a); ok && slices.Contains(m.vips, p) {
+			present[p] = usable(a.Flags)
 		}
 	}
 	return present, nil
