@@ -551,6 +551,7 @@ func (d *daemon) notifySystemd(ctx context.Context) {
 	if d.onSettled != nil {
 		d.onSettled()
 	}
+	d.trimExecutable()
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {

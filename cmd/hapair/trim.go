@@ -1,0 +1,30 @@
+package main
+
+import (
+	"os"
+
+	"github.com/hapair/hapair/internal/residency"
+)
+
+// trimEnv, set to 0, keeps the executable's pages resident (see package residency).
+const trimEnv = "HAPAIR_TRIM_TEXT"
+
+// trimExecutable gives back the executable's pages that start-up touched, once every instance
+// has settled: at that point what the daemon runs from now on has run at least once, and
+// start-up's share (package initialisation, configuration, GoBGP, gRPC and protobuf set-up) is
+// behind it. About 22 MiB of a 23 MiB resident binary go; what runs later comes back page by page.
+func (d *daemon) trimExecutable() {
+	if os.Getenv(trimEnv) == "0" {
+		return
+	}
+	ms, err := residency.Trim()
+	if err != nil {
+		d.log.Warn("could not give back the executable's start-up pages", "err", err)
+		return
+	}
+	var n uintptr
+	for _, m := range ms {
+		n += m.Len()
+	}
+	d.log.Debug("gave back the executable's start-up pages", "mapped_bytes", n)
+}

@@ -1,0 +1,121 @@
+// Package residency gives back the pages of hapair's own executable that start-up touched and
+// the running daemon does not need, so that its resident set is what it uses.
+//
+// Why: Linux 6.x reads an executable into the page cache in large folios and maps a whole folio
+// on a fault, so a Go binary ends up almost fully resident (hapair: 10 MiB of text and 11 MiB of
+// read-only data, most of it GoBGP, gRPC, protobuf and code that ran once at start-up). Trim asks
+// the kernel to reclaim those pages now (MADV_PAGEOUT) and to read them back one page at a time
+// when they are touched again (MADV_RANDOM: no read-ahead, no large folio). What the daemon runs
+// afterwards comes back page by page; what it never runs again stays on disk.
+//
+// The price: code that has not run since the trim (a first takeover on a BACKUP, a reload, a
+// scrape) is read back from disk when it first runs, a few hundred microseconds per page on the
+// machines measured. docs/performance.md has the figures.
+package residency
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mapping is one read-only mapping of the executable (its text, its read-only data).
+type Mapping struct {
+	Start, End uintptr
+}
+
+// Len is the mapping's size in bytes.
+func (m Mapping) Len() uintptr { return m.End - m.Start }
+
+// Trim asks the kernel to reclaim the resident pages of the executable's read-only mappings and
+// not to read ahead when they fault again. Writable mappings (initialised data) are never
+// touched: their pages may differ from the file. It returns the mappings it advised.
+func Trim() ([]Mapping, error) {
+	ms, err := executableMappings()
+	if err != nil {
+		return nil, err
+	}
+	syncExecutable()
+	for _, m := range ms {
+		// MADV_RANDOM first: the faults after the page-out read single pages.
+		if err := madvise(m, unix.MADV_RANDOM); err != nil {
+			return nil, fmt.Errorf("madvise %#x-%#x random: %w", m.Start, m.End, err)
+		}
+		if err := madvise(m, unix.MADV_PAGEOUT); err != nil {
+			// EINVAL before Linux 5.4, which has no MADV_PAGEOUT: nothing is lost but the trim.
+			return nil, fmt.Errorf("madvise %#x-%#x pageout: %w", m.Start, m.End, err)
+		}
+	}
+	return ms, nil
+}
+
+// syncExecutable writes back the executable's dirty pages, which the kernel cannot reclaim: a
+// binary just built or copied stays dirty in the page cache for up to half a minute, and a
+// page-out then keeps nearly all of it. On an installed binary it does nothing.
+func syncExecutable() {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = unix.Fdatasync(int(f.Fd())) // best effort: the trim still gives back the clean pages
+}
+
+// executableMappings are the read-only mappings of the file /proc/self/exe points to, found by
+// device and inode: after an upgrade the path in /proc/self/maps ends in " (deleted)".
+func executableMappings() ([]Mapping, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &st); err != nil {
+		return nil, fmt.Errorf("stat /proc/self/exe: %w", err)
+	}
+	f, err := os.Open("/proc/self/maps")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseMaps(f, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+}
+
+// parseMaps reads /proc/<pid>/maps lines ("start-end perms offset major:minor inode path") and
+// keeps the non-writable mappings of the file with that device and inode.
+func parseMaps(r io.Reader, major, minor uint32, ino uint64) ([]Mapping, error) {
+	var ms []Mapping
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 5 || len(fs[1]) < 2 || fs[1][1] == 'w' {
+			continue
+		}
+		maj, min, ok := strings.Cut(fs[3], ":")
+		if !ok || !hexIs(maj, uint64(major)) || !hexIs(min, uint64(minor)) {
+			continue
+		}
+		if n, err := strconv.ParseUint(fs[4], 10, 64); err != nil || n != ino {
+			continue
+		}
+		lo, hi, ok := strings.Cut(fs[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end <= start {
+			return nil, fmt.Errorf("maps: bad range %q", fs[0])
+		}
+		ms = append(ms, Mapping{uintptr(start), uintptr(end)})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read maps: %w", err)
+	}
+	return ms, nil
+}
+
+func hexIs(s string, want uint64) bool {
+	n, err := strconv.ParseUint(s, 16, 32)
+	return err == nil && n == want
+}
