@@ -46,6 +46,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -91,6 +92,9 @@ func resolve(opts Options) (*net.Interface, netip.Addr, error) {
 	if err != nil {
 		return nil, netip.Addr{}, fmt.Errorf("listen for VRRP on %q: %w", opts.Interface, err)
 	}
+	// net.InterfaceByName's HardwareAddr points into the whole netlink dump it parsed (about
+	// 10 KiB): an instance that kept ifi kept the dump.
+	ifi.HardwareAddr = slices.Clone(ifi.HardwareAddr)
 	for _, p := range opts.Peers {
 		if !familyIs(p, opts.Family) {
 			return nil, netip.Addr{}, fmt.Errorf("listen for VRRP on %s: peer %s is not IPv%d", ifi.Name, p, opts.Family)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/mdlayher/arp"
@@ -58,6 +59,9 @@ func NewAnnouncer(ifname string) (*Announcer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new announcer on %s: %w", ifname, err)
 	}
+	// net.InterfaceByName's HardwareAddr points into the whole netlink dump it parsed (about
+	// 10 KiB): the announcer and its packet socket keep ifi, so they kept the dump.
+	ifi.HardwareAddr = slices.Clone(ifi.HardwareAddr)
 	if len(ifi.HardwareAddr) != 6 {
 		return nil, fmt.Errorf("new announcer on %s: %w", ifname, ErrNotEthernet)
 	}
