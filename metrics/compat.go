@@ -11,32 +11,39 @@ import (
 
 // keepalivedCompat holds the keepalived_* series of the keepalived exporters
 // (mehdy/cafebazaar keepalived-exporter naming), fed by the same
-// InstanceMetrics calls as hapair's own series.
+// InstanceMetrics calls as hapair's own series. Its counters are hapair's own
+// (instanceCounters) under keepalived's names, made when scraped.
 type keepalivedCompat struct {
+	m     *Metrics
 	up    prometheus.Gauge
 	state *prometheus.GaugeVec // iname, intf, vrid, ip_address
-
-	// Counters labelled iname, intf, vrid.
-	advertsReceived  *prometheus.CounterVec
-	advertsSent      *prometheus.CounterVec
-	becomeMaster     *prometheus.CounterVec
-	releaseMaster    *prometheus.CounterVec
-	prioZeroSent     *prometheus.CounterVec
-	prioZeroReceived *prometheus.CounterVec
-	ttlErrors        *prometheus.CounterVec
-	lengthErrors     *prometheus.CounterVec
-	authFailures     *prometheus.CounterVec
-	intervalErrors   *prometheus.CounterVec
-	typeErrors       *prometheus.CounterVec
-	addrListErrors   *prometheus.CounterVec
 }
 
-func newKeepalivedCompat() *keepalivedCompat {
-	labels := []string{"iname", "intf", "vrid"}
-	counter := func(name, help string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+// The keepalived counter families, labelled iname, intf, vrid.
+var (
+	compatLabels               = []string{"iname", "intf", "vrid"}
+	compatCounter              = func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, compatLabels, nil) }
+	descCompatAdvertsReceived  = compatCounter("keepalived_advertisements_received_total", "keepalived exporter compatibility: advertisements received.")
+	descCompatAdvertsSent      = compatCounter("keepalived_advertisements_sent_total", "keepalived exporter compatibility: advertisements sent.")
+	descCompatBecomeMaster     = compatCounter("keepalived_become_master_total", "keepalived exporter compatibility: transitions to MASTER.")
+	descCompatReleaseMaster    = compatCounter("keepalived_release_master_total", "keepalived exporter compatibility: transitions out of MASTER.")
+	descCompatPrioZeroSent     = compatCounter("keepalived_priority_zero_sent_total", "keepalived exporter compatibility: priority-0 advertisements sent.")
+	descCompatPrioZeroReceived = compatCounter("keepalived_priority_zero_received_total", "keepalived exporter compatibility: priority-0 advertisements received.")
+	descCompatTTLErrors        = compatCounter("keepalived_ip_ttl_errors_total", "keepalived exporter compatibility: packets dropped for a TTL other than 255.")
+	descCompatLengthErrors     = compatCounter("keepalived_packet_length_errors_total", "keepalived exporter compatibility: packets dropped for their length.")
+	descCompatAuthFailures     = compatCounter("keepalived_authentication_failure_total", "keepalived exporter compatibility: packets dropped for failed authentication.")
+	descCompatIntervalErrors   = compatCounter("keepalived_advertisements_interval_errors_total", "keepalived exporter compatibility: packets dropped for a different advert interval.")
+	descCompatTypeErrors       = compatCounter("keepalived_invalid_type_received_total", "keepalived exporter compatibility: packets dropped for an invalid type.")
+	descCompatAddrListErrors   = compatCounter("keepalived_address_list_errors_total", "keepalived exporter compatibility: packets dropped for a mismatching address list.")
+	compatDrops                = map[*prometheus.Desc]vrrp.DropReason{
+		descCompatTTLErrors: vrrp.DropTTL, descCompatLengthErrors: vrrp.DropLength, descCompatAuthFailures: vrrp.DropAuth,
+		descCompatIntervalErrors: vrrp.DropInterval, descCompatTypeErrors: vrrp.DropType, descCompatAddrListErrors: vrrp.DropAddrs,
 	}
+)
+
+func newKeepalivedCompat(m *Metrics) *keepalivedCompat {
 	c := &keepalivedCompat{
+		m: m,
 		up: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "keepalived_up",
 			Help: "keepalived exporter compatibility: 1 while hapair serves metrics.",
@@ -45,75 +52,60 @@ func newKeepalivedCompat() *keepalivedCompat {
 			Name: "keepalived_vrrp_state",
 			Help: "keepalived exporter compatibility: VRRP state per VIP, 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.",
 		}, []string{"iname", "intf", "vrid", "ip_address"}),
-		advertsReceived:  counter("keepalived_advertisements_received_total", "keepalived exporter compatibility: advertisements received."),
-		advertsSent:      counter("keepalived_advertisements_sent_total", "keepalived exporter compatibility: advertisements sent."),
-		becomeMaster:     counter("keepalived_become_master_total", "keepalived exporter compatibility: transitions to MASTER."),
-		releaseMaster:    counter("keepalived_release_master_total", "keepalived exporter compatibility: transitions out of MASTER."),
-		prioZeroSent:     counter("keepalived_priority_zero_sent_total", "keepalived exporter compatibility: priority-0 advertisements sent."),
-		prioZeroReceived: counter("keepalived_priority_zero_received_total", "keepalived exporter compatibility: priority-0 advertisements received."),
-		ttlErrors:        counter("keepalived_ip_ttl_errors_total", "keepalived exporter compatibility: packets dropped for a TTL other than 255."),
-		lengthErrors:     counter("keepalived_packet_length_errors_total", "keepalived exporter compatibility: packets dropped for their length."),
-		authFailures:     counter("keepalived_authentication_failure_total", "keepalived exporter compatibility: packets dropped for failed authentication."),
-		intervalErrors:   counter("keepalived_advertisements_interval_errors_total", "keepalived exporter compatibility: packets dropped for a different advert interval."),
-		typeErrors:       counter("keepalived_invalid_type_received_total", "keepalived exporter compatibility: packets dropped for an invalid type."),
-		addrListErrors:   counter("keepalived_address_list_errors_total", "keepalived exporter compatibility: packets dropped for a mismatching address list."),
 	}
 	c.up.Set(1)
 	return c
 }
 
-func (c *keepalivedCompat) counters() []*prometheus.CounterVec {
-	return []*prometheus.CounterVec{
-		c.advertsReceived, c.advertsSent, c.becomeMaster, c.releaseMaster,
-		c.prioZeroSent, c.prioZeroReceived, c.ttlErrors, c.lengthErrors,
-		c.authFailures, c.intervalErrors, c.typeErrors, c.addrListErrors,
-	}
-}
-
 func (c *keepalivedCompat) collectors() []prometheus.Collector {
-	cs := []prometheus.Collector{c.up, c.state}
-	for _, v := range c.counters() {
-		cs = append(cs, v)
-	}
-	return cs
+	return []prometheus.Collector{c.up, c.state, compatCounterCollector{c.m}}
 }
 
 func (c *keepalivedCompat) remove(iname string) {
-	l := prometheus.Labels{"iname": iname}
-	c.state.DeletePartialMatch(l)
-	for _, v := range c.counters() {
-		v.DeletePartialMatch(l)
+	c.state.DeletePartialMatch(prometheus.Labels{"iname": iname})
+}
+
+// compatCounterCollector exports every instance's counters under keepalived's names.
+type compatCounterCollector struct{ m *Metrics }
+
+func (compatCounterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCompatAdvertsReceived, descCompatAdvertsSent, descCompatBecomeMaster,
+		descCompatReleaseMaster, descCompatPrioZeroSent, descCompatPrioZeroReceived} {
+		ch <- d
+	}
+	for d := range compatDrops {
+		ch <- d
 	}
 }
 
-// dropCounter maps a hapair drop reason to its keepalived counter, nil when
-// keepalived has none.
-func (c *keepalivedCompat) dropCounter(reason vrrp.DropReason) *prometheus.CounterVec {
-	switch reason {
-	case vrrp.DropTTL:
-		return c.ttlErrors
-	case vrrp.DropLength:
-		return c.lengthErrors
-	case vrrp.DropAuth:
-		return c.authFailures
-	case vrrp.DropInterval:
-		return c.intervalErrors
-	case vrrp.DropType:
-		return c.typeErrors
-	case vrrp.DropAddrs:
-		return c.addrListErrors
+func (cc compatCounterCollector) Collect(ch chan<- prometheus.Metric) {
+	master := stateIndex(vrrp.Master)
+	for _, im := range cc.m.snapshot() {
+		c := &im.counters
+		emit := func(d *prometheus.Desc, v uint64) {
+			ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(d, prometheus.CounterValue, float64(v), c.created, im.name, im.iface, im.vrid)
+		}
+		emit(descCompatAdvertsReceived, c.advertsReceived.Load())
+		emit(descCompatAdvertsSent, c.advertsSent.Load())
+		emit(descCompatPrioZeroSent, c.prioZeroSent.Load())
+		emit(descCompatPrioZeroReceived, c.prioZeroReceived.Load())
+		var become, release uint64
+		for i := range stateNames {
+			become += c.transitions[i][master].Load()
+			release += c.transitions[master][i].Load()
+		}
+		emit(descCompatBecomeMaster, become)
+		emit(descCompatReleaseMaster, release)
+		for d, r := range compatDrops {
+			emit(d, c.dropped[dropIndex(r)].Load())
+		}
 	}
-	return nil
 }
 
-// compatInstance is one VRRP instance's view of keepalivedCompat.
+// compatInstance is one VRRP instance's keepalived_vrrp_state series, one per VIP.
 type compatInstance struct {
 	c      *keepalivedCompat
 	labels []string // iname, intf, vrid
-
-	// The per-advert counters, resolved once: WithLabelValues on every advert was a tenth of
-	// a MASTER's CPU with 255 instances.
-	advertsSent, advertsReceived, prioZeroSent, prioZeroReceived prometheus.Counter
 
 	mu    sync.Mutex
 	state float64
@@ -122,13 +114,6 @@ type compatInstance struct {
 
 func (c *keepalivedCompat) instance(iname, intf, vrid string, vips []netip.Prefix) *compatInstance {
 	ci := &compatInstance{c: c, labels: []string{iname, intf, vrid}}
-	for _, v := range c.counters() {
-		v.WithLabelValues(ci.labels...)
-	}
-	ci.advertsSent = c.advertsSent.WithLabelValues(ci.labels...)
-	ci.advertsReceived = c.advertsReceived.WithLabelValues(ci.labels...)
-	ci.prioZeroSent = c.prioZeroSent.WithLabelValues(ci.labels...)
-	ci.prioZeroReceived = c.prioZeroReceived.WithLabelValues(ci.labels...)
 	ci.setVIPs(vips)
 	return ci
 }
@@ -162,34 +147,5 @@ func (ci *compatInstance) setVIPs(vips []netip.Prefix) {
 	ci.addrs = addrs
 	for _, a := range ci.addrs {
 		ci.c.state.WithLabelValues(ci.stateLabels(a)...).Set(ci.state)
-	}
-}
-
-func (ci *compatInstance) transition(from, to vrrp.State) {
-	if to == vrrp.Master {
-		ci.c.becomeMaster.WithLabelValues(ci.labels...).Inc()
-	}
-	if from == vrrp.Master {
-		ci.c.releaseMaster.WithLabelValues(ci.labels...).Inc()
-	}
-}
-
-func (ci *compatInstance) advertSent(prio uint8) {
-	ci.advertsSent.Inc()
-	if prio == 0 {
-		ci.prioZeroSent.Inc()
-	}
-}
-
-func (ci *compatInstance) advertReceived(prio uint8) {
-	ci.advertsReceived.Inc()
-	if prio == 0 {
-		ci.prioZeroReceived.Inc()
-	}
-}
-
-func (ci *compatInstance) dropped(reason vrrp.DropReason) {
-	if v := ci.c.dropCounter(reason); v != nil {
-		v.WithLabelValues(ci.labels...).Inc()
 	}
 }

@@ -18,55 +18,33 @@ type InstanceMetrics struct {
 	iface string
 	vrid  string
 
-	state            prometheus.Gauge
-	priority         prometheus.Gauge
-	takeover         prometheus.Observer
-	lastTakeover     prometheus.Gauge
-	release          prometheus.Observer
-	advertsSent      prometheus.Counter
-	advertsReceived  prometheus.Counter
-	prioZeroSent     prometheus.Counter
-	prioZeroReceived prometheus.Counter
-	garpSent         prometheus.Counter
-	addrMismatch     prometheus.Counter
+	state        prometheus.Gauge
+	priority     prometheus.Gauge
+	takeover     prometheus.Observer
+	lastTakeover prometheus.Gauge
+	release      prometheus.Observer
+	counters     instanceCounters // every counter series, hapair's and keepalived's
 
 	compat *compatInstance
 }
 
 func newInstanceMetrics(m *Metrics, name, iface, vrid string, vips []netip.Prefix) *InstanceMetrics {
 	im := &InstanceMetrics{
-		m:                m,
-		name:             name,
-		iface:            iface,
-		vrid:             vrid,
-		state:            m.vrrpState.WithLabelValues(name, iface, vrid),
-		priority:         m.priority.WithLabelValues(name),
-		takeover:         m.takeover.WithLabelValues(name),
-		lastTakeover:     m.lastTakeover.WithLabelValues(name),
-		release:          m.release.WithLabelValues(name),
-		advertsSent:      m.advertsSent.WithLabelValues(name),
-		advertsReceived:  m.advertsReceived.WithLabelValues(name),
-		prioZeroSent:     m.prioZeroSent.WithLabelValues(name),
-		prioZeroReceived: m.prioZeroReceived.WithLabelValues(name),
-		garpSent:         m.garpSent.WithLabelValues(name),
-		addrMismatch:     m.addrMismatch.WithLabelValues(name),
-		compat:           m.compat.instance(name, iface, vrid, vips),
+		m:            m,
+		name:         name,
+		iface:        iface,
+		vrid:         vrid,
+		state:        m.vrrpState.WithLabelValues(name, iface, vrid),
+		priority:     m.priority.WithLabelValues(name),
+		takeover:     m.takeover.WithLabelValues(name),
+		lastTakeover: m.lastTakeover.WithLabelValues(name),
+		release:      m.release.WithLabelValues(name),
+		compat:       m.compat.instance(name, iface, vrid, vips),
 	}
-	// Every series that can exist for the instance exists from the start at 0,
-	// so that increase() counts the first event and dashboards show zeros.
-	for _, from := range vrrp.States() {
-		for _, to := range vrrp.States() {
-			if from != to {
-				m.transitions.WithLabelValues(name, from.String(), to.String())
-			}
-		}
-	}
-	for _, r := range dropReasons() {
-		m.dropped.WithLabelValues(name, r)
-	}
-	for _, op := range vipOps {
-		m.vipErrors.WithLabelValues(name, op)
-	}
+	// Every counter series that can exist for the instance exists from the start at 0 (every
+	// transition pair, drop reason and VIP operation), so that increase() counts the first
+	// event and dashboards show zeros: counterCollector exports the fixed sets whole.
+	im.counters.created = time.Now()
 	return im
 }
 
@@ -82,9 +60,8 @@ func (im *InstanceMetrics) SetState(s vrrp.State) {
 // Transition counts a state change, labelled with the states' names ("BACKUP", "MASTER", ...).
 // It also sets the state gauge, so that the two can never disagree.
 func (im *InstanceMetrics) Transition(from, to vrrp.State) {
-	im.m.transitions.WithLabelValues(im.name, from.String(), to.String()).Inc()
+	im.counters.transition(from, to)
 	im.SetState(to)
-	im.compat.transition(from, to)
 }
 
 // SetPriority sets the effective priority.
@@ -103,42 +80,39 @@ func (im *InstanceMetrics) ObserveRelease(d time.Duration) { im.release.Observe(
 
 // AdvertSent counts an advert sent with priority prio (0: releasing).
 func (im *InstanceMetrics) AdvertSent(prio uint8) {
-	im.advertsSent.Inc()
+	im.counters.advertsSent.Add(1)
 	if prio == 0 {
-		im.prioZeroSent.Inc()
+		im.counters.prioZeroSent.Add(1)
 	}
-	im.compat.advertSent(prio)
 }
 
 // AdvertReceived counts a valid advert received with priority prio.
 func (im *InstanceMetrics) AdvertReceived(prio uint8) {
-	im.advertsReceived.Inc()
+	im.counters.advertsReceived.Add(1)
 	if prio == 0 {
-		im.prioZeroReceived.Inc()
+		im.counters.prioZeroReceived.Add(1)
 	}
-	im.compat.advertReceived(prio)
 }
 
 // Dropped counts a packet dropped for reason.
 func (im *InstanceMetrics) Dropped(reason vrrp.DropReason) {
-	im.m.dropped.WithLabelValues(im.name, string(reason)).Inc()
-	im.compat.dropped(reason)
+	im.counters.drop(reason)
 }
 
 // GARPSent counts n gratuitous ARP / unsolicited NA packets sent.
 func (im *InstanceMetrics) GARPSent(n int) {
 	if n > 0 {
-		im.garpSent.Add(float64(n))
+		im.counters.garpSent.Add(uint64(n))
 	}
 }
 
 // AddrListMismatch counts an advert accepted although its address list differs from the
 // instance's VIPs (they overlap: a rolling VIP change).
-func (im *InstanceMetrics) AddrListMismatch() { im.addrMismatch.Inc() }
+func (im *InstanceMetrics) AddrListMismatch() { im.counters.addrMismatch.Add(1) }
 
 // VIPError counts a failed vrrp.ActAttachVIPs or vrrp.ActDetachVIPs.
 func (im *InstanceMetrics) VIPError(op vrrp.ActionKind) {
-	im.m.vipErrors.WithLabelValues(im.name, vipOp(op)).Inc()
+	im.counters.vipError(vipOp(op))
 }
 
 // SetVIPs replaces the VIP list labelling keepalived_vrrp_state{ip_address}.

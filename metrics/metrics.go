@@ -84,21 +84,12 @@ type Metrics struct {
 	instances     map[string]*InstanceMetrics
 	trackedChecks map[string]bool // checks whose hapair_check_up follows CheckUp
 
-	vrrpState        *prometheus.GaugeVec
-	transitions      *prometheus.CounterVec
-	priority         *prometheus.GaugeVec
-	takeover         *prometheus.HistogramVec
-	lastTakeover     *prometheus.GaugeVec
-	release          *prometheus.HistogramVec
-	advertsSent      *prometheus.CounterVec
-	advertsReceived  *prometheus.CounterVec
-	prioZeroSent     *prometheus.CounterVec
-	prioZeroReceived *prometheus.CounterVec
-	dropped          *prometheus.CounterVec
-	otherVRID        *prometheus.CounterVec
-	garpSent         *prometheus.CounterVec
-	addrMismatch     *prometheus.CounterVec
-	vipErrors        *prometheus.CounterVec
+	vrrpState    *prometheus.GaugeVec
+	priority     *prometheus.GaugeVec
+	takeover     *prometheus.HistogramVec
+	lastTakeover *prometheus.GaugeVec
+	release      *prometheus.HistogramVec
+	otherVRID    *prometheus.CounterVec
 
 	drained prometheus.Gauge
 
@@ -125,7 +116,6 @@ func New(b BuildInfo) *Metrics {
 	inst := []string{"instance"}
 	m := &Metrics{
 		reg:           prometheus.NewRegistry(),
-		compat:        newKeepalivedCompat(),
 		instances:     make(map[string]*InstanceMetrics),
 		trackedChecks: make(map[string]bool),
 
@@ -133,10 +123,6 @@ func New(b BuildInfo) *Metrics {
 			Name: "hapair_vrrp_state",
 			Help: "VRRP state of the instance: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.",
 		}, []string{"instance", "interface", "vrid"}),
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hapair_vrrp_transitions_total",
-			Help: "VRRP state changes of the instance.",
-		}, []string{"instance", "from", "to"}),
 		priority: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "hapair_vrrp_priority",
 			Help: "Effective VRRP priority of the instance (base priority plus tracked check weights).",
@@ -155,42 +141,10 @@ func New(b BuildInfo) *Metrics {
 			Help:    "On the old MASTER: time from the failure being seen to the priority-0 or lower-priority advert being sent.",
 			Buckets: failoverBuckets,
 		}, inst),
-		advertsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hapair_vrrp_adverts_sent_total",
-			Help: "VRRP advertisements sent.",
-		}, inst),
-		advertsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hapair_vrrp_adverts_received_total",
-			Help: "Valid VRRP advertisements received (after every check passed).",
-		}, inst),
-		prioZeroSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hapair_vrrp_priority_zero_sent_total",
-			Help: "VRRP advertisements with priority 0 (master releasing) sent.",
-		}, inst),
-		prioZeroReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hapair_vrrp_priority_zero_received_total",
-			Help: "VRRP advertisements with priority 0 (master releasing) received.",
-		}, inst),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hapair_vrrp_packets_dropped_total",
-			Help: "VRRP packets dropped, by reason; every drop is counted.",
-		}, []string{"instance", "reason"}),
 		otherVRID: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hapair_vrrp_packets_other_vrid_total",
 			Help: "VRRP packets received on an interface for a VRID that no instance here runs (other virtual routers on the segment: normal traffic), or too short to carry a VRID.",
 		}, []string{"interface"}),
-		garpSent: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hapair_vrrp_garp_sent_total",
-			Help: "Gratuitous ARP and unsolicited neighbour advertisement packets sent for the instance's VIPs.",
-		}, inst),
-		addrMismatch: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hapair_vrrp_address_list_mismatches_total",
-			Help: "VRRP advertisements accepted although their address list differs from the instance's VIPs (overlapping: a VIP change applied on one host only).",
-		}, inst),
-		vipErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hapair_vrrp_vip_errors_total",
-			Help: "Errors attaching or detaching the instance's virtual IPs.",
-		}, []string{"instance", "op"}),
 
 		drained: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hapair_drained",
@@ -249,6 +203,7 @@ func New(b BuildInfo) *Metrics {
 		Help: "Always 1; labels carry the version, commit and Go version hapair was built with.",
 	}, []string{"version", "commit", "goversion"})
 	buildInfo.WithLabelValues(b.Version, b.Commit, b.GoVersion).Set(1)
+	m.compat = newKeepalivedCompat(m)
 
 	for _, r := range supervisor.ReloadResults() {
 		m.haproxyReloads.WithLabelValues(string(r))
@@ -261,9 +216,8 @@ func New(b BuildInfo) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
-		m.vrrpState, m.transitions, m.priority, m.takeover, m.lastTakeover, m.release,
-		m.advertsSent, m.advertsReceived, m.prioZeroSent, m.prioZeroReceived,
-		m.dropped, m.otherVRID, m.garpSent, m.addrMismatch, m.vipErrors,
+		m.vrrpState, m.priority, m.takeover, m.lastTakeover, m.release,
+		counterCollector{m}, m.otherVRID,
 		m.drained,
 		m.haproxyUp, m.haproxyRestarts, m.haproxyReloads, m.haproxyLastExit,
 		m.checkUp, m.checkResults, m.checkDuration,
@@ -301,6 +255,17 @@ func (m *Metrics) Instance(name, iface string, vrid uint8, vips ...netip.Prefix)
 }
 
 // RemoveInstance deletes every series of the VRRP instance name, for an
+// snapshot is the instances now, in no order, for the counter collectors.
+func (m *Metrics) snapshot() []*InstanceMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*InstanceMetrics, 0, len(m.instances))
+	for _, im := range m.instances {
+		out = append(out, im)
+	}
+	return out
+}
+
 // instance dropped by a configuration reload.
 func (m *Metrics) RemoveInstance(name string) {
 	m.mu.Lock()
@@ -312,9 +277,7 @@ func (m *Metrics) removeLocked(name string) {
 	delete(m.instances, name)
 	l := prometheus.Labels{"instance": name}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.vrrpState, m.transitions, m.priority, m.takeover, m.lastTakeover, m.release,
-		m.advertsSent, m.advertsReceived, m.prioZeroSent, m.prioZeroReceived,
-		m.dropped, m.garpSent, m.addrMismatch, m.vipErrors,
+		m.vrrpState, m.priority, m.takeover, m.lastTakeover, m.release,
 	} {
 		v.DeletePartialMatch(l)
 	}

@@ -1,0 +1,177 @@
+package metrics
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hapair/hapair/vrrp"
+)
+
+// instanceCounters are the counters of one VRRP instance as plain atomics, exported by
+// counterCollector (hapair's series) and compatCounterCollector (keepalived's).
+//
+// Why not a client_golang child per series: an instance has 37 counter series of its own
+// (every transition pair, every drop reason, both VIP operations: all exist from the start at 0)
+// and 12 keepalived ones, and a child with its label pairs and created timestamp costs about
+// 450 bytes, 22 KiB an instance: 5.6 MiB of live heap at 255 instances, most of hapair's heap.
+// Here an instance costs its atomics, and the series are made when scraped.
+type instanceCounters struct {
+	created time.Time
+
+	advertsSent, advertsReceived   atomic.Uint64
+	prioZeroSent, prioZeroReceived atomic.Uint64
+	garpSent, addrMismatch         atomic.Uint64
+	transitions                    [len(stateNames)][len(stateNames)]atomic.Uint64
+	dropped                        [len(dropReasonNames)]atomic.Uint64
+	vipErrors                      [len(vipOpNames)]atomic.Uint64
+
+	// Labels outside the fixed sets (vrrp.DropOther, an unexpected state or operation): made
+	// on first use, as a CounterVec child would have been.
+	mu    sync.Mutex
+	other map[otherKey]uint64
+}
+
+// otherKey is a counter outside the fixed sets: the family and its label values after the
+// instance.
+type otherKey struct {
+	family *prometheus.Desc
+	a, b   string
+}
+
+// The fixed label sets, in the order of vrrp.States, vrrp.DropReasons and vipOps.
+var (
+	stateNames      = [...]string{vrrp.Init.String(), vrrp.Backup.String(), vrrp.Master.String(), vrrp.Fault.String()}
+	dropReasonNames = [...]vrrp.DropReason{vrrp.DropLength, vrrp.DropVersion, vrrp.DropType, vrrp.DropChecksum,
+		vrrp.DropTTL, vrrp.DropVRID, vrrp.DropAuth, vrrp.DropInterval, vrrp.DropPeer, vrrp.DropFamily, vrrp.DropAddrs}
+	vipOpNames = [...]string{"attach", "detach"}
+)
+
+func stateIndex(s vrrp.State) int {
+	if i := int(s); i >= 0 && i < len(stateNames) && vrrp.States()[i] == s {
+		return i
+	}
+	return -1
+}
+
+func dropIndex(r vrrp.DropReason) int {
+	for i, n := range dropReasonNames {
+		if n == r {
+			return i
+		}
+	}
+	return -1
+}
+
+func vipOpIndex(op string) int {
+	for i, n := range vipOpNames {
+		if n == op {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *instanceCounters) addOther(k otherKey, n uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.other == nil {
+		c.other = map[otherKey]uint64{}
+	}
+	c.other[k] += n
+}
+
+func (c *instanceCounters) transition(from, to vrrp.State) {
+	if f, t := stateIndex(from), stateIndex(to); f >= 0 && t >= 0 && f != t {
+		c.transitions[f][t].Add(1)
+		return
+	}
+	c.addOther(otherKey{descTransitions, from.String(), to.String()}, 1)
+}
+
+func (c *instanceCounters) drop(r vrrp.DropReason) {
+	if i := dropIndex(r); i >= 0 {
+		c.dropped[i].Add(1)
+		return
+	}
+	c.addOther(otherKey{descDropped, string(r), ""}, 1)
+}
+
+func (c *instanceCounters) vipError(op string) {
+	if i := vipOpIndex(op); i >= 0 {
+		c.vipErrors[i].Add(1)
+		return
+	}
+	c.addOther(otherKey{descVIPErrors, op, ""}, 1)
+}
+
+// hapair's per-instance counter families; help and labels as they were as CounterVecs.
+var (
+	descTransitions = prometheus.NewDesc("hapair_vrrp_transitions_total",
+		"VRRP state changes of the instance.", []string{"instance", "from", "to"}, nil)
+	descAdvertsSent = prometheus.NewDesc("hapair_vrrp_adverts_sent_total",
+		"VRRP advertisements sent.", []string{"instance"}, nil)
+	descAdvertsReceived = prometheus.NewDesc("hapair_vrrp_adverts_received_total",
+		"Valid VRRP advertisements received (after every check passed).", []string{"instance"}, nil)
+	descPrioZeroSent = prometheus.NewDesc("hapair_vrrp_priority_zero_sent_total",
+		"VRRP advertisements with priority 0 (master releasing) sent.", []string{"instance"}, nil)
+	descPrioZeroReceived = prometheus.NewDesc("hapair_vrrp_priority_zero_received_total",
+		"VRRP advertisements with priority 0 (master releasing) received.", []string{"instance"}, nil)
+	descDropped = prometheus.NewDesc("hapair_vrrp_packets_dropped_total",
+		"VRRP packets dropped, by reason; every drop is counted.", []string{"instance", "reason"}, nil)
+	descGARPSent = prometheus.NewDesc("hapair_vrrp_garp_sent_total",
+		"Gratuitous ARP and unsolicited neighbour advertisement packets sent for the instance's VIPs.", []string{"instance"}, nil)
+	descAddrMismatch = prometheus.NewDesc("hapair_vrrp_address_list_mismatches_total",
+		"VRRP advertisements accepted although their address list differs from the instance's VIPs (overlapping: a VIP change applied on one host only).", []string{"instance"}, nil)
+	descVIPErrors = prometheus.NewDesc("hapair_vrrp_vip_errors_total",
+		"Errors attaching or detaching the instance's virtual IPs.", []string{"instance", "op"}, nil)
+)
+
+// counterCollector exports the counters of every instance of m.
+type counterCollector struct{ m *Metrics }
+
+func (counterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTransitions, descAdvertsSent, descAdvertsReceived, descPrioZeroSent,
+		descPrioZeroReceived, descDropped, descGARPSent, descAddrMismatch, descVIPErrors} {
+		ch <- d
+	}
+}
+
+func (cc counterCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, im := range cc.m.snapshot() {
+		c, name := &im.counters, im.name
+		emit := func(d *prometheus.Desc, v uint64, labels ...string) {
+			ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(d, prometheus.CounterValue, float64(v), c.created, labels...)
+		}
+		emit(descAdvertsSent, c.advertsSent.Load(), name)
+		emit(descAdvertsReceived, c.advertsReceived.Load(), name)
+		emit(descPrioZeroSent, c.prioZeroSent.Load(), name)
+		emit(descPrioZeroReceived, c.prioZeroReceived.Load(), name)
+		emit(descGARPSent, c.garpSent.Load(), name)
+		emit(descAddrMismatch, c.addrMismatch.Load(), name)
+		for f := range stateNames {
+			for t := range stateNames {
+				if f != t {
+					emit(descTransitions, c.transitions[f][t].Load(), name, stateNames[f], stateNames[t])
+				}
+			}
+		}
+		for i, r := range dropReasonNames {
+			emit(descDropped, c.dropped[i].Load(), name, string(r))
+		}
+		for i, op := range vipOpNames {
+			emit(descVIPErrors, c.vipErrors[i].Load(), name, op)
+		}
+		c.mu.Lock()
+		for k, v := range c.other {
+			if k.family == descTransitions {
+				emit(k.family, v, name, k.a, k.b)
+			} else {
+				emit(k.family, v, name, k.a)
+			}
+		}
+		c.mu.Unlock()
+	}
+}
