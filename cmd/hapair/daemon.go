@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,7 +133,23 @@ func newDaemonOn(cfg *config.Config, log *slog.Logger, host func(*metrics.Metric
 		}
 		d.instances = append(d.instances, vi)
 	}
+	d.host.OnVIPGone(d.vipGone)
 	return d, nil
+}
+
+// vipGone wakes the MASTERs that own p, which the kernel says left its interface (someone ran
+// `ip addr del`): each checks its VIPs in its next turn (instance.CheckVIPs) instead of at its
+// next once-a-second check. It runs on the address watch's goroutine: nothing here blocks.
+func (d *daemon) vipGone(p netip.Prefix) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, vi := range d.instances {
+		if !slices.Contains(vi.cfg.VIPs, p) || vi.run.Status().State != vrrp.Master {
+			continue // a BACKUP's own Detach, or not ours
+		}
+		d.log.Info("("+vi.cfg.Name+") VIP removed from the interface while MASTER, checking the VIPs now", "vip", p)
+		vi.run.CheckVIPs()
+	}
 }
 
 func supervisorConfig(h *config.HAProxy) supervisor.Config {

@@ -83,6 +83,8 @@ func (h *fakeHost) VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, erro
 
 func (h *fakeHost) Links() (links, error) { return &fakeLinks{}, nil }
 
+func (h *fakeHost) OnVIPGone(func(netip.Prefix)) {}
+
 // fakeLinks: every link is up and stays up.
 type fakeLinks struct{}
 

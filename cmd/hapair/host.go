@@ -29,6 +29,9 @@ type hostNetwork interface {
 	VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, error)
 	// Links follows the state of the host's links.
 	Links() (links, error)
+	// OnVIPGone calls gone, which must not block, with each address the kernel says left an
+	// interface, so that a MASTER puts a VIP removed by hand back at once. The fakes never call it.
+	OnVIPGone(gone func(netip.Prefix))
 }
 
 // instanceIO is one instance's socket, VIP manager and announcer.
@@ -91,6 +94,12 @@ func newNetlinkHost(m *metrics.Metrics, log *slog.Logger) netlinkHost {
 }
 
 func (h netlinkHost) Links() (links, error) { return checks.NewLinks() }
+
+func (h netlinkHost) OnVIPGone(gone func(netip.Prefix)) {
+	if h.watch != nil {
+		h.watch.OnGone(gone)
+	}
+}
 
 func (h netlinkHost) VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, error) {
 	m, err := h.manager(ifname, vips)

@@ -199,12 +199,13 @@ type Instance struct {
 }
 
 type controlEvent struct {
-	priority uint8
-	fault    *bool
-	reason   string
-	update   *Update
-	drain    *drainRequest
-	at       time.Time
+	checkVIPs bool // CheckVIPs: nothing else in the event
+	priority  uint8
+	fault     *bool
+	reason    string
+	update    *Update
+	drain     *drainRequest
+	at        time.Time
 }
 
 type drainRequest struct {
@@ -337,6 +338,17 @@ func (in *Instance) Apply(u *Update) bool {
 		default:
 			return false
 		}
+	}
+}
+
+// CheckVIPs makes a MASTER check its VIPs in its next turn rather than ReconcileEvery after the
+// last check: the daemon calls it when the kernel says a VIP left its interface. It never
+// blocks (it runs on the address watch's goroutine): with the control queue full the check
+// keeps its usual turn.
+func (in *Instance) CheckVIPs() {
+	select {
+	case in.control <- controlEvent{checkVIPs: true}:
+	default:
 	}
 }
 
@@ -504,6 +516,10 @@ func (in *Instance) answerDrains() {
 }
 
 func (in *Instance) handleControl(c controlEvent) {
+	if c.checkVIPs {
+		in.nextReconcile = time.Time{} // maintainMaster, later in this turn, checks
+		return
+	}
 	if c.update != nil {
 		in.applyUpdate(c.update)
 		return
@@ -942,7 +958,7 @@ func (in *Instance) setFaultReason(fault bool, reason string) {
 func (in *Instance) msg(text string) string { return "(" + in.cfg.Name + ") " + text }
 
 // reconcileAt is when a MASTER checks its VIPs next: ReconcileEvery on, on the heartbeat grid,
-// so that the checks of all instances share wake-ups and address dumps (vip.Dumps).
+// so that the checks of all instances share wake-ups.
 func (in *Instance) reconcileAt(now time.Time) time.Time {
 	return onGrid(now.Add(in.cfg.ReconcileEvery), min(heartbeatGrid, in.cfg.ReconcileEvery))
 }

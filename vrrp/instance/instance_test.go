@@ -407,6 +407,30 @@ func TestVIPRemovedByHandComesBack(t *testing.T) {
 	})
 }
 
+// TestCheckVIPsPutsBackAtOnce: told that a VIP left (CheckVIPs, from the address watch), a
+// MASTER checks at once rather than at its next ReconcileEvery.
+func TestCheckVIPsPutsBackAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := startNodeWith(t, &bus{}, "10.0.0.11", 110, func(cfg *Config) { cfg.ReconcileEvery = time.Hour })
+		settle(time.Second)
+		if !n.vips.has() {
+			t.Fatal("no VIP after 1s alone")
+		}
+		n.vips.mu.Lock()
+		n.vips.removed = true
+		n.vips.mu.Unlock()
+		settle(time.Second)
+		if n.vips.has() {
+			t.Fatal("VIP attached again with no check due: the test proves nothing")
+		}
+		n.inst.CheckVIPs()
+		settle(0)
+		if !n.vips.has() {
+			t.Fatal("VIP not attached again at once after CheckVIPs")
+		}
+	})
+}
+
 func TestWrongPasswordIsCountedAndIgnored(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := &bus{}

@@ -29,11 +29,12 @@ type Watch struct {
 	retry time.Duration // first wait before subscribing again after a failure; doubles to maxRetry
 
 	mu      sync.RWMutex
-	synced  bool            // addrs holds the namespace's addresses; false while lost events are being made up for
-	addrs   map[ifAddr]bool // address on an interface -> usable (false: DAD failed)
-	indexes map[string]int  // interface name -> index, as Managers last looked it up
-	resyncs int             // dumps after the first, each for a lost subscription
-	lastErr error           // the subscription's last error, logged when it ends
+	synced  bool               // addrs holds the namespace's addresses; false while lost events are being made up for
+	addrs   map[ifAddr]bool    // address on an interface -> usable (false: DAD failed)
+	indexes map[string]int     // interface name -> index, as Managers last looked it up
+	resyncs int                // dumps after the first, each for a lost subscription
+	lastErr error              // the subscription's last error, logged when it ends
+	gone    func(netip.Prefix) // OnGone's
 
 	done    chan struct{}
 	stopped chan struct{}
@@ -207,6 +208,20 @@ func (w *Watch) apply(u netlink.AddrUpdate) {
 	} else {
 		delete(w.addrs, k)
 	}
+	gone := w.gone
+	w.mu.Unlock()
+	if gone != nil && (!u.NewAddr || !usable(u.Flags)) {
+		gone(p)
+	}
+}
+
+// OnGone makes the Watch call f with every address the kernel says left an interface, or
+// failed DAD, so that a MASTER can put a VIP back at once rather than at its next check. f runs
+// on the Watch's goroutine and must not block: notifications wait meanwhile. A dump made after
+// lost notifications calls nothing: the MASTERs' next checks find what it changed.
+func (w *Watch) OnGone(f func(netip.Prefix)) {
+	w.mu.Lock()
+	w.gone = f
 	w.mu.Unlock()
 }
 

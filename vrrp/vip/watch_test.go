@@ -119,7 +119,7 @@ func waitMissing(t *testing.T, w *Watch, want ...netip.Prefix) {
 
 // TestWatchFollowsNotifications: the first dump, then each notification, say what is on the
 // interface; an address on another interface, or with another prefix length, is not ours; a
-// VIP whose DAD failed counts as missing.
+// VIP whose DAD failed counts as missing; OnGone hears of addresses deleted or failed.
 func TestWatchFollowsNotifications(t *testing.T) {
 	f := &fakeSource{addrs: []netlink.Addr{nlAddr(2, "10.0.0.10/32", 0), nlAddr(3, "fd00::10/64", 0)}}
 	w := newFakeWatch(t, f)
@@ -133,6 +133,21 @@ func TestWatchFollowsNotifications(t *testing.T) {
 	waitMissing(t, w, vipA)
 	f.current() <- update(2, "fd00::10/64", true, unix.IFA_F_DADFAILED)
 	waitMissing(t, w, vipA, vipB)
+
+	gone := make(chan netip.Prefix, 4)
+	w.OnGone(func(p netip.Prefix) { gone <- p })
+	f.current() <- update(2, "10.0.0.10/32", true, 0)
+	f.current() <- update(2, "10.0.0.10/32", false, 0)
+	f.current() <- update(2, "fd00::10/64", true, unix.IFA_F_DADFAILED)
+	for _, want := range []netip.Prefix{vipA, vipB} {
+		if got := <-gone; got != want {
+			t.Errorf("OnGone called with %v, want %v", got, want)
+		}
+	}
+	waitMissing(t, w, vipA, vipB)
+	if len(gone) != 0 {
+		t.Errorf("OnGone called for an address added: %v", <-gone)
+	}
 
 	if _, known := w.missingOf("eth1", []netip.Prefix{vipA}); known {
 		t.Error("the Watch answers for an interface whose index it was never told")
