@@ -83,7 +83,7 @@ func (cc compatCounterCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, im := range cc.m.snapshot() {
 		c := &im.counters
 		emit := func(d *prometheus.Desc, v uint64) {
-			ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(d, prometheus.CounterValue, float64(v), c.created, im.name, im.iface, im.vrid)
+			ch <- &counterMetric{desc: d, labels: c.compat, value: v, created: c.created}
 		}
 		emit(descCompatAdvertsReceived, c.advertsReceived.Load())
 		emit(descCompatAdvertsSent, c.advertsSent.Load())

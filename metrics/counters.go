@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/hapair/hapair/vrrp"
 )
@@ -19,7 +22,10 @@ import (
 // 450 bytes, 22 KiB an instance: 5.6 MiB of live heap at 255 instances, most of hapair's heap.
 // Here an instance costs its atomics, and the series are made when scraped.
 type instanceCounters struct {
-	created time.Time
+	created *timestamppb.Timestamp
+	// The instance's own label pairs, made once and shared by its series at every scrape:
+	// instance; and iname, intf, vrid for keepalived's.
+	instance, compat []*dto.LabelPair
 
 	advertsSent, advertsReceived   atomic.Uint64
 	prioZeroSent, prioZeroReceived atomic.Uint64
@@ -141,37 +147,88 @@ func (counterCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (cc counterCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, im := range cc.m.snapshot() {
-		c, name := &im.counters, im.name
-		emit := func(d *prometheus.Desc, v uint64, labels ...string) {
-			ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(d, prometheus.CounterValue, float64(v), c.created, labels...)
+		c := &im.counters
+		emit := func(d *prometheus.Desc, v *atomic.Uint64, labels []*dto.LabelPair) {
+			ch <- &counterMetric{desc: d, labels: labels, value: v.Load(), created: c.created}
 		}
-		emit(descAdvertsSent, c.advertsSent.Load(), name)
-		emit(descAdvertsReceived, c.advertsReceived.Load(), name)
-		emit(descPrioZeroSent, c.prioZeroSent.Load(), name)
-		emit(descPrioZeroReceived, c.prioZeroReceived.Load(), name)
-		emit(descGARPSent, c.garpSent.Load(), name)
-		emit(descAddrMismatch, c.addrMismatch.Load(), name)
+		emit(descAdvertsSent, &c.advertsSent, c.instance)
+		emit(descAdvertsReceived, &c.advertsReceived, c.instance)
+		emit(descPrioZeroSent, &c.prioZeroSent, c.instance)
+		emit(descPrioZeroReceived, &c.prioZeroReceived, c.instance)
+		emit(descGARPSent, &c.garpSent, c.instance)
+		emit(descAddrMismatch, &c.addrMismatch, c.instance)
 		for f := range stateNames {
 			for t := range stateNames {
 				if f != t {
-					emit(descTransitions, c.transitions[f][t].Load(), name, stateNames[f], stateNames[t])
+					// Sorted by label name: from, instance, to.
+					emit(descTransitions, &c.transitions[f][t], []*dto.LabelPair{fromPairs[f], c.instance[0], toPairs[t]})
 				}
 			}
 		}
-		for i, r := range dropReasonNames {
-			emit(descDropped, c.dropped[i].Load(), name, string(r))
+		for i := range dropReasonNames {
+			emit(descDropped, &c.dropped[i], []*dto.LabelPair{c.instance[0], reasonPairs[i]})
 		}
-		for i, op := range vipOpNames {
-			emit(descVIPErrors, c.vipErrors[i].Load(), name, op)
+		for i := range vipOpNames {
+			emit(descVIPErrors, &c.vipErrors[i], []*dto.LabelPair{c.instance[0], opPairs[i]})
 		}
 		c.mu.Lock()
 		for k, v := range c.other {
+			ct := c.created.AsTime()
 			if k.family == descTransitions {
-				emit(k.family, v, name, k.a, k.b)
+				ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(k.family, prometheus.CounterValue, float64(v), ct, im.name, k.a, k.b)
 			} else {
-				emit(k.family, v, name, k.a)
+				ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(k.family, prometheus.CounterValue, float64(v), ct, im.name, k.a)
 			}
 		}
 		c.mu.Unlock()
 	}
+}
+
+// counterMetric is one counter series as a scrape sees it. It is made per scrape with label
+// pairs made once (prometheus.NewConstMetric would make them and a dto.Metric every time: at
+// 255 instances, 3.5 MB more garbage and 40 % more time per scrape than the CounterVecs had).
+type counterMetric struct {
+	desc    *prometheus.Desc
+	labels  []*dto.LabelPair // sorted by name, as the registry wants them; never written
+	value   uint64
+	created *timestamppb.Timestamp
+}
+
+func (c *counterMetric) Desc() *prometheus.Desc { return c.desc }
+
+func (c *counterMetric) Write(out *dto.Metric) error {
+	out.Label = c.labels
+	out.Counter = &dto.Counter{Value: proto.Float64(float64(c.value)), CreatedTimestamp: c.created}
+	return nil
+}
+
+// labelPair is one name="value" pair of the exposition.
+func labelPair(name, value string) *dto.LabelPair {
+	return &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)}
+}
+
+// The label pairs of the fixed sets, shared by every instance.
+var (
+	fromPairs, toPairs [len(stateNames)]*dto.LabelPair
+	reasonPairs        [len(dropReasonNames)]*dto.LabelPair
+	opPairs            [len(vipOpNames)]*dto.LabelPair
+)
+
+func init() {
+	for i, s := range stateNames {
+		fromPairs[i], toPairs[i] = labelPair("from", s), labelPair("to", s)
+	}
+	for i, r := range dropReasonNames {
+		reasonPairs[i] = labelPair("reason", string(r))
+	}
+	for i, op := range vipOpNames {
+		opPairs[i] = labelPair("op", op)
+	}
+}
+
+// init makes the instance's label pairs and creation time.
+func (c *instanceCounters) init(name, iface, vrid string, created time.Time) {
+	c.created = timestamppb.New(created)
+	c.instance = []*dto.LabelPair{labelPair("instance", name)}
+	c.compat = []*dto.LabelPair{labelPair("iname", name), labelPair("intf", iface), labelPair("vrid", vrid)}
 }
