@@ -112,6 +112,31 @@ func TestUnitUnderSystemd(t *testing.T) {
 		}
 	})
 
+	t.Run("VIP deleted by hand comes back, woken by netlink", func(t *testing.T) {
+		// The unit's sandbox (RestrictNamespaces forbids setns) must leave the address watch
+		// working: without it a VIP deleted by hand waits for the once-a-second check.
+		c.t = t
+		since := c.journalCursor()
+		if _, err := c.host.Run(context.Background(), "ip", "addr", "del", vipCIDR, "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for !c.hasVIP() {
+			if time.Now().After(deadline) {
+				t.Fatal("the VIP deleted by hand is not back after 3 s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		out := string(c.must("journalctl", "-u", "hapair", "--no-pager", "-o", "cat", "--after-cursor", since))
+		if !strings.Contains(out, "(VI_LOGS) VIP removed from the interface while MASTER") {
+			t.Errorf("no wake-up by the address watch in the journal:\n%s", out)
+		}
+		all := string(c.must("journalctl", "-u", "hapair", "--no-pager", "-o", "cat"))
+		if strings.Contains(all, "Watching addresses failed") {
+			t.Errorf("the address watch failed under the unit:\n%s", all)
+		}
+	})
+
 	t.Run("RuntimeDirectoryMode", func(t *testing.T) {
 		c.t = t
 		out := strings.TrimSpace(string(c.must("stat", "-c", "%a %U", "/run/hapair")))

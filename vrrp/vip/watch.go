@@ -62,14 +62,12 @@ const (
 	watchMaxRetry = 5 * time.Second
 )
 
-// NewWatch subscribes to the address notifications of the calling thread's network namespace
-// and reads its addresses. Close ends it.
+// NewWatch subscribes to the address notifications of the process's network namespace and
+// reads its addresses. Close ends it. Every thread of the process must be in that namespace, as
+// the daemon's are: the Watch opens its sockets on whichever thread runs it, and never enters a
+// namespace (setns), which the unit's RestrictNamespaces forbids.
 func NewWatch(log *slog.Logger) (*Watch, error) {
-	ns, err := netns.Get()
-	if err != nil {
-		return nil, fmt.Errorf("watch addresses: get network namespace: %w", err)
-	}
-	src := &netlinkSource{ns: ns}
+	src := &netlinkSource{ns: netns.None()}
 	w, err := newWatch(src, log)
 	if err != nil {
 		src.close()
@@ -266,7 +264,7 @@ func (w *Watch) learn(ifname string, index int) {
 
 // netlinkSource is the kernel's addresses in one network namespace.
 type netlinkSource struct {
-	ns      netns.NsHandle
+	ns      netns.NsHandle // netns.None(): the calling thread's, without setns
 	rcvbuf  int // the socket's receive buffer; 0: the kernel's default (a test makes it small)
 	handle  *netlink.Handle
 	handleE error
@@ -310,5 +308,7 @@ func (s *netlinkSource) close() {
 	if s.handle != nil {
 		s.handle.Close()
 	}
-	s.ns.Close()
+	if s.ns.IsOpen() {
+		s.ns.Close()
+	}
 }

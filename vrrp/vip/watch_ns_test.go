@@ -16,7 +16,7 @@ import (
 
 // watchIn starts a Watch on ns's addresses, with the socket's receive buffer set to rcvbuf
 // (0: the kernel's default).
-func watchIn(t *testing.T, ns *nstest.NS, rcvbuf int) *Watch {
+func watchIn(t testing.TB, ns *nstest.NS, rcvbuf int) *Watch {
 	t.Helper()
 	var w *Watch
 	ns.MustDo(t, func() error {
@@ -189,10 +189,7 @@ func BenchmarkMissing(b *testing.B) {
 				b.Fatal(err)
 			}
 			if withWatch {
-				var w *Watch
-				p.A.MustDo(b, func() error { w, err = NewWatch(nil); return err })
-				defer w.Close()
-				m.UseWatch(w)
+				m.UseWatch(watchIn(b, p.A, 0))
 			}
 			p.A.MustDo(b, func() error {
 				if missing, err := m.Missing(); err != nil || len(missing) != 0 {
