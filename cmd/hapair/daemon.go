@@ -139,15 +139,16 @@ func newDaemonOn(cfg *config.Config, log *slog.Logger, host func(*metrics.Metric
 
 // vipGone wakes the MASTERs that own p, which the kernel says left its interface (someone ran
 // `ip addr del`): each checks its VIPs in its next turn (instance.CheckVIPs) instead of at its
-// next once-a-second check. It runs on the address watch's goroutine: nothing here blocks.
+// next once-a-second check. It runs on the address watch's goroutine: nothing here blocks (not
+// even d.mu, held while priorities are handed to the loops). The instance's own status says
+// which VIPs it has now: a reload that drops a VIP detaches it after the loop took the new list.
 func (d *daemon) vipGone(p netip.Prefix) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, vi := range d.instances {
-		if !slices.Contains(vi.cfg.VIPs, p) || vi.run.Status().State != vrrp.Master {
-			continue // a BACKUP's own Detach, or not ours
+	for _, vi := range d.instances { // fixed once the daemon is built
+		st := vi.run.Status()
+		if st.State != vrrp.Master || !slices.Contains(st.VIPs, p) {
+			continue // a BACKUP's own Detach, a VIP a reload removed, or not ours
 		}
-		d.log.Info("("+vi.cfg.Name+") VIP removed from the interface while MASTER, checking the VIPs now", "vip", p)
+		d.log.Info("("+st.Name+") VIP removed from the interface while MASTER, checking the VIPs now", "vip", p)
 		vi.run.CheckVIPs()
 	}
 }

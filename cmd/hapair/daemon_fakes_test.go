@@ -52,6 +52,7 @@ type fakeHost struct {
 	conns    map[string]*fakeConn // by instance name
 	managers []*fakeVIPs          // every manager made, in order
 	failOpen error
+	gone     func(netip.Prefix) // OnVIPGone's: each Detach calls it, as the kernel's notifications do
 }
 
 func newFakeHost(ev *events) *fakeHost {
@@ -68,7 +69,7 @@ func (h *fakeHost) Open(ic config.Instance, mayResume bool) (instanceIO, error) 
 	}
 	c := &fakeConn{name: ic.Name, ev: h.ev}
 	h.conns[ic.Name] = c
-	v := &fakeVIPs{name: ic.Name, vips: ic.VIPs, ev: h.ev}
+	v := &fakeVIPs{name: ic.Name, vips: ic.VIPs, ev: h.ev, host: h}
 	h.managers = append(h.managers, v)
 	return instanceIO{source: fakeSource, conn: c, vips: v, ann: &fakeAnnouncer{}}, nil
 }
@@ -76,14 +77,18 @@ func (h *fakeHost) Open(ic config.Instance, mayResume bool) (instanceIO, error) 
 func (h *fakeHost) VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	v := &fakeVIPs{name: ifname, vips: vips, ev: h.ev}
+	v := &fakeVIPs{name: ifname, vips: vips, ev: h.ev, host: h}
 	h.managers = append(h.managers, v)
 	return v, nil
 }
 
 func (h *fakeHost) Links() (links, error) { return &fakeLinks{}, nil }
 
-func (h *fakeHost) OnVIPGone(func(netip.Prefix)) {}
+func (h *fakeHost) OnVIPGone(gone func(netip.Prefix)) {
+	h.mu.Lock()
+	h.gone = gone
+	h.mu.Unlock()
+}
 
 // fakeLinks: every link is up and stays up.
 type fakeLinks struct{}
@@ -155,10 +160,12 @@ type fakeVIPs struct {
 	name string
 	vips []netip.Prefix
 	ev   *events
+	host *fakeHost
 
 	mu       sync.Mutex
 	attached bool
 	detaches int
+	checks   int // Missing calls
 }
 
 func (v *fakeVIPs) Attach() error {
@@ -174,11 +181,31 @@ func (v *fakeVIPs) Detach() error {
 	v.detaches++
 	v.mu.Unlock()
 	v.ev.add(v.name + " detached " + prefixList(v.vips))
+	v.host.mu.Lock()
+	gone := v.host.gone
+	v.host.mu.Unlock()
+	if gone != nil {
+		for _, p := range v.vips {
+			gone(p)
+		}
+	}
 	return nil
 }
 
-func (v *fakeVIPs) RemoveStale() error               { return nil }
-func (v *fakeVIPs) Missing() ([]netip.Prefix, error) { return nil, nil }
+func (v *fakeVIPs) RemoveStale() error { return nil }
+
+func (v *fakeVIPs) Missing() ([]netip.Prefix, error) {
+	v.mu.Lock()
+	v.checks++
+	v.mu.Unlock()
+	return nil, nil
+}
+
+func (v *fakeVIPs) checkCount() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.checks
+}
 
 func (v *fakeVIPs) has() bool {
 	v.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -167,6 +168,46 @@ func TestDaemonReloadAppliesInPlace(t *testing.T) {
 		}
 		if n := td.host.opened(); n != 1 {
 			t.Errorf("%d sockets opened, want the first one kept", n)
+		}
+	})
+}
+
+// TestDaemonVIPGoneWakesTheMaster: told by the address watch that a VIP left (vipGone), the
+// MASTER that owns it checks its VIPs at once, with no time passing; a VIP a reload removed (its
+// Detach makes the same notification, during the reload: the fake calls vipGone from Detach) or
+// nobody's wakes nobody.
+func TestDaemonVIPGoneWakesTheMaster(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		td, dir, web := newMasterPair(t, "10.255.0.10/24, 10.255.0.11/24")
+		td.write(pairYAML(dir, web.addr, "10.255.0.10/24, 10.255.0.12/24"))
+		td.d.reload(t.Context(), td.path)
+		synctest.Wait()
+		var current *fakeVIPs // the reload's manager, which the instance now checks with
+		for _, m := range td.host.allManagers() {
+			if prefixList(m.vips) == "10.255.0.10/24,10.255.0.12/24" {
+				current = m
+			}
+		}
+		if current == nil {
+			t.Fatal("no manager for the reloaded VIPs")
+		}
+		woken := "(VI_1) VIP removed from the interface while MASTER"
+
+		before := current.checkCount()
+		td.d.vipGone(netip.MustParsePrefix("10.255.0.11/24"))
+		td.d.vipGone(netip.MustParsePrefix("10.9.9.9/32"))
+		synctest.Wait()
+		if n := current.checkCount(); n != before || strings.Contains(td.logs.String(), woken) {
+			t.Errorf("a VIP not configured (any more) woke the MASTER: %d checks, was %d; log:\n%s", n, before, td.logs)
+		}
+
+		td.d.vipGone(netip.MustParsePrefix("10.255.0.12/24"))
+		synctest.Wait()
+		if n := current.checkCount(); n != before+1 {
+			t.Errorf("%d checks after its VIP left, want %d (one at once)", n, before+1)
+		}
+		if !strings.Contains(td.logs.String(), woken+", checking the VIPs now\" vip=10.255.0.12/24") {
+			t.Errorf("no %q for 10.255.0.12/24 in the log:\n%s", woken, td.logs)
 		}
 	})
 }
