@@ -117,9 +117,9 @@ func scaleLinks(t testing.TB, p *pair) {
 func scaleVIP(l scaleLink, i int) string { return fmt.Sprintf("%s.%d.%d/32", l.vips, i/256, i%256) }
 
 // scaleHapairYAML is the hapair configuration of one host: n instances VI_1..VI_n.
-func scaleHapairYAML(h *lab.Host, n int, iv time.Duration, prio int) string {
+func scaleHapairYAML(h *lab.Host, runDir string, n int, iv time.Duration, prio int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "router_id: %s\nruntime_dir: %s\nvrrp_instances:\n", h.Name, filepath.Join(h.Dir(), "run"))
+	fmt.Fprintf(&b, "router_id: %s\nruntime_dir: %s\nvrrp_instances:\n", h.Name, runDir)
 	state := "BACKUP"
 	if prio >= 110 {
 		state = "MASTER"
@@ -154,6 +154,19 @@ func scaleKeepalivedConf(h *lab.Host, n int, iv time.Duration, prio int) string 
 	return b.String()
 }
 
+// scaleRunDir is hapair's runtime_dir for the benchmark: on tmpfs, as the unit's /run/hapair
+// is, where the state record written at every advert costs no disk (package vrrp/record); in
+// the host's directory if the machine has no /dev/shm.
+func scaleRunDir(t testing.TB, h *lab.Host) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/dev/shm", "hapair-scale-"+h.Name+"-")
+	if err != nil {
+		return filepath.Join(h.Dir(), "run")
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 // scaleProc is one daemon of the benchmark.
 type scaleProc struct {
 	impl string
@@ -168,7 +181,7 @@ func startScaleHapair(t testing.TB, h *lab.Host, n int, iv time.Duration, prio i
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "hapair.yaml")
-	if err := os.WriteFile(cfg, []byte(scaleHapairYAML(h, n, iv, prio)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(scaleHapairYAML(h, scaleRunDir(t, h), n, iv, prio)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	env := scaleHapairEnv(t)

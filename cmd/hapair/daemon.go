@@ -212,6 +212,7 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		AuthType: authType, AuthPass: authPass,
 		GARPRepeat: ic.GARPMasterRepeat, GARPDelay: ic.GARPMasterDelay,
 		Drained: d.drained.Load(),
+		Timers:  nio.timers,
 	}
 	rec, err := record.Create(cfg.RuntimeDir, ic.Name, ic.VRID, nil)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/metrics"
 	"github.com/hapair/hapair/supervisor"
+	"github.com/hapair/hapair/vrrp/alarm"
 	"github.com/hapair/hapair/vrrp/instance"
 	"github.com/hapair/hapair/vrrp/transport"
 	vipnet "github.com/hapair/hapair/vrrp/vip"
@@ -40,7 +41,8 @@ type instanceIO struct {
 	conn      instance.Conn
 	vips      instance.VIPs
 	ann       announcer
-	mayResume bool // false when only VIPs were left on the interface
+	mayResume bool            // false when only VIPs were left on the interface
+	timers    instance.Timers // the loop's timer; nil: Go's
 }
 
 // announcer is the instance's announcer, closed with the instance.
@@ -74,7 +76,15 @@ type netlinkHost struct {
 	log   *slog.Logger
 	hub   *transport.Hub // the VRRP sockets, shared by the instances
 	watch *vipnet.Watch  // the host's addresses from netlink notifications, for the instances' VIP checks; nil: a dump per check
+	// timers wakes every instance's loop from one timerfd (vrrp/alarm); nil if it could not
+	// be made, and then the instances use Go's timers.
+	timers instance.Timers
 }
+
+// alarmTimers adapts a vrrp/alarm set to instance.Timers.
+type alarmTimers struct{ *alarm.Alarms }
+
+func (a alarmTimers) NewTimer() instance.Timer { return a.Alarms.NewTimer() }
 
 func newNetlinkHost(m *metrics.Metrics, log *slog.Logger) netlinkHost {
 	watch, err := vipnet.NewWatch(log)
@@ -83,9 +93,16 @@ func newNetlinkHost(m *metrics.Metrics, log *slog.Logger) netlinkHost {
 		log.Warn("Watching addresses failed, checking VIPs with a dump each time", "err", err)
 		watch = nil
 	}
+	var timers instance.Timers
+	if a, err := alarm.New(); err != nil {
+		log.Warn("No timerfd: the VRRP loops use Go's timers, at a higher CPU cost per advert", "err", err)
+	} else {
+		timers = alarmTimers{a}
+	}
 	return netlinkHost{
-		log:   log,
-		watch: watch,
+		log:    log,
+		watch:  watch,
+		timers: timers,
 		hub: transport.NewHub(transport.HubOptions{
 			Strays: func(ifname string) transport.Counter { return m.OtherVRID(ifname) },
 			Log:    log,
@@ -160,5 +177,5 @@ func (h netlinkHost) Open(ic config.Instance, mayResume bool) (instanceIO, error
 		conn.Close()
 		return instanceIO{}, err
 	}
-	return instanceIO{source: source, conn: conn, vips: offStackVIPs{vips}, ann: ann, mayResume: mayResume}, nil
+	return instanceIO{source: source, conn: conn, vips: offStackVIPs{vips}, ann: ann, mayResume: mayResume, timers: h.timers}, nil
 }

@@ -122,6 +122,39 @@ type Config struct {
 	Record Recorder
 	// Drained starts the instance drained (see SetDrained): the state is kept across restarts.
 	Drained bool
+	// Timers makes the loop's timer; nil: Go's own (time.NewTimer), which testing/synctest's
+	// fake clock also drives. The daemon passes a vrrp/alarm set, which costs the Go runtime
+	// far fewer wake-ups per advert.
+	Timers Timers
+}
+
+// Timers makes the loop's timer (the daemon adapts a vrrp/alarm.Alarms).
+type Timers interface {
+	NewTimer() Timer
+}
+
+// Timer wakes the loop once, d after Reset. Reset replaces the pending deadline and drops an
+// expiry not yet received, as time.Timer does since Go 1.23.
+type Timer interface {
+	C() <-chan time.Time
+	Reset(d time.Duration)
+	Stop()
+}
+
+// goTimer is a time.Timer as a Timer.
+type goTimer struct{ t *time.Timer }
+
+func (g goTimer) C() <-chan time.Time   { return g.t.C }
+func (g goTimer) Reset(d time.Duration) { g.t.Reset(d) }
+func (g goTimer) Stop()                 { g.t.Stop() }
+
+func (in *Instance) newTimer() Timer {
+	if in.cfg.Timers != nil {
+		return in.cfg.Timers.NewTimer()
+	}
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return goTimer{t}
 }
 
 // Recorder keeps the state record a restarted hapair resumes from. It is called from the loop
@@ -405,7 +438,7 @@ func (in *Instance) Run(ctx context.Context) error {
 	}()
 
 	in.apply(in.machine.Resume(in.now(), prev))
-	timer := time.NewTimer(time.Hour)
+	timer := in.newTimer()
 	defer timer.Stop()
 	defer in.answerDrains()
 	stop := ctx.Done()
@@ -428,7 +461,7 @@ func (in *Instance) Run(ctx context.Context) error {
 			in.receive(r)
 		case c := <-in.control:
 			in.handleControl(c)
-		case <-timer.C:
+		case <-timer.C():
 		}
 		// Adverts that have already arrived count before any timer fires: after the loop ran
 		// late, the master-down timer must not fire between two queued adverts of a live MASTER.
@@ -613,7 +646,7 @@ func onGrid(t time.Time, grid time.Duration) time.Time {
 	return t
 }
 
-func (in *Instance) armTimer(t *time.Timer) {
+func (in *Instance) armTimer(t Timer) {
 	deadline := in.machine.NextDeadline()
 	if !in.nextGARP.IsZero() && (deadline.IsZero() || in.nextGARP.Before(deadline)) {
 		deadline = in.nextGARP
@@ -629,14 +662,7 @@ func (in *Instance) armTimer(t *time.Timer) {
 			wake = dl
 		}
 	}
-	d := max(wake.Sub(now), 0)
-	if !t.Stop() {
-		select {
-		case <-t.C:
-		default:
-		}
-	}
-	t.Reset(d)
+	t.Reset(max(wake.Sub(now), 0))
 }
 
 // maintainMaster sends the delayed GARP burst and puts back a VIP removed by hand.

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/hapair/hapair/vrrp"
 	"golang.org/x/sys/unix"
@@ -44,10 +45,12 @@ var bootID = sync.OnceValue(func() string {
 // BootID is /proc/sys/kernel/random/boot_id ("" when unreadable: then no record resumes).
 func (SystemClock) BootID() string { return bootID() }
 
-// Since is CLOCK_BOOTTIME.
+// Since is CLOCK_BOOTTIME. It is read with a raw syscall: clock_gettime never blocks, and
+// unix.ClockGettime's ordinary syscall would wake the Go runtime's sysmon at every advert (see
+// package vrrp/alarm).
 func (SystemClock) Since() time.Duration {
 	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+	if _, _, errno := unix.RawSyscall(unix.SYS_CLOCK_GETTIME, unix.CLOCK_BOOTTIME, uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
 		return 0
 	}
 	return time.Duration(ts.Nano())
@@ -73,6 +76,11 @@ type Writer struct {
 	buf    []byte
 	failed bool // a write failed: logged once by the caller through Err
 	err    error
+	// onTmpfs: the record lives in memory (a systemd RuntimeDirectory under /run), so pwrite
+	// never waits for a disk and is made as a raw syscall, which does not wake the Go runtime's
+	// sysmon at every advert. Elsewhere a write may block, and the runtime must know.
+	onTmpfs bool
+	fd      uintptr // f's descriptor, for the raw pwrite
 }
 
 // Create opens (creating, mode 0600) the record of instance name in dir.
@@ -84,7 +92,9 @@ func Create(dir, name string, vrid uint8, clock Clock) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state record: %w", err)
 	}
-	return &Writer{f: f, clock: clock, vrid: vrid, buf: make([]byte, 0, lineLen)}, nil
+	var st unix.Statfs_t
+	onTmpfs := unix.Fstatfs(int(f.Fd()), &st) == nil && st.Type == unix.TMPFS_MAGIC
+	return &Writer{f: f, clock: clock, vrid: vrid, buf: make([]byte, 0, lineLen), onTmpfs: onTmpfs, fd: f.Fd()}, nil
 }
 
 // Record rewrites the record: the instance is in state with priority prio; advertSent says an
@@ -108,8 +118,27 @@ func (w *Writer) Record(state vrrp.State, prio uint8, advertSent bool) {
 	b = appendZeroPadded(b, uint64(w.last), 20)
 	b = append(b, '\n')
 	w.buf = b
-	if _, err := w.f.WriteAt(b, 0); err != nil && !w.failed {
+	if err := w.write(b); err != nil && !w.failed {
 		w.failed, w.err = true, fmt.Errorf("state record %s: %w", w.f.Name(), err)
+	}
+}
+
+func (w *Writer) write(b []byte) error {
+	if !w.onTmpfs {
+		_, err := w.f.WriteAt(b, 0)
+		return err
+	}
+	for {
+		n, _, errno := unix.RawSyscall6(unix.SYS_PWRITE64, w.fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0, 0)
+		switch {
+		case errno == unix.EINTR:
+			continue
+		case errno != 0:
+			return &os.PathError{Op: "write", Path: w.f.Name(), Err: errno}
+		case int(n) != len(b):
+			return fmt.Errorf("write %s: short write (%d of %d bytes)", w.f.Name(), n, len(b))
+		}
+		return nil
 	}
 }
 

@@ -19,14 +19,30 @@ func (c *fakeClock) Since() time.Duration { return c.since }
 
 const boot = "0b9d3c2e-6f0a-4d8e-9a55-1c2b3d4e5f60"
 
+// TestRoundTrip writes and reads a record in a directory on disk and, where the machine has
+// one, on tmpfs, where the writes are raw syscalls.
 func TestRoundTrip(t *testing.T) {
-	dir := t.TempDir()
+	t.Run("disk", func(t *testing.T) { testRoundTrip(t, t.TempDir(), false) })
+	t.Run("tmpfs", func(t *testing.T) {
+		dir, err := os.MkdirTemp("/dev/shm", "hapair-record-test-")
+		if err != nil {
+			t.Skipf("no /dev/shm: %v", err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		testRoundTrip(t, dir, true)
+	})
+}
+
+func testRoundTrip(t *testing.T, dir string, tmpfs bool) {
 	clock := &fakeClock{boot: boot, since: 100 * time.Second}
 	w, err := Create(dir, "VI_LOGS", 51, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	if w.onTmpfs != tmpfs {
+		t.Skipf("%s: on tmpfs %v, not %v", dir, w.onTmpfs, tmpfs)
+	}
 	w.Record(vrrp.Master, 110, true)
 	clock.since += 700 * time.Millisecond
 	e, err := Read(dir, "VI_LOGS", 51, clock)
@@ -49,6 +65,9 @@ func TestRoundTrip(t *testing.T) {
 	b, _ := os.ReadFile(Path(dir, "VI_LOGS"))
 	if len(b) != lineLen {
 		t.Errorf("record is %d bytes, want %d:\n%s", len(b), lineLen, b)
+	}
+	if err := w.Err(); err != nil {
+		t.Error(err)
 	}
 }
 

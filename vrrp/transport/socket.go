@@ -231,7 +231,10 @@ func (s *socket) recvmsg(fd uintptr) bool {
 		s.msg.Namelen = uint32(unsafe.Sizeof(s.from))
 		s.msg.SetControllen(len(s.oob))
 		s.msg.Flags = 0
-		n, _, errno := unix.Syscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.msg)), unix.MSG_DONTWAIT)
+		// Raw: MSG_DONTWAIT never blocks, and unlike unix.Syscall a raw syscall does not wake
+		// the Go runtime's sysmon thread, a wake-up that costs more than the recvmsg itself
+		// (see package vrrp/alarm).
+		n, _, errno := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.msg)), unix.MSG_DONTWAIT)
 		switch errno {
 		case 0:
 			s.n, s.rerr = int(n), nil
@@ -363,7 +366,8 @@ func (s *socket) send(payload []byte, d *dest) error {
 // sendmsg is the RawConn write callback.
 func (s *socket) sendmsg(fd uintptr) bool {
 	for {
-		_, _, errno := unix.Syscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&s.wmsg)), unix.MSG_DONTWAIT)
+		// Raw, as recvmsg: MSG_DONTWAIT never blocks.
+		_, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&s.wmsg)), unix.MSG_DONTWAIT)
 		switch errno {
 		case 0:
 			return true

@@ -1,0 +1,143 @@
+package alarm
+
+import (
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+func newAlarms(t *testing.T) *Alarms {
+	t.Helper()
+	a, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// TestNeverEarly: every timer fires, none before its deadline, in any order of setting.
+func TestNeverEarly(t *testing.T) {
+	a := newAlarms(t)
+	var wg sync.WaitGroup
+	for i := range 50 {
+		d := time.Duration(rand.IntN(30)+1) * time.Millisecond
+		tm := a.NewTimer()
+		set := time.Now()
+		tm.Reset(d)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case at := <-tm.C():
+				if got := time.Since(set); got < d {
+					t.Errorf("timer %d: fired after %v, set for %v", i, got, d)
+				}
+				if at.Before(set.Add(d)) {
+					t.Errorf("timer %d: delivered time %v before its deadline", i, at.Sub(set))
+				}
+			case <-time.After(5 * time.Second):
+				t.Errorf("timer %d (%v) never fired", i, d)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestResetReplaces: a Reset moves the deadline (earlier and later) and drops an unread expiry.
+func TestResetReplaces(t *testing.T) {
+	a := newAlarms(t)
+	tm := a.NewTimer()
+	tm.Reset(time.Hour)
+	tm.Reset(5 * time.Millisecond) // earlier: the timerfd must be re-armed
+	select {
+	case <-tm.C():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a deadline moved earlier never fired")
+	}
+
+	tm.Reset(time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // fired, unread
+	start := time.Now()
+	tm.Reset(50 * time.Millisecond) // must drop the unread expiry
+	<-tm.C()
+	if got := time.Since(start); got < 50*time.Millisecond {
+		t.Fatalf("got a stale expiry %v after Reset(50ms)", got)
+	}
+
+	other := a.NewTimer()
+	other.Reset(10 * time.Millisecond)
+	tm.Reset(5 * time.Millisecond)
+	tm.Reset(time.Hour) // later: the other timer must still fire
+	select {
+	case <-other.C():
+	case <-time.After(5 * time.Second):
+		t.Fatal("moving one timer later lost another's expiry")
+	}
+	select {
+	case <-tm.C():
+		t.Fatal("a timer moved an hour out fired")
+	default:
+	}
+}
+
+// TestStop: a stopped timer does not fire; the others do.
+func TestStop(t *testing.T) {
+	a := newAlarms(t)
+	stopped, kept := a.NewTimer(), a.NewTimer()
+	stopped.Reset(5 * time.Millisecond)
+	kept.Reset(30 * time.Millisecond)
+	stopped.Stop()
+	<-kept.C()
+	select {
+	case <-stopped.C():
+		t.Fatal("a stopped timer fired")
+	default:
+	}
+	stopped.Stop() // stopping twice is harmless
+}
+
+// TestHeapOrder drives the heap directly with many timers set, moved and removed at random,
+// and checks that it fires them all in deadline order.
+func TestHeapOrder(t *testing.T) {
+	a := newAlarms(t)
+	timers := make([]*Timer, 200)
+	for i := range timers {
+		timers[i] = a.NewTimer()
+		timers[i].Reset(time.Hour + time.Duration(rand.IntN(1000))*time.Second)
+	}
+	for range 500 {
+		tm := timers[rand.IntN(len(timers))]
+		if rand.IntN(4) == 0 {
+			tm.Stop()
+		} else {
+			tm.Reset(time.Hour + time.Duration(rand.IntN(1000))*time.Second)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, tm := range a.heap {
+		if tm.idx != i {
+			t.Fatalf("heap[%d] says it is at %d", i, tm.idx)
+		}
+		if i > 0 && a.less(i, (i-1)/2) {
+			t.Fatalf("heap[%d] is earlier than its parent", i)
+		}
+	}
+	if a.armed != a.heap[0].at {
+		t.Fatalf("timerfd armed for %v, earliest deadline %v", a.armed, a.heap[0].at)
+	}
+}
+
+// TestClose: Close returns once the reader has stopped.
+func TestClose(t *testing.T) {
+	a, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.NewTimer().Reset(time.Millisecond)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
