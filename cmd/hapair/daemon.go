@@ -580,9 +580,9 @@ func (d *daemon) notifySystemd(ctx context.Context) {
 		case now := <-t.C:
 			stuck := false
 			for _, vi := range d.instances {
-				if now.Sub(vi.run.LastLoop()) > 5*time.Second {
+				if late := vi.run.Overdue(now); late > 5*time.Second {
 					stuck = true
-					d.log.Error("("+vi.cfg.Name+") VRRP loop has not turned", "for", now.Sub(vi.run.LastLoop()).Round(time.Second))
+					d.log.Error("("+vi.cfg.Name+") VRRP loop has not turned", "overdue", late.Round(time.Second))
 				}
 			}
 			if !stuck {

@@ -123,15 +123,29 @@ func TestOnGrid(t *testing.T) {
 		{0, 0}, {1, time.Millisecond}, {999 * time.Microsecond, time.Millisecond},
 		{time.Millisecond, time.Millisecond}, {20*time.Millisecond + 1, 21 * time.Millisecond},
 	} {
-		if got := onGrid(base.Add(tc.in), timerGrid); !got.Equal(base.Add(tc.want)) {
+		if got := onGrid(base.Add(tc.in), time.Millisecond); !got.Equal(base.Add(tc.want)) {
 			t.Errorf("onGrid(+%v) = +%v, want +%v", tc.in, got.Sub(base), tc.want)
 		}
 	}
 	before := time.Date(1960, 1, 1, 0, 0, 0, 500, time.UTC) // before 1970: negative UnixNano
-	if got := onGrid(before, timerGrid); got.Before(before) || got.Sub(before) >= timerGrid || got.UnixNano()%int64(timerGrid) != 0 {
+	if got := onGrid(before, time.Millisecond); got.Before(before) || got.Sub(before) >= time.Millisecond || got.UnixNano()%int64(time.Millisecond) != 0 {
 		t.Errorf("onGrid(%v) = %v", before, got)
 	}
-	if got := onGrid(base.Add(time.Second+time.Millisecond), heartbeatGrid); !got.Equal(base.Add(1100 * time.Millisecond)) {
+	if got := onGrid(base.Add(time.Second+time.Millisecond), reconcileGrid); !got.Equal(base.Add(1100 * time.Millisecond)) {
 		t.Errorf("onGrid(+1.001s, 100ms) = +%v, want +1.1s", got.Sub(base))
+	}
+}
+
+func TestTimerGridFor(t *testing.T) {
+	for _, tc := range []struct{ interval, want time.Duration }{
+		{10 * time.Millisecond, time.Millisecond},
+		{20 * time.Millisecond, time.Millisecond},
+		{100 * time.Millisecond, 2 * time.Millisecond},
+		{time.Second, 20 * time.Millisecond},
+		{40 * time.Second, 20 * time.Millisecond},
+	} {
+		if got := timerGridFor(tc.interval); got != tc.want {
+			t.Errorf("timerGridFor(%v) = %v, want %v", tc.interval, got, tc.want)
+		}
 	}
 }

@@ -205,7 +205,8 @@ type Instance struct {
 	settle   sync.Once
 	done     chan struct{} // closed when Run returns: nobody takes events any more
 	handover atomic.Bool   // Run ends without Shutdown: the next image resumes (HandOver)
-	lastLoop atomic.Int64  // unix nanos of the last loop turn, for the watchdog
+	wakeAt   atomic.Int64  // unix nanos of the turn the loop waits for; 0: none (Overdue)
+	grid     time.Duration // the timer grid (timerGridFor)
 	// filter is what the reader accepts; a reload that changes the VIPs swaps it.
 	filter atomic.Pointer[vrrp.Filter]
 
@@ -310,6 +311,7 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 	filter := cfg.Filter
 	in.filter.Store(&filter)
 	in.dropLog = logBudget{period: time.Second, burst: dropLogBurst}
+	in.grid = timerGridFor(cfg.Machine.AdvertInterval)
 	in.advAddrs = addrsOf(cfg.VIPs)
 	in.status = Status{
 		Name: cfg.Name, Interface: cfg.Interface, VRID: cfg.Machine.VRID, Version: cfg.Machine.Version,
@@ -407,8 +409,17 @@ func (in *Instance) Done() <-chan struct{} { return in.done }
 // a MASTER, or FAULT): the moment systemd is told READY.
 func (in *Instance) Settled() <-chan struct{} { return in.settled }
 
-// LastLoop is when the loop last turned; a watchdog uses it to tell a stuck loop from a quiet one.
-func (in *Instance) LastLoop() time.Time { return time.Unix(0, in.lastLoop.Load()) }
+// Overdue is how long ago, at now, the loop should have turned and has not: a watchdog tells a
+// stuck loop from a waiting one by it. The loop does not turn only to say it is alive (that
+// would be a wake-up per instance per second for nothing): it is due at its next deadline, and
+// a loop with no deadline (INIT, FAULT) waits in select and is never overdue.
+func (in *Instance) Overdue(now time.Time) time.Duration {
+	w := in.wakeAt.Load()
+	if w == 0 {
+		return 0
+	}
+	return max(now.Sub(time.Unix(0, w)), 0)
+}
 
 // Status returns a snapshot.
 func (in *Instance) Status() Status {
@@ -443,7 +454,6 @@ func (in *Instance) Run(ctx context.Context) error {
 	defer in.answerDrains()
 	stop := ctx.Done()
 	for {
-		in.lastLoop.Store(in.now().UnixNano())
 		in.armTimer(timer)
 		select {
 		case <-stop:
@@ -622,19 +632,28 @@ func (in *Instance) applyUpdate(u *Update) {
 	}
 }
 
-// heartbeat is the longest the loop waits without turning.
-const heartbeat = time.Second
+// The loop's wake-ups sit on a grid of the clock, so that the instances whose deadlines fall in
+// the same slot wake the process once, not once each: one timerfd expiry, one thread woken, the
+// loops run back to back. A deadline is then up to one slot late, but not the next one: the
+// machine counts each deadline from the previous deadline, not from when Tick ran.
+//
+// The slot is a fiftieth of the advert interval (2 %, far inside the master-down interval's
+// three adverts), at least a millisecond and at most 20 ms: 255 instances at 1 s adverts wake
+// the process at most 50 times a second instead of 255; at 20 ms, 20 times per interval.
+const (
+	minTimerGrid      = time.Millisecond
+	maxTimerGrid      = 20 * time.Millisecond
+	timerGridFraction = 50
+)
 
-// timerGrid: every instance wakes at a whole multiple of timerGrid on the clock, so that the
-// instances whose deadlines fall within the same millisecond wake the process once, not once
-// each (at 255 instances every 20 ms, that is at most 20 wake-ups per interval instead of 255).
-// It makes an advert up to timerGrid late, but not the next one: the machine counts each
-// deadline from the previous deadline, not from when Tick ran.
-const timerGrid = time.Millisecond
+// timerGridFor is the grid of an instance advertising every interval.
+func timerGridFor(interval time.Duration) time.Duration {
+	return min(max(interval/timerGridFraction, minTimerGrid), maxTimerGrid)
+}
 
-// heartbeatGrid is the grid of the heartbeat turns, coarser: they need no precision, and on it
-// every idle instance of the process turns in at most 10 wake-ups a second.
-const heartbeatGrid = 100 * time.Millisecond
+// reconcileGrid is the grid of a MASTER's VIP checks, coarser: they need no precision, and on
+// it the checks of every instance share at most 10 wake-ups (and address dumps) a second.
+const reconcileGrid = 100 * time.Millisecond
 
 // onGrid rounds t up to the next multiple of grid.
 func onGrid(t time.Time, grid time.Duration) time.Time {
@@ -654,15 +673,16 @@ func (in *Instance) armTimer(t Timer) {
 	if in.machine.State() == vrrp.Master && (deadline.IsZero() || in.nextReconcile.Before(deadline)) {
 		deadline = in.nextReconcile
 	}
-	// About once a second also with no deadline: the turn is the watchdog's heartbeat.
-	now := in.now()
-	wake := onGrid(now.Add(heartbeat), heartbeatGrid)
-	if !deadline.IsZero() {
-		if dl := onGrid(deadline, timerGrid); dl.Before(wake) {
-			wake = dl
-		}
+	if deadline.IsZero() {
+		// Nothing to do until an advert or a control event comes (INIT, FAULT): no wake-up.
+		// The watchdog knows a waiting loop from a stuck one by wakeAt (Overdue).
+		in.wakeAt.Store(0)
+		t.Stop()
+		return
 	}
-	t.Reset(max(wake.Sub(now), 0))
+	wake := onGrid(deadline, in.grid)
+	in.wakeAt.Store(wake.UnixNano())
+	t.Reset(max(wake.Sub(in.now()), 0))
 }
 
 // maintainMaster sends the delayed GARP burst and puts back a VIP removed by hand.
@@ -983,8 +1003,8 @@ func (in *Instance) setFaultReason(fault bool, reason string) {
 // "(VI_LOGS) Entering MASTER STATE". Values go in attributes, not in the message.
 func (in *Instance) msg(text string) string { return "(" + in.cfg.Name + ") " + text }
 
-// reconcileAt is when a MASTER checks its VIPs next: ReconcileEvery on, on the heartbeat grid,
+// reconcileAt is when a MASTER checks its VIPs next: ReconcileEvery on, on reconcileGrid,
 // so that the checks of all instances share wake-ups.
 func (in *Instance) reconcileAt(now time.Time) time.Time {
-	return onGrid(now.Add(in.cfg.ReconcileEvery), min(heartbeatGrid, in.cfg.ReconcileEvery))
+	return onGrid(now.Add(in.cfg.ReconcileEvery), min(reconcileGrid, in.cfg.ReconcileEvery))
 }

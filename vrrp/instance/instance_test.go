@@ -97,8 +97,9 @@ var group = netip.MustParseAddr("224.0.0.18")
 type fakeVIPs struct {
 	mu       sync.Mutex
 	attached bool
-	removed  bool   // set to simulate `ip addr del` by hand
-	onDetach func() // called after each Detach, from the loop
+	removed  bool          // set to simulate `ip addr del` by hand
+	onDetach func()        // called after each Detach, from the loop
+	block    chan struct{} // when set, Missing waits for it: a netlink call that hangs
 }
 
 func (v *fakeVIPs) Attach() error {
@@ -124,6 +125,12 @@ func (v *fakeVIPs) RemoveStale() error {
 	return nil
 }
 func (v *fakeVIPs) Missing() ([]netip.Prefix, error) {
+	v.mu.Lock()
+	block := v.block
+	v.mu.Unlock()
+	if block != nil {
+		<-block
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.attached && v.removed {
@@ -553,6 +560,50 @@ func TestShutdownWithFullQueueReturns(t *testing.T) {
 					return
 				}
 			}
+		}
+	})
+}
+
+// TestOverdue: the watchdog's measure. A loop that waits for its next deadline, or for nothing
+// (FAULT), is never overdue, though it does not turn for a minute; a loop stuck in a call is
+// overdue by the time since its deadline passed.
+func TestOverdue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := startNode(t, &bus{}, "10.0.0.1", 100, "")
+		settle(time.Second)
+		if st := n.inst.Status().State; st != vrrp.Master {
+			t.Fatalf("alone: %v, want MASTER", st)
+		}
+		for range 20 {
+			settle(37 * time.Millisecond)
+			if d := n.inst.Overdue(time.Now()); d != 0 {
+				t.Fatalf("a MASTER advertising on time is overdue by %v", d)
+			}
+		}
+
+		n.inst.SetFault(true, "test")
+		settle(time.Minute)
+		if d := n.inst.Overdue(time.Now()); d != 0 {
+			t.Fatalf("a FAULT loop waiting for nothing is overdue by %v", d)
+		}
+		n.inst.SetFault(false, "")
+		settle(time.Second)
+
+		block := make(chan struct{})
+		n.vips.mu.Lock()
+		n.vips.block = block
+		n.vips.mu.Unlock()
+		settle(10 * time.Second) // the next VIP check hangs
+		if d := n.inst.Overdue(time.Now()); d < 9*time.Second {
+			t.Fatalf("a loop stuck for 10s is overdue by only %v", d)
+		}
+		n.vips.mu.Lock()
+		n.vips.block = nil
+		n.vips.mu.Unlock()
+		close(block)
+		settle(time.Second)
+		if d := n.inst.Overdue(time.Now()); d != 0 {
+			t.Fatalf("after the call returned, the loop is still overdue by %v", d)
 		}
 	})
 }
