@@ -3,10 +3,11 @@
 // it returns (send adverts, attach and detach virtual IPs, announce them).
 //
 // All protocol decisions stay in vrrp.Machine; this package only owns time, sockets and netlink.
-// One goroutine (Run) touches the machine. Packets are parsed and filtered on the transport's
-// reader goroutine, which every instance on a socket shares (HandlePacket), so that a flood of bad
-// packets never delays a timer and only adverts for this instance wake its loop. Neither path
-// allocates per advert.
+// One goroutine (Run) carries out what the machine decides. Packets are parsed and filtered on
+// the transport's reader goroutine, which every instance on a socket shares (HandlePacket), so
+// that a flood of bad packets never delays a timer; an accepted advert goes to the machine
+// there and then when the loop is not in a turn (the common case: a BACKUP hearing its MASTER
+// wakes nothing), else it queues for the loop. Neither path allocates per advert.
 package instance
 
 import (
@@ -220,6 +221,15 @@ type Instance struct {
 	// Owned by the transport's goroutine (HandlePacket).
 	rx vrrp.Advert // parsed into, so that its address slice is reused
 
+	// turn is held by the loop for each of its turns, and taken (TryLock) by the reader to hand
+	// an advert to the machine at once: a BACKUP hearing its MASTER then costs no wake-up of
+	// the loop, whose timer, armed for the old master-down deadline, wakes it about once every
+	// three adverts to re-arm. The reader never waits for it: while the loop holds it, adverts
+	// queue in received. The machine and pending are guarded by it.
+	turn    sync.Mutex
+	pending []vrrp.Action // what the reader's Receive calls returned, for the loop to carry out
+	kick    chan struct{} // wakes the loop for pending actions or an earlier deadline
+
 	// Loop-owned state.
 	advAddrs      []netip.Addr // the VIPs' addresses, as adverts list them
 	txBuf         []byte       // reused for every advert sent
@@ -305,6 +315,7 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 		log: log, now: time.Now,
 		control:  make(chan controlEvent, controlBacklog),
 		received: make(chan received, receivedBacklog),
+		kick:     make(chan struct{}, 1),
 		settled:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}
@@ -442,6 +453,8 @@ func (in *Instance) Run(ctx context.Context) error {
 			in.log.Warn(in.msg("Removing stale VIPs failed"), "err", err)
 		}
 	}
+	in.turn.Lock()
+	defer in.turn.Unlock() // last: HandlePacket only tries the lock, so Close does not wait for it
 	in.conn.Receive(in.HandlePacket)
 	defer func() {
 		close(in.done)
@@ -455,8 +468,29 @@ func (in *Instance) Run(ctx context.Context) error {
 	stop := ctx.Done()
 	for {
 		in.armTimer(timer)
+		var (
+			stopped bool
+			rcv     received
+			got     bool
+			ctl     controlEvent
+			gotCtl  bool
+		)
+		in.turn.Unlock()
 		select {
 		case <-stop:
+			stopped = true
+		case rcv = <-in.received:
+			got = true
+		case ctl = <-in.control:
+			gotCtl = true
+		case <-timer.C():
+		case <-in.kick:
+		}
+		in.turn.Lock()
+		// What the reader handed the machine meanwhile happened first.
+		in.applyPending()
+		switch {
+		case stopped:
 			stop = nil
 			if in.handover.Load() {
 				in.handOver()
@@ -467,11 +501,10 @@ func (in *Instance) Run(ctx context.Context) error {
 					"at_most", in.machine.LongestMasterDown())
 			}
 			in.apply(in.machine.Resign(in.now()))
-		case r := <-in.received:
-			in.receive(r)
-		case c := <-in.control:
-			in.handleControl(c)
-		case <-timer.C():
+		case got:
+			in.receive(rcv)
+		case gotCtl:
+			in.handleControl(ctl)
 		}
 		// Adverts that have already arrived count before any timer fires: after the loop ran
 		// late, the master-down timer must not fire between two queued adverts of a live MASTER.
@@ -502,6 +535,36 @@ func (in *Instance) Run(ctx context.Context) error {
 			// The handover has ended (or a fault cut it short): leave for good.
 			in.apply(in.machine.Shutdown(in.now()))
 			return nil
+		}
+	}
+}
+
+// applyPending carries out what the reader's Receive calls returned. Called with turn held.
+func (in *Instance) applyPending() {
+	if len(in.pending) == 0 {
+		return
+	}
+	in.apply(in.pending)
+	clear(in.pending) // keep no addresses alive
+	in.pending = in.pending[:0]
+}
+
+// receiveInline hands an advert to the machine on the reader's goroutine, with turn held, and
+// wakes the loop only when there is something for it to do: actions to carry out, a new MASTER
+// to show in status, or a deadline earlier than the one it waits for.
+func (in *Instance) receiveInline(src netip.Addr, adv vrrp.Advert) {
+	master := in.machine.MasterAddr()
+	acts := in.machine.Receive(in.now(), src, adv)
+	in.pending = append(in.pending, acts...)
+	wake := len(acts) > 0 || in.machine.MasterAddr() != master
+	if dl := in.machine.NextDeadline(); !wake && !dl.IsZero() {
+		w := in.wakeAt.Load()
+		wake = w == 0 || onGrid(dl, in.grid).UnixNano() < w
+	}
+	if wake {
+		select {
+		case in.kick <- struct{}{}:
+		default: // a kick is already waiting
 		}
 	}
 }
@@ -734,6 +797,12 @@ func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
 	in.rep.AdvertReceived(in.rx.Priority)
 	adv := in.rx
 	adv.Addrs = nil
+	// At once, unless the loop is in a turn or adverts already wait for it (they go first).
+	if len(in.received) == 0 && in.turn.TryLock() {
+		in.receiveInline(src, adv)
+		in.turn.Unlock()
+		return
+	}
 	select {
 	case in.received <- received{advert: adv, src: src}:
 	default:

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -157,5 +158,51 @@ func testForeignAddressListIsDroppedAndLoggedOnce(t *testing.T) {
 	inject(t, n, peer, 255, 1, rolling)
 	expect(t, "BACKUP under the rolling peer", func() bool {
 		return n.inst.Status().State == vrrp.Backup && !n.vips.has()
+	})
+}
+
+// countingTimers counts the loop's timer re-arms, each one a turn of the loop.
+type countingTimers struct{ resets atomic.Int64 }
+
+type countingTimer struct {
+	goTimer
+	n *atomic.Int64
+}
+
+func (c *countingTimers) NewTimer() Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return countingTimer{goTimer{t}, &c.resets}
+}
+
+func (t countingTimer) Reset(d time.Duration) { t.n.Add(1); t.goTimer.Reset(d) }
+
+// TestBackupHearsMasterWithoutTurns: a BACKUP's machine takes its MASTER's adverts on the
+// reader's goroutine; its loop turns only when the master-down deadline it armed for comes
+// (about once every three adverts) and re-arms, not once per advert.
+func TestBackupHearsMasterWithoutTurns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &bus{}
+		startNode(t, b, "10.0.0.11", 110, "")
+		settle(time.Second)
+		timers := &countingTimers{}
+		backup := startNodeWith(t, b, "10.0.0.12", 100, func(c *Config) { c.Timers = timers })
+		settle(time.Second)
+		if st := backup.inst.Status().State; st != vrrp.Backup {
+			t.Fatalf("lower priority in %v, want BACKUP", st)
+		}
+		before := timers.resets.Load()
+		settle(5 * time.Second) // 100 adverts at 50 ms
+		turns := timers.resets.Load() - before
+		if turns > 50 {
+			t.Errorf("the BACKUP's loop turned %d times for 100 adverts, want about 30", turns)
+		}
+		if turns < 10 {
+			t.Errorf("the BACKUP's loop turned %d times in 5 s: its master-down timer is not re-armed", turns)
+		}
+		if st := backup.inst.Status().State; st != vrrp.Backup || backup.vips.has() {
+			t.Fatalf("BACKUP went %v (VIP %v) while hearing its MASTER", st, backup.vips.has())
+		}
+		t.Logf("%d turns for 100 adverts", turns)
 	})
 }
