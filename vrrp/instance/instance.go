@@ -715,7 +715,7 @@ func timerGridFor(interval time.Duration) time.Duration {
 }
 
 // reconcileGrid is the grid of a MASTER's VIP checks, coarser: they need no precision, and on
-// it the checks of every instance share at most 10 wake-ups (and address dumps) a second.
+// it the checks of every instance share at most 10 wake-ups a second.
 const reconcileGrid = 100 * time.Millisecond
 
 // onGrid rounds t up to the next multiple of grid.
