@@ -265,7 +265,7 @@ func (w *Watch) learn(ifname string, index int) {
 // netlinkSource is the kernel's addresses in one network namespace.
 type netlinkSource struct {
 	ns      netns.NsHandle // netns.None(): the calling thread's, without setns
-	rcvbuf  int // the socket's receive buffer; 0: the kernel's default (a test makes it small)
+	rcvbuf  int            // the socket's receive buffer; 0: the kernel's default (a test makes it small)
 	handle  *netlink.Handle
 	handleE error
 	once    sync.Once
