@@ -136,11 +136,12 @@ func TestOnGrid(t *testing.T) {
 
 func TestTimerGridFor(t *testing.T) {
 	for _, tc := range []struct{ interval, want time.Duration }{
+		{time.Millisecond, time.Millisecond},
 		{10 * time.Millisecond, time.Millisecond},
-		{20 * time.Millisecond, time.Millisecond},
-		{100 * time.Millisecond, 2 * time.Millisecond},
-		{time.Second, 20 * time.Millisecond},
-		{40 * time.Second, 20 * time.Millisecond},
+		{20 * time.Millisecond, 2 * time.Millisecond},
+		{100 * time.Millisecond, 10 * time.Millisecond},
+		{time.Second, 50 * time.Millisecond},
+		{40 * time.Second, 50 * time.Millisecond},
 	} {
 		if got := timerGridFor(tc.interval); got != tc.want {
 			t.Errorf("timerGridFor(%v) = %v, want %v", tc.interval, got, tc.want)

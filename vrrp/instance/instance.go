@@ -700,13 +700,17 @@ func (in *Instance) applyUpdate(u *Update) {
 // loops run back to back. A deadline is then up to one slot late, but not the next one: the
 // machine counts each deadline from the previous deadline, not from when Tick ran.
 //
-// The slot is a fiftieth of the advert interval (2 %, far inside the master-down interval's
-// three adverts), at least a millisecond and at most 20 ms: 255 instances at 1 s adverts wake
-// the process at most 50 times a second instead of 255; at 20 ms, 20 times per interval.
+// The slot is a tenth of the advert interval, at least a millisecond and at most 50 ms: 255
+// instances wake the process at most 10 times per interval instead of 255, and their adverts
+// leave in as many bursts, so that a BACKUP's reader, too, wakes once per burst rather than
+// once per advert. The cost is a constant phase, not jitter: the interval is a whole number of
+// slots, so every advert of an instance is late by the same fraction of a slot and the gaps
+// between its adverts stay exactly the interval. A BACKUP's master-down deadline rounds up as
+// well, by at most a tenth of an interval, against three intervals and the skew.
 const (
 	minTimerGrid      = time.Millisecond
-	maxTimerGrid      = 20 * time.Millisecond
-	timerGridFraction = 50
+	maxTimerGrid      = 50 * time.Millisecond
+	timerGridFraction = 10
 )
 
 // timerGridFor is the grid of an instance advertising every interval.
