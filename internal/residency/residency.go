@@ -4,13 +4,16 @@
 // Why: Linux 6.x reads an executable into the page cache in large folios and maps a whole folio
 // on a fault, so a Go binary ends up almost fully resident (hapair: 10 MiB of text and 11 MiB of
 // read-only data, most of it GoBGP, gRPC, protobuf and code that ran once at start-up). Trim asks
-// the kernel to reclaim those pages now (MADV_PAGEOUT) and to read them back one page at a time
-// when they are touched again (MADV_RANDOM: no read-ahead, no large folio). What the daemon runs
-// afterwards comes back page by page; what it never runs again stays on disk.
+// the kernel to reclaim those pages now (MADV_PAGEOUT), to map them back one page at a time when
+// they are touched again (MADV_RANDOM: no read-ahead into large folios), and to read the file back
+// into the page cache without mapping it (MADV_WILLNEED). What the daemon runs afterwards comes
+// back page by page; what it never runs again stays unmapped.
 //
-// The price: code that has not run since the trim (a first takeover on a BACKUP, a reload, a
-// scrape) is read back from disk when it first runs, a few hundred microseconds per page on the
-// machines measured. docs/performance.md has the figures.
+// Why the read-back: without it, code that has not run since the trim (a BACKUP's first takeover,
+// a reload, a scrape) is read from the disk when it first runs, in the middle of a failover:
+// 129 page reads at a first takeover, measured in the lab. With it, 26, and 1.7 MiB more
+// resident. MADV_DONTNEED alone (unmapping, the page cache kept) gives nothing back: the kernel
+// maps the page cache's large folios whole again at the next faults (19 MiB resident after 10 s).
 package residency
 
 import (
@@ -49,6 +52,10 @@ func Trim() ([]Mapping, error) {
 		if err := madvise(m, unix.MADV_PAGEOUT); err != nil {
 			// EINVAL before Linux 5.4, which has no MADV_PAGEOUT: nothing is lost but the trim.
 			return nil, fmt.Errorf("madvise %#x-%#x pageout: %w", m.Start, m.End, err)
+		}
+		// Read back into the page cache, unmapped and in small folios (see the package comment).
+		if err := madvise(m, unix.MADV_WILLNEED); err != nil {
+			return nil, fmt.Errorf("madvise %#x-%#x willneed: %w", m.Start, m.End, err)
 		}
 	}
 	return ms, nil
