@@ -229,6 +229,7 @@ type Instance struct {
 	turn    sync.Mutex
 	pending []vrrp.Action // what the reader's Receive calls returned, for the loop to carry out
 	kick    chan struct{} // wakes the loop for pending actions or an earlier deadline
+	timer   Timer         // the loop's; the reader re-arms it, with turn held
 
 	// Loop-owned state.
 	advAddrs      []netip.Addr // the VIPs' addresses, as adverts list them
@@ -455,6 +456,8 @@ func (in *Instance) Run(ctx context.Context) error {
 	}
 	in.turn.Lock()
 	defer in.turn.Unlock() // last: HandlePacket only tries the lock, so Close does not wait for it
+	timer := in.newTimer()
+	in.timer = timer
 	in.conn.Receive(in.HandlePacket)
 	defer func() {
 		close(in.done)
@@ -462,7 +465,6 @@ func (in *Instance) Run(ctx context.Context) error {
 	}()
 
 	in.apply(in.machine.Resume(in.now(), prev))
-	timer := in.newTimer()
 	defer timer.Stop()
 	defer in.answerDrains()
 	stop := ctx.Done()
@@ -566,6 +568,13 @@ func (in *Instance) receiveInline(src netip.Addr, adv vrrp.Advert) {
 		case in.kick <- struct{}{}:
 		default: // a kick is already waiting
 		}
+		return
+	}
+	if in.timer != nil {
+		// The deadline moved later: re-arm here rather than let the loop wake at the old one
+		// only to re-arm. A re-arm is a heap update (and at most one timerfd_settime); a wasted
+		// turn is a thread woken from epoll and two goroutine switches.
+		in.armTimer(in.timer)
 	}
 }
 
