@@ -554,9 +554,9 @@ func (in *Instance) applyPending() {
 // receiveInline hands an advert to the machine on the reader's goroutine, with turn held, and
 // wakes the loop only when there is something for it to do: actions to carry out, a new MASTER
 // to show in status, or a deadline earlier than the one it waits for.
-func (in *Instance) receiveInline(src netip.Addr, adv vrrp.Advert) {
+func (in *Instance) receiveInline(at time.Time, src netip.Addr, adv vrrp.Advert) {
 	master := in.machine.MasterAddr()
-	acts := in.machine.Receive(in.now(), src, adv)
+	acts := in.machine.Receive(at, src, adv)
 	in.pending = append(in.pending, acts...)
 	wake := len(acts) > 0 || in.machine.MasterAddr() != master
 	if dl := in.machine.NextDeadline(); !wake && !dl.IsZero() {
@@ -812,7 +812,7 @@ func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
 	adv.Addrs = nil
 	// At once, unless the loop is in a turn or adverts already wait for it (they go first).
 	if len(in.received) == 0 && in.turn.TryLock() {
-		in.receiveInline(src, adv)
+		in.receiveInline(at, src, adv) // at: read once per packet, on arrival
 		in.turn.Unlock()
 		return
 	}

@@ -138,6 +138,10 @@ func (v *fakeVIPs) Missing() ([]netip.Prefix, error) {
 	}
 	return nil, nil
 }
+
+// removeByHand simulates `ip addr del` of the VIP.
+func (v *fakeVIPs) removeByHand() { v.mu.Lock(); v.removed = true; v.mu.Unlock() }
+
 func (v *fakeVIPs) has() bool { v.mu.Lock(); defer v.mu.Unlock(); return v.attached && !v.removed }
 
 var vipPrefix = netip.MustParsePrefix("10.0.0.10/24")
@@ -404,9 +408,7 @@ func TestVIPRemovedByHandComesBack(t *testing.T) {
 		if !n.vips.has() {
 			t.Fatal("no VIP after 1s alone")
 		}
-		n.vips.mu.Lock()
-		n.vips.removed = true
-		n.vips.mu.Unlock()
+		n.vips.removeByHand()
 		settle(20 * time.Millisecond) // ReconcileEvery
 		if !n.vips.has() {
 			t.Fatal("VIP not attached again within ReconcileEvery")
@@ -423,9 +425,7 @@ func TestCheckVIPsPutsBackAtOnce(t *testing.T) {
 		if !n.vips.has() {
 			t.Fatal("no VIP after 1s alone")
 		}
-		n.vips.mu.Lock()
-		n.vips.removed = true
-		n.vips.mu.Unlock()
+		n.vips.removeByHand()
 		settle(time.Second)
 		if n.vips.has() {
 			t.Fatal("VIP attached again with no check due: the test proves nothing")
