@@ -58,7 +58,12 @@ func TestResetReplaces(t *testing.T) {
 	}
 
 	tm.Reset(time.Millisecond)
-	time.Sleep(20 * time.Millisecond) // fired, unread
+	for deadline := time.Now().Add(5 * time.Second); len(tm.c) == 0; { // fired, unread
+		if time.Now().After(deadline) {
+			t.Fatal("a 1ms timer did not fire in 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	start := time.Now()
 	tm.Reset(50 * time.Millisecond) // must drop the unread expiry
 	<-tm.C()
