@@ -126,18 +126,20 @@ func (t *Timer) drain() {
 func (a *Alarms) serve() {
 	defer close(a.done)
 	read := func(fd uintptr) bool {
-		_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&a.rbuf[0])), uintptr(len(a.rbuf)))
-		switch errno {
-		case 0:
-			a.rerr = nil
+		for {
+			_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&a.rbuf[0])), uintptr(len(a.rbuf)))
+			switch errno {
+			case 0:
+				a.rerr = nil
+				return true
+			case unix.EAGAIN:
+				return false // not expired yet: the netpoller waits
+			case unix.EINTR:
+				continue // retry now: the netpoller is edge-triggered, waiting could miss this expiry
+			}
+			a.rerr = errno
 			return true
-		case unix.EAGAIN:
-			return false // not expired yet: the netpoller waits
-		case unix.EINTR:
-			return false
 		}
-		a.rerr = errno
-		return true
 	}
 	for {
 		err := a.rc.Read(read)
