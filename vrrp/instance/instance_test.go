@@ -100,6 +100,7 @@ type fakeVIPs struct {
 	removed  bool          // set to simulate `ip addr del` by hand
 	onDetach func()        // called after each Detach, from the loop
 	block    chan struct{} // when set, Missing waits for it: a netlink call that hangs
+	checks   int           // Missing calls: the MASTER's VIP checks
 }
 
 func (v *fakeVIPs) Attach() error {
@@ -133,6 +134,7 @@ func (v *fakeVIPs) Missing() ([]netip.Prefix, error) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.checks++
 	if v.attached && v.removed {
 		return []netip.Prefix{vipPrefix}, nil
 	}
@@ -141,6 +143,8 @@ func (v *fakeVIPs) Missing() ([]netip.Prefix, error) {
 
 // removeByHand simulates `ip addr del` of the VIP.
 func (v *fakeVIPs) removeByHand() { v.mu.Lock(); v.removed = true; v.mu.Unlock() }
+
+func (v *fakeVIPs) checkCount() int { v.mu.Lock(); defer v.mu.Unlock(); return v.checks }
 
 func (v *fakeVIPs) has() bool { v.mu.Lock(); defer v.mu.Unlock(); return v.attached && !v.removed }
 
@@ -168,6 +172,7 @@ type recordReporter struct {
 	releases  []time.Duration
 	dropped   map[vrrp.DropReason]int
 	zeroSent  int
+	sent      int
 	mismatch  int
 }
 
@@ -185,12 +190,15 @@ func (r *recordReporter) ObserveRelease(d time.Duration) {
 	r.mu.Unlock()
 }
 func (r *recordReporter) AdvertSent(prio uint8) {
+	r.mu.Lock()
+	r.sent++
 	if prio == 0 {
-		r.mu.Lock()
 		r.zeroSent++
-		r.mu.Unlock()
 	}
+	r.mu.Unlock()
 }
+
+func (r *recordReporter) sentCount() int            { r.mu.Lock(); defer r.mu.Unlock(); return r.sent }
 func (r *recordReporter) AdvertReceived(prio uint8) {}
 func (r *recordReporter) Dropped(reason vrrp.DropReason) {
 	r.mu.Lock()

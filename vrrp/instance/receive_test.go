@@ -225,3 +225,34 @@ func TestBackupHearsMasterWithoutTurns(t *testing.T) {
 		t.Logf("%d timer expiries for 100 adverts", turns)
 	})
 }
+
+// TestMasterChecksVIPsOnItsAdvertTurns: a MASTER whose adverts come at least as often as its VIP
+// checks makes each check in an advert's turn: the check costs no wake-up of its own (one
+// instance at 1 s adverts woke twice a second, once for the advert and once for the check).
+func TestMasterChecksVIPsOnItsAdvertTurns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		timers := &countingTimers{}
+		n := startNodeWith(t, &bus{}, "10.0.0.11", 110, func(c *Config) {
+			c.Timers = timers
+			c.ReconcileEvery = 4*advertInt + advertInt/3 // not a multiple: checks and adverts fall apart
+		})
+		settle(time.Second)
+		if st := n.inst.Status().State; st != vrrp.Master {
+			t.Fatalf("alone in %v, want MASTER", st)
+		}
+		firedBefore, checksBefore, sentBefore := timers.fired.Load(), n.vips.checkCount(), n.rep.sentCount()
+		settle(100 * advertInt)
+		turns, checks, sent := int(timers.fired.Load()-firedBefore), n.vips.checkCount()-checksBefore, n.rep.sentCount()-sentBefore
+		t.Logf("%d turns, %d adverts, %d VIP checks in 100 advert intervals", turns, sent, checks)
+		if sent < 99 {
+			t.Fatalf("%d adverts in 100 intervals, want 100", sent)
+		}
+		// A check at least every ReconcileEvery, rounded up to reconcileGrid.
+		if every := 4*advertInt + advertInt/3 + reconcileGrid; checks < int(100*advertInt/every)-1 {
+			t.Errorf("%d VIP checks in 100 advert intervals, want one at least every %v", checks, every)
+		}
+		if turns > sent+1 {
+			t.Errorf("%d timer turns for %d adverts: the VIP checks woke the loop %d times of their own", turns, sent, turns-sent)
+		}
+	})
+}
