@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -48,6 +49,10 @@ type daemon struct {
 
 	// onSettled, when set, runs once every instance has settled (after an upgrade: report it).
 	onSettled func()
+	// notify tells systemd a state (sdNotify; tests record it).
+	notify func(state string) error
+	// watchdogEvery is how often to ping systemd's watchdog: half its timeout; 0: there is none.
+	watchdogEvery time.Duration
 	// handingOver: serve ends for an in-place upgrade (beginHandover), not a stop.
 	handingOver atomic.Bool
 
@@ -87,7 +92,7 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 // make the HAProxy supervisor: tests hand in fakes of both.
 func newDaemonOn(cfg *config.Config, log *slog.Logger, host func(*metrics.Metrics) hostNetwork,
 	newSupervisor func(supervisor.Config, supervisor.Reporter, *slog.Logger) haproxy) (*daemon, error) {
-	d := &daemon{cfg: cfg, log: log}
+	d := &daemon{cfg: cfg, log: log, notify: sdNotify, watchdogEvery: watchdogEvery(os.Getenv, os.Getpid())}
 	d.metrics = metrics.New(metrics.BuildInfo{Version: version, Commit: commit, GoVersion: runtime.Version()})
 	d.host = host(d.metrics)
 	d.reloads = newReloadLog(cfg.File, time.Now(), d.metrics)
@@ -554,8 +559,8 @@ func (d *daemon) followChecks(ctx context.Context, r *checks.Runner) {
 	}
 }
 
-// notifySystemd tells systemd READY once every instance has settled, then pings the watchdog
-// as long as every VRRP loop keeps turning.
+// notifySystemd tells systemd READY once every instance has settled, then pings the watchdog,
+// if systemd runs one for us, as long as every VRRP loop keeps turning.
 func (d *daemon) notifySystemd(ctx context.Context) {
 	for _, vi := range d.instances {
 		select {
@@ -564,14 +569,17 @@ func (d *daemon) notifySystemd(ctx context.Context) {
 		case <-vi.run.Settled():
 		}
 	}
-	if err := sdNotify("READY=1\nSTATUS=VRRP instances settled"); err != nil {
+	if err := d.notify("READY=1\nSTATUS=VRRP instances settled"); err != nil {
 		d.log.Warn("systemd notification failed", "err", err)
 	}
 	if d.onSettled != nil {
 		d.onSettled()
 	}
 	d.trimExecutable()
-	t := time.NewTicker(2 * time.Second)
+	if d.watchdogEvery <= 0 {
+		return // no watchdog: nothing to wake up for (a stuck loop is the watchdog's business)
+	}
+	t := time.NewTicker(d.watchdogEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -586,7 +594,7 @@ func (d *daemon) notifySystemd(ctx context.Context) {
 				}
 			}
 			if !stuck {
-				_ = sdNotify("WATCHDOG=1")
+				_ = d.notify("WATCHDOG=1")
 			}
 		}
 	}

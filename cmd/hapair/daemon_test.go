@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -374,4 +375,81 @@ func TestReloadAfterInstancesStoppedReturns(t *testing.T) {
 			t.Fatal("reload blocks on a stopped instance")
 		}
 	})
+}
+
+// notifications records what the daemon tells systemd.
+type notifications struct {
+	mu     sync.Mutex
+	states []string
+}
+
+func (n *notifications) notify(state string) error {
+	n.mu.Lock()
+	n.states = append(n.states, state)
+	n.mu.Unlock()
+	return nil
+}
+
+// count is how many notifications began with prefix.
+func (n *notifications) count(prefix string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := 0
+	for _, s := range n.states {
+		if strings.HasPrefix(s, prefix) {
+			c++
+		}
+	}
+	return c
+}
+
+// watchdogPings runs a settled MASTER for a minute with env set and counts its notifications.
+func watchdogPings(t *testing.T, env map[string]string) (ready, pings int) {
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		web := newTCPTarget(t)
+		td := newTestDaemon(t, pairYAML(dir, web.addr, "10.255.0.10/24"))
+		n := &notifications{}
+		td.d.notify = n.notify
+		td.start()
+		settle(5 * time.Second)
+		if got := n.count("READY=1"); got != 1 {
+			t.Fatalf("READY=1 sent %d times once settled, want 1", got)
+		}
+		before := n.count("WATCHDOG=1")
+		settle(time.Minute)
+		ready, pings = n.count("READY=1"), n.count("WATCHDOG=1")-before
+		td.stop()
+		synctest.Wait()
+	})
+	return ready, pings
+}
+
+// TestWatchdogPingsAtHalfItsTimeout: under a systemd watchdog (WATCHDOG_USEC), the daemon pings
+// at half its timeout, as sd_watchdog_enabled(3) advises: every 5 s with the unit's
+// WatchdogSec=10s, not every 2 s (each ping is a wake-up of an otherwise idle process).
+func TestWatchdogPingsAtHalfItsTimeout(t *testing.T) {
+	_, pings := watchdogPings(t, map[string]string{"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "10000000"})
+	if pings < 11 || pings > 13 {
+		t.Errorf("%d watchdog pings in a minute with WATCHDOG_USEC=10s, want 12 (one every 5 s)", pings)
+	}
+}
+
+// TestNoWatchdogNoPings: without a systemd watchdog (no WATCHDOG_USEC, or one meant for another
+// process), nothing pings it and nothing wakes the process to do so.
+func TestNoWatchdogNoPings(t *testing.T) {
+	for name, env := range map[string]map[string]string{
+		"no WATCHDOG_USEC":     {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": ""},
+		"another WATCHDOG_PID": {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "10000000", "WATCHDOG_PID": "1"},
+		"no NOTIFY_SOCKET":     {"NOTIFY_SOCKET": "", "WATCHDOG_USEC": "10000000"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, pings := watchdogPings(t, env); pings != 0 {
+				t.Errorf("%d watchdog pings in a minute, want none", pings)
+			}
+		})
+	}
 }
