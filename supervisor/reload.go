@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hapair/hapair/internal/rtprio"
 	"github.com/hapair/hapair/internal/spawn"
 )
 
@@ -61,8 +63,13 @@ func Validate(ctx context.Context, command, configFile string, env ...string) (V
 	}
 	cmd := exec.CommandContext(ctx, command, "-c", "-f", configFile)
 	cmd.Env = spawn.Env(os.Environ(), env...)
-	b, err := cmd.CombinedOutput()
-	v := Verdict{Output: strings.TrimSpace(string(b))}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := rtprio.Start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	v := Verdict{Output: strings.TrimSpace(out.String())}
 	var exit *exec.ExitError
 	switch {
 	case err == nil:

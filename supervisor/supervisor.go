@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hapair/hapair/internal/rtprio"
 	"github.com/hapair/hapair/internal/spawn"
 )
 
@@ -386,7 +387,7 @@ func (s *Supervisor) start() (*child, <-chan struct{}, error) {
 	cmd.Stdout, cmd.Stderr = w, w
 
 	c := &child{done: make(chan struct{})}
-	err = cmd.Start()
+	err = rtprio.Start(cmd) // at normal priority even when hapair runs real-time
 	w.Close()
 	if err != nil {
 		r.Close()

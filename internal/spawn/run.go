@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hapair/hapair/internal/rtprio"
 )
 
 // DefaultMaxOutput is how much of a program's output Run keeps when Options.MaxOutput is 0.
@@ -160,10 +162,11 @@ func (p *Program) Run(ctx context.Context, opts Options) Result {
 
 	// The parent-death signal fires when the thread that forked the child exits, not the process:
 	// keep this goroutine on its thread until the child is gone, so that no other goroutine
-	// locks that thread and ends it while the child runs.
+	// locks that thread and ends it while the child runs. (When hapair runs real-time, rtprio.Start
+	// forks from a normal-priority thread of its own instead, which lives as long as hapair.)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	err = cmd.Start()
+	err = rtprio.Start(cmd)
 	w.Close()
 	if err != nil {
 		as := ""
