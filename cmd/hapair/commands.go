@@ -78,6 +78,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	} else {
 		log.Info("Starting hapair", "version", version, "router_id", cfg.RouterID)
 	}
+	if cfg.VRRPRTPriority > 0 {
+		setRTPriority(cfg.VRRPRTPriority, log) // before HAProxy, the sockets and the timers start
+	}
 	haproxyOutput := supervisor.InheritedOutput() // after an upgrade: the adopted master's output
 	d, err := newDaemon(cfg, log)
 	if err != nil {

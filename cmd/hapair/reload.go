@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"reflect"
 	"strings"
 
 	"github.com/hapair/hapair/checks"
 	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/internal/rtprio"
 	"github.com/hapair/hapair/supervisor"
 	"github.com/hapair/hapair/vrrp/instance"
 )
@@ -73,6 +75,9 @@ func (d *daemon) reload(ctx context.Context, path string) (result supervisor.Rel
 	}
 	if checksChanged {
 		d.replaceChecks(ctx, specs)
+	}
+	if next.VRRPRTPriority != cur.VRRPRTPriority {
+		setRTPriority(next.VRRPRTPriority, d.log)
 	}
 	d.mu.Lock()
 	d.cfg = next
@@ -163,4 +168,19 @@ func subtract(a, b []netip.Prefix) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// setRTPriority applies vrrp_rt_priority (0: back to normal priority). A host that refuses it (no
+// CAP_SYS_NICE, a real-time cgroup without budget) still runs hapair, at the policy it had: VRRP
+// keeps working, only less punctually on a busy host.
+func setRTPriority(priority int, log *slog.Logger) {
+	if err := rtprio.Set(priority); err != nil {
+		log.Warn("Real-time priority not set, hapair keeps its scheduling policy", "vrrp_rt_priority", priority, "err", err)
+		return
+	}
+	if priority > 0 {
+		log.Info("Running at real-time priority, children at normal priority", "policy", "SCHED_RR", "vrrp_rt_priority", priority)
+	} else {
+		log.Info("Running at normal priority", "policy", "SCHED_OTHER")
+	}
 }

@@ -71,6 +71,12 @@ type Config struct {
 	// nobody else; it is created mode 0700 when missing, never chmodded.
 	RuntimeDir string
 
+	// VRRPRTPriority (vrrp_rt_priority, keepalived's word) runs hapair's threads SCHED_RR at this
+	// priority, 1 to 99, so that adverts leave and master-down timers fire on time on a host whose
+	// cores are busy; HAProxy, checks and notify hooks still run at normal priority (package
+	// internal/rtprio). 0, the default: hapair keeps the policy it was started with.
+	VRRPRTPriority int
+
 	// HAProxy (haproxy) is nil when the section is absent: hapair then runs VRRP alone and the
 	// built-in "haproxy" check does not exist. An empty section (`haproxy: {}` or `haproxy:`)
 	// enables supervision with every default.

@@ -208,6 +208,8 @@ func TestParseRejects(t *testing.T) {
 			[]string{"t.yaml:2: haproxy.restart_backoff.max: 1s is shorter than initial (5s)"}},
 		{"haproxy relative runtime_dir", "haproxy:\n  runtime_dir: run/hapair\n" + minimal,
 			[]string{`t.yaml:2: haproxy.runtime_dir: "run/hapair" is not an absolute path`}},
+		{"vrrp_rt_priority above 99", "vrrp_rt_priority: 100\n" + minimal,
+			[]string{"t.yaml:1: vrrp_rt_priority: 100 is outside 0..99"}},
 		{"relative runtime_dir", "runtime_dir: run/hapair\n" + minimal,
 			[]string{`t.yaml:1: runtime_dir: "run/hapair" is not an absolute path`}},
 		{"haproxy section not a mapping", "haproxy: /usr/sbin/haproxy\n" + minimal,

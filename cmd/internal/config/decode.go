@@ -395,8 +395,11 @@ func (d *decoder) config(root *yaml.Node) *Config {
 	d.mapping(root, "", fields{
 		"router_id":   func(v *yaml.Node, p string) { d.str(v, p, &cfg.RouterID) },
 		"runtime_dir": func(v *yaml.Node, p string) { d.str(v, p, &cfg.RuntimeDir) },
-		"haproxy":     func(v *yaml.Node, p string) { cfg.HAProxy = d.haproxy(v, p) },
-		"bgp":         func(v *yaml.Node, p string) { cfg.BGP = d.bgp(v, p) },
+		"vrrp_rt_priority": func(v *yaml.Node, p string) {
+			d.intRange(v, p, 0, 99, func(x int64) { cfg.VRRPRTPriority = int(x) })
+		},
+		"haproxy": func(v *yaml.Node, p string) { cfg.HAProxy = d.haproxy(v, p) },
+		"bgp":     func(v *yaml.Node, p string) { cfg.BGP = d.bgp(v, p) },
 		"checks": func(v *yaml.Node, p string) {
 			d.sequence(v, p, func(_ int, e *yaml.Node, ep string) { cfg.Checks = append(cfg.Checks, d.check(e, ep)) })
 		},

@@ -9,7 +9,7 @@ import (
 )
 
 // Reloadable compares the running configuration (old) with a new one (next) for SIGHUP.
-// changes lists what a reload applies in place: priorities, tracked weights, checks, virtual
+// changes lists what a reload applies in place: vrrp_rt_priority, priorities, tracked weights, checks, virtual
 // addresses, notify commands, gratuitous ARP settings, HAProxy's stop grace and backoff.
 // needRestart lists what only a restart of hapair applies: everything that fixes an instance's
 // socket, its wire format or its state machine (interface, virtual_router_id, version,
@@ -24,6 +24,7 @@ func Reloadable(old, next *Config) (changes []string, needRestart []string) {
 	r := &reloadDiff{}
 	r.cmp(&r.changes, "router_id", old.RouterID, next.RouterID)
 	r.cmp(&r.needRestart, "runtime_dir", old.RuntimeDir, next.RuntimeDir)
+	r.cmp(&r.changes, "vrrp_rt_priority", old.VRRPRTPriority, next.VRRPRTPriority)
 
 	switch {
 	case old.HAProxy == nil && next.HAProxy != nil:

@@ -17,6 +17,9 @@ func TestReloadable(t *testing.T) {
 		{name: "priority",
 			edit:    func(s string) string { return strings.Replace(s, "priority: 110", "priority: 120", 1) },
 			changes: []string{"vrrp_instances[VI_LOGS].priority: 110 -> 120"}},
+		{name: "real-time priority set",
+			edit:    func(s string) string { return "vrrp_rt_priority: 10\n" + s },
+			changes: []string{"vrrp_rt_priority: 0 -> 10"}},
 		{name: "VIPs and track weight",
 			edit: func(s string) string {
 				s = strings.Replace(s, "[10.0.0.10/24, 10.0.0.20]", "[10.0.0.10/24]", 1)
