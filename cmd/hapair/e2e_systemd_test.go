@@ -77,6 +77,7 @@ func TestUnitUnderSystemd(t *testing.T) {
 		RouterID: "lb1", Priority: 110, VIPs: []string{vipCIDR},
 		HAProxyConfig: "/etc/haproxy/haproxy.cfg", RuntimeDir: "/run/hapair",
 		StatsURL: "http://127.0.0.1:8404/stats;csv",
+		Extra:    "vrrp_rt_priority: 10\n",
 	}
 	goodYAML := node.YAML()
 	c.write("/etc/hapair/hapair.yaml", goodYAML)
@@ -134,6 +135,27 @@ func TestUnitUnderSystemd(t *testing.T) {
 		all := string(c.must("journalctl", "-u", "hapair", "--no-pager", "-o", "cat"))
 		if strings.Contains(all, "Watching addresses failed") {
 			t.Errorf("the address watch failed under the unit:\n%s", all)
+		}
+	})
+
+	t.Run("vrrp_rt_priority: hapair SCHED_RR, HAProxy not", func(t *testing.T) {
+		// The unit's sandbox must allow SCHED_RR (no RestrictRealtime, CAP_SYS_NICE kept).
+		c.t = t
+		main := strings.TrimSpace(string(c.must("systemctl", "show", "-p", "MainPID", "--value", "hapair")))
+		stats := string(c.must("sh", "-c", "cat /proc/"+main+"/task/*/stat"))
+		policies := map[string]int{}
+		for l := range strings.Lines(stats) {
+			policies[parseStatPolicy(t, l)]++
+		}
+		if policies["SCHED_RR 10"] < 3 || policies["SCHED_OTHER 0"] != 1 || len(policies) != 2 {
+			t.Errorf("hapair's threads under the unit: %v, want SCHED_RR 10 but the one that forks", policies)
+		}
+		pid := c.status().HAProxy.PID
+		if got := parseStatPolicy(t, string(c.must("cat", fmt.Sprintf("/proc/%d/stat", pid)))); got != "SCHED_OTHER 0" {
+			t.Errorf("HAProxy master under the unit: %s, want SCHED_OTHER 0", got)
+		}
+		if j := string(c.must("journalctl", "-u", "hapair", "--no-pager", "-o", "cat")); strings.Contains(j, "Real-time priority not set") {
+			t.Errorf("the unit refused the real-time priority:\n%s", j)
 		}
 	})
 
