@@ -98,6 +98,9 @@ func (c *converter) build() yamlValue {
 	if c.routerID != "" {
 		root.add("router_id", str(c.routerID))
 	}
+	if c.rtPriority > 0 {
+		root.add("vrrp_rt_priority", num(c.rtPriority))
+	}
 
 	// Scripts whose names are already valid keep them; only the others are renamed around them.
 	c.usedNames = map[string]bool{config.BuiltinHAProxyCheck: true}

@@ -143,6 +143,7 @@ type converter struct {
 	globalVersion  int
 	globalGARPDly  string
 	globalGARPRep  string
+	rtPriority     int
 	hasGlobalDefs  bool
 
 	scripts     map[string]*vscript
@@ -220,6 +221,10 @@ func (c *converter) globalDefs(s *stmt) {
 			if len(args) > 0 {
 				c.globalGARPRep = args[0].text
 			}
+		case "vrrp_rt_priority":
+			if v, ok := c.intArg(g, 1, 99); ok {
+				c.rtPriority = v
+			}
 		default:
 			c.note(g.line, "global_defs: "+kw, "%s", globalWhy(kw))
 		}
@@ -230,6 +235,10 @@ func globalWhy(kw string) string {
 	switch {
 	case strings.HasPrefix(kw, "notification_email") || strings.HasPrefix(kw, "smtp_"):
 		return "hapair sends no mail: alert from Prometheus (deploy/prometheus rules) or from a notify command"
+	case kw == "vrrp_rlimit_rttime" || kw == "checker_rlimit_rttime" || kw == "bfd_rlimit_rttime":
+		return "hapair sets no CPU-time limit on its real-time threads (docs/configuration.md, vrrp_rt_priority); GOMAXPROCS=1 in the unit keeps it to one core"
+	case kw == "vrrp_priority":
+		return "hapair has no nice setting: use vrrp_rt_priority, or Nice= in a drop-in for hapair.service"
 	case kw == "vrrp_strict":
 		return "hapair always follows the RFCs' packet checks; strict mode's other effects (no accept mode, no authentication) are not carried"
 	case kw == "vrrp_skip_check_adv_addr":
