@@ -44,9 +44,11 @@ bench-scale: deps
 	$(GO) test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkScale$$' -benchtime 1x ./cmd/hapair
 
 # bench-soak: 100 instances each at 20 ms with every core busy for 10 minutes; spurious
-# transitions and resident memory at the start and the end (root).
+# transitions and resident memory at the start and the end (root). Both daemons run at
+# vrrp_rt_priority 10, as deploy/examples ship hapair; BENCH_RT=0 runs both at normal priority.
+BENCH_RT ?= 10
 bench-soak: deps
-	HAPAIR_SCALE_N=100 HAPAIR_SCALE_INTERVALS=20ms HAPAIR_SCALE_WINDOW=10m HAPAIR_SCALE_BURN=1 \
+	HAPAIR_BENCH_RT=$(BENCH_RT) HAPAIR_SCALE_N=100 HAPAIR_SCALE_INTERVALS=20ms HAPAIR_SCALE_WINDOW=10m HAPAIR_SCALE_BURN=1 \
 	$(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkScale$$' -benchtime 1x ./cmd/hapair
 
 # chaos runs the fault-injection suite (root): two hapair hosts and a keepalived host under
@@ -58,9 +60,10 @@ chaos: deps
 	HAPAIR_CHAOS_SEED=$(SEED) HAPAIR_CHAOS_DURATION=$(DURATION) nice $(GO) test -count=1 -timeout 0 -v -run '^TestChaos$$' ./cmd/hapair
 
 # bench-edge: failover at advert_int 20 ms and 10 ms (SIGKILL, cable cut; 20 trials each) and
-# the gaps between adverts at 20 ms with every core busy, hapair beside keepalived (root).
+# the gaps between adverts at 20 ms with every core busy, hapair beside keepalived (root);
+# both at vrrp_rt_priority $(BENCH_RT) (BENCH_RT=0: normal priority).
 bench-edge: deps
-	$(GO) test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkEdgeFailover$$' -benchtime 1x ./cmd/hapair
+	HAPAIR_BENCH_RT=$(BENCH_RT) $(GO) test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkEdgeFailover$$' -benchtime 1x ./cmd/hapair
 
 bench:
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./vrrp/... ./checks/...

@@ -127,6 +127,9 @@ func (e *edge) startHapair(h *lab.Host, prio int) *lab.Proc {
 	}
 	n := labNode{RouterID: h.Name, Priority: prio, Version: 3, AdvertInt: e.iv.String(), VIPs: []string{vipCIDR},
 		RuntimeDir: filepath.Join(dir, "run")}
+	if rt := benchRTPriority(); rt > 0 {
+		n.Extra = fmt.Sprintf("vrrp_rt_priority: %d\n", rt)
+	}
 	cfg := filepath.Join(dir, "hapair.yaml")
 	if err := os.WriteFile(cfg, []byte(n.YAML()), 0o600); err != nil {
 		e.t.Fatal(err)
@@ -148,6 +151,7 @@ func (e *edge) startKeepalived(h *lab.Host, prio int) *lab.Proc {
 	k, err := h.StartKeepalived(context.Background(), lab.KeepalivedConfig{
 		State: state, VRID: foKeepalivedVRID, Priority: prio, Version: 3,
 		AdvertInt: strconv.FormatFloat(e.iv.Seconds(), 'f', -1, 64), VIPs: []string{foKeepalivedCIDR},
+		RTPriority: benchRTPriority(),
 	}, filepath.Join(h.Dir(), "keepalived-edge"))
 	if err != nil {
 		e.t.Fatal(err)
@@ -346,7 +350,7 @@ func edgeGapsOf(ts []time.Time) edgeGaps {
 
 func edgeTable(results map[edgeKey][]time.Duration, failed map[edgeKey]int, trials int, gaps [2]edgeGaps, gapWindow time.Duration) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\nFailover at the protocol's edge: VRRPv3, one instance each, lb1 110 / lb2 100, both MASTERs failed at once, %d trials per row\n", trials)
+	fmt.Fprintf(&sb, "\nFailover at the protocol's edge: VRRPv3, one instance each, lb1 110 / lb2 100, both MASTERs failed at once, %d trials per row, %s\n", trials, benchPolicy())
 	w := tabwriter.NewWriter(&sb, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "advert_int\tscenario\timplementation\tmedian\tp90\tmax\tbound (3 x int + skew + 10 ms)\tmedian within\tnever moved")
 	for _, iv := range []time.Duration{20 * time.Millisecond, 10 * time.Millisecond} {

@@ -33,8 +33,8 @@ import (
 // links are alike, and both implementations run in the same window, so they see the same load
 // from whatever else the machine runs; the machine's busy share is printed with each cell.
 //
-// HAPAIR_SCALE_RT=n runs both with real-time priority n (SCHED_RR): hapair under chrt,
-// keepalived with vrrp_rt_priority.
+// HAPAIR_BENCH_RT=n runs both with real-time priority n (SCHED_RR): vrrp_rt_priority n in
+// both configurations (`make bench-soak` sets 10, as deploy/examples do).
 //
 // HAPAIR_SCALE_BURN=1 keeps every core busy with CPU burners (in a third namespace) during the
 // window: with N=100, interval 20ms and a 10m window it is the soak of `make bench-soak`.
@@ -119,7 +119,11 @@ func scaleVIP(l scaleLink, i int) string { return fmt.Sprintf("%s.%d.%d/32", l.v
 // scaleHapairYAML is the hapair configuration of one host: n instances VI_1..VI_n.
 func scaleHapairYAML(h *lab.Host, runDir string, n int, iv time.Duration, prio int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "router_id: %s\nruntime_dir: %s\nvrrp_instances:\n", h.Name, runDir)
+	fmt.Fprintf(&b, "router_id: %s\nruntime_dir: %s\n", h.Name, runDir)
+	if rt := benchRTPriority(); rt > 0 {
+		fmt.Fprintf(&b, "vrrp_rt_priority: %d\n", rt)
+	}
+	b.WriteString("vrrp_instances:\n")
 	state := "BACKUP"
 	if prio >= 110 {
 		state = "MASTER"
@@ -137,8 +141,8 @@ func scaleHapairYAML(h *lab.Host, runDir string, n int, iv time.Duration, prio i
 func scaleKeepalivedConf(h *lab.Host, n int, iv time.Duration, prio int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "global_defs {\n    router_id %s\n", h.Name)
-	if rt := os.Getenv("HAPAIR_SCALE_RT"); rt != "" {
-		fmt.Fprintf(&b, "    vrrp_rt_priority %s\n", rt)
+	if rt := benchRTPriority(); rt > 0 {
+		fmt.Fprintf(&b, "    vrrp_rt_priority %d\n", rt)
 	}
 	b.WriteString("}\n")
 	state := "BACKUP"
@@ -185,12 +189,7 @@ func startScaleHapair(t testing.TB, h *lab.Host, n int, iv time.Duration, prio i
 		t.Fatal(err)
 	}
 	env := scaleHapairEnv(t)
-	name, args := hapairBin, []string{"run", "--config", cfg}
-	if rt := os.Getenv("HAPAIR_SCALE_RT"); rt != "" {
-		// SCHED_RR at that priority, as keepalived's vrrp_rt_priority gives its VRRP process.
-		name, args = "chrt", append([]string{"-r", rt, hapairBin}, args...)
-	}
-	p, err := h.StartWith(context.Background(), lab.ProcOptions{LogPath: filepath.Join(dir, "hapair.log"), Env: env}, name, args...)
+	p, err := h.StartWith(context.Background(), lab.ProcOptions{LogPath: filepath.Join(dir, "hapair.log"), Env: env}, hapairBin, "run", "--config", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -465,6 +464,7 @@ func scaleTable(cells []scaleCell, window time.Duration, burn bool) string {
 	if burn {
 		load = fmt.Sprintf("%d CPU burners keeping every core busy", runtime.NumCPU())
 	}
+	load += "; " + benchPolicy()
 	fmt.Fprintf(&sb, "\nScale: hapair and keepalived side by side, VRRPv3, N instances each, %s window per cell, %s; %d cores\n",
 		window, load, runtime.NumCPU())
 	sb.WriteString("CPU: seconds of CPU per minute (all of keepalived's processes). RSS: MiB at the end of the window. h = hapair, k = keepalived.\n")
@@ -504,6 +504,22 @@ func scaleHapairEnv(t testing.TB) []string {
 		}
 	}
 	return append(env, strings.Fields(os.Getenv("HAPAIR_SCALE_HAPAIR_ENV"))...)
+}
+
+// benchRTPriority is HAPAIR_BENCH_RT: the real-time priority (vrrp_rt_priority) both hapair and
+// keepalived run with in the benchmarks, 0 (unset) for none. A value that is not 0..99 is
+// refused by both daemons' own configuration checks.
+func benchRTPriority() int {
+	rt, _ := strconv.Atoi(os.Getenv("HAPAIR_BENCH_RT"))
+	return rt
+}
+
+// benchPolicy says how both daemons were scheduled, for the tables.
+func benchPolicy() string {
+	if rt := benchRTPriority(); rt > 0 {
+		return fmt.Sprintf("both at vrrp_rt_priority %d (SCHED_RR)", rt)
+	}
+	return "both at normal priority"
 }
 
 // benchEnvInts reads a comma-separated list of positive integers from the environment.

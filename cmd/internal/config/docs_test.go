@@ -45,6 +45,7 @@ func TestDocumentedDefaults(t *testing.T) {
 		{"notify.script_security", DefaultNotifyScriptSecurity},
 		{"status.listen", DefaultStatusListen},
 		{"status.keepalived_compat", false},
+		{"vrrp_rt_priority", 0},
 		{"status.dump_file", DefaultDumpFile},
 	}
 	for _, d := range defaults {

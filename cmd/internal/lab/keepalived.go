@@ -44,6 +44,8 @@ type KeepalivedConfig struct {
 	ChecksumAsV2 bool
 	// Extra lines go verbatim into the vrrp_instance block.
 	Extra []string
+	// RTPriority, when > 0, is global_defs' vrrp_rt_priority.
+	RTPriority int
 }
 
 func (c KeepalivedConfig) withDefaults(host string) KeepalivedConfig {
@@ -96,7 +98,11 @@ func (c KeepalivedConfig) withDefaults(host string) KeepalivedConfig {
 func (c KeepalivedConfig) Render() string {
 	c = c.withDefaults("lab")
 	var b strings.Builder
-	fmt.Fprintf(&b, "global_defs {\n    router_id %s\n    enable_script_security\n    script_user root\n}\n\n", c.RouterID)
+	fmt.Fprintf(&b, "global_defs {\n    router_id %s\n    enable_script_security\n    script_user root\n", c.RouterID)
+	if c.RTPriority > 0 {
+		fmt.Fprintf(&b, "    vrrp_rt_priority %d\n", c.RTPriority)
+	}
+	b.WriteString("}\n\n")
 	if s := c.TrackScript; s != nil {
 		fmt.Fprintf(&b, "vrrp_script %s {\n    script %s\n    interval %d\n    weight %d\n    fall %d\n    rise %d\n}\n\n",
 			s.Name, strconv.Quote(s.Cmd), s.Interval, s.Weight, s.Fall, s.Rise)
