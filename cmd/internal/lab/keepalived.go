@@ -44,7 +44,7 @@ type KeepalivedConfig struct {
 	ChecksumAsV2 bool
 	// Extra lines go verbatim into the vrrp_instance block.
 	Extra []string
-	// RTPriority, when > 0, is global_defs' vrrp_rt_priority.
+	// RTPriority, when > 0, is global_defs' vrrp_rt_priority (with vrrp_rlimit_rttime 1 s).
 	RTPriority int
 }
 
@@ -100,7 +100,9 @@ func (c KeepalivedConfig) Render() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "global_defs {\n    router_id %s\n    enable_script_security\n    script_user root\n", c.RouterID)
 	if c.RTPriority > 0 {
-		fmt.Fprintf(&b, "    vrrp_rt_priority %d\n", c.RTPriority)
+		// A second, not the default 10 ms: that limit's SIGKILL is not what a test measures
+		// (see scaleKeepalivedConf in cmd/hapair).
+		fmt.Fprintf(&b, "    vrrp_rt_priority %d\n    vrrp_rlimit_rttime 1000000\n", c.RTPriority)
 	}
 	b.WriteString("}\n\n")
 	if s := c.TrackScript; s != nil {
