@@ -40,7 +40,8 @@ type daemon struct {
 	sup       haproxy     // nil without a haproxy section
 	host      hostNetwork // sockets, VIPs and links
 	instances []*vrrpInstance
-	bgp       *bgpSpeaker // nil without a bgp section
+	vrrpLoop  *instance.Loop // runs every instance's turns on one goroutine
+	bgp       *bgpSpeaker    // nil without a bgp section
 
 	checks       *checks.Runner
 	links        links // the links instances track (their own, track_interface)
@@ -130,6 +131,7 @@ func newDaemonOn(cfg *config.Config, log *slog.Logger, host func(*metrics.Metric
 	if cfg.BGP != nil {
 		d.bgp = newBGPSpeaker(cfg.BGP, d.metrics, log)
 	}
+	d.vrrpLoop = instance.NewLoop()
 	for _, ic := range cfg.Instances {
 		vi, err := d.newInstance(cfg, ic)
 		if err != nil {
@@ -218,6 +220,7 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		GARPRepeat: ic.GARPMasterRepeat, GARPDelay: ic.GARPMasterDelay,
 		Drained: d.drained.Load(),
 		Timers:  nio.timers,
+		Loop:    d.vrrpLoop,
 	}
 	rec, err := record.Create(cfg.RuntimeDir, ic.Name, ic.VRID, nil)
 	if err != nil {
@@ -342,18 +345,24 @@ func (d *daemon) serve(ctx context.Context) error {
 	go func() { defer close(linksDone); d.followLinks(ctx) }()
 	defer func() { <-linksDone }()
 
-	var wg sync.WaitGroup
+	// Each instance starts on a goroutine of its own, which ends once it has started: from then
+	// on its turns run on the daemon's one instance.Loop.
+	var starting sync.WaitGroup
 	for _, vi := range d.instances {
-		wg.Add(1)
+		starting.Add(1)
 		go func() {
-			defer wg.Done()
+			defer starting.Done()
 			if !vi.resuming {
 				d.holdUntilChecksReport(vrrpCtx, vi)
 			}
-			if err := vi.run.Run(vrrpCtx); err != nil {
-				d.log.Error("("+vi.cfg.Name+") VRRP instance failed", "err", err)
-			}
+			vi.run.Start(vrrpCtx)
 		}()
+	}
+	wait := func() {
+		starting.Wait()
+		for _, vi := range d.instances {
+			<-vi.run.Done()
+		}
 	}
 	go d.notifySystemd(vrrpCtx)
 
@@ -361,7 +370,7 @@ func (d *daemon) serve(ctx context.Context) error {
 	if d.handingOver.Load() {
 		// An in-place upgrade: each instance sent its last advert and kept its VIPs; HAProxy
 		// stays running, a child of this process across the execve.
-		wg.Wait()
+		wait()
 		d.closeInstances()
 		d.stopChecks()
 		return errHandover
@@ -370,7 +379,7 @@ func (d *daemon) serve(ctx context.Context) error {
 	// Make-before-break: every instance has sent priority 0 and kept its VIPs until the new
 	// MASTER advertised (or LongestMasterDown passed), then detached them. Only now does HAProxy
 	// soft-stop, so that no client is ever sent to a node that no longer serves.
-	wg.Wait()
+	wait()
 	d.closeInstances()
 	d.stopChecks()
 	if d.sup != nil {

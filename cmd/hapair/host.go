@@ -84,7 +84,7 @@ type netlinkHost struct {
 // alarmTimers adapts a vrrp/alarm set to instance.Timers.
 type alarmTimers struct{ *alarm.Alarms }
 
-func (a alarmTimers) NewTimer() instance.Timer { return a.Alarms.NewTimer() }
+func (a alarmTimers) AfterFunc(fire func()) instance.Timer { return a.Alarms.AfterFunc(fire) }
 
 func newNetlinkHost(m *metrics.Metrics, log *slog.Logger) netlinkHost {
 	watch, err := vipnet.NewWatch(log)

@@ -41,6 +41,7 @@ type Alarms struct {
 	armed time.Time // the deadline the timerfd is armed for; zero: disarmed
 	rbuf  [8]byte   // the expiration count read from the timerfd (reader-owned)
 	rerr  error
+	due   []func() // the due AfterFunc timers' functions, called after mu is released (reader-owned)
 }
 
 // New opens the timerfd and starts the goroutine that delivers the timers.
@@ -71,7 +72,8 @@ func (a *Alarms) Close() error {
 // Timer is one deadline of an Alarms. Its methods are safe for concurrent use.
 type Timer struct {
 	a   *Alarms
-	c   chan time.Time
+	c   chan time.Time // nil for an AfterFunc timer
+	f   func()         // an AfterFunc timer's function
 	at  time.Time
 	idx int // position in a.heap; -1 when not pending
 }
@@ -79,6 +81,12 @@ type Timer struct {
 // NewTimer returns a timer that is not set.
 func (a *Alarms) NewTimer() *Timer {
 	return &Timer{a: a, c: make(chan time.Time, 1), idx: -1}
+}
+
+// AfterFunc returns a timer that is not set and, once set, calls f on the Alarms' goroutine at
+// each expiry, with no lock held; f must not block (it delays every other timer). Its C is nil.
+func (a *Alarms) AfterFunc(f func()) *Timer {
+	return &Timer{a: a, f: f, idx: -1}
 }
 
 // C receives the time of each expiry. It holds at most one; Reset and Stop empty it.
@@ -116,6 +124,9 @@ func (t *Timer) Stop() {
 }
 
 func (t *Timer) drain() {
+	if t.c == nil {
+		return
+	}
 	select {
 	case <-t.c:
 	default:
@@ -154,10 +165,16 @@ func (a *Alarms) serve() {
 			time.Sleep(time.Millisecond)
 		}
 		a.fire()
+		for i, f := range a.due {
+			f()
+			a.due[i] = nil
+		}
+		a.due = a.due[:0]
 	}
 }
 
-// fire delivers every timer whose deadline has passed and arms the timerfd for the next.
+// fire delivers every timer whose deadline has passed (an AfterFunc timer's function goes to
+// a.due, for serve to call) and arms the timerfd for the next.
 func (a *Alarms) fire() {
 	now := time.Now()
 	a.mu.Lock()
@@ -166,6 +183,10 @@ func (a *Alarms) fire() {
 	for len(a.heap) > 0 && !a.heap[0].at.After(now) {
 		t := a.heap[0]
 		a.remove(0)
+		if t.f != nil {
+			a.due = append(a.due, t.f)
+			continue
+		}
 		select {
 		case t.c <- now:
 		default: // the previous expiry is still unread: one is enough

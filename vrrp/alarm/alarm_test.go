@@ -146,3 +146,40 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestAfterFunc: an AfterFunc timer calls its function once per expiry, never before its
+// deadline, not after Stop, and again after a Reset.
+func TestAfterFunc(t *testing.T) {
+	a := newAlarms(t)
+	calls := make(chan time.Time, 4)
+	tm := a.AfterFunc(func() { calls <- time.Now() })
+	set := time.Now()
+	tm.Reset(10 * time.Millisecond)
+	select {
+	case at := <-calls:
+		if d := at.Sub(set); d < 10*time.Millisecond {
+			t.Errorf("called %v after Reset(10ms)", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an AfterFunc timer never called its function")
+	}
+	tm.Reset(5 * time.Millisecond)
+	tm.Stop()
+	other := a.NewTimer()
+	other.Reset(20 * time.Millisecond)
+	<-other.C() // past the stopped deadline
+	select {
+	case <-calls:
+		t.Fatal("a stopped AfterFunc timer called its function")
+	default:
+	}
+	tm.Reset(time.Millisecond)
+	select {
+	case <-calls:
+	case <-time.After(5 * time.Second):
+		t.Fatal("an AfterFunc timer set again after Stop never called its function")
+	}
+	if tm.C() != nil {
+		t.Error("an AfterFunc timer has a channel")
+	}
+}

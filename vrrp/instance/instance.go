@@ -123,39 +123,48 @@ type Config struct {
 	Record Recorder
 	// Drained starts the instance drained (see SetDrained): the state is kept across restarts.
 	Drained bool
-	// Timers makes the loop's timer; nil: Go's own (time.NewTimer), which testing/synctest's
+	// Timers makes the instance's timer; nil: Go's own (time.AfterFunc), which testing/synctest's
 	// fake clock also drives. The daemon passes a vrrp/alarm set, which costs the Go runtime
 	// far fewer wake-ups per advert.
 	Timers Timers
+	// Loop runs the instance's turns; nil: a loop of its own. The daemon gives every instance
+	// the same one (see Loop).
+	Loop *Loop
 }
 
-// Timers makes the loop's timer (the daemon adapts a vrrp/alarm.Alarms).
+// Timers makes the instance's timer (the daemon adapts a vrrp/alarm.Alarms).
 type Timers interface {
-	NewTimer() Timer
+	// AfterFunc returns a timer that is not set and calls fire at each expiry; fire does not
+	// block.
+	AfterFunc(fire func()) Timer
 }
 
-// Timer wakes the loop once, d after Reset. Reset replaces the pending deadline and drops an
-// expiry not yet received, as time.Timer does since Go 1.23.
+// Timer calls its function once, d after Reset. Reset replaces the pending deadline.
 type Timer interface {
-	C() <-chan time.Time
 	Reset(d time.Duration)
 	Stop()
+}
+
+// goTimers are Go's own timers.
+type goTimers struct{}
+
+func (goTimers) AfterFunc(fire func()) Timer {
+	t := time.AfterFunc(time.Hour, fire)
+	t.Stop()
+	return goTimer{t}
 }
 
 // goTimer is a time.Timer as a Timer.
 type goTimer struct{ t *time.Timer }
 
-func (g goTimer) C() <-chan time.Time   { return g.t.C }
 func (g goTimer) Reset(d time.Duration) { g.t.Reset(d) }
 func (g goTimer) Stop()                 { g.t.Stop() }
 
 func (in *Instance) newTimer() Timer {
 	if in.cfg.Timers != nil {
-		return in.cfg.Timers.NewTimer()
+		return in.cfg.Timers.AfterFunc(in.schedule)
 	}
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return goTimer{t}
+	return goTimers{}.AfterFunc(in.schedule)
 }
 
 // Recorder keeps the state record a restarted hapair resumes from. It is called from the loop
@@ -228,8 +237,17 @@ type Instance struct {
 	// queue in received. The machine and pending are guarded by it.
 	turn    sync.Mutex
 	pending []vrrp.Action // what the reader's Receive calls returned, for the loop to carry out
-	kick    chan struct{} // wakes the loop for pending actions or an earlier deadline
-	timer   Timer         // the loop's; the reader re-arms it, with turn held
+	timer   Timer         // the instance's; the reader re-arms it, with turn held
+
+	// Scheduling on the loop (see Loop): queued is guarded by loop.mu; finished is set at the
+	// end of the run, after which no turn is asked for or run.
+	loop      *Loop
+	queued    bool
+	started   atomic.Bool // Start has run: turns may be asked for
+	finished  atomic.Bool
+	ctx       context.Context // Start's
+	stopSeen  bool            // the turn that saw ctx end has begun the stop (turn-owned)
+	stopWatch func() bool     // unregisters the wake-up at ctx's end
 
 	// Loop-owned state.
 	advAddrs      []netip.Addr // the VIPs' addresses, as adverts list them
@@ -316,9 +334,12 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 		log: log, now: time.Now,
 		control:  make(chan controlEvent, controlBacklog),
 		received: make(chan received, receivedBacklog),
-		kick:     make(chan struct{}, 1),
+		loop:     cfg.Loop,
 		settled:  make(chan struct{}),
 		done:     make(chan struct{}),
+	}
+	if in.loop == nil {
+		in.loop = NewLoop()
 	}
 	filter := cfg.Filter
 	in.filter.Store(&filter)
@@ -395,6 +416,7 @@ func (in *Instance) Apply(u *Update) bool {
 func (in *Instance) CheckVIPs() {
 	select {
 	case in.control <- controlEvent{checkVIPs: true}:
+		in.schedule()
 	default:
 	}
 }
@@ -408,11 +430,15 @@ func (in *Instance) SetFault(fault bool, reason string) {
 func (in *Instance) send(c controlEvent) bool {
 	select {
 	case in.control <- c:
+		in.schedule()
 		return true
 	case <-in.done:
 		return false
 	}
 }
+
+// schedule asks the loop for a turn of the instance. It never blocks.
+func (in *Instance) schedule() { in.loop.schedule(in) }
 
 // Done is closed when Run has returned.
 func (in *Instance) Done() <-chan struct{} { return in.done }
@@ -442,11 +468,19 @@ func (in *Instance) Status() Status {
 	return st
 }
 
-// Run removes stale VIPs, starts the machine and serves until ctx is done; then it releases
-// mastership make-before-break (vrrp.Machine.Resign: a priority-0 advert at once, the VIPs kept
-// until the new MASTER advertises, at most Machine.LongestMasterDown) and returns once they are
-// detached.
+// Run is Start, then waiting until the run has ended (Done).
 func (in *Instance) Run(ctx context.Context) error {
+	in.Start(ctx)
+	<-in.done
+	return nil
+}
+
+// Start removes stale VIPs and starts the machine, on the caller's goroutine; from then on the
+// instance runs in turns on its loop (Config.Loop) until ctx is done. Then it releases
+// mastership make-before-break (vrrp.Machine.Resign: a priority-0 advert at once, the VIPs kept
+// until the new MASTER advertises, at most Machine.LongestMasterDown), detaches them, and Done
+// is closed. Start is called once.
+func (in *Instance) Start(ctx context.Context) {
 	prev := in.previous()
 	if !in.machine.Resumable(in.now(), prev) {
 		if err := in.vips.RemoveStale(); err != nil {
@@ -455,90 +489,99 @@ func (in *Instance) Run(ctx context.Context) error {
 		}
 	}
 	in.turn.Lock()
-	defer in.turn.Unlock() // last: HandlePacket only tries the lock, so Close does not wait for it
-	timer := in.newTimer()
-	in.timer = timer
+	defer in.turn.Unlock() // HandlePacket only tries the lock
+	in.ctx = ctx
+	in.loop.add()
+	in.timer = in.newTimer()
 	in.conn.Receive(in.HandlePacket)
-	defer func() {
-		close(in.done)
-		in.conn.Close() // returns once HandlePacket is not running and will not run again
-	}()
-
 	in.apply(in.machine.Resume(in.now(), prev))
-	defer timer.Stop()
-	defer in.answerDrains()
-	stop := ctx.Done()
-	for {
-		in.armTimer(timer)
-		var (
-			stopped bool
-			rcv     received
-			got     bool
-			ctl     controlEvent
-			gotCtl  bool
-		)
-		in.turn.Unlock()
+	in.armTimer(in.timer)
+	in.stopWatch = context.AfterFunc(ctx, in.schedule)
+	in.started.Store(true)
+	if len(in.control) > 0 || len(in.received) > 0 {
+		in.schedule() // sent before the start (a priority from the checks)
+	}
+}
+
+// runTurn is one turn of the instance, on its loop: what the reader handed the machine, the
+// stop, a control event, the adverts queued, the timers; then the timer is armed for the next
+// deadline.
+func (in *Instance) runTurn() {
+	in.turn.Lock()
+	defer in.turn.Unlock()
+	if in.finished.Load() {
+		return
+	}
+	// What the reader handed the machine meanwhile happened first.
+	in.applyPending()
+	if !in.stopSeen && in.ctx.Err() != nil {
+		in.stopSeen = true
+		if in.handover.Load() {
+			in.handOver()
+			in.finish()
+			return
+		}
+		if in.machine.State() == vrrp.Master {
+			in.log.Info(in.msg("Stopping: keeping the VIPs until a new MASTER advertises"),
+				"at_most", in.machine.LongestMasterDown())
+		}
+		in.apply(in.machine.Resign(in.now()))
+	} else {
+		// One control event a turn, as they came; another turn for the next.
 		select {
-		case <-stop:
-			stopped = true
-		case rcv = <-in.received:
-			got = true
-		case ctl = <-in.control:
-			gotCtl = true
-		case <-timer.C():
-		case <-in.kick:
-		}
-		in.turn.Lock()
-		// What the reader handed the machine meanwhile happened first.
-		in.applyPending()
-		switch {
-		case stopped:
-			stop = nil
-			if in.handover.Load() {
-				in.handOver()
-				return nil
-			}
-			if in.machine.State() == vrrp.Master {
-				in.log.Info(in.msg("Stopping: keeping the VIPs until a new MASTER advertises"),
-					"at_most", in.machine.LongestMasterDown())
-			}
-			in.apply(in.machine.Resign(in.now()))
-		case got:
-			in.receive(rcv)
-		case gotCtl:
+		case ctl := <-in.control:
 			in.handleControl(ctl)
-		}
-		// Adverts that have already arrived count before any timer fires: after the loop ran
-		// late, the master-down timer must not fire between two queued adverts of a live MASTER.
-		for drained := false; !drained; {
-			select {
-			case r := <-in.received:
-				in.receive(r)
-			default:
-				drained = true
+			if len(in.control) > 0 {
+				in.schedule()
 			}
-		}
-		now := in.now()
-		in.apply(in.machine.Tick(now))
-		in.maintainMaster(now)
-		in.mu.Lock()
-		in.status.MasterAddr = in.machine.MasterAddr()
-		in.status.Priority = in.machine.Priority()
-		in.mu.Unlock()
-		// Settled: the election has an outcome for this node, it is MASTER, it is a BACKUP
-		// that hears a MASTER, or it is in FAULT.
-		if st := in.machine.State(); st == vrrp.Master || st == vrrp.Fault || (st == vrrp.Backup && in.machine.MasterAddr().IsValid()) {
-			in.settle.Do(func() { close(in.settled) })
-		}
-		if !in.machine.HandingOver() {
-			in.answerDrains()
-		}
-		if ctx.Err() != nil && stop == nil && !in.machine.HandingOver() {
-			// The handover has ended (or a fault cut it short): leave for good.
-			in.apply(in.machine.Shutdown(in.now()))
-			return nil
+		default:
 		}
 	}
+	// Adverts that have already arrived count before any timer fires: after the loop ran
+	// late, the master-down timer must not fire between two queued adverts of a live MASTER.
+	for drained := false; !drained; {
+		select {
+		case r := <-in.received:
+			in.receive(r)
+		default:
+			drained = true
+		}
+	}
+	now := in.now()
+	in.apply(in.machine.Tick(now))
+	in.maintainMaster(now)
+	in.mu.Lock()
+	in.status.MasterAddr = in.machine.MasterAddr()
+	in.status.Priority = in.machine.Priority()
+	in.mu.Unlock()
+	// Settled: the election has an outcome for this node, it is MASTER, it is a BACKUP
+	// that hears a MASTER, or it is in FAULT.
+	if st := in.machine.State(); st == vrrp.Master || st == vrrp.Fault || (st == vrrp.Backup && in.machine.MasterAddr().IsValid()) {
+		in.settle.Do(func() { close(in.settled) })
+	}
+	if !in.machine.HandingOver() {
+		in.answerDrains()
+	}
+	if in.stopSeen && !in.machine.HandingOver() {
+		// The handover has ended (or a fault cut it short): leave for good.
+		in.apply(in.machine.Shutdown(in.now()))
+		in.finish()
+		return
+	}
+	in.armTimer(in.timer)
+}
+
+// finish ends the run, in a turn: no turn is run after it, the drains waiting are answered,
+// Done is closed and the transport stops delivering.
+func (in *Instance) finish() {
+	in.finished.Store(true)
+	in.stopWatch()
+	in.answerDrains()
+	in.timer.Stop()
+	in.wakeAt.Store(0)
+	close(in.done)
+	in.conn.Close() // returns once HandlePacket is not running and will not run again
+	in.loop.remove()
 }
 
 // applyPending carries out what the reader's Receive calls returned. Called with turn held.
@@ -564,10 +607,7 @@ func (in *Instance) receiveInline(at time.Time, src netip.Addr, adv vrrp.Advert)
 		wake = w == 0 || onGrid(dl, in.grid).UnixNano() < w
 	}
 	if wake {
-		select {
-		case in.kick <- struct{}{}:
-		default: // a kick is already waiting
-		}
+		in.schedule()
 		return
 	}
 	if in.timer != nil {
@@ -836,6 +876,7 @@ func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
 	}
 	select {
 	case in.received <- received{advert: adv, src: src}:
+		in.schedule()
 	default:
 		in.rep.Dropped(vrrp.DropOther)
 		// A flood of valid adverts fills the queue: the same budget as other drops.
@@ -997,6 +1038,8 @@ func (in *Instance) transition(a vrrp.Action) {
 	}
 	in.mu.Lock()
 	in.status.State = a.To
+	// With the state, so that a status never shows the new state with the old MASTER.
+	in.status.MasterAddr = in.machine.MasterAddr()
 	in.status.Since = now
 	in.status.LastTransition = Transition{From: a.From, To: a.To, Reason: a.Reason, At: now}
 	in.mu.Unlock()

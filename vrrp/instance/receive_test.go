@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -162,43 +161,16 @@ func testForeignAddressListIsDroppedAndLoggedOnce(t *testing.T) {
 	})
 }
 
-// countingTimers counts the expiries of the loop's timer: the turns it makes for its deadlines.
+// countingTimers counts the expiries of the instance's timer: the turns it makes for its
+// deadlines.
 type countingTimers struct{ fired atomic.Int64 }
 
-// countingTimer forwards a Go timer's expiries, counting them, until Stop.
-type countingTimer struct {
-	goTimer
-	out  chan time.Time
-	done chan struct{}
-	once *sync.Once
+func (c *countingTimers) AfterFunc(fire func()) Timer {
+	return goTimers{}.AfterFunc(func() {
+		c.fired.Add(1)
+		fire()
+	})
 }
-
-func (c *countingTimers) NewTimer() Timer {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	ct := countingTimer{goTimer: goTimer{t}, out: make(chan time.Time, 1), done: make(chan struct{}), once: &sync.Once{}}
-	go func() {
-		for {
-			select {
-			case at := <-t.C:
-				c.fired.Add(1)
-				select {
-				case ct.out <- at:
-				case <-ct.done:
-					return
-				}
-			case <-ct.done:
-				return
-			}
-		}
-	}()
-	return ct
-}
-
-func (t countingTimer) C() <-chan time.Time { return t.out }
-
-// Stop is called once, when Run returns: it ends the forwarding.
-func (t countingTimer) Stop() { t.goTimer.Stop(); t.once.Do(func() { close(t.done) }) }
 
 // TestBackupHearsMasterWithoutTurns: a BACKUP's machine takes its MASTER's adverts on the
 // reader's goroutine, which re-arms the master-down timer: the loop does not turn for them.

@@ -1,0 +1,103 @@
+package instance
+
+import "sync"
+
+// Loop runs the turns of many instances, one after the other, on one goroutine: an instance
+// asks for a turn (schedule) when its timer fires, an advert or a control event waits for it,
+// or its context ends, and the loop runs it when it comes to it. keepalived runs every instance
+// on one thread in the same way.
+//
+// Why not a goroutine per instance, waiting in a select: a goroutine keeps the stack its
+// deepest turn grew (logging, netlink, a send) until a collection shrinks it, and the frames it
+// waits in are deep enough that it never shrinks below 8 KiB: 2.8 MB of stacks at 255
+// instances, a fifth of hapair's resident memory. Here only the loop's one stack grows.
+// With GOMAXPROCS=1 nothing ran in parallel anyway; what is given up is that one instance's
+// slow turn (a netlink call, a blocked log write) delays the others' turns, as in keepalived.
+//
+// The goroutine runs while an instance is running on the loop (between Start and the end of
+// its run) and ends with the last one.
+type Loop struct {
+	mu      sync.Mutex
+	ready   []*Instance // instances that asked for a turn, in order; each at most once
+	spare   []*Instance // the batch the goroutine ran last, reused
+	running int         // instances started and not finished
+	serving bool        // the goroutine runs
+	wake    chan struct{}
+}
+
+// NewLoop returns a loop with no instance on it.
+func NewLoop() *Loop { return &Loop{wake: make(chan struct{}, 1)} }
+
+// add counts a starting instance and starts the goroutine if it is not running.
+func (l *Loop) add() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.running++
+	if !l.serving {
+		l.serving = true
+		go l.serve()
+	}
+}
+
+// remove counts an instance whose run has ended; it asks for no more turns (finished).
+func (l *Loop) remove() {
+	l.mu.Lock()
+	l.running--
+	l.mu.Unlock()
+	l.signal()
+}
+
+// schedule asks for a turn of in. It never blocks and does not allocate once the ready list has
+// grown to the number of instances: the timers, the transport's reader and the control senders
+// call it.
+func (l *Loop) schedule(in *Instance) {
+	l.mu.Lock()
+	if in.queued || !in.started.Load() || in.finished.Load() {
+		l.mu.Unlock()
+		return
+	}
+	in.queued = true
+	l.ready = append(l.ready, in)
+	first := len(l.ready) == 1
+	l.mu.Unlock()
+	if first {
+		l.signal()
+	}
+}
+
+func (l *Loop) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// serve runs the turns asked for, in batches, until no instance runs on the loop.
+func (l *Loop) serve() {
+	for {
+		l.mu.Lock()
+		if len(l.ready) == 0 {
+			if l.running == 0 {
+				l.serving = false
+				l.mu.Unlock()
+				return
+			}
+			l.mu.Unlock()
+			<-l.wake
+			continue
+		}
+		batch := l.ready
+		l.ready = l.spare[:0]
+		for _, in := range batch {
+			in.queued = false // an event during its turn asks for another
+		}
+		l.mu.Unlock()
+		for i, in := range batch {
+			in.runTurn()
+			batch[i] = nil
+		}
+		l.mu.Lock()
+		l.spare = batch[:0]
+		l.mu.Unlock()
+	}
+}

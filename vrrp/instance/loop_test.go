@@ -1,0 +1,108 @@
+package instance
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hapair/hapair/vrrp"
+)
+
+// countConn counts the adverts written; it delivers nothing and has no goroutine.
+type countConn struct{ writes atomic.Int64 }
+
+func (c *countConn) Receive(func([]byte, netip.Addr, netip.Addr, int)) {}
+func (c *countConn) WriteAdvert([]byte) error                          { c.writes.Add(1); return nil }
+func (c *countConn) Close() error                                      { return nil }
+
+// TestInstancesShareOneGoroutine: instances on one Loop run their turns on its one goroutine,
+// not on one each (a goroutine's stack was most of an instance's memory at 255 instances), and
+// the goroutine ends with the last of them.
+func TestInstancesShareOneGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 100
+		before := runtime.NumGoroutine()
+		loop := NewLoop()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		insts := make([]*Instance, n)
+		conns := make([]*countConn, n)
+		for i := range insts {
+			self := netip.MustParseAddr(fmt.Sprintf("10.0.1.%d", i+1))
+			vrid := uint8(i + 1)
+			cfg := Config{
+				Name: fmt.Sprintf("VI_%d", vrid), Interface: "eth0",
+				Machine: vrrp.Config{Name: fmt.Sprintf("VI_%d", vrid), Version: 3, VRID: vrid, Priority: 110,
+					AdvertInterval: advertInt, Preempt: true, PrimaryAddr: self},
+				Filter:      vrrp.Filter{VRID: vrid, Version: 3},
+				VIPs:        []netip.Prefix{vipPrefix},
+				Source:      self,
+				Destination: []netip.Addr{group},
+				Loop:        loop,
+			}
+			conns[i] = &countConn{}
+			in, err := New(cfg, conns[i], &fakeVIPs{}, &countAnnouncer{}, nopReporter{}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			insts[i] = in
+			in.Start(ctx)
+		}
+		settle(time.Second) // master-down (about 3.1 intervals), then adverts every 50 ms
+		// 1: the loop's. The count is the process's: a goroutine of another test still ending
+		// may be in it, hence the margin.
+		if got := runtime.NumGoroutine() - before; got > 5 {
+			t.Errorf("%d instances running on one loop: %d goroutines more than before, want 1", n, got)
+		}
+		for i, in := range insts {
+			if st := in.Status().State; st != vrrp.Master {
+				t.Fatalf("instance %d alone on its VRID is %v, want MASTER", i+1, st)
+			}
+			// About 16 adverts in the 800 ms as MASTER.
+			if w := conns[i].writes.Load(); w < 10 {
+				t.Fatalf("instance %d sent %d adverts in a second, want about 16", i+1, w)
+			}
+		}
+		cancel()
+		settle(5 * time.Second) // each waits LongestMasterDown for a new MASTER, then detaches
+		for i, in := range insts {
+			select {
+			case <-in.Done():
+			default:
+				t.Fatalf("instance %d still running 5 s after its context ended", i+1)
+			}
+		}
+		loop.mu.Lock()
+		serving, running := loop.serving, loop.running
+		loop.mu.Unlock()
+		if serving || running != 0 {
+			t.Errorf("every instance ended: the loop's goroutine runs (%v) with %d instances, want none", serving, running)
+		}
+	})
+}
+
+// TestElectionOnSharedLoop: a MASTER and a BACKUP on one loop elect as on loops of their own,
+// and the BACKUP takes over when the MASTER stops.
+func TestElectionOnSharedLoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		loop := NewLoop()
+		b := &bus{}
+		shared := func(c *Config) { c.Loop = loop }
+		high := startNodeWith(t, b, "10.0.0.11", 110, shared)
+		low := startNodeWith(t, b, "10.0.0.12", 100, shared)
+		settle(time.Second)
+		if high.inst.Status().State != vrrp.Master || low.inst.Status().State != vrrp.Backup {
+			t.Fatalf("after 1s: high %s, low %s; want MASTER and BACKUP", high.inst.Status().State, low.inst.Status().State)
+		}
+		high.stop()
+		settle(time.Second)
+		if st := low.inst.Status().State; st != vrrp.Master || !low.vips.has() {
+			t.Fatalf("after the MASTER stopped: BACKUP in %v (VIP %v), want MASTER with the VIP", st, low.vips.has())
+		}
+	})
+}
