@@ -49,7 +49,7 @@ func (m *Metrics) EnableBGP() *BGPMetrics {
 		}),
 		last: map[netip.Prefix]bool{},
 	}
-	m.reg.MustRegister(b.peerUp, b.announced, b.announcements, b.withdrawals, b.withdrawDelay)
+	m.register(b.peerUp, b.announced, b.announcements, b.withdrawals, b.withdrawDelay)
 	return b
 }
 

@@ -1,9 +1,6 @@
 package metrics
 
 import (
-	"net/netip"
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hapair/hapair/vrrp"
@@ -14,9 +11,8 @@ import (
 // InstanceMetrics calls as hapair's own series. Its counters are hapair's own
 // (instanceCounters) under keepalived's names, made when scraped.
 type keepalivedCompat struct {
-	m     *Metrics
-	up    prometheus.Gauge
-	state *prometheus.GaugeVec // iname, intf, vrid, ip_address
+	m  *Metrics
+	up prometheus.Gauge
 }
 
 // The keepalived counter families, labelled iname, intf, vrid.
@@ -48,21 +44,15 @@ func newKeepalivedCompat(m *Metrics) *keepalivedCompat {
 			Name: "keepalived_up",
 			Help: "keepalived exporter compatibility: 1 while hapair serves metrics.",
 		}),
-		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "keepalived_vrrp_state",
-			Help: "keepalived exporter compatibility: VRRP state per VIP, 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.",
-		}, []string{"iname", "intf", "vrid", "ip_address"}),
 	}
 	c.up.Set(1)
 	return c
 }
 
-func (c *keepalivedCompat) collectors() []prometheus.Collector {
-	return []prometheus.Collector{c.up, c.state, compatCounterCollector{c.m}}
-}
-
-func (c *keepalivedCompat) remove(iname string) {
-	c.state.DeletePartialMatch(prometheus.Labels{"iname": iname})
+// collectors are the registry's: keepalived_up, and the per-instance series (the text
+// exposition writes those itself).
+func (c *keepalivedCompat) collectors() (static, perInstance []prometheus.Collector) {
+	return []prometheus.Collector{c.up}, []prometheus.Collector{compatStateCollector{c.m}, compatCounterCollector{c.m}}
 }
 
 // compatCounterCollector exports every instance's counters under keepalived's names.
@@ -79,7 +69,6 @@ func (compatCounterCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (cc compatCounterCollector) Collect(ch chan<- prometheus.Metric) {
-	master := stateIndex(vrrp.Master)
 	for _, im := range cc.m.snapshot() {
 		c := &im.counters
 		emit := func(d *prometheus.Desc, v uint64) {
@@ -89,63 +78,10 @@ func (cc compatCounterCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(descCompatAdvertsSent, c.advertsSent.Load())
 		emit(descCompatPrioZeroSent, c.prioZeroSent.Load())
 		emit(descCompatPrioZeroReceived, c.prioZeroReceived.Load())
-		var become, release uint64
-		for i := range stateNames {
-			become += c.transitions[i][master].Load()
-			release += c.transitions[master][i].Load()
-		}
-		emit(descCompatBecomeMaster, become)
-		emit(descCompatReleaseMaster, release)
+		emit(descCompatBecomeMaster, c.becomeMaster())
+		emit(descCompatReleaseMaster, c.releaseMaster())
 		for d, r := range compatDrops {
 			emit(d, c.dropped[dropIndex(r)].Load())
 		}
-	}
-}
-
-// compatInstance is one VRRP instance's keepalived_vrrp_state series, one per VIP.
-type compatInstance struct {
-	c      *keepalivedCompat
-	labels []string // iname, intf, vrid
-
-	mu    sync.Mutex
-	state float64
-	addrs []string // ip_address label values; [""] without VIPs, as the exporters do
-}
-
-func (c *keepalivedCompat) instance(iname, intf, vrid string, vips []netip.Prefix) *compatInstance {
-	ci := &compatInstance{c: c, labels: []string{iname, intf, vrid}}
-	ci.setVIPs(vips)
-	return ci
-}
-
-func (ci *compatInstance) stateLabels(addr string) []string {
-	return append(append(make([]string, 0, 4), ci.labels...), addr)
-}
-
-func (ci *compatInstance) setState(s vrrp.State) {
-	ci.mu.Lock()
-	defer ci.mu.Unlock()
-	ci.state = float64(s)
-	for _, a := range ci.addrs {
-		ci.c.state.WithLabelValues(ci.stateLabels(a)...).Set(ci.state)
-	}
-}
-
-func (ci *compatInstance) setVIPs(vips []netip.Prefix) {
-	addrs := make([]string, 0, len(vips))
-	for _, p := range vips {
-		addrs = append(addrs, p.Addr().String())
-	}
-	if len(addrs) == 0 {
-		addrs = []string{""}
-	}
-	ci.mu.Lock()
-	defer ci.mu.Unlock()
-	for _, a := range ci.addrs {
-		ci.c.state.DeleteLabelValues(ci.stateLabels(a)...)
-	}
-	ci.addrs = addrs
-	for _, a := range ci.addrs {
-		ci.c.state.WithLabelValues(ci.stateLabels(a)...).Set(ci.state)
 	}
 }

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,8 +26,9 @@ import (
 type instanceCounters struct {
 	created *timestamppb.Timestamp
 	// The instance's own label pairs, made once and shared by its series at every scrape:
-	// instance; and iname, intf, vrid for keepalived's.
-	instance, compat []*dto.LabelPair
+	// instance; instance, interface, vrid for hapair_vrrp_state; and iname, intf, vrid for
+	// keepalived's.
+	instance, state, compat []*dto.LabelPair
 
 	advertsSent, advertsReceived   atomic.Uint64
 	prioZeroSent, prioZeroReceived atomic.Uint64
@@ -87,6 +90,45 @@ func (c *instanceCounters) addOther(k otherKey, n uint64) {
 		c.other = map[otherKey]uint64{}
 	}
 	c.other[k] += n
+}
+
+// other is one counter outside the fixed sets, for the text exposition.
+type other struct {
+	a, b string
+	v    uint64
+}
+
+// others returns the counters of family d outside the fixed sets, sorted by their label
+// values; nil (and no allocation) when there are none, the usual case.
+func (c *instanceCounters) others(d *prometheus.Desc) []other {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []other
+	for k, v := range c.other {
+		if k.family == d {
+			out = append(out, other{k.a, k.b, v})
+		}
+	}
+	slices.SortFunc(out, func(x, y other) int { return cmp.Or(cmp.Compare(x.a, y.a), cmp.Compare(x.b, y.b)) })
+	return out
+}
+
+// becomeMaster is keepalived_become_master_total: the transitions to MASTER.
+func (c *instanceCounters) becomeMaster() uint64 {
+	master, n := stateIndex(vrrp.Master), uint64(0)
+	for i := range stateNames {
+		n += c.transitions[i][master].Load()
+	}
+	return n
+}
+
+// releaseMaster is keepalived_release_master_total: the transitions out of MASTER.
+func (c *instanceCounters) releaseMaster() uint64 {
+	master, n := stateIndex(vrrp.Master), uint64(0)
+	for i := range stateNames {
+		n += c.transitions[master][i].Load()
+	}
+	return n
 }
 
 func (c *instanceCounters) transition(from, to vrrp.State) {
@@ -230,5 +272,6 @@ func init() {
 func (c *instanceCounters) init(name, iface, vrid string, created time.Time) {
 	c.created = timestamppb.New(created)
 	c.instance = []*dto.LabelPair{labelPair("instance", name)}
+	c.state = []*dto.LabelPair{c.instance[0], labelPair("interface", iface), labelPair("vrid", vrid)}
 	c.compat = []*dto.LabelPair{labelPair("iname", name), labelPair("intf", iface), labelPair("vrid", vrid)}
 }

@@ -49,7 +49,9 @@ func TestInstanceMetricsAreSmall(t *testing.T) {
 	runtime.KeepAlive(ims)
 	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
 	t.Logf("%d bytes of heap per instance", per)
-	if per > 12<<10 {
-		t.Fatalf("%d bytes of heap per instance, want at most 12 KiB", per)
+	// 5.7 KiB with client_golang children for the gauges and histograms; 1.3 KiB with every
+	// series a plain value exported when scraped.
+	if per > 2<<10 {
+		t.Fatalf("%d bytes of heap per instance, want at most 2 KiB", per)
 	}
 }

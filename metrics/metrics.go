@@ -8,7 +8,6 @@
 package metrics
 
 import (
-	"net/http"
 	"net/netip"
 	"runtime"
 	"strconv"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hapair/hapair/supervisor"
 	"github.com/hapair/hapair/vrrp"
@@ -57,10 +55,13 @@ const (
 // (a master-down interval with advert_int 3), with extra resolution around the
 // figures hapair is judged on: 0.8 s (HAProxy killed) and 3.6 s (seed's
 // master-down interval).
-var failoverBuckets = []float64{
-	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8,
-	1, 2, 3, 4, 5, 7.5, 10,
-}
+var (
+	failoverBucketsArray = [...]float64{
+		0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8,
+		1, 2, 3, 4, 5, 7.5, 10,
+	}
+	failoverBuckets = failoverBucketsArray[:]
+)
 
 // checkBuckets cover a probe from a fast local connect to a slow script.
 var checkBuckets = []float64{
@@ -76,7 +77,10 @@ type BuildInfo struct {
 
 // Metrics owns hapair's registry and every metric in it.
 type Metrics struct {
-	reg    *prometheus.Registry
+	reg *prometheus.Registry // every family
+	// static holds the families that are not per instance: the text exposition gathers them
+	// and writes the per-instance ones itself (expose.go).
+	static *prometheus.Registry
 	compat *keepalivedCompat
 
 	mu            sync.Mutex
@@ -84,12 +88,7 @@ type Metrics struct {
 	instances     map[string]*InstanceMetrics
 	trackedChecks map[string]bool // checks whose hapair_check_up follows CheckUp
 
-	vrrpState    *prometheus.GaugeVec
-	priority     *prometheus.GaugeVec
-	takeover     *prometheus.HistogramVec
-	lastTakeover *prometheus.GaugeVec
-	release      *prometheus.HistogramVec
-	otherVRID    *prometheus.CounterVec
+	otherVRID *prometheus.CounterVec
 
 	drained prometheus.Gauge
 
@@ -113,34 +112,12 @@ func New(b BuildInfo) *Metrics {
 	if b.GoVersion == "" {
 		b.GoVersion = runtime.Version()
 	}
-	inst := []string{"instance"}
 	m := &Metrics{
 		reg:           prometheus.NewRegistry(),
+		static:        prometheus.NewRegistry(),
 		instances:     make(map[string]*InstanceMetrics),
 		trackedChecks: make(map[string]bool),
 
-		vrrpState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "hapair_vrrp_state",
-			Help: "VRRP state of the instance: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT.",
-		}, []string{"instance", "interface", "vrid"}),
-		priority: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "hapair_vrrp_priority",
-			Help: "Effective VRRP priority of the instance (base priority plus tracked check weights).",
-		}, inst),
-		takeover: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "hapair_vrrp_takeover_seconds",
-			Help:    "On becoming MASTER: time from the previous master's last valid (or priority-0 / lower-priority) advert to VIPs attached and the first gratuitous ARP sent.",
-			Buckets: failoverBuckets,
-		}, inst),
-		lastTakeover: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "hapair_vrrp_last_takeover_seconds",
-			Help: "Duration of the most recent takeover of the instance, as observed in hapair_vrrp_takeover_seconds.",
-		}, inst),
-		release: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "hapair_vrrp_release_seconds",
-			Help:    "On the old MASTER: time from the failure being seen to the priority-0 or lower-priority advert being sent.",
-			Buckets: failoverBuckets,
-		}, inst),
 		otherVRID: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hapair_vrrp_packets_other_vrid_total",
 			Help: "VRRP packets received on an interface for a VRID that no instance here runs (other virtual routers on the segment: normal traffic), or too short to carry a VRID.",
@@ -212,22 +189,33 @@ func New(b BuildInfo) *Metrics {
 	m.configLastReloadOK.Set(1)
 	m.configLastReloadOKTime.Set(float64(time.Now().UnixNano()) / 1e9)
 
-	m.reg.MustRegister(
+	m.register(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo,
-		m.vrrpState, m.priority, m.takeover, m.lastTakeover, m.release,
-		counterCollector{m}, m.otherVRID,
+		m.otherVRID,
 		m.drained,
 		m.haproxyUp, m.haproxyRestarts, m.haproxyReloads, m.haproxyLastExit,
 		m.checkUp, m.checkResults, m.checkDuration,
 		m.configReloads, m.configLastReloadOK, m.configLastReloadOKTime,
 	)
+	m.reg.MustRegister(gaugeCollector{m}, counterCollector{m})
 	return m
 }
 
-// Registry returns the registry, for tests and for callers that want to add a
-// collector of their own.
+// MustRegister adds collectors of one's own to /metrics (both expositions).
+func (m *Metrics) MustRegister(cs ...prometheus.Collector) { m.register(cs...) }
+
+// register adds collectors of families that are not per instance, to both registries.
+func (m *Metrics) register(cs ...prometheus.Collector) {
+	m.reg.MustRegister(cs...)
+	m.static.MustRegister(cs...)
+}
+
+// Registry returns the registry of every family, to gather them (tests). Add a collector
+// with MustRegister: one added to this registry directly shows in the protobuf exposition
+// only, since the text exposition gathers the families that are not per instance from a
+// registry of its own.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Instance returns the metrics of the VRRP instance name, creating and
@@ -275,13 +263,6 @@ func (m *Metrics) RemoveInstance(name string) {
 
 func (m *Metrics) removeLocked(name string) {
 	delete(m.instances, name)
-	l := prometheus.Labels{"instance": name}
-	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.vrrpState, m.priority, m.takeover, m.lastTakeover, m.release,
-	} {
-		v.DeletePartialMatch(l)
-	}
-	m.compat.remove(name)
 }
 
 // EnableKeepalivedCompat additionally exports the keepalived_* series of the
@@ -295,7 +276,9 @@ func (m *Metrics) EnableKeepalivedCompat() {
 		return
 	}
 	m.compatEnabled = true
-	m.reg.MustRegister(m.compat.collectors()...)
+	static, perInstance := m.compat.collectors()
+	m.register(static...)
+	m.reg.MustRegister(perInstance...)
 }
 
 // WithoutHAProxy removes the hapair_haproxy_* series, for a hapair that runs VRRP alone (no
@@ -304,6 +287,7 @@ func (m *Metrics) EnableKeepalivedCompat() {
 func (m *Metrics) WithoutHAProxy() {
 	for _, c := range []prometheus.Collector{m.haproxyUp, m.haproxyRestarts, m.haproxyReloads, m.haproxyLastExit} {
 		m.reg.Unregister(c)
+		m.static.Unregister(c)
 	}
 }
 
@@ -381,12 +365,4 @@ func boolValue(b bool) float64 {
 // VRRP packets there that no instance takes (vrrp/transport counts them, once per interface).
 func (m *Metrics) OtherVRID(ifname string) prometheus.Counter {
 	return m.otherVRID.WithLabelValues(ifname)
-}
-
-// Handler returns the /metrics handler of m's registry.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
-		// A collector failing (e.g. /proc unreadable) must not hide the rest.
-		ErrorHandling: promhttp.ContinueOnError,
-	})
 }

@@ -36,7 +36,7 @@ func TestRequestsInFlightAreCapped(t *testing.T) {
 		desc:    prometheus.NewDesc("test_blocking", "blocks", nil, nil),
 		entered: make(chan struct{}, 100), release: make(chan struct{}),
 	}
-	m.Registry().MustRegister(bc)
+	m.MustRegister(bc)
 	statusEntered, statusRelease := make(chan struct{}, 100), make(chan struct{})
 	status := Func(func() Status {
 		statusEntered <- struct{}{}
