@@ -40,15 +40,14 @@ type socket struct {
 	closing atomic.Bool
 
 	// Owned by serve.
-	buf    [maxPacket]byte
-	oob    [128]byte
-	from   unix.RawSockaddrAny
-	iov    unix.Iovec
-	msg    unix.Msghdr
-	n      int
+	rx     [readBatch]rxSlot
+	mmsg   [readBatch]mmsghdr
 	rerr   error
 	readFn func(fd uintptr) bool
 	strays map[int]Counter // by interface index
+	// reads counts the receive syscalls made, EAGAIN included: what a wake-up of the reader
+	// costs beyond the packets themselves (tests).
+	reads atomic.Int64
 
 	// Guarded by wmu: one advert at a time per socket.
 	wmu     sync.Mutex
@@ -56,6 +55,27 @@ type socket struct {
 	wiov    unix.Iovec
 	werr    error
 	writeFn func(fd uintptr) bool
+}
+
+// readBatch is how many packets one recvmmsg reads. Instances whose timers share a slot of the
+// timer grid send their adverts in a burst, and a reader woken by the first packet finds the
+// next ones queued: they cost one system call, not one each and one more to find the queue
+// empty (a BACKUP of 50 instances at 20 ms: 2.3 packets per wake-up). Each slot holds a
+// maxPacket buffer, of which a small advert touches one page: 4 slots keep that small.
+const readBatch = 4
+
+// rxSlot is where recvmmsg puts one packet.
+type rxSlot struct {
+	oob  [128]byte
+	from unix.RawSockaddrAny
+	iov  unix.Iovec
+	buf  [maxPacket]byte
+}
+
+// mmsghdr is struct mmsghdr (x/sys/unix has no type for it): a msghdr and the length received.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
 }
 
 // dest is one place a member sends to, with what sendmsg needs built once.
@@ -100,15 +120,18 @@ func openSocket(h *Hub, key sockKey, ifi *net.Interface) (s *socket, err error) 
 	if err != nil {
 		return nil, err
 	}
-	s.iov.Base = &s.buf[0]
-	s.iov.SetLen(len(s.buf))
-	s.msg.Name = (*byte)(unsafe.Pointer(&s.from))
-	s.msg.Iov = &s.iov
-	s.msg.SetIovlen(1)
-	s.msg.Control = &s.oob[0]
+	for i := range s.rx {
+		slot, h := &s.rx[i], &s.mmsg[i].hdr
+		slot.iov.Base = &slot.buf[0]
+		slot.iov.SetLen(len(slot.buf))
+		h.Name = (*byte)(unsafe.Pointer(&slot.from))
+		h.Iov = &slot.iov
+		h.SetIovlen(1)
+		h.Control = &slot.oob[0]
+	}
 	s.wmsg.Iov = &s.wiov
 	s.wmsg.SetIovlen(1)
-	s.readFn, s.writeFn = s.recvmsg, s.sendmsg // bound once: a method value per call allocates
+	s.readFn, s.writeFn = s.recvmmsg, s.sendmsg // bound once: a method value per call allocates
 	return s, nil
 }
 
@@ -205,53 +228,68 @@ func (s *socket) setsockopt(level, opt, v int) error {
 func (s *socket) serve() {
 	defer close(s.done)
 	for {
+		// Returns only for an error: the packets are delivered within the read callback.
 		err := s.rc.Read(s.readFn)
 		if err == nil {
 			err = s.rerr
 		}
-		if err != nil {
-			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			where := s.ifname
-			if where == "" {
-				where = "unicast"
-			}
-			s.hub.opts.Log.Warn(fmt.Sprintf("reading VRRP adverts (%s, IPv%d): %v", where, s.key.family, err))
-			time.Sleep(100 * time.Millisecond) // a persistent socket error must not spin a core
+		if err == nil {
 			continue
 		}
-		s.dispatch()
+		if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+			return
+		}
+		where := s.ifname
+		if where == "" {
+			where = "unicast"
+		}
+		s.hub.opts.Log.Warn(fmt.Sprintf("reading VRRP adverts (%s, IPv%d): %v", where, s.key.family, err))
+		time.Sleep(100 * time.Millisecond) // a persistent socket error must not spin a core
 	}
 }
 
-// recvmsg is the RawConn read callback: one packet, without blocking (the netpoller waits).
-func (s *socket) recvmsg(fd uintptr) bool {
+// recvmmsg is the RawConn read callback: it reads up to readBatch packets at a time without
+// blocking and delivers them, until the queue is empty; then it returns false and the netpoller
+// waits. It delivers within the callback because rawConn.Read forgets, when it starts, a
+// readiness the poller reported before: fewer than readBatch packets means the queue was empty,
+// and returning false then, within the same Read, waits without the system call that would
+// only say EAGAIN; a packet that arrived meanwhile is an edge the poller has reported or will,
+// and the call after the wait reads it. It returns true, with rerr, only for an error.
+func (s *socket) recvmmsg(fd uintptr) bool {
 	for {
-		s.msg.Namelen = uint32(unsafe.Sizeof(s.from))
-		s.msg.SetControllen(len(s.oob))
-		s.msg.Flags = 0
+		for i := range s.mmsg {
+			h := &s.mmsg[i].hdr
+			h.Namelen = uint32(unsafe.Sizeof(s.rx[i].from))
+			h.SetControllen(len(s.rx[i].oob))
+			h.Flags = 0
+			s.mmsg[i].len = 0
+		}
 		// Raw: MSG_DONTWAIT never blocks, and unlike unix.Syscall a raw syscall does not wake
-		// the Go runtime's sysmon thread, a wake-up that costs more than the recvmsg itself
+		// the Go runtime's sysmon thread, a wake-up that costs more than the recvmmsg itself
 		// (see package vrrp/alarm).
-		n, _, errno := unix.RawSyscall(unix.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.msg)), unix.MSG_DONTWAIT)
+		s.reads.Add(1)
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.mmsg[0])), readBatch, unix.MSG_DONTWAIT, 0, 0)
 		switch errno {
 		case 0:
-			s.n, s.rerr = int(n), nil
-			return true
+			for i := range int(n) {
+				s.dispatch(i)
+			}
+			if int(n) < readBatch {
+				return false
+			}
 		case unix.EINTR:
-			continue
 		case unix.EAGAIN:
 			return false
+		default:
+			s.rerr = errno
+			return true
 		}
-		s.n, s.rerr = 0, errno
-		return true
 	}
 }
 
-// dispatch decodes the packet in s.buf and delivers it.
-func (s *socket) dispatch() {
-	payload, src, dst, ttl, ifindex := s.decode()
+// dispatch decodes packet i of the last recvmmsg and delivers it.
+func (s *socket) dispatch(i int) {
+	payload, src, dst, ttl, ifindex := s.decode(i)
 	if s.key.ifindex != 0 && ifindex != s.key.ifindex {
 		return // joined on another interface by another socket: that socket counts it
 	}
@@ -267,12 +305,13 @@ func (s *socket) dispatch() {
 	m.deliver(payload, src, dst, ttl)
 }
 
-// decode returns what the last recvmsg read: the VRRP payload and the packet's source,
+// decode returns packet i of the last recvmmsg: the VRRP payload and the packet's source,
 // destination, TTL or hop limit (-1 if unknown) and incoming interface (0 if unknown).
-func (s *socket) decode() (payload []byte, src, dst netip.Addr, ttl, ifindex int) {
+func (s *socket) decode(i int) (payload []byte, src, dst netip.Addr, ttl, ifindex int) {
 	ttl = -1
-	pkt := s.buf[:s.n]
-	oob := s.oob[:s.msg.Controllen]
+	slot, h := &s.rx[i], &s.mmsg[i]
+	pkt := slot.buf[:min(int(h.len), len(slot.buf))]
+	oob := slot.oob[:min(int(h.hdr.Controllen), len(slot.oob))]
 	for len(oob) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 		l := int(h.Len)
@@ -295,8 +334,8 @@ func (s *socket) decode() (payload []byte, src, dst netip.Addr, ttl, ifindex int
 	}
 	if s.key.family == 6 {
 		// Raw IPv6 sockets never deliver the IPv6 header: the source is the socket address.
-		if s.from.Addr.Family == unix.AF_INET6 {
-			sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&s.from))
+		if slot.from.Addr.Family == unix.AF_INET6 {
+			sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(&slot.from))
 			src = netip.AddrFrom16(sa.Addr)
 		}
 		return pkt, src, dst, ttl, ifindex

@@ -3,8 +3,11 @@ package transport
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -530,4 +533,105 @@ func BenchmarkAdvertOneWay(b *testing.B) {
 		<-got
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/advert")
+}
+
+// TestQueuedPacketsReadInOneCall: packets that queue on the socket while the reader is busy
+// (a burst of adverts, instances whose timers share a slot) are read with one system call, not
+// one each and one more to find the queue empty. A BACKUP of 50 instances at 20 ms woke about
+// 1,100 times a second for 2,500 adverts and made 3,600 recvmsg calls.
+func TestQueuedPacketsReadInOneCall(t *testing.T) {
+	p := nstest.NewPair(t)
+	var a, b *Member
+	p.A.MustDo(t, func() (err error) {
+		a, err = NewHub(HubOptions{}).Join(Options{Interface: p.AIf, Family: 4}, advertV2[1])
+		return
+	})
+	t.Cleanup(func() { a.Close() })
+	p.B.MustDo(t, func() (err error) {
+		b, err = NewHub(HubOptions{}).Join(Options{Interface: p.BIf, Family: 4}, advertV2[1])
+		return
+	})
+	t.Cleanup(func() { b.Close() })
+	got := make(chan byte, 16)
+	release := make(chan struct{})
+	b.Receive(func(pl []byte, _, _ netip.Addr, _ int) {
+		got <- pl[2]
+		if pl[2] == 0 {
+			<-release // the reader is busy with the first packet while the others queue
+		}
+	})
+	send := func(prio byte) {
+		pl := append([]byte(nil), advertV2...)
+		pl[2] = prio
+		if err := a.WriteAdvert(pl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(0)
+	if first := <-got; first != 0 {
+		t.Fatalf("first packet priority %d, want 0", first)
+	}
+	// Wait until the kernel has queued them all on B's socket (/proc/net/raw: rx_queue, the
+	// bytes the queued buffers take, the same for each of these packets).
+	queuedBytes := func(want int) (n int) {
+		p.B.MustDo(t, func() error {
+			nstest.Eventually(t, 5*time.Second, func() error {
+				if n = rawRxQueue(t); n < want {
+					return fmt.Errorf("%d bytes queued, want %d", n, want)
+				}
+				return nil
+			})
+			return nil
+		})
+		return n
+	}
+	const queued = 3
+	send(1)
+	each := queuedBytes(1)
+	for i := 1; i < queued; i++ {
+		send(byte(i + 1))
+	}
+	queuedBytes(queued * each)
+	before := b.sock.reads.Load()
+	close(release)
+	for i := range queued {
+		select {
+		case prio := <-got:
+			if prio != byte(i+1) {
+				t.Fatalf("packet %d has priority %d, want %d", i+1, prio, i+1)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of %d queued packets received", i, queued)
+		}
+	}
+	// The reader may be woken once more by the last edge; give it the time to come back to wait.
+	time.Sleep(100 * time.Millisecond)
+	if calls := b.sock.reads.Load() - before; calls > 2 {
+		t.Errorf("%d receive calls for %d queued packets, want 1 (2 if the poller woke the reader once more)", calls, queued)
+	}
+}
+
+// rawRxQueue is the rx_queue of the raw VRRP sockets of the calling thread's namespace.
+func rawRxQueue(t *testing.T) int {
+	data, err := os.ReadFile("/proc/thread-self/net/raw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasSuffix(f[1], fmt.Sprintf(":%04X", Protocol)) {
+			continue
+		}
+		_, rx, ok := strings.Cut(f[4], ":")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(rx, 16, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += int(n)
+	}
+	return total
 }
