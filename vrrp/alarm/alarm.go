@@ -41,7 +41,8 @@ type Alarms struct {
 	armed time.Time // the deadline the timerfd is armed for; zero: disarmed
 	rbuf  [8]byte   // the expiration count read from the timerfd (reader-owned)
 	rerr  error
-	due   []func() // the due AfterFunc timers' functions, called after mu is released (reader-owned)
+	due   []func()     // the due AfterFunc timers' functions, called after mu is released (reader-owned)
+	reads atomic.Int64 // timerfd reads made, EAGAIN included (tests)
 }
 
 // New opens the timerfd and starts the goroutine that delivers the timers.
@@ -134,15 +135,22 @@ func (t *Timer) drain() {
 }
 
 // serve waits for the timerfd and delivers the timers that are due, until Close.
+//
+// The timers are delivered within the read callback, which then returns false for the
+// netpoller to wait: rawConn.Read forgets, when it starts, a readiness the poller reported
+// before, so returning to a new Read after each expiry would cost a second read that only says
+// EAGAIN. Within one Read, an expiry that comes while the timers are delivered is an edge the
+// poller reports, and the read after the wait takes it.
 func (a *Alarms) serve() {
 	defer close(a.done)
 	read := func(fd uintptr) bool {
 		for {
+			a.reads.Add(1)
 			_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&a.rbuf[0])), uintptr(len(a.rbuf)))
 			switch errno {
 			case 0:
-				a.rerr = nil
-				return true
+				a.deliver()
+				return false // the timerfd is read: wait for its next expiry
 			case unix.EAGAIN:
 				return false // not expired yet: the netpoller waits
 			case unix.EINTR:
@@ -153,24 +161,29 @@ func (a *Alarms) serve() {
 		}
 	}
 	for {
-		err := a.rc.Read(read)
+		err := a.rc.Read(read) // returns only for an error
 		if err == nil {
 			err = a.rerr
 		}
+		if a.closing.Load() {
+			return
+		}
 		if err != nil {
-			if a.closing.Load() {
-				return
-			}
 			// A timerfd read fails only for a bad fd; keep delivering by time rather than spin.
 			time.Sleep(time.Millisecond)
 		}
-		a.fire()
-		for i, f := range a.due {
-			f()
-			a.due[i] = nil
-		}
-		a.due = a.due[:0]
+		a.deliver()
 	}
+}
+
+// deliver fires the due timers and calls the due AfterFunc functions, with mu released.
+func (a *Alarms) deliver() {
+	a.fire()
+	for i, f := range a.due {
+		f()
+		a.due[i] = nil
+	}
+	a.due = a.due[:0]
 }
 
 // fire delivers every timer whose deadline has passed (an AfterFunc timer's function goes to

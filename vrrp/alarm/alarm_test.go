@@ -183,3 +183,28 @@ func TestAfterFunc(t *testing.T) {
 		t.Error("an AfterFunc timer has a channel")
 	}
 }
+
+// TestOneReadPerExpiry: each expiry of the timerfd costs one read, not a second one that only
+// says EAGAIN before the netpoller waits again (a MASTER's every advert is an expiry).
+func TestOneReadPerExpiry(t *testing.T) {
+	a := newAlarms(t)
+	tm := a.NewTimer()
+	const expiries = 20
+	var before int64
+	for i := range expiries + 1 {
+		if i == 1 { // after the reader's first read, which found nothing
+			before = a.reads.Load()
+		}
+		tm.Reset(time.Millisecond)
+		select {
+		case <-tm.C():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("expiry %d never came", i)
+		}
+	}
+	// Let the reader come back to wait after the last expiry.
+	time.Sleep(20 * time.Millisecond)
+	if reads := a.reads.Load() - before; reads > expiries {
+		t.Errorf("%d timerfd reads for %d expiries, want %d", reads, expiries, expiries)
+	}
+}
