@@ -70,9 +70,9 @@ func (compatCounterCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (cc compatCounterCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, im := range cc.m.snapshot() {
-		c := &im.counters
+		c, l := &im.counters, im.dtoLabels()
 		emit := func(d *prometheus.Desc, v uint64) {
-			ch <- &counterMetric{desc: d, labels: c.compat, value: v, created: c.created}
+			ch <- &counterMetric{desc: d, labels: l.compat, value: v, created: l.created}
 		}
 		emit(descCompatAdvertsReceived, c.advertsReceived.Load())
 		emit(descCompatAdvertsSent, c.advertsSent.Load())

@@ -24,11 +24,7 @@ import (
 // 450 bytes, 22 KiB an instance: 5.6 MiB of live heap at 255 instances, most of hapair's heap.
 // Here an instance costs its atomics, and the series are made when scraped.
 type instanceCounters struct {
-	created *timestamppb.Timestamp
-	// The instance's own label pairs, made once and shared by its series at every scrape:
-	// instance; instance, interface, vrid for hapair_vrrp_state; and iname, intf, vrid for
-	// keepalived's.
-	instance, state, compat []*dto.LabelPair
+	created time.Time
 
 	advertsSent, advertsReceived   atomic.Uint64
 	prioZeroSent, prioZeroReceived atomic.Uint64
@@ -189,33 +185,33 @@ func (counterCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (cc counterCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, im := range cc.m.snapshot() {
-		c := &im.counters
+		c, l := &im.counters, im.dtoLabels()
 		emit := func(d *prometheus.Desc, v *atomic.Uint64, labels []*dto.LabelPair) {
-			ch <- &counterMetric{desc: d, labels: labels, value: v.Load(), created: c.created}
+			ch <- &counterMetric{desc: d, labels: labels, value: v.Load(), created: l.created}
 		}
-		emit(descAdvertsSent, &c.advertsSent, c.instance)
-		emit(descAdvertsReceived, &c.advertsReceived, c.instance)
-		emit(descPrioZeroSent, &c.prioZeroSent, c.instance)
-		emit(descPrioZeroReceived, &c.prioZeroReceived, c.instance)
-		emit(descGARPSent, &c.garpSent, c.instance)
-		emit(descAddrMismatch, &c.addrMismatch, c.instance)
+		emit(descAdvertsSent, &c.advertsSent, l.instance)
+		emit(descAdvertsReceived, &c.advertsReceived, l.instance)
+		emit(descPrioZeroSent, &c.prioZeroSent, l.instance)
+		emit(descPrioZeroReceived, &c.prioZeroReceived, l.instance)
+		emit(descGARPSent, &c.garpSent, l.instance)
+		emit(descAddrMismatch, &c.addrMismatch, l.instance)
 		for f := range stateNames {
 			for t := range stateNames {
 				if f != t {
 					// Sorted by label name: from, instance, to.
-					emit(descTransitions, &c.transitions[f][t], []*dto.LabelPair{fromPairs[f], c.instance[0], toPairs[t]})
+					emit(descTransitions, &c.transitions[f][t], []*dto.LabelPair{fromPairs[f], l.instance[0], toPairs[t]})
 				}
 			}
 		}
 		for i := range dropReasonNames {
-			emit(descDropped, &c.dropped[i], []*dto.LabelPair{c.instance[0], reasonPairs[i]})
+			emit(descDropped, &c.dropped[i], []*dto.LabelPair{l.instance[0], reasonPairs[i]})
 		}
 		for i := range vipOpNames {
-			emit(descVIPErrors, &c.vipErrors[i], []*dto.LabelPair{c.instance[0], opPairs[i]})
+			emit(descVIPErrors, &c.vipErrors[i], []*dto.LabelPair{l.instance[0], opPairs[i]})
 		}
 		c.mu.Lock()
 		for k, v := range c.other {
-			ct := c.created.AsTime()
+			ct := c.created
 			if k.family == descTransitions {
 				ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(k.family, prometheus.CounterValue, float64(v), ct, im.name, k.a, k.b)
 			} else {
@@ -226,9 +222,10 @@ func (cc counterCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// counterMetric is one counter series as a scrape sees it. It is made per scrape with label
-// pairs made once (prometheus.NewConstMetric would make them and a dto.Metric every time: at
-// 255 instances, 3.5 MB more garbage and 40 % more time per scrape than the CounterVecs had).
+// counterMetric is one counter series as the registry sees it, with label pairs made once per
+// instance and scrape (prometheus.NewConstMetric would make them and a dto.Metric for every
+// series). Only the protobuf exposition (and tests) gather the per-instance series through the
+// registry: the text exposition writes them itself (expose.go).
 type counterMetric struct {
 	desc    *prometheus.Desc
 	labels  []*dto.LabelPair // sorted by name, as the registry wants them; never written
@@ -268,10 +265,25 @@ func init() {
 	}
 }
 
-// init makes the instance's label pairs and creation time.
-func (c *instanceCounters) init(name, iface, vrid string, created time.Time) {
-	c.created = timestamppb.New(created)
-	c.instance = []*dto.LabelPair{labelPair("instance", name)}
-	c.state = []*dto.LabelPair{c.instance[0], labelPair("interface", iface), labelPair("vrid", vrid)}
-	c.compat = []*dto.LabelPair{labelPair("iname", name), labelPair("intf", iface), labelPair("vrid", vrid)}
+// init sets the instance's creation time.
+func (c *instanceCounters) init(created time.Time) { c.created = created }
+
+// dtoLabels are an instance's label pairs and creation time for the registry's collectors,
+// made per scrape: kept, they cost about 600 bytes an instance, for the protobuf exposition
+// only.
+type dtoLabels struct {
+	// instance; instance, interface, vrid for hapair_vrrp_state; iname, intf, vrid for
+	// keepalived's. Sorted by label name, as the registry wants them.
+	instance, state, compat []*dto.LabelPair
+	created                 *timestamppb.Timestamp
+}
+
+func (im *InstanceMetrics) dtoLabels() dtoLabels {
+	inst := labelPair("instance", im.name)
+	return dtoLabels{
+		instance: []*dto.LabelPair{inst},
+		state:    []*dto.LabelPair{inst, labelPair("interface", im.iface), labelPair("vrid", im.vrid)},
+		compat:   []*dto.LabelPair{labelPair("iname", im.name), labelPair("intf", im.iface), labelPair("vrid", im.vrid)},
+		created:  timestamppb.New(im.counters.created),
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // hapair's per-instance gauge and histogram families; help and labels as they were as
@@ -37,12 +38,12 @@ func (gaugeCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (gc gaugeCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, im := range gc.m.snapshot() {
-		c := &im.counters
-		ch <- &gaugeMetric{desc: descState, labels: c.state, value: float64(im.state.Load())}
-		ch <- &gaugeMetric{desc: descPriority, labels: c.instance, value: float64(im.priority.Load())}
-		ch <- &gaugeMetric{desc: descLastTakeover, labels: c.instance, value: math.Float64frombits(im.lastTakeover.Load())}
-		ch <- &histogramMetric{desc: descTakeover, labels: c.instance, counts: im.takeover.snapshot(), created: c}
-		ch <- &histogramMetric{desc: descRelease, labels: c.instance, counts: im.release.snapshot(), created: c}
+		l := im.dtoLabels()
+		ch <- &gaugeMetric{desc: descState, labels: l.state, value: float64(im.state.Load())}
+		ch <- &gaugeMetric{desc: descPriority, labels: l.instance, value: float64(im.priority.Load())}
+		ch <- &gaugeMetric{desc: descLastTakeover, labels: l.instance, value: math.Float64frombits(im.lastTakeover.Load())}
+		ch <- &histogramMetric{desc: descTakeover, labels: l.instance, counts: im.takeover.snapshot(), created: l.created}
+		ch <- &histogramMetric{desc: descRelease, labels: l.instance, counts: im.release.snapshot(), created: l.created}
 	}
 }
 
@@ -56,7 +57,7 @@ func (cc compatStateCollector) Collect(ch chan<- prometheus.Metric) {
 		st := float64(im.state.Load())
 		for _, a := range im.vipAddrs() {
 			// Sorted by label name: iname, intf, ip_address, vrid.
-			l := im.counters.compat
+			l := im.dtoLabels().compat
 			ch <- &gaugeMetric{desc: descCompatState, labels: []*dto.LabelPair{l[0], l[1], labelPair("ip_address", a), l[2]}, value: st}
 		}
 	}
@@ -82,7 +83,7 @@ type histogramMetric struct {
 	desc    *prometheus.Desc
 	labels  []*dto.LabelPair
 	counts  histogramCounts
-	created *instanceCounters
+	created *timestamppb.Timestamp
 }
 
 func (h *histogramMetric) Desc() *prometheus.Desc { return h.desc }
@@ -99,7 +100,7 @@ func (h *histogramMetric) Write(out *dto.Metric) error {
 		SampleCount:      proto.Uint64(h.counts.count),
 		SampleSum:        proto.Float64(h.counts.sum),
 		Bucket:           buckets,
-		CreatedTimestamp: h.created.created,
+		CreatedTimestamp: h.created,
 	}
 	return nil
 }

@@ -45,7 +45,7 @@ func newInstanceMetrics(m *Metrics, name, iface, vrid string, vips []netip.Prefi
 	// Every counter series that can exist for the instance exists from the start at 0 (every
 	// transition pair, drop reason and VIP operation), so that increase() counts the first
 	// event and dashboards show zeros: counterCollector exports the fixed sets whole.
-	im.counters.init(name, iface, vrid, time.Now())
+	im.counters.init(time.Now())
 	im.text = newInstanceText(name, iface, vrid)
 	im.setVIPs(vips)
 	return im
