@@ -304,18 +304,21 @@ type received struct {
 	src    netip.Addr
 }
 
-// receivedBacklog is how many accepted adverts may wait for the loop. It turns at least once per
-// advert interval, and each peer sends one advert per interval, so a few suffice; a full backlog
-// means a stuck loop (the watchdog's business), and the adverts beyond it are dropped and counted
-// rather than stall every other instance on the socket. Kept small: at 255 instances every slot
-// costs 255 x 100 bytes.
-const receivedBacklog = 16
+// receivedBacklog is how many accepted adverts may wait for the instance's turn. An advert
+// waits only when it arrives during the instance's turn, or while others wait: the turn asked
+// for then comes after the turns already asked for on the loop, well within an advert interval,
+// and each peer sends one advert per interval, so a few suffice; a full backlog means a stuck
+// loop (the watchdog's business), and the adverts beyond it are dropped and counted rather than
+// stall every other instance on the socket. Kept small: every slot costs about 100 bytes an
+// instance (16 slots were 0.4 MB of heap at 255 instances).
+const receivedBacklog = 4
 
 // controlBacklog is how many control events (priority, fault, reload, drain) may wait for the
-// loop. Senders block beyond it until the loop takes one, which it does within a turn; the
-// events come from checks, the link watcher and reloads, a few at a time. It was 64: 4.6 KiB per
-// instance, 1.2 MiB of heap at 255 instances, for bursts that never came.
-const controlBacklog = 8
+// instance's turn. Senders block beyond it until the loop takes one, which it does within a
+// turn; the events come from checks, the link watcher and reloads, two at a time (a fault and a
+// priority). It was 64: 4.6 KiB per instance, 1.2 MiB of heap at 255 instances, for bursts that
+// never came; then 8.
+const controlBacklog = 4
 
 // New checks the configuration and builds the machine.
 func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, notify Notifier, log *slog.Logger) (*Instance, error) {
