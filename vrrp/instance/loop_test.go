@@ -106,3 +106,40 @@ func TestElectionOnSharedLoop(t *testing.T) {
 		}
 	})
 }
+
+// TestInstanceIsSmall holds what New makes for an instance (its state machine, queues and
+// buffers, not its collaborators) to a few KiB: at 255 instances every KiB is a quarter of a
+// MiB of hapair's heap, and more of its resident memory at GOGC=50.
+func TestInstanceIsSmall(t *testing.T) {
+	const n = 255
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	insts := make([]*Instance, n)
+	for i := range insts {
+		self := netip.MustParseAddr("10.0.1.1")
+		cfg := Config{
+			Name: "VI_SMALL", Interface: "eth0",
+			Machine: vrrp.Config{Name: "VI_SMALL", Version: 3, VRID: 51, Priority: 110,
+				AdvertInterval: advertInt, Preempt: true, PrimaryAddr: self},
+			Filter:      vrrp.Filter{VRID: 51, Version: 3},
+			VIPs:        []netip.Prefix{vipPrefix},
+			Source:      self,
+			Destination: []netip.Addr{group},
+		}
+		in, err := New(cfg, nil, nil, nil, nopReporter{}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		insts[i] = in
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(insts)
+	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	t.Logf("%d bytes of heap per instance", per)
+	// 4.9 KiB with 16 adverts and 8 control events queued at most; 3.4 KiB with 4 and 4.
+	if per > 4<<10 {
+		t.Errorf("%d bytes of heap per instance, want at most 4 KiB", per)
+	}
+}
