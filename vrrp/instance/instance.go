@@ -316,9 +316,10 @@ const receivedBacklog = 4
 // controlBacklog is how many control events (priority, fault, reload, drain) may wait for the
 // instance's turn. Senders block beyond it until the loop takes one, which it does within a
 // turn; the events come from checks, the link watcher and reloads, two at a time (a fault and a
-// priority). It was 64: 4.6 KiB per instance, 1.2 MiB of heap at 255 instances, for bursts that
-// never came; then 8.
-const controlBacklog = 4
+// priority). Before Start nothing takes them, and the daemon sends them while an instance waits
+// for its checks' first results: 4 filled up there (a test of the daemon hung). It was 64: 4.6 KiB
+// per instance, 1.2 MiB of heap at 255 instances, for bursts that never came.
+const controlBacklog = 8
 
 // New checks the configuration and builds the machine.
 func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, notify Notifier, log *slog.Logger) (*Instance, error) {
