@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -53,7 +54,15 @@ func Trim() ([]Mapping, error) {
 			// EINVAL before Linux 5.4, which has no MADV_PAGEOUT: nothing is lost but the trim.
 			return nil, fmt.Errorf("madvise %#x-%#x pageout: %w", m.Start, m.End, err)
 		}
-		// Read back into the page cache, unmapped and in small folios (see the package comment).
+	}
+	// The garbage collector runs every two minutes at the latest, in a daemon that does nothing
+	// else too. Run now, between the page-out and the read-back, its code comes back one page
+	// at a time; run after the read-back, it faulted in the read-ahead's large folios whole:
+	// 2.2 MiB more resident at hapair's first forced collection (100 instances, 5.1 -> 7.3 MiB
+	// of file pages), none with this.
+	runtime.GC()
+	for _, m := range ms {
+		// Read back into the page cache, unmapped (see the package comment).
 		if err := madvise(m, unix.MADV_WILLNEED); err != nil {
 			return nil, fmt.Errorf("madvise %#x-%#x willneed: %w", m.Start, m.End, err)
 		}
