@@ -10,8 +10,9 @@
 // epoll_wait, and sysmon sleeps on. Arming and reading the timerfd are raw syscalls (they never
 // block), so they do not wake sysmon either.
 //
-// All timers share the one timerfd, armed for the earliest deadline; one goroutine reads it and
-// delivers the due timers' channels. Deadlines are taken from Go's monotonic clock and the
+// All timers share the one timerfd, armed for the earliest deadline (or, while that is far off,
+// for an earlier one it was pushed back from: see arm); one goroutine reads it and delivers the
+// due timers' channels. Deadlines are taken from Go's monotonic clock and the
 // timerfd counts CLOCK_MONOTONIC, so a timer never fires early and wall-clock steps do not move
 // it.
 package alarm
