@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/hapair/hapair/vrrp/internal/nstest"
 )
 
@@ -634,4 +636,59 @@ func rawRxQueue(t *testing.T) int {
 		total += int(n)
 	}
 	return total
+}
+
+// TestPrimaryAddrWhileAddressesChange: an address dump that another process's changes interrupt
+// (NLM_F_DUMP_INTR; keepalived starting beside hapair adds its VIPs) is retried until it
+// completes, rather than failing hapair's start (seen in make bench-scale at 255 instances).
+func TestPrimaryAddrWhileAddressesChange(t *testing.T) {
+	p := nstest.NewPair(t)
+	p.A.IP(t, "link", "add", "churn0", "type", "veth", "peer", "name", "churn1")
+	nl := p.A.Netlink(t)
+	link, err := nl.LinkByName("churn0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Enough addresses that a dump takes several messages, as with 255 VIPs on the host.
+	for i := range 1000 {
+		a, _ := netlink.ParseAddr(fmt.Sprintf("10.203.%d.%d/32", i/250, i%250+1))
+		if err := nl.AddrAdd(link, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	churned := make(chan int)
+	go func() {
+		n := 0
+		defer func() { churned <- n }()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			a, _ := netlink.ParseAddr(fmt.Sprintf("10.202.%d.%d/32", i/250%250, i%250+1))
+			_ = nl.AddrAdd(link, a)
+			_ = nl.AddrDel(link, a)
+			n++
+			if n%200 == 0 {
+				time.Sleep(10 * time.Millisecond) // changes come in bursts: a daemon's start, a reload
+			}
+		}
+	}()
+	var failed []error
+	p.A.MustDo(t, func() error {
+		for range 300 {
+			if _, err := PrimaryAddr(p.AIf, 4); err != nil {
+				failed = append(failed, err)
+			}
+		}
+		return nil
+	})
+	close(stop)
+	n := <-churned
+	t.Logf("%d address changes meanwhile", n)
+	if len(failed) > 0 {
+		t.Fatalf("%d of 300 PrimaryAddr calls failed while addresses changed, the first: %v", len(failed), failed[0])
+	}
 }
