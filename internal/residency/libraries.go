@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -22,16 +21,12 @@ import (
 // code happens only under a debugger, but in the read-only data after relocation (RELRO) always.
 // The executable's own mappings are Trim's. It returns the mappings it advised.
 func TrimLibraries() ([]Mapping, error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/exe", &st); err != nil {
-		return nil, fmt.Errorf("stat /proc/self/exe: %w", err)
-	}
-	f, err := os.Open("/proc/self/smaps")
+	f, exe, err := openWithExe("/proc/self/smaps")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	ms, err := libraryCode(f, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	ms, err := libraryCode(f, exe)
 	if err != nil {
 		return nil, err
 	}
@@ -44,8 +39,8 @@ func TrimLibraries() ([]Mapping, error) {
 }
 
 // libraryCode reads /proc/<pid>/smaps and keeps the code mappings (r-xp) of files other than
-// the executable (device major:minor, inode ino) with no anonymous (private, written) pages.
-func libraryCode(r io.Reader, major, minor uint32, ino uint64) ([]Mapping, error) {
+// the executable with no anonymous (private, written) pages.
+func libraryCode(r io.Reader, exe fileID) ([]Mapping, error) {
 	var (
 		ms   []Mapping
 		cur  *Mapping // the mapping whose fields are being read, if it is a candidate
@@ -82,20 +77,14 @@ func libraryCode(r io.Reader, major, minor uint32, ino uint64) ([]Mapping, error
 		if len(fs) < 6 || fs[1] != "r-xp" || fs[4] == "0" || !strings.HasPrefix(fs[5], "/") {
 			continue
 		}
-		maj, min, ok := strings.Cut(fs[3], ":")
-		if n, err := strconv.ParseUint(fs[4], 10, 64); ok && err == nil && n == ino && hexIs(maj, uint64(major)) && hexIs(min, uint64(minor)) {
+		if exe.is(fs[3], fs[4]) {
 			continue // the executable: Trim's
 		}
-		lo, hi, ok := strings.Cut(fs[0], "-")
-		if !ok {
-			continue
+		m, err := parseRange(fs[0])
+		if err != nil {
+			return nil, fmt.Errorf("smaps: %w", err)
 		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
-			return nil, fmt.Errorf("smaps: bad range %q", fs[0])
-		}
-		cur = &Mapping{uintptr(start), uintptr(end)}
+		cur = &m
 	}
 	done()
 	if err := sc.Err(); err != nil {

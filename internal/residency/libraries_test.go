@@ -32,7 +32,7 @@ Anonymous:             4 kB
 7ffd1c3f0000-7ffd1c3f2000 r-xp 00000000 00:00 0                          [vdso]
 Anonymous:             0 kB
 `
-	got, err := libraryCode(strings.NewReader(smaps), 0xfe, 0, 9978012)
+	got, err := libraryCode(strings.NewReader(smaps), fileID{0xfe, 0, 9978012})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,48 +82,66 @@ func syncExecutable() {
 	_ = unix.Fdatasync(int(f.Fd())) // best effort: the trim still gives back the clean pages
 }
 
-// executableMappings are the read-only mappings of the file /proc/self/exe points to, found by
-// device and inode: after an upgrade the path in /proc/self/maps ends in " (deleted)".
+// executableMappings are the read-only mappings of the file /proc/self/exe points to.
 func executableMappings() ([]Mapping, error) {
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/exe", &st); err != nil {
-		return nil, fmt.Errorf("stat /proc/self/exe: %w", err)
-	}
-	f, err := os.Open("/proc/self/maps")
+	f, exe, err := openWithExe("/proc/self/maps")
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return parseMaps(f, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	return parseMaps(f, exe)
+}
+
+// fileID is a file by device and inode: the executable's mappings are known by it, since after
+// an upgrade the path in /proc/self/maps ends in " (deleted)".
+type fileID struct {
+	major, minor uint32
+	ino          uint64
+}
+
+// openWithExe opens a file of /proc/self and says which file the executable is.
+func openWithExe(name string) (*os.File, fileID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &st); err != nil {
+		return nil, fileID{}, fmt.Errorf("stat /proc/self/exe: %w", err)
+	}
+	f, err := os.Open(name)
+	return f, fileID{unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino}, err
+}
+
+// is says whether a mapping line's device ("fe:00") and inode fields name this file.
+func (id fileID) is(dev, inode string) bool {
+	maj, min, ok := strings.Cut(dev, ":")
+	n, err := strconv.ParseUint(inode, 10, 64)
+	return ok && err == nil && n == id.ino && hexIs(maj, uint64(id.major)) && hexIs(min, uint64(id.minor))
+}
+
+// parseRange reads a mapping line's "start-end" (hexadecimal).
+func parseRange(field string) (Mapping, error) {
+	lo, hi, _ := strings.Cut(field, "-")
+	start, err1 := strconv.ParseUint(lo, 16, 64)
+	end, err2 := strconv.ParseUint(hi, 16, 64)
+	if err1 != nil || err2 != nil || end <= start {
+		return Mapping{}, fmt.Errorf("bad range %q", field)
+	}
+	return Mapping{uintptr(start), uintptr(end)}, nil
 }
 
 // parseMaps reads /proc/<pid>/maps lines ("start-end perms offset major:minor inode path") and
 // keeps the non-writable mappings of the file with that device and inode.
-func parseMaps(r io.Reader, major, minor uint32, ino uint64) ([]Mapping, error) {
+func parseMaps(r io.Reader, exe fileID) ([]Mapping, error) {
 	var ms []Mapping
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
-		if len(fs) < 5 || len(fs[1]) < 2 || fs[1][1] == 'w' {
+		if len(fs) < 5 || len(fs[1]) < 2 || fs[1][1] == 'w' || !exe.is(fs[3], fs[4]) {
 			continue
 		}
-		maj, min, ok := strings.Cut(fs[3], ":")
-		if !ok || !hexIs(maj, uint64(major)) || !hexIs(min, uint64(minor)) {
-			continue
+		m, err := parseRange(fs[0])
+		if err != nil {
+			return nil, fmt.Errorf("maps: %w", err)
 		}
-		if n, err := strconv.ParseUint(fs[4], 10, 64); err != nil || n != ino {
-			continue
-		}
-		lo, hi, ok := strings.Cut(fs[0], "-")
-		if !ok {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		if err1 != nil || err2 != nil || end <= start {
-			return nil, fmt.Errorf("maps: bad range %q", fs[0])
-		}
-		ms = append(ms, Mapping{uintptr(start), uintptr(end)})
+		ms = append(ms, m)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read maps: %w", err)

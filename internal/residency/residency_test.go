@@ -20,7 +20,7 @@ func TestParseMapsKeepsReadOnlyMappingsOfTheFile(t *testing.T) {
 7f0da8cf0000-7f0da8e46000 r-xp 00026000 fe:00 326269                     /usr/lib/x86_64-linux-gnu/libc.so.6
 7f0da8e46000-7f0da8e50000 r-xp 00026000 fe:01 9978012                    /other/device/same/inode
 `
-	got, err := parseMaps(strings.NewReader(maps), 0xfe, 0, 9978012)
+	got, err := parseMaps(strings.NewReader(maps), fileID{0xfe, 0, 9978012})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +36,7 @@ func TestParseMapsKeepsReadOnlyMappingsOfTheFile(t *testing.T) {
 }
 
 func TestParseMapsRejectsABadRange(t *testing.T) {
-	if _, err := parseMaps(strings.NewReader("00402000-00400000 r-xp 00000000 fe:00 7 /x\n"), 0xfe, 0, 7); err == nil {
+	if _, err := parseMaps(strings.NewReader("00402000-00400000 r-xp 00000000 fe:00 7 /x\n"), fileID{0xfe, 0, 7}); err == nil {
 		t.Fatal("an inverted range was accepted")
 	}
 }
