@@ -52,11 +52,7 @@ func TestRealTimeThreadsNormalChildren(t *testing.T) {
 		"Set(100)":                   "refused",
 		"forker thread":              "SCHED_OTHER 0",
 	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s: %q, want %q", k, got[k], v)
-		}
-	}
+	expect(t, got, want)
 }
 
 // Started real-time by its unit (CPUSchedulingPolicy=) or by chrt, with no Set: the children
@@ -75,6 +71,12 @@ func TestStartedRealTimeNormalChildren(t *testing.T) {
 		"child started with Start": "SCHED_OTHER 0",
 		"forker thread":            "SCHED_OTHER 0",
 	}
+	expect(t, got, want)
+}
+
+// expect reports every key whose value is not the one wanted.
+func expect(t *testing.T, got, want map[string]string) {
+	t.Helper()
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s: %q, want %q", k, got[k], v)
