@@ -400,15 +400,35 @@ func (m *Machine) Tick(now time.Time) []Action {
 			m.reannounceNext = false
 			m.out = append(m.out, Action{Kind: ActSendGARP})
 		}
-		// Keep the cadence when Tick runs a little late; restart it when far behind rather
-		// than sending a burst.
-		next := m.adverAt.Add(m.cfg.AdvertInterval)
-		if !next.After(now) {
-			next = now.Add(m.cfg.AdvertInterval)
-		}
-		m.adverAt = next
+		m.adverAt = m.nextAdvert(now)
 	}
 	return m.out
+}
+
+// nextAdvert is when the advert after the one sent now falls due. It keeps the cadence when
+// Tick runs a little late, and restarts it when far behind rather than sending a burst.
+//
+// It also moves the cadence onto the interval's phase of the clock (a whole multiple of the
+// interval), sending one advert early, once, by less than an interval: every Master with the
+// same interval then advertises at the same moment. Each Master's phase was otherwise set by
+// when it took over, and a host with ten Masters sent ten bursts per interval; its peer, whose
+// reader wakes once per burst, woke ten times. In phase they leave as one burst and are read in
+// one wake-up. An advert sooner than due is harmless: a Backup restarts its Master_Down_Timer
+// on every advert, and the gap between two adverts stays at most Advertisement_Interval. The
+// advert right after a transition is still due one full interval after the first (the RFC's
+// Adver_Timer); only the one after that is early.
+func (m *Machine) nextAdvert(now time.Time) time.Time {
+	interval := m.cfg.AdvertInterval
+	next := m.adverAt.Add(interval)
+	if !next.After(now) {
+		return now.Add(interval)
+	}
+	// Not Truncate: it drops the monotonic reading, and the cadence would then follow the wall
+	// clock through every step NTP makes. Only the phase is read from the wall clock.
+	if inPhase := next.Add(-time.Duration(next.UnixNano() % int64(interval))); inPhase.After(now) {
+		return inPhase
+	}
+	return next
 }
 
 // NextDeadline is when Tick must run next; zero when no timer is armed (Init, Fault).

@@ -455,6 +455,10 @@ func TestRFC5798_6_4_3_MasterAdverTimerSendsAdvert(t *testing.T) {
 	wantDeadline(t, m, next)
 	wantActions(t, "Tick early", m.Tick(next.Add(-time.Nanosecond)))
 	wantActions(t, "Tick", m.Tick(next), sendAdvert(100))
+	// The next one is early, once, to move onto the interval's phase (TestHapair_MastersShareAnAdvertPhase).
+	next = next.Add(100 * time.Millisecond).Truncate(100 * time.Millisecond)
+	wantDeadline(t, m, next)
+	wantActions(t, "Tick in phase", m.Tick(next), sendAdvert(100))
 	wantDeadline(t, m, next.Add(100*time.Millisecond))
 	// A slightly late Tick keeps the cadence ...
 	next = next.Add(100 * time.Millisecond)
@@ -465,6 +469,66 @@ func TestRFC5798_6_4_3_MasterAdverTimerSendsAdvert(t *testing.T) {
 	wantActions(t, "very late Tick", m.Tick(late), sendAdvert(100))
 	wantActions(t, "Tick again", m.Tick(late))
 	wantDeadline(t, m, late.Add(100*time.Millisecond))
+}
+
+func TestHapair_MastersShareAnAdvertPhase(t *testing.T) {
+	// Masters that took over at different moments advertise at the same moment from their third
+	// advert on, on a whole multiple of the interval: a host's Masters then send one burst per
+	// interval and the peer's reader wakes once for all of them. The second advert is still a
+	// full interval after the first (Adver_Timer); no gap is ever longer than the interval.
+	const interval = 20 * time.Millisecond
+	var deadlines []time.Time
+	for i, offset := range []time.Duration{0, 3 * time.Millisecond, 13 * time.Millisecond, 19*time.Millisecond + 999*time.Microsecond} {
+		m := newTestMachine(t, func(c *Config) { c.AdvertInterval = interval })
+		startBackup(t, m)
+		became := m.NextDeadline().Add(offset)
+		m.Tick(became)
+		wantState(t, m, Master)
+		sent := []time.Time{became}
+		for len(sent) < 6 {
+			at := m.NextDeadline()
+			for _, a := range m.Tick(at) {
+				if a.Kind == ActSendAdvert {
+					sent = append(sent, at)
+				}
+			}
+		}
+		if gap := sent[1].Sub(sent[0]); gap != interval {
+			t.Errorf("Master %d: second advert %v after the first, want the interval %v", i, gap, interval)
+		}
+		for j := 1; j < len(sent); j++ {
+			if gap := sent[j].Sub(sent[j-1]); gap <= 0 || gap > interval {
+				t.Errorf("Master %d: advert %d came %v after the one before, want (0, %v]", i, j, gap, interval)
+			}
+		}
+		for j := 2; j < len(sent); j++ {
+			if !sent[j].Equal(sent[j].Truncate(interval)) {
+				t.Errorf("Master %d: advert %d at %v, not on the interval's phase", i, j, sent[j])
+			}
+		}
+		deadlines = append(deadlines, m.NextDeadline())
+	}
+	for i, d := range deadlines {
+		if !d.Equal(d.Truncate(interval)) {
+			t.Errorf("Master %d's next advert at %v, off the interval's phase", i, d)
+		}
+	}
+}
+
+func TestHapair_AdvertPhaseKeepsTheMonotonicClock(t *testing.T) {
+	// The move onto the phase must not leave the Adver_Timer on the wall clock alone: a step of
+	// the wall clock back by an hour would then silence the Master for an hour.
+	m := newTestMachine(t, func(c *Config) { c.AdvertInterval = 20 * time.Millisecond })
+	m.Start(time.Now())
+	m.Tick(m.NextDeadline()) // Master_Down_Timer: MASTER
+	wantState(t, m, Master)
+	for range 3 {
+		at := m.NextDeadline()
+		if !strings.Contains(at.String(), " m=") {
+			t.Fatalf("Adver_Timer %v has no monotonic reading", at)
+		}
+		m.Tick(at)
+	}
 }
 
 func TestRFC5798_6_4_3_MasterPriorityZeroSendsAdvertAtOnce(t *testing.T) {
