@@ -263,6 +263,43 @@ func scaleTaskCPU(t testing.TB, pid int) time.Duration {
 	return sum
 }
 
+// drops is how many packets the raw sockets of s's processes dropped because their receive
+// queue was full: the drops column of /proc/<pid>/net/raw and raw6, for the sockets whose
+// inodes the processes hold. Every Master of a host advertises in the same moment (vrrp's
+// advert phase), so a Backup's reader takes a burst of N adverts at once.
+func (s scaleProc) drops(t testing.TB) int64 {
+	t.Helper()
+	var sum int64
+	for _, pid := range s.pids() {
+		inodes := map[string]bool{}
+		links, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+		for _, l := range links {
+			if dst, err := os.Readlink(l); err == nil && strings.HasPrefix(dst, "socket:[") {
+				inodes[strings.TrimSuffix(strings.TrimPrefix(dst, "socket:["), "]")] = true
+			}
+		}
+		for _, table := range []string{"raw", "raw6"} {
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+			if err != nil {
+				t.Fatalf("socket drops of pid %d: %v", pid, err)
+			}
+			for _, line := range strings.Split(string(data), "\n")[1:] {
+				// sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+				f := strings.Fields(line)
+				if len(f) < 13 || !inodes[f[9]] {
+					continue
+				}
+				n, err := strconv.ParseInt(f[len(f)-1], 10, 64)
+				if err != nil {
+					t.Fatalf("/proc/%d/net/%s: %q", pid, table, line)
+				}
+				sum += n
+			}
+		}
+	}
+	return sum
+}
+
 func (s scaleProc) rss(t testing.TB) int64 {
 	rss, _ := benchMemory(t, s.pids())
 	return rss
@@ -336,6 +373,7 @@ type scaleCell struct {
 	rss0      [2][2]int64
 	rss       [2][2]int64
 	spurious  [2]int
+	drops     [2][2]int64 // packets its raw sockets dropped in the window: receive queue full
 	unsettled string // why the cell was not measured: a side never settled
 }
 
@@ -393,10 +431,12 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 	c := scaleCell{n: n, interval: iv, window: window}
 	var from [2][2]int
 	var cpu0 [2][2]time.Duration
+	var drops0 [2][2]int64
 	for impl := range procs {
 		for host := range procs[impl] {
 			from[impl][host] = procs[impl][host].proc.LineCount()
 			cpu0[impl][host] = procs[impl][host].cpu(t)
+			drops0[impl][host] = procs[impl][host].drops(t)
 			c.rss0[impl][host] = procs[impl][host].rss(t)
 		}
 	}
@@ -422,6 +462,7 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 			c.cpu[impl][host] = time.Duration(float64(s.cpu(t)-cpu0[impl][host]) * float64(window) / float64(elapsed))
 			c.rss[impl][host] = s.rss(t)
 			c.spurious[impl] += s.transitions(from[impl][host])
+			c.drops[impl][host] = s.drops(t) - drops0[impl][host]
 		}
 	}
 	m1, err := benchCPUTimes()
@@ -478,6 +519,11 @@ func scaleTable(cells []scaleCell, window time.Duration, burn bool) string {
 		fmt.Fprintln(w, c.row())
 	}
 	w.Flush()
+	sb.WriteString("Packets the raw sockets dropped in the window (receive queue full; MASTER, BACKUP):")
+	for _, c := range cells {
+		fmt.Fprintf(&sb, " %s x %d: h %d, %d, k %d, %d;", c.interval, c.n, c.drops[0][0], c.drops[0][1], c.drops[1][0], c.drops[1][1])
+	}
+	sb.WriteString("\n")
 	if len(cells) == 1 || window >= 5*time.Minute {
 		sb.WriteString("RSS at the start and at the end of the window (MiB):\n")
 		for _, c := range cells {

@@ -64,6 +64,15 @@ type socket struct {
 // maxPacket buffer, of which a small advert touches one page: 4 slots keep that small.
 const readBatch = 4
 
+// rxBuffer is the receive buffer asked of the kernel, which doubles it for its own accounting.
+// Every Master of a host advertises in the same moment (vrrp's advert phase), so the peer's
+// socket takes a burst of as many adverts as the link has instances, all queued at once when
+// the reader runs late. The kernel charges a packet's whole buffer: 832 bytes on a veth, 2 to
+// 4 KiB from a real NIC's driver. The default (net.core.rmem_default, 208 KiB) holds 255
+// adverts on a veth but not 100 from a NIC; 1 MiB holds 255 at 4 KiB. It is a limit, not an
+// allocation: the memory is taken only while packets queue.
+const rxBuffer = 512 << 10
+
 // rxSlot is where recvmmsg puts one packet.
 type rxSlot struct {
 	oob  [128]byte
@@ -107,6 +116,12 @@ func openSocket(h *Hub, key sockKey, ifi *net.Interface) (s *socket, err error) 
 	}
 	if err := s.setsockopt(ipLevel(key.family), multicastAllOpt(key.family), 0); err != nil {
 		return nil, fmt.Errorf("setsockopt multicast_all: %w", err)
+	}
+	if err := s.setsockopt(unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rxBuffer); err != nil {
+		// Without CAP_NET_ADMIN: as much as net.core.rmem_max allows.
+		if err := s.setsockopt(unix.SOL_SOCKET, unix.SO_RCVBUF, rxBuffer); err != nil {
+			return nil, fmt.Errorf("setsockopt SO_RCVBUF: %w", err)
+		}
 	}
 	var mcIf *net.Interface
 	if !key.unicast {
