@@ -374,7 +374,7 @@ type scaleCell struct {
 	rss       [2][2]int64
 	spurious  [2]int
 	drops     [2][2]int64 // packets its raw sockets dropped in the window: receive queue full
-	unsettled string // why the cell was not measured: a side never settled
+	unsettled string      // why the cell was not measured: a side never settled
 }
 
 func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn bool) scaleCell {
