@@ -210,6 +210,7 @@ type Instance struct {
 	now      func() time.Time
 
 	control  chan controlEvent
+	latest   latest // the priority and fault state to apply next: the newest only
 	received chan received
 	settled  chan struct{}
 	settle   sync.Once
@@ -261,14 +262,46 @@ type Instance struct {
 	handedTo      netip.Addr              // the last handover's new MASTER
 }
 
+// controlEvent is a request that must reach the loop whole and in order: a reload's update or a
+// drain, each with a reply its sender waits for, or a VIP check. The priority and fault state
+// do not come this way (see latest).
 type controlEvent struct {
 	checkVIPs bool // CheckVIPs: nothing else in the event
-	priority  uint8
-	fault     *bool
-	reason    string
 	update    *Update
 	drain     *drainRequest
 	at        time.Time
+}
+
+// latest holds the newest effective priority and fault state handed over (SetPriority,
+// SetFault) that the loop has not applied yet. An instance needs only the newest of each, not
+// every step in between, so a newer value replaces an older one and handing one over never
+// waits: the daemon hands them over holding its lock, which an instance's start waits for.
+// They used to queue on the control channel with the rest; before the start nothing reads it,
+// and a check or link flapping while an instance waited for its checks' first results filled
+// it: the sender blocked holding the daemon's lock, the start never came, and hapair hung.
+type latest struct {
+	mu sync.Mutex
+	v  latestValues
+}
+
+// latestValues are what latest holds. set: a value waits; since: when the first value not yet
+// applied was handed over (the release figure runs from the failure being seen, not from a
+// later value that replaced it).
+type latestValues struct {
+	priority      uint8
+	prioritySet   bool
+	prioritySince time.Time
+	fault         bool
+	reason        string
+	faultSet      bool
+	faultSince    time.Time
+}
+
+// waiting says whether a value waits for the loop.
+func (l *latest) waiting() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.v.prioritySet || l.v.faultSet
 }
 
 type drainRequest struct {
@@ -313,12 +346,13 @@ type received struct {
 // instance (16 slots were 0.4 MB of heap at 255 instances).
 const receivedBacklog = 4
 
-// controlBacklog is how many control events (priority, fault, reload, drain) may wait for the
-// instance's turn. Senders block beyond it until the loop takes one, which it does within a
-// turn; the events come from checks, the link watcher and reloads, two at a time (a fault and a
-// priority). Before Start nothing takes them, and the daemon sends them while an instance waits
-// for its checks' first results: 4 filled up there (a test of the daemon hung). It was 64: 4.6 KiB
-// per instance, 1.2 MiB of heap at 255 instances, for bursts that never came.
+// controlBacklog is how many control events (reload, drain, VIP check) may wait for the
+// instance's turn. Senders of a reload or a drain block beyond it until the loop takes one,
+// which it does within a turn once started; each waits for its reply anyway, and the daemon
+// makes one reload and one drain at a time and never holds its lock while sending one. A VIP
+// check is dropped when the queue is full. The priority and the fault state, which checks and
+// links hand over at any rate, do not queue here (see latest). It was 64: 4.6 KiB per
+// instance, 1.2 MiB of heap at 255 instances, for bursts that never came.
 const controlBacklog = 8
 
 // New checks the configuration and builds the machine.
@@ -383,10 +417,19 @@ func (in *Instance) SetDrained(drained bool) <-chan HandoverResult {
 	return reply
 }
 
-// SetPriority hands the instance a new effective priority (from the tracked checks). It never blocks
-// for long: the loop drains the channel on every turn, and once Run has returned the event is dropped.
+// SetPriority hands the instance a new effective priority (from the tracked checks). It never
+// blocks: the loop applies, in its next turn, the last priority handed over (see latest); before
+// Start it waits for the start, and once Run has returned it is never applied.
 func (in *Instance) SetPriority(p uint8) {
-	in.send(controlEvent{priority: p, at: in.now()})
+	at := in.now()
+	l := &in.latest
+	l.mu.Lock()
+	if !l.v.prioritySet {
+		l.v.prioritySince = at
+	}
+	l.v.priority, l.v.prioritySet = p, true
+	l.mu.Unlock()
+	in.schedule()
 }
 
 // Apply hands a running instance a reloaded configuration (see Update) and waits until the loop
@@ -425,9 +468,19 @@ func (in *Instance) CheckVIPs() {
 	}
 }
 
-// SetFault puts the instance in FAULT (fault true) or takes it out of FAULT.
+// SetFault puts the instance in FAULT (fault true) or takes it out of FAULT. Like SetPriority it
+// never blocks, and the last state handed over before a turn is the one applied: a fault
+// cleared before the loop took it is no fault.
 func (in *Instance) SetFault(fault bool, reason string) {
-	in.send(controlEvent{fault: &fault, reason: reason, at: in.now()})
+	at := in.now()
+	l := &in.latest
+	l.mu.Lock()
+	if !l.v.faultSet {
+		l.v.faultSince = at
+	}
+	l.v.fault, l.v.reason, l.v.faultSet = fault, reason, true
+	l.mu.Unlock()
+	in.schedule()
 }
 
 // send queues a control event for the loop; false once Run has returned.
@@ -502,8 +555,11 @@ func (in *Instance) Start(ctx context.Context) {
 	in.armTimer(in.timer)
 	in.stopWatch = context.AfterFunc(ctx, in.schedule)
 	in.started.Store(true)
-	if len(in.control) > 0 || len(in.received) > 0 {
-		in.schedule() // sent before the start (a priority from the checks)
+	// Handed over before the start (a priority from the checks): schedule ignored it then.
+	// latest is read after started is set, and SetPriority schedules after it stores: one of
+	// the two sees the other.
+	if len(in.control) > 0 || len(in.received) > 0 || in.latest.waiting() {
+		in.schedule()
 	}
 }
 
@@ -531,6 +587,7 @@ func (in *Instance) runTurn() {
 		}
 		in.apply(in.machine.Resign(in.now()))
 	} else {
+		in.applyLatest()
 		// One control event a turn, as they came; another turn for the next.
 		select {
 		case ctl := <-in.control:
@@ -699,24 +756,48 @@ func (in *Instance) handleControl(c controlEvent) {
 		in.status.Drained = in.machine.Drained()
 		in.mu.Unlock()
 		in.drainReplies = append(in.drainReplies, c.drain.reply)
-		return
 	}
-	wasMaster := in.machine.State() == vrrp.Master
-	old := in.machine.Priority()
-	if wasMaster && ((c.fault != nil && *c.fault) || (c.fault == nil && c.priority < old)) {
+}
+
+// applyLatest applies the fault state and the priority handed over since the last turn, the
+// newest of each (see latest): the fault state first, as the daemon hands them over. Each
+// ends as it was handed last whichever comes first, since the machine keeps the priority in
+// FAULT and leaves FAULT for BACKUP, never straight for MASTER.
+func (in *Instance) applyLatest() {
+	l := &in.latest
+	l.mu.Lock()
+	v := l.v
+	l.v = latestValues{}
+	l.mu.Unlock()
+	if v.faultSet {
+		in.applyFault(v.faultSince, v.fault, v.reason)
+	}
+	if v.prioritySet {
+		in.applyPriority(v.prioritySince, v.priority)
+	}
+}
+
+// applyFault enters or leaves FAULT for a fault state handed over at.
+func (in *Instance) applyFault(at time.Time, fault bool, reason string) {
+	if fault && in.machine.State() == vrrp.Master {
 		// The release figure runs from the failure being seen to the advert that tells the backup.
-		in.releaseSince = c.at
+		in.releaseSince = at
 	}
-	var actions []vrrp.Action
-	if c.fault != nil {
-		in.setFaultReason(*c.fault, c.reason)
-		actions = in.machine.SetFault(c.at, *c.fault, c.reason)
-	} else {
-		actions = in.machine.SetPriority(c.at, c.priority)
-		in.rep.SetPriority(in.machine.Priority())
-		if now := in.machine.Priority(); now != old {
-			in.log.Info(in.msg(fmt.Sprintf("Changing effective priority from %d to %d", old, now)))
-		}
+	in.setFaultReason(fault, reason)
+	in.apply(in.machine.SetFault(at, fault, reason))
+	in.releaseSince = time.Time{}
+}
+
+// applyPriority takes an effective priority handed over at.
+func (in *Instance) applyPriority(at time.Time, priority uint8) {
+	old := in.machine.Priority()
+	if priority < old && in.machine.State() == vrrp.Master {
+		in.releaseSince = at // as in applyFault
+	}
+	actions := in.machine.SetPriority(at, priority)
+	in.rep.SetPriority(in.machine.Priority())
+	if now := in.machine.Priority(); now != old {
+		in.log.Info(in.msg(fmt.Sprintf("Changing effective priority from %d to %d", old, now)))
 	}
 	in.apply(actions)
 	in.releaseSince = time.Time{}

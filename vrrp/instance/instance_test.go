@@ -270,14 +270,25 @@ func startNodeWith(t *testing.T, b *bus, addr string, prio uint8, edit func(*Con
 // start runs the instance cfg describes on n until the test ends.
 func (n *node) start(t *testing.T, cfg Config, log *slog.Logger) {
 	t.Helper()
+	n.create(t, cfg, log)
+	n.run(t)
+}
+
+// create makes the instance cfg describes on n, not started yet.
+func (n *node) create(t *testing.T, cfg Config, log *slog.Logger) {
+	t.Helper()
 	inst, err := New(cfg, n.conn, n.vips, n.ann, n.rep, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.inst = inst
+}
+
+// run runs n's instance until the test ends.
+func (n *node) run(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	go func() { defer close(n.done); inst.Run(ctx) }()
+	go func() { defer close(n.done); n.inst.Run(ctx) }()
 	t.Cleanup(n.stop)
 }
 
@@ -489,8 +500,8 @@ func TestApplySwapsVIPsWhileMaster(t *testing.T) {
 	})
 }
 
-// After Run returns nobody reads the control queue (64 slots): SetPriority, SetFault and Apply
-// must neither block the daemon (checks, reload) nor report an update applied.
+// After Run returns nobody reads the control queue: SetPriority, SetFault and Apply must neither
+// block the daemon (checks, reload) nor report an update applied.
 func TestControlAfterRunReturnsDoesNotBlock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := startNode(t, &bus{}, "10.0.0.11", 110, "")
