@@ -287,7 +287,10 @@ func (d *daemon) closeInstances() {
 	}
 }
 
-// updatePriorities recomputes every instance's effective priority from the tracked checks.
+// updatePriorities recomputes every instance's effective priority from the tracked checks. It
+// holds d.mu throughout, which an instance's start waits for (holdUntilChecksReport): what it
+// calls must never wait on an instance, and SetFault and SetPriority do not (each keeps only
+// the newest value for the instance's next turn, even before it has started).
 func (d *daemon) updatePriorities(up map[string]bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -101,6 +101,41 @@ func (*fakeLinks) Watch(ctx context.Context, changed func()) error {
 	return nil
 }
 
+// flappingLinks is a tracked link whose state the test sets; each change is announced as the
+// netlink watch does (changed).
+type flappingLinks struct {
+	mu      sync.Mutex
+	down    bool
+	changed func()
+}
+
+func (l *flappingLinks) Down(names []string) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.down && len(names) > 0 {
+		return true, "link " + names[0] + " down"
+	}
+	return false, ""
+}
+
+func (l *flappingLinks) Watch(ctx context.Context, changed func()) error {
+	l.mu.Lock()
+	l.changed = changed
+	l.mu.Unlock()
+	changed()
+	<-ctx.Done()
+	return nil
+}
+
+// set puts the link down or up and announces it; Watch must be running.
+func (l *flappingLinks) set(down bool) {
+	l.mu.Lock()
+	l.down = down
+	changed := l.changed
+	l.mu.Unlock()
+	changed()
+}
+
 func (h *fakeHost) conn(name string) *fakeConn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -232,6 +267,7 @@ type fakeHAProxy struct {
 	ev     *events
 	events chan supervisor.Event
 	runErr error // Run returns it at once, as a failed start does
+	quiet  bool  // Run says nothing: HAProxy is still starting (a huge configuration)
 
 	mu      sync.Mutex
 	reloads int
@@ -246,7 +282,9 @@ func (f *fakeHAProxy) Run(ctx context.Context) error {
 	if f.runErr != nil {
 		return f.runErr
 	}
-	f.send(true, "started")
+	if !f.quiet {
+		f.send(true, "started")
+	}
 	<-ctx.Done()
 	f.ev.add("haproxy stopped")
 	return ctx.Err()

@@ -307,6 +307,54 @@ func TestStoppedChecksRunnerIsNotFollowed(t *testing.T) {
 	})
 }
 
+// TestFlappingLinkBeforeStartDoesNotHang: while an instance waits for its checks' first results
+// before it starts (holdUntilChecksReport, here because HAProxy is still starting), a tracked
+// link flaps. Each change hands the instance a fault state and a priority under d.mu; they used
+// to queue on the instance's control channel (8 slots), which nothing reads before the start:
+// the fifth change blocked holding d.mu, and the instance's start, which waits for d.mu, never
+// came. The whole daemon hung. The instance must start and take the link's last state.
+func TestFlappingLinkBeforeStartDoesNotHang(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		td := newTestDaemon(t, pairYAML(t.TempDir(), newTCPTarget(t).addr, "10.255.0.10/24"))
+		td.haproxy.quiet = true // its checks stay pending: the instance is held before its start
+		link := &flappingLinks{}
+		td.d.links = link
+		td.start()
+		synctest.Wait()
+		if st := td.status("VI_1"); st.State != vrrp.Init {
+			t.Fatalf("state %s before the checks reported, want INIT (held before the start)", st.State)
+		}
+
+		flapped := make(chan struct{})
+		go func() {
+			defer close(flapped)
+			for i := range 21 { // ends down
+				link.set(i%2 == 0)
+			}
+		}()
+		synctest.Wait() // everything that can move has: a blocked sender stays blocked
+		select {
+		case <-flapped:
+		default:
+			locked := !td.d.mu.TryLock()
+			if !locked {
+				td.d.mu.Unlock()
+			}
+			t.Fatalf("a flapping link blocked the daemon before the instance started (d.mu held: %v): the start waits for d.mu", locked)
+		}
+
+		settle(contendHold + time.Second) // the instance contends without the pending checks
+		if st := td.status("VI_1"); st.State != vrrp.Fault || !strings.Contains(st.Fault, "link lo down") {
+			t.Fatalf("after the start with the link last down: state %s, fault %q; want FAULT for the link", st.State, st.Fault)
+		}
+		link.set(false)
+		synctest.Wait()
+		if st := td.status("VI_1"); st.State != vrrp.Backup {
+			t.Fatalf("link back up: state %s, want BACKUP", st.State)
+		}
+	})
+}
+
 // TestReloadStartsNoNotifyGoroutine (issue 9 item 12): a reload replaces an instance's notify
 // hooks; the old hooks' goroutine ends instead of waiting forever, and at stop every hook
 // goroutine ends (the bubble fails a test that leaves one blocked).
