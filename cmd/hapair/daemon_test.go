@@ -356,6 +356,46 @@ func TestFlappingLinkBeforeStartDoesNotHang(t *testing.T) {
 	})
 }
 
+// TestReloadBeforeStartHoldsNoLock: a reload while an instance is held before its start hands
+// the instance its update on the control channel, which nothing reads before the start, and
+// waits for it there; it must do so without d.mu, which the start waits for. The reload then
+// ends once the instance has started.
+func TestReloadBeforeStartHoldsNoLock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		td := newTestDaemon(t, pairYAML(t.TempDir(), newTCPTarget(t).addr, "10.255.0.10/24"))
+		td.haproxy.quiet = true // its checks stay pending: the instance is held before its start
+		td.start()
+		synctest.Wait()
+		reloaded := make(chan struct{})
+		go func() {
+			defer close(reloaded)
+			td.d.reload(context.Background(), td.path)
+		}()
+		synctest.Wait()
+		select {
+		case <-reloaded:
+			t.Fatal("the reload returned before the instance started: the test proves nothing")
+		default:
+		}
+		if !td.d.mu.TryLock() {
+			t.Fatal("a reload waiting for an instance that has not started holds d.mu: the start waits for it")
+		}
+		td.d.mu.Unlock()
+		settle(contendHold + time.Second)
+		if st := td.status("VI_1"); st.State == vrrp.Init {
+			t.Fatalf("state %s after contendHold, want started", st.State)
+		}
+		select {
+		case <-reloaded:
+		default:
+			t.Fatal("the reload has not returned after the instance started")
+		}
+		if !strings.Contains(td.logs.String(), "Configuration reloaded") {
+			t.Errorf("no \"Configuration reloaded\" in the log:\n%s", td.logs)
+		}
+	})
+}
+
 // TestReloadStartsNoNotifyGoroutine (issue 9 item 12): a reload replaces an instance's notify
 // hooks; the old hooks' goroutine ends instead of waiting forever, and at stop every hook
 // goroutine ends.
