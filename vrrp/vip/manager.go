@@ -35,6 +35,7 @@ type Manager struct {
 	log    *slog.Logger
 	mu     sync.Mutex
 	watch  *Watch // the namespace's addresses, shared with the daemon's other managers; nil: a dump per check
+	dumps  int    // address dumps made (present), for tests
 }
 
 // UseWatch makes Missing and AllPresent answer from w, the addresses of the Manager's network
@@ -82,32 +83,33 @@ func (m *Manager) VIPs() []netip.Prefix { return slices.Clone(m.vips) }
 // already there (EEXIST) is fine. IPv6 VIPs are added with IFA_F_NODAD so that they are usable
 // at once: duplicate address detection would hold them tentative for a second or more, and
 // VRRP, not DAD, decides who owns a VIP.
+//
+// It reads the addresses once, after adding, not before as well: adding one already there costs
+// an EEXIST, and reading them costs a dump of every address on the link, which grows with the
+// number of instances. At the start of 255 instances, each attaching its VIP to a link that
+// holds the others', the reads before made half of the 2 x 255 dumps and their garbage.
 func (m *Manager) Attach() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	link, present, err := m.state()
+	link, err := m.link()
 	if err != nil {
 		return fmt.Errorf("attach VIPs to %s: %w", m.ifname, err)
 	}
 	var errs []error
-	tried := 0
 	failed := make(map[netip.Prefix]bool)
 	for _, p := range m.vips {
-		if present[p] {
+		err := netlink.AddrAdd(link, toNetlink(p))
+		if errors.Is(err, unix.EEXIST) {
 			continue
 		}
-		tried++
-		if err := netlink.AddrAdd(link, toNetlink(p)); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err != nil {
 			errs = append(errs, fmt.Errorf("attach %s to %s: %w", p, m.ifname, err))
 			failed[p] = true
 			continue
 		}
 		m.log.Debug("VIP added", "vip", p, "interface", m.ifname)
 	}
-	if tried == 0 {
-		return nil
-	}
-	present, err = m.present(link)
+	present, err := m.present(link)
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("verify VIPs on %s: %w", m.ifname, err))...)
 	}
@@ -214,18 +216,28 @@ func (m *Manager) AllPresent() bool {
 
 // state looks up the link and which of our VIPs it holds.
 func (m *Manager) state() (netlink.Link, map[netip.Prefix]bool, error) {
-	link, err := netlink.LinkByName(m.ifname)
+	link, err := m.link()
 	if err != nil {
-		return nil, nil, fmt.Errorf("look up link: %w", err)
+		return nil, nil, err
 	}
-	m.watch.learn(m.ifname, link.Attrs().Index)
 	present, err := m.present(link)
 	return link, present, err
+}
+
+// link looks up the interface by name; the Watch learns its index.
+func (m *Manager) link() (netlink.Link, error) {
+	link, err := netlink.LinkByName(m.ifname)
+	if err != nil {
+		return nil, fmt.Errorf("look up link: %w", err)
+	}
+	m.watch.learn(m.ifname, link.Attrs().Index)
+	return link, nil
 }
 
 // present reads the link's addresses and says which of our VIPs are there. Attach and Detach
 // verify with it, never with the Watch, which may not have seen their change yet.
 func (m *Manager) present(link netlink.Link) (map[netip.Prefix]bool, error) {
+	m.dumps++
 	var addrs []netlink.Addr
 	var err error
 	for range 3 { // a dump interrupted by a concurrent change is retried

@@ -124,6 +124,29 @@ func TestManagerAttachDetach(t *testing.T) {
 	}
 }
 
+// TestAttachReadsAddressesOnce: Attach dumps the link's addresses once, to verify, whether the
+// VIPs were missing or there already. Each dump reads every address on the link: at the start
+// of 255 instances sharing one, two dumps an Attach made 73 MB of garbage.
+func TestAttachReadsAddressesOnce(t *testing.T) {
+	p := nstest.NewPair(t)
+	m, err := NewManager(p.AIf, testVIPs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, when := range []string{"VIPs missing", "VIPs there already"} {
+		before := m.dumps
+		if err := p.A.Do(m.Attach); err != nil {
+			t.Fatalf("Attach, %s: %v", when, err)
+		}
+		if n := m.dumps - before; n != 1 {
+			t.Errorf("Attach, %s: %d address dumps, want 1", when, n)
+		}
+	}
+	if missing, err := inNS(t, p.A, m.Missing); err != nil || len(missing) != 0 {
+		t.Fatalf("Missing after Attach = %v, %v", missing, err)
+	}
+}
+
 // TestManagerPrefixIsPartOfIdentity: the same address with another prefix length is not our
 // VIP: not counted as present, and not removed.
 func TestManagerPrefixIsPartOfIdentity(t *testing.T) {
