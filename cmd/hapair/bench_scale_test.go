@@ -300,6 +300,23 @@ func (s scaleProc) drops(t testing.TB) int64 {
 	return sum
 }
 
+// rssSplit is the anonymous and the file-backed part of s's resident set (RssAnon, RssFile):
+// which of the two moves between runs of the same cell.
+func (s scaleProc) rssSplit(t testing.TB) [2]int64 {
+	t.Helper()
+	var split [2]int64
+	for _, pid := range s.pids() {
+		for i, key := range []string{"RssAnon:", "RssFile:"} {
+			n, err := benchProcField(fmt.Sprintf("/proc/%d/status", pid), key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			split[i] += n
+		}
+	}
+	return split
+}
+
 func (s scaleProc) rss(t testing.TB) int64 {
 	rss, _ := benchMemory(t, s.pids())
 	return rss
@@ -374,6 +391,7 @@ type scaleCell struct {
 	rss       [2][2]int64
 	spurious  [2]int
 	drops     [2][2]int64 // packets its raw sockets dropped in the window: receive queue full
+	split     [2][2]int64 // hapair's RssAnon and RssFile at the end of the window, per host
 	unsettled string      // why the cell was not measured: a side never settled
 }
 
@@ -463,6 +481,9 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 			c.rss[impl][host] = s.rss(t)
 			c.spurious[impl] += s.transitions(from[impl][host])
 			c.drops[impl][host] = s.drops(t) - drops0[impl][host]
+			if impl == 0 {
+				c.split[host] = s.rssSplit(t)
+			}
 		}
 	}
 	m1, err := benchCPUTimes()
@@ -522,6 +543,12 @@ func scaleTable(cells []scaleCell, window time.Duration, burn bool) string {
 	sb.WriteString("Packets the raw sockets dropped in the window (receive queue full; MASTER, BACKUP):")
 	for _, c := range cells {
 		fmt.Fprintf(&sb, " %s x %d: h %d, %d, k %d, %d;", c.interval, c.n, c.drops[0][0], c.drops[0][1], c.drops[1][0], c.drops[1][1])
+	}
+	sb.WriteString("\n")
+	sb.WriteString("hapair's RSS at the end of the window, anonymous + file-backed (MiB; MASTER, BACKUP):")
+	for _, c := range cells {
+		fmt.Fprintf(&sb, " %s x %d: %.1f + %.1f, %.1f + %.1f;", c.interval, c.n,
+			benchMiB(c.split[0][0]), benchMiB(c.split[0][1]), benchMiB(c.split[1][0]), benchMiB(c.split[1][1]))
 	}
 	sb.WriteString("\n")
 	if len(cells) == 1 || window >= 5*time.Minute {
