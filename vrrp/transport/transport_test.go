@@ -542,18 +542,7 @@ func BenchmarkAdvertOneWay(b *testing.B) {
 // one each and one more to find the queue empty. A BACKUP of 50 instances at 20 ms woke about
 // 1,100 times a second for 2,500 adverts and made 3,600 recvmsg calls.
 func TestQueuedPacketsReadInOneCall(t *testing.T) {
-	p := nstest.NewPair(t)
-	var a, b *Member
-	p.A.MustDo(t, func() (err error) {
-		a, err = NewHub(HubOptions{}).Join(Options{Interface: p.AIf, Family: 4}, advertV2[1])
-		return
-	})
-	t.Cleanup(func() { a.Close() })
-	p.B.MustDo(t, func() (err error) {
-		b, err = NewHub(HubOptions{}).Join(Options{Interface: p.BIf, Family: 4}, advertV2[1])
-		return
-	})
-	t.Cleanup(func() { b.Close() })
+	p, a, b := joinedPair(t)
 	got := make(chan byte, 16)
 	release := make(chan struct{})
 	b.Receive(func(pl []byte, _, _ netip.Addr, _ int) {
@@ -618,18 +607,7 @@ func TestQueuedPacketsReadInOneCall(t *testing.T) {
 // moment: 255 adverts of 2 KiB buffers each from a real NIC are the 600 of veth's 832 bytes
 // sent here, three times what the kernel's default receive buffer holds.
 func TestBurstOfAdvertsQueuedWhileTheReaderIsBusy(t *testing.T) {
-	p := nstest.NewPair(t)
-	var a, b *Member
-	p.A.MustDo(t, func() (err error) {
-		a, err = NewHub(HubOptions{}).Join(Options{Interface: p.AIf, Family: 4}, advertV2[1])
-		return
-	})
-	t.Cleanup(func() { a.Close() })
-	p.B.MustDo(t, func() (err error) {
-		b, err = NewHub(HubOptions{}).Join(Options{Interface: p.BIf, Family: 4}, advertV2[1])
-		return
-	})
-	t.Cleanup(func() { b.Close() })
+	p, a, b := joinedPair(t)
 	const burst = 600
 	got := make(chan struct{}, burst+1)
 	release := make(chan struct{})
@@ -663,52 +641,62 @@ func TestBurstOfAdvertsQueuedWhileTheReaderIsBusy(t *testing.T) {
 	}
 }
 
-// rawDrops is the drops counter of the raw VRRP sockets of ns.
-func rawDrops(t *testing.T, ns *nstest.NS) (total int64) {
-	ns.MustDo(t, func() error {
-		data, err := os.ReadFile("/proc/thread-self/net/raw")
-		if err != nil {
-			return err
-		}
-		for _, line := range strings.Split(string(data), "\n")[1:] {
-			f := strings.Fields(line)
-			if len(f) < 13 || !strings.HasSuffix(f[1], fmt.Sprintf(":%04X", Protocol)) {
-				continue
-			}
-			n, err := strconv.ParseInt(f[12], 10, 64)
-			if err != nil {
-				return err
-			}
-			total += n
-		}
-		return nil
+// joinedPair is a veth pair with a member of VRID advertV2[1] on each side, IPv4 multicast.
+func joinedPair(t *testing.T) (p *nstest.Pair, a, b *Member) {
+	p = nstest.NewPair(t)
+	p.A.MustDo(t, func() (err error) {
+		a, err = NewHub(HubOptions{}).Join(Options{Interface: p.AIf, Family: 4}, advertV2[1])
+		return
 	})
-	return total
+	t.Cleanup(func() { a.Close() })
+	p.B.MustDo(t, func() (err error) {
+		b, err = NewHub(HubOptions{}).Join(Options{Interface: p.BIf, Family: 4}, advertV2[1])
+		return
+	})
+	t.Cleanup(func() { b.Close() })
+	return p, a, b
 }
 
 // rawRxQueue is the rx_queue of the raw VRRP sockets of the calling thread's namespace.
 func rawRxQueue(t *testing.T) int {
+	rx, _ := rawSockets(t)
+	return int(rx)
+}
+
+// rawDrops is the drops counter of the raw VRRP sockets of ns.
+func rawDrops(t *testing.T, ns *nstest.NS) (drops int64) {
+	ns.MustDo(t, func() error {
+		_, drops = rawSockets(t)
+		return nil
+	})
+	return drops
+}
+
+// rawSockets sums, over the raw VRRP sockets of the calling thread's namespace, the bytes
+// queued for reading and the packets dropped (/proc/net/raw: tx_queue:rx_queue, drops).
+func rawSockets(t *testing.T) (rxQueue, drops int64) {
 	data, err := os.ReadFile("/proc/thread-self/net/raw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	total := 0
 	for _, line := range strings.Split(string(data), "\n")[1:] {
+		// sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
 		f := strings.Fields(line)
-		if len(f) < 5 || !strings.HasSuffix(f[1], fmt.Sprintf(":%04X", Protocol)) {
+		if len(f) < 13 || !strings.HasSuffix(f[1], fmt.Sprintf(":%04X", Protocol)) {
 			continue
 		}
-		_, rx, ok := strings.Cut(f[4], ":")
-		if !ok {
-			continue
-		}
-		n, err := strconv.ParseInt(rx, 16, 64)
+		_, rx, _ := strings.Cut(f[4], ":")
+		q, err := strconv.ParseInt(rx, 16, 64)
 		if err != nil {
 			t.Fatal(err)
 		}
-		total += int(n)
+		d, err := strconv.ParseInt(f[12], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rxQueue, drops = rxQueue+q, drops+d
 	}
-	return total
+	return rxQueue, drops
 }
 
 // TestPrimaryAddrWhileAddressesChange: an address dump that another process's changes interrupt
