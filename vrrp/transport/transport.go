@@ -47,9 +47,10 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/hapair/hapair/internal/nldump"
 	"golang.org/x/sys/unix"
 )
 
@@ -136,7 +137,7 @@ func PrimaryAddr(ifname string, family int) (netip.Addr, error) {
 	if family == 6 {
 		nlFamily = netlink.FAMILY_V6
 	}
-	addrs, err := addrList(link, nlFamily)
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(link, nlFamily) })
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("primary address of %s: list addresses: %w", ifname, err)
 	}
@@ -168,20 +169,4 @@ func PrimaryAddr(ifname string, family int) (netip.Addr, error) {
 		what = "IPv6 link-local address"
 	}
 	return netip.Addr{}, fmt.Errorf("primary address of %s: %w (%s)", ifname, ErrNoAddress, what)
-}
-
-// addrList dumps the link's addresses, again when a concurrent change interrupted the dump
-// (NLM_F_DUMP_INTR), waiting a little longer each time, for up to about half a second: another
-// daemon adding its addresses while hapair starts (keepalived's 255 VIPs, in make bench-scale)
-// interrupted three dumps in a row, and hapair exited.
-func addrList(link netlink.Link, family int) ([]netlink.Addr, error) {
-	delay := time.Millisecond
-	for try := 0; ; try++ {
-		addrs, err := netlink.AddrList(link, family)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == 10 {
-			return addrs, err
-		}
-		time.Sleep(delay)
-		delay = min(2*delay, 100*time.Millisecond)
-	}
 }

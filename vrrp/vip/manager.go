@@ -18,6 +18,8 @@ import (
 	"sync"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/hapair/hapair/internal/nldump"
 	"golang.org/x/sys/unix"
 )
 
@@ -238,14 +240,7 @@ func (m *Manager) link() (netlink.Link, error) {
 // verify with it, never with the Watch, which may not have seen their change yet.
 func (m *Manager) present(link netlink.Link) (map[netip.Prefix]bool, error) {
 	m.dumps++
-	var addrs []netlink.Addr
-	var err error
-	for range 3 { // a dump interrupted by a concurrent change is retried
-		addrs, err = netlink.AddrList(link, netlink.FAMILY_ALL)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses: %w", err)
 	}

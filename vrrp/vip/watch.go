@@ -1,7 +1,6 @@
 package vip
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -9,6 +8,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/hapair/hapair/internal/nldump"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -293,15 +294,7 @@ func (s *netlinkSource) dump() ([]netlink.Addr, error) {
 	if s.handleE != nil {
 		return nil, s.handleE
 	}
-	var addrs []netlink.Addr
-	var err error
-	for range 3 { // a dump interrupted by a concurrent change is retried
-		addrs, err = s.handle.AddrList(nil, netlink.FAMILY_ALL)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
-	return addrs, err
+	return nldump.Retry(func() ([]netlink.Addr, error) { return s.handle.AddrList(nil, netlink.FAMILY_ALL) })
 }
 
 func (s *netlinkSource) close() {

@@ -1,11 +1,12 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/hapair/hapair/internal/nldump"
 	"golang.org/x/sys/unix"
 
 	"github.com/hapair/hapair/vrrp"
@@ -53,13 +54,7 @@ func (liveHost) Addrs() ([]HostAddr, error) {
 	}
 	var out []HostAddr
 	for _, l := range links {
-		var addrs []netlink.Addr
-		for range 3 { // a dump interrupted by a concurrent change is retried
-			addrs, err = netlink.AddrList(l, netlink.FAMILY_ALL)
-			if !errors.Is(err, netlink.ErrDumpInterrupted) {
-				break
-			}
-		}
+		addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_ALL) })
 		if err != nil {
 			return nil, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
 		}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/hapair/hapair/internal/nldump"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -95,12 +97,7 @@ func (h *Host) netlinkDo(f func(*netlink.Handle) error) error {
 	if h.nl == nil {
 		return fmt.Errorf("host %s: closed", h.Name)
 	}
-	var err error
-	for range 5 {
-		if err = f(h.nl); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return err
-		}
-	}
+	_, err := nldump.Retry(func() (struct{}, error) { return struct{}{}, f(h.nl) })
 	return err
 }
 
