@@ -67,8 +67,8 @@ const readBatch = 4
 // rxBuffer is the receive buffer asked of the kernel, which doubles it for its own accounting.
 // Every Master of a host advertises in the same moment (vrrp's advert phase), so the peer's
 // socket takes a burst of as many adverts as the link has instances, all queued at once when
-// the reader runs late. The kernel charges a packet's whole buffer: 832 bytes on a veth, 2 to
-// 4 KiB from a real NIC's driver. The default (net.core.rmem_default, 208 KiB) holds 255
+// the reader runs late. The kernel charges a packet's whole buffer: 832 bytes on a veth
+// (measured), typically 2 to 4 KiB from a real NIC's driver. The default (net.core.rmem_default, 208 KiB) holds 255
 // adverts on a veth but not 100 from a NIC; 1 MiB holds 255 at 4 KiB. It is a limit, not an
 // allocation: the memory is taken only while packets queue.
 const rxBuffer = 512 << 10
