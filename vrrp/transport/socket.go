@@ -22,10 +22,11 @@ import (
 // length check.
 const maxPacket = 8192
 
-// socket is one raw socket shared by the members with the same sockKey. Both families use the
-// same code; they differ in how the socket is set up (setup4, setup6), where the source, TTL and
-// destination of a received packet come from (decode) and the socket address and control
-// message an advert is sent with (newDest).
+// socket is one raw socket shared by the members with the same sockKey, with a second one that
+// only sends (see openSender). Both families use the same code; they differ in how the sockets
+// are set up (setup4, setup6, openSender), where the source, TTL and destination of a received
+// packet come from (decode) and the socket address and control message an advert is sent with
+// (newDest).
 type socket struct {
 	hub    *Hub
 	key    sockKey
@@ -49,12 +50,12 @@ type socket struct {
 	// costs beyond the packets themselves (tests).
 	reads atomic.Int64
 
-	// Guarded by wmu: one advert at a time per socket.
-	wmu     sync.Mutex
-	wmsg    unix.Msghdr
-	wiov    unix.Iovec
-	werr    error
-	writeFn func(fd uintptr) bool
+	// sender is the send-only socket (openSender), outside the netpoller. Guarded by wmu, with
+	// the message it sends: one advert at a time per socket.
+	sender int
+	wmu    sync.Mutex
+	wmsg   unix.Msghdr
+	wiov   unix.Iovec
 }
 
 // readBatch is how many packets one recvmmsg reads. Instances whose timers share a slot of the
@@ -110,7 +111,12 @@ func openSocket(h *Hub, key sockKey, ifi *net.Interface) (s *socket, err error) 
 			pc.Close()
 		}
 	}()
-	s = &socket{hub: h, key: key, group: Group(key.family), pc: pc, done: make(chan struct{}), strays: map[int]Counter{}}
+	s = &socket{hub: h, key: key, group: Group(key.family), pc: pc, done: make(chan struct{}), strays: map[int]Counter{}, sender: -1}
+	defer func() {
+		if err != nil && s.sender >= 0 {
+			unix.Close(s.sender)
+		}
+	}()
 	if s.rc, err = pc.(*net.IPConn).SyscallConn(); err != nil {
 		return nil, err
 	}
@@ -135,6 +141,9 @@ func openSocket(h *Hub, key sockKey, ifi *net.Interface) (s *socket, err error) 
 	if err != nil {
 		return nil, err
 	}
+	if s.sender, err = openSender(key.family, mcIf); err != nil {
+		return nil, fmt.Errorf("sending socket: %w", err)
+	}
 	for i := range s.rx {
 		slot, h := &s.rx[i], &s.mmsg[i].hdr
 		slot.iov.Base = &slot.buf[0]
@@ -146,43 +155,30 @@ func openSocket(h *Hub, key sockKey, ifi *net.Interface) (s *socket, err error) 
 	}
 	s.wmsg.Iov = &s.wiov
 	s.wmsg.SetIovlen(1)
-	s.readFn, s.writeFn = s.recvmmsg, s.sendmsg // bound once: a method value per call allocates
+	s.readFn = s.recvmmsg // bound once: a method value per call allocates
 	return s, nil
 }
 
-// setup4 sets the IPv4 socket options; ifi is the multicast interface, nil for unicast.
+// setup4 sets the IPv4 receiving socket's options; ifi is the multicast interface, nil for
+// unicast.
 func setup4(pc *ipv4.PacketConn, ifi *net.Interface) error {
 	// IP_PKTINFO: the interface a packet came in by. Source, destination and TTL come from the
 	// IPv4 header, which raw IPv4 sockets deliver.
 	if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
 		return fmt.Errorf("enable control messages: %w", err)
 	}
-	if err := pc.SetTOS(tosInternetControl); err != nil {
-		return fmt.Errorf("set TOS: %w", err)
-	}
 	if ifi == nil {
-		if err := pc.SetTTL(TTL); err != nil {
-			return fmt.Errorf("set TTL: %w", err)
-		}
 		return nil
 	}
 	group := &net.IPAddr{IP: Group(4).AsSlice()}
 	if err := pc.JoinGroup(ifi, group); err != nil {
 		return fmt.Errorf("join %s: %w", group, err)
 	}
-	if err := pc.SetMulticastInterface(ifi); err != nil {
-		return fmt.Errorf("set multicast interface: %w", err)
-	}
-	if err := pc.SetMulticastTTL(TTL); err != nil {
-		return fmt.Errorf("set multicast TTL: %w", err)
-	}
-	if err := pc.SetMulticastLoopback(false); err != nil {
-		return fmt.Errorf("disable multicast loopback: %w", err)
-	}
 	return nil
 }
 
-// setup6 sets the IPv6 socket options; ifi is the multicast interface, nil for unicast.
+// setup6 sets the IPv6 receiving socket's options; ifi is the multicast interface, nil for
+// unicast.
 func setup6(pc *ipv6.PacketConn, ifi *net.Interface) error {
 	// Off by default for protocols other than ICMPv6; made explicit because a kernel-computed
 	// checksum at some offset would corrupt the VRRP payload the codec already checksummed.
@@ -192,12 +188,6 @@ func setup6(pc *ipv6.PacketConn, ifi *net.Interface) error {
 	if err := pc.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true); err != nil {
 		return fmt.Errorf("enable control messages: %w", err)
 	}
-	if err := pc.SetTrafficClass(tosInternetControl); err != nil {
-		return fmt.Errorf("set traffic class: %w", err)
-	}
-	if err := pc.SetHopLimit(TTL); err != nil {
-		return fmt.Errorf("set hop limit: %w", err)
-	}
 	if ifi == nil {
 		return nil
 	}
@@ -205,16 +195,81 @@ func setup6(pc *ipv6.PacketConn, ifi *net.Interface) error {
 	if err := pc.JoinGroup(ifi, group); err != nil {
 		return fmt.Errorf("join %s: %w", group, err)
 	}
-	if err := pc.SetMulticastInterface(ifi); err != nil {
-		return fmt.Errorf("set multicast interface: %w", err)
-	}
-	if err := pc.SetMulticastHopLimit(TTL); err != nil {
-		return fmt.Errorf("set multicast hop limit: %w", err)
-	}
-	if err := pc.SetMulticastLoopback(false); err != nil {
-		return fmt.Errorf("disable multicast loopback: %w", err)
-	}
 	return nil
+}
+
+// openSender opens the socket adverts are sent on: a raw socket of its own, blocking, that Go's
+// netpoller never sees, written with sendmsg(MSG_DONTWAIT).
+//
+// Why not the receiving socket: the netpoller registers every socket for readability and
+// writability, edge-triggered, and every skb a send frees is a writability edge it reports. A
+// MASTER's every advert then cost its reader's epoll a ready event for nobody (one more event
+// scanned and handed to the runtime per advert; about 4 % of one MASTER's CPU at 20 ms).
+//
+// A send that finds the buffer full returns an error at once (a raw socket answers ENOBUFS, or
+// EAGAIN), and the instance logs that the advert was not sent; VRRP sends again at the next
+// interval, as keepalived does after a failed send. Nothing waits for room: the instances' loop
+// sends for all of them.
+//
+// It receives nothing: a drop-all filter keeps any packet of its protocol off its queue, and
+// with IP_MULTICAST_ALL off, a socket that joined no group is not even handed the multicast
+// adverts (raw_v4_input, ipv6_raw_deliver). Unicast adverts are handed to it and dropped.
+func openSender(family int, mcIf *net.Interface) (fd int, err error) {
+	af, level := unix.AF_INET, unix.IPPROTO_IP
+	if family == 6 {
+		af, level = unix.AF_INET6, unix.IPPROTO_IPV6
+	}
+	fd, err = unix.Socket(af, unix.SOCK_RAW|unix.SOCK_CLOEXEC, Protocol)
+	if err != nil {
+		return -1, err
+	}
+	defer func() {
+		if err != nil {
+			unix.Close(fd)
+			fd = -1
+		}
+	}()
+	dropAll := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &dropAll[0]}); err != nil {
+		return -1, fmt.Errorf("attach drop-all filter: %w", err)
+	}
+	type option struct {
+		name, value int
+		what        string
+	}
+	opts := []option{
+		{unix.IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL"},
+		{unix.IP_TOS, tosInternetControl, "IP_TOS"},
+		{unix.IP_TTL, TTL, "IP_TTL"},
+		{unix.IP_MULTICAST_TTL, TTL, "IP_MULTICAST_TTL"},
+		{unix.IP_MULTICAST_LOOP, 0, "IP_MULTICAST_LOOP"},
+	}
+	if family == 6 {
+		opts = []option{
+			{unix.IPV6_MULTICAST_ALL, 0, "IPV6_MULTICAST_ALL"},
+			// Off by default for protocols other than ICMPv6; made explicit because a
+			// kernel-computed checksum at some offset would corrupt the VRRP payload the codec
+			// already checksummed.
+			{unix.IPV6_CHECKSUM, -1, "IPV6_CHECKSUM"},
+			{unix.IPV6_TCLASS, tosInternetControl, "IPV6_TCLASS"},
+			{unix.IPV6_UNICAST_HOPS, TTL, "IPV6_UNICAST_HOPS"},
+			{unix.IPV6_MULTICAST_HOPS, TTL, "IPV6_MULTICAST_HOPS"},
+			{unix.IPV6_MULTICAST_LOOP, 0, "IPV6_MULTICAST_LOOP"},
+		}
+	}
+	if mcIf != nil {
+		if family == 6 {
+			opts = append(opts, option{unix.IPV6_MULTICAST_IF, mcIf.Index, "IPV6_MULTICAST_IF"})
+		} else if err := unix.SetsockoptIPMreqn(fd, level, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(mcIf.Index)}); err != nil {
+			return -1, fmt.Errorf("setsockopt IP_MULTICAST_IF: %w", err)
+		}
+	}
+	for _, o := range opts {
+		if err := unix.SetsockoptInt(fd, level, o.name, o.value); err != nil {
+			return -1, fmt.Errorf("setsockopt %s: %w", o.what, err)
+		}
+	}
+	return fd, nil
 }
 
 func ipLevel(family int) int {
@@ -408,30 +463,24 @@ func (s *socket) send(payload []byte, d *dest) error {
 	s.wmsg.SetControllen(len(d.cmsgs))
 	s.wiov.Base = &payload[0]
 	s.wiov.SetLen(len(payload))
-	s.werr = nil
-	err := s.rc.Write(s.writeFn)
+	err := s.sendmsg()
 	s.wiov.Base, s.wmsg.Name, s.wmsg.Control = nil, nil, nil // keep nothing of the caller's alive
-	if err != nil {
-		return err
-	}
-	return s.werr
+	return err
 }
 
-// sendmsg is the RawConn write callback.
-func (s *socket) sendmsg(fd uintptr) bool {
+// sendmsg sends wmsg on the sending socket, without waiting. Called with wmu held.
+func (s *socket) sendmsg() error {
 	for {
-		// Raw, as recvmsg: MSG_DONTWAIT never blocks.
-		_, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&s.wmsg)), unix.MSG_DONTWAIT)
+		// Raw, as recvmmsg: MSG_DONTWAIT never blocks, and a raw syscall does not wake the Go
+		// runtime's sysmon thread.
+		_, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(s.sender), uintptr(unsafe.Pointer(&s.wmsg)), unix.MSG_DONTWAIT)
 		switch errno {
 		case 0:
-			return true
+			return nil
 		case unix.EINTR:
 			continue
-		case unix.EAGAIN:
-			return false
 		}
-		s.werr = errno
-		return true
+		return errno
 	}
 }
 
@@ -440,6 +489,10 @@ func (s *socket) close() {
 	s.closing.Store(true)
 	s.pc.Close()
 	<-s.done
+	s.wmu.Lock() // a send in progress finishes with the descriptor it started with
+	unix.Close(s.sender)
+	s.sender = -1
+	s.wmu.Unlock()
 }
 
 // newDest builds the socket address and control message to send from src to dst. The

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/hapair/hapair/vrrp/internal/nstest"
 )
@@ -638,6 +640,77 @@ func TestBurstOfAdvertsQueuedWhileTheReaderIsBusy(t *testing.T) {
 	}
 	if dropped != 0 {
 		t.Fatalf("the socket dropped %d adverts of the burst", dropped)
+	}
+}
+
+// TestSendingRaisesNoEventForTheReader: an advert sent raises no readiness event on the socket
+// the reader's netpoller waits on. Sent from that socket, every advert freed its buffer and so
+// raised a writability edge (the netpoller registers for both, edge-triggered): an epoll event
+// for nobody at every advert, on every MASTER.
+func TestSendingRaisesNoEventForTheReader(t *testing.T) {
+	_, a, _ := joinedPair(t)
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ep)
+	var cerr error
+	if err := a.sock.rc.Control(func(fd uintptr) {
+		ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
+		cerr = unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	}); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
+	}
+	events := make([]unix.EpollEvent, 4)
+	wait := func() int {
+		n, err := unix.EpollWait(ep, events, 100)
+		if err != nil && err != unix.EINTR {
+			t.Fatal(err)
+		}
+		return n
+	}
+	wait() // the registration reports the socket writable once
+	const adverts = 10
+	for range adverts {
+		if err := a.WriteAdvert(advertV2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := wait(); n != 0 {
+		t.Fatalf("%d adverts sent raised %d event(s) %#x on the socket the reader waits on, want none", adverts, n, events[0].Events)
+	}
+}
+
+// TestSendIntoALinkThatDoesNotDrain: once a link that does not drain (a qdisc holding every
+// packet) has filled the send buffer, a send fails at once rather than waiting for room (the
+// instances' loop sends for all of them).
+func TestSendIntoALinkThatDoesNotDrain(t *testing.T) {
+	p, a, _ := joinedPair(t)
+	// 8 bit/s: after the first packet nothing leaves, and everything queues up to the limit,
+	// charged to the sending socket's buffer.
+	tbf := []string{"netns", "exec", p.A.Name, "tc", "qdisc", "replace", "dev", p.AIf, "root", "tbf", "rate", "8bit", "burst", "1600", "limit", "100000000"}
+	if out, err := exec.Command("ip", tbf...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(tbf, " "), err, out)
+	}
+	const adverts = 10000 // about 8 MB of buffers: far more than a socket's send buffer
+	done := make(chan error, 1)
+	go func() {
+		for i := range adverts {
+			if err := a.WriteAdvert(advertV2); err != nil {
+				done <- fmt.Errorf("advert %d: %w", i, err)
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, unix.EAGAIN) {
+			t.Fatalf("%d adverts into a link that does not drain: got %v, want ENOBUFS or EAGAIN", adverts, err)
+		}
+		t.Log(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a send waited for room on a link that does not drain")
 	}
 }
 
