@@ -4,9 +4,11 @@
 // hapair that restarts (crash, in-place upgrade) reads it to decide whether it may resume as
 // MASTER (vrrp.Machine.Resume).
 //
-// The record is one fixed-length line rewritten in place (pwrite) at every advert: no
-// allocation, no rename, and a reader never sees a torn line of another length. A line that does
-// not parse is no record.
+// The record is one fixed-length line rewritten in place at every advert: on tmpfs (the
+// RuntimeDirectory under /run) it is stored into a shared mapping of the file, which is the
+// file's page cache, so a MASTER's advert costs the record no system call; elsewhere it is
+// rewritten with pwrite. No allocation, no rename, and a reader never sees a line of another
+// length. A line that does not parse is no record.
 package record
 
 import (
@@ -18,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -45,15 +48,72 @@ var bootID = sync.OnceValue(func() string {
 // BootID is /proc/sys/kernel/random/boot_id ("" when unreadable: then no record resumes).
 func (SystemClock) BootID() string { return bootID() }
 
-// Since is CLOCK_BOOTTIME. It is read with a raw syscall: clock_gettime never blocks, and
-// unix.ClockGettime's ordinary syscall would wake the Go runtime's sysmon at every advert (see
-// package vrrp/alarm).
+// Since is CLOCK_BOOTTIME, or a little less. It is read at every advert, and the kernel has no
+// vDSO path for CLOCK_BOOTTIME: a real read is a system call. So it reads the clock at most once
+// per boottimeRefresh (a second) and extrapolates in between with Go's monotonic clock (the
+// vDSO's CLOCK_MONOTONIC: no system call). The two clocks run at the same rate; CLOCK_BOOTTIME
+// is CLOCK_MONOTONIC plus the time spent suspended, which grows at each resume. So:
+//   - the extrapolation is never ahead of CLOCK_BOOTTIME: the monotonic clock is read after
+//     CLOCK_BOOTTIME, and since then CLOCK_BOOTTIME has advanced at least as much as it;
+//   - after a resume it is behind by the suspend's length, for at most a second of monotonic
+//     time, until the next real read. A record written then says its advert was sent earlier
+//     than it was, i.e. is older, which can only make a restarted hapair less willing to resume
+//     as MASTER: the safe direction;
+//   - it never goes backwards: every value is at most the true CLOCK_BOOTTIME when computed,
+//     and a real read (which starts the next extrapolation) is the true value, later.
+//
+// The reader's side wants the opposite bound (a clock behind makes a record look younger), so
+// Read reads CLOCK_BOOTTIME itself (exactSince).
 func (SystemClock) Since() time.Duration {
+	boottime.mu.Lock()
+	defer boottime.mu.Unlock()
+	if !boottime.at.IsZero() {
+		if d := time.Since(boottime.at); d < boottimeRefresh {
+			return boottime.base + d
+		}
+	}
+	return boottime.readLocked()
+}
+
+// exactSince is CLOCK_BOOTTIME read now, never behind (for Read).
+func (SystemClock) exactSince() time.Duration {
+	boottime.mu.Lock()
+	defer boottime.mu.Unlock()
+	return boottime.readLocked()
+}
+
+// exactClock is a Clock whose Since may lag behind and that can read the true time.
+type exactClock interface{ exactSince() time.Duration }
+
+// boottimeRefresh is how long SystemClock.Since extrapolates a read of CLOCK_BOOTTIME.
+var boottimeRefresh = time.Second
+
+// boottime is SystemClock's last read of CLOCK_BOOTTIME, shared by the instances' goroutines.
+var boottime boottimeCache
+
+type boottimeCache struct {
+	mu    sync.Mutex
+	base  time.Duration // CLOCK_BOOTTIME, read just before at
+	at    time.Time     // when base was read, on Go's monotonic clock
+	reads atomic.Int64  // reads of CLOCK_BOOTTIME, for tests
+}
+
+// readLocked reads CLOCK_BOOTTIME and starts a new extrapolation from it. It is read with a raw
+// syscall: clock_gettime never blocks, and unix.ClockGettime's ordinary syscall would wake the Go
+// runtime's sysmon (see package vrrp/alarm). A failed read (it does not fail) keeps
+// extrapolating the last one, or is 0, as old as a record can be.
+func (b *boottimeCache) readLocked() time.Duration {
+	b.reads.Add(1)
 	var ts unix.Timespec
 	if _, _, errno := unix.RawSyscall(unix.SYS_CLOCK_GETTIME, unix.CLOCK_BOOTTIME, uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
-		return 0
+		if b.at.IsZero() {
+			return 0
+		}
+		return b.base + time.Since(b.at)
 	}
-	return time.Duration(ts.Nano())
+	// Monotonic after BOOTTIME, never before: so the extrapolation can only lag.
+	b.base, b.at = time.Duration(ts.Nano()), time.Now()
+	return b.base
 }
 
 // Path is the record of instance name in dir.
@@ -76,14 +136,19 @@ type Writer struct {
 	buf    []byte
 	failed bool // a write failed: logged once by the caller through Err
 	err    error
-	// onTmpfs: the record lives in memory (a systemd RuntimeDirectory under /run), so pwrite
-	// never waits for a disk and is made as a raw syscall, which does not wake the Go runtime's
-	// sysmon at every advert. Elsewhere a write may block, and the runtime must know.
+	// onTmpfs: the record lives in memory (a systemd RuntimeDirectory under /run). Then it is
+	// mapped (mem) and Record stores into the mapping: no system call. Should mapping fail,
+	// pwrite still never waits for a disk and is made as a raw syscall, which does not wake the
+	// Go runtime's sysmon at every advert. Elsewhere a write may block, and the runtime must
+	// know.
 	onTmpfs bool
+	mem     []byte  // the file's one line, mapped MAP_SHARED; nil when written with pwrite
 	fd      uintptr // f's descriptor, for the raw pwrite
+	writes  int     // write system calls made, for tests
 }
 
-// Create opens (creating, mode 0600) the record of instance name in dir.
+// Create opens (creating, mode 0600) the record of instance name in dir. It leaves a record
+// already there as it is (the restarted hapair reads it after Create) until the first Record.
 func Create(dir, name string, vrid uint8, clock Clock) (*Writer, error) {
 	if clock == nil {
 		clock = SystemClock{}
@@ -94,7 +159,37 @@ func Create(dir, name string, vrid uint8, clock Clock) (*Writer, error) {
 	}
 	var st unix.Statfs_t
 	onTmpfs := unix.Fstatfs(int(f.Fd()), &st) == nil && st.Type == unix.TMPFS_MAGIC
-	return &Writer{f: f, clock: clock, vrid: vrid, buf: make([]byte, 0, lineLen), onTmpfs: onTmpfs, fd: f.Fd()}, nil
+	w := &Writer{f: f, clock: clock, vrid: vrid, buf: make([]byte, 0, lineLen), onTmpfs: onTmpfs, fd: f.Fd()}
+	if onTmpfs {
+		w.mem = mapLine(int(w.fd))
+	}
+	return w, nil
+}
+
+// mapLine sizes the file to one line and maps it shared, for Record to store into; nil when it
+// cannot, and then Record writes. A MAP_SHARED mapping of a tmpfs file is the file's page cache,
+// so what is stored into it is what the next hapair's os.ReadFile reads, at once.
+func mapLine(fd int) []byte {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return nil
+	}
+	// A file of the line's length keeps its record (not truncated); another length was no
+	// record anyway.
+	if st.Size != int64(lineLen) && unix.Ftruncate(fd, int64(lineLen)) != nil {
+		return nil
+	}
+	// tmpfs gives a file its page at the first store into it, not at ftruncate, and a store
+	// that finds tmpfs full is a SIGBUS, which would kill hapair (pwrite says ENOSPC instead).
+	// fallocate takes the page now, or fails here.
+	if unix.Fallocate(fd, 0, 0, int64(lineLen)) != nil {
+		return nil
+	}
+	mem, err := unix.Mmap(fd, 0, lineLen, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil
+	}
+	return mem
 }
 
 // Record rewrites the record: the instance is in state with priority prio; advertSent says an
@@ -124,6 +219,11 @@ func (w *Writer) Record(state vrrp.State, prio uint8, advertSent bool) {
 }
 
 func (w *Writer) write(b []byte) error {
+	if w.mem != nil {
+		store(w.mem, b)
+		return nil
+	}
+	w.writes++
 	if !w.onTmpfs {
 		_, err := w.f.WriteAt(b, 0)
 		return err
@@ -142,11 +242,31 @@ func (w *Writer) write(b []byte) error {
 	}
 }
 
+// store copies line into the mapping from its last byte to its first. Nothing reads the record
+// while its hapair runs (one hapair per runtime directory), but one killed in the middle of the
+// copy leaves a line whose end is new and whose start is old: still of the line's length, and
+// never younger than the truth. Its advert field then has new low digits under old high ones:
+// a time no later than the new one (old <= new and the widths are fixed). A mixed state field is
+// one of the two states (their first letters differ) or no state, and fails to parse.
+func store(mem, line []byte) {
+	mem = mem[:len(line)]
+	for i := len(line) - 1; i >= 0; i-- {
+		mem[i] = line[i]
+	}
+}
+
 // Err is the first write error, nil if none.
 func (w *Writer) Err() error { return w.err }
 
-// Close closes the record (it stays on disk).
-func (w *Writer) Close() error { return w.f.Close() }
+// Close unmaps and closes the record (it stays on disk). The Writer is not used after.
+func (w *Writer) Close() error {
+	var err error
+	if w.mem != nil {
+		err = unix.Munmap(w.mem)
+		w.mem = nil
+	}
+	return errors.Join(err, w.f.Close())
+}
 
 func appendPadded(b []byte, s string, n int) []byte {
 	if len(s) > n {
@@ -229,7 +349,11 @@ func Read(dir, name string, vrid uint8, clock Clock) (*Entry, error) {
 	default:
 		return nil, fmt.Errorf("state record %s: state %q", Path(dir, name), kv["state"])
 	}
-	age := clock.Since() - time.Duration(at)
+	now := clock.Since()
+	if c, ok := clock.(exactClock); ok {
+		now = c.exactSince()
+	}
+	age := now - time.Duration(at)
 	if age < 0 {
 		return nil, fmt.Errorf("state record %s: last advert in the future", Path(dir, name))
 	}
