@@ -1163,18 +1163,22 @@ func (in *Instance) sendAdvert(priority uint8) {
 // write sends one advert to the multicast group, or to each unicast peer. With v3 over IPv4 the
 // checksum covers the destination address, so a peer-addressed transport gets one payload each.
 func (in *Instance) write(adv *vrrp.Advert) error {
-	if perPeer, ok := in.conn.(PeerWriter); ok && len(in.cfg.Destination) > 1 {
-		for _, dst := range in.cfg.Destination {
-			payload, err := adv.Append(in.txBuf[:0], in.cfg.Source, dst, in.cfg.Checksum)
-			if err != nil {
-				return fmt.Errorf("build advert: %w", err)
+	// Only with several peers: the type assertion is a lookup in the runtime's itab table,
+	// which after an interval asleep is a cache miss at every advert.
+	if len(in.cfg.Destination) > 1 {
+		if perPeer, ok := in.conn.(PeerWriter); ok {
+			for _, dst := range in.cfg.Destination {
+				payload, err := adv.Append(in.txBuf[:0], in.cfg.Source, dst, in.cfg.Checksum)
+				if err != nil {
+					return fmt.Errorf("build advert: %w", err)
+				}
+				in.txBuf = payload
+				if err := perPeer.WriteAdvertTo(payload, dst); err != nil {
+					return err
+				}
 			}
-			in.txBuf = payload
-			if err := perPeer.WriteAdvertTo(payload, dst); err != nil {
-				return err
-			}
+			return nil
 		}
-		return nil
 	}
 	payload, err := adv.Append(in.txBuf[:0], in.cfg.Source, in.cfg.Destination[0], in.cfg.Checksum)
 	if err != nil {
