@@ -38,12 +38,9 @@ type Alarms struct {
 	closing atomic.Bool
 
 	mu    sync.Mutex
-	heap  []*Timer  // by deadline, earliest first
-	armed time.Time // the deadline the timerfd is armed for; zero: disarmed
-	rbuf  [8]byte   // the expiration count read from the timerfd (reader-owned)
-	rerr  error
+	heap  []*Timer     // by deadline, earliest first
+	armed time.Time    // the deadline the timerfd is armed for; zero: disarmed
 	due   []func()     // the due AfterFunc timers' functions, called after mu is released (reader-owned)
-	reads atomic.Int64 // timerfd reads made, EAGAIN included (tests)
 	arms  atomic.Int64 // timerfd_settime calls made (tests)
 }
 
@@ -138,40 +135,29 @@ func (t *Timer) drain() {
 
 // serve waits for the timerfd and delivers the timers that are due, until Close.
 //
-// The timers are delivered within the read callback, which then returns false for the
-// netpoller to wait: rawConn.Read forgets, when it starts, a readiness the poller reported
-// before, so returning to a new Read after each expiry would cost a second read that only says
-// EAGAIN. Within one Read, an expiry that comes while the timers are delivered is an edge the
-// poller reports, and the read after the wait takes it.
+// It never reads the timerfd's expiration count. The netpoller waits on the timerfd
+// edge-triggered: every expiry is an edge it reports (the timerfd wakes its waiters at each),
+// read or not, and fire re-arms it (timerfd_settime), which clears the count. What is due is
+// told by the heap and the clock, not by the count: a wake-up with nothing due (an edge from an
+// earlier arming) only re-arms. So an expiry costs no read: one system call fewer per advert.
+//
+// The timers are delivered within the callback, which then returns false for the netpoller to
+// wait: rawConn.Read forgets, when it starts, a readiness the poller reported before. Within one
+// Read, an expiry that comes while the timers are delivered is an edge the poller has reported,
+// and the wait returns at once.
 func (a *Alarms) serve() {
 	defer close(a.done)
-	read := func(fd uintptr) bool {
-		for {
-			a.reads.Add(1)
-			_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&a.rbuf[0])), uintptr(len(a.rbuf)))
-			switch errno {
-			case 0:
-				a.deliver()
-				return false // the timerfd is read: wait for its next expiry
-			case unix.EAGAIN:
-				return false // not expired yet: the netpoller waits
-			case unix.EINTR:
-				continue // retry now: the netpoller is edge-triggered, waiting could miss this expiry
-			}
-			a.rerr = errno
-			return true
-		}
+	expired := func(uintptr) bool {
+		a.deliver()
+		return false // wait for the next expiry
 	}
 	for {
-		err := a.rc.Read(read) // returns only for an error
-		if err == nil {
-			err = a.rerr
-		}
+		err := a.rc.Read(expired) // returns only for an error: the timerfd was closed
 		if a.closing.Load() {
 			return
 		}
 		if err != nil {
-			// A timerfd read fails only for a bad fd; keep delivering by time rather than spin.
+			// Only a bad fd fails here; keep delivering by time rather than spin.
 			time.Sleep(time.Millisecond)
 		}
 		a.deliver()
@@ -194,7 +180,8 @@ func (a *Alarms) fire() {
 	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.armed = time.Time{} // the timerfd is one-shot: it fired, or was read early
+	// The timerfd is one-shot: it fired (or this wake-up is an earlier arming's edge). Arm anew.
+	a.armed = time.Time{}
 	for len(a.heap) > 0 && !a.heap[0].at.After(now) {
 		t := a.heap[0]
 		a.remove(0)
