@@ -4,11 +4,14 @@
 // hapair that restarts (crash, in-place upgrade) reads it to decide whether it may resume as
 // MASTER (vrrp.Machine.Resume).
 //
-// The record is one fixed-length line rewritten in place at every advert: on tmpfs (the
-// RuntimeDirectory under /run) it is stored into a shared mapping of the file, which is the
-// file's page cache, so a MASTER's advert costs the record no system call; elsewhere it is
-// rewritten with pwrite. No allocation, no rename, and a reader never sees a line of another
-// length. A line that does not parse is no record.
+// The record is one fixed-length line rewritten in place (pwrite) at every advert: no
+// allocation, no rename, and a reader never sees a torn line of another length. A line that does
+// not parse is no record.
+//
+// Why not a shared mapping of the file, which would spare the pwrite: a mapped page of tmpfs
+// counts in the process's resident set, 4 KiB an instance, 1 MiB at 255 instances (measured in
+// make bench-scale, 2026-12-03), where the pwrite costs CPU that hapair has to spare at that
+// size (a quarter of keepalived's at 20 ms).
 package record
 
 import (
@@ -136,15 +139,11 @@ type Writer struct {
 	buf    []byte
 	failed bool // a write failed: logged once by the caller through Err
 	err    error
-	// onTmpfs: the record lives in memory (a systemd RuntimeDirectory under /run). Then it is
-	// mapped (mem) and Record stores into the mapping: no system call. Should mapping fail,
-	// pwrite still never waits for a disk and is made as a raw syscall, which does not wake the
-	// Go runtime's sysmon at every advert. Elsewhere a write may block, and the runtime must
-	// know.
+	// onTmpfs: the record lives in memory (a systemd RuntimeDirectory under /run), so pwrite
+	// never waits for a disk and is made as a raw syscall, which does not wake the Go runtime's
+	// sysmon at every advert. Elsewhere a write may block, and the runtime must know.
 	onTmpfs bool
-	mem     []byte  // the file's one line, mapped MAP_SHARED; nil when written with pwrite
 	fd      uintptr // f's descriptor, for the raw pwrite
-	writes  int     // write system calls made, for tests
 }
 
 // Create opens (creating, mode 0600) the record of instance name in dir. It leaves a record
@@ -159,37 +158,7 @@ func Create(dir, name string, vrid uint8, clock Clock) (*Writer, error) {
 	}
 	var st unix.Statfs_t
 	onTmpfs := unix.Fstatfs(int(f.Fd()), &st) == nil && st.Type == unix.TMPFS_MAGIC
-	w := &Writer{f: f, clock: clock, vrid: vrid, buf: make([]byte, 0, lineLen), onTmpfs: onTmpfs, fd: f.Fd()}
-	if onTmpfs {
-		w.mem = mapLine(int(w.fd))
-	}
-	return w, nil
-}
-
-// mapLine sizes the file to one line and maps it shared, for Record to store into; nil when it
-// cannot, and then Record writes. A MAP_SHARED mapping of a tmpfs file is the file's page cache,
-// so what is stored into it is what the next hapair's os.ReadFile reads, at once.
-func mapLine(fd int) []byte {
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) != nil {
-		return nil
-	}
-	// A file of the line's length keeps its record (not truncated); another length was no
-	// record anyway.
-	if st.Size != int64(lineLen) && unix.Ftruncate(fd, int64(lineLen)) != nil {
-		return nil
-	}
-	// tmpfs gives a file its page at the first store into it, not at ftruncate, and a store
-	// that finds tmpfs full is a SIGBUS, which would kill hapair (pwrite says ENOSPC instead).
-	// fallocate takes the page now, or fails here.
-	if unix.Fallocate(fd, 0, 0, int64(lineLen)) != nil {
-		return nil
-	}
-	mem, err := unix.Mmap(fd, 0, lineLen, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return nil
-	}
-	return mem
+	return &Writer{f: f, clock: clock, vrid: vrid, buf: make([]byte, 0, lineLen), onTmpfs: onTmpfs, fd: f.Fd()}, nil
 }
 
 // Record rewrites the record: the instance is in state with priority prio; advertSent says an
@@ -219,11 +188,6 @@ func (w *Writer) Record(state vrrp.State, prio uint8, advertSent bool) {
 }
 
 func (w *Writer) write(b []byte) error {
-	if w.mem != nil {
-		store(w.mem, b)
-		return nil
-	}
-	w.writes++
 	if !w.onTmpfs {
 		_, err := w.f.WriteAt(b, 0)
 		return err
@@ -242,31 +206,11 @@ func (w *Writer) write(b []byte) error {
 	}
 }
 
-// store copies line into the mapping from its last byte to its first. Nothing reads the record
-// while its hapair runs (one hapair per runtime directory), but one killed in the middle of the
-// copy leaves a line whose end is new and whose start is old: still of the line's length, and
-// never younger than the truth. Its advert field then has new low digits under old high ones:
-// a time no later than the new one (old <= new and the widths are fixed). A mixed state field is
-// one of the two states (their first letters differ) or no state, and fails to parse.
-func store(mem, line []byte) {
-	mem = mem[:len(line)]
-	for i := len(line) - 1; i >= 0; i-- {
-		mem[i] = line[i]
-	}
-}
-
 // Err is the first write error, nil if none.
 func (w *Writer) Err() error { return w.err }
 
-// Close unmaps and closes the record (it stays on disk). The Writer is not used after.
-func (w *Writer) Close() error {
-	var err error
-	if w.mem != nil {
-		err = unix.Munmap(w.mem)
-		w.mem = nil
-	}
-	return errors.Join(err, w.f.Close())
-}
+// Close closes the record (it stays on disk).
+func (w *Writer) Close() error { return w.f.Close() }
 
 func appendPadded(b []byte, s string, n int) []byte {
 	if len(s) > n {
