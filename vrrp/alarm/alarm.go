@@ -84,7 +84,8 @@ func (a *Alarms) NewTimer() *Timer {
 }
 
 // AfterFunc returns a timer that is not set and, once set, calls f on the Alarms' goroutine at
-// each expiry, with no lock held; f must not block (it delays every other timer). Its C is nil.
+// each expiry, with no lock held; f delays every timer due after it, so it must be short and
+// must not wait for another timer of the same Alarms. Its C is nil.
 func (a *Alarms) AfterFunc(f func()) *Timer {
 	return &Timer{a: a, f: f, idx: -1}
 }

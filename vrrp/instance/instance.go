@@ -134,8 +134,9 @@ type Config struct {
 
 // Timers makes the instance's timer (the daemon adapts a vrrp/alarm.Alarms).
 type Timers interface {
-	// AfterFunc returns a timer that is not set and calls fire at each expiry; fire does not
-	// block.
+	// AfterFunc returns a timer that is not set and calls fire at each expiry. fire may run
+	// the instance's turn there and then (Loop.turnNow): as short as a turn on the loop, and
+	// it never waits for a timer.
 	AfterFunc(fire func()) Timer
 }
 
@@ -162,10 +163,14 @@ func (g goTimer) Stop()                 { g.t.Stop() }
 
 func (in *Instance) newTimer() Timer {
 	if in.cfg.Timers != nil {
-		return in.cfg.Timers.AfterFunc(in.schedule)
+		return in.cfg.Timers.AfterFunc(in.timerFired)
 	}
-	return goTimers{}.AfterFunc(in.schedule)
+	return goTimers{}.AfterFunc(in.timerFired)
 }
+
+// timerFired runs the instance's turn on the timer's goroutine when the loop is idle (see
+// Loop.turnNow).
+func (in *Instance) timerFired() { in.loop.turnNow(in) }
 
 // Recorder keeps the state record a restarted hapair resumes from. It is called from the loop
 // and must not block.

@@ -14,6 +14,9 @@ import "sync"
 // With GOMAXPROCS=1 nothing ran in parallel anyway; what is given up is that one instance's
 // slow turn (a netlink call, a blocked log write) delays the others' turns, as in keepalived.
 //
+// A turn asked for by a timer while the loop is idle runs at once on the goroutine that
+// delivered the expiry (turnNow), still one turn at a time.
+//
 // The goroutine runs while an instance is running on the loop (between Start and the end of
 // its run) and ends with the last one.
 type Loop struct {
@@ -22,6 +25,8 @@ type Loop struct {
 	spare   []*Instance // the batch the goroutine ran last, reused
 	running int         // instances started and not finished
 	serving bool        // the goroutine runs
+	busy    bool        // a turn runs, on the goroutine or inline (turnNow)
+	batches int         // batches of turns the goroutine ran (tests)
 	wake    chan struct{}
 }
 
@@ -65,6 +70,31 @@ func (l *Loop) schedule(in *Instance) {
 	}
 }
 
+// turnNow runs in's turn on the calling goroutine if the loop is idle (no turn running, none
+// asked for), else asks for one as schedule does. The instances' timers call it: a MASTER's
+// every advert is a timer's expiry, and its turn run where the expiry is delivered spares a
+// goroutine switch (waking the loop's goroutine, and parking it again) per advert. Turns still
+// run one at a time and in the order asked for: inline only when no other waits.
+func (l *Loop) turnNow(in *Instance) {
+	l.mu.Lock()
+	if l.busy || len(l.ready) > 0 || in.queued || !in.started.Load() || in.finished.Load() {
+		l.mu.Unlock()
+		l.schedule(in)
+		return
+	}
+	l.busy = true
+	l.mu.Unlock()
+	in.runTurn()
+	l.mu.Lock()
+	l.busy = false
+	// Turns asked for meanwhile, or the last instance's end, are the goroutine's to see.
+	wake := len(l.ready) > 0 || l.running == 0
+	l.mu.Unlock()
+	if wake {
+		l.signal()
+	}
+}
+
 func (l *Loop) signal() {
 	select {
 	case l.wake <- struct{}{}:
@@ -76,8 +106,8 @@ func (l *Loop) signal() {
 func (l *Loop) serve() {
 	for {
 		l.mu.Lock()
-		if len(l.ready) == 0 {
-			if l.running == 0 {
+		if len(l.ready) == 0 || l.busy { // busy: an inline turn, which signals when it ends
+			if l.running == 0 && !l.busy {
 				l.serving = false
 				l.mu.Unlock()
 				return
@@ -91,12 +121,15 @@ func (l *Loop) serve() {
 		for _, in := range batch {
 			in.queued = false // an event during its turn asks for another
 		}
+		l.busy = true
+		l.batches++
 		l.mu.Unlock()
 		for i, in := range batch {
 			in.runTurn()
 			batch[i] = nil
 		}
 		l.mu.Lock()
+		l.busy = false
 		l.spare = batch[:0]
 		l.mu.Unlock()
 	}

@@ -33,25 +33,8 @@ func TestInstancesShareOneGoroutine(t *testing.T) {
 		insts := make([]*Instance, n)
 		conns := make([]*countConn, n)
 		for i := range insts {
-			self := netip.MustParseAddr(fmt.Sprintf("10.0.1.%d", i+1))
-			vrid := uint8(i + 1)
-			cfg := Config{
-				Name: fmt.Sprintf("VI_%d", vrid), Interface: "eth0",
-				Machine: vrrp.Config{Name: fmt.Sprintf("VI_%d", vrid), Version: 3, VRID: vrid, Priority: 110,
-					AdvertInterval: advertInt, Preempt: true, PrimaryAddr: self},
-				Filter:      vrrp.Filter{VRID: vrid, Version: 3},
-				VIPs:        []netip.Prefix{vipPrefix},
-				Source:      self,
-				Destination: []netip.Addr{group},
-				Loop:        loop,
-			}
-			conns[i] = &countConn{}
-			in, err := New(cfg, conns[i], &fakeVIPs{}, &countAnnouncer{}, nopReporter{}, nil, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			insts[i] = in
-			in.Start(ctx)
+			insts[i], conns[i] = loopInstance(t, loop, uint8(i+1))
+			insts[i].Start(ctx)
 		}
 		settle(time.Second) // master-down (about 3.1 intervals), then adverts every 50 ms
 		// 1: the loop's. The count is the process's: a goroutine of another test still ending
@@ -84,6 +67,71 @@ func TestInstancesShareOneGoroutine(t *testing.T) {
 			t.Errorf("every instance ended: the loop's goroutine runs (%v) with %d instances, want none", serving, running)
 		}
 	})
+}
+
+// TestTimerTurnsRunWhereTheyFire: a MASTER's adverts, each a timer's expiry, run their turns on
+// the goroutine that delivers the expiry when the loop is idle, not on the loop's goroutine:
+// waking it, and parking it again, was a goroutine switch per advert.
+func TestTimerTurnsRunWhereTheyFire(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		loop := NewLoop()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		in, conn := loopInstance(t, loop, 1)
+		in.Start(ctx)
+		settle(time.Second) // master-down (about 3.1 intervals), then an advert every 50 ms
+		loop.mu.Lock()
+		before := loop.batches
+		loop.mu.Unlock()
+		writes := conn.writes.Load()
+		settle(time.Second)
+		loop.mu.Lock()
+		batches := loop.batches - before
+		loop.mu.Unlock()
+		sent := conn.writes.Load() - writes
+		if sent < 15 {
+			t.Fatalf("the MASTER sent %d adverts in a second, want 20", sent)
+		}
+		if batches > 0 {
+			t.Errorf("%d adverts sent, and the loop's goroutine ran %d batches of turns for them, want 0", sent, batches)
+		}
+		// The last instance's end, in a turn its timer ran, still ends the loop's goroutine.
+		cancel()
+		settle(5 * time.Second)
+		select {
+		case <-in.Done():
+		default:
+			t.Fatal("the instance still runs 5 s after its context ended")
+		}
+		loop.mu.Lock()
+		serving := loop.serving
+		loop.mu.Unlock()
+		if serving {
+			t.Error("the last instance ended: the loop's goroutine still runs")
+		}
+	})
+}
+
+// loopInstance is a MASTER-to-be alone on its VRID, on loop.
+func loopInstance(t *testing.T, loop *Loop, vrid uint8) (*Instance, *countConn) {
+	t.Helper()
+	self := netip.MustParseAddr(fmt.Sprintf("10.0.1.%d", vrid))
+	cfg := Config{
+		Name: fmt.Sprintf("VI_%d", vrid), Interface: "eth0",
+		Machine: vrrp.Config{Name: fmt.Sprintf("VI_%d", vrid), Version: 3, VRID: vrid, Priority: 110,
+			AdvertInterval: advertInt, Preempt: true, PrimaryAddr: self},
+		Filter:      vrrp.Filter{VRID: vrid, Version: 3},
+		VIPs:        []netip.Prefix{vipPrefix},
+		Source:      self,
+		Destination: []netip.Addr{group},
+		Loop:        loop,
+	}
+	conn := &countConn{}
+	in, err := New(cfg, conn, &fakeVIPs{}, &countAnnouncer{}, nopReporter{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, conn
 }
 
 // TestElectionOnSharedLoop: a MASTER and a BACKUP on one loop elect as on loops of their own,
