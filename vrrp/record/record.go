@@ -293,9 +293,11 @@ func Read(dir, name string, vrid uint8, clock Clock) (*Entry, error) {
 	default:
 		return nil, fmt.Errorf("state record %s: state %q", Path(dir, name), kv["state"])
 	}
-	now := clock.Since()
+	var now time.Duration
 	if c, ok := clock.(exactClock); ok {
 		now = c.exactSince()
+	} else {
+		now = clock.Since()
 	}
 	age := now - time.Duration(at)
 	if age < 0 {

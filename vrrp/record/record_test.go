@@ -190,10 +190,7 @@ func TestReadUsesExactClock(t *testing.T) {
 }
 
 func TestRecordDoesNotAllocate(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		dir  func(*testing.T) string
-	}{{"disk", func(t *testing.T) string { return t.TempDir() }}, {"tmpfs", tmpfsDir}} {
+	for _, tc := range recordDirs {
 		t.Run(tc.name, func(t *testing.T) {
 			w, err := Create(tc.dir(t), "VI_LOGS", 51, &fakeClock{boot: boot, since: time.Second})
 			if err != nil {
@@ -206,6 +203,13 @@ func TestRecordDoesNotAllocate(t *testing.T) {
 		})
 	}
 }
+
+// recordDirs are where a record may live: on a disk (written with WriteAt) and on tmpfs (a raw
+// pwrite).
+var recordDirs = []struct {
+	name string
+	dir  func(*testing.T) string
+}{{"disk", func(t *testing.T) string { return t.TempDir() }}, {"tmpfs", tmpfsDir}}
 
 // tmpfsDir is a new directory on tmpfs, removed at the end of the test; the test is skipped
 // when the machine has none.
@@ -230,8 +234,7 @@ func tmpfsDir(t *testing.T) string {
 // TestRecordReadsTheClockOnceASecond: a MASTER's record reads CLOCK_BOOTTIME (a system call:
 // it has no vDSO path) at most about once a second, not at every advert.
 func TestRecordReadsTheClockOnceASecond(t *testing.T) {
-	dir := tmpfsDir(t)
-	w, err := Create(dir, "VI_LOGS", 51, nil)
+	w, err := Create(t.TempDir(), "VI_LOGS", 51, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,10 +256,7 @@ func TestRecordReadsTheClockOnceASecond(t *testing.T) {
 // TestCreateKeepsTheRecord: a new Writer (the restarted hapair) leaves the last record as it
 // was until it writes its own: hapair reads it after Create to decide whether to resume.
 func TestCreateKeepsTheRecord(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		dir  func(*testing.T) string
-	}{{"disk", func(t *testing.T) string { return t.TempDir() }}, {"tmpfs", tmpfsDir}} {
+	for _, tc := range recordDirs {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := tc.dir(t)
 			clock := &fakeClock{boot: boot, since: 100 * time.Second}
