@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-// TestAdvertCountersDoNotAllocate: counting an advert sent or received, with or without the
-// keepalived-compatible series, allocates nothing (it runs for every advert).
+// TestAdvertCountersDoNotAllocate: counting an advert sent, received or failed to send, with or
+// without the keepalived-compatible series, allocates nothing (it runs for every advert; on a
+// link whose transmit queue stays full, every advert fails).
 func TestAdvertCountersDoNotAllocate(t *testing.T) {
 	for _, compat := range []bool{false, true} {
 		m := New(BuildInfo{Version: "test"})
@@ -17,6 +18,7 @@ func TestAdvertCountersDoNotAllocate(t *testing.T) {
 		n := testing.AllocsPerRun(100, func() {
 			im.AdvertReceived(200)
 			im.AdvertSent(100)
+			im.AdvertSendError()
 		})
 		if n != 0 {
 			t.Errorf("compat %v: %.1f allocations per advert sent and received, want 0", compat, n)

@@ -29,6 +29,7 @@ type instanceCounters struct {
 	advertsSent, advertsReceived   atomic.Uint64
 	prioZeroSent, prioZeroReceived atomic.Uint64
 	garpSent, addrMismatch         atomic.Uint64
+	advertSendErrors               atomic.Uint64
 	transitions                    [len(stateNames)][len(stateNames)]atomic.Uint64
 	dropped                        [len(dropReasonNames)]atomic.Uint64
 	vipErrors                      [len(vipOpNames)]atomic.Uint64
@@ -171,6 +172,8 @@ var (
 		"VRRP advertisements accepted although their address list differs from the instance's VIPs (overlapping: a VIP change applied on one host only).", []string{"instance"}, nil)
 	descVIPErrors = prometheus.NewDesc("hapair_vrrp_vip_errors_total",
 		"Errors attaching or detaching the instance's virtual IPs.", []string{"instance", "op"}, nil)
+	descAdvertSendErrors = prometheus.NewDesc("hapair_vrrp_advert_send_errors_total",
+		"VRRP advertisements that could not be sent (the socket refused them, e.g. ENOBUFS on a link whose transmit queue stays full).", []string{"instance"}, nil)
 )
 
 // counterCollector exports the counters of every instance of m.
@@ -178,7 +181,7 @@ type counterCollector struct{ m *Metrics }
 
 func (counterCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descTransitions, descAdvertsSent, descAdvertsReceived, descPrioZeroSent,
-		descPrioZeroReceived, descDropped, descGARPSent, descAddrMismatch, descVIPErrors} {
+		descPrioZeroReceived, descDropped, descGARPSent, descAddrMismatch, descVIPErrors, descAdvertSendErrors} {
 		ch <- d
 	}
 }
@@ -195,6 +198,7 @@ func (cc counterCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(descPrioZeroReceived, &c.prioZeroReceived, l.instance)
 		emit(descGARPSent, &c.garpSent, l.instance)
 		emit(descAddrMismatch, &c.addrMismatch, l.instance)
+		emit(descAdvertSendErrors, &c.advertSendErrors, l.instance)
 		for f := range stateNames {
 			for t := range stateNames {
 				if f != t {

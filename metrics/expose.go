@@ -244,6 +244,7 @@ var instanceFamilies = func() []instanceFamily {
 	counter(descPrioZeroReceived, func(c *instanceCounters) uint64 { return c.prioZeroReceived.Load() })
 	counter(descGARPSent, func(c *instanceCounters) uint64 { return c.garpSent.Load() })
 	counter(descAddrMismatch, func(c *instanceCounters) uint64 { return c.addrMismatch.Load() })
+	counter(descAdvertSendErrors, func(c *instanceCounters) uint64 { return c.advertSendErrors.Load() })
 	add(descTransitions, dto.MetricType_COUNTER, false, writeTransitions)
 	add(descDropped, dto.MetricType_COUNTER, false, func(tw *textWriter, name string, ims []*InstanceMetrics) {
 		writeByLabel(tw, name, ims, descDropped, "reason", reasonStrings[:], reasonText[:], func(c *instanceCounters, i int) uint64 { return c.dropped[i].Load() })

@@ -85,6 +85,9 @@ func populateInstances(m *Metrics) {
 			im.AdvertReceived(100)
 		}
 		im.AdvertSent(0)
+		for range i {
+			im.AdvertSendError()
+		}
 		im.Dropped(vrrp.DropTTL)
 		im.Dropped(vrrp.DropOther)
 		im.Dropped(vrrp.DropReason("aaa-first"))

@@ -27,6 +27,7 @@ func populate(t *testing.T, m *Metrics) {
 	im.ObserveRelease(2 * time.Millisecond)
 	im.AdvertSent(110)
 	im.AdvertSent(0)
+	im.AdvertSendError()
 	im.AdvertReceived(100)
 	im.AdvertReceived(0)
 	im.Dropped(vrrp.DropTTL)

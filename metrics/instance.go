@@ -86,6 +86,9 @@ func (im *InstanceMetrics) AdvertSent(prio uint8) {
 	}
 }
 
+// AdvertSendError counts an advert that could not be sent (the socket refused it).
+func (im *InstanceMetrics) AdvertSendError() { im.counters.advertSendErrors.Add(1) }
+
 // AdvertReceived counts a valid advert received with priority prio.
 func (im *InstanceMetrics) AdvertReceived(prio uint8) {
 	im.counters.advertsReceived.Add(1)

@@ -49,6 +49,7 @@ func TestDesignContract(t *testing.T) {
 		{"hapair_vrrp_garp_sent_total", dto.MetricType_COUNTER, "instance"},
 		{"hapair_vrrp_address_list_mismatches_total", dto.MetricType_COUNTER, "instance"},
 		{"hapair_vrrp_vip_errors_total", dto.MetricType_COUNTER, "instance,op"},
+		{"hapair_vrrp_advert_send_errors_total", dto.MetricType_COUNTER, "instance"},
 		{"hapair_haproxy_last_exit_status", dto.MetricType_GAUGE, ""},
 		{"hapair_check_results_total", dto.MetricType_COUNTER, "check,result"},
 		{"hapair_check_duration_seconds", dto.MetricType_HISTOGRAM, "check"},
@@ -142,6 +143,7 @@ func TestPreinitialised(t *testing.T) {
 		{"hapair_vrrp_priority_zero_sent_total", labels("instance", "VI_LOGS"), 1},
 		{"hapair_vrrp_garp_sent_total", labels("instance", "VI_LOGS"), 1},
 		{"hapair_vrrp_address_list_mismatches_total", labels("instance", "VI_LOGS"), 1},
+		{"hapair_vrrp_advert_send_errors_total", labels("instance", "VI_LOGS"), 1},
 		{"keepalived_vrrp_state", labels("iname", "VI_LOGS", "ip_address", ""), 1},
 		{"keepalived_become_master_total", labels("iname", "VI_LOGS", "intf", "eth0", "vrid", "51"), 1},
 		// Absent until it happens: there is no honest value before the first exit.
@@ -174,6 +176,10 @@ func TestInstanceMetrics(t *testing.T) {
 	im.AdvertSent(110)
 	im.AdvertSent(110)
 	im.AdvertSent(0)
+	im.AdvertSendError()
+	im.AdvertSendError()
+	im.AdvertSendError()
+	im.AdvertSendError()
 	im.AdvertReceived(100)
 	im.AdvertReceived(0)
 	im.Dropped(vrrp.DropTTL)
@@ -201,7 +207,8 @@ func TestInstanceMetrics(t *testing.T) {
 		{"hapair_vrrp_transitions_total", labels("instance", "VI_LOGS", "from", "MASTER", "to", "FAULT"), 1},
 		{"hapair_vrrp_transitions_total", labels("instance", "VI_LOGS", "from", "MASTER", "to", "BACKUP"), 0},
 		{"hapair_vrrp_priority", vi, 90},
-		{"hapair_vrrp_adverts_sent_total", vi, 3},
+		{"hapair_vrrp_adverts_sent_total", vi, 3}, // a failed advert is not one sent
+		{"hapair_vrrp_advert_send_errors_total", vi, 4},
 		{"hapair_vrrp_priority_zero_sent_total", vi, 1},
 		{"hapair_vrrp_adverts_received_total", vi, 2},
 		{"hapair_vrrp_priority_zero_received_total", vi, 1},
@@ -218,7 +225,7 @@ func TestInstanceMetrics(t *testing.T) {
 		{"keepalived_vrrp_state", labels("iname", "VI_LOGS", "ip_address", "10.0.0.20"), float64(vrrp.Master)},
 		{"keepalived_become_master_total", kl, 2},
 		{"keepalived_release_master_total", kl, 1},
-		{"keepalived_advertisements_sent_total", kl, 3},
+		{"keepalived_advertisements_sent_total", kl, 3}, // no failed one among them
 		{"keepalived_advertisements_received_total", kl, 2},
 		{"keepalived_priority_zero_sent_total", kl, 1},
 		{"keepalived_priority_zero_received_total", kl, 1},

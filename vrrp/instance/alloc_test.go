@@ -1,18 +1,24 @@
 package instance
 
 import (
+	"context"
+	"log/slog"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hapair/hapair/vrrp"
 )
 
-// sinkConn counts the adverts written and keeps nothing.
-type sinkConn struct{ writes int }
+// sinkConn counts the adverts written and keeps nothing. With fail set, every write fails with it.
+type sinkConn struct {
+	writes int
+	fail   error
+}
 
 func (c *sinkConn) Receive(func([]byte, netip.Addr, netip.Addr, int)) {}
-func (c *sinkConn) WriteAdvert([]byte) error                          { c.writes++; return nil }
+func (c *sinkConn) WriteAdvert([]byte) error                          { c.writes++; return c.fail }
 func (c *sinkConn) Close() error                                      { return nil }
 
 // nopReporter records nothing, so that what is measured is the instance's own work.
@@ -24,6 +30,7 @@ func (nopReporter) SetPriority(uint8)                 {}
 func (nopReporter) ObserveTakeover(time.Duration)     {}
 func (nopReporter) ObserveRelease(time.Duration)      {}
 func (nopReporter) AdvertSent(uint8)                  {}
+func (nopReporter) AdvertSendError()                  {}
 func (nopReporter) AdvertReceived(uint8)              {}
 func (nopReporter) Dropped(vrrp.DropReason)           {}
 func (nopReporter) AddrListMismatch()                 {}
@@ -97,6 +104,40 @@ func TestHotPathAllocations(t *testing.T) {
 		t.Errorf("MASTER: %.1f allocations per advert sent, want 0", send)
 	}
 }
+
+// TestSendFailureAllocations: a MASTER whose every advert fails (a link whose transmit queue
+// stays full) counts each failure and logs only within its budget: between two lines, a failed
+// advert allocates nothing either. The logger is enabled, so that a line per advert would show.
+func TestSendFailureAllocations(t *testing.T) {
+	master, conn := hotInstance(t, vrrp.OwnerPriority)
+	lines := &countHandler{}
+	master.log = slog.New(lines)
+	now := time.Now()
+	master.now = func() time.Time { return now }
+	conn.fail = syscall.ENOBUFS
+	before := conn.writes
+	n := testing.AllocsPerRun(200, func() {
+		now = now.Add(20 * time.Millisecond)
+		master.apply(master.machine.Tick(now))
+	})
+	if conn.writes-before < 200 {
+		t.Fatalf("MASTER tried %d adverts in 201 intervals", conn.writes-before)
+	}
+	if lines.n != 1 {
+		t.Errorf("%d lines logged for %d failed adverts in %v, want 1", lines.n, conn.writes-before, 201*20*time.Millisecond)
+	}
+	if n != 0 {
+		t.Errorf("MASTER: %.1f allocations per failed advert, want 0", n)
+	}
+}
+
+// countHandler counts the lines logged, at every level.
+type countHandler struct{ n int }
+
+func (h *countHandler) Enabled(context.Context, slog.Level) bool  { return true }
+func (h *countHandler) Handle(context.Context, slog.Record) error { h.n++; return nil }
+func (h *countHandler) WithAttrs([]slog.Attr) slog.Handler        { return h }
+func (h *countHandler) WithGroup(string) slog.Handler             { return h }
 
 // BenchmarkHotPath is TestHotPathAllocations as a benchmark: one advert received by a BACKUP and
 // one sent by a MASTER per iteration (run with -benchmem).

@@ -77,6 +77,9 @@ type FailoverReporter interface {
 // PacketReporter counts adverts sent, received and dropped.
 type PacketReporter interface {
 	AdvertSent(prio uint8)
+	// AdvertSendError counts an advert that could not be sent (see
+	// hapair_vrrp_advert_send_errors_total).
+	AdvertSendError()
 	AdvertReceived(prio uint8)
 	Dropped(reason vrrp.DropReason)
 	// AddrListMismatch counts an advert accepted although its address list differs from ours
@@ -258,6 +261,7 @@ type Instance struct {
 	// Loop-owned state.
 	advAddrs      []netip.Addr // the VIPs' addresses, as adverts list them
 	txBuf         []byte       // reused for every advert sent
+	sendErrs      sendFailures // the adverts that could not be sent, for the log
 	garpRound     int          // announcement bursts done since becoming MASTER
 	nextGARP      time.Time    // zero: no burst pending
 	takeoverSince time.Time    // non-zero until the first GARP after becoming MASTER
@@ -1149,8 +1153,11 @@ func (in *Instance) sendAdvert(priority uint8) {
 	}
 	copy(adv.AuthData[:], in.cfg.AuthPass)
 	if err := in.write(&adv); err != nil {
-		in.log.Warn(in.msg("Sending advert failed"), "err", err)
+		in.sendFailed(err)
 		return
+	}
+	if in.sendErrs.total > 0 {
+		in.sendWorksAgain()
 	}
 	in.rep.AdvertSent(priority)
 	if in.cfg.Record != nil {
@@ -1163,6 +1170,49 @@ func (in *Instance) sendAdvert(priority uint8) {
 		in.rep.ObserveRelease(in.now().Sub(in.releaseSince))
 		in.releaseSince = time.Time{}
 	}
+}
+
+// sendErrLogPeriod is how often, at most, a run of failed adverts is logged after its first.
+const sendErrLogPeriod = 10 * time.Second
+
+// sendFailures is a run of adverts that could not be sent, for the log. A link whose transmit
+// queue stays full fails every advert (a raw socket answers ENOBUFS at once), and a line each
+// was 50 lines a second at advert_int 20 ms: the first failure is logged at once, then at most
+// one line per sendErrLogPeriod with how many failed since the last, then one line when an
+// advert leaves again. Every failure is counted (AdvertSendError) whatever is logged.
+type sendFailures struct {
+	total    int       // failures in the run; 0: sending works
+	since    time.Time // the run's first failure
+	lastLine time.Time // when a line about the run was last logged
+	unlogged int       // failures since lastLine
+}
+
+// sendFailed counts a failed advert and logs it within the budget of sendFailures. It does not
+// allocate when it does not log.
+func (in *Instance) sendFailed(err error) {
+	in.rep.AdvertSendError()
+	now, f := in.now(), &in.sendErrs
+	f.total++
+	if f.total == 1 {
+		f.since, f.lastLine = now, now
+		in.log.Warn(in.msg("Sending advert failed"), "err", err)
+		return
+	}
+	f.unlogged++
+	if now.Sub(f.lastLine) < sendErrLogPeriod {
+		return
+	}
+	in.log.Warn(in.msg("Sending adverts still failing"), "failed", f.unlogged,
+		"in", now.Sub(f.lastLine).Round(time.Millisecond), "err", err)
+	f.lastLine, f.unlogged = now, 0
+}
+
+// sendWorksAgain ends a run of failed adverts: an advert has left.
+func (in *Instance) sendWorksAgain() {
+	f := &in.sendErrs
+	in.log.Info(in.msg("Sending adverts works again"), "failed", f.total,
+		"for", in.now().Sub(f.since).Round(time.Millisecond))
+	*f = sendFailures{}
 }
 
 // write sends one advert to the multicast group, or to each unicast peer. With v3 over IPv4 the

@@ -173,6 +173,7 @@ type recordReporter struct {
 	dropped   map[vrrp.DropReason]int
 	zeroSent  int
 	sent      int
+	sendErrs  int
 	mismatch  int
 }
 
@@ -199,6 +200,8 @@ func (r *recordReporter) AdvertSent(prio uint8) {
 }
 
 func (r *recordReporter) sentCount() int            { r.mu.Lock(); defer r.mu.Unlock(); return r.sent }
+func (r *recordReporter) AdvertSendError()          { r.mu.Lock(); r.sendErrs++; r.mu.Unlock() }
+func (r *recordReporter) sendErrCount() int         { r.mu.Lock(); defer r.mu.Unlock(); return r.sendErrs }
 func (r *recordReporter) AdvertReceived(prio uint8) {}
 func (r *recordReporter) Dropped(reason vrrp.DropReason) {
 	r.mu.Lock()
