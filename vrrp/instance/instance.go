@@ -1222,17 +1222,20 @@ func (in *Instance) write(adv *vrrp.Advert) error {
 	// which after an interval asleep is a cache miss at every advert.
 	if len(in.cfg.Destination) > 1 {
 		if perPeer, ok := in.conn.(PeerWriter); ok {
+			// Every peer gets its advert even when one of them cannot (no route to it, a full
+			// queue): a peer left out would take the VIP. The first failure is the one reported.
+			var first error
 			for _, dst := range in.cfg.Destination {
 				payload, err := adv.Append(in.txBuf[:0], in.cfg.Source, dst, in.cfg.Checksum)
 				if err != nil {
 					return fmt.Errorf("build advert: %w", err)
 				}
 				in.txBuf = payload
-				if err := perPeer.WriteAdvertTo(payload, dst); err != nil {
-					return err
+				if err := perPeer.WriteAdvertTo(payload, dst); err != nil && first == nil {
+					first = err
 				}
 			}
-			return nil
+			return first
 		}
 	}
 	payload, err := adv.Append(in.txBuf[:0], in.cfg.Source, in.cfg.Destination[0], in.cfg.Checksum)

@@ -149,3 +149,66 @@ func TestSendFailuresAreCountedAndLoggedWithoutFlooding(t *testing.T) {
 		}
 	})
 }
+
+// peerConn is a unicast fakeConn that writes to one peer at a time (PeerWriter); writes to
+// unreachable fail, as a raw socket answers EHOSTUNREACH for a peer it has no route to.
+type peerConn struct {
+	*fakeConn
+	unreachable netip.Addr
+	mu          sync.Mutex
+	got         map[netip.Addr]int // adverts written, by peer
+}
+
+func (c *peerConn) WriteAdvertTo(payload []byte, dst netip.Addr) error {
+	if dst == c.unreachable {
+		return syscall.EHOSTUNREACH
+	}
+	c.mu.Lock()
+	c.got[dst]++
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *peerConn) written(dst netip.Addr) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.got[dst]
+}
+
+// TestAnUnreachablePeerDoesNotSilenceTheOthers: with unicast peers, a send that fails to one of
+// them (no route, a full queue) still sends to the rest, as keepalived does. The instance
+// returned at the first failure, so the peers after it heard nothing and took the VIP.
+func TestAnUnreachablePeerDoesNotSilenceTheOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := netip.MustParseAddr("10.0.0.11")
+		peers := []netip.Addr{netip.MustParseAddr("10.0.0.12"), netip.MustParseAddr("10.0.0.13"), netip.MustParseAddr("10.0.0.14")}
+		conn := &peerConn{fakeConn: (&bus{}).conn(a), unreachable: peers[0], got: map[netip.Addr]int{}}
+		n := &node{vips: &fakeVIPs{}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: conn.fakeConn, done: make(chan struct{})}
+		cfg := Config{
+			Name: "VI_TEST", Interface: "eth0",
+			Machine: vrrp.Config{Name: "VI_TEST", Version: 3, VRID: 51, Priority: 110,
+				AdvertInterval: advertInt, Preempt: true, PrimaryAddr: a},
+			Filter: vrrp.Filter{VRID: 51, Version: 3},
+			VIPs:   []netip.Prefix{vipPrefix}, Source: a, Destination: peers,
+		}
+		inst, err := New(cfg, conn, n.vips, n.ann, n.rep, nil, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.inst = inst
+		n.run(t)
+		settle(time.Second)
+		if st := n.inst.Status().State; st != vrrp.Master {
+			t.Fatalf("alone after 1s: %s, want MASTER", st)
+		}
+		errs := n.rep.sendErrCount()
+		for _, p := range peers[1:] {
+			if got := conn.written(p); got < errs-1 || got == 0 {
+				t.Errorf("peer %s got %d adverts while %d failed to %s, want one each interval", p, got, errs, peers[0])
+			}
+		}
+		if errs == 0 {
+			t.Error("the failures to the unreachable peer were not counted")
+		}
+	})
+}
