@@ -15,7 +15,7 @@ import (
 // route still stands, before it is withdrawn.
 const GracefulShutdown uint32 = 0xFFFF0000
 
-// Speaker sends announcements and withdrawals to every peer. The GoBGP server implements it; the
+// Speaker sends announcements and withdrawals to every peer. The Server implements it; the
 // Gate's tests use a fake.
 type Speaker interface {
 	// Announce (re)announces prefix with this host's address toward each peer as next hop,

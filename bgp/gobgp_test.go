@@ -300,3 +300,49 @@ func TestPassivePeerIsAccepted(t *testing.T) {
 	rt := &router{t: t, bgp: r, addr: routerAddr}
 	rt.waitFor(svc, func(got received) bool { return got.present }, "the announcement over the passive session")
 }
+
+// TestPasswordSignsTheSession: with the router's password the session comes up; with another
+// one the kernel drops every segment (RFC 2385) and it never does.
+func TestPasswordSignsTheSession(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		password string
+		up       bool
+	}{
+		{"same password", "s3cret", true},
+		{"other password", "wrong", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := netip.MustParseAddr("127.0.0.1")
+			port := freePort(t, addr)
+			r := server.NewBgpServer(server.LoggerOption(quiet, new(slog.LevelVar)))
+			go r.Serve()
+			t.Cleanup(r.Stop)
+			if err := r.StartBgp(context.Background(), &api.StartBgpRequest{Global: &api.Global{
+				Asn: 65000, RouterId: "10.255.0.1", ListenPort: int32(port), ListenAddresses: []string{addr.String()},
+			}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.AddPeer(context.Background(), &api.AddPeerRequest{Peer: &api.Peer{
+				Conf:      &api.PeerConf{NeighborAddress: addr.String(), PeerAsn: 65010, AuthPassword: "s3cret"},
+				Transport: &api.Transport{PassiveMode: true},
+			}}); err != nil {
+				t.Fatal(err)
+			}
+			peer := Peer{Address: addr, ASN: 65000, HoldTime: 3 * time.Second, Port: port, Password: tc.password}
+			s, err := Start(context.Background(), ServerConfig{LocalASN: 65010, RouterID: netip.MustParseAddr("10.0.0.11"), Peers: []Peer{peer}}, &peerEvents{up: map[netip.Addr][]bool{}}, quiet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Stop)
+			if tc.up {
+				waitEstablished(t, s, addr)
+				return
+			}
+			time.Sleep(3 * time.Second)
+			if st := s.Peers(); st[0].Up {
+				t.Errorf("session up with the wrong password: %+v", st)
+			}
+		})
+	}
+}

@@ -24,7 +24,7 @@ var (
 )
 
 // bgpMachine is what the BGP side needs from the machine: the BGP speaker, the loopback and the
-// route toward a peer. gobgpMachine is the real one; the daemon's unit tests use a fake.
+// route toward a peer. hostMachine is the real one; the daemon's unit tests use a fake.
 type bgpMachine interface {
 	StartSpeaker(ctx context.Context, cfg bgp.ServerConfig, rep bgp.PeerReporter, log *slog.Logger) (bgpServer, error)
 	Loopback(name string) (bgpLoopback, error)
@@ -45,10 +45,10 @@ type bgpLoopback interface {
 	Remove(p netip.Prefix) error
 }
 
-// gobgpMachine is the real machine: an embedded GoBGP server and netlink.
-type gobgpMachine struct{}
+// hostMachine is the real machine: the BGP speaker (package bgp) and netlink.
+type hostMachine struct{}
 
-func (gobgpMachine) StartSpeaker(ctx context.Context, cfg bgp.ServerConfig, rep bgp.PeerReporter, log *slog.Logger) (bgpServer, error) {
+func (hostMachine) StartSpeaker(ctx context.Context, cfg bgp.ServerConfig, rep bgp.PeerReporter, log *slog.Logger) (bgpServer, error) {
 	s, err := bgp.Start(ctx, cfg, rep, log)
 	if err != nil {
 		return nil, err // not a nil *bgp.Server in a non-nil interface
@@ -56,7 +56,7 @@ func (gobgpMachine) StartSpeaker(ctx context.Context, cfg bgp.ServerConfig, rep 
 	return s, nil
 }
 
-func (gobgpMachine) Loopback(name string) (bgpLoopback, error) {
+func (hostMachine) Loopback(name string) (bgpLoopback, error) {
 	lo, err := bgp.OpenLoopback(name)
 	if err != nil {
 		return nil, err
@@ -64,11 +64,11 @@ func (gobgpMachine) Loopback(name string) (bgpLoopback, error) {
 	return lo, nil
 }
 
-func (gobgpMachine) RouterIDToward(peer netip.Addr) (netip.Addr, error) {
+func (hostMachine) RouterIDToward(peer netip.Addr) (netip.Addr, error) {
 	return bgp.RouterIDToward(peer)
 }
 
-// bgpSpeaker is the daemon's BGP side: the embedded GoBGP server, the Gate deciding what it
+// bgpSpeaker is the daemon's BGP side: the BGP speaker, the Gate deciding what it
 // announces, and the service addresses on the loopback.
 type bgpSpeaker struct {
 	log     *slog.Logger
@@ -83,7 +83,7 @@ type bgpSpeaker struct {
 	lo       bgpLoopback
 	onLo     map[netip.Prefix]bool // addresses this hapair put on the loopback
 
-	// VRRP transitions wait here for followStates (the VRRP loop must not block on GoBGP).
+	// VRRP transitions wait here for followStates (the VRRP loop must not block on the speaker).
 	qmu         sync.Mutex
 	queue       []instanceChange
 	wake        chan struct{}
@@ -91,7 +91,7 @@ type bgpSpeaker struct {
 }
 
 func newBGPSpeaker(cfg *config.BGP, m *metrics.Metrics, log *slog.Logger) *bgpSpeaker {
-	return &bgpSpeaker{log: log, metrics: m.EnableBGP(), machine: gobgpMachine{}, cfg: cfg,
+	return &bgpSpeaker{log: log, metrics: m.EnableBGP(), machine: hostMachine{}, cfg: cfg,
 		onLo: map[netip.Prefix]bool{}, wake: make(chan struct{}, 1)}
 }
 
@@ -211,7 +211,7 @@ type bgpStateNotifier struct {
 	b    *bgpSpeaker
 }
 
-// Notify queues the change for the Gate: the VRRP loop calls it and must not wait on GoBGP.
+// Notify queues the change for the Gate: the VRRP loop calls it and must not wait on the speaker.
 func (n *bgpStateNotifier) Notify(name string, state vrrp.State, priority uint8) {
 	n.b.queueState(instanceChange{name: name, master: state == vrrp.Master, at: time.Now()})
 	if n.next != nil {

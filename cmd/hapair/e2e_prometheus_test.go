@@ -146,7 +146,7 @@ func TestPrometheusSeesHAProxyFailover(t *testing.T) {
 	promtest.Require(t, promtest.PromtoolBinary)
 	began := time.Now()
 	// A BGP section with a peer nobody answers gives the BGP panels their series: the prefix
-	// follows the haproxy check into GoBGP's table whether or not a session is up, so killing
+	// follows the haproxy check into the speaker's announced routes whether or not a session is up, so killing
 	// HAProxy withdraws it and records the withdraw delay (a router is TestBGP's business).
 	p := startHAProxyPair(t, func(n *labNode) {
 		n.Listen = monListen

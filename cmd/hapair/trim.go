@@ -12,8 +12,8 @@ const trimEnv = "HAPAIR_TRIM_TEXT"
 
 // trimExecutable gives back the heap's free pages and the executable's pages that start-up
 // touched, once every instance has settled: at that point what the daemon runs from now on has
-// run at least once, and start-up's share (package initialisation, configuration, GoBGP, gRPC
-// and protobuf set-up) is behind it. About 20 MiB of a 23.5 MiB resident binary go; what runs
+// run at least once, and start-up's share (package initialisation, configuration, the
+// metrics' set-up) is behind it. About 20 MiB of a 23.5 MiB resident binary go; what runs
 // later comes back page by page.
 func (d *daemon) trimExecutable() {
 	if os.Getenv(trimEnv) == "0" {

@@ -3,7 +3,7 @@
 //
 // Why: Linux 6.x reads an executable into the page cache in large folios and maps a whole folio
 // on a fault, so a Go binary ends up almost fully resident (hapair: 10 MiB of text and 11 MiB of
-// read-only data, most of it GoBGP, gRPC, protobuf and code that ran once at start-up). Trim asks
+// read-only data when it embedded GoBGP, most of it code that ran once at start-up). Trim asks
 // the kernel to reclaim those pages now (MADV_PAGEOUT), to map them back one page at a time when
 // they are touched again (MADV_RANDOM: no read-ahead into large folios), and to read the file back
 // into the page cache without mapping it (MADV_WILLNEED). What the daemon runs afterwards comes

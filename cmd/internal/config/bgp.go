@@ -22,7 +22,7 @@ const (
 )
 
 // BGP is the optional bgp section: this host announces service addresses to routers over BGP
-// (an embedded GoBGP speaker), each announcement gated by checks or by a VRRP instance's state.
+// (hapair's own speaker, package bgp), each announcement gated by checks or by a VRRP instance's state.
 type BGP struct {
 	LocalASN uint32 // local_asn: required, 1..4294967295
 	// RouterID (router_id, IPv4) is the BGP identifier; invalid (absent) means the primary
