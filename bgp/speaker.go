@@ -537,9 +537,14 @@ func (ss *session) open(conn net.Conn) error {
 		return err
 	}
 	ss.setState("OPENCONFIRM")
+	waiting := "waiting for the peer's KEEPALIVE after OPEN"
+	if hold > 0 { // from here the negotiated hold time (RFC 4271 8.2.2)
+		conn.SetReadDeadline(time.Now().Add(hold))
+		waiting = ""
+	}
 	msg, err = readMessage(r)
 	if err != nil {
-		return ss.readFailed(conn, err, "waiting for the peer's KEEPALIVE after OPEN")
+		return ss.readFailed(conn, err, waiting)
 	}
 	if msg.Header.Type != wire.BGP_MSG_KEEPALIVE {
 		return ss.unexpected(conn, msg, "KEEPALIVE")
@@ -773,11 +778,10 @@ func (ss *session) readFailed(conn net.Conn, err error, waiting string) error {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
+		ss.notify(conn, wire.BGP_ERROR_HOLD_TIMER_EXPIRED, 0)
 		if waiting != "" {
-			ss.notify(conn, wire.BGP_ERROR_HOLD_TIMER_EXPIRED, 0)
 			return fmt.Errorf("no answer %s within %s", waiting, openHold)
 		}
-		ss.notify(conn, wire.BGP_ERROR_HOLD_TIMER_EXPIRED, 0)
 		return errors.New("hold timer expired")
 	case errors.As(err, &me):
 		ss.notify(conn, me.TypeCode, me.SubTypeCode)

@@ -543,3 +543,24 @@ func TestDialRetriesEveryConnectRetry(t *testing.T) {
 	}
 	waitPeer(t, s, p.Address, isUp, "up")
 }
+
+// TestOpenConfirmWaitsTheHoldTime: a router that answers the OPEN but never confirms it with a
+// KEEPALIVE is given the negotiated hold time (RFC 4271 8.2.2), not the OPEN's 30 s.
+func TestOpenConfirmWaitsTheHoldTime(t *testing.T) {
+	r := listenScripted(t)
+	s, _ := startSpeaker(t, 65010, r.peer())
+	c := r.accept()
+	c.read() // the speaker's OPEN
+	c.send(routerOpen(t, 65000, 3, false))
+	began := time.Now()
+	n := c.readNotification()
+	if n.ErrorCode != wire.BGP_ERROR_HOLD_TIMER_EXPIRED {
+		t.Errorf("NOTIFICATION %d/%d, want Hold Timer Expired (4)", n.ErrorCode, n.ErrorSubcode)
+	}
+	if d := time.Since(began); d > 6*time.Second {
+		t.Errorf("gave up after %s, want the hold time, 3s", d.Round(time.Millisecond))
+	}
+	if p := waitPeer(t, s, r.peer().Address, func(p PeerStatus) bool { return p.Reason != "" }, "given a reason"); p.Reason != "hold timer expired" || p.Up {
+		t.Errorf("status %+v, want down, hold timer expired", p)
+	}
+}
