@@ -16,6 +16,7 @@ type memRecord struct {
 	state    vrrp.State
 	prio     uint8
 	advertAt time.Time
+	adverts  int // records of an advert sent
 }
 
 func (r *memRecord) Record(state vrrp.State, prio uint8, sent bool) {
@@ -24,6 +25,7 @@ func (r *memRecord) Record(state vrrp.State, prio uint8, sent bool) {
 	r.state, r.prio = state, prio
 	if sent {
 		r.advertAt = time.Now()
+		r.adverts++
 	}
 }
 
@@ -37,12 +39,17 @@ func (r *memRecord) previous(now time.Time) *vrrp.Previous {
 // interface already (left by the previous run).
 func startRecorded(t *testing.T, b *bus, rec *memRecord, vipsOn bool) *node {
 	t.Helper()
+	return startRecordedEvery(t, b, rec, vipsOn, advertInt)
+}
+
+func startRecordedEvery(t *testing.T, b *bus, rec *memRecord, vipsOn bool, interval time.Duration) *node {
+	t.Helper()
 	a := netip.MustParseAddr("10.0.0.11")
 	n := &node{vips: &fakeVIPs{attached: vipsOn}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: b.conn(a), done: make(chan struct{})}
 	cfg := Config{
 		Name: "VI_TEST", Interface: "eth0",
 		Machine: vrrp.Config{Name: "VI_TEST", Version: 3, VRID: 51, Priority: 110,
-			AdvertInterval: advertInt, Preempt: true, PrimaryAddr: a, FastFailover: true},
+			AdvertInterval: interval, Preempt: true, PrimaryAddr: a, FastFailover: true},
 		Filter: vrrp.Filter{VRID: 51, Version: 3},
 		VIPs:   []netip.Prefix{vipPrefix}, Source: a, Destination: []netip.Addr{group},
 		GARPRepeat: 1, ReconcileEvery: 20 * time.Millisecond,
@@ -102,6 +109,63 @@ func TestStopRecordsInit(t *testing.T) {
 		n.stop()
 		if rec.state != vrrp.Init {
 			t.Fatalf("record says %s after a stop, want INIT", rec.state)
+		}
+	})
+}
+
+// TestAdvertsRecordedOnlyWhenACrashCouldResume: the state record takes every advert's time only
+// when a hapair restarted after a crash could still be within the resume window (2.75 intervals)
+// of it; at 20 ms (a 55 ms window, where systemd restarts no sooner than 100 ms) the write per
+// advert bought nothing and cost a pwrite each. The state is still recorded.
+func TestAdvertsRecordedOnlyWhenACrashCouldResume(t *testing.T) {
+	for _, tc := range []struct {
+		interval time.Duration
+		want     bool // every advert recorded
+	}{
+		{20 * time.Millisecond, false},
+		{advertInt, true}, // 50 ms: a 137.5 ms window
+	} {
+		t.Run(tc.interval.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rec := &memRecord{}
+				n := startRecordedEvery(t, &bus{}, rec, false, tc.interval)
+				settle(time.Second)
+				if st := n.inst.Status().State; st != vrrp.Master {
+					t.Fatalf("alone after 1s: %s, want MASTER", st)
+				}
+				sent := n.rep.sentCount()
+				rec.mu.Lock()
+				adverts, state := rec.adverts, rec.state
+				rec.mu.Unlock()
+				if state != vrrp.Master {
+					t.Errorf("record says %s, want MASTER", state)
+				}
+				if tc.want && adverts < sent-1 {
+					t.Errorf("%d of %d adverts recorded, want every one", adverts, sent)
+				}
+				if !tc.want && adverts != 0 {
+					t.Errorf("%d of %d adverts recorded, want none at a %v interval", adverts, sent, tc.interval)
+				}
+			})
+		})
+	}
+}
+
+// TestHandOverResumesAtAShortInterval: at 20 ms no advert goes to the record, but the handover's
+// last one does, and the next image, starting at once, resumes.
+func TestHandOverResumesAtAShortInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &bus{}
+		rec := &memRecord{}
+		first := startRecordedEvery(t, b, rec, false, 20*time.Millisecond)
+		settle(time.Second)
+		first.inst.HandOver()
+		first.stop()
+		settle(10 * time.Millisecond) // the new image starts
+		second := startRecordedEvery(t, b, rec, true, 20*time.Millisecond)
+		settle(0)
+		if st := second.inst.Status(); st.State != vrrp.Master || st.LastTransition.Reason != vrrp.ReasonResume {
+			t.Fatalf("second run: %s (%s); want MASTER by resume", st.State, st.LastTransition.Reason)
 		}
 	})
 }
