@@ -50,25 +50,8 @@ func TestSendFailuresAreCountedAndLoggedWithoutFlooding(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		a := netip.MustParseAddr("10.0.0.11")
 		conn := &failingConn{fakeConn: (&bus{}).conn(a)}
-		n := &node{vips: &fakeVIPs{}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: conn.fakeConn, done: make(chan struct{})}
 		logs := &lockedBuffer{}
-		cfg := Config{
-			Name: "VI_TEST", Interface: "eth0",
-			Machine: vrrp.Config{Name: "VI_TEST", Version: 3, VRID: 51, Priority: 110,
-				AdvertInterval: advertInt, Preempt: true, PrimaryAddr: a},
-			Filter: vrrp.Filter{VRID: 51, Version: 3},
-			VIPs:   []netip.Prefix{vipPrefix}, Source: a, Destination: []netip.Addr{group},
-		}
-		inst, err := New(cfg, conn, n.vips, n.ann, n.rep, nil, slog.New(slog.NewTextHandler(logs, nil)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.inst = inst
-		n.run(t)
-		settle(time.Second)
-		if st := n.inst.Status().State; st != vrrp.Master {
-			t.Fatalf("alone after 1s: %s, want MASTER", st)
-		}
+		n := startMasterOn(t, conn, conn.fakeConn, a, []netip.Addr{group}, slog.New(slog.NewTextHandler(logs, nil)))
 		first := func() int { return logs.count("level=WARN", "(VI_TEST) Sending advert failed", "err=") }
 		still := func() int { return logs.count("level=WARN", "(VI_TEST) Sending adverts still failing") }
 		again := func() int { return logs.count("level=INFO", "(VI_TEST) Sending adverts works again") }
@@ -183,24 +166,7 @@ func TestAnUnreachablePeerDoesNotSilenceTheOthers(t *testing.T) {
 		a := netip.MustParseAddr("10.0.0.11")
 		peers := []netip.Addr{netip.MustParseAddr("10.0.0.12"), netip.MustParseAddr("10.0.0.13"), netip.MustParseAddr("10.0.0.14")}
 		conn := &peerConn{fakeConn: (&bus{}).conn(a), unreachable: peers[0], got: map[netip.Addr]int{}}
-		n := &node{vips: &fakeVIPs{}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: conn.fakeConn, done: make(chan struct{})}
-		cfg := Config{
-			Name: "VI_TEST", Interface: "eth0",
-			Machine: vrrp.Config{Name: "VI_TEST", Version: 3, VRID: 51, Priority: 110,
-				AdvertInterval: advertInt, Preempt: true, PrimaryAddr: a},
-			Filter: vrrp.Filter{VRID: 51, Version: 3},
-			VIPs:   []netip.Prefix{vipPrefix}, Source: a, Destination: peers,
-		}
-		inst, err := New(cfg, conn, n.vips, n.ann, n.rep, nil, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n.inst = inst
-		n.run(t)
-		settle(time.Second)
-		if st := n.inst.Status().State; st != vrrp.Master {
-			t.Fatalf("alone after 1s: %s, want MASTER", st)
-		}
+		n := startMasterOn(t, conn, conn.fakeConn, a, peers, slog.New(slog.DiscardHandler))
 		errs := n.rep.sendErrCount()
 		for _, p := range peers[1:] {
 			if got := conn.written(p); got < errs-1 || got == 0 {
@@ -211,4 +177,29 @@ func TestAnUnreachablePeerDoesNotSilenceTheOthers(t *testing.T) {
 			t.Error("the failures to the unreachable peer were not counted")
 		}
 	})
+}
+
+// startMasterOn runs an instance alone on conn (fake, the fakeConn inside it) and waits until it
+// is MASTER; it sends to dsts.
+func startMasterOn(t *testing.T, conn Conn, fake *fakeConn, a netip.Addr, dsts []netip.Addr, log *slog.Logger) *node {
+	t.Helper()
+	n := &node{vips: &fakeVIPs{}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: fake, done: make(chan struct{})}
+	cfg := Config{
+		Name: "VI_TEST", Interface: "eth0",
+		Machine: vrrp.Config{Name: "VI_TEST", Version: 3, VRID: 51, Priority: 110,
+			AdvertInterval: advertInt, Preempt: true, PrimaryAddr: a},
+		Filter: vrrp.Filter{VRID: 51, Version: 3},
+		VIPs:   []netip.Prefix{vipPrefix}, Source: a, Destination: dsts,
+	}
+	inst, err := New(cfg, conn, n.vips, n.ann, n.rep, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.inst = inst
+	n.run(t)
+	settle(time.Second)
+	if st := n.inst.Status().State; st != vrrp.Master {
+		t.Fatalf("alone after 1s: %s, want MASTER", st)
+	}
+	return n
 }
