@@ -176,7 +176,9 @@ type ListNotes struct {
 // false. Note does not allocate for a finding it already holds.
 func (n *ListNotes) Note(src netip.Addr, finding string, list []netip.Addr) bool {
 	if finding == "" {
-		if len(n.last[src]) > 0 {
+		// Every advert in line comes here: with nothing noted (the usual case) not even a map
+		// lookup (1.3 % of a BACKUP's CPU samples at 20 ms).
+		if len(n.last) > 0 && len(n.last[src]) > 0 {
 			delete(n.last, src)
 		}
 		return false
