@@ -386,7 +386,7 @@ func (ss *session) connect() (net.Conn, error) {
 		case <-ss.ctx.Done():
 			return nil, ss.ctx.Err()
 		}
-		if err := ss.socketOptions(conn.(*net.TCPConn), false); err != nil {
+		if err := ss.acceptedOptions(conn.(*net.TCPConn)); err != nil {
 			conn.Close()
 			return nil, err
 		}
@@ -420,14 +420,14 @@ func (ss *session) connect() (net.Conn, error) {
 	return conn, nil
 }
 
-// socketOptions sets an accepted connection's TTL (its MD5 key is the listener's).
-func (ss *session) socketOptions(c *net.TCPConn, md5 bool) error {
+// acceptedOptions sets an accepted connection's TTL (its MD5 key is the listener's).
+func (ss *session) acceptedOptions(c *net.TCPConn) error {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = ss.setOptions(int(fd), md5) }); err != nil {
+	if err := rc.Control(func(fd uintptr) { serr = ss.setOptions(int(fd), false) }); err != nil {
 		return err
 	}
 	return serr

@@ -158,6 +158,17 @@ func startSpeaker(t *testing.T, localASN uint32, peers ...Peer) (*Server, *peerE
 	return s, ev
 }
 
+// established starts a speaker of AS 65010 toward r, completes the session as AS 65000 with hold
+// time 3s, and waits until the speaker has it up.
+func established(t *testing.T, r *scripted) (*Server, *peerEvents, *routerConn) {
+	t.Helper()
+	s, ev := startSpeaker(t, 65010, r.peer())
+	c := r.accept()
+	c.handshake(65000, 3, false)
+	waitPeer(t, s, r.peer().Address, isUp, "up")
+	return s, ev, c
+}
+
 // waitPeer waits until the speaker's status of peer satisfies cond.
 func waitPeer(t *testing.T, s *Server, peer netip.Addr, cond func(PeerStatus) bool, what string) PeerStatus {
 	t.Helper()
@@ -328,9 +339,7 @@ func TestRoutesAnnouncedBeforeTheSessionGoOutWhenItOpens(t *testing.T) {
 
 func TestHoldTimerExpiresWhenTheRouterFallsSilent(t *testing.T) {
 	r := listenScripted(t)
-	s, ev := startSpeaker(t, 65010, r.peer())
-	c := r.accept()
-	c.handshake(65000, 3, false)
+	s, ev, c := established(t, r)
 	up := waitPeer(t, s, r.peer().Address, isUp, "up")
 	// The router says nothing more (it still reads, so the speaker's writes do not block).
 	n := c.readNotification()
@@ -354,10 +363,7 @@ func TestHoldTimerExpiresWhenTheRouterFallsSilent(t *testing.T) {
 
 func TestKeepalivesKeepTheSessionAndGoOutAtAThirdOfTheHoldTime(t *testing.T) {
 	r := listenScripted(t)
-	s, _ := startSpeaker(t, 65010, r.peer())
-	c := r.accept()
-	c.handshake(65000, 3, false)
-	waitPeer(t, s, r.peer().Address, isUp, "up")
+	s, _, c := established(t, r)
 	start := time.Now()
 	var got int
 	for time.Since(start) < 4*time.Second {
@@ -440,10 +446,7 @@ func TestMalformedMessagesEndTheSessionOnly(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := listenScripted(t)
-			s, _ := startSpeaker(t, 65010, r.peer())
-			c := r.accept()
-			c.handshake(65000, 3, false)
-			waitPeer(t, s, r.peer().Address, isUp, "up")
+			s, _, c := established(t, r)
 			if tc.raw == nil {
 				c.send(routerOpen(t, 65000, 3, false))
 			} else {
@@ -468,10 +471,7 @@ func TestMalformedMessagesEndTheSessionOnly(t *testing.T) {
 // the speaker reads and drops them and the session stays.
 func TestUpdatesFromTheRouterAreIgnored(t *testing.T) {
 	r := listenScripted(t)
-	s, _ := startSpeaker(t, 65010, r.peer())
-	c := r.accept()
-	c.handshake(65000, 3, false)
-	waitPeer(t, s, r.peer().Address, isUp, "up")
+	s, _, c := established(t, r)
 	nlri, _ := wire.NewIPAddrPrefix(netip.MustParsePrefix("192.0.2.0/24"))
 	nh, _ := wire.NewPathAttributeNextHop(netip.MustParseAddr("127.0.0.1"))
 	for range 100 {
