@@ -216,7 +216,7 @@ func (s *Server) Announce(prefix netip.Prefix, gshut bool) error {
 	defer s.mu.Unlock()
 	s.routes[prefix] = gshut
 	for _, ss := range s.peers {
-		ss.sendLocked(prefix, gshut, false)
+		ss.queueLocked(prefix, gshut, false)
 	}
 	return nil
 }
@@ -231,7 +231,7 @@ func (s *Server) Withdraw(prefix netip.Prefix) error {
 	defer s.mu.Unlock()
 	delete(s.routes, prefix)
 	for _, ss := range s.peers {
-		ss.sendLocked(prefix, false, true)
+		ss.queueLocked(prefix, false, true)
 	}
 	return nil
 }
@@ -314,22 +314,28 @@ type session struct {
 	done     chan struct{} // closed when run has returned
 	accepted chan net.Conn // a passive peer's connections, from Server.accept
 
-	wmu sync.Mutex // one message at a time on conn
-
+	wsem chan struct{} // held (a value sent) while a message is written on conn: one at a time
+	kick chan struct{} // the sender has queued UPDATEs to write
 	// Guarded by srv.mu:
 	status      PeerStatus
-	conn        net.Conn   // the connection of the session being opened or open; nil between
-	established bool       // conn has completed the OPEN exchange and carries the routes
-	local       netip.Addr // this host's address on conn: the routes' next hop
-	as4         bool       // the peer speaks 4-octet AS numbers (RFC 6793)
-	failure     string     // why a write failed, for the status (the reader only sees conn closed)
-	ending      string     // why end was called: the session's last reason
+	conn        net.Conn                // the connection of the session being opened or open; nil between
+	established bool                    // conn has completed the OPEN exchange and carries the routes
+	local       netip.Addr              // this host's address on conn: the routes' next hop
+	as4         bool                    // the peer speaks 4-octet AS numbers (RFC 6793)
+	failure     string                  // why a write failed, for the status (the reader only sees conn closed)
+	ending      string                  // why end was called: the session's last reason
+	queued      []netip.Prefix          // prefixes with an UPDATE to write, in the order asked
+	pending     map[netip.Prefix]update // each one's latest announcement or withdrawal
 }
+
+// update is an UPDATE waiting to be written: the prefix's latest state for the peer.
+type update struct{ gshut, withdraw bool }
 
 func (s *Server) newSession(p Peer) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
 		srv: s, peer: p, ctx: ctx, cancel: cancel, done: make(chan struct{}), accepted: make(chan net.Conn, 1),
+		wsem: make(chan struct{}, 1), kick: make(chan struct{}, 1),
 		status: PeerStatus{Address: p.Address.String(), ASN: p.ASN, State: "IDLE", Since: time.Now()},
 	}
 }
@@ -603,61 +609,113 @@ func (ss *session) checkOpen(o *wire.BGPOpen) (time.Duration, bool, error) {
 }
 
 // establish makes the session ESTABLISHED: the routes announced so far go out, later ones as
-// they come (Announce, Withdraw), and keepalives every third of the hold time. It returns what
-// stops the keepalives.
+// they come (Announce, Withdraw), and keepalives every third of the hold time, all written by
+// one goroutine (send). It returns what stops that goroutine.
 func (ss *session) establish(conn net.Conn, as4 bool, hold time.Duration) func() {
 	srv := ss.srv
 	srv.mu.Lock()
 	ss.established, ss.as4 = true, as4
 	ss.status.State, ss.status.Up, ss.status.Since, ss.status.Reason = "ESTABLISHED", true, time.Now(), ""
 	for p, gshut := range srv.routes {
-		ss.sendLocked(p, gshut, false)
+		ss.queueLocked(p, gshut, false)
 	}
 	srv.mu.Unlock()
 	srv.rep.PeerUp(ss.peer.Address, true)
 	srv.log.Info(fmt.Sprintf("BGP peer %s Entering ESTABLISHED STATE", ss.peer.Address))
-	if hold == 0 {
-		return func() {}
-	}
 	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		t := time.NewTicker(hold / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				if err := ss.write(conn, wire.NewBGPKeepAliveMessage(), nil); err != nil {
-					ss.fail(conn, err)
-					return
-				}
-			case <-stop:
-				return
-			}
-		}
+		defer close(done)
+		ss.send(conn, hold, stop)
 	}()
-	return func() { close(stop); wg.Wait() }
+	return func() {
+		close(stop)
+		conn.SetWriteDeadline(time.Now()) // a write blocked on a shut window returns at once
+		<-done
+	}
 }
 
-// sendLocked sends prefix's announcement (or withdrawal) to the peer if the session is
-// ESTABLISHED and of the prefix's family. A failed write closes the connection: the session is
-// opened again and gets every route then. Called with srv.mu held.
-func (ss *session) sendLocked(prefix netip.Prefix, gshut, withdraw bool) {
+// send writes the session's UPDATEs as they are queued, and its keepalives, until stop or a
+// write fails (which closes the connection: the session is opened again and gets every route
+// then).
+//
+// Why a goroutine of its own, and not the writes in Announce and Withdraw: a router whose
+// receive window stays shut (hung, overloaded) blocks a write for up to writeTimeout, and a write
+// made under the server's lock held up the UPDATEs to every other router, and the status, for
+// as long. Here only this session waits; what is announced and withdrawn meanwhile waits in its
+// queue, one entry per prefix whatever the flaps.
+func (ss *session) send(conn net.Conn, hold time.Duration, stop <-chan struct{}) {
+	var keepalive <-chan time.Time
+	if hold > 0 {
+		t := time.NewTicker(hold / 3)
+		defer t.Stop()
+		keepalive = t.C
+	}
+	for {
+		var err error
+		select {
+		case <-stop:
+			return
+		case <-keepalive:
+			err = ss.write(conn, wire.NewBGPKeepAliveMessage(), nil)
+		case <-ss.kick:
+			err = ss.flush(conn)
+		}
+		if err != nil {
+			select {
+			case <-stop: // the session is ending: its write was cut short, for the reason that ends it
+			default:
+				ss.fail(conn, err)
+			}
+			return
+		}
+	}
+}
+
+// flush writes the queued UPDATEs, until none is left.
+func (ss *session) flush(conn net.Conn) error {
+	var opt *wire.MarshallingOption
+	if !ss.as4 { // set before send started, for the life of conn
+		opt = &wire.MarshallingOption{Use2ByteAS: true}
+	}
+	for {
+		ss.srv.mu.Lock()
+		queued, pending := ss.queued, ss.pending
+		ss.queued, ss.pending = nil, nil
+		ss.srv.mu.Unlock()
+		if len(queued) == 0 {
+			return nil
+		}
+		for _, p := range queued {
+			u := pending[p]
+			msg, err := ss.update(p, u.gshut, u.withdraw)
+			if err == nil {
+				err = ss.write(conn, msg, opt)
+			}
+			if err != nil {
+				return fmt.Errorf("send UPDATE for %s: %w", p, err)
+			}
+		}
+	}
+}
+
+// queueLocked queues prefix's announcement (or withdrawal) for the peer if the session is
+// ESTABLISHED and of the prefix's family; a prefix already queued keeps its place and takes the
+// new state. It never blocks. Called with srv.mu held.
+func (ss *session) queueLocked(prefix netip.Prefix, gshut, withdraw bool) {
 	if !ss.established || prefix.Addr().Is4() != ss.peer.Address.Is4() {
 		return
 	}
-	msg, err := ss.update(prefix, gshut, withdraw)
-	if err == nil {
-		var opt *wire.MarshallingOption
-		if !ss.as4 {
-			opt = &wire.MarshallingOption{Use2ByteAS: true}
-		}
-		err = ss.write(ss.conn, msg, opt)
+	if ss.pending == nil {
+		ss.pending = map[netip.Prefix]update{}
 	}
-	if err != nil {
-		ss.failLocked(ss.conn, fmt.Errorf("send UPDATE for %s: %w", prefix, err))
+	if _, ok := ss.pending[prefix]; !ok {
+		ss.queued = append(ss.queued, prefix)
+	}
+	ss.pending[prefix] = update{gshut: gshut, withdraw: withdraw}
+	select {
+	case ss.kick <- struct{}{}:
+	default: // send has been told already
 	}
 }
 
@@ -739,8 +797,8 @@ func (ss *session) write(conn net.Conn, msg *wire.BGPMessage, opt *wire.Marshall
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", msgName(msg.Header.Type), err)
 	}
-	ss.wmu.Lock()
-	defer ss.wmu.Unlock()
+	ss.wsem <- struct{}{}
+	defer func() { <-ss.wsem }()
 	conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := conn.Write(b); err != nil {
 		return fmt.Errorf("send %s: %w", msgName(msg.Header.Type), unwrapOp(err))
@@ -748,11 +806,19 @@ func (ss *session) write(conn net.Conn, msg *wire.BGPMessage, opt *wire.Marshall
 	return nil
 }
 
-// notify sends a NOTIFICATION, best effort: the connection is closed after it either way.
+// notify sends a NOTIFICATION, best effort: the connection is closed after it either way. When
+// another message's write does not end within notifyTimeout (the router does not read), it
+// sends nothing: the router would not read it either.
 func (ss *session) notify(conn net.Conn, code, sub uint8) {
 	b, _ := wire.NewBGPNotificationMessage(code, sub, nil).Serialize()
-	ss.wmu.Lock()
-	defer ss.wmu.Unlock()
+	t := time.NewTimer(notifyTimeout)
+	defer t.Stop()
+	select {
+	case ss.wsem <- struct{}{}:
+	case <-t.C:
+		return
+	}
+	defer func() { <-ss.wsem }()
 	conn.SetWriteDeadline(time.Now().Add(notifyTimeout))
 	conn.Write(b)
 }
@@ -818,6 +884,7 @@ func (ss *session) down(err error) {
 		reason = ss.ending
 	}
 	ss.conn, ss.established = nil, false
+	ss.queued, ss.pending = nil, nil // the next session gets every route anew
 	repeated := reason == ss.status.Reason
 	ss.status.State, ss.status.Up, ss.status.Since, ss.status.Reason = "IDLE", false, time.Now(), reason
 	ending := ss.ending != ""

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,22 +24,35 @@ import (
 type scripted struct {
 	t    *testing.T
 	ln   net.Listener
+	addr netip.Addr
 	port int
 }
 
 func listenScripted(t *testing.T) *scripted {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return listenScriptedOn(t, netip.MustParseAddr("127.0.0.1"))
+}
+
+// listenScriptedOn is a scripted router on another loopback address: the speaker has one
+// session per address.
+func listenScriptedOn(t *testing.T, addr netip.Addr) *scripted {
+	t.Helper()
+	return listenScriptedWith(t, addr, net.ListenConfig{})
+}
+
+func listenScriptedWith(t *testing.T, addr netip.Addr, lc net.ListenConfig) *scripted {
+	t.Helper()
+	ln, err := lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
 		t.Skipf("cannot listen on loopback: %v", err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	return &scripted{t: t, ln: ln, port: ln.Addr().(*net.TCPAddr).Port}
+	return &scripted{t: t, ln: ln, addr: addr, port: ln.Addr().(*net.TCPAddr).Port}
 }
 
 // peer is the speaker's configuration of this router (AS 65000, hold time 3s).
 func (s *scripted) peer() Peer {
-	return Peer{Address: netip.MustParseAddr("127.0.0.1"), ASN: 65000, HoldTime: 3 * time.Second, Port: s.port}
+	return Peer{Address: s.addr, ASN: 65000, HoldTime: 3 * time.Second, Port: s.port}
 }
 
 type routerConn struct {
@@ -563,4 +577,121 @@ func TestOpenConfirmWaitsTheHoldTime(t *testing.T) {
 	if p := waitPeer(t, s, r.peer().Address, func(p PeerStatus) bool { return p.Reason != "" }, "given a reason"); p.Reason != "hold timer expired" || p.Up {
 		t.Errorf("status %+v, want down, hold timer expired", p)
 	}
+}
+
+// TestARouterThatStopsReadingHoldsUpNoOtherPeer: a router whose receive window stays shut (hung,
+// or overloaded) must not hold up the UPDATEs to the other routers, nor Announce, Withdraw and
+// the status: the withdrawal that takes a failed node out of the healthy routers' ECMP set must
+// not wait on it. The speaker used to write every UPDATE under its lock, so a write blocked on
+// the stuck router (up to writeTimeout, 10 s) held up everything else.
+func TestARouterThatStopsReadingHoldsUpNoOtherPeer(t *testing.T) {
+	// A small receive buffer, inherited by the accepted connection, keeps the window small.
+	stuck := listenScriptedWith(t, netip.MustParseAddr("127.0.0.1"), net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}})
+	healthy := listenScriptedOn(t, netip.MustParseAddr("127.0.0.2"))
+	s, _ := startSpeaker(t, 65010, stuck.peer(), healthy.peer())
+	// Hold time 0 on both sessions: no keepalives, so no hold timer ends the stuck one early.
+	sc := stuck.accept()
+	sc.handshake(65000, 0, false)
+	hc := healthy.accept()
+	hc.handshake(65000, 0, false)
+	waitPeer(t, s, stuck.addr, isUp, "up")
+	waitPeer(t, s, healthy.addr, isUp, "up")
+
+	// The healthy router reads everything, and tells when svc is withdrawn. It decodes only the
+	// UPDATEs that withdraw something: the others are many.
+	withdrawn := make(chan time.Time, 1)
+	go func() {
+		head := make([]byte, wire.BGP_HEADER_LENGTH)
+		for {
+			hc.c.SetReadDeadline(time.Now().Add(time.Minute))
+			if _, err := io.ReadFull(hc.r, head); err != nil {
+				return
+			}
+			msg := make([]byte, binary.BigEndian.Uint16(head[16:18]))
+			copy(msg, head)
+			if _, err := io.ReadFull(hc.r, msg[wire.BGP_HEADER_LENGTH:]); err != nil {
+				return
+			}
+			if head[18] != wire.BGP_MSG_UPDATE || binary.BigEndian.Uint16(msg[19:21]) == 0 {
+				continue
+			}
+			m, err := wire.ParseBGPMessage(msg)
+			if err != nil {
+				return
+			}
+			for _, w := range m.Body.(*wire.BGPUpdate).WithdrawnRoutes {
+				if w.NLRI.String() == svc.String() {
+					withdrawn <- time.Now()
+					return
+				}
+			}
+		}
+	}()
+	if err := s.Announce(svc, false); err != nil {
+		t.Fatal(err)
+	}
+	// The stuck router reads nothing from here on: UPDATEs fill its receive window and then the
+	// speaker's send buffer (it grows to 4 MB at most, net.ipv4.tcp_wmem), until the write to it
+	// blocks and its queue keeps what is announced after.
+	for i := 0; ; i++ {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+		began := time.Now()
+		if err := s.Announce(p, false); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(began); d > time.Second {
+			t.Fatalf("Announce %d took %s: it waited on the router that does not read", i, d.Round(time.Millisecond))
+		}
+		if i%5000 == 4999 && writeBlocked(s, stuck.addr) {
+			t.Logf("the write to the stuck router blocked after %d announcements", i+1)
+			break
+		}
+		if i > 1e6 {
+			t.Fatalf("the write to the router that does not read never blocked: %+v", s.Peers())
+		}
+	}
+	began := time.Now()
+	if err := s.Withdraw(svc); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(began); d > time.Second {
+		t.Fatalf("Withdraw took %s behind the router that does not read", d.Round(time.Millisecond))
+	}
+	select {
+	case at := <-withdrawn:
+		t.Logf("the healthy router had the withdrawal %s after Withdraw", at.Sub(began).Round(time.Millisecond))
+	case <-time.After(time.Second):
+		t.Fatal("the healthy router did not get the withdrawal within 1 s while another router does not read")
+	}
+	statusBegan := time.Now()
+	if p := waitPeer(t, s, stuck.addr, func(PeerStatus) bool { return true }, "listed"); !p.Up {
+		t.Errorf("stuck session down already: %+v", p)
+	}
+	if d := time.Since(statusBegan); d > time.Second {
+		t.Errorf("Peers took %s", d.Round(time.Millisecond))
+	}
+	// Stop gives up the stuck router's NOTIFICATION after notifyTimeout rather than wait out
+	// the blocked write.
+	stopBegan := time.Now()
+	s.Stop()
+	if d := time.Since(stopBegan); d > notifyTimeout+time.Second {
+		t.Errorf("Stop took %s with a router that does not read", d.Round(time.Millisecond))
+	}
+}
+
+// writeBlocked says whether the session to peer has UPDATEs queued that its writer has not
+// taken for 50 ms: its write is blocked.
+func writeBlocked(s *Server, peer netip.Addr) bool {
+	queued := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.peers[peer].queued) > 0
+	}
+	if !queued() {
+		return false
+	}
+	time.Sleep(50 * time.Millisecond)
+	return queued()
 }
