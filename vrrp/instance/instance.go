@@ -11,6 +11,7 @@
 package instance
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,20 @@ type Conn interface {
 	WriteAdvert(payload []byte) error
 	// Close stops delivery: once it returns, deliver is not running and is not called again.
 	Close() error
+}
+
+// QuietConn is implemented by a transport that can take a MASTER's steady adverts off the
+// reader's path (package vrrp/transport's Member): a BACKUP then wakes at its master-down
+// deadline rather than at every advert (see Instance.expectSteady).
+type QuietConn interface {
+	// Expect keeps adverts from src whose VRRP payload is payload away from the handler; an
+	// error means it cannot, and the adverts reach the handler as before.
+	Expect(src netip.Addr, payload []byte) error
+	// Unexpect gives them back to the handler.
+	Unexpect()
+	// Quiet reads the expected adverts kept away since the last call: how many, and when the
+	// latest arrived.
+	Quiet() (at time.Time, n int)
 }
 
 // PeerWriter is implemented by a unicast transport that can address one peer at a time.
@@ -239,6 +254,11 @@ type Instance struct {
 	// Owned by the transport's goroutine (HandlePacket).
 	rx vrrp.Advert // parsed into, so that its address slice is reused
 
+	// The MASTER's advert the transport keeps off the reader's path (expectSteady); nil quiet:
+	// the transport cannot. Guarded by turn.
+	quiet  QuietConn
+	expect *expected // nil: none
+
 	// turn is held by the loop for each of its turns, and taken (TryLock) by the reader to hand
 	// an advert to the machine at once: a BACKUP hearing its MASTER then costs no wake-up of
 	// the loop, whose timer, armed for the old master-down deadline, wakes it about once every
@@ -388,6 +408,7 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 	if in.loop == nil {
 		in.loop = NewLoop()
 	}
+	in.quiet, _ = conn.(QuietConn)
 	filter := cfg.Filter
 	in.filter.Store(&filter)
 	in.dropLog = logBudget{period: time.Second, burst: dropLogBurst}
@@ -617,6 +638,7 @@ func (in *Instance) runTurn() {
 			drained = true
 		}
 	}
+	in.takeQuiet()
 	now := in.now()
 	in.apply(in.machine.Tick(now))
 	in.maintainMaster(now)
@@ -644,6 +666,7 @@ func (in *Instance) runTurn() {
 // finish ends the run, in a turn: no turn is run after it, the drains waiting are answered,
 // Done is closed and the transport stops delivering.
 func (in *Instance) finish() {
+	in.unexpect()
 	in.finished.Store(true)
 	in.stopWatch()
 	in.answerDrains()
@@ -667,9 +690,10 @@ func (in *Instance) applyPending() {
 // receiveInline hands an advert to the machine on the reader's goroutine, with turn held, and
 // wakes the loop only when there is something for it to do: actions to carry out, a new MASTER
 // to show in status, or a deadline earlier than the one it waits for.
-func (in *Instance) receiveInline(at time.Time, src netip.Addr, adv vrrp.Advert) {
+func (in *Instance) receiveInline(at time.Time, src netip.Addr, adv vrrp.Advert, payload []byte) {
 	master := in.machine.MasterAddr()
 	acts := in.machine.Receive(at, src, adv)
+	in.expectSteady(src, &adv, acts, payload)
 	in.pending = append(in.pending, acts...)
 	wake := len(acts) > 0 || in.machine.MasterAddr() != master
 	if dl := in.machine.NextDeadline(); !wake && !dl.IsZero() {
@@ -832,6 +856,9 @@ func (in *Instance) applyPriority(at time.Time, priority uint8) {
 
 func (in *Instance) applyUpdate(u *Update) {
 	defer close(u.Applied)
+	// The next advert goes through the new filter whole; those kept meanwhile were heard.
+	in.takeQuiet()
+	in.unexpect()
 	in.cfg.VIPs = u.VIPs
 	in.advAddrs = addrsOf(u.VIPs)
 	if f := *in.filter.Load(); len(f.Addrs) > 0 {
@@ -976,13 +1003,17 @@ func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
 		in.dropped(at, src, &in.rx, err)
 		return
 	}
-	in.noteAddrList(filter, src, &in.rx)
+	if in.noteAddrList(filter, src, &in.rx) {
+		// Every advert of a differing list is counted as one (AddrListMismatch): none is
+		// expected (expectSteady).
+		payload = nil
+	}
 	in.rep.AdvertReceived(in.rx.Priority)
 	adv := in.rx
 	adv.Addrs = nil
 	// At once, unless the loop is in a turn or adverts already wait for it (they go first).
 	if len(in.received) == 0 && in.turn.TryLock() {
-		in.receiveInline(at, src, adv) // at: read once per packet, on arrival
+		in.receiveInline(at, src, adv, payload) // at: read once per packet, on arrival
 		in.turn.Unlock()
 		return
 	}
@@ -1042,19 +1073,20 @@ func (in *Instance) dropped(at time.Time, src netip.Addr, adv *vrrp.Advert, err 
 
 // noteAddrList counts and logs, once per sender and change, an accepted advert whose address
 // list differs from ours: a VIP change reloaded on one host and not yet on the other.
-func (in *Instance) noteAddrList(f *vrrp.Filter, src netip.Addr, adv *vrrp.Advert) {
+func (in *Instance) noteAddrList(f *vrrp.Filter, src netip.Addr, adv *vrrp.Advert) (differs bool) {
 	if len(f.Addrs) == 0 {
-		return
+		return false
 	}
 	if !f.Differs(adv) {
 		in.listNotes.Note(src, "", nil)
-		return
+		return false
 	}
 	in.rep.AddrListMismatch()
 	if in.listNotes.Note(src, "mismatch", adv.Addrs) {
 		in.log.Warn(in.msg("accepted an advert whose address list differs from ours, as the lists overlap (a VIP change applied on one host only?; logged once until the sender's list changes)"),
 			"from", src, "theirs", fmt.Sprint(adv.Addrs), "ours", fmt.Sprint(f.Addrs))
 	}
+	return true
 }
 
 // logBudget lets at most burst lines through per period and counts the others.
@@ -1126,6 +1158,7 @@ func (in *Instance) handoverDone(a vrrp.Action) {
 }
 
 func (in *Instance) transition(a vrrp.Action) {
+	in.unexpect() // only a BACKUP expects, and only what it heard in that state
 	now := in.now()
 	msg := "Entering " + a.To.String() + " STATE"
 	if a.From == vrrp.Init && a.To == vrrp.Backup {
@@ -1315,4 +1348,85 @@ func (in *Instance) msg(text string) string { return "(" + in.cfg.Name + ") " + 
 // so that the checks of all instances share wake-ups.
 func (in *Instance) reconcileAt(now time.Time) time.Time {
 	return onGrid(now.Add(in.cfg.ReconcileEvery), min(reconcileGrid, in.cfg.ReconcileEvery))
+}
+
+// expected is the advert a BACKUP expects (expectSteady).
+type expected struct {
+	src     netip.Addr
+	advert  vrrp.Advert // fed to the machine for the adverts Quiet reports (no Addrs)
+	prio    uint8       // our priority when it was set
+	payload []byte
+}
+
+// expectSteady hands the transport the bytes of an advert that this BACKUP accepted from its
+// MASTER and that changed nothing: the identical ones that follow, every interval, are then
+// kept away from the reader and read at the master-down deadline (takeQuiet), so that the
+// process wakes about once per master-down interval instead of once per advert. Whatever
+// differs (another priority, a priority-0 advert, another sender, a malformed packet) still
+// comes through HandlePacket at once. Called with turn held.
+//
+// Only for an advert that outranks us (one we would preempt must be seen as it comes) and whose
+// address list is ours (payload nil: it differs, and each one is counted).
+func (in *Instance) expectSteady(src netip.Addr, adv *vrrp.Advert, acts []vrrp.Action, payload []byte) {
+	if in.quiet == nil {
+		return
+	}
+	steady := payload != nil && len(acts) == 0 && in.machine.State() == vrrp.Backup &&
+		in.machine.MasterAddr() == src && adv.Priority > in.machine.Priority()
+	e := in.expect
+	if !steady {
+		if e != nil && src == e.src {
+			in.unexpect()
+		}
+		return
+	}
+	if e != nil && e.src == src && bytes.Equal(e.payload, payload) {
+		return
+	}
+	if err := in.quiet.Expect(src, payload); err != nil {
+		// The transport cannot (IPv6, a long address list): every advert comes as before.
+		in.log.Debug(in.msg("adverts go through the reader one by one"), "why", err)
+		in.unexpect()
+		in.quiet = nil
+		return
+	}
+	in.expect = &expected{src: src, advert: *adv, prio: in.machine.Priority(), payload: bytes.Clone(payload)}
+}
+
+// unexpect gives the MASTER's adverts back to the reader. What the transport kept meanwhile is
+// counted, not weighed: a caller to whom it matters takes it first (takeQuiet); the machine is
+// not called here, so that a transition may unexpect while its actions are carried out. Called
+// with turn held.
+func (in *Instance) unexpect() {
+	e := in.expect
+	if e == nil {
+		return
+	}
+	in.expect = nil
+	_, n := in.quiet.Quiet()
+	in.quiet.Unexpect()
+	for range n {
+		in.rep.AdvertReceived(e.advert.Priority)
+	}
+}
+
+// takeQuiet hands the machine the expected adverts the transport kept away since the last
+// turn, as one advert at the time of the latest: the machine restarts its master-down timer
+// from it, as it would have from each. When this instance is no longer a BACKUP or its own
+// priority has changed since, the adverts go back to the reader, to be weighed one by one.
+// Called with turn held, never while actions are carried out.
+func (in *Instance) takeQuiet() {
+	e := in.expect
+	if e == nil {
+		return
+	}
+	if at, n := in.quiet.Quiet(); n > 0 {
+		for range n {
+			in.rep.AdvertReceived(e.advert.Priority)
+		}
+		in.apply(in.machine.Receive(at, e.src, e.advert))
+	}
+	if in.machine.State() != vrrp.Backup || in.machine.Priority() != e.prio {
+		in.unexpect()
+	}
 }

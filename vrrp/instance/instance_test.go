@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -32,6 +33,8 @@ type fakeConn struct {
 	mu     sync.Mutex
 	pumped chan struct{} // closed when the delivering goroutine has returned; nil before Receive
 	once   sync.Once
+	keep   func(packet) bool // set: a packet it keeps is not delivered (quietConn)
+	mute   atomic.Bool       // its adverts reach nobody: a crashed host, a cut cable
 }
 
 func (b *bus) conn(addr netip.Addr) *fakeConn {
@@ -54,6 +57,12 @@ func (c *fakeConn) Receive(deliver func(payload []byte, src, dst netip.Addr, ttl
 		for {
 			select {
 			case p := <-c.in:
+				c.mu.Lock()
+				keep := c.keep
+				c.mu.Unlock()
+				if keep != nil && keep(p) {
+					continue
+				}
 				n := copy(buf, p.payload)
 				deliver(buf[:n], p.src, p.dst, p.ttl)
 			case <-c.closed:
@@ -64,6 +73,9 @@ func (c *fakeConn) Receive(deliver func(payload []byte, src, dst netip.Addr, ttl
 }
 
 func (c *fakeConn) WriteAdvert(payload []byte) error {
+	if c.mute.Load() {
+		return nil
+	}
 	c.bus.mu.Lock()
 	defer c.bus.mu.Unlock()
 	for _, o := range c.bus.conns {
@@ -254,7 +266,15 @@ func startNodeWith(t *testing.T, b *bus, addr string, prio uint8, edit func(*Con
 	t.Helper()
 	a := netip.MustParseAddr(addr)
 	n := &node{vips: &fakeVIPs{}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: b.conn(a), done: make(chan struct{})}
-	cfg := Config{
+	cfg := nodeConfig(a, prio)
+	edit(&cfg)
+	n.start(t, cfg, nil)
+	return n
+}
+
+// nodeConfig is the configuration of the tests' nodes: VRRPv3, VRID 51, at advertInt.
+func nodeConfig(a netip.Addr, prio uint8) Config {
+	return Config{
 		Name: "VI_TEST", Interface: "eth0",
 		Machine: vrrp.Config{Name: "VI_TEST", Version: 3, VRID: 51, Priority: prio,
 			AdvertInterval: advertInt, Preempt: true, PrimaryAddr: a, FastFailover: true},
@@ -265,9 +285,6 @@ func startNodeWith(t *testing.T, b *bus, addr string, prio uint8, edit func(*Con
 		Destination:    []netip.Addr{group},
 		ReconcileEvery: 20 * time.Millisecond,
 	}
-	edit(&cfg)
-	n.start(t, cfg, nil)
-	return n
 }
 
 // start runs the instance cfg describes on n until the test ends.

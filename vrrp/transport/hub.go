@@ -135,6 +135,8 @@ type Member struct {
 	mu      sync.Mutex // held while the handler runs, so that Close waits for it
 	handler Handler
 	closed  atomic.Bool
+
+	expect *expectation // the advert taken off the reader's path (Expect); guarded by sock.qmu
 }
 
 // Receive starts delivering the packets of the member's VRID to h (nil stops).
@@ -217,6 +219,7 @@ func (m *Member) Close() error {
 	if m.closed.Swap(true) {
 		return nil
 	}
+	m.Unexpect()
 	m.sock.hub.leave(m)
 	m.mu.Lock()
 	m.handler = nil

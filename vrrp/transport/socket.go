@@ -51,11 +51,15 @@ type socket struct {
 	reads atomic.Int64
 
 	// sender is the send-only socket (openSender), outside the netpoller. Guarded by wmu, with
-	// the message it sends: one advert at a time per socket.
+	// the message it sends: one advert at a time per socket. It also queues the members'
+	// expected adverts (see Expect), read under qmu.
 	sender int
 	wmu    sync.Mutex
 	wmsg   unix.Msghdr
 	wiov   unix.Iovec
+
+	qmu   sync.Mutex // guards the members' expectations, the filters and quiet
+	quiet quietRx
 }
 
 // readBatch is how many packets one recvmmsg reads. Instances whose timers share a slot of the
@@ -262,10 +266,22 @@ func openSender(family int, mcIf *net.Interface) (fd int, err error) {
 			opts = append(opts, option{unix.IPV6_MULTICAST_IF, mcIf.Index, "IPV6_MULTICAST_IF"})
 		} else if err := unix.SetsockoptIPMreqn(fd, level, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(mcIf.Index)}); err != nil {
 			return -1, fmt.Errorf("setsockopt IP_MULTICAST_IF: %w", err)
+		} else if err := unix.SetsockoptIPMreqn(fd, level, unix.IP_ADD_MEMBERSHIP, &unix.IPMreqn{Multiaddr: Group(4).As4(), Ifindex: int32(mcIf.Index)}); err != nil {
+			// A member of the group, for the adverts its filter queues (Expect); until then it
+			// drops them all.
+			return -1, fmt.Errorf("join %s: %w", Group(4), err)
 		}
 	}
+	if family == 4 {
+		// The arrival time of an expected advert (Quiet).
+		opts = append(opts, option{unix.SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS"})
+	}
 	for _, o := range opts {
-		if err := unix.SetsockoptInt(fd, level, o.name, o.value); err != nil {
+		lvl := level
+		if o.name == unix.SO_TIMESTAMPNS {
+			lvl = unix.SOL_SOCKET
+		}
+		if err := unix.SetsockoptInt(fd, lvl, o.name, o.value); err != nil {
 			return -1, fmt.Errorf("setsockopt %s: %w", o.what, err)
 		}
 	}

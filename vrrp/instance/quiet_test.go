@@ -1,0 +1,173 @@
+package instance
+
+import (
+	"bytes"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hapair/hapair/vrrp"
+)
+
+// quietConn is a fakeConn that keeps the expected advert away from the handler, as the
+// transport's filters do, and reports it through Quiet.
+type quietConn struct {
+	*fakeConn
+	mu      sync.Mutex
+	src     netip.Addr
+	payload []byte // nil: nothing expected
+	count   int
+	latest  time.Time
+	last    time.Time // the latest advert kept, whether Quiet has reported it or not
+	expects int       // Expect calls that changed the expectation
+}
+
+func newQuietConn(c *fakeConn) *quietConn {
+	q := &quietConn{fakeConn: c}
+	c.keep = q.keepIt
+	return q
+}
+
+func (q *quietConn) keepIt(p packet) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.payload == nil || p.src != q.src || p.ttl != 255 || !bytes.Equal(p.payload, q.payload) {
+		return false
+	}
+	q.count++
+	q.latest, q.last = time.Now(), time.Now()
+	return true
+}
+
+func (q *quietConn) Expect(src netip.Addr, payload []byte) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.src != src || !bytes.Equal(q.payload, payload) {
+		q.expects++
+	}
+	q.src, q.payload = src, bytes.Clone(payload)
+	return nil
+}
+
+func (q *quietConn) Unexpect() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.payload = nil
+}
+
+func (q *quietConn) Quiet() (time.Time, int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	at, n := q.latest, q.count
+	q.count = 0
+	return at, n
+}
+
+func (q *quietConn) expecting() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.payload != nil }
+
+func (q *quietConn) lastKept() time.Time { q.mu.Lock(); defer q.mu.Unlock(); return q.last }
+
+// quietPair is a MASTER at 110 and a BACKUP at 100 whose transport can expect adverts, settled.
+func quietPair(t *testing.T) (high, low *node, q *quietConn, timers *countingTimers) {
+	t.Helper()
+	b := &bus{}
+	high = startNode(t, b, "10.0.0.11", 110, "")
+	settle(time.Second)
+	timers = &countingTimers{}
+	low = &node{vips: &fakeVIPs{}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: b.conn(netip.MustParseAddr("10.0.0.12")), done: make(chan struct{})}
+	q = newQuietConn(low.conn)
+	cfg := nodeConfig(netip.MustParseAddr("10.0.0.12"), 100)
+	cfg.Timers = timers
+	inst, err := New(cfg, q, low.vips, low.ann, low.rep, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	low.inst = inst
+	low.run(t)
+	settle(time.Second)
+	if high.inst.Status().State != vrrp.Master || low.inst.Status().State != vrrp.Backup {
+		t.Fatalf("high %s, low %s; want MASTER and BACKUP", high.inst.Status().State, low.inst.Status().State)
+	}
+	return high, low, q, timers
+}
+
+// TestBackupExpectingItsMasterWakesPerMasterDownInterval: the BACKUP hands its MASTER's steady
+// advert to the transport, and then wakes about once per master-down interval instead of once
+// per advert, staying BACKUP; when the MASTER falls silent it still takes over exactly at the
+// master-down deadline after the last advert.
+func TestBackupExpectingItsMasterWakesPerMasterDownInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		high, low, q, timers := quietPair(t)
+		if !q.expecting() {
+			t.Fatal("the BACKUP expects nothing from its MASTER")
+		}
+		before := timers.fired.Load()
+		settle(5 * time.Second) // 100 adverts at 50 ms, all kept away from the reader
+		turns := timers.fired.Load() - before
+		// Master_Down_Interval at priority 100: 150ms + 30ms; the latest advert is up to an
+		// interval old at each check: a check every 130 to 180 ms.
+		if turns < 25 || turns > 45 {
+			t.Errorf("%d timer expiries in 5 s, want one per 130 to 180 ms", turns)
+		}
+		if st := low.inst.Status().State; st != vrrp.Backup || low.vips.has() {
+			t.Fatalf("BACKUP went %v (VIP %v) while its MASTER's adverts were kept away", st, low.vips.has())
+		}
+		t.Logf("%d timer expiries for 100 adverts", turns)
+
+		// The MASTER falls silent: the BACKUP takes over Master_Down_Interval after its last
+		// advert, within the timer grid (a tenth of the interval).
+		high.conn.mute.Store(true)
+		// VRRPv3 counts Skew_Time in whole centiseconds: (256-100)*5cs/256 = 3cs.
+		mdi := 3*advertInt + 30*time.Millisecond
+		for low.inst.Status().State != vrrp.Master {
+			settle(time.Millisecond)
+		}
+		took := low.inst.Status().Since.Sub(q.lastKept())
+		if took < mdi || took > mdi+advertInt/10+time.Millisecond {
+			t.Errorf("took over %s after the last advert, want %s to %s", took, mdi, mdi+advertInt/10)
+		}
+		if q.expecting() {
+			t.Error("a MASTER still expects adverts")
+		}
+	})
+}
+
+// TestExpectedAdvertsGiveWayToWhatDiffers: a priority-0 advert is not the expected one and comes
+// through at once (takeover at the skew time); a BACKUP whose priority rises above its
+// MASTER's stops expecting and preempts on the next advert.
+func TestExpectedAdvertsGiveWayToWhatDiffers(t *testing.T) {
+	t.Run("priority 0", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			high, low, _, _ := quietPair(t)
+			stopped := time.Now()
+			skew := time.Duration(256-100) * advertInt / 256
+			high.cancel()
+			settle(skew + time.Millisecond)
+			if !low.vips.has() {
+				t.Fatalf("backup has no VIP %s after priority 0, want it at the skew time %s", time.Since(stopped), skew)
+			}
+		})
+	})
+	t.Run("preempt", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			_, low, q, _ := quietPair(t)
+			raised := time.Now()
+			low.inst.SetPriority(120)
+			for low.inst.Status().State != vrrp.Master {
+				settle(time.Millisecond)
+				if time.Since(raised) > time.Second {
+					t.Fatal("the BACKUP raised above its MASTER never preempted")
+				}
+			}
+			// Its turn stops the expectation; the next advert is then weighed and preempted.
+			if took := time.Since(raised); took > 2*advertInt {
+				t.Errorf("preempted %s after the priority rose, want within two advert intervals", took)
+			}
+			if q.expecting() {
+				t.Error("still expecting after the priority rose")
+			}
+		})
+	})
+}

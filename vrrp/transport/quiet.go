@@ -1,0 +1,319 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"slices"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// A BACKUP hears the same advert from its MASTER every interval, and each one woke the process
+// (the reader's thread, out of epoll) only to push the master-down timer back: at one instance
+// and 20 ms, 50 wake-ups a second, which cost hapair more than keepalived's whole BACKUP (its
+// wake-ups are cheaper; make bench-scale). Nothing in those adverts needs an answer before the
+// master-down deadline.
+//
+// So a member can expect an advert (Expect): the exact bytes its MASTER keeps sending, from that
+// source, with TTL 255. Two classic BPF filters, rebuilt at every change, keep the expected
+// adverts away from the reader: the receiving socket's drops them, and the sending socket
+// (which is in no poller and dropped everything) queues them instead, with their arrival
+// time. The instance reads them there when its master-down timer fires (Quiet), and pushes the
+// deadline back from the latest one: it wakes about once per master-down interval instead of
+// once per advert. Any other packet (another priority, another sender, a priority-0 advert, a
+// malformed one) reaches the reader as before, at once.
+//
+// IPv4 only: a raw IPv6 socket's filter does not see the source address in the packet.
+
+// maxQuietPayload is the longest VRRP payload that can be expected: 16 words, the v3 header
+// and 14 IPv4 addresses (the filter compares word by word, and a BPF program is at most
+// 4096 instructions long for every member of the socket).
+const maxQuietPayload = 64
+
+// quietBatch is how many queued adverts one recvmmsg of the sending socket reads.
+const quietBatch = 8
+
+// errNotQuiet: the member's adverts cannot be expected (IPv6, a payload too long or not whole
+// words); they reach the reader as every packet does.
+var errNotQuiet = errors.New("adverts cannot be expected on this socket")
+
+// expectation is one member's expected advert. Guarded by socket.qmu.
+type expectation struct {
+	src     netip.Addr
+	payload []byte    // the VRRP payload, whole 32-bit words
+	since   time.Time // when it was set: earlier arrivals are not its
+	latest  int64     // the latest arrival read since the last Quiet (CLOCK_REALTIME ns); 0: none
+	count   int       // arrivals read since the last Quiet
+	// floor is when the queue was last read before the read that found latest: it arrived
+	// after that, whatever the wall clock says.
+	floor time.Time
+}
+
+// quietRx is where the sending socket's queued adverts are read into. Guarded by socket.qmu.
+type quietRx struct {
+	mmsg [quietBatch]mmsghdr
+	slot [quietBatch]struct {
+		buf  [20 + maxQuietPayload]byte
+		oob  [64]byte
+		from unix.RawSockaddrAny
+		iov  unix.Iovec
+	}
+	lastRead time.Time // when the queue was last read empty
+}
+
+// Expect takes adverts from src whose VRRP payload is payload, with TTL 255, off the reader's
+// path: they queue for Quiet. Setting the same expectation again does nothing; a different one
+// replaces it. It fails, and nothing changes, when the socket cannot expect adverts (see
+// errNotQuiet) or the kernel refuses the filters.
+func (m *Member) Expect(src netip.Addr, payload []byte) error {
+	s := m.sock
+	if s.key.family != 4 || !src.Is4() || len(payload) == 0 || len(payload) > maxQuietPayload || len(payload)%4 != 0 {
+		return errNotQuiet
+	}
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if m.closed.Load() {
+		return errNotQuiet
+	}
+	if e := m.expect; e != nil && e.src == src && slices.Equal(e.payload, payload) {
+		return nil
+	}
+	old := m.expect
+	m.expect = &expectation{src: src, payload: slices.Clone(payload), since: time.Now()}
+	// The sending socket takes the advert before the reader's lets it go: at every moment one of
+	// them has it.
+	if err := s.attachQuiet(); err != nil {
+		m.expect = old
+		s.attachQuiet()
+		return err
+	}
+	if err := s.attachReceive(); err != nil {
+		m.expect = old
+		s.attachQuiet()
+		return err
+	}
+	return nil
+}
+
+// Unexpect gives the member's adverts back to the reader (see Expect).
+func (m *Member) Unexpect() {
+	s := m.sock
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if m.expect == nil {
+		return
+	}
+	m.expect = nil
+	// The reader's socket lets the advert through before the sending socket stops taking it.
+	s.attachReceive()
+	s.attachQuiet()
+}
+
+// Quiet reads the expected adverts queued for every member of the socket and returns, for this
+// member, how many came since the last call and when the latest of them arrived. at is on Go's
+// clock, never later than now and never earlier than the read of the queue before the one that
+// found the advert: a step of the wall clock, on which the kernel stamps arrivals, cannot make
+// a live MASTER look silent.
+func (m *Member) Quiet() (at time.Time, n int) {
+	s := m.sock
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	s.readQuiet()
+	e := m.expect
+	if e == nil || e.count == 0 {
+		return time.Time{}, 0
+	}
+	at = arrival(time.Now(), e.latest, e.floor, e.since)
+	n = e.count
+	e.count, e.latest, e.floor = 0, 0, time.Time{}
+	return at, n
+}
+
+// arrival is when an advert stamped stamp (CLOCK_REALTIME ns) arrived, on Go's clock at now:
+// never later than now (the wall clock stepped back) and never earlier than floor or since (it
+// stepped forward: the advert was read after floor, and kept for an expectation set at since).
+func arrival(now time.Time, stamp int64, floor, since time.Time) time.Time {
+	if floor.Before(since) {
+		floor = since
+	}
+	age := max(time.Duration(now.UnixNano()-stamp), 0)
+	if limit := now.Sub(floor); age > limit {
+		age = max(limit, 0)
+	}
+	return now.Add(-age)
+}
+
+// readQuiet reads the sending socket's queue empty and credits each advert to its member.
+// Called with qmu held.
+func (s *socket) readQuiet() {
+	q := &s.quiet
+	before := q.lastRead
+	for {
+		for i := range q.mmsg {
+			slot, h := &q.slot[i], &q.mmsg[i]
+			slot.iov.Base = &slot.buf[0]
+			slot.iov.SetLen(len(slot.buf))
+			h.hdr.Iov = &slot.iov
+			h.hdr.SetIovlen(1)
+			h.hdr.Name = (*byte)(unsafe.Pointer(&slot.from))
+			h.hdr.Namelen = uint32(unsafe.Sizeof(slot.from))
+			h.hdr.Control = &slot.oob[0]
+			h.hdr.SetControllen(len(slot.oob))
+			h.hdr.Flags = 0
+			h.len = 0
+		}
+		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(s.sender), uintptr(unsafe.Pointer(&q.mmsg[0])), quietBatch, unix.MSG_DONTWAIT, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 { // EAGAIN: read empty (or the socket is closed)
+			q.lastRead = time.Now()
+			return
+		}
+		for i := range int(n) {
+			s.creditQuiet(i, before)
+		}
+		if int(n) < quietBatch {
+			q.lastRead = time.Now()
+			return
+		}
+	}
+}
+
+// creditQuiet counts queued advert i of the last read for the member that expects it; before is
+// when the queue was read empty before.
+func (s *socket) creditQuiet(i int, before time.Time) {
+	q := &s.quiet
+	slot, h := &q.slot[i], &q.mmsg[i]
+	pkt := slot.buf[:min(int(h.len), len(slot.buf))]
+	if len(pkt) < 22 || pkt[0] != 0x45 {
+		return
+	}
+	src := netip.AddrFrom4([4]byte(pkt[12:16]))
+	var stamp int64
+	oob := slot.oob[:min(int(h.hdr.Controllen), len(slot.oob))]
+	for len(oob) >= unix.SizeofCmsghdr {
+		c := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		l := int(c.Len)
+		if l < unix.SizeofCmsghdr || l > len(oob) {
+			break
+		}
+		if c.Level == unix.SOL_SOCKET && c.Type == unix.SCM_TIMESTAMPNS && l-unix.SizeofCmsghdr >= 16 {
+			data := oob[unix.SizeofCmsghdr:l]
+			sec, nsec := int64(binary.NativeEndian.Uint64(data)), int64(binary.NativeEndian.Uint64(data[8:]))
+			stamp = sec*1e9 + nsec
+		}
+		oob = oob[cmsgAlign(l):]
+	}
+	if stamp == 0 {
+		stamp = time.Now().UnixNano()
+	}
+	m := s.table.Load().pick(pkt[21], src)
+	if m == nil {
+		return
+	}
+	e := m.expect
+	if e == nil || e.src != src || stamp < e.since.UnixNano() {
+		return // queued for an expectation that has changed since
+	}
+	e.count++
+	if stamp > e.latest {
+		e.latest, e.floor = stamp, before
+	}
+}
+
+// attachQuiet points the sending socket's filter at the members' expected adverts (drop-all
+// when none). Called with qmu held.
+func (s *socket) attachQuiet() error {
+	return attachFilter(s.sender, quietProgram(s.expectations(), quietKeep, 0))
+}
+
+// attachReceive makes the receiving socket's filter drop the members' expected adverts (and
+// keep everything when none). Called with qmu held.
+func (s *socket) attachReceive() error {
+	prog := quietProgram(s.expectations(), 0, quietKeep)
+	var err error
+	if cerr := s.rc.Control(func(fd uintptr) { err = attachFilter(int(fd), prog) }); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// expectations lists the members' expectations. Called with qmu held.
+func (s *socket) expectations() []*expectation {
+	var out []*expectation
+	for _, ms := range s.table.Load() {
+		for _, m := range ms {
+			if m.expect != nil {
+				out = append(out, m.expect)
+			}
+		}
+	}
+	return out
+}
+
+func attachFilter(fd int, prog []unix.SockFilter) error {
+	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]})
+}
+
+// quietKeep is the filter's "keep the packet" (its length, capped: any VRRP packet fits).
+const quietKeep = 0xffff
+
+// maxFilterLen is the kernel's limit on a classic BPF program (BPF_MAXINSNS).
+const maxFilterLen = 4096
+
+// quietProgram is a classic BPF program over an IPv4 packet (a raw socket's filter sees the IP
+// header) that returns match for an expected advert and otherwise for anything else. An
+// expected advert has a 20-byte header (no options), TTL 255, the expectation's source and,
+// after the header, exactly its payload. Expectations that do not fit in maxFilterLen are left
+// out: their adverts reach the reader.
+func quietProgram(exps []*expectation, match, otherwise uint32) []unix.SockFilter {
+	ld := func(size uint16, off uint32) unix.SockFilter {
+		return unix.SockFilter{Code: unix.BPF_LD | size | unix.BPF_ABS, K: off}
+	}
+	jeq := func(k uint32, jf uint8) unix.SockFilter {
+		return unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: k, Jf: jf}
+	}
+	ret := func(k uint32) unix.SockFilter { return unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: k} }
+	if len(exps) == 0 {
+		return []unix.SockFilter{ret(otherwise)}
+	}
+	p := []unix.SockFilter{
+		ld(unix.BPF_B, 0),
+		jeq(0x45, 2), // version 4, no options; else to the jump to otherwise
+		ld(unix.BPF_B, 8),
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: 255, Jt: 1}, // TTL 255: past the jump
+		{Code: unix.BPF_JMP | unix.BPF_JA},                              // to otherwise; K set below
+	}
+	jumpAt := len(p) - 1
+	for _, e := range exps {
+		words := len(e.payload) / 4
+		size := 4 + 2*words + 1
+		if len(p)+size+1 > maxFilterLen {
+			break
+		}
+		// Each test's false branch skips to the next expectation: the rest of this block.
+		block := []unix.SockFilter{
+			{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_LEN},
+			jeq(uint32(20+len(e.payload)), 0),
+			ld(unix.BPF_W, 12),
+			jeq(binary.BigEndian.Uint32(e.src.AsSlice()), 0),
+		}
+		for w := range words {
+			block = append(block, ld(unix.BPF_W, uint32(20+4*w)), jeq(binary.BigEndian.Uint32(e.payload[4*w:]), 0))
+		}
+		block = append(block, ret(match))
+		for i := range block {
+			if block[i].Code == unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K {
+				block[i].Jf = uint8(len(block) - 1 - i)
+			}
+		}
+		p = append(p, block...)
+	}
+	p = append(p, ret(otherwise))
+	p[jumpAt].K = uint32(len(p) - 1 - jumpAt - 1)
+	return p
+}

@@ -1,0 +1,175 @@
+package transport
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/hapair/hapair/vrrp/internal/nstest"
+)
+
+// TestExpectedAdvertsQueueForQuiet: once a member expects its MASTER's advert, the identical
+// adverts no longer reach its handler (no wake-up of the reader) but are counted by Quiet, with
+// their arrival time; any other advert (another priority, another VRID on the same socket) still
+// reaches its handler at once; Unexpect gives them back to the handler.
+func TestExpectedAdvertsQueueForQuiet(t *testing.T) {
+	p := nstest.NewPair(t)
+	hb := NewHub(HubOptions{})
+	b51 := joinIn(t, p.B, hb, Options{Interface: p.BIf, Family: 4}, 51)
+	b61 := joinIn(t, p.B, hb, Options{Interface: p.BIf, Family: 4}, 61)
+	a := joinIn(t, p.A, NewHub(HubOptions{}), Options{Interface: p.AIf, Family: 4}, 51)
+	a61 := joinIn(t, p.A, NewHub(HubOptions{}), Options{Interface: p.AIf, Family: 4}, 61)
+	with := func(vrid, prio byte) []byte {
+		b := append([]byte(nil), advertV2...)
+		b[1], b[2] = vrid, prio
+		return b
+	}
+	steady := with(51, 200)
+	send := func(c *testConn, payload []byte) {
+		t.Helper()
+		if err := c.WriteAdvert(payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	noneWithin := func(c *testConn, d time.Duration) {
+		t.Helper()
+		select {
+		case r := <-c.ch:
+			t.Fatalf("VRID %d handler got % x, want it queued for Quiet", c.vrid, r.payload)
+		case <-time.After(d):
+		}
+	}
+
+	send(a, steady)
+	checkReceived(t, readWithin(t, b51, 5*time.Second), steady, p.A4.Addr(), Group(4))
+	if err := b51.Expect(p.A4.Addr(), steady); err != nil {
+		t.Fatal(err)
+	}
+	if _, n := b51.Quiet(); n != 0 {
+		t.Fatalf("Quiet = %d before any expected advert", n)
+	}
+	began := time.Now()
+	for range 3 {
+		send(a, steady)
+	}
+	noneWithin(b51, 200*time.Millisecond)
+	at, n := b51.Quiet()
+	if n != 3 {
+		t.Fatalf("Quiet counted %d adverts, want 3", n)
+	}
+	if at.Before(began) || at.After(time.Now()) {
+		t.Errorf("latest arrival %v, want between %v and now", at, began)
+	}
+	if _, n := b51.Quiet(); n != 0 {
+		t.Errorf("Quiet counted %d again", n)
+	}
+
+	// Anything else still reaches a handler at once: another priority, another VRID.
+	other := with(51, 0)
+	send(a, other)
+	checkReceived(t, readWithin(t, b51, 5*time.Second), other, p.A4.Addr(), Group(4))
+	send(a61, with(61, 200))
+	checkReceived(t, readWithin(t, b61, 5*time.Second), with(61, 200), p.A4.Addr(), Group(4))
+
+	// Two members expecting at once, each credited with its own.
+	if err := b61.Expect(p.A4.Addr(), with(61, 200)); err != nil {
+		t.Fatal(err)
+	}
+	send(a61, with(61, 200))
+	send(a, steady)
+	send(a61, with(61, 200))
+	noneWithin(b51, 200*time.Millisecond)
+	noneWithin(b61, 0)
+	if _, n := b61.Quiet(); n != 2 {
+		t.Errorf("VRID 61: Quiet = %d, want 2", n)
+	}
+	if _, n := b51.Quiet(); n != 1 {
+		t.Errorf("VRID 51: Quiet = %d, want 1", n)
+	}
+
+	// Given back.
+	b51.Unexpect()
+	send(a, steady)
+	checkReceived(t, readWithin(t, b51, 5*time.Second), steady, p.A4.Addr(), Group(4))
+	if _, n := b51.Quiet(); n != 0 {
+		t.Errorf("Quiet = %d after Unexpect", n)
+	}
+	send(a61, with(61, 200))
+	noneWithin(b61, 200*time.Millisecond)
+	if _, n := b61.Quiet(); n != 1 {
+		t.Errorf("VRID 61 after VRID 51's Unexpect: Quiet = %d, want 1", n)
+	}
+}
+
+// TestExpectRefusesWhatItCannotFilter: IPv6, and payloads that are not whole words or too long
+// for the filter, are refused; their adverts reach the reader as before.
+func TestExpectRefusesWhatItCannotFilter(t *testing.T) {
+	p := nstest.NewPair(t)
+	hb := NewHub(HubOptions{})
+	b4 := joinIn(t, p.B, hb, Options{Interface: p.BIf, Family: 4}, 51)
+	b6 := joinIn(t, p.B, hb, Options{Interface: p.BIf, Family: 6}, 52)
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"IPv6", b6.Expect(p.ALinkLocal, advertV3)},
+		{"odd length", b4.Expect(p.A4.Addr(), advertV2[:18])},
+		{"too long", b4.Expect(p.A4.Addr(), make([]byte, maxQuietPayload+4))},
+	} {
+		if !errors.Is(tc.err, errNotQuiet) {
+			t.Errorf("%s: Expect = %v, want errNotQuiet", tc.name, tc.err)
+		}
+	}
+}
+
+// TestQuietProgramFitsTheKernelsLimit: 255 members with long payloads fit in BPF_MAXINSNS (the
+// rest are left out), and every jump stays within the program.
+func TestQuietProgramFitsTheKernelsLimit(t *testing.T) {
+	var exps []*expectation
+	for range 255 {
+		exps = append(exps, &expectation{src: netip.MustParseAddr("192.0.2.1"), payload: make([]byte, maxQuietPayload)})
+	}
+	prog := quietProgram(exps, quietKeep, 0)
+	if len(prog) > maxFilterLen {
+		t.Fatalf("program of %d instructions, limit %d", len(prog), maxFilterLen)
+	}
+	for i, ins := range prog {
+		if ins.Code&0x07 == 0x05 { // BPF_JMP
+			if ins.Code == 0x05 { // BPF_JA
+				if i+1+int(ins.K) >= len(prog) {
+					t.Fatalf("ja at %d jumps past the end", i)
+				}
+				continue
+			}
+			if i+1+int(ins.Jt) >= len(prog) || i+1+int(ins.Jf) >= len(prog) {
+				t.Fatalf("jump at %d (%+v) past the end", i, ins)
+			}
+		}
+	}
+}
+
+// TestArrivalSurvivesWallClockSteps: the kernel stamps arrivals on the wall clock; a step of it
+// between the arrival and the read must not make a live MASTER look silent (an arrival taken
+// earlier than it was could end a BACKUP's wait too soon), nor put an arrival in the future.
+func TestArrivalSurvivesWallClockSteps(t *testing.T) {
+	now := time.Now()
+	since := now.Add(-10 * time.Second)
+	floor := now.Add(-60 * time.Millisecond) // the read before the one that found it
+	stamp := func(ago time.Duration) int64 { return now.Add(-ago).UnixNano() }
+	for _, tc := range []struct {
+		name  string
+		stamp int64
+		floor time.Time
+		want  time.Time
+	}{
+		{"as stamped", stamp(20 * time.Millisecond), floor, now.Add(-20 * time.Millisecond)},
+		{"wall clock stepped forward an hour", stamp(time.Hour), floor, floor},
+		{"wall clock stepped back an hour", stamp(-time.Hour), floor, now},
+		{"no read before: since", stamp(time.Hour), time.Time{}, since},
+	} {
+		if got := arrival(now, tc.stamp, tc.floor, since); !got.Equal(tc.want) {
+			t.Errorf("%s: arrival %v before now, want %v", tc.name, now.Sub(got), now.Sub(tc.want))
+		}
+	}
+}
