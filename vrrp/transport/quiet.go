@@ -36,8 +36,17 @@ const maxQuietPayload = 64
 // quietBatch is how many queued adverts one recvmmsg of the sending socket reads.
 const quietBatch = 8
 
+// maxExpected is how many members of one socket may expect adverts at once; the others' adverts
+// reach the reader as before. The filters compare a packet with each expectation in turn, in
+// the softirq that delivers it (charged to whatever runs there: on a veth, the sender), and are
+// rebuilt whole at every change: at 255 instances on a link (make bench-scale, 2026-12-04),
+// every expectation in the filters made hapair's MASTER 23 % dearer at 20 ms and the rebuilds'
+// garbage grew the BACKUP's heap by 2.5 MiB. Past a few dozen instances the BACKUP's wake-ups
+// are shared by many adverts anyway (they come in bursts on the timer grid).
+const maxExpected = 32
+
 // errNotQuiet: the member's adverts cannot be expected (IPv6, a payload too long or not whole
-// words); they reach the reader as every packet does.
+// words, maxExpected members expecting already); they reach the reader as every packet does.
 var errNotQuiet = errors.New("adverts cannot be expected on this socket")
 
 // expectation is one member's expected advert. Guarded by socket.qmu.
@@ -81,19 +90,25 @@ func (m *Member) Expect(src netip.Addr, payload []byte) error {
 	if e := m.expect; e != nil && e.src == src && slices.Equal(e.payload, payload) {
 		return nil
 	}
+	if m.expect == nil && s.expecting >= maxExpected {
+		return errNotQuiet
+	}
 	old := m.expect
 	m.expect = &expectation{src: src, payload: slices.Clone(payload), since: time.Now()}
 	// The sending socket takes the advert before the reader's lets it go: at every moment one of
 	// them has it.
-	if err := s.attachQuiet(); err != nil {
+	err := s.attachQuiet()
+	if err == nil {
+		err = s.attachReceive()
+	}
+	if err != nil {
 		m.expect = old
+		s.attachReceive()
 		s.attachQuiet()
 		return err
 	}
-	if err := s.attachReceive(); err != nil {
-		m.expect = old
-		s.attachQuiet()
-		return err
+	if old == nil {
+		s.expecting++
 	}
 	return nil
 }
@@ -107,6 +122,7 @@ func (m *Member) Unexpect() {
 		return
 	}
 	m.expect = nil
+	s.expecting--
 	// The reader's socket lets the advert through before the sending socket stops taking it.
 	s.attachReceive()
 	s.attachQuiet()
@@ -228,31 +244,33 @@ func (s *socket) creditQuiet(i int, before time.Time) {
 // attachQuiet points the sending socket's filter at the members' expected adverts (drop-all
 // when none). Called with qmu held.
 func (s *socket) attachQuiet() error {
-	return attachFilter(s.sender, quietProgram(s.expectations(), quietKeep, 0))
+	s.prog = quietProgram(s.prog[:0], s.expectations(), quietKeep, 0)
+	return attachFilter(s.sender, s.prog)
 }
 
 // attachReceive makes the receiving socket's filter drop the members' expected adverts (and
 // keep everything when none). Called with qmu held.
 func (s *socket) attachReceive() error {
-	prog := quietProgram(s.expectations(), 0, quietKeep)
+	s.prog = quietProgram(s.prog[:0], s.expectations(), 0, quietKeep)
 	var err error
-	if cerr := s.rc.Control(func(fd uintptr) { err = attachFilter(int(fd), prog) }); cerr != nil {
+	if cerr := s.rc.Control(func(fd uintptr) { err = attachFilter(int(fd), s.prog) }); cerr != nil {
 		return cerr
 	}
 	return err
 }
 
-// expectations lists the members' expectations. Called with qmu held.
+// expectations lists the members' expectations, in a slice reused from call to call. Called
+// with qmu held.
 func (s *socket) expectations() []*expectation {
-	var out []*expectation
+	s.exps = s.exps[:0]
 	for _, ms := range s.table.Load() {
 		for _, m := range ms {
 			if m.expect != nil {
-				out = append(out, m.expect)
+				s.exps = append(s.exps, m.expect)
 			}
 		}
 	}
-	return out
+	return s.exps
 }
 
 func attachFilter(fd int, prog []unix.SockFilter) error {
@@ -265,29 +283,27 @@ const quietKeep = 0xffff
 // maxFilterLen is the kernel's limit on a classic BPF program (BPF_MAXINSNS).
 const maxFilterLen = 4096
 
-// quietProgram is a classic BPF program over an IPv4 packet (a raw socket's filter sees the IP
-// header) that returns match for an expected advert and otherwise for anything else. An
-// expected advert has a 20-byte header (no options), TTL 255, the expectation's source and,
-// after the header, exactly its payload. Expectations that do not fit in maxFilterLen are left
-// out: their adverts reach the reader.
-func quietProgram(exps []*expectation, match, otherwise uint32) []unix.SockFilter {
+// quietProgram appends to p a classic BPF program over an IPv4 packet (a raw socket's filter
+// sees the IP header) that returns match for an expected advert and otherwise for anything
+// else. An expected advert has a 20-byte header (no options), TTL 255, the expectation's source
+// and, after the header, exactly its payload. Expectations that do not fit in maxFilterLen are
+// left out: their adverts reach the reader.
+func quietProgram(p []unix.SockFilter, exps []*expectation, match, otherwise uint32) []unix.SockFilter {
+	const jeq = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
 	ld := func(size uint16, off uint32) unix.SockFilter {
 		return unix.SockFilter{Code: unix.BPF_LD | size | unix.BPF_ABS, K: off}
 	}
-	jeq := func(k uint32, jf uint8) unix.SockFilter {
-		return unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: k, Jf: jf}
-	}
 	ret := func(k uint32) unix.SockFilter { return unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: k} }
 	if len(exps) == 0 {
-		return []unix.SockFilter{ret(otherwise)}
+		return append(p, ret(otherwise))
 	}
-	p := []unix.SockFilter{
+	p = append(p,
 		ld(unix.BPF_B, 0),
-		jeq(0x45, 2), // version 4, no options; else to the jump to otherwise
+		unix.SockFilter{Code: jeq, K: 0x45, Jf: 2}, // version 4, no options; else to the jump to otherwise
 		ld(unix.BPF_B, 8),
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: 255, Jt: 1}, // TTL 255: past the jump
-		{Code: unix.BPF_JMP | unix.BPF_JA},                              // to otherwise; K set below
-	}
+		unix.SockFilter{Code: jeq, K: 255, Jt: 1},         // TTL 255: past the jump
+		unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA}, // to otherwise; K set below
+	)
 	jumpAt := len(p) - 1
 	for _, e := range exps {
 		words := len(e.payload) / 4
@@ -295,23 +311,18 @@ func quietProgram(exps []*expectation, match, otherwise uint32) []unix.SockFilte
 		if len(p)+size+1 > maxFilterLen {
 			break
 		}
-		// Each test's false branch skips to the next expectation: the rest of this block.
-		block := []unix.SockFilter{
-			{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_LEN},
-			jeq(uint32(20+len(e.payload)), 0),
-			ld(unix.BPF_W, 12),
-			jeq(binary.BigEndian.Uint32(e.src.AsSlice()), 0),
-		}
+		// Each test's false branch skips to the next expectation: past the rest of this block.
+		start := len(p)
+		next := func() uint8 { return uint8(start + size - len(p) - 1) }
+		p = append(p, unix.SockFilter{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_LEN})
+		p = append(p, unix.SockFilter{Code: jeq, K: uint32(20 + len(e.payload)), Jf: next()})
+		p = append(p, ld(unix.BPF_W, 12))
+		p = append(p, unix.SockFilter{Code: jeq, K: binary.BigEndian.Uint32(e.src.AsSlice()), Jf: next()})
 		for w := range words {
-			block = append(block, ld(unix.BPF_W, uint32(20+4*w)), jeq(binary.BigEndian.Uint32(e.payload[4*w:]), 0))
+			p = append(p, ld(unix.BPF_W, uint32(20+4*w)))
+			p = append(p, unix.SockFilter{Code: jeq, K: binary.BigEndian.Uint32(e.payload[4*w:]), Jf: next()})
 		}
-		block = append(block, ret(match))
-		for i := range block {
-			if block[i].Code == unix.BPF_JMP|unix.BPF_JEQ|unix.BPF_K {
-				block[i].Jf = uint8(len(block) - 1 - i)
-			}
-		}
-		p = append(p, block...)
+		p = append(p, ret(match))
 	}
 	p = append(p, ret(otherwise))
 	p[jumpAt].K = uint32(len(p) - 1 - jumpAt - 1)

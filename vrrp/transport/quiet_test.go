@@ -121,6 +121,30 @@ func TestExpectRefusesWhatItCannotFilter(t *testing.T) {
 			t.Errorf("%s: Expect = %v, want errNotQuiet", tc.name, tc.err)
 		}
 	}
+	// maxExpected members of a socket expect; the next is refused until one stops.
+	var first *testConn
+	for i := range maxExpected + 1 {
+		c := joinIn(t, p.B, hb, Options{Interface: p.BIf, Family: 4}, uint8(100+i))
+		payload := append([]byte(nil), advertV2...)
+		payload[1] = uint8(100 + i)
+		err := c.Expect(p.A4.Addr(), payload)
+		switch {
+		case i == 0:
+			first = c
+			fallthrough
+		case i < maxExpected:
+			if err != nil {
+				t.Fatalf("member %d: Expect = %v", i+1, err)
+			}
+		case !errors.Is(err, errNotQuiet):
+			t.Fatalf("member %d past maxExpected: Expect = %v, want errNotQuiet", i+1, err)
+		default:
+			first.Unexpect()
+			if err := c.Expect(p.A4.Addr(), payload); err != nil {
+				t.Errorf("after one stopped expecting: Expect = %v", err)
+			}
+		}
+	}
 }
 
 // TestQuietProgramFitsTheKernelsLimit: 255 members with long payloads fit in BPF_MAXINSNS (the
@@ -130,7 +154,7 @@ func TestQuietProgramFitsTheKernelsLimit(t *testing.T) {
 	for range 255 {
 		exps = append(exps, &expectation{src: netip.MustParseAddr("192.0.2.1"), payload: make([]byte, maxQuietPayload)})
 	}
-	prog := quietProgram(exps, quietKeep, 0)
+	prog := quietProgram(nil, exps, quietKeep, 0)
 	if len(prog) > maxFilterLen {
 		t.Fatalf("program of %d instructions, limit %d", len(prog), maxFilterLen)
 	}

@@ -58,8 +58,11 @@ type socket struct {
 	wmsg   unix.Msghdr
 	wiov   unix.Iovec
 
-	qmu   sync.Mutex // guards the members' expectations, the filters and quiet
-	quiet quietRx
+	qmu       sync.Mutex // guards the members' expectations, the filters and what follows
+	quiet     quietRx
+	expecting int               // members with an expectation
+	prog      []unix.SockFilter // the filter being built, reused
+	exps      []*expectation    // the expectations being filtered, reused
 }
 
 // readBatch is how many packets one recvmmsg reads. Instances whose timers share a slot of the
