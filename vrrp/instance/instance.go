@@ -1384,7 +1384,8 @@ func (in *Instance) expectSteady(src netip.Addr, adv *vrrp.Advert, acts []vrrp.A
 		return
 	}
 	if err := in.quiet.Expect(src, payload); err != nil {
-		// The transport cannot (IPv6, a long address list): every advert comes as before.
+		// The transport cannot (IPv6, a long address list, enough instances on the socket
+		// expecting already): every advert comes as before, for the rest of the run.
 		in.log.Debug(in.msg("adverts go through the reader one by one"), "why", err)
 		in.unexpect()
 		in.quiet = nil
