@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hapair/hapair/vrrp/internal/nstest"
 )
 
@@ -195,5 +197,41 @@ func TestArrivalSurvivesWallClockSteps(t *testing.T) {
 		if got := arrival(now, tc.stamp, tc.floor, since); !got.Equal(tc.want) {
 			t.Errorf("%s: arrival %v before now, want %v", tc.name, now.Sub(got), now.Sub(tc.want))
 		}
+	}
+}
+
+// TestAFullQueueIsNotASilence: when the queue of expected adverts fills up (the process stalled),
+// the kernel drops the newest adverts and keeps the oldest; Quiet must then take the MASTER as
+// heard now, not at the oldest advert's time, or a BACKUP would take over from a live MASTER.
+func TestAFullQueueIsNotASilence(t *testing.T) {
+	p := nstest.NewPair(t)
+	b := joinIn(t, p.B, NewHub(HubOptions{}), Options{Interface: p.BIf, Family: 4}, 51)
+	a := joinIn(t, p.A, NewHub(HubOptions{}), Options{Interface: p.AIf, Family: 4}, 51)
+	steady := append([]byte(nil), advertV2...)
+	if err := b.Expect(p.A4.Addr(), steady); err != nil {
+		t.Fatal(err)
+	}
+	// A queue of a few adverts (the kernel's minimum receive buffer), for the test.
+	if err := unix.SetsockoptInt(b.sock.sender, unix.SOL_SOCKET, unix.SO_RCVBUF, 1); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // more than the queue holds
+		if err := a.WriteAdvert(steady); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	for range 50 { // the queue is full: dropped, the newest adverts
+		if err := a.WriteAdvert(steady); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	at, n := b.Quiet()
+	if n == 0 {
+		t.Fatal("Quiet counted no advert")
+	}
+	if age := time.Since(at); age > 100*time.Millisecond {
+		t.Errorf("after adverts were dropped, Quiet says the latest came %s ago, want now", age.Round(time.Millisecond))
 	}
 }
