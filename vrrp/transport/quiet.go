@@ -258,18 +258,11 @@ func (s *socket) creditQuiet(i int, before time.Time) {
 	src := netip.AddrFrom4([4]byte(pkt[12:16]))
 	var stamp int64
 	oob := slot.oob[:min(int(h.hdr.Controllen), len(slot.oob))]
-	for len(oob) >= unix.SizeofCmsghdr {
-		c := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(c.Len)
-		if l < unix.SizeofCmsghdr || l > len(oob) {
-			break
-		}
-		if c.Level == unix.SOL_SOCKET && c.Type == unix.SCM_TIMESTAMPNS && l-unix.SizeofCmsghdr >= 16 {
-			data := oob[unix.SizeofCmsghdr:l]
+	for level, typ, data, rest, ok := nextCmsg(oob); ok; level, typ, data, rest, ok = nextCmsg(rest) {
+		if level == unix.SOL_SOCKET && typ == unix.SCM_TIMESTAMPNS && len(data) >= 16 {
 			sec, nsec := int64(binary.NativeEndian.Uint64(data)), int64(binary.NativeEndian.Uint64(data[8:]))
 			stamp = sec*1e9 + nsec
 		}
-		oob = oob[cmsgAlign(l):]
 	}
 	if stamp == 0 {
 		stamp = time.Now().UnixNano()

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -233,5 +234,34 @@ func TestAFullQueueIsNotASilence(t *testing.T) {
 	}
 	if age := time.Since(at); age > 100*time.Millisecond {
 		t.Errorf("after adverts were dropped, Quiet says the latest came %s ago, want now", age.Round(time.Millisecond))
+	}
+}
+
+// TestNextCmsgStopsAtTheBuffersEnd: control messages as the kernel writes them are walked in
+// order; a last message without its padding (a truncated buffer) ends the walk instead of
+// slicing past the end, and a malformed length stops it.
+func TestNextCmsgStopsAtTheBuffersEnd(t *testing.T) {
+	one := func(level, typ int32, data []byte) []byte {
+		b := make([]byte, cmsgAlign(unix.SizeofCmsghdr+len(data)))
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+		h.Level, h.Type = level, typ
+		h.SetLen(unix.SizeofCmsghdr + len(data))
+		copy(b[unix.SizeofCmsghdr:], data)
+		return b
+	}
+	first := one(unix.SOL_SOCKET, unix.SCM_TIMESTAMPNS, make([]byte, 16))
+	last := one(unix.IPPROTO_IP, unix.IP_PKTINFO, make([]byte, 12))
+	oob := append(append([]byte(nil), first...), last[:unix.SizeofCmsghdr+12]...) // no padding after the last
+	var seen []int32
+	for _, typ, _, rest, ok := nextCmsg(oob); ok; _, typ, _, rest, ok = nextCmsg(rest) {
+		seen = append(seen, typ)
+	}
+	if len(seen) != 2 || seen[0] != unix.SCM_TIMESTAMPNS || seen[1] != unix.IP_PKTINFO {
+		t.Errorf("types %v, want [%d %d]", seen, unix.SCM_TIMESTAMPNS, unix.IP_PKTINFO)
+	}
+	bad := append([]byte(nil), first...)
+	(*unix.Cmsghdr)(unsafe.Pointer(&bad[0])).SetLen(len(bad) + 8)
+	if _, _, _, _, ok := nextCmsg(bad); ok {
+		t.Error("a length past the buffer was taken")
 	}
 }

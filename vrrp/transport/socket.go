@@ -405,25 +405,18 @@ func (s *socket) decode(i int) (payload []byte, src, dst netip.Addr, ttl, ifinde
 	slot, h := &s.rx[i], &s.mmsg[i]
 	pkt := slot.buf[:min(int(h.len), len(slot.buf))]
 	oob := slot.oob[:min(int(h.hdr.Controllen), len(slot.oob))]
-	for len(oob) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(h.Len)
-		if l < unix.SizeofCmsghdr || l > len(oob) {
-			break
-		}
-		data := oob[unix.SizeofCmsghdr:l]
+	for level, typ, data, rest, ok := nextCmsg(oob); ok; level, typ, data, rest, ok = nextCmsg(rest) {
 		switch {
-		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= 12:
+		case level == unix.IPPROTO_IP && typ == unix.IP_PKTINFO && len(data) >= 12:
 			// struct in_pktinfo: ifindex, spec_dst, addr
 			ifindex = int(binary.NativeEndian.Uint32(data))
-		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= 20:
+		case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_PKTINFO && len(data) >= 20:
 			// struct in6_pktinfo: addr, ifindex
 			dst = netip.AddrFrom16([16]byte(data[:16]))
 			ifindex = int(binary.NativeEndian.Uint32(data[16:]))
-		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_HOPLIMIT && len(data) >= 4:
+		case level == unix.IPPROTO_IPV6 && typ == unix.IPV6_HOPLIMIT && len(data) >= 4:
 			ttl = int(int32(binary.NativeEndian.Uint32(data)))
 		}
-		oob = oob[cmsgAlign(l):]
 	}
 	if s.key.family == 6 {
 		// Raw IPv6 sockets never deliver the IPv6 header: the source is the socket address.
@@ -444,6 +437,21 @@ func (s *socket) decode(i int) (payload []byte, src, dst netip.Addr, ttl, ifinde
 	src = netip.AddrFrom4([4]byte(pkt[12:16]))
 	dst = netip.AddrFrom4([4]byte(pkt[16:20]))
 	return pkt[ihl:], src, dst, int(pkt[8]), ifindex
+}
+
+// nextCmsg splits the first control message off oob: its level, type and data, and the rest;
+// ok is false when none is left or it is malformed. A last message cut short by the buffer
+// (MSG_CTRUNC) has no padding after it: the rest is then empty, not out of range.
+func nextCmsg(oob []byte) (level, typ int32, data, rest []byte, ok bool) {
+	if len(oob) < unix.SizeofCmsghdr {
+		return 0, 0, nil, nil, false
+	}
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	l := int(h.Len)
+	if l < unix.SizeofCmsghdr || l > len(oob) {
+		return 0, 0, nil, nil, false
+	}
+	return h.Level, h.Type, oob[unix.SizeofCmsghdr:l], oob[min(cmsgAlign(l), len(oob)):], true
 }
 
 func cmsgAlign(n int) int {
