@@ -297,7 +297,13 @@ func (n *node) start(t *testing.T, cfg Config, log *slog.Logger) {
 // create makes the instance cfg describes on n, not started yet.
 func (n *node) create(t *testing.T, cfg Config, log *slog.Logger) {
 	t.Helper()
-	inst, err := New(cfg, n.conn, n.vips, n.ann, n.rep, nil, log)
+	n.createOn(t, cfg, n.conn, log)
+}
+
+// createOn is create with conn in place of n.conn (one that wraps it).
+func (n *node) createOn(t *testing.T, cfg Config, conn Conn, log *slog.Logger) {
+	t.Helper()
+	inst, err := New(cfg, conn, n.vips, n.ann, n.rep, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

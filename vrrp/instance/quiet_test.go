@@ -80,11 +80,7 @@ func quietPair(t *testing.T) (high, low *node, q *quietConn, timers *countingTim
 	q = newQuietConn(low.conn)
 	cfg := nodeConfig(netip.MustParseAddr("10.0.0.12"), 100)
 	cfg.Timers = timers
-	inst, err := New(cfg, q, low.vips, low.ann, low.rep, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	low.inst = inst
+	low.createOn(t, cfg, q, nil)
 	low.run(t)
 	settle(time.Second)
 	if high.inst.Status().State != vrrp.Master || low.inst.Status().State != vrrp.Backup {
