@@ -672,6 +672,10 @@ func TestARouterThatStopsReadingHoldsUpNoOtherPeer(t *testing.T) {
 	if d := time.Since(statusBegan); d > time.Second {
 		t.Errorf("Peers took %s", d.Round(time.Millisecond))
 	}
+	// All of the above happened with the write to the stuck router blocked, not just slow.
+	if !writeBlocked(s, stuck.addr) {
+		t.Fatal("the write to the router that does not read is no longer blocked: the test tested nothing")
+	}
 	// Stop gives up the stuck router's NOTIFICATION after notifyTimeout rather than wait out
 	// the blocked write.
 	stopBegan := time.Now()
@@ -682,16 +686,18 @@ func TestARouterThatStopsReadingHoldsUpNoOtherPeer(t *testing.T) {
 }
 
 // writeBlocked says whether the session to peer has UPDATEs queued that its writer has not
-// taken for 50 ms: its write is blocked.
+// taken for 300 ms, nothing being announced meanwhile: its write is blocked, not just slow (the
+// race detector slows it down a lot).
 func writeBlocked(s *Server, peer netip.Addr) bool {
 	queued := func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return len(s.peers[peer].queued) > 0
 	}
-	if !queued() {
-		return false
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if !queued() {
+			return false
+		}
 	}
-	time.Sleep(50 * time.Millisecond)
-	return queued()
+	return true
 }

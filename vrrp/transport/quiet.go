@@ -93,7 +93,7 @@ func (m *Member) Expect(src netip.Addr, payload []byte) error {
 	if e := m.expect; e != nil && e.src == src && slices.Equal(e.payload, payload) {
 		return nil
 	}
-	if m.expect == nil && s.expecting >= maxExpected {
+	if m.expect == nil && len(s.expectations()) >= maxExpected {
 		return errNotQuiet
 	}
 	old := m.expect
@@ -110,9 +110,6 @@ func (m *Member) Expect(src netip.Addr, payload []byte) error {
 		s.attachQuiet()
 		return err
 	}
-	if old == nil {
-		s.expecting++
-	}
 	return nil
 }
 
@@ -125,7 +122,6 @@ func (m *Member) Unexpect() {
 		return
 	}
 	m.expect = nil
-	s.expecting--
 	// The reader's socket lets the advert through before the sending socket stops taking it.
 	s.attachReceive()
 	s.attachQuiet()

@@ -58,11 +58,10 @@ type socket struct {
 	wmsg   unix.Msghdr
 	wiov   unix.Iovec
 
-	qmu       sync.Mutex // guards the members' expectations, the filters and what follows
-	quiet     quietRx
-	expecting int               // members with an expectation
-	prog      []unix.SockFilter // the filter being built, reused
-	exps      []*expectation    // the expectations being filtered, reused
+	qmu   sync.Mutex // guards the members' expectations, the filters and what follows
+	quiet quietRx
+	prog  []unix.SockFilter // the filter being built, reused
+	exps  []*expectation    // the expectations being filtered, reused
 }
 
 // readBatch is how many packets one recvmmsg reads. Instances whose timers share a slot of the
