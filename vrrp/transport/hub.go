@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // Handler receives one packet for a member's VRID. It runs on the socket's reader goroutine,
@@ -169,6 +171,9 @@ func (m *Member) isPeer(src netip.Addr) bool {
 // WriteAdvert sends payload to 224.0.0.18 / ff02::12 or to every unicast peer, TTL 255.
 // With several peers and VRRPv3 the checksum depends on the destination: use WriteAdvertTo.
 func (m *Member) WriteAdvert(payload []byte) error {
+	if len(m.dsts) == 1 { // multicast, or one peer: no list of errors to build
+		return m.write(payload, &m.dsts[0])
+	}
 	var errs []error
 	for i := range m.dsts {
 		if err := m.write(payload, &m.dsts[i]); err != nil {
@@ -195,11 +200,38 @@ func (m *Member) write(payload []byte, d *dest) error {
 	if m.closed.Load() {
 		return fmt.Errorf("send VRRP advert on %s: %w", m.ifi.Name, net.ErrClosed)
 	}
-	if err := m.sock.send(payload, d); err != nil {
+	err := m.sock.send(payload, d)
+	if err == nil {
+		return nil
+	}
+	errno, ok := err.(unix.Errno)
+	if !ok {
 		return fmt.Errorf("send VRRP advert from %s to %s on %s: %w", m.src, d.addr, m.ifi.Name, err)
 	}
-	return nil
+	// A link whose queue stays full, or that is down, refuses every advert for the same reason:
+	// 50 a second at 20 ms, for each instance on it. The error of the last refusal is returned
+	// again (it is never changed once made), so a failing send allocates nothing either, and the
+	// garbage collector does not run more often while the link is in trouble.
+	if f := d.failed; f != nil && f.Errno == errno && f.Src == m.src {
+		return f
+	}
+	d.failed = &SendError{Src: m.src, Dst: d.addr, Interface: m.ifi.Name, Errno: errno}
+	return d.failed
 }
+
+// SendError is an advert the kernel refused to send. errors.Is(err, unix.ENOBUFS) and the like
+// see through it to Errno.
+type SendError struct {
+	Src, Dst  netip.Addr
+	Interface string
+	Errno     unix.Errno
+}
+
+func (e *SendError) Error() string {
+	return fmt.Sprintf("send VRRP advert from %s to %s on %s: %v", e.Src, e.Dst, e.Interface, e.Errno)
+}
+
+func (e *SendError) Unwrap() error { return e.Errno }
 
 // Source is the address every advert leaves from (Options.SourceAddr or the primary address).
 func (m *Member) Source() netip.Addr { return m.src }

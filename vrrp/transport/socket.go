@@ -100,6 +100,9 @@ type dest struct {
 	name  unix.RawSockaddrInet6 // or, for IPv4, a RawSockaddrInet4 at its start
 	nlen  uint32
 	cmsgs []byte // IP_PKTINFO / IPV6_PKTINFO: source address and, where it matters, interface
+	// failed is the last advert to addr that the kernel refused, reused while it refuses them
+	// for the same reason (Member.write). Only the member's writer touches it.
+	failed *SendError
 }
 
 func openSocket(h *Hub, key sockKey, ifi *net.Interface) (s *socket, err error) {

@@ -714,6 +714,39 @@ func TestSendIntoALinkThatDoesNotDrain(t *testing.T) {
 	}
 }
 
+// TestARefusedSendAllocatesNothing: a link that stays full refuses every advert, 50 a second
+// per instance at 20 ms; building a new error for each was garbage for the collector to sweep
+// just when the link is in trouble. The refusals keep their errno for errors.Is.
+func TestARefusedSendAllocatesNothing(t *testing.T) {
+	p, a, _ := joinedPair(t)
+	tbf := []string{"netns", "exec", p.A.Name, "tc", "qdisc", "replace", "dev", p.AIf, "root", "tbf", "rate", "8bit", "burst", "1600", "limit", "100000000"}
+	if out, err := exec.Command("ip", tbf...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(tbf, " "), err, out)
+	}
+	var first error
+	for i := 0; first == nil && i < 100000; i++ {
+		first = a.WriteAdvert(advertV2)
+	}
+	if first == nil {
+		t.Fatal("100000 adverts into a link that does not drain were all sent")
+	}
+	refused := 0
+	allocs := testing.AllocsPerRun(200, func() {
+		err := a.WriteAdvert(advertV2)
+		if errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.EAGAIN) {
+			refused++
+		} else if err != nil {
+			t.Fatalf("advert into a full link: %v, want ENOBUFS or EAGAIN", err)
+		}
+	})
+	if refused < 200 {
+		t.Fatalf("%d of 201 adverts refused, want all: the link drained", refused)
+	}
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per refused advert, want 0 (first refusal: %v)", allocs, first)
+	}
+}
+
 // joinedPair is a veth pair with a member of VRID advertV2[1] on each side, IPv4 multicast.
 func joinedPair(t *testing.T) (p *nstest.Pair, a, b *Member) {
 	p = nstest.NewPair(t)
