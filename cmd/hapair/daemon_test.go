@@ -214,6 +214,30 @@ func TestDaemonVIPGoneWakesTheMaster(t *testing.T) {
 	})
 }
 
+// TestSecondCollectionWaitsOnlyForMasters: the collection after the second GARP burst is
+// scheduled for the instances that are MASTER, which send one; a BACKUP sends none.
+func TestSecondCollectionWaitsOnlyForMasters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, web := t.TempDir(), newTCPTarget(t)
+		td := newTestDaemon(t, pairYAML(dir, web.addr, "10.255.0.10/24"))
+		td.start()
+		settle(time.Second) // BACKUP until the master-down interval (3.57 s) has passed
+		if st := td.status("VI_1").State; st != vrrp.Backup {
+			t.Fatalf("VI_1 is %s after 1 s, want BACKUP", st)
+		}
+		if got := td.d.pendingGARPDelay(); got != 0 {
+			t.Errorf("a BACKUP waits %v for a GARP burst, want 0", got)
+		}
+		settle(4 * time.Second)
+		if st := td.status("VI_1").State; st != vrrp.Master {
+			t.Fatalf("VI_1 is %s after 5 s, want MASTER", st)
+		}
+		if got, want := td.d.pendingGARPDelay(), 5*time.Second; got != want {
+			t.Errorf("a MASTER waits %v for its second GARP burst, want %v (garp_master_delay)", got, want)
+		}
+	})
+}
+
 // TestDaemonReloadRefusesABrokenFile: the running configuration stays, nothing is touched.
 func TestDaemonReloadRefusesABrokenFile(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/internal/residency"
+	"github.com/hapair/hapair/vrrp"
 )
 
 // trimEnv, set to 0, keeps the executable's pages resident (see package residency).
@@ -27,7 +28,10 @@ func (d *daemon) trimExecutable() {
 	// And once more after the MASTERs' second GARP burst (garp_master_delay after they took
 	// over, 5 s by default), whose frames are the last of start-up's garbage: 0.35 MiB at 255
 	// instances (2026-12-04), resident for good, the heap being far below its next collection.
-	if delay := d.longestGARPDelay(); delay > 0 {
+	// Only when an instance is MASTER: a BACKUP sends no burst, and the collection would be
+	// a millisecond of work for nothing (at one instance at 1 s, a third of what the BACKUP
+	// spends in a minute).
+	if delay := d.pendingGARPDelay(); delay > 0 {
 		time.AfterFunc(delay+time.Second, debug.FreeOSMemory)
 	}
 	ms, err := residency.Trim()
@@ -52,13 +56,14 @@ func (d *daemon) trimExecutable() {
 	}
 }
 
-// longestGARPDelay is the longest garp_master_delay of the instances.
-func (d *daemon) longestGARPDelay() time.Duration {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+// pendingGARPDelay is the longest garp_master_delay of the instances that are MASTER now, whose
+// second GARP burst is still to come; 0 when none is.
+func (d *daemon) pendingGARPDelay() time.Duration {
 	var longest time.Duration
-	for _, ic := range d.cfg.Instances {
-		longest = max(longest, ic.GARPMasterDelay)
+	for _, vi := range d.instances { // fixed once the daemon is built
+		if vi.run.Status().State == vrrp.Master {
+			longest = max(longest, vi.cfg.GARPMasterDelay)
+		}
 	}
 	return longest
 }
