@@ -174,7 +174,7 @@ func Boot(ctx context.Context, opts Options) (m *Machine, err error) {
 		return nil, err
 	}
 	defer func() {
-		if err != nil {
+		if err != nil && unlock != nil { // nil once the machine holds the lock (its Close unlocks)
 			unlock()
 		}
 	}()
@@ -209,44 +209,48 @@ func Boot(ctx context.Context, opts Options) (m *Machine, err error) {
 		os.RemoveAll(root)
 		return nil, fmt.Errorf("systemd-nspawn: %w", err)
 	}
-	m = &Machine{nspawn: cmd, done: make(chan struct{}), root: root, unlock: unlock}
+	// mach, not the result m: a failed boot returns nil for m, and both the goroutine below and
+	// the clean-up after a failure must still reach the machine (they found nil and panicked,
+	// taking the whole test binary with them, when a boot failed).
+	mach := &Machine{nspawn: cmd, done: make(chan struct{}), root: root, unlock: unlock}
+	unlock = nil
 	go func() {
 		cmd.Wait()
 		if logFile != nil {
 			logFile.Close()
 		}
-		close(m.done)
+		close(mach.done)
 	}()
 	defer func() {
 		if err != nil {
-			m.Close()
+			mach.Close()
 		}
 	}()
 	deadline := time.Now().Add(90 * time.Second)
-	for m.pid1 == 0 {
+	for mach.pid1 == 0 {
 		if time.Now().After(deadline) {
 			return nil, errors.New("systemd-nspawn: no PID 1 after 90s")
 		}
 		select {
-		case <-m.done:
+		case <-mach.done:
 			return nil, fmt.Errorf("systemd-nspawn exited: %v", cmd.ProcessState)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
-		m.pid1 = childNamed(cmd.Process.Pid, "systemd")
+		mach.pid1 = childNamed(cmd.Process.Pid, "systemd")
 	}
 	for {
-		out, _ := m.Exec(ctx, "systemctl", "is-system-running")
+		out, _ := mach.Exec(ctx, "systemctl", "is-system-running")
 		switch state := strings.TrimSpace(string(out)); state {
 		case "running", "degraded":
-			return m, nil
+			return mach, nil
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("container did not finish booting in 90s (%s)", strings.TrimSpace(string(out)))
 		}
 		select {
-		case <-m.done:
+		case <-mach.done:
 			return nil, fmt.Errorf("systemd-nspawn exited: %v", cmd.ProcessState)
 		case <-ctx.Done():
 			return nil, ctx.Err()
