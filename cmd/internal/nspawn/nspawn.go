@@ -87,6 +87,10 @@ func Rootfs(ctx context.Context, cacheDir string, logf func(string, ...any)) (st
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("debootstrap: %w\n%s", err, tail(out, 20))
 	}
+	// The root directory of a system is 0755; MkdirTemp made it 0700 (see rootMode).
+	if err := os.Chmod(tmp, rootMode); err != nil {
+		return "", err
+	}
 	// Debian's haproxy package enables haproxy.service; on the hosts hapair
 	// replaces it, and the .deb says Conflicts=, but a boot should not start
 	// it in the first place.
@@ -157,6 +161,12 @@ type Options struct {
 	Log string
 }
 
+// rootMode is the mode of a root file system's top directory. Made 0700 (MkdirTemp's mode, which
+// debootstrap and cp -a keep), it let root alone through "/": dbus-daemon, which runs as
+// messagebus, got EACCES for everything, never became ready, and systemd-logind waited for it,
+// so the container stayed "starting" past Boot's 90 s (seen on a fresh machine, 2026-12-04).
+const rootMode = 0o755
+
 // Machine is one booted container.
 type Machine struct {
 	nspawn *exec.Cmd
@@ -186,6 +196,11 @@ func Boot(ctx context.Context, opts Options) (m *Machine, err error) {
 	if out, err := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", opts.Rootfs+"/.", root).CombinedOutput(); err != nil {
 		os.RemoveAll(root)
 		return nil, fmt.Errorf("copy rootfs: %w\n%s", err, out)
+	}
+	// Also for a cache made before Rootfs set the mode: cp -a gives the copy the cache's.
+	if err := os.Chmod(root, rootMode); err != nil {
+		os.RemoveAll(root)
+		return nil, err
 	}
 	args := []string{"--boot", "--register=no", "--keep-unit", "--quiet",
 		"--network-namespace-path=" + opts.NetNS, "-D", root, "--machine=hapair-test",
