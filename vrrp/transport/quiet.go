@@ -225,21 +225,27 @@ func (s *socket) readQuiet() {
 // checkQuietDrops marks every expectation overflowed when the sending socket has dropped
 // packets since the last look. Called with qmu held.
 func (s *socket) checkQuietDrops() {
-	var info [unix.SK_MEMINFO_VARS]uint32
-	size := uint32(unsafe.Sizeof(info))
-	_, _, errno := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(s.sender), unix.SOL_SOCKET, unix.SO_MEMINFO,
-		uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
-	if errno != 0 {
-		return
-	}
-	drops := info[unix.SK_MEMINFO_DROPS]
-	if drops == s.quiet.drops {
+	drops, err := socketDrops(s.sender)
+	if err != nil || drops == s.quiet.drops {
 		return
 	}
 	s.quiet.drops = drops
 	for _, e := range s.expectations() {
 		e.overflowed = true
 	}
+}
+
+// socketDrops is how many packets socket fd has dropped for want of room (SO_MEMINFO; a filter's
+// rejections are not counted). A raw syscall: it never blocks, and does not wake sysmon.
+func socketDrops(fd int) (uint32, error) {
+	var info [unix.SK_MEMINFO_VARS]uint32
+	size := uint32(unsafe.Sizeof(info))
+	_, _, errno := unix.RawSyscall6(unix.SYS_GETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return info[unix.SK_MEMINFO_DROPS], nil
 }
 
 // creditQuiet counts queued advert i of the last read for the member that expects it; before is

@@ -686,12 +686,7 @@ func TestSendingRaisesNoEventForTheReader(t *testing.T) {
 // instances' loop sends for all of them).
 func TestSendIntoALinkThatDoesNotDrain(t *testing.T) {
 	p, a, _ := joinedPair(t)
-	// 8 bit/s: after the first packet nothing leaves, and everything queues up to the limit,
-	// charged to the sending socket's buffer.
-	tbf := []string{"netns", "exec", p.A.Name, "tc", "qdisc", "replace", "dev", p.AIf, "root", "tbf", "rate", "8bit", "burst", "1600", "limit", "100000000"}
-	if out, err := exec.Command("ip", tbf...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(tbf, " "), err, out)
-	}
+	stopDraining(t, p)
 	const adverts = 10000 // about 8 MB of buffers: far more than a socket's send buffer
 	done := make(chan error, 1)
 	go func() {
@@ -719,10 +714,7 @@ func TestSendIntoALinkThatDoesNotDrain(t *testing.T) {
 // just when the link is in trouble. The refusals keep their errno for errors.Is.
 func TestARefusedSendAllocatesNothing(t *testing.T) {
 	p, a, _ := joinedPair(t)
-	tbf := []string{"netns", "exec", p.A.Name, "tc", "qdisc", "replace", "dev", p.AIf, "root", "tbf", "rate", "8bit", "burst", "1600", "limit", "100000000"}
-	if out, err := exec.Command("ip", tbf...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(tbf, " "), err, out)
-	}
+	stopDraining(t, p)
 	var first error
 	for i := 0; first == nil && i < 100000; i++ {
 		first = a.WriteAdvert(advertV2)
@@ -744,6 +736,16 @@ func TestARefusedSendAllocatesNothing(t *testing.T) {
 	}
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per refused advert, want 0 (first refusal: %v)", allocs, first)
+	}
+}
+
+// stopDraining puts an 8 bit/s qdisc on A's end of p: after the first packet nothing leaves, and
+// everything queues up to the limit, charged to the sending socket's buffer.
+func stopDraining(t *testing.T, p *nstest.Pair) {
+	t.Helper()
+	tbf := []string{"netns", "exec", p.A.Name, "tc", "qdisc", "replace", "dev", p.AIf, "root", "tbf", "rate", "8bit", "burst", "1600", "limit", "100000000"}
+	if out, err := exec.Command("ip", tbf...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(tbf, " "), err, out)
 	}
 }
 
