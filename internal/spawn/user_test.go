@@ -1,7 +1,11 @@
 package spawn
 
 import (
+	"errors"
+	"os"
+	"os/exec"
 	"os/user"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -40,5 +44,62 @@ func TestLookupUserHasSupplementaryGroups(t *testing.T) {
 		if !slices.Contains(cred.Groups, g) {
 			t.Errorf("credential groups %v lack %d", cred.Groups, g)
 		}
+	}
+}
+
+// TestLookupNSSAgreesWithTheFiles: through getent, a user of /etc/passwd gets the credential
+// Go's own lookup gives (the same ids, the same groups).
+func TestLookupNSSAgreesWithTheFiles(t *testing.T) {
+	if _, err := exec.LookPath("getent"); err != nil {
+		t.Skip("no getent")
+	}
+	for _, name := range []string{"root", "frr", "nobody"} {
+		files, err := lookupFiles(name)
+		if err != nil {
+			continue
+		}
+		nss, err := lookupNSS(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		slices.Sort(files.Groups)
+		slices.Sort(nss.Groups)
+		if nss.Uid != files.Uid || nss.Gid != files.Gid || !slices.Equal(nss.Groups, files.Groups) {
+			t.Errorf("%s: through getent %+v, from the files %+v", name, nss, files)
+		}
+	}
+	if _, err := lookupNSS("hapair-no-such-user-xyz"); !errors.Is(err, errNoSuchUser) {
+		t.Errorf("missing user: err = %v, want errNoSuchUser", err)
+	}
+}
+
+// TestLookupUserAsksTheNameService: a user /etc/passwd does not know (one from LDAP, say) is
+// found through getent, with its supplementary groups. The getent here answers as glibc's does
+// for such a user.
+func TestLookupUserAsksTheNameService(t *testing.T) {
+	dir := t.TempDir()
+	script := `#!/bin/sh
+case "$1 $2" in
+"passwd ldapuser") echo 'ldapuser:*:20001:20000:LDAP user:/home/ldapuser:/bin/sh' ;;
+"initgroups ldapuser") echo 'ldapuser              20005 20000 27' ;;
+*) exit 2 ;;
+esac
+`
+	if err := os.WriteFile(filepath.Join(dir, "getent"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := getent
+	getent = filepath.Join(dir, "getent")
+	t.Cleanup(func() { getent = old })
+
+	cred, err := LookupUser("ldapuser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cred.Uid != 20001 || cred.Gid != 20000 || !slices.Equal(cred.Groups, []uint32{20000, 20005, 27}) {
+		t.Errorf("ldapuser = %+v, want uid 20001, gid 20000, groups [20000 20005 27]", cred)
+	}
+	if _, err := LookupUser("hapair-no-such-user-xyz"); err == nil || !strings.Contains(err.Error(), "look up user") {
+		t.Errorf("missing user: err = %v", err)
 	}
 }
