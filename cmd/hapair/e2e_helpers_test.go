@@ -36,6 +36,7 @@ func TestMain(m *testing.M) {
 	}
 	hapairBin = filepath.Join(dir, "hapair")
 	build := exec.Command("go", "build", "-o", hapairBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as the Makefile builds it: static
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building hapair:", err)

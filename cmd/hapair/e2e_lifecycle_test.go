@@ -310,6 +310,7 @@ func TestUpgradeInPlace(t *testing.T) {
 	dir := t.TempDir()
 	v2 := filepath.Join(dir, "hapair-v2")
 	build := exec.Command("go", "build", "-ldflags", "-X main.version=v2-test", "-o", v2, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build v2: %v\n%s", err, out)
 	}

@@ -481,6 +481,7 @@ func buildDeb(t *testing.T, dir, version, debVersion string) string {
 	// No -trimpath: the build then shares TestMain's compiled packages and only links anew.
 	build := exec.Command("go", "build", "-ldflags", "-X main.version="+version+" -X main.commit=sdtest", "-o", bin, "./cmd/hapair")
 	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

@@ -4,6 +4,7 @@ package deb_test
 
 import (
 	"bytes"
+	"debug/elf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,12 +65,12 @@ func hapairBinary(t *testing.T, root string) string {
 	if !hasMain {
 		skipOrFail(t, "cmd/hapair has no main yet")
 	}
+	// The Makefile's own recipe: what `make deb` packages is what is tested.
 	bin := filepath.Join(t.TempDir(), "hapair")
-	cmd := exec.Command("go", "build", "-trimpath",
-		"-ldflags", "-s -w -X main.version="+version+" -X main.commit=test", "-o", bin, "./cmd/hapair")
+	cmd := exec.Command("make", "-s", "build", "BIN="+bin, "VERSION="+version, "COMMIT=test")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/hapair: %v\n%s", err, out)
+		t.Fatalf("make build: %v\n%s", err, out)
 	}
 	return bin
 }
@@ -172,6 +173,24 @@ func TestDebianPackage(t *testing.T) {
 			t.Errorf("%s differs from %s (%v, %v)", pkgPath, src, err1, err2)
 		}
 	}
+
+	// The packaged binary is static: no dynamic loader, no libc mapped into the daemon (the
+	// Makefile builds without cgo; docs/performance.md says what that saves).
+	t.Run("static binary", func(t *testing.T) {
+		f, err := elf.Open(filepath.Join(x, "usr/sbin/hapair"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				t.Errorf("usr/sbin/hapair has a program interpreter: dynamically linked (built with cgo?)")
+			}
+		}
+		if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+			t.Errorf("usr/sbin/hapair needs shared libraries %v", libs)
+		}
+	})
 
 	t.Run("systemd-analyze verify", func(t *testing.T) {
 		if _, err := exec.LookPath("systemd-analyze"); err != nil {
