@@ -44,16 +44,6 @@ func (d *daemon) trimExecutable() {
 		n += m.Len()
 	}
 	d.log.Debug("gave back the executable's start-up pages", "mapped_bytes", n)
-	// And the C library's and the loader's code (cgo): about 1 MB, which start-up touched.
-	if ls, err := residency.TrimLibraries(); err != nil {
-		d.log.Warn("could not give back the libraries' start-up pages", "err", err)
-	} else {
-		n = 0
-		for _, m := range ls {
-			n += m.Len()
-		}
-		d.log.Debug("gave back the libraries' start-up pages", "mapped_bytes", n)
-	}
 }
 
 // pendingGARPDelay is the longest garp_master_delay of the instances that are MASTER now, whose
