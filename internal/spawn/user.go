@@ -16,24 +16,26 @@ import (
 // program never runs with fewer or other groups than its user has.
 //
 // hapair is built without cgo (a static binary: no libc in its memory, see
-// docs/performance.md), so Go's os/user reads /etc/passwd and /etc/group only. A user those
-// files do not know (LDAP, SSSD, systemd's userdb) is looked up again through the system's name
-// service switch, as keepalived's getpwnam would: getent passwd and getent initgroups
-// (lookupNSS). Only at configuration load, never on a hot path.
+// docs/performance.md), so Go's os/user reads /etc/passwd and /etc/group only: a user or a
+// group of LDAP, SSSD or systemd's userdb would be unknown to it, or missing from the user's
+// groups. So the user is looked up through the system's name service switch, as keepalived's
+// getpwnam and getgrouplist would: getent passwd and getent initgroups (lookupNSS). Go's own
+// lookup only where getent is not installed. Only at configuration load, never on a hot path.
 func LookupUser(name string) (*syscall.Credential, error) {
-	cred, err := lookupFiles(name)
-	var unknown user.UnknownUserError
-	if errors.As(err, &unknown) {
-		if nss, nssErr := lookupNSS(name); nssErr == nil {
-			return nss, nil
-		} else if !errors.Is(nssErr, errNoSuchUser) {
-			return nil, fmt.Errorf("look up user: %w (and through the name service: %w)", err, nssErr)
+	cred, err := lookupNSS(name)
+	switch {
+	case err == nil:
+		return cred, nil
+	case errors.Is(err, errNoSuchUser):
+		return nil, fmt.Errorf("look up user: %w", user.UnknownUserError(name))
+	case errors.Is(err, exec.ErrNotFound):
+		if cred, err = lookupFiles(name); err != nil {
+			return nil, fmt.Errorf("look up user: %w", err)
 		}
-	}
-	if err != nil {
+		return cred, nil
+	default:
 		return nil, fmt.Errorf("look up user: %w", err)
 	}
-	return cred, nil
 }
 
 // lookupFiles is the lookup of Go's os/user.
