@@ -88,7 +88,7 @@ func TestDebianPackage(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("Debian packages are built on Linux")
 	}
-	requireCommands(t, "dpkg-deb", "dpkg", "sh")
+	requireCommands(t, "dpkg-deb", "dpkg", "sh", "make")
 	root := repoRoot(t)
 	bin := hapairBinary(t, root)
 	out := t.TempDir()
