@@ -980,3 +980,36 @@ func BenchmarkTickIdle(b *testing.B) {
 		}
 	}
 }
+
+// TestHapair_LastAdvertDue: a Backup following its Master knows when that Master's last advert
+// before Master_Down_Timer is due: three of the Master's intervals after the last one heard
+// (v3 learns the interval from the advert); none while a takeover is under way, in Master, or
+// before any advert.
+func TestHapair_LastAdvertDue(t *testing.T) {
+	m := newTestMachine(t, nil)
+	startBackup(t, m)
+	if due := m.LastAdvertDue(); !due.IsZero() {
+		t.Fatalf("no advert heard yet: LastAdvertDue %v, want zero", due)
+	}
+	heard := t0.Add(500 * time.Millisecond)
+	m.Receive(heard, higher, adv(m, 200, 2*time.Second)) // a Master advertising every 2 s
+	// Master_Down_Interval is 3*2s + (256-100)*200cs/256 = 6s + 1.21s: three whole intervals.
+	if due, want := m.LastAdvertDue(), heard.Add(6*time.Second); !due.Equal(want) {
+		t.Errorf("LastAdvertDue %v after the Master's advert, want %v (3 of its 2 s intervals)", due.Sub(t0), want.Sub(t0))
+	}
+	if !m.LastAdvertDue().Before(m.NextDeadline()) {
+		t.Errorf("LastAdvertDue %v not before Master_Down_Timer %v", m.LastAdvertDue().Sub(t0), m.NextDeadline().Sub(t0))
+	}
+	// Priority 0: the takeover runs on Skew_Time, not from the last advert.
+	m.Receive(heard.Add(time.Second), higher, adv(m, 0, 2*time.Second))
+	if due := m.LastAdvertDue(); !due.IsZero() {
+		t.Errorf("takeover under way: LastAdvertDue %v, want zero", due.Sub(t0))
+	}
+	m.Tick(m.NextDeadline())
+	if m.State() != Master {
+		t.Fatalf("state %v after the skew time, want MASTER", m.State())
+	}
+	if due := m.LastAdvertDue(); !due.IsZero() {
+		t.Errorf("Master: LastAdvertDue %v, want zero", due.Sub(t0))
+	}
+}

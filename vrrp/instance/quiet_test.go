@@ -3,6 +3,7 @@ package instance
 import (
 	"bytes"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -20,8 +21,9 @@ type quietConn struct {
 	payload []byte // nil: nothing expected
 	count   int
 	latest  time.Time
-	last    time.Time // the latest advert kept, whether Quiet has reported it or not
-	expects int       // Expect calls that changed the expectation
+	last    time.Time   // the latest advert kept, whether Quiet has reported it or not
+	kept    []time.Time // when each advert was kept
+	expects int         // Expect calls that changed the expectation
 }
 
 func newQuietConn(c *fakeConn) *quietConn {
@@ -38,6 +40,7 @@ func (q *quietConn) keepIt(p packet) bool {
 	}
 	q.count++
 	q.latest, q.last = time.Now(), time.Now()
+	q.kept = append(q.kept, time.Now())
 	return true
 }
 
@@ -68,6 +71,12 @@ func (q *quietConn) Quiet() (time.Time, int) {
 func (q *quietConn) expecting() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.payload != nil }
 
 func (q *quietConn) lastKept() time.Time { q.mu.Lock(); defer q.mu.Unlock(); return q.last }
+
+func (q *quietConn) keptAt() []time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.kept)
+}
 
 // quietPair is a MASTER at 110 and a BACKUP at 100 whose transport can expect adverts, settled.
 func quietPair(t *testing.T) (high, low *node, q *quietConn, timers *countingTimers) {
@@ -126,6 +135,49 @@ func TestBackupExpectingItsMasterWakesPerMasterDownInterval(t *testing.T) {
 		}
 		if q.expecting() {
 			t.Error("a MASTER still expects adverts")
+		}
+	})
+}
+
+// TestBackupExpectingWakesJustAfterAnAdvert: the BACKUP's wake-ups while it expects its
+// MASTER's adverts come a moment after one of them arrived (quietWakeLag, on its grid), not
+// most of an interval after the last (at the master-down deadline), and still every three
+// intervals; when the MASTER falls silent, the wake-up that finds nothing waits for the
+// deadline instead of firing again and again.
+func TestBackupExpectingWakesJustAfterAnAdvert(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		high, low, q, timers := quietPair(t)
+		from := time.Now()
+		settle(3 * time.Second) // 60 adverts at 50 ms
+		var wakes []time.Time
+		for _, at := range timers.expiries() {
+			if at.After(from) {
+				wakes = append(wakes, at)
+			}
+		}
+		kept := q.keptAt()
+		if len(wakes) < 15 || len(wakes) > 25 {
+			t.Errorf("%d wake-ups in 3 s, want one per three intervals (20)", len(wakes))
+		}
+		for _, w := range wakes {
+			i, _ := slices.BinarySearchFunc(kept, w, func(a, b time.Time) int { return a.Compare(b) })
+			if i == 0 {
+				t.Fatalf("wake-up at %v before any advert", w)
+			}
+			if after := w.Sub(kept[i-1]); after <= 0 || after > quietWakeLag+quietWakeSlot {
+				t.Errorf("wake-up %v after the last advert, want within %v", after, quietWakeLag+quietWakeSlot)
+			}
+		}
+
+		high.conn.mute.Store(true)
+		silent := timers.fired.Load()
+		for low.inst.Status().State != vrrp.Master {
+			settle(time.Millisecond)
+		}
+		// At most the wake-up after the advert that did not come and the deadline's (and the
+		// turns of becoming MASTER).
+		if n := timers.fired.Load() - silent; n > 4 {
+			t.Errorf("%d timer expiries between the MASTER's silence and the takeover, want at most 4", n)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -163,13 +164,27 @@ func testForeignAddressListIsDroppedAndLoggedOnce(t *testing.T) {
 
 // countingTimers counts the expiries of the instance's timer: the turns it makes for its
 // deadlines.
-type countingTimers struct{ fired atomic.Int64 }
+type countingTimers struct {
+	fired atomic.Int64
+	mu    sync.Mutex
+	at    []time.Time // when each expiry came
+}
 
 func (c *countingTimers) AfterFunc(fire func()) Timer {
 	return goTimers{}.AfterFunc(func() {
 		c.fired.Add(1)
+		c.mu.Lock()
+		c.at = append(c.at, time.Now())
+		c.mu.Unlock()
 		fire()
 	})
+}
+
+// expiries are the times of the expiries so far.
+func (c *countingTimers) expiries() []time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.at)
 }
 
 // TestBackupHearsMasterWithoutTurns: a BACKUP's machine takes its MASTER's adverts on the
