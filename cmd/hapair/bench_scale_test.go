@@ -547,9 +547,9 @@ func scaleTable(cells []scaleCell, window time.Duration, burn bool) string {
 	sb.WriteString("\n")
 	// At 1 s and few instances both daemons use milliseconds a minute, which the table rounds to
 	// equal figures while the verdict, on the unrounded ones, may differ: they are printed here.
-	sb.WriteString("CPU in ms/min where the table shows less than 0.1 s/min (MASTER h, k; BACKUP h, k):")
+	sb.WriteString("CPU in ms/min where the table shows less than 0.1 s/min for any of them (MASTER h, k; BACKUP h, k):")
 	for _, c := range cells {
-		if c.unsettled != "" || max(c.perMinute(c.cpu[0][0]), c.perMinute(c.cpu[1][0]), c.perMinute(c.cpu[0][1]), c.perMinute(c.cpu[1][1])) >= 0.1 {
+		if c.unsettled != "" || min(c.perMinute(c.cpu[0][0]), c.perMinute(c.cpu[1][0]), c.perMinute(c.cpu[0][1]), c.perMinute(c.cpu[1][1])) >= 0.1 {
 			continue
 		}
 		fmt.Fprintf(&sb, " %s x %d: %.1f, %.1f; %.1f, %.1f;", c.interval, c.n,

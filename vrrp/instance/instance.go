@@ -1399,8 +1399,8 @@ type expected struct {
 
 // expectSteady hands the transport the bytes of an advert that this BACKUP accepted from its
 // MASTER and that changed nothing: the identical ones that follow, every interval, are then
-// kept away from the reader and read at the master-down deadline (takeQuiet), so that the
-// process wakes about once per master-down interval instead of once per advert. Whatever
+// kept away from the reader and read when the instance wakes (takeQuiet; see quietWakeLag), so
+// that the process wakes once every three intervals instead of once per advert. Whatever
 // differs (another priority, a priority-0 advert, another sender, a malformed packet) still
 // comes through HandlePacket at once. Called with turn held.
 //

@@ -21,9 +21,9 @@ import (
 // source, with TTL 255. Two classic BPF filters, rebuilt at every change, keep the expected
 // adverts away from the reader: the receiving socket's drops them, and the sending socket
 // (which is in no poller and dropped everything) queues them instead, with their arrival
-// time. The instance reads them there when its master-down timer fires (Quiet), and pushes the
-// deadline back from the latest one: it wakes about once per master-down interval instead of
-// once per advert. Any other packet (another priority, another sender, a priority-0 advert, a
+// time. The instance reads them there when it wakes (Quiet: just after the last advert due
+// before its master-down deadline), and pushes the deadline back from the latest one: it wakes
+// once every three intervals instead of once per advert. Any other packet (another priority, another sender, a priority-0 advert, a
 // malformed one) reaches the reader as before, at once.
 //
 // IPv4 only: a raw IPv6 socket's filter does not see the source address in the packet.
