@@ -111,8 +111,8 @@ func TestBackupExpectingItsMasterWakesPerMasterDownInterval(t *testing.T) {
 		before := timers.fired.Load()
 		settle(5 * time.Second) // 100 adverts at 50 ms, all kept away from the reader
 		turns := timers.fired.Load() - before
-		// Master_Down_Interval at priority 100: 150ms + 30ms; the latest advert is up to an
-		// interval old at each check: a check every 130 to 180 ms.
+		// Master_Down_Interval at priority 100: 150ms + 30ms; the BACKUP wakes just after the
+		// third advert since the last wake-up: every 150 ms (33 in 5 s).
 		if turns < 25 || turns > 45 {
 			t.Errorf("%d timer expiries in 5 s, want one per 130 to 180 ms", turns)
 		}
