@@ -642,10 +642,10 @@ func (m *Machine) State() State { return m.state }
 // Priority is the effective priority.
 func (m *Machine) Priority() uint8 { return m.prio }
 
-// LastAdvertDue is when the Master we follow is due to send the last advert that can reach us
-// before Master_Down_Timer fires: the last one heard plus the whole Master_Adver_Intervals
-// that fit in Master_Down_Interval (three: Skew_Time is less than one). Zero unless Backup
-// with the timer running from that last advert (no takeover under way).
+// LastAdvertDue is when the last advert of the Master we follow that can come before
+// Master_Down_Timer fires is due to arrive: the last one heard plus the whole
+// Master_Adver_Intervals that fit in Master_Down_Interval (three: Skew_Time is less than one).
+// Zero unless Backup with the timer running from that last advert (no takeover under way).
 func (m *Machine) LastAdvertDue() time.Time {
 	if m.state != Backup || m.masterHeardAt.IsZero() || !m.pendingSince.IsZero() || m.masterAdverInterval <= 0 {
 		return time.Time{}

@@ -953,7 +953,7 @@ func (in *Instance) armTimer(t Timer) {
 // moves the deadline on by as much) and none is later. What changes is that the process wakes
 // a moment after a packet came in rather than most of an interval after it, while the CPU is
 // still awake and its caches warm from delivering it; at one instance that made a BACKUP's
-// wake-up about a third cheaper (make bench-scale, docs/performance.md). Should the advert be
+// wake-up about a third cheaper in the lab (docs/performance.md). Should the advert be
 // late (the MASTER's host busy), the wake-up finds one advert fewer and the next comes an
 // interval sooner; should the MASTER have gone silent, it finds none and the timer waits for
 // the deadline.
