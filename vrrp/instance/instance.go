@@ -952,8 +952,8 @@ func (in *Instance) armTimer(t Timer) {
 // The wake-ups are as many as before (every three intervals: each finds three new adverts and
 // moves the deadline on by as much) and none is later. What changes is that the process wakes
 // a moment after a packet came in rather than most of an interval after it, while the CPU is
-// still awake and its caches warm from delivering it; at one instance that made a BACKUP's
-// wake-up about a third cheaper in the lab (docs/performance.md). Should the advert be
+// still awake and its caches warm from delivering it; at one instance that made a BACKUP a fifth
+// to a third cheaper in the lab (20 ms to 100 ms adverts; docs/performance.md). Should the advert be
 // late (the MASTER's host busy), the wake-up finds one advert fewer and the next comes an
 // interval sooner; should the MASTER have gone silent, it finds none and the timer waits for
 // the deadline.

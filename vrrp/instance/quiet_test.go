@@ -21,8 +21,7 @@ type quietConn struct {
 	payload []byte // nil: nothing expected
 	count   int
 	latest  time.Time
-	last    time.Time   // the latest advert kept, whether Quiet has reported it or not
-	kept    []time.Time // when each advert was kept
+	kept    []time.Time // when each advert was kept, whether Quiet has reported it or not
 	expects int         // Expect calls that changed the expectation
 }
 
@@ -39,8 +38,8 @@ func (q *quietConn) keepIt(p packet) bool {
 		return false
 	}
 	q.count++
-	q.latest, q.last = time.Now(), time.Now()
-	q.kept = append(q.kept, time.Now())
+	q.latest = time.Now()
+	q.kept = append(q.kept, q.latest)
 	return true
 }
 
@@ -70,7 +69,15 @@ func (q *quietConn) Quiet() (time.Time, int) {
 
 func (q *quietConn) expecting() bool { q.mu.Lock(); defer q.mu.Unlock(); return q.payload != nil }
 
-func (q *quietConn) lastKept() time.Time { q.mu.Lock(); defer q.mu.Unlock(); return q.last }
+// lastKept is when the latest advert was kept (zero: none was).
+func (q *quietConn) lastKept() time.Time {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.kept) == 0 {
+		return time.Time{}
+	}
+	return q.kept[len(q.kept)-1]
+}
 
 func (q *quietConn) keptAt() []time.Time {
 	q.mu.Lock()
@@ -108,9 +115,9 @@ func TestBackupExpectingItsMasterWakesPerMasterDownInterval(t *testing.T) {
 		if !q.expecting() {
 			t.Fatal("the BACKUP expects nothing from its MASTER")
 		}
-		before := timers.fired.Load()
+		before := timers.fired()
 		settle(5 * time.Second) // 100 adverts at 50 ms, all kept away from the reader
-		turns := timers.fired.Load() - before
+		turns := timers.fired() - before
 		// Master_Down_Interval at priority 100: 150ms + 30ms; the BACKUP wakes just after the
 		// third advert since the last wake-up: every 150 ms (33 in 5 s).
 		if turns < 25 || turns > 45 {
@@ -170,13 +177,13 @@ func TestBackupExpectingWakesJustAfterAnAdvert(t *testing.T) {
 		}
 
 		high.conn.mute.Store(true)
-		silent := timers.fired.Load()
+		silent := timers.fired()
 		for low.inst.Status().State != vrrp.Master {
 			settle(time.Millisecond)
 		}
 		// At most the wake-up after the advert that did not come and the deadline's (and the
 		// turns of becoming MASTER).
-		if n := timers.fired.Load() - silent; n > 4 {
+		if n := timers.fired() - silent; n > 4 {
 			t.Errorf("%d timer expiries between the MASTER's silence and the takeover, want at most 4", n)
 		}
 	})

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -165,19 +164,24 @@ func testForeignAddressListIsDroppedAndLoggedOnce(t *testing.T) {
 // countingTimers counts the expiries of the instance's timer: the turns it makes for its
 // deadlines.
 type countingTimers struct {
-	fired atomic.Int64
-	mu    sync.Mutex
-	at    []time.Time // when each expiry came
+	mu sync.Mutex
+	at []time.Time // when each expiry came
 }
 
 func (c *countingTimers) AfterFunc(fire func()) Timer {
 	return goTimers{}.AfterFunc(func() {
-		c.fired.Add(1)
 		c.mu.Lock()
 		c.at = append(c.at, time.Now())
 		c.mu.Unlock()
 		fire()
 	})
+}
+
+// fired is how many expiries came so far.
+func (c *countingTimers) fired() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.at)
 }
 
 // expiries are the times of the expiries so far.
@@ -200,9 +204,9 @@ func TestBackupHearsMasterWithoutTurns(t *testing.T) {
 		if st := backup.inst.Status().State; st != vrrp.Backup {
 			t.Fatalf("lower priority in %v, want BACKUP", st)
 		}
-		before := timers.fired.Load()
+		before := timers.fired()
 		settle(5 * time.Second) // 100 adverts at 50 ms
-		turns := timers.fired.Load() - before
+		turns := timers.fired() - before
 		if turns > 10 {
 			t.Errorf("the BACKUP's timer fired %d times while it heard 100 adverts, want none", turns)
 		}
@@ -227,9 +231,9 @@ func TestMasterChecksVIPsOnItsAdvertTurns(t *testing.T) {
 		if st := n.inst.Status().State; st != vrrp.Master {
 			t.Fatalf("alone in %v, want MASTER", st)
 		}
-		firedBefore, checksBefore, sentBefore := timers.fired.Load(), n.vips.checkCount(), n.rep.sentCount()
+		firedBefore, checksBefore, sentBefore := timers.fired(), n.vips.checkCount(), n.rep.sentCount()
 		settle(100 * advertInt)
-		turns, checks, sent := int(timers.fired.Load()-firedBefore), n.vips.checkCount()-checksBefore, n.rep.sentCount()-sentBefore
+		turns, checks, sent := int(timers.fired()-firedBefore), n.vips.checkCount()-checksBefore, n.rep.sentCount()-sentBefore
 		t.Logf("%d turns, %d adverts, %d VIP checks in 100 advert intervals", turns, sent, checks)
 		if sent < 99 {
 			t.Fatalf("%d adverts in 100 intervals, want 100", sent)

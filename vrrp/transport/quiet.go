@@ -23,8 +23,8 @@ import (
 // (which is in no poller and dropped everything) queues them instead, with their arrival
 // time. The instance reads them there when it wakes (Quiet: just after the last advert due
 // before its master-down deadline), and pushes the deadline back from the latest one: it wakes
-// once every three intervals instead of once per advert. Any other packet (another priority, another sender, a priority-0 advert, a
-// malformed one) reaches the reader as before, at once.
+// once every three intervals instead of once per advert. Any other packet (another priority,
+// another sender, a priority-0 advert, a malformed one) reaches the reader as before, at once.
 //
 // IPv4 only: a raw IPv6 socket's filter does not see the source address in the packet.
 
