@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -78,6 +79,57 @@ func TestHapair_StartTogetherHigherWinsFirstTime(t *testing.T) {
 		}
 		if high.State() != Master {
 			t.Errorf("lead %v: high %v, want MASTER", lead, high.State())
+		}
+	}
+}
+
+// TestHapair_StartTogetherHigherWinsWithoutPreempt: the same with preempt off on both (the lab's
+// nopreempt pair). The lower router's claim can reach the higher one in the very moment its own
+// claim falls due (their Master_Down_Intervals differ by less than the timer grid); the higher
+// one must answer with its own claim, not follow the lower one as if it were a Master already
+// in place (TestNoPreemptKeepsTheVIP failed so: lb2 at 100 took the VIP at the start).
+func TestHapair_StartTogetherHigherWinsWithoutPreempt(t *testing.T) {
+	for _, lead := range []time.Duration{0, 39 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond} {
+		noPreempt := func(c *Config) { c.Preempt = false }
+		low := claiming(t, 100, noPreempt)
+		high := claiming(t, 110, func(c *Config) { c.PrimaryAddr = higher; c.Preempt = false })
+		low.Start(t0)
+		high.Start(t0.Add(lead))
+		// Every advert is delivered at once, those sent in answer to an advert too.
+		var send func(now time.Time, from, to *Machine, acts []Action)
+		send = func(now time.Time, from, to *Machine, acts []Action) {
+			for _, a := range slices.Clone(acts) {
+				if a.Kind == ActSendAdvert {
+					send(now, to, from, to.Receive(now, from.cfg.PrimaryAddr, adv(to, a.Priority, time.Second)))
+				}
+			}
+		}
+		for now := t0; now.Before(t0.Add(10 * time.Second)); now = now.Add(time.Millisecond) {
+			send(now, low, high, low.Tick(now))
+			send(now, high, low, high.Tick(now))
+			if low.State() == Master {
+				t.Fatalf("lead %v: the lower-priority router became Master at %v", lead, now.Sub(t0))
+			}
+		}
+		if high.State() != Master {
+			t.Errorf("lead %v: high %v, want MASTER", lead, high.State())
+		}
+	}
+}
+
+// TestHapair_NoPreemptFollowsAnEstablishedMaster: a higher router started beside a lower Master
+// already in place hears its adverts long before its own claim would fall due, and follows it:
+// the claim rule above does not undo nopreempt.
+func TestHapair_NoPreemptFollowsAnEstablishedMaster(t *testing.T) {
+	m := claiming(t, 110, func(c *Config) { c.Preempt = false })
+	startBackup(t, m)
+	for i := range 10 {
+		now := t0.Add(time.Duration(i)*time.Second + 300*time.Millisecond)
+		if acts := m.Receive(now, lower, adv(m, 100, time.Second)); len(acts) != 0 {
+			t.Fatalf("advert %d of the lower Master: %v, want nothing", i, acts)
+		}
+		if acts := m.Tick(now.Add(time.Millisecond)); len(acts) != 0 || m.State() != Backup {
+			t.Fatalf("after advert %d: %v, state %v; want nothing, BACKUP", i, acts, m.State())
 		}
 	}
 }

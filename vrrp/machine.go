@@ -255,6 +255,10 @@ func (m *Machine) receiveBackup(now time.Time, src netip.Addr, a *Advert) {
 		m.startTakeover(now, reasonPriorityZero)
 		return
 	}
+	if m.rivalClaim(now, src, a.Priority) {
+		m.claim(now)
+		return
+	}
 	if !m.mayPreempt(now) || m.outranks(src, a.Priority) {
 		// 6.4.2: accept, learn the interval (v3), restart Master_Down_Timer.
 		m.masterAddr, m.masterPrio, m.masterHeardAt, m.acceptedAt = src, a.Priority, now, now
@@ -372,9 +376,7 @@ func (m *Machine) Tick(now time.Time) []Action {
 		}
 		since, reason := m.pendingSince, m.pendingReason
 		if m.cfg.ClaimFirst && !m.claimed && m.masterHeardAt.IsZero() && since.IsZero() {
-			m.claimed = true
-			m.sendAdvert(m.prio)
-			m.downAt = now.Add(m.cfg.AdvertInterval)
+			m.claim(now)
 			break
 		}
 		if since.IsZero() {
@@ -707,6 +709,27 @@ func (m *Machine) mayPreempt(now time.Time) bool {
 		return true
 	}
 	return m.cfg.Preempt && !now.Before(m.preemptFrom.Add(m.cfg.PreemptDelay))
+}
+
+// claim sends this Backup period's claim advert and waits one Advertisement_Interval for a
+// higher-ranked router to answer (Config.ClaimFirst).
+func (m *Machine) claim(now time.Time) {
+	m.claimed = true
+	m.sendAdvert(m.prio)
+	m.downAt = now.Add(m.cfg.AdvertInterval)
+}
+
+// rivalClaim says whether an advert of priority prio from src, which we outrank, is another
+// router's claim made as ours falls due, rather than the advert of a Master in place: with
+// ClaimFirst, before our claim, no Master heard in this Backup period, and Master_Down_Timer
+// less than one Advertisement_Interval away. A Master in place advertises every interval and is
+// heard long before that (a router started beside it hears it within an interval of starting);
+// two routers started together claim within the timer grid of each other, and the lower one's
+// claim can reach us just before our own timer fires. Without preempt we would follow it; so we
+// claim too, and the lower router follows us.
+func (m *Machine) rivalClaim(now time.Time, src netip.Addr, prio uint8) bool {
+	return m.cfg.ClaimFirst && !m.claimed && m.masterHeardAt.IsZero() && m.pendingSince.IsZero() &&
+		!m.outranks(src, prio) && !now.Before(m.downAt.Add(-m.cfg.AdvertInterval))
 }
 
 // learnInterval adopts the Master's advert interval (VRRPv3 only: v2 intervals must match).
