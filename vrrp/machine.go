@@ -116,7 +116,9 @@ func (c *Config) validate() error {
 //     Advertisement_Interval: a higher-ranked router hearing it preempts (after Skew_Time,
 //     shorter than the interval) or is already claiming itself, and its advert sends us back
 //     to waiting. Only when the interval passes in silence does it become Master. A router
-//     that heard a Master before, and the address owner, never claim.
+//     that heard a Master before, and the address owner, never claim. A router without
+//     preempt that hears a lower router's claim less than an interval before its own falls
+//     due claims too, rather than follow it (rivalClaim).
 //   - Fault (a failed check or a down interface) is a state of its own: a Master leaves with a
 //     priority-0 advert so that its Backup takes over after Skew_Time; adverts and timers are
 //     ignored until the fault clears, which re-enters Backup with a fresh Master_Down_Timer and
