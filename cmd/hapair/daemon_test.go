@@ -601,3 +601,59 @@ func TestNoWatchdogNoPings(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadMatchesInstancesByName: a reload that only lists the instances in another order
+// changes nothing. Reloadable pairs the old and the new instances by name; the daemon must
+// apply each instance's settings to the instance of that name, not to the one at its position
+// (which gave VRID 51's VIP and priority to VRID 52 while the peer still announced it on 51).
+func TestReloadMatchesInstancesByName(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		instanceA := `  - name: VI_A
+    interface: lo
+    virtual_router_id: 51
+    priority: 110
+    virtual_ipaddress: [10.255.0.10/24]
+`
+		instanceB := `  - name: VI_B
+    interface: lo
+    virtual_router_id: 52
+    priority: 100
+    virtual_ipaddress: [10.255.0.20/24]
+`
+		yaml := func(instances string) string {
+			return fmt.Sprintf("runtime_dir: %s\nvrrp_instances:\n%sstatus:\n  listen: \"\"\n", dir, instances)
+		}
+		td := newTestDaemon(t, yaml(instanceA+instanceB))
+		td.start()
+		settle(5 * time.Second)
+
+		td.write(yaml(instanceB + instanceA))
+		if _, err := td.d.reload(t.Context(), td.path); err != nil {
+			t.Fatalf("reload of the same instances in another order: %v", err)
+		}
+		synctest.Wait()
+		for _, want := range []struct {
+			name     string
+			vrid     uint8
+			priority uint8
+			vips     string
+		}{{"VI_A", 51, 110, "10.255.0.10/24"}, {"VI_B", 52, 100, "10.255.0.20/24"}} {
+			var found bool
+			for _, vi := range td.d.instances {
+				st := vi.run.Status()
+				if st.VRID != want.vrid {
+					continue
+				}
+				found = true
+				if vi.cfg.Name != want.name || st.BasePriority != want.priority || prefixList(st.VIPs) != want.vips {
+					t.Errorf("VRID %d after the reload: named %s, base priority %d, VIPs %s; want %s, %d, %s",
+						want.vrid, vi.cfg.Name, st.BasePriority, prefixList(st.VIPs), want.name, want.priority, want.vips)
+				}
+			}
+			if !found {
+				t.Errorf("no instance with VRID %d", want.vrid)
+			}
+		}
+	})
+}

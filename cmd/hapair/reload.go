@@ -85,8 +85,14 @@ func (d *daemon) reload(ctx context.Context, path string) (result supervisor.Rel
 	if d.bgp != nil {
 		d.bgp.reload(ctx, next.BGP)
 	}
-	for i, vi := range d.instances {
-		d.updateInstance(next, vi, next.Instances[i])
+	// Reloadable paired the instances by name and refused any added, removed or renamed one, so
+	// every running instance has its namesake in next, wherever the file lists it now.
+	byName := make(map[string]config.Instance, len(next.Instances))
+	for _, ic := range next.Instances {
+		byName[ic.Name] = ic
+	}
+	for _, vi := range d.instances {
+		d.updateInstance(next, vi, byName[vi.cfg.Name])
 	}
 	d.mu.Lock()
 	runner := d.checks
@@ -111,8 +117,8 @@ func (d *daemon) replaceChecks(ctx context.Context, specs []checks.Spec) {
 	d.startChecks(ctx, r)
 }
 
-// updateInstance applies an instance's reloadable settings. Instances are matched by position:
-// Reloadable refused any added, removed or renamed one.
+// updateInstance applies an instance's reloadable settings: ic is the new configuration of the
+// instance of vi's name.
 func (d *daemon) updateInstance(cfg *config.Config, vi *vrrpInstance, ic config.Instance) {
 	mgr := vi.vips
 	if !reflect.DeepEqual(vi.cfg.VIPs, ic.VIPs) {
