@@ -426,6 +426,33 @@ func (r *Runner) Status() []CheckStatus {
 	return out
 }
 
+// Inherit gives every check of r that prev runs too (by name) prev's tracked state: its
+// verdict, its runs of successes and failures, its last result. A reload replaces the runner,
+// and a check with no result yet counts as nothing: without this, a failing check would count
+// as passing until its first probe in r (a MASTER held at 100 advertising 110 for a moment, a
+// FAULT instance leaving FAULT and coming back), and HAProxy back within its rise hold would be
+// up at once. Call it before Run, with prev no longer running.
+func (r *Runner) Inherit(prev *Runner) {
+	prev.mu.Lock()
+	old := make(map[string]check, len(prev.checks))
+	for _, c := range prev.checks {
+		old[c.spec.Name] = *c
+	}
+	prev.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.checks {
+		o, ok := old[c.spec.Name]
+		if !ok || !o.tr.started {
+			continue
+		}
+		fall, rise := c.tr.fall, c.tr.rise // r's settings, which the reload may have changed
+		c.tr = o.tr
+		c.tr.fall, c.tr.rise = fall, rise
+		c.last, c.since = o.last, o.since
+	}
+}
+
 // Up returns the tracked status of every check that has a result, in the form
 // EffectivePriority takes. A pending check is left out: it has not failed, so it
 // does not lower the priority (see Pending for holding an instance back until

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,6 +48,12 @@ type seqProbe struct {
 	mu  sync.Mutex
 	seq string // '+' ok, '-' failure
 	n   int
+}
+
+func (p *seqProbe) calls() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n
 }
 
 func (p *seqProbe) Probe(context.Context) Result {
@@ -471,5 +478,48 @@ func testStartGateKeepsChecksPending(t *testing.T) {
 	}
 	if p := r.Pending(); len(p) != 1 || p[0] != "haproxy" {
 		t.Errorf("Pending() = %v, want only haproxy (no event from the supervisor yet)", p)
+	}
+}
+
+// TestInheritCarriesTheTrackedState: a runner that replaces another (a reload) starts from the
+// old one's verdicts, by name, and counts rise and fall on from there with its own settings: a
+// check down in the old runner stays down through its first successes in the new one until
+// rise; a check the old runner did not have, or had pending, is pending.
+func TestInheritCarriesTheTrackedState(t *testing.T) { synctest.Test(t, testInheritCarriesTheTrackedState) }
+
+func testInheritCarriesTheTrackedState(t *testing.T) {
+	oldProbe := &seqProbe{seq: "-"}
+	old := NewRunner([]Spec{
+		{Name: "web", Interval: time.Second, Timeout: time.Second, Weight: -10, Probe: oldProbe},
+		{Name: "never", Interval: time.Minute, Timeout: time.Minute, Probe: probeFunc(func(ctx context.Context) Result { <-ctx.Done(); return Result{} })},
+	}, nil, nil)
+	old.Liveness().Set(false, "exited with status 1")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- old.Run(ctx) }()
+	expect(t, "web failed in the old runner", func() bool { up, ok := old.Up()["web"]; return ok && !up })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	newProbe := &seqProbe{seq: "++++"}
+	next := NewRunner([]Spec{
+		{Name: "web", Interval: time.Second, Timeout: time.Second, Rise: 3, Weight: -10, Probe: newProbe},
+		{Name: "never", Interval: time.Minute, Timeout: time.Minute, Probe: probeFunc(func(ctx context.Context) Result { <-ctx.Done(); return Result{} })},
+		{Name: "added", Interval: time.Minute, Timeout: time.Minute, Probe: probeFunc(func(ctx context.Context) Result { <-ctx.Done(); return Result{} })},
+	}, nil, nil)
+	next.Inherit(old)
+	if got, want := next.Up(), map[string]bool{"haproxy": false, "web": false}; !maps.Equal(got, want) {
+		t.Fatalf("inherited Up() = %v, want %v (pending and new checks absent)", got, want)
+	}
+	startRunner(t, next)
+	for i := 1; i <= 3; i++ {
+		expect(t, "a probe in the new runner", func() bool { return newProbe.calls() == i })
+		synctest.Wait()
+		if up := next.Up()["web"]; up != (i == 3) {
+			t.Fatalf("after %d successes in the new runner (rise 3): web up=%v", i, up)
+		}
+		advance(time.Second)
 	}
 }

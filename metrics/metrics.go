@@ -327,6 +327,18 @@ func (m *Metrics) DeclareCheck(name string) {
 	m.checkDuration.WithLabelValues(name)
 }
 
+// RemoveCheck drops the series of check name, which a reload removed: its hapair_check_up must
+// not stay at 0 (and HapairCheckFailing firing) until hapair restarts.
+func (m *Metrics) RemoveCheck(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.trackedChecks, name)
+	m.checkUp.DeleteLabelValues(name)
+	m.checkResults.DeleteLabelValues(name, checkResultOK)
+	m.checkResults.DeleteLabelValues(name, checkResultFail)
+	m.checkDuration.DeleteLabelValues(name)
+}
+
 // CheckResult implements checks.Reporter: one probe's raw result. Until
 // CheckUp has been called for the check, hapair_check_up follows the raw
 // result, so the series exists even if nobody reports the tracked status.

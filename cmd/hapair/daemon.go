@@ -342,7 +342,7 @@ func (d *daemon) serve(ctx context.Context) error {
 		startWait := time.AfterFunc(haproxyStartWait, d.openCheckGate)
 		defer startWait.Stop()
 	}
-	d.startChecks(ctx, d.checks)
+	d.startChecks(ctx, d.checks, false)
 	defer d.stopChecks()
 	linksDone := make(chan struct{})
 	go func() { defer close(linksDone); d.followLinks(ctx) }()
@@ -487,11 +487,12 @@ const haproxyRiseHold = 2 * time.Second
 func (d *daemon) forwardHAProxyEvents(ctx context.Context) {
 	var hold <-chan time.Time // armed while a restarted HAProxy proves itself
 	var pending supervisor.Event
+	// Set under d.mu (it never blocks): a reload's new runner inherits the old one's liveness
+	// under d.mu too, so a change lands either before the inheritance or in the new runner.
 	setLive := func(up bool, reason string) {
 		d.mu.Lock()
-		live := d.checks.Liveness()
-		d.mu.Unlock()
-		live.Set(up, reason)
+		defer d.mu.Unlock()
+		d.checks.Liveness().Set(up, reason)
 	}
 	everDown := false
 	for {
@@ -519,11 +520,15 @@ func (d *daemon) forwardHAProxyEvents(ctx context.Context) {
 }
 
 // startChecks runs a checks runner and follows its events until stopChecks. A reload replaces the
-// runner this way when the checks changed.
-func (d *daemon) startChecks(parent context.Context, r *checks.Runner) {
+// runner this way when the checks changed: then (inherit) r takes over the tracked state of the
+// runner it replaces, which stopChecks has stopped.
+func (d *daemon) startChecks(parent context.Context, r *checks.Runner, inherit bool) {
 	ctx, cancel := context.WithCancel(parent)
 	done := make(chan struct{})
 	d.mu.Lock()
+	if inherit && d.checks != nil {
+		r.Inherit(d.checks)
+	}
 	d.checks, d.checksCancel, d.checksDone = r, cancel, done
 	d.mu.Unlock()
 	followed := make(chan struct{})
@@ -554,6 +559,9 @@ func (d *daemon) stopChecks() {
 
 // followChecks applies r's events until ctx is done or r has stopped (its Events closed).
 func (d *daemon) followChecks(ctx context.Context, r *checks.Runner) {
+	for name, up := range r.Up() { // inherited from the runner r replaced, if any
+		d.metrics.CheckUp(name, up)
+	}
 	d.updatePriorities(r.Up())
 	d.updateBGP(r)
 	for {

@@ -441,3 +441,16 @@ func (f *fakeHAProxy) reloadCount() int {
 	defer f.mu.Unlock()
 	return f.reloads
 }
+
+// sentSince is the priorities advertised after the first n adverts.
+func (c *fakeConn) sentSince(n int) []uint8 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.sent[min(n, len(c.sent)):])
+}
+
+func (c *fakeConn) sentCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sent)
+}

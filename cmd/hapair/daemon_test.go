@@ -323,7 +323,7 @@ func TestStoppedChecksRunnerIsNotFollowed(t *testing.T) {
 			}
 			next := checks.NewRunner(nil, td.d.metrics, nil)
 			next.Liveness().Set(true, "up")
-			td.d.startChecks(context.Background(), next)
+			td.d.startChecks(context.Background(), next, false)
 			synctest.Wait()
 			if p := td.status("VI_1").Priority; p != 110 {
 				t.Fatalf("with the new runner all up: priority %d, want 110 (the old runner's results landed)", p)
@@ -653,6 +653,122 @@ func TestReloadMatchesInstancesByName(t *testing.T) {
 			}
 			if !found {
 				t.Errorf("no instance with VRID %d", want.vrid)
+			}
+		}
+	})
+}
+
+// TestReloadKeepsTheChecksVerdicts: a reload that changes the checks starts a new runner, and
+// until a check's first probe in it the check keeps the verdict it had. Before, every check
+// started pending, which counts as nothing: an instance in FAULT for a failing check with weight
+// 0 left FAULT (notify_backup ran) and came back when the probe failed again; a MASTER held at
+// 100 by a failing check was at 110 for as long as the probe took, and advertised it if an
+// advert fell due meanwhile.
+func TestReloadKeepsTheChecksVerdicts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		// The script fails after a moment of real time: the new runner's first probe is
+		// still running when its follower first computes the priority.
+		yaml := func(interval string) string {
+			return fmt.Sprintf(`runtime_dir: %s
+checks:
+  - name: slow
+    script: {command: "/bin/sh -c 'sleep 0.2; exit 1'"}
+    interval: %s
+    timeout: 5s
+vrrp_instances:
+  - name: VI_1
+    interface: lo
+    virtual_router_id: 51
+    priority: 110
+    virtual_ipaddress: [10.255.0.10/24]
+    track: {slow: 0}
+status:
+  listen: ""
+`, dir, interval)
+		}
+		td := newTestDaemon(t, yaml("1s"))
+		td.start()
+		settle(5 * time.Second)
+		if st := td.status("VI_1"); st.State != vrrp.Fault {
+			t.Fatalf("with its weight-0 check failing: %s, want FAULT", st.State)
+		}
+		logged := len(td.logs.String())
+
+		td.write(yaml("2s"))
+		if _, err := td.d.reload(t.Context(), td.path); err != nil {
+			t.Fatal(err)
+		}
+		settle(3 * time.Second)
+		if after := td.logs.String()[logged:]; strings.Contains(after, "Entering ") {
+			t.Errorf("the reload moved the instance, its check failing all along:\n%s", after)
+		}
+		if st := td.status("VI_1"); st.State != vrrp.Fault {
+			t.Errorf("after the reload: %s, want FAULT", st.State)
+		}
+	})
+}
+
+// TestReloadKeepsHAProxysRiseHold: HAProxy back for less than the rise hold when a reload
+// replaces the checks runner: the new runner's "haproxy" check says what the old one said (down)
+// until the hold ends, not what the supervisor says (up).
+func TestReloadKeepsHAProxysRiseHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		td, dir, web := newMasterPair(t, "10.255.0.10/24")
+		td.haproxy.send(false, "exited with status 1")
+		synctest.Wait()
+		td.haproxy.send(true, "started again")
+		synctest.Wait()
+		conn := td.host.conn("VI_1")
+		before := conn.sentCount()
+
+		td.write(strings.Replace(pairYAML(dir, web.addr, "10.255.0.10/24"), "timeout: 500ms", "timeout: 400ms", 1))
+		if _, err := td.d.reload(t.Context(), td.path); err != nil {
+			t.Fatal(err)
+		}
+		settle(haproxyRiseHold - time.Second)
+		if got := conn.sentSince(before); slices.Contains(got, 110) || len(got) == 0 {
+			t.Errorf("adverts during the rise hold, after the reload, carried %v; want only 90", got)
+		}
+		settle(time.Second)
+		if p := td.status("VI_1").Priority; p != 110 {
+			t.Errorf("after the rise hold: priority %d, want 110", p)
+		}
+	})
+}
+
+// TestReloadDropsARemovedChecksSeries: a check a reload removes loses its series; a failing one
+// left at hapair_check_up 0 kept HapairCheckFailing firing until hapair restarted.
+func TestReloadDropsARemovedChecksSeries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		td, dir, web := newMasterPair(t, "10.255.0.10/24")
+		web.down()
+		settle(time.Second)
+		if got := checkUpSeries(t, td); !slices.Contains(got, "web") {
+			t.Fatalf("hapair_check_up series %q before the reload, want web among them", got)
+		}
+		withoutWeb := pairYAML(dir, web.addr, "10.255.0.10/24")
+		withoutWeb = withoutWeb[:strings.Index(withoutWeb, "checks:")] + withoutWeb[strings.Index(withoutWeb, "vrrp_instances:"):]
+		withoutWeb = strings.Replace(withoutWeb, "track: {haproxy: -20, web: -10}", "track: {haproxy: -20}", 1)
+		td.write(withoutWeb)
+		if _, err := td.d.reload(t.Context(), td.path); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if got := checkUpSeries(t, td); slices.Contains(got, "web") || !slices.Contains(got, "haproxy") {
+			t.Errorf("hapair_check_up series %q after the reload removed web, want haproxy and not web", got)
+		}
+		out, err := td.d.metrics.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range out {
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "check" && l.GetValue() == "web" {
+						t.Errorf("%s still has a series for the removed check", f.GetName())
+					}
+				}
 			}
 		}
 	})

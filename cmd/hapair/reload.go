@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/hapair/hapair/checks"
@@ -75,6 +76,11 @@ func (d *daemon) reload(ctx context.Context, path string) (result supervisor.Rel
 	}
 	if checksChanged {
 		d.replaceChecks(ctx, specs)
+		for _, c := range cur.Checks {
+			if !slices.ContainsFunc(next.Checks, func(n config.CheckConfig) bool { return n.Name == c.Name }) {
+				d.metrics.RemoveCheck(c.Name)
+			}
+		}
 	}
 	if next.VRRPRTPriority != cur.VRRPRTPriority {
 		setRTPriority(next.VRRPRTPriority, d.log)
@@ -102,19 +108,16 @@ func (d *daemon) reload(ctx context.Context, path string) (result supervisor.Rel
 	return supervisor.ReloadOK, nil
 }
 
-// replaceChecks swaps the checks runner for one running specs; the built-in liveness check keeps
-// what the supervisor last said.
+// replaceChecks swaps the checks runner for one running specs. Every check the old runner had
+// keeps its tracked state in the new one (Runner.Inherit), the built-in liveness check too: what
+// the supervisor last said, and a rise hold in progress.
 func (d *daemon) replaceChecks(ctx context.Context, specs []checks.Spec) {
 	for _, s := range specs {
 		d.metrics.DeclareCheck(s.Name)
 	}
 	r := checks.NewRunner(specs, d.metrics, d.log.With("source", "checks"))
-	if d.sup != nil {
-		st := d.sup.Status()
-		r.Liveness().Set(st.Up, "state before reload")
-	}
 	d.stopChecks()
-	d.startChecks(ctx, r)
+	d.startChecks(ctx, r, true)
 }
 
 // updateInstance applies an instance's reloadable settings: ic is the new configuration of the
