@@ -485,7 +485,9 @@ func testStartGateKeepsChecksPending(t *testing.T) {
 // old one's verdicts, by name, and counts rise and fall on from there with its own settings: a
 // check down in the old runner stays down through its first successes in the new one until
 // rise; a check the old runner did not have, or had pending, is pending.
-func TestInheritCarriesTheTrackedState(t *testing.T) { synctest.Test(t, testInheritCarriesTheTrackedState) }
+func TestInheritCarriesTheTrackedState(t *testing.T) {
+	synctest.Test(t, testInheritCarriesTheTrackedState)
+}
 
 func testInheritCarriesTheTrackedState(t *testing.T) {
 	oldProbe := &seqProbe{seq: "-"}
