@@ -265,9 +265,7 @@ type table [256][]*Member
 
 func (s *socket) add(m *Member) {
 	t := new(table)
-	if old := s.table.Load(); old != nil {
-		*t = *old
-	}
+	*t = *s.table.Load()
 	t[m.vrid] = append(slices.Clip(t[m.vrid]), m)
 	s.table.Store(t)
 	s.members++

@@ -105,7 +105,17 @@ type dest struct {
 	failed *SendError
 }
 
-func openSocket(h *Hub, key sockKey, ifi *net.Interface) (s *socket, err error) {
+// newSocket is a socket before its kernel socket is opened. Its table is empty, not nil: the
+// reader starts before Join adds the first member, and a packet already queued is a stray.
+func newSocket(h *Hub, key sockKey, pc net.PacketConn) *socket {
+	s := &socket{hub: h, key: key, group: Group(key.family), pc: pc, done: make(chan struct{}), strays: map[int]Counter{}, sender: -1}
+	s.table.Store(new(table))
+	return s
+}
+
+// openSocket opens the socket of key. On an error nothing stays open. (The cleanup reads s, not
+// a named result: a failing return sets that to nil before the deferred calls run.)
+func openSocket(h *Hub, key sockKey, ifi *net.Interface) (_ *socket, err error) {
 	network := fmt.Sprintf("ip4:%d", Protocol)
 	laddr := "0.0.0.0"
 	if key.family == 6 {
@@ -120,7 +130,7 @@ func openSocket(h *Hub, key sockKey, ifi *net.Interface) (s *socket, err error) 
 			pc.Close()
 		}
 	}()
-	s = &socket{hub: h, key: key, group: Group(key.family), pc: pc, done: make(chan struct{}), strays: map[int]Counter{}, sender: -1}
+	s := newSocket(h, key, pc)
 	defer func() {
 		if err != nil && s.sender >= 0 {
 			unix.Close(s.sender)
