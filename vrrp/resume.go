@@ -29,11 +29,13 @@ func (m *Machine) ResumeWindow() time.Duration {
 	return 3*m.cfg.AdvertInterval - m.cfg.AdvertInterval/4
 }
 
-// Resumable says whether Resume would resume as Master at now: the record says Master, its last
-// advert is younger than ResumeWindow (and not in the future: a clock that went backwards proves
-// nothing), every VIP is still attached, no fault is set, and the Machine is in Init.
+// Resumable says whether Resume would resume as Master at now: the record says Master, and not
+// one handing over (priority 0: its Backup took over after Skew_Time, well inside the window),
+// its last advert is younger than ResumeWindow (and not in the future: a clock that went
+// backwards proves nothing), every VIP is still attached, no fault is set, and the Machine is in
+// Init.
 func (m *Machine) Resumable(now time.Time, prev *Previous) bool {
-	if prev == nil || m.state != Init || m.fault || prev.State != Master || !prev.VIPsAttached {
+	if prev == nil || m.state != Init || m.fault || prev.State != Master || prev.Priority == 0 || !prev.VIPsAttached {
 		return false
 	}
 	age := now.Sub(prev.LastAdvert)

@@ -56,13 +56,16 @@ func TestHapair_ResumeWindowInsideEveryMasterDownInterval(t *testing.T) {
 func TestHapair_ResumeOtherwiseStartsNormally(t *testing.T) {
 	cases := map[string]*Previous{
 		"no record":          nil,
-		"was backup":         {State: Backup, LastAdvert: t0, VIPsAttached: true},
-		"was fault":          {State: Fault, LastAdvert: t0, VIPsAttached: true},
-		"stopped (init)":     {State: Init, LastAdvert: t0, VIPsAttached: true},
-		"too old":            {State: Master, LastAdvert: t0.Add(-2750 * time.Millisecond), VIPsAttached: true},
-		"from the future":    {State: Master, LastAdvert: t0.Add(time.Second), VIPsAttached: true},
-		"VIPs gone":          {State: Master, LastAdvert: t0, VIPsAttached: false},
-		"older than a while": {State: Master, LastAdvert: t0.Add(-time.Hour), VIPsAttached: true},
+		"was backup":         {State: Backup, Priority: 100, LastAdvert: t0, VIPsAttached: true},
+		"was fault":          {State: Fault, Priority: 100, LastAdvert: t0, VIPsAttached: true},
+		"stopped (init)":     {State: Init, Priority: 100, LastAdvert: t0, VIPsAttached: true},
+		"too old":            {State: Master, Priority: 100, LastAdvert: t0.Add(-2750 * time.Millisecond), VIPsAttached: true},
+		"from the future":    {State: Master, Priority: 100, LastAdvert: t0.Add(time.Second), VIPsAttached: true},
+		"VIPs gone":          {State: Master, Priority: 100, LastAdvert: t0, VIPsAttached: false},
+		"older than a while": {State: Master, Priority: 100, LastAdvert: t0.Add(-time.Hour), VIPsAttached: true},
+		// Resigning or draining: its last adverts said priority 0, so a Backup took over
+		// after Skew_Time, well inside the window.
+		"handing over": {State: Master, Priority: 0, LastAdvert: t0, VIPsAttached: true},
 	}
 	for name, prev := range cases {
 		t.Run(name, func(t *testing.T) {
