@@ -630,6 +630,10 @@ func (in *Instance) runTurn() {
 	}
 	// Adverts that have already arrived count before any timer fires: after the loop ran
 	// late, the master-down timer must not fire between two queued adverts of a live MASTER.
+	// The kept ones first: the machine takes them as of when the latest arrived and the queued
+	// ones as of now, and a queued one from the MASTER is what came after its steady adverts
+	// stopped (its priority 0). Taken after it, the older steady advert cancelled the takeover.
+	in.takeQuiet()
 	for drained := false; !drained; {
 		select {
 		case r := <-in.received:
@@ -638,7 +642,6 @@ func (in *Instance) runTurn() {
 			drained = true
 		}
 	}
-	in.takeQuiet()
 	now := in.now()
 	in.apply(in.machine.Tick(now))
 	in.maintainMaster(now)

@@ -226,3 +226,51 @@ func TestExpectedAdvertsGiveWayToWhatDiffers(t *testing.T) {
 		})
 	})
 }
+
+// TestKeptAdvertDoesNotCancelPriorityZero (RFC 5798 6.4.2: on priority 0, "Set the
+// Master_Down_Timer to Skew_Time"): the MASTER's steady adverts were kept away from the reader,
+// the latest a moment ago; its priority-0 advert arrives while the loop holds its turn and
+// queues. The turn that takes it must not then feed the machine the older kept adverts after it
+// as if they were newer, which accepted them, cancelled the takeover and left the BACKUP
+// waiting a whole Master_Down_Interval.
+func TestKeptAdvertDoesNotCancelPriorityZero(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		high, low, q, _ := quietPair(t)
+		high.conn.mute.Store(true) // the priority 0 below is its last advert
+		settle(advertInt / 5)      // after the latest advert kept
+		highAddr := netip.MustParseAddr("10.0.0.11")
+		zero, err := (&vrrp.Advert{Version: 3, VRID: 51, Priority: 0, Interval: advertInt}).Marshal(highAddr, group, vrrp.ChecksumWithPseudoHeader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := low.inst
+		in.turn.Lock() // the loop is in a turn: the advert queues
+		in.HandlePacket(zero, highAddr, group, 255)
+		q.mu.Lock()
+		q.count = 2 // kept since the last turn, the latest at q.latest
+		q.mu.Unlock()
+		if len(in.received) != 1 {
+			in.turn.Unlock()
+			t.Fatalf("%d adverts queued, want the priority 0", len(in.received))
+		}
+		arrived := time.Now()
+		if kept := q.lastKept(); !kept.Before(arrived) {
+			in.turn.Unlock()
+			t.Fatalf("latest advert kept at %v, want before the priority 0 at %v", kept, arrived)
+		}
+		in.turn.Unlock()
+		synctest.Wait() // the turn the advert asked for
+
+		skew := 30 * time.Millisecond // (256-100)*5cs/256 = 3cs
+		in.turn.Lock()
+		deadline := in.machine.NextDeadline()
+		in.turn.Unlock()
+		if due := arrived.Add(skew); deadline.After(due) {
+			t.Fatalf("master-down deadline %v after the priority 0, want at most Skew_Time %v", deadline.Sub(arrived), skew)
+		}
+		settle(skew + timerGridFor(advertInt))
+		if !low.vips.has() {
+			t.Errorf("no VIP %v after the priority 0, want it at Skew_Time %v", time.Since(arrived), skew)
+		}
+	})
+}
