@@ -98,6 +98,26 @@ func TestHapair_ResignWithoutANewMasterReleasesAfterLongestMasterDown(t *testing
 	}
 }
 
+// TestHapair_LongestMasterDownIsOurIntervalOnceMaster: a VRRPv3 router that followed a faster
+// Master learnt its interval (RFC 5798 6.4.2); once Master itself, its Backups learn ours, so a
+// handover is bounded by our Advertisement_Interval. It kept the one learnt: at 1 s after a
+// 100 ms Master, a handover ended after 390 ms while a Backup at priority 110 takes over from
+// our priority 0 only at its Skew_Time, 570 ms.
+func TestHapair_LongestMasterDownIsOurIntervalOnceMaster(t *testing.T) {
+	m := newTestMachine(t, nil)
+	startBackup(t, m)
+	m.Receive(t0.Add(time.Second), higher, adv(m, 200, 100*time.Millisecond))
+	at := m.NextDeadline() // the faster Master is gone
+	m.Tick(at)
+	wantState(t, m, Master)
+	want := 3*time.Second + 990*time.Millisecond // 3 s + 255*100cs/256
+	if got := m.LongestMasterDown(); got != want {
+		t.Fatalf("LongestMasterDown %v, want %v: our 1 s interval, not the 100 ms one learnt as a Backup", got, want)
+	}
+	m.Resign(at)
+	wantDeadline(t, m, at.Add(time.Second)) // the priority 0 repeated, before the end at +3.99 s
+}
+
 func TestHapair_ResignOutsideMasterIsShutdown(t *testing.T) {
 	m := newTestMachine(t, nil)
 	startBackup(t, m)

@@ -775,6 +775,9 @@ func (m *Machine) becomeMaster(now time.Time, from State, reason string, since t
 	m.clearTimers()
 	m.adverAt = now.Add(m.cfg.AdvertInterval)
 	m.masterAddr, m.masterPrio = m.cfg.PrimaryAddr, m.prio
+	// Our Backups learn our interval (6.4.2), so LongestMasterDown must count with it, not
+	// with the one learnt from the Master we followed.
+	m.masterAdverInterval = m.cfg.AdvertInterval
 }
 
 // clearTimers disarms both timers and forgets the timing of this Backup period (the
