@@ -568,8 +568,12 @@ func (in *Instance) Run(ctx context.Context) error {
 // until the new MASTER advertises, at most Machine.LongestMasterDown), detaches them, and Done
 // is closed. Start is called once.
 func (in *Instance) Start(ctx context.Context) {
-	prev := in.previous()
-	if !in.machine.Resumable(in.now(), prev) {
+	// One reading of the clock for the record, the stale VIPs and Resume: read again for
+	// Resume, the record could age past ResumeWindow in between, and the instance started
+	// BACKUP with the VIPs that Resumable had spared from RemoveStale.
+	now := in.now()
+	prev := in.previous(now)
+	if !in.machine.Resumable(now, prev) {
 		if err := in.vips.RemoveStale(); err != nil {
 			in.rep.VIPError(vrrp.ActDetachVIPs)
 			in.log.Warn(in.msg("Removing stale VIPs failed"), "err", err)
@@ -581,7 +585,7 @@ func (in *Instance) Start(ctx context.Context) {
 	in.loop.add()
 	in.timer = in.newTimer()
 	in.conn.Receive(in.HandlePacket)
-	in.apply(in.machine.Resume(in.now(), prev))
+	in.apply(in.machine.Resume(now, prev))
 	in.armTimer(in.timer)
 	in.stopWatch = context.AfterFunc(ctx, in.schedule)
 	in.started.Store(true)
@@ -755,12 +759,12 @@ const fastestRestart = 100 * time.Millisecond
 // whose next image starts at once.
 func (in *Instance) recordsAdverts() bool { return in.machine.ResumeWindow() > fastestRestart }
 
-// previous reads the state record, and whether every VIP is still attached, for Resume.
-func (in *Instance) previous() *vrrp.Previous {
+// previous reads the state record as of now, and whether every VIP is still attached, for Resume.
+func (in *Instance) previous(now time.Time) *vrrp.Previous {
 	if in.cfg.Previous == nil {
 		return nil
 	}
-	prev := in.cfg.Previous(in.now())
+	prev := in.cfg.Previous(now)
 	if prev == nil || prev.State != vrrp.Master {
 		return prev
 	}
@@ -768,7 +772,7 @@ func (in *Instance) previous() *vrrp.Previous {
 	prev.VIPsAttached = err == nil && len(missing) == 0
 	if !prev.VIPsAttached {
 		in.log.Info(in.msg("Was MASTER, but the VIPs are gone: starting as usual"),
-			"ago", in.now().Sub(prev.LastAdvert).Round(time.Millisecond), "missing", fmt.Sprint(missing))
+			"ago", now.Sub(prev.LastAdvert).Round(time.Millisecond), "missing", fmt.Sprint(missing))
 	}
 	return prev
 }

@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"context"
 	"net/netip"
 	"sync"
 	"testing"
@@ -166,6 +167,52 @@ func TestHandOverResumesAtAShortInterval(t *testing.T) {
 		settle(0)
 		if st := second.inst.Status(); st.State != vrrp.Master || st.LastTransition.Reason != vrrp.ReasonResume {
 			t.Fatalf("second run: %s (%s); want MASTER by resume", st.State, st.LastTransition.Reason)
+		}
+	})
+}
+
+// steppingClock is an instance's clock that moves on by step at every reading, ahead of the
+// bubble's: the time its own work takes.
+type steppingClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+	step   time.Duration
+}
+
+func (c *steppingClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at := time.Now().Add(c.offset)
+	c.offset += c.step
+	return at
+}
+
+func (c *steppingClock) stop() { c.mu.Lock(); c.step = 0; c.mu.Unlock() }
+
+// TestStartDecidesResumeOnce: Start weighs the state record once. It asked Resumable whether to
+// keep the VIPs (no RemoveStale) and then Resume again at a later reading of the clock: a
+// record that aged past ResumeWindow in between started BACKUP with the old VIPs still
+// attached, and nothing removed them.
+func TestStartDecidesResumeOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := netip.MustParseAddr("10.0.0.11")
+		n := &node{vips: &fakeVIPs{attached: true}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: (&bus{}).conn(a), done: make(chan struct{})}
+		cfg := nodeConfig(a, 110)
+		// ResumeWindow at 50 ms is 137.5 ms; the record is 80 ms old when read, and each
+		// later reading of the clock is 50 ms on.
+		cfg.Previous = func(now time.Time) *vrrp.Previous {
+			return &vrrp.Previous{State: vrrp.Master, Priority: 110, LastAdvert: now.Add(-80 * time.Millisecond)}
+		}
+		n.create(t, cfg, nil)
+		clock := &steppingClock{step: 50 * time.Millisecond}
+		n.inst.now = clock.now
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(func() { cancel(); <-n.inst.Done() })
+		n.inst.Start(ctx)
+		clock.stop()
+		if st := n.inst.Status(); st.State != vrrp.Master && n.vips.has() {
+			t.Fatalf("%s (%s) with the VIP of the previous run still attached; want MASTER by resume, or the stale VIP removed",
+				st.State, st.LastTransition.Reason)
 		}
 	})
 }
