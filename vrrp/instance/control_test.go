@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -99,4 +100,53 @@ func TestLastFaultStateWins(t *testing.T) {
 			})
 		})
 	}
+}
+
+// lostWakeCtx is a context that ends as the instance registers its wake-up for the end
+// (context.AfterFunc) and loses that wake-up. With a context already done, AfterFunc runs the
+// wake-up at once on a goroutine of its own, which may ask for a turn before Start lets the
+// instance take turns, and such a request is dropped; dropping the wake-up here makes that
+// order certain rather than a matter of scheduling.
+type lostWakeCtx struct{ done chan struct{} }
+
+func (c *lostWakeCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *lostWakeCtx) Done() <-chan struct{}       { return c.done }
+func (c *lostWakeCtx) Value(any) any               { return nil }
+func (c *lostWakeCtx) Err() error {
+	select {
+	case <-c.done:
+		return context.Canceled
+	default:
+		return nil
+	}
+}
+
+// AfterFunc makes the context an afterFuncer, which context.AfterFunc asks to register the
+// wake-up: the context ends there and then, and the wake-up never runs.
+func (c *lostWakeCtx) AfterFunc(func()) func() bool {
+	close(c.done)
+	return func() bool { return true }
+}
+
+// TestStopDuringStartIsNotLost: a stop that comes before the instance takes turns is seen in
+// its first turn, which Start asks for; it used to wait for the next timer (the master-down
+// interval of a BACKUP), since Start asked for a turn only for the events that wait and not
+// for a context already done.
+func TestStopDuringStartIsNotLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n, _ := unstarted(t)
+		stopped := time.Now()
+		n.inst.Start(&lostWakeCtx{done: make(chan struct{})})
+		synctest.Wait()
+		select {
+		case <-n.inst.Done():
+			return
+		default:
+		}
+		select {
+		case <-n.inst.Done():
+		case <-time.After(time.Second):
+		}
+		t.Fatalf("run ended %v after a stop made during Start, want in the turn Start asks for (no time)", time.Since(stopped))
+	})
 }

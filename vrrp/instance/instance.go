@@ -591,8 +591,9 @@ func (in *Instance) Start(ctx context.Context) {
 	in.started.Store(true)
 	// Handed over before the start (a priority from the checks): schedule ignored it then.
 	// latest is read after started is set, and SetPriority schedules after it stores: one of
-	// the two sees the other.
-	if len(in.control) > 0 || len(in.received) > 0 || in.latest.waiting() {
+	// the two sees the other. The stop likewise: for a context already done, AfterFunc runs
+	// the wake-up on a goroutine of its own, which may ask for the turn before started is set.
+	if len(in.control) > 0 || len(in.received) > 0 || in.latest.waiting() || ctx.Err() != nil {
 		in.schedule()
 	}
 }
