@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"net/netip"
 	"time"
 
@@ -218,7 +219,9 @@ func (d *decoder) validateBGP(cfg *Config, o options, checks map[string]int) {
 			if !d.isSet(ap + ".prefix") {
 				d.add(d.lineOf(ap), ap, "prefix is required")
 			}
-		} else if pf, err := ParseVIP(it.val); err != nil {
+		} else if pf, err := ParseVIP(it.val); errors.Is(err, errMappedShortPrefix) {
+			d.add(it.line, ap+".prefix", "%q: %v", it.val, err)
+		} else if err != nil {
 			d.add(it.line, ap+".prefix", "%q is not an address or address/prefix", it.val)
 		} else if pf.Bits() != pf.Addr().BitLen() {
 			d.add(it.line, ap+".prefix", "%s: announce a host route (/%d): it is put on %s so that HAProxy accepts its traffic", pf, pf.Addr().BitLen(), b.Loopback)

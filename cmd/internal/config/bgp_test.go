@@ -68,6 +68,8 @@ func TestBGPParseRejects(t *testing.T) {
 			[]string{"t.yaml:7: bgp.announce[0].prefix: 10.77.9.0/24: announce a host route (/32)"}},
 		{"prefix not an address", strings.Replace(anycast, "10.77.9.10/32", "logs.example", 1),
 			[]string{`t.yaml:7: bgp.announce[0].prefix: "logs.example" is not an address or address/prefix`}},
+		{"prefix IPv4-mapped, shorter than /96", strings.Replace(anycast, "10.77.9.10/32", `"::ffff:10.77.9.10/64"`, 1),
+			[]string{`t.yaml:7: bgp.announce[0].prefix: "::ffff:10.77.9.10/64": an IPv4-mapped address needs a prefix of /96 or longer`}},
 		{"prefix loopback", strings.Replace(anycast, "10.77.9.10/32", "127.0.0.5", 1),
 			[]string{"t.yaml:7: bgp.announce[0].prefix: 127.0.0.5 cannot be a service address"}},
 		{"prefix missing", strings.Replace(anycast, "{prefix: 10.77.9.10/32, checks: [haproxy]}", "{checks: [haproxy]}", 1),

@@ -359,10 +359,17 @@ func ParseVIP(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	if pf.Addr().Is4In6() {
+		// The prefix counts the 96 bits of ::ffff:0:0/96 first: a shorter one reaches into other
+		// IPv6 addresses and has no IPv4 prefix to become.
+		if pf.Bits() < 96 {
+			return netip.Prefix{}, errMappedShortPrefix
+		}
 		pf = netip.PrefixFrom(pf.Addr().Unmap(), pf.Bits()-96)
 	}
 	return pf, nil
 }
+
+var errMappedShortPrefix = errors.New("an IPv4-mapped address needs a prefix of /96 or longer (96 + the IPv4 prefix): write the IPv4 address instead")
 
 func (d *decoder) validateVIPs(i int, in *Instance, p string) {
 	k := p + ".virtual_ipaddress"
@@ -374,7 +381,10 @@ func (d *decoder) validateVIPs(i int, in *Instance, p string) {
 	var first netip.Addr
 	for _, it := range d.vips[i] {
 		pf, err := ParseVIP(it.val)
-		if err != nil {
+		if errors.Is(err, errMappedShortPrefix) {
+			d.add(it.line, k, "%q: %v", it.val, err)
+			continue
+		} else if err != nil {
 			d.add(it.line, k, "%q is not an address or address/prefix", it.val)
 			continue
 		}

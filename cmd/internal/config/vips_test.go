@@ -41,6 +41,10 @@ func TestVIPsRefused(t *testing.T) {
 			"t.yaml:261: vrrp_instances[0].virtual_ipaddress: 256 addresses: one VRRP advert carries at most 255"},
 		{"the same VIP in two instances", minimal + second,
 			"t.yaml:9: vrrp_instances[1].virtual_ipaddress: 10.0.0.10 is already a virtual address of instance VI_1 (line 5)"},
+		// The mapped address is read as IPv4 and its prefix less the 96 bits of ::ffff:0:0/96:
+		// /64 has no IPv4 prefix, and used to pass check with an invalid prefix that run refused.
+		{"an IPv4-mapped address shorter than /96", strings.Replace(minimal, "10.0.0.10/24", `"::ffff:10.0.0.10/64"`, 1),
+			`t.yaml:5: vrrp_instances[0].virtual_ipaddress: "::ffff:10.0.0.10/64": an IPv4-mapped address needs a prefix of /96 or longer`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,6 +56,13 @@ func TestVIPsRefused(t *testing.T) {
 	}
 	if _, err := Parse([]byte(strings.Replace(minimal, "    virtual_ipaddress: [10.0.0.10/24]\n", manyVIPs(255), 1)), "t.yaml", fakeInterfaces(), fakeHost()); err != nil {
 		t.Errorf("255 addresses refused: %v", err)
+	}
+	cfg, err := Parse([]byte(strings.Replace(minimal, "10.0.0.10/24", `"::ffff:10.0.0.10/120"`, 1)), "t.yaml", fakeInterfaces(), fakeHost())
+	if err != nil {
+		t.Fatalf("::ffff:10.0.0.10/120 refused: %v", err)
+	}
+	if got := cfg.Instances[0].VIPs[0]; got != pfx("10.0.0.10/24") {
+		t.Errorf("::ffff:10.0.0.10/120 read as %s, want 10.0.0.10/24", got)
 	}
 }
 
