@@ -123,6 +123,8 @@ func (c *converter) build() yamlValue {
 		switch {
 		case !vs.used:
 			c.note(vs.line, "vrrp_script "+vs.name, "no vrrp_instance tracks it (keepalived does not run it either): not converted")
+		case !vs.carried:
+			// Every entry tracking it was left out, and noted.
 		case vs.haproxy:
 			why := fmt.Sprintf("%q became hapair's built-in haproxy check: hapair runs HAProxy itself and sees it exit at once", vs.command)
 			if len(vs.ignoredHAProxyKw) > 0 {
@@ -323,6 +325,19 @@ func (c *converter) buildTrack(in *vinst, checks *[]yamlValue, ctx string) *mapN
 		if ref.weight != nil {
 			weight = *ref.weight
 		}
+		reverse := vs.reverse
+		if ref.reverse != nil {
+			reverse = *ref.reverse
+		}
+		if reverse {
+			instead := "a check whose script succeeds while " + ref.name + "'s fails (its command after \"! \" in /bin/sh -c)"
+			if vs.haproxy {
+				instead = "a script check that succeeds while HAProxy is not running"
+			}
+			c.noteReversed(ref.line, ref.what, weight, ref.name, "succeeds", "fails", instead)
+			continue
+		}
+		vs.carried = true
 		key := config.BuiltinHAProxyCheck
 		if vs.haproxy {
 			c.usesHAProxy = true

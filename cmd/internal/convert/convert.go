@@ -84,10 +84,12 @@ type vscript struct {
 	timeout          time.Duration
 	timeoutSet       bool
 	weight           int
+	reverse          bool // "weight N reverse": the entries that track it inherit it
 	fall, rise       int
 	user             string
-	haproxy          bool // a process test of HAProxy, replaced by the built-in check
-	used             bool
+	haproxy          bool     // a process test of HAProxy, replaced by the built-in check
+	used             bool     // tracked by an instance, so keepalived runs it
+	carried          bool     // tracked by an instance in the converted file
 	ignoredHAProxyKw []string // interval, fall, rise... that the built-in check makes moot
 }
 
@@ -123,9 +125,11 @@ type field struct {
 }
 
 type trackRef struct {
-	name   string
-	weight *int
-	line   int
+	name    string
+	weight  *int
+	reverse *bool // nil: the vrrp_script's
+	line    int
+	what    string // the entry as written, for notes
 }
 
 type ifCheck struct {
@@ -339,7 +343,11 @@ func (c *converter) vrrpScript(s *stmt) {
 				vs.weight = w
 			}
 			if len(g.args()) > 1 {
-				c.note(g.line, "vrrp_script "+vs.name+": weight "+g.argText(), "reverse weights are not supported: the weight was carried without reverse")
+				// Noted on the track_script entries that inherit it, which are left out.
+				vs.reverse = g.args()[1].text == "reverse"
+				if !vs.reverse {
+					c.note(g.line, "vrrp_script "+vs.name+": weight "+g.argText(), "%q is not reverse: keepalived ignores it, and so does hapair", g.args()[1].text)
+				}
 			}
 		case "fall":
 			if v, ok := c.intArg(g, 1, 1000); ok {
@@ -570,18 +578,43 @@ func trackWeight(ta []word) (w int, given, ok bool, rest []word) {
 	return w, true, ok, ta[2:]
 }
 
-// noteReverse notes what follows a track entry's weight: keepalived's "reverse", which hapair
-// does not support.
-func (c *converter) noteReverse(t *stmt, what string, rest []word) {
-	if len(rest) > 0 {
-		c.note(t.line, what, "%q not carried: reverse weights are not supported", joinWords(rest))
+// trackReverse reads what follows a track entry's weight: keepalived's "reverse" or "noreverse"
+// (nil when neither is written); another word is noted, as keepalived ignores it.
+func (c *converter) trackReverse(t *stmt, what string, rest []word) *bool {
+	if len(rest) == 0 {
+		return nil
 	}
+	switch rest[0].text {
+	case "reverse", "noreverse":
+		r := rest[0].text == "reverse"
+		return &r
+	}
+	c.note(t.line, what, "%q is not reverse or noreverse: keepalived ignores it, and so does hapair", joinWords(rest))
+	return nil
+}
+
+// noteReversed notes a track entry left out for its reversed weight w. keepalived applies it
+// the other way round, so carried without reverse it would do the opposite; the same priorities
+// come from tracking the opposite condition (instead: a check that succeeds while the subject is
+// down or fails) with weight -w.
+func (c *converter) noteReversed(line int, what string, w int, subject, up, down, instead string) {
+	var does string
+	switch {
+	case w > 0:
+		does = fmt.Sprintf("lowers the priority by %d while %s %s", w, subject, up)
+	case w < 0:
+		does = fmt.Sprintf("raises the priority by %d while %s %s", -w, subject, down)
+	default:
+		does = fmt.Sprintf("puts the instance in FAULT while %s %s", subject, up)
+	}
+	c.note(line, what, "left out, as hapair has no reverse: keepalived %s, and the weight without reverse would do the opposite. "+
+		"To keep that, track %s, with weight %d", does, instead, -w)
 }
 
 func (c *converter) trackScripts(in *vinst, g *stmt, ctx string) {
 	for _, t := range g.block {
-		what := ctx + "track_script " + t.keyword() + " " + t.argText()
-		ref := trackRef{name: t.keyword(), line: t.line}
+		what := strings.TrimSuffix(ctx+"track_script "+t.keyword()+" "+t.argText(), " ")
+		ref := trackRef{name: t.keyword(), line: t.line, what: what}
 		w, given, ok, rest := trackWeight(t.args())
 		switch {
 		case ok:
@@ -589,7 +622,7 @@ func (c *converter) trackScripts(in *vinst, g *stmt, ctx string) {
 		case given:
 			c.note(t.line, what, "weight is not within -%d..%d: the script's own weight applies", config.MaxCheckWeight, config.MaxCheckWeight)
 		}
-		c.noteReverse(t, what, rest)
+		ref.reverse = c.trackReverse(t, what, rest)
 		in.tracks = append(in.tracks, ref)
 	}
 }
@@ -601,6 +634,13 @@ func (c *converter) trackInterfaces(in *vinst, g *stmt, ctx string) {
 		name := t.keyword()
 		what := ctx + "track_interface " + name + " " + t.argText()
 		w, given, ok, rest := trackWeight(t.args())
+		if r := c.trackReverse(t, what, rest); r != nil && *r {
+			if !ok {
+				w = 0 // keepalived's weight for a value out of range
+			}
+			c.noteReversed(t.line, what, w, name, "is up", "is down", "a script check that succeeds while "+name+" is down")
+			continue
+		}
 		switch {
 		case given && !ok:
 			c.note(t.line, what, "weight is not within -%d..%d: tracked without weight (down = FAULT)", config.MaxCheckWeight, config.MaxCheckWeight)
@@ -610,7 +650,6 @@ func (c *converter) trackInterfaces(in *vinst, g *stmt, ctx string) {
 		default:
 			in.trackIfs = append(in.trackIfs, name)
 		}
-		c.noteReverse(t, what, rest)
 	}
 }
 
