@@ -163,7 +163,7 @@ func New(b BuildInfo) *Metrics {
 		// already write for Prometheus reads the same for hapair.
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hapair_config_reloads_total",
-			Help: "Reloads of hapair's configuration (SIGHUP) by result: ok, refused (the running configuration stays) or failed (applied, but HAProxy's reload failed).",
+			Help: "Reloads of hapair's configuration (SIGHUP) by result: ok (applied), refused (a file is invalid or a change needs a restart: nothing was touched) or failed (HAProxy's reload failed: its old workers keep serving and hapair's settings stay as they were).",
 		}, []string{"result"}),
 		configLastReloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "hapair_config_last_reload_successful",

@@ -481,3 +481,14 @@ func TestConfigReload(t *testing.T) {
 	check("hapair_config_last_reload_successful", nil, 1)
 	check("hapair_config_last_reload_success_timestamp_seconds", nil, float64(at.Add(3*time.Minute).Unix()))
 }
+
+// TestConfigReloadsHelpFailedAppliesNothing: a failed reload applies nothing. cmd/hapair's
+// reload answers ReloadFailed when HAProxy's reload fails, before it touches hapair's settings,
+// and docs/metrics.md says so; the HELP said "applied, but HAProxy's reload failed".
+func TestConfigReloadsHelpFailedAppliesNothing(t *testing.T) {
+	help := gather(t, New(BuildInfo{}))["hapair_config_reloads_total"].GetHelp()
+	_, failed, ok := strings.Cut(help, "failed (")
+	if !ok || strings.Contains(failed, "applied") || !strings.Contains(failed, "hapair's settings stay as they were") {
+		t.Errorf("HELP = %q\nwant failed described as docs/metrics.md does: HAProxy's reload failed and hapair's settings stay as they were", help)
+	}
+}

@@ -96,7 +96,7 @@ type ConfigReload struct {
 	Request  uint64                  `json:"request"` // ReloadRequests when the attempt began
 	At       time.Time               `json:"at"`      // when it began
 	Duration Duration                `json:"duration"`
-	Result   supervisor.ReloadResult `json:"result"` // ok, refused (the running configuration stays), failed (applied, HAProxy's reload failed)
+	Result   supervisor.ReloadResult `json:"result"` // ok (applied), refused (nothing was touched), failed (HAProxy's reload failed: hapair's settings stay as they were)
 	Error    string                  `json:"error,omitempty"`
 }
 
