@@ -230,8 +230,8 @@ func (c *converter) buildInstance(in *vinst, checks *[]yamlValue) yamlValue {
 		m.add("track_interface", flowSeq(in.trackIfs))
 	}
 	in.copyFields(m, "dont_track_primary")
-	c.garp(m, "garp_master_repeat", in.garpRep, c.globalGARPRep, in, ctx)
-	c.garp(m, "garp_master_delay", in.garpDelay, c.globalGARPDly, in, ctx)
+	c.garp(m, "garp_master_repeat", in.garpRep, in.garpRepLn, c.globalGARPRep, ctx)
+	c.garp(m, "garp_master_delay", in.garpDelay, in.garpDlyLn, c.globalGARPDly, ctx)
 	in.copyFields(m, "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify")
 	return m.Node
 }
@@ -386,7 +386,9 @@ func (c *converter) roundAdvert(d time.Duration, version, line int, ctx string) 
 	return r
 }
 
-func (c *converter) garp(m *mapNode, key, own, global string, in *vinst, ctx string) {
+// garp writes an instance's garp_master_* key: its own value (read at line), or else the global
+// one, which global_defs accepted only when valid.
+func (c *converter) garp(m *mapNode, key, own string, line int, global, ctx string) {
 	v := own
 	if v == "" {
 		v = global
@@ -394,22 +396,28 @@ func (c *converter) garp(m *mapNode, key, own, global string, in *vinst, ctx str
 	if v == "" {
 		return
 	}
-	switch key {
-	case "garp_master_repeat":
+	node, why := garpValue(key, v)
+	if why != "" {
+		c.note(line, ctx+key+" "+v, "%s", why)
+		return
+	}
+	m.add(key, node)
+}
+
+// garpValue reads a garp_master_repeat or garp_master_delay value; why says what is wrong with it.
+func garpValue(key, v string) (node yamlValue, why string) {
+	if key == "garp_master_repeat" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 255 {
-			c.note(in.line, ctx+key+" "+v, "is not within 1..255: the default applies")
-			return
+			return nil, "is not within 1..255: the default applies"
 		}
-		m.add(key, num(n))
-	default:
-		d, ok := seconds(v)
-		if !ok {
-			c.note(in.line, ctx+key+" "+v, "is not a number of seconds: the default applies")
-			return
-		}
-		m.add(key, dur(d))
+		return num(n), ""
 	}
+	d, ok := seconds(v)
+	if !ok {
+		return nil, "is not a number of seconds: the default applies"
+	}
+	return dur(d), ""
 }
 
 // render writes the document with a header that repeats the notes, so that they travel with

@@ -115,7 +115,9 @@ type vinst struct {
 	trackIfs  []string
 	ifChecks  []ifCheck
 	garpDelay string
+	garpDlyLn int
 	garpRep   string
+	garpRepLn int
 }
 
 // field is one output key of an instance.
@@ -217,12 +219,16 @@ func (c *converter) globalDefs(s *stmt) {
 			if v, ok := c.intArg(g, 2, 3); ok {
 				c.globalVersion = v
 			}
-		case "vrrp_garp_master_delay":
-			if len(args) > 0 {
-				c.globalGARPDly = args[0].text
+		case "vrrp_garp_master_delay", "vrrp_garp_master_repeat":
+			if len(args) == 0 {
+				break
 			}
-		case "vrrp_garp_master_repeat":
-			if len(args) > 0 {
+			// Noted here, once: the instances without their own value then take the default.
+			if _, why := garpValue(strings.TrimPrefix(kw, "vrrp_"), args[0].text); why != "" {
+				c.note(g.line, "global_defs: "+kw+" "+args[0].text, "%s", why)
+			} else if kw == "vrrp_garp_master_delay" {
+				c.globalGARPDly = args[0].text
+			} else {
 				c.globalGARPRep = args[0].text
 			}
 		case "vrrp_rt_priority":
@@ -530,9 +536,9 @@ func (c *converter) vrrpInstance(s *stmt) {
 		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
 			c.notify(g, ctx, set)
 		case "garp_master_delay":
-			in.garpDelay = first
+			in.garpDelay, in.garpDlyLn = first, g.line
 		case "garp_master_repeat":
-			in.garpRep = first
+			in.garpRep, in.garpRepLn = first, g.line
 		default:
 			why, ok := vrrpKeywordsWhy[kw]
 			if !ok {
