@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,6 +42,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	// Under systemd the journal stamps each line; elsewhere (a terminal, a test) the time helps.
 	log := slog.New(newLineHandler(stderr, level, os.Getenv("JOURNAL_STREAM") == ""))
+
+	// Signals are caught from the start and acted on once the daemon serves: a SIGTERM during
+	// the start (`haproxy -c` may take seconds) would otherwise kill hapair at once, and in the
+	// image an upgrade started that is with the VIPs it resumed still attached.
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(signals)
 
 	// A refused configuration exits with exitConfig, which the unit does not restart on.
 	cfg, err := config.Load(*path)
@@ -123,24 +131,38 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 	reloads := newReloader(d.reloads, func(ctx context.Context) (supervisor.ReloadResult, error) { return d.reload(ctx, *path) })
 	go reloads.run(ctx)
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(signals)
+	// A stop and an upgrade's hand-over exclude each other: a stop before the hand-over
+	// abandons the upgrade; one after it goes along to the new image, which stops at once.
+	var lifecycle sync.Mutex
+	stopping := false
+	stopNow := func(why string, args ...any) {
+		lifecycle.Lock()
+		stopping = true
+		lifecycle.Unlock()
+		log.Info(why, args...)
+		_ = sdNotify("STOPPING=1")
+		stop()
+	}
 	go dispatchSignals(signals, signalActions{
 		reload: reloads.request,
 		dump:   d.dump,
 		upgrade: func() {
 			up.request(func() {
+				lifecycle.Lock()
+				defer lifecycle.Unlock()
+				if stopping {
+					log.Warn("Upgrade abandoned: hapair is stopping")
+					return
+				}
 				d.beginHandover()
 				stop()
 			})
 		},
-		stop: func(sig os.Signal) {
-			log.Info("Received a signal, stopping", "signal", sig)
-			_ = sdNotify("STOPPING=1")
-			stop()
-		},
+		stop: func(sig os.Signal) { stopNow("Received a signal, stopping", "signal", sig) },
 	})
+	if stopAfterUpgrade() {
+		stopNow("Stopping: a stop was requested while the previous image handed over")
+	}
 
 	err = d.serve(ctx)
 	if srv != nil {
@@ -153,7 +175,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 		if k, ok := d.sup.(outputKeeper); ok {
 			output = k.KeepOutputAcrossExec()
 		}
-		err = up.exec(lock, output) // returns only on failure: then exit, and the next start resumes
+		lifecycle.Lock()
+		stopAfter := ""
+		if stopping { // too late to call the upgrade off: the instances are handed over
+			stopAfter = stopAfterUpgradeEnv + "=1"
+		}
+		lifecycle.Unlock()
+		err = up.exec(lock, output, stopAfter) // returns only on failure: then exit, and the next start resumes
 		log.Error("Upgrade failed", "err", err)
 		return 1
 	}

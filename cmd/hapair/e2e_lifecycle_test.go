@@ -492,3 +492,45 @@ func TestStartTogetherNoFlap(t *testing.T) {
 	}
 	t.Logf("%d starts together: the higher priority was the first and only MASTER every time", rounds)
 }
+
+// TestStopDuringUpgrade: a SIGTERM that comes while an in-place upgrade is under way (SIGUSR2)
+// stops hapair as any stop does: it exits, the VIP goes to the peer and HAProxy stops. Before,
+// a SIGTERM after the hand-over only cancelled what was already cancelled, and the new image ran
+// on (systemd would SIGKILL it after its stop timeout and leave the VIP on the interface); one
+// that reached the new image before it listened for signals killed it with the VIP attached.
+// Two moments: just after the hand-over began, and while the new binary's check runs.
+func TestStopDuringUpgrade(t *testing.T) {
+	p := startHAProxyPair(t, seedNode)
+	for _, when := range []string{"Handing over in MASTER STATE", "Received SIGUSR2"} {
+		t.Run(when, func(t *testing.T) {
+			if p.d1.proc.Exited() {
+				p.d1.start()
+				p.d1.waitState(0, "MASTER", 15*time.Second)
+				waitVIP(t, 10*time.Second, p.lb1, p.lb1, p.lb2)
+			}
+			haproxyPID := haproxyPIDFile(t, p.d1)
+			from, from2 := p.d1.lines(), p.d2.lines()
+			if err := p.d1.proc.Signal(syscall.SIGUSR2); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := p.d1.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(regexp.QuoteMeta(when))); err != nil {
+				t.Fatalf("no %q: %v\n%s", when, err, p.d1.proc.Output())
+			}
+			if err := p.d1.proc.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-p.d1.proc.Done():
+			case <-time.After(20 * time.Second):
+				t.Fatalf("hapair still runs 20 s after a SIGTERM during the upgrade:\n%s", p.d1.proc.Output())
+			}
+			p.d2.waitState(from2, "MASTER", 10*time.Second)
+			waitVIP(t, 5*time.Second, p.lb2, p.lb1, p.lb2)
+			if _, err := os.Stat("/proc/" + strconv.Itoa(haproxyPID)); err == nil {
+				t.Errorf("HAProxy master %d still runs after hapair stopped", haproxyPID)
+			}
+		})
+	}
+}

@@ -36,6 +36,18 @@ const upgradeStatusFile = "upgrade.status"
 // upgradeEnv marks the new image's environment: it reports its outcome when settled.
 const upgradeEnv = "HAPAIR_UPGRADED_FROM"
 
+// stopAfterUpgradeEnv, in the new image's environment, says a stop came while the old image
+// handed over: the new image resumes what it was handed and stops at once, as a stop does (the
+// VIPs to the peer, HAProxy stopped).
+const stopAfterUpgradeEnv = "HAPAIR_STOP_AFTER_UPGRADE"
+
+// stopAfterUpgrade reports (once) whether the previous image asked this one to stop.
+func stopAfterUpgrade() bool {
+	_, ok := os.LookupEnv(stopAfterUpgradeEnv)
+	os.Unsetenv(stopAfterUpgradeEnv)
+	return ok
+}
+
 // upgradeCheckTimeout bounds the new binary's `check` (it runs `haproxy -c` too).
 const upgradeCheckTimeout = 60 * time.Second
 
