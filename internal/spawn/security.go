@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -16,9 +17,10 @@ var ErrInsecure = errors.New("a user other than root can change the script")
 // every directory above it must be owned by root and must not be writable by anyone but root.
 // Like keepalived, a group-writable entry is fine when its group is root's, and a world-writable
 // directory is fine when it is sticky (/tmp: nobody can rename or remove root's entries in it).
-// Unlike keepalived, symbolic links on the way are followed explicitly: a link must be owned by
-// root, and its target is held to the same rule, so a link in a sticky directory cannot be
-// pointed elsewhere by its owner.
+// Unlike keepalived, symbolic links on the way are followed explicitly, one by one: every link of
+// a chain must be owned by root, and the directories above each link, as well as the target at
+// the end, are held to the same rule, so no link on the way can be pointed elsewhere by another
+// user.
 //
 // The rule matters only for a program that runs as root (see Program.RunsAsRoot).
 func CheckSecure(path string) error {
@@ -26,34 +28,74 @@ func CheckSecure(path string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkChain(abs); err != nil {
-		return err
-	}
-	real, err := filepath.EvalSymlinks(abs)
+	walked, err := walk(abs)
 	if err != nil {
 		return err
 	}
-	if real != abs {
-		return checkChain(real)
+	// Backwards, so that the first culprit named is the one closest to the script.
+	for i := len(walked) - 1; i >= 0; i-- {
+		if err := secureEntry(walked[i].path, walked[i].fi); err != nil {
+			return err
+		}
 	}
 	return nil
 }
 
-// checkChain checks abs, then each directory above it up to "/": the first culprit named is the
-// one closest to the script.
-func checkChain(abs string) error {
-	for p := abs; ; p = filepath.Dir(p) {
+// maxLinks is how many links one walk follows, as the kernel does (MAXSYMLINKS).
+const maxLinks = 40
+
+type entry struct {
+	path string
+	fi   fs.FileInfo
+}
+
+// walk resolves abs one name at a time, as the kernel does, and returns every entry it passed:
+// "/", each directory, each link of every chain, and the program. Checking only the path as
+// written and where it ends (filepath.EvalSymlinks) would miss a link in the middle of a chain,
+// or a directory above it, that another user can re-point; and a relative target is taken from
+// the directory the link really is in, so ".." cannot be resolved on the path as written.
+func walk(abs string) ([]entry, error) {
+	fi, err := os.Lstat("/")
+	if err != nil {
+		return nil, err
+	}
+	walked := []entry{{"/", fi}}
+	dir := "/" // resolved so far: no links in it, each of its entries in walked
+	rest := strings.Split(abs, "/")
+	links := 0
+	for len(rest) > 0 {
+		name := rest[0]
+		rest = rest[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			dir = filepath.Dir(dir)
+			continue
+		}
+		p := filepath.Join(dir, name)
 		fi, err := os.Lstat(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if err := secureEntry(p, fi); err != nil {
-			return err
+		walked = append(walked, entry{p, fi})
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			dir = p
+			continue
 		}
-		if p == "/" {
-			return nil
+		if links++; links > maxLinks {
+			return nil, &fs.PathError{Op: "resolve", Path: abs, Err: syscall.ELOOP}
 		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return nil, err
+		}
+		if filepath.IsAbs(target) {
+			dir = "/"
+		}
+		rest = append(strings.Split(target, "/"), rest...)
 	}
+	return walked, nil
 }
 
 // secureEntry is keepalived's test for one entry (check_script_secure in lib/notify.c).

@@ -157,3 +157,52 @@ func TestCheckSecureSymlinks(t *testing.T) {
 		t.Errorf("root's link to a script in a world-writable directory: err = %v, want ErrInsecure", err)
 	}
 }
+
+// TestCheckSecureSymlinkChain: every link of a chain is held to the rule, not only the first and
+// the end. Root's link points at a link in a directory any user can write (not sticky), which
+// points at a safe script: that user can re-point the middle link at a program of their own.
+func TestCheckSecureSymlinkChain(t *testing.T) {
+	base := secureBase(t)
+	safe := mkdir(t, filepath.Join(base, "safe"), 0, 0, 0o755)
+	script := writeFile(t, filepath.Join(safe, "real"), 0, 0, 0o755)
+	open := mkdir(t, filepath.Join(base, "open"), 0, 0, 0o777)
+	links := mkdir(t, filepath.Join(base, "links"), 0, 0, 0o755)
+
+	symlink := func(target, link string) string {
+		t.Helper()
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		return link
+	}
+	middle := symlink(script, filepath.Join(open, "check"))
+	first := symlink(middle, filepath.Join(safe, "check"))
+	if err := CheckSecure(first); !errors.Is(err, ErrInsecure) {
+		t.Errorf("middle link in a world-writable directory: err = %v, want ErrInsecure", err)
+	}
+
+	// A relative target resolves against the link's own directory: "../safe/real" from
+	// links/ is the safe script, from anywhere else it is not.
+	rel := symlink("../safe/real", filepath.Join(links, "rel"))
+	if err := CheckSecure(rel); err != nil {
+		t.Errorf("relative link to a safe script refused: %v", err)
+	}
+	writeFile(t, filepath.Join(open, "real"), 0, 0, 0o755)
+	relOpen := symlink("../open/real", filepath.Join(links, "rel-open"))
+	if err := CheckSecure(relOpen); !errors.Is(err, ErrInsecure) {
+		t.Errorf("relative link to a script in a world-writable directory: err = %v, want ErrInsecure", err)
+	}
+	// Through a linked directory, ".." in a relative target is taken from where the link really
+	// is (as the kernel does), not from the path as written.
+	sub := mkdir(t, filepath.Join(open, "sub"), 0, 0, 0o755)
+	symlink("../real", filepath.Join(sub, "up"))
+	viaDir := symlink(sub, filepath.Join(links, "dir"))
+	if err := CheckSecure(filepath.Join(viaDir, "up")); !errors.Is(err, ErrInsecure) {
+		t.Errorf("link reached through a linked directory, in a world-writable one: err = %v, want ErrInsecure", err)
+	}
+
+	loop := symlink("loop", filepath.Join(links, "loop"))
+	if err := CheckSecure(loop); err == nil || errors.Is(err, ErrInsecure) {
+		t.Errorf("a link to itself: err = %v, want a loop error", err)
+	}
+}
