@@ -144,10 +144,17 @@ type Writer struct {
 	// sysmon at every advert. Elsewhere a write may block, and the runtime must know.
 	onTmpfs bool
 	fd      uintptr // f's descriptor, for the raw pwrite
+	// cut: the file has been cut to one line. The line is rewritten in place, so a file that
+	// was longer when Create found it (an older hapair's page-sized mapped record, anything
+	// else) would keep its tail, and Read would never take it for a record again. Cut once, at
+	// the first Record and not in Create, which must leave the last record for the restarted
+	// hapair to read.
+	cut bool
 }
 
 // Create opens (creating, mode 0600) the record of instance name in dir. It leaves a record
-// already there as it is (the restarted hapair reads it after Create) until the first Record.
+// already there as it is (the restarted hapair reads it after Create) until the first Record,
+// which also cuts a longer file to the one line.
 func Create(dir, name string, vrid uint8, clock Clock) (*Writer, error) {
 	if clock == nil {
 		clock = SystemClock{}
@@ -182,7 +189,14 @@ func (w *Writer) Record(state vrrp.State, prio uint8, advertSent bool) {
 	b = appendZeroPadded(b, uint64(w.last), 20)
 	b = append(b, '\n')
 	w.buf = b
-	if err := w.write(b); err != nil && !w.failed {
+	err := w.write(b)
+	if err == nil && !w.cut {
+		// After the write, so that a reader meanwhile sees the new line or a longer file,
+		// never an empty one.
+		w.cut = true
+		err = w.f.Truncate(int64(len(b)))
+	}
+	if err != nil && !w.failed {
 		w.failed, w.err = true, fmt.Errorf("state record %s: %w", w.f.Name(), err)
 	}
 }

@@ -282,3 +282,47 @@ func TestCreateKeepsTheRecord(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordCutsALongerFile: a file longer than one line (an older hapair's page-sized mapped
+// record, anything else) is cut to the line at the first Record; rewriting only the line's
+// length in place would leave the tail there, and no later restart could read the record.
+func TestRecordCutsALongerFile(t *testing.T) {
+	for _, tc := range recordDirs {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tc.dir(t)
+			clock := &fakeClock{boot: boot, since: 100 * time.Second}
+			w, err := Create(dir, "VI_LOGS", 51, clock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.Record(vrrp.Backup, 100, true)
+			w.Close()
+			line, err := os.ReadFile(Path(dir, "VI_LOGS"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			long := append(line, make([]byte, 4096-len(line))...)
+			if err := os.WriteFile(Path(dir, "VI_LOGS"), long, 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			w, err = Create(dir, "VI_LOGS", 51, clock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			w.Record(vrrp.Master, 110, true)
+			clock.since += 50 * time.Millisecond
+			e, err := Read(dir, "VI_LOGS", 51, clock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := (Entry{State: vrrp.Master, Priority: 110, Age: 50 * time.Millisecond}); *e != want {
+				t.Errorf("read %+v, want %+v", *e, want)
+			}
+			if err := w.Err(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
