@@ -1,6 +1,9 @@
 package transport
 
 import (
+	"errors"
+
+	"golang.org/x/sys/unix"
 	"net"
 	"testing"
 
@@ -18,6 +21,7 @@ func TestOpenSocketFailureIsAnError(t *testing.T) {
 		err := ns.Do(func() error {
 			s, err := openSocket(NewHub(HubOptions{}), sockKey{ifindex: gone.Index, family: family}, gone)
 			if err == nil {
+				go s.serve()
 				s.close()
 				t.Errorf("IPv%d: a socket on an interface that does not exist opened", family)
 			}
@@ -49,3 +53,45 @@ func TestDispatchBeforeTheFirstMember(t *testing.T) {
 type countingCounter struct{ n int }
 
 func (c *countingCounter) Inc() { c.n++ }
+
+// TestReaderStopsWhenClosing: the reader reads full batches for as long as packets keep coming,
+// and Close waits for it: under a flood of VRRP packets hapair could not stop. With the socket
+// closing, the reader stops after the batch it has.
+func TestReaderStopsWhenClosing(t *testing.T) {
+	ns := nstest.New(t)
+	var s *socket
+	if err := ns.Do(func() (err error) {
+		s, err = openSocket(NewHub(HubOptions{}), sockKey{family: 4, unicast: true}, nil)
+		if err != nil {
+			return err
+		}
+		// Forty packets queued, ten batches' worth.
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, Protocol)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		to := &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}
+		for range 40 {
+			if err := unix.Sendto(fd, []byte{0x31, 51, 100, 1, 0, 100, 0, 0, 10, 0, 0, 1}, 0, to); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { go s.serve(); s.close() }() // close waits for the reader
+	s.closing.Store(true)
+	var stopped bool
+	// Control, not Read: a reader that waited for more would wait for ever here.
+	if err := s.rc.Control(func(fd uintptr) { stopped = s.recvmmsg(fd) }); err != nil {
+		t.Fatal(err)
+	}
+	if !stopped || !errors.Is(s.rerr, net.ErrClosed) {
+		t.Errorf("read while closing: stopped %v, reader error %v; want it to stop with net.ErrClosed", stopped, s.rerr)
+	}
+	if n := s.reads.Load(); n != 1 {
+		t.Errorf("%d batches read while closing, want 1: the reader went on with the queue", n)
+	}
+}

@@ -382,6 +382,12 @@ func (s *socket) recvmmsg(fd uintptr) bool {
 			if int(n) < readBatch {
 				return false
 			}
+			// A full batch: more may wait. A flood would keep this loop, and the Read it runs
+			// in, going for ever, and Close waits for that Read: stop when closing.
+			if s.closing.Load() {
+				s.rerr = net.ErrClosed
+				return true
+			}
 		case unix.EINTR:
 		case unix.EAGAIN:
 			return false
