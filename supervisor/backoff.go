@@ -11,11 +11,23 @@ const backoffJitter = 0.2
 // long the child ran comes in as an argument, and the randomness is injected, so it is tested
 // exactly.
 type backoff struct {
-	initial, max, resetAfter time.Duration
-	rand                     func() float64 // [0,1)
+	backoffLimits
+	rand func() float64 // [0,1)
 
 	nominal  time.Duration // the last wait before jitter; 0 before the first
 	failures int           // children in a row that ran less than resetAfter
+}
+
+// backoffLimits are the schedule's settings (haproxy.restart_backoff).
+type backoffLimits struct{ initial, max, resetAfter time.Duration }
+
+// setLimits changes the settings (a reload) and keeps the failures counted so far: the next wait
+// doubles from the last one, brought within the new bounds.
+func (b *backoff) setLimits(l backoffLimits) {
+	b.backoffLimits = l
+	if b.nominal != 0 {
+		b.nominal = min(max(b.nominal, l.initial), l.max)
+	}
 }
 
 // next returns the wait before the next start, given how long the child that just ended ran.

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -50,6 +51,43 @@ func TestFailedStartsBackOffOnTheClock(t *testing.T) {
 		}
 		if st := s.Status(); st.Backoff != 0 {
 			t.Errorf("backoff %s after the stop, want none pending", st.Backoff)
+		}
+	})
+}
+
+// TestRestartBackoffSetSinceStart: a restart backoff changed while HAProxy fails to start (a
+// reload of haproxy.restart_backoff) paces the restarts after the one already waiting, and a
+// wait the old schedule had doubled past the new max is cut to it.
+func TestRestartBackoffSetSinceStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		c := Config{Command: filepath.Join(dir, "no-haproxy"), ConfigFile: filepath.Join(dir, "haproxy.cfg"),
+			RuntimeDir: filepath.Join(dir, "run"), StopGrace: time.Second,
+			BackoffInitial: 200 * time.Millisecond, BackoffMax: 10 * time.Second, BackoffResetAfter: 10 * time.Second}
+		s := New(c, nil, nil)
+		s.rand = func() float64 { return 0.5 } // jitter factor 1
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+
+		start := time.Now()
+		var at []time.Duration
+		for i := range 5 {
+			if i == 3 {
+				synctest.Wait() // Run waits its 800ms for the fourth start
+				s.SetTimings(Config{StopGrace: time.Second, BackoffInitial: 100 * time.Millisecond, BackoffMax: 300 * time.Millisecond, BackoffResetAfter: 10 * time.Second})
+			}
+			<-s.Events()
+			at = append(at, time.Since(start))
+		}
+		// 200, 400, 800 (already waiting), then 300: the new max, not 1.6s.
+		want := []time.Duration{0, 200 * time.Millisecond, 600 * time.Millisecond, 1400 * time.Millisecond, 1700 * time.Millisecond}
+		if !slices.Equal(at, want) {
+			t.Errorf("failed starts at %v, want %v (the 300ms max set after the third)", at, want)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	})
 }

@@ -26,7 +26,7 @@ func TestBackoffSchedule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := &backoff{initial: 500 * ms, max: 4 * time.Second, resetAfter: 30 * time.Second,
+			b := &backoff{backoffLimits: backoffLimits{initial: 500 * ms, max: 4 * time.Second, resetAfter: 30 * time.Second},
 				rand: func() float64 { return tt.rand }}
 			for i, ran := range tt.ran {
 				if got := b.next(ran); got != tt.waits[i] {

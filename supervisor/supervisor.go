@@ -58,10 +58,10 @@ type Config struct {
 	ConfigFile string
 	RuntimeDir string // holds master.sock; created 0700 when missing, never chmodded
 	// StopGrace is how long a soft stop (SIGUSR1: finish what is in flight) may take before
-	// SIGTERM; SIGKILL follows 5 s later.
+	// SIGTERM; SIGKILL follows 5 s later. SetTimings changes it.
 	StopGrace time.Duration
 	// Restart backoff: BackoffInitial doubling up to BackoffMax, ±20% jitter, back to
-	// BackoffInitial once a child has run for BackoffResetAfter.
+	// BackoffInitial once a child has run for BackoffResetAfter. SetTimings changes it.
 	BackoffInitial, BackoffMax, BackoffResetAfter time.Duration
 	Env                                           []string // added to the environment
 }
@@ -138,6 +138,9 @@ type Supervisor struct {
 	status Status
 	child  *child   // the running master, nil when none
 	outR   *os.File // read end of the running master's output pipe, nil when none
+	// timings are the stop grace and the restart backoff in force: cfg's until SetTimings
+	// (a reload) changes them. cfg's own copies are not read after New.
+	timings timings
 
 	inherited *os.File // output pipe handed over by the previous image (InheritOutput)
 }
@@ -181,20 +184,32 @@ func (c *child) describeExit() string {
 	return describeExit(c.state)
 }
 
+// timings is what a reload may change of how HAProxy is stopped and restarted.
+type timings struct {
+	stopGrace time.Duration
+	backoff   backoffLimits
+}
+
+// timingsOf reads c's stop grace and restart backoff, with the defaults for zero values.
+func timingsOf(c Config) timings {
+	t := timings{stopGrace: c.StopGrace, backoff: backoffLimits{initial: c.BackoffInitial, max: c.BackoffMax, resetAfter: c.BackoffResetAfter}}
+	if t.stopGrace <= 0 {
+		t.stopGrace = DefaultStopGrace
+	}
+	if t.backoff.initial <= 0 {
+		t.backoff.initial = DefaultBackoffInitial
+	}
+	if t.backoff.max < t.backoff.initial {
+		t.backoff.max = max(DefaultBackoffMax, t.backoff.initial)
+	}
+	if t.backoff.resetAfter <= 0 {
+		t.backoff.resetAfter = DefaultBackoffResetAfter
+	}
+	return t
+}
+
 // New returns a supervisor; Run starts HAProxy. rep and log may be nil.
 func New(cfg Config, rep Reporter, log *slog.Logger) *Supervisor {
-	if cfg.StopGrace <= 0 {
-		cfg.StopGrace = DefaultStopGrace
-	}
-	if cfg.BackoffInitial <= 0 {
-		cfg.BackoffInitial = DefaultBackoffInitial
-	}
-	if cfg.BackoffMax < cfg.BackoffInitial {
-		cfg.BackoffMax = max(DefaultBackoffMax, cfg.BackoffInitial)
-	}
-	if cfg.BackoffResetAfter <= 0 {
-		cfg.BackoffResetAfter = DefaultBackoffResetAfter
-	}
 	if rep == nil {
 		rep = nopReporter{}
 	}
@@ -204,7 +219,25 @@ func New(cfg Config, rep Reporter, log *slog.Logger) *Supervisor {
 	return &Supervisor{
 		cfg: cfg, rep: rep, log: log, events: make(chan Event, 64),
 		output: &lineRing{max: 200}, now: time.Now, rand: rand.Float64,
+		timings: timingsOf(cfg),
 	}
+}
+
+// SetTimings applies c's StopGrace and Backoff* (a reload of haproxy.stop_grace and
+// haproxy.restart_backoff; c's other fields are fixed at New, and zero values take the defaults,
+// as in New). The next stop waits the new grace; the next restart waits by the new backoff, after
+// the failures counted so far, and a restart already waiting keeps its wait. Safe while Run runs.
+func (s *Supervisor) SetTimings(c Config) {
+	t := timingsOf(c)
+	s.mu.Lock()
+	s.timings = t
+	s.mu.Unlock()
+}
+
+func (s *Supervisor) currentTimings() timings {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.timings
 }
 
 type nopReporter struct{}
@@ -256,13 +289,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.inherited.Close() // its master is gone
 		s.inherited = nil
 	}
-	bo := &backoff{initial: s.cfg.BackoffInitial, max: s.cfg.BackoffMax, resetAfter: s.cfg.BackoffResetAfter, rand: s.rand}
+	bo := &backoff{rand: s.rand}
 	for {
 		ran, stopped := s.runOnce(ctx, adopted)
 		adopted = nil
 		if stopped || ctx.Err() != nil {
 			return nil
 		}
+		bo.setLimits(s.currentTimings().backoff) // read at each exit: a reload may have changed them
 		wait := bo.next(ran)
 		s.mu.Lock()
 		s.status.Backoff, s.status.Failures = wait, bo.failures
@@ -501,8 +535,9 @@ func (s *Supervisor) emit(ev Event) {
 func (s *Supervisor) stop(c *child) {
 	s.log.Info("Stopping HAProxy (soft stop)", "pid", c.pid)
 	_ = c.proc.Signal(syscall.SIGUSR1)
-	if !waitFor(c.done, s.cfg.StopGrace) {
-		s.log.Warn("HAProxy did not stop in time, sending SIGTERM", "stop_grace", s.cfg.StopGrace)
+	grace := s.currentTimings().stopGrace
+	if !waitFor(c.done, grace) {
+		s.log.Warn("HAProxy did not stop in time, sending SIGTERM", "stop_grace", grace)
 		_ = c.proc.Signal(syscall.SIGTERM)
 		if !waitFor(c.done, killGrace) {
 			s.log.Warn("HAProxy ignored SIGTERM, killing its process group")

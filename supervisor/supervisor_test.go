@@ -689,6 +689,40 @@ func TestStopEscalatesToSIGTERM(t *testing.T) {
 	}
 }
 
+// TestStopUsesTheStopGraceSetSinceStart: a stop grace changed while HAProxy runs (a reload of
+// haproxy.stop_grace) is the one the next stop waits before SIGTERM, not the one the supervisor
+// was made with.
+func TestStopUsesTheStopGraceSetSinceStart(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "stubborn")
+	trapped := filepath.Join(dir, "trapped")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntrap '' USR1\n: > "+trapped+"\nwhile :; do sleep 0.05; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := startCommand(t, script, "x", func(c *Config) { c.StopGrace = 20 * time.Second })
+	waitUntil(t, 10*time.Second, "the stub ignoring SIGUSR1", func() bool {
+		_, err := os.Stat(trapped)
+		return err == nil && f.sup.Status().PID != 0
+	})
+	pid := f.sup.Status().PID
+	t.Cleanup(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) })
+	f.sup.SetTimings(Config{StopGrace: 300 * time.Millisecond})
+	began := time.Now()
+	f.cancel()
+	select {
+	case <-f.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Run did not return within 10s of the stop: the stop waits the 20s grace it was made with, not the 300ms set since")
+	}
+	f.done <- nil
+	if took := time.Since(began); took < 300*time.Millisecond {
+		t.Errorf("stop took %s, less than the 300ms grace", took)
+	}
+	if down := f.event(t, false, time.Second); down.ExitStatus != 143 {
+		t.Errorf("stop event %+v, want SIGTERM's 143 after the new grace", down)
+	}
+}
+
 // TestHAProxyDiesWithHapair: a hapair killed with SIGKILL leaves no HAProxy behind, neither master
 // nor worker, and a new one starts cleanly on the same runtime dir. The test binary re-runs itself
 // as a stand-in hapair that only runs the supervisor.

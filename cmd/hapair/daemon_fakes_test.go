@@ -272,6 +272,7 @@ type fakeHAProxy struct {
 	mu      sync.Mutex
 	reloads int
 	up      bool
+	timings supervisor.Config // the daemon's supervisor.Config, then SetTimings' latest
 }
 
 func newFakeHAProxy(ev *events) *fakeHAProxy {
@@ -303,6 +304,18 @@ func (f *fakeHAProxy) Status() supervisor.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return supervisor.Status{Up: f.up, PID: 4242}
+}
+
+func (f *fakeHAProxy) SetTimings(c supervisor.Config) {
+	f.mu.Lock()
+	f.timings = c
+	f.mu.Unlock()
+}
+
+func (f *fakeHAProxy) currentTimings() supervisor.Config {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.timings
 }
 
 func (f *fakeHAProxy) Reload(ctx context.Context) error {
@@ -339,7 +352,10 @@ func newTestDaemon(t *testing.T, yaml string) *testDaemon {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(td.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	td.d, err = newDaemonOn(cfg, log, func(*metrics.Metrics) hostNetwork { return td.host }, func(supervisor.Config, supervisor.Reporter, *slog.Logger) haproxy { return td.haproxy })
+	td.d, err = newDaemonOn(cfg, log, func(*metrics.Metrics) hostNetwork { return td.host }, func(c supervisor.Config, _ supervisor.Reporter, _ *slog.Logger) haproxy {
+		td.haproxy.timings = c
+		return td.haproxy
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

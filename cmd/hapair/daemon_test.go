@@ -174,6 +174,29 @@ func TestDaemonReloadAppliesInPlace(t *testing.T) {
 	})
 }
 
+// TestReloadAppliesHAProxysStopGraceAndBackoff: haproxy.stop_grace and haproxy.restart_backoff
+// are reloadable, so a reload hands the new values to the supervisor. Before, the reload logged
+// them among "Applying the changes" and said ok, and the supervisor kept the values it was made
+// with: the next stop still waited the old grace.
+func TestReloadAppliesHAProxysStopGraceAndBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		td, dir, web := newMasterPair(t, "10.255.0.10/24")
+		if got := td.haproxy.currentTimings(); got.StopGrace != 10*time.Second {
+			t.Fatalf("stop grace %s at start, want the default 10s", got.StopGrace)
+		}
+		td.write(strings.Replace(pairYAML(dir, web.addr, "10.255.0.10/24"), "  runtime_dir: "+dir+"\n",
+			"  runtime_dir: "+dir+"\n  stop_grace: 3s\n  restart_backoff: {initial: 2s, max: 1m, reset_after: 2m}\n", 1))
+		if res, err := td.d.reload(t.Context(), td.path); err != nil {
+			t.Fatalf("reload %s: %v", res, err)
+		}
+		got := td.haproxy.currentTimings()
+		if got.StopGrace != 3*time.Second || got.BackoffInitial != 2*time.Second || got.BackoffMax != time.Minute || got.BackoffResetAfter != 2*time.Minute {
+			t.Errorf("after the reload the supervisor has stop grace %s, backoff %s..%s reset after %s; want 3s, 2s..1m0s, 2m0s",
+				got.StopGrace, got.BackoffInitial, got.BackoffMax, got.BackoffResetAfter)
+		}
+	})
+}
+
 // TestDaemonVIPGoneWakesTheMaster: told by the address watch that a VIP left (vipGone), the
 // MASTER that owns it checks its VIPs at once, with no time passing; a VIP a reload removed (its
 // Detach makes the same notification, during the reload: the fake calls vipGone from Detach) or

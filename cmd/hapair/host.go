@@ -63,6 +63,7 @@ type haproxy interface {
 	Events() <-chan supervisor.Event
 	Status() supervisor.Status
 	Reload(ctx context.Context) error
+	SetTimings(c supervisor.Config) // haproxy.stop_grace and haproxy.restart_backoff, on reload
 }
 
 var (

@@ -85,6 +85,10 @@ func (d *daemon) reload(ctx context.Context, path string) (result supervisor.Rel
 	if next.VRRPRTPriority != cur.VRRPRTPriority {
 		setRTPriority(next.VRRPRTPriority, d.log)
 	}
+	if d.sup != nil && next.HAProxy != nil {
+		// The supervisor copied them when it was made; the next stop and restart use these.
+		d.sup.SetTimings(supervisorConfig(next.HAProxy))
+	}
 	d.mu.Lock()
 	d.cfg = next
 	d.mu.Unlock()
