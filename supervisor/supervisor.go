@@ -348,7 +348,8 @@ func (s *Supervisor) runOnce(ctx context.Context, adopted *child) (ran time.Dura
 		c = adopted
 		done := make(chan struct{})
 		linesDone = done
-		if r := s.inherited; r != nil { // an upgrade: the pipe came along
+		r := s.inherited
+		if r != nil { // an upgrade: the pipe came along
 			s.inherited = nil
 			go func() {
 				defer close(done)
@@ -359,6 +360,9 @@ func (s *Supervisor) runOnce(ctx context.Context, adopted *child) (ran time.Dura
 			close(done) // its output went to the hapair that started it
 		}
 		s.mu.Lock()
+		// The pipe is this master's output as much as one start made: the next upgrade hands
+		// it on (KeepOutputAcrossExec), or its execve closes it and HAProxy writes to nobody.
+		s.outR = r
 		s.child = c
 		s.status.PID, s.status.LastStartError = c.pid, ""
 		s.mu.Unlock()

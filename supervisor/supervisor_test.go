@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func requireHAProxy(t *testing.T) string {
@@ -817,6 +819,73 @@ func TestHAProxySurvivesHapairAndIsAdopted(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "run", PIDFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pid file left after a stop: %v", err)
+	}
+}
+
+// TestAdoptedMastersOutputCrossesTheNextUpgrade: after an in-place upgrade the new image adopts
+// the master with the output pipe the old image handed it (InheritOutput); a second upgrade must
+// hand that pipe on as well. The master here is started as the previous image started it: with
+// the supervisor's command line, its output on a pipe, its pid in the pid file.
+func TestAdoptedMastersOutputCrossesTheNextUpgrade(t *testing.T) {
+	bin := requireHAProxy(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(config(freePort(t), "adopted")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(dir, "run")
+	if err := os.Mkdir(run, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // whatever happens, no HAProxy outlives the test
+		for _, pid := range processesWith(t, cfg) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	s := New(Config{Command: bin, ConfigFile: cfg, RuntimeDir: run, StopGrace: 2 * time.Second}, nil, nil)
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := s.args()
+	prev := exec.Command(args[0], args[1:]...)
+	prev.Stdout, prev.Stderr = w, w
+	prev.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := prev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	s.writePIDFile(prev.Process.Pid)
+	waitUntil(t, 10*time.Second, "the previous image's master answering", func() bool {
+		p, err := showProc(context.Background(), s.SocketPath(), cliTimeout)
+		return err == nil && len(p.workers) == 1
+	})
+
+	s.InheritOutput(r)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("supervisor did not stop")
+		}
+	})
+	waitUntil(t, 10*time.Second, "the master adopted", func() bool { return s.Status().PID == prev.Process.Pid })
+
+	env := s.KeepOutputAcrossExec()
+	if env == "" {
+		t.Fatal("KeepOutputAcrossExec() = \"\" with an adopted master whose output came along: the next upgrade's execve closes the pipe")
+	}
+	fd, err := strconv.Atoi(strings.TrimPrefix(env, OutputFDEnv+"="))
+	if err != nil {
+		t.Fatalf("KeepOutputAcrossExec() = %q, want %s=<fd>", env, OutputFDEnv)
+	}
+	if flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC != 0 {
+		t.Errorf("fd %d flags %#x, %v: want it kept across execve (no FD_CLOEXEC)", fd, flags, err)
 	}
 }
 
