@@ -101,8 +101,11 @@ func (l *Links) set(index int, name string, s linkState, exists bool) bool {
 
 // Watch follows link updates until ctx is done and calls changed after every change of a
 // link's state (not for updates that change nothing, such as statistics). It reads every
-// link again once subscribed, so that nothing between NewLinks and Watch is missed. An error
-// means links cannot be followed; Down then keeps answering from the last state known.
+// link again once subscribed, and calls changed then, so that nothing between NewLinks (or an
+// earlier Watch) and this one is missed. An error ends the watch: the subscription could not be
+// made, or ended (netlink's ends at its first receive error, such as ENOBUFS when a burst of
+// link events filled its buffer). Down then keeps answering from the last state known until
+// Watch is called again.
 func (l *Links) Watch(ctx context.Context, changed func()) error {
 	subscribed := func() error {
 		if err := l.refresh(); err != nil {

@@ -101,18 +101,26 @@ func (*fakeLinks) Watch(ctx context.Context, changed func()) error {
 	return nil
 }
 
-// flappingLinks is a tracked link whose state the test sets; each change is announced as the
-// netlink watch does (changed).
+// flappingLinks is a tracked link whose state the test sets. Like checks.Links, Down answers
+// from what a Watch saw: the state it read once subscribed (a dump; changed at once), then each
+// change it announced (changed). A Watch ends with the error sent on fail, as a netlink
+// subscription ends at its first receive error; a change while none runs is seen by nobody.
 type flappingLinks struct {
+	fail chan error
+
 	mu      sync.Mutex
-	down    bool
-	changed func()
+	down    bool   // the link as it is
+	known   bool   // the link as Down says it is: down as last seen by a Watch
+	changed func() // the running Watch's; nil while none runs
+	watches int    // Watch calls so far
 }
+
+func newFlappingLinks() *flappingLinks { return &flappingLinks{fail: make(chan error)} }
 
 func (l *flappingLinks) Down(names []string) (bool, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.down && len(names) > 0 {
+	if l.known && len(names) > 0 {
 		return true, "link " + names[0] + " down"
 	}
 	return false, ""
@@ -121,19 +129,39 @@ func (l *flappingLinks) Down(names []string) (bool, string) {
 func (l *flappingLinks) Watch(ctx context.Context, changed func()) error {
 	l.mu.Lock()
 	l.changed = changed
+	l.known = l.down
+	l.watches++
 	l.mu.Unlock()
 	changed()
-	<-ctx.Done()
-	return nil
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-l.fail:
+		l.mu.Lock()
+		l.changed = nil
+		l.mu.Unlock()
+		return err
+	}
 }
 
-// set puts the link down or up and announces it; Watch must be running.
+// set puts the link down or up, and announces it if a Watch runs.
 func (l *flappingLinks) set(down bool) {
 	l.mu.Lock()
 	l.down = down
 	changed := l.changed
+	if changed != nil {
+		l.known = down
+	}
 	l.mu.Unlock()
-	changed()
+	if changed != nil {
+		changed()
+	}
+}
+
+func (l *flappingLinks) watchCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.watches
 }
 
 func (h *fakeHost) conn(name string) *fakeConn {

@@ -197,6 +197,43 @@ func TestReloadAppliesHAProxysStopGraceAndBackoff(t *testing.T) {
 	})
 }
 
+// TestLinkWatchEndingWithAnErrorIsResubscribed: the netlink link subscription ends at its first
+// receive error (ENOBUFS in a burst of link events); hapair subscribes again and reads every
+// link, so that the instance's link going down meanwhile, whose notification nobody received,
+// still faults it, and later changes are followed. Before, followLinks logged the error once
+// and nothing followed the links again: the MASTER kept its VIP on a dead link for good.
+func TestLinkWatchEndingWithAnErrorIsResubscribed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir, web := t.TempDir(), newTCPTarget(t)
+		td := newTestDaemon(t, pairYAML(dir, web.addr, "10.255.0.10/24"))
+		links := newFlappingLinks()
+		td.d.links = links
+		td.start()
+		settle(5 * time.Second)
+		if st := td.status("VI_1"); st.State != vrrp.Master {
+			t.Fatalf("alone with its link up: %s, want MASTER", st.State)
+		}
+
+		links.fail <- fmt.Errorf("link updates: %w", errors.New("Receive failed: no buffer space available"))
+		synctest.Wait()
+		links.set(true) // while no subscription runs
+		settle(time.Second)
+		if st := td.status("VI_1"); st.State != vrrp.Fault {
+			t.Fatalf("1s after the link watch failed and lo went down meanwhile: %s, want FAULT (%d watches)", st.State, links.watchCount())
+		}
+		links.set(false)
+		synctest.Wait()
+		if st := td.status("VI_1"); st.State == vrrp.Fault {
+			t.Errorf("link up again after the new subscription: %s, want out of FAULT", st.State)
+		}
+		for _, want := range []string{"Following link state failed, subscribing again", "Following link state again"} {
+			if n := strings.Count(td.logs.String(), want); n != 1 {
+				t.Errorf("%q logged %d times, want once:\n%s", want, n, td.logs)
+			}
+		}
+	})
+}
+
 // TestDaemonVIPGoneWakesTheMaster: told by the address watch that a VIP left (vipGone), the
 // MASTER that owns it checks its VIPs at once, with no time passing; a VIP a reload removed (its
 // Detach makes the same notification, during the reload: the fake calls vipGone from Detach) or
