@@ -16,6 +16,7 @@ import (
 
 	"github.com/hapair/hapair/checks"
 	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/cmd/internal/notify"
 	"github.com/hapair/hapair/metrics"
 	"github.com/hapair/hapair/supervisor"
 	"github.com/hapair/hapair/vrrp"
@@ -391,7 +392,32 @@ func (d *daemon) serve(ctx context.Context) error {
 			d.log.Warn("HAProxy supervisor failed", "err", err)
 		}
 	}
+	d.waitHooks()
 	return nil
+}
+
+// waitHooks waits, at the stop, for the notify hooks still queued or running (notify_stop is
+// queued as each instance stops, and ran meanwhile with HAProxy's stop), for at most
+// notify.timeout in all: once hapair exits a hook still running is killed, and one not started
+// never runs.
+func (d *daemon) waitHooks() {
+	d.mu.Lock()
+	timeout := d.cfg.Notify.Timeout
+	hooks := make([]*hookNotifier, 0, len(d.instances))
+	for _, vi := range d.instances {
+		hooks = append(hooks, vi.hooks)
+	}
+	d.mu.Unlock()
+	if timeout <= 0 {
+		timeout = notify.DefaultTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	for _, h := range hooks {
+		if !h.Wait(time.Until(deadline)) {
+			d.log.Warn("Notify commands still running at the stop are killed", "waited", timeout)
+			return
+		}
+	}
 }
 
 // haproxyGone is the supervisor returning on its own, before the stop: it could not start HAProxy

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -830,6 +832,33 @@ func TestReloadDropsARemovedChecksSeries(t *testing.T) {
 					}
 				}
 			}
+		}
+	})
+}
+
+// TestStopWaitsForTheNotifyHooks: notify_stop is queued as the instance stops; the stop waits
+// for it (at most notify.timeout) before hapair exits. Before, serve returned with the hook
+// still running, and hapair's exit killed it (its parent-death signal) or it never started.
+func TestStopWaitsForTheNotifyHooks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		ran := filepath.Join(dir, "notify_stop.ran")
+		td := newTestDaemon(t, fmt.Sprintf(`runtime_dir: %s
+vrrp_instances:
+  - name: VI_1
+    interface: lo
+    virtual_router_id: 51
+    priority: 110
+    virtual_ipaddress: [10.255.0.10/24]
+    notify_stop: "/bin/sh -c 'sleep 0.3; touch %s'"
+status:
+  listen: ""
+`, dir, ran))
+		td.start()
+		settle(5 * time.Second)
+		td.stop()
+		if _, err := os.Stat(ran); err != nil {
+			t.Errorf("hapair's serve returned before notify_stop had run: %v", err)
 		}
 	})
 }

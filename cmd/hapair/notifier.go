@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/cmd/internal/notify"
@@ -27,6 +28,15 @@ func (n *hookNotifier) Close() {
 	if n != nil {
 		n.r.Close()
 	}
+}
+
+// Wait waits, after Close, for the hooks queued to run, for at most timeout; false if some did
+// not finish in time.
+func (n *hookNotifier) Wait(timeout time.Duration) bool {
+	if n == nil {
+		return true
+	}
+	return n.r.Wait(timeout)
 }
 
 // Notify names the states as keepalived's notify scripts receive them; INIT (stopped) is STOP.

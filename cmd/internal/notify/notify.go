@@ -44,6 +44,7 @@ type Runner struct {
 
 	mu     sync.Mutex // guards closed against a Notify racing Close
 	closed bool
+	done   chan struct{} // closed when the hooks queued before Close have run
 
 	// ran is called after every hook finishes (tests).
 	ran func(cmd string, err error)
@@ -63,7 +64,7 @@ func New(hooks Hooks, opts Options, log *slog.Logger) *Runner {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Runner{hooks: hooks, opts: opts, log: log, queue: make(chan job, 32)}
+	r := &Runner{hooks: hooks, opts: opts, log: log, queue: make(chan job, 32), done: make(chan struct{})}
 	go r.loop()
 	return r
 }
@@ -98,7 +99,23 @@ func (r *Runner) Close() {
 	}
 }
 
+// Wait waits, after Close, until the hooks queued before it have run, or until timeout has
+// passed; it reports whether they all ran. hapair waits so at its stop: a hook still running
+// when hapair exits is killed (package spawn gives every program a parent-death signal), and
+// notify_stop is queued last.
+func (r *Runner) Wait(timeout time.Duration) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 func (r *Runner) loop() {
+	defer close(r.done)
 	for j := range r.queue {
 		var specific string
 		switch j.state {

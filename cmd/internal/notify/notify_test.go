@@ -184,3 +184,22 @@ func TestRunsWithTheUsersGroups(t *testing.T) {
 		t.Fatalf("hook ran with groups %q, want %q", got, want)
 	}
 }
+
+// TestWaitAfterClose: Wait returns once the hooks queued before Close have run, and false when
+// they run past its timeout.
+func TestWaitAfterClose(t *testing.T) {
+	dir := t.TempDir()
+	slow := script(t, dir, "slow", "sleep 0.5; touch "+filepath.Join(dir, "ran"))
+	r := New(Hooks{Stop: slow}, Options{}, nil)
+	r.Notify("VI_1", "STOP", 100)
+	r.Close()
+	if r.Wait(50 * time.Millisecond) {
+		t.Error("Wait reported the hooks done while the slow one still ran")
+	}
+	if !r.Wait(5 * time.Second) {
+		t.Fatal("Wait timed out on a hook of 0.5 s")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ran")); err != nil {
+		t.Errorf("Wait returned before the hook had run: %v", err)
+	}
+}
