@@ -71,7 +71,11 @@ type daemon struct {
 
 // vrrpInstance is one running instance with what its priority is computed from.
 type vrrpInstance struct {
-	cfg   config.Instance
+	// name and advertInt never change (a reload that would change them is refused): read them
+	// anywhere. cfg, track and hooks are replaced by a reload, under daemon.mu.
+	name      string
+	advertInt time.Duration
+	cfg       config.Instance
 	run   *instance.Instance
 	vips  instance.VIPs
 	ann   announcer
@@ -239,7 +243,7 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		nio.ann.Close()
 		return nil, err
 	}
-	return &vrrpInstance{cfg: ic, run: run, vips: nio.vips, ann: nio.ann, conn: nio.conn, track: trackWeights(ic), resuming: mayResume, hooks: notifier}, nil
+	return &vrrpInstance{name: ic.Name, advertInt: ic.AdvertInt, cfg: ic, run: run, vips: nio.vips, ann: nio.ann, conn: nio.conn, track: trackWeights(ic), resuming: mayResume, hooks: notifier}, nil
 }
 
 func prefixAddrs(ps []netip.Prefix) []netip.Addr {
@@ -471,27 +475,26 @@ func (d *daemon) holdUntilChecksReport(ctx context.Context, vi *vrrpInstance) {
 	deadline := time.Now().Add(contendHold)
 	logged := false
 	for {
-		d.mu.Lock()
-		pending := d.checks.Pending()
-		d.mu.Unlock()
 		var waiting []string
-		for _, name := range pending {
+		d.mu.Lock()
+		for _, name := range d.checks.Pending() {
 			if _, tracked := vi.track[name]; tracked {
 				waiting = append(waiting, name)
 			}
 		}
+		d.mu.Unlock()
 		if len(waiting) == 0 {
 			if logged {
-				d.log.Info("(" + vi.cfg.Name + ") Tracked checks have reported, contending")
+				d.log.Info("(" + vi.name + ") Tracked checks have reported, contending")
 			}
 			return
 		}
 		if time.Now().After(deadline) {
-			d.log.Warn("("+vi.cfg.Name+") Checks have not reported in time, contending without them", "checks", fmt.Sprint(waiting), "after", contendHold)
+			d.log.Warn("("+vi.name+") Checks have not reported in time, contending without them", "checks", fmt.Sprint(waiting), "after", contendHold)
 			return
 		}
 		if !logged {
-			d.log.Info("("+vi.cfg.Name+") Waiting for first results before contending", "checks", fmt.Sprint(waiting))
+			d.log.Info("("+vi.name+") Waiting for first results before contending", "checks", fmt.Sprint(waiting))
 			logged = true
 		}
 		select {
@@ -636,7 +639,7 @@ func (d *daemon) notifySystemd(ctx context.Context) {
 			for _, vi := range d.instances {
 				if late := vi.run.Overdue(now); late > 5*time.Second {
 					stuck = true
-					d.log.Error("("+vi.cfg.Name+") VRRP loop has not turned", "overdue", late.Round(time.Second))
+					d.log.Error("("+vi.name+") VRRP loop has not turned", "overdue", late.Round(time.Second))
 				}
 			}
 			if !stuck {

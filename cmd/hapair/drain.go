@@ -123,9 +123,9 @@ func (d *daemon) setDrained(ctx context.Context, drained bool) (drainReport, err
 			return rep, ctx.Err()
 		}
 		if !drained {
-			res.State, res.MasterAddr = d.awaitMaster(ctx, vi, undrainSettle(vi.cfg.AdvertInt))
+			res.State, res.MasterAddr = d.awaitMaster(ctx, vi, undrainSettle(vi.advertInt))
 		}
-		out := drainOutcome{Name: vi.cfg.Name, HandedOver: res.HandedOver, State: res.State.String()}
+		out := drainOutcome{Name: vi.name, HandedOver: res.HandedOver, State: res.State.String()}
 		if res.MasterAddr.IsValid() {
 			out.Master = res.MasterAddr.String()
 			out.Us = res.State == vrrp.Master

@@ -102,7 +102,7 @@ func (d *daemon) reload(ctx context.Context, path string) (result supervisor.Rel
 		byName[ic.Name] = ic
 	}
 	for _, vi := range d.instances {
-		d.updateInstance(next, vi, byName[vi.cfg.Name])
+		d.updateInstance(next, vi, byName[vi.name])
 	}
 	d.mu.Lock()
 	runner := d.checks

@@ -52,7 +52,9 @@ func (d *daemon) pendingGARPDelay() time.Duration {
 	var longest time.Duration
 	for _, vi := range d.instances { // fixed once the daemon is built
 		if vi.run.Status().State == vrrp.Master {
+			d.mu.Lock() // a reload may change garp_master_delay
 			longest = max(longest, vi.cfg.GARPMasterDelay)
+			d.mu.Unlock()
 		}
 	}
 	return longest
