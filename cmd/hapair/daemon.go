@@ -76,12 +76,12 @@ type vrrpInstance struct {
 	name      string
 	advertInt time.Duration
 	cfg       config.Instance
-	run   *instance.Instance
-	vips  instance.VIPs
-	ann   announcer
-	conn  instance.Conn
-	track map[string]int // check name -> weight, after the check's own weight was applied
-	hooks *hookNotifier  // its notify hooks (nil: none), closed when replaced or stopped
+	run       *instance.Instance
+	vips      instance.VIPs
+	ann       announcer
+	conn      instance.Conn
+	track     map[string]int // check name -> weight, after the check's own weight was applied
+	hooks     *hookNotifier  // its notify hooks (nil: none), closed when replaced or stopped
 	// resuming: its state record says MASTER a moment ago; it starts at once, without waiting
 	// for its checks (vrrp.Machine.Resume decides).
 	resuming bool
