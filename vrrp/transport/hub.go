@@ -281,22 +281,26 @@ func (s *socket) remove(m *Member) bool {
 	return s.members == 0
 }
 
-// pick returns the member that takes a packet of vrid from src, or nil.
-func (t *table) pick(vrid uint8, src netip.Addr) *Member {
-	ms := t[vrid]
-	switch len(ms) {
-	case 0:
-		return nil
-	case 1:
-		return ms[0]
-	}
-	for _, m := range ms {
+// pick returns the member that takes a packet of vrid from src that came in by interface
+// ifindex (0: unknown), or nil. A multicast socket's members are all on its interface; a
+// unicast socket serves every interface, and a packet goes only to a member on the interface it
+// came in by: keepalived binds its read socket to the instance's interface, and a link-local
+// peer address is only unique on its link.
+func (t *table) pick(vrid uint8, src netip.Addr, ifindex int) *Member {
+	var first *Member
+	for _, m := range t[vrid] {
+		if ifindex != 0 && m.ifi.Index != ifindex {
+			continue
+		}
 		if m.isPeer(src) {
 			return m
 		}
+		if first == nil {
+			first = m
+		}
 	}
 	// From none of the peers: the first one's filter counts it as DropPeer.
-	return ms[0]
+	return first
 }
 
 // destinations returns the group, or the peers, as the list to send to.

@@ -51,6 +51,7 @@ var errNotQuiet = errors.New("adverts cannot be expected on this socket")
 
 // expectation is one member's expected advert. Guarded by socket.qmu.
 type expectation struct {
+	ifindex int // the member's interface: only adverts that came in by it are expected
 	src     netip.Addr
 	payload []byte    // the VRRP payload, whole 32-bit words
 	since   time.Time // when it was set: earlier arrivals are not its
@@ -97,7 +98,7 @@ func (m *Member) Expect(src netip.Addr, payload []byte) error {
 		return errNotQuiet
 	}
 	old := m.expect
-	m.expect = &expectation{src: src, payload: slices.Clone(payload), since: time.Now()}
+	m.expect = &expectation{ifindex: m.ifi.Index, src: src, payload: slices.Clone(payload), since: time.Now()}
 	// The sending socket takes the advert before the reader's lets it go: at every moment one of
 	// them has it.
 	err := s.attachQuiet()
@@ -269,7 +270,9 @@ func (s *socket) creditQuiet(i int, before time.Time) {
 	if stamp == 0 {
 		stamp = time.Now().UnixNano()
 	}
-	m := s.table.Load().pick(pkt[21], src)
+	// The filter let it through for an expectation on the interface it came in by; the
+	// member's own check below (source, since) is what counts.
+	m := s.table.Load().pick(pkt[21], src, 0)
 	if m == nil {
 		return
 	}
@@ -325,10 +328,15 @@ const quietKeep = 0xffff
 // maxFilterLen is the kernel's limit on a classic BPF program (BPF_MAXINSNS).
 const maxFilterLen = 4096
 
+// skfIfindex is classic BPF's ancillary load of the interface a packet came in by
+// (SKF_AD_OFF + SKF_AD_IFINDEX in linux/filter.h).
+const skfIfindex = 0xfffff000 + 8
+
 // quietProgram appends to p a classic BPF program over an IPv4 packet (a raw socket's filter
 // sees the IP header) that returns match for an expected advert and otherwise for anything
-// else. An expected advert has a 20-byte header (no options), TTL 255, the expectation's source
-// and, after the header, exactly its payload. Expectations that do not fit in maxFilterLen are
+// else. An expected advert came in by the expectation's interface (the sending socket is bound
+// to none and gets every unicast VRRP packet to the host, from any link), has a 20-byte header
+// (no options), TTL 255, the expectation's source and, after the header, exactly its payload. Expectations that do not fit in maxFilterLen are
 // left out: their adverts reach the reader.
 func quietProgram(p []unix.SockFilter, exps []*expectation, match, otherwise uint32) []unix.SockFilter {
 	const jeq = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
@@ -349,7 +357,7 @@ func quietProgram(p []unix.SockFilter, exps []*expectation, match, otherwise uin
 	jumpAt := len(p) - 1
 	for _, e := range exps {
 		words := len(e.payload) / 4
-		size := 4 + 2*words + 1
+		size := 6 + 2*words + 1
 		if len(p)+size+1 > maxFilterLen {
 			break
 		}
@@ -358,6 +366,8 @@ func quietProgram(p []unix.SockFilter, exps []*expectation, match, otherwise uin
 		next := func() uint8 { return uint8(start + size - len(p) - 1) }
 		p = append(p, unix.SockFilter{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_LEN})
 		p = append(p, unix.SockFilter{Code: jeq, K: uint32(20 + len(e.payload)), Jf: next()})
+		p = append(p, ld(unix.BPF_W, skfIfindex))
+		p = append(p, unix.SockFilter{Code: jeq, K: uint32(e.ifindex), Jf: next()})
 		p = append(p, ld(unix.BPF_W, 12))
 		p = append(p, unix.SockFilter{Code: jeq, K: binary.BigEndian.Uint32(e.src.AsSlice()), Jf: next()})
 		for w := range words {

@@ -3,6 +3,7 @@ package transport
 import (
 	"errors"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 	"unsafe"
@@ -276,5 +277,66 @@ func TestNextCmsgStopsAtTheBuffersEnd(t *testing.T) {
 	(*unix.Cmsghdr)(unsafe.Pointer(&bad[0])).SetLen(len(bad) + 8)
 	if _, _, _, _, ok := nextCmsg(bad); ok {
 		t.Error("a length past the buffer was taken")
+	}
+}
+
+// TestQuietTakesOnlyItsInterfacesAdverts: the expected advert, sent by unicast to this host on
+// another of its links with the MASTER's source (a host there forging it; rp_filter off), is not
+// counted as the MASTER's. The sending socket, where expected adverts queue, is bound to no
+// interface and gets every unicast VRRP packet to the host: before, its filter took the forgery,
+// and a BACKUP kept pushing its master-down deadline back for a MASTER that could be dead.
+func TestQuietTakesOnlyItsInterfacesAdverts(t *testing.T) {
+	p := nstest.NewPair(t)
+	p.A.IP(t, "link", "add", "va2", "type", "veth", "peer", "name", "vb2", "netns", p.B.Name)
+	p.A.IP(t, "addr", "add", "10.202.0.1/24", "dev", "va2")
+	p.B.IP(t, "addr", "add", "10.202.0.2/24", "dev", "vb2")
+	p.A.IP(t, "link", "set", "va2", "up")
+	p.B.IP(t, "link", "set", "vb2", "up")
+	waitOperUp(t, p.A, "va2")
+	waitOperUp(t, p.B, "vb2")
+	p.B.MustDo(t, func() error {
+		for _, conf := range []string{"all", "default", "vb2"} {
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+conf+"/rp_filter", []byte("0"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	b := joinIn(t, p.B, NewHub(HubOptions{}), Options{Interface: p.BIf, Family: 4}, 51)
+	a := joinIn(t, p.A, NewHub(HubOptions{}), Options{Interface: p.AIf, Family: 4}, 51)
+	steady := append([]byte(nil), advertV2...)
+	steady[1], steady[2] = 51, 200
+	if err := a.WriteAdvert(steady); err != nil {
+		t.Fatal(err)
+	}
+	checkReceived(t, readWithin(t, b, 5*time.Second), steady, p.A4.Addr(), Group(4))
+	if err := b.Expect(p.A4.Addr(), steady); err != nil {
+		t.Fatal(err)
+	}
+
+	// The forgery: A4's advert, by unicast to B's address on the other link, out of va2.
+	p.A.MustDo(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		ip := []byte{0x45, 0, 0, byte(20 + len(steady)), 0, 0, 0, 0, 255, Protocol, 0, 0}
+		ip = append(ip, p.A4.Addr().AsSlice()...)
+		ip = append(ip, 10, 202, 0, 2)
+		return unix.Sendto(fd, append(ip, steady...), 0, &unix.SockaddrInet4{Addr: [4]byte{10, 202, 0, 2}})
+	})
+	time.Sleep(200 * time.Millisecond)
+	if _, n := b.Quiet(); n != 0 {
+		t.Errorf("Quiet counted %d adverts from another link as the MASTER's, want 0", n)
+	}
+	// The real one still counts.
+	if err := a.WriteAdvert(steady); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, n := b.Quiet(); n != 1 {
+		t.Errorf("Quiet counted %d of the MASTER's adverts on its own link, want 1", n)
 	}
 }

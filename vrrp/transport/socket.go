@@ -408,7 +408,7 @@ func (s *socket) dispatch(i int) {
 		s.stray(ifindex)
 		return
 	}
-	m := s.table.Load().pick(payload[1], src)
+	m := s.table.Load().pick(payload[1], src, ifindex)
 	if m == nil {
 		s.stray(ifindex)
 		return

@@ -20,11 +20,12 @@
 //     peers: the caller's vrrp.Filter rejects those as DropPeer and counts them, which a silent
 //     filter here would hide.
 //   - Multicast: packets that arrived on another interface are skipped, because they belong to
-//     that interface's socket. Unicast: the interface is not checked, because the route back to a
-//     peer may use another interface than the one holding the VIPs (as keepalived allows); that
-//     is also why unicast has one socket per family, not per interface: each packet reaches it
-//     exactly once, whichever interface it came in by. Instances sharing a VRID on it (on
-//     different interfaces) are told apart by their peers.
+//     that interface's socket. Unicast has one socket per family, not per interface (each packet
+//     reaches it exactly once, whichever interface it came in by), and a packet goes only to a
+//     member on the interface it came in by, as keepalived's read socket, bound to the instance's
+//     interface, sees it: a link-local peer address is only unique on its link. Instances
+//     sharing a VRID on different interfaces are told apart by the interface, then by their
+//     peers; a packet for none of them is a stray of its interface.
 //   - The sockets set IP_MULTICAST_ALL / IPV6_MULTICAST_ALL off, so a multicast socket sees only
 //     the group it joined itself, on its own interface, and a unicast socket sees no multicast at
 //     all (Linux would otherwise deliver 224.0.0.18 joined by any other socket on the host).

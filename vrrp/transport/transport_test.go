@@ -861,3 +861,43 @@ func TestPrimaryAddrWhileAddressesChange(t *testing.T) {
 		t.Fatalf("%d of 300 PrimaryAddr calls failed while addresses changed, the first: %v", len(failed), failed[0])
 	}
 }
+
+// TestUnicastOtherInterfaceNotDelivered: a unicast advert is delivered only to a member on the
+// interface it came in by, as keepalived's read socket, bound to its interface, sees it. A
+// link-local peer address is only unique on its link: A has fe80::…101 on its two links to B, and
+// two instances of B with VRID 51, one on each link, both name it as their peer. Before, the one
+// socket per family matched on the source alone, gave every advert to the first member, and the
+// other instance heard nothing from its peer (and went MASTER beside it); and a host on another
+// link could speak for a link-local peer.
+func TestUnicastOtherInterfaceNotDelivered(t *testing.T) {
+	p := nstest.NewPair(t)
+	p.A.IP(t, "link", "add", "va2", "type", "veth", "peer", "name", "vb2", "netns", p.B.Name)
+	p.A.IP(t, "addr", "add", p.ALinkLocal.String()+"/64", "dev", "va2", "nodad")
+	b2LinkLocal := netip.MustParseAddr("fe80::b2")
+	p.B.IP(t, "addr", "add", b2LinkLocal.String()+"/64", "dev", "vb2", "nodad")
+	p.A.IP(t, "link", "set", "va2", "up")
+	p.B.IP(t, "link", "set", "vb2", "up")
+	waitOperUp(t, p.A, "va2")
+	waitOperUp(t, p.B, "vb2")
+
+	vrid := testVRID(6)
+	hb := NewHub(HubOptions{})
+	b1 := joinIn(t, p.B, hb, Options{Interface: p.BIf, Family: 6, SourceAddr: p.BLinkLocal, Peers: []netip.Addr{p.ALinkLocal}}, vrid)
+	b2 := joinIn(t, p.B, hb, Options{Interface: "vb2", Family: 6, SourceAddr: b2LinkLocal, Peers: []netip.Addr{p.ALinkLocal}}, vrid)
+	a1 := listenIn(t, p.A, Options{Interface: p.AIf, Family: 6, SourceAddr: p.ALinkLocal, Peers: []netip.Addr{p.BLinkLocal}})
+	a2 := listenIn(t, p.A, Options{Interface: "va2", Family: 6, SourceAddr: p.ALinkLocal, Peers: []netip.Addr{b2LinkLocal}})
+
+	onLink2 := append([]byte(nil), advertV3...)
+	onLink2[2] = 2
+	if err := a2.WriteAdvert(onLink2); err != nil {
+		t.Fatal(err)
+	}
+	checkReceived(t, readWithin(t, b2, 5*time.Second), onLink2, p.ALinkLocal, b2LinkLocal)
+	onLink1 := append([]byte(nil), advertV3...)
+	onLink1[2] = 1
+	if err := a1.WriteAdvert(onLink1); err != nil {
+		t.Fatal(err)
+	}
+	// b1's first advert is its own link's: had it been given link 2's, that would come first.
+	checkReceived(t, readWithin(t, b1, 5*time.Second), onLink1, p.ALinkLocal, p.BLinkLocal)
+}
