@@ -43,6 +43,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// Under systemd the journal stamps each line; elsewhere (a terminal, a test) the time helps.
 	log := slog.New(newLineHandler(stderr, level, os.Getenv("JOURNAL_STREAM") == ""))
 
+	if os.Getenv(upgradeEnv) != "" {
+		// This image runs under the watchdog of the one it replaced in place: a ping now, before
+		// `haproxy -c` and the start, and the daemon pings from the moment it serves.
+		_ = sdNotify("WATCHDOG=1")
+	}
 	// Signals are caught from the start and acted on once the daemon serves: a SIGTERM during
 	// the start (`haproxy -c` may take seconds) would otherwise kill hapair at once, and in the
 	// image an upgrade started that is with the VIPs it resumed still attached.
@@ -181,6 +186,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			stopAfter = stopAfterUpgradeEnv + "=1"
 		}
 		lifecycle.Unlock()
+		_ = d.notify("WATCHDOG=1") // the new image starts with a whole watchdog timeout ahead
 		err = up.exec(lock, output, stopAfter) // returns only on failure: then exit, and the next start resumes
 		log.Error("Upgrade failed", "err", err)
 		return 1

@@ -608,9 +608,12 @@ func (d *daemon) followChecks(ctx context.Context, r *checks.Runner) {
 	}
 }
 
-// notifySystemd tells systemd READY once every instance has settled, then pings the watchdog,
-// if systemd runs one for us, as long as every VRRP loop keeps turning.
+// notifySystemd tells systemd READY once every instance has settled, and pings the watchdog, if
+// systemd runs one for us, from the start, as long as every VRRP loop keeps turning.
 func (d *daemon) notifySystemd(ctx context.Context) {
+	if d.watchdogEvery > 0 {
+		go d.pingWatchdog(ctx)
+	}
 	for _, vi := range d.instances {
 		select {
 		case <-ctx.Done():
@@ -625,9 +628,14 @@ func (d *daemon) notifySystemd(ctx context.Context) {
 		d.onSettled()
 	}
 	d.trimExecutable()
-	if d.watchdogEvery <= 0 {
-		return // no watchdog: nothing to wake up for (a stuck loop is the watchdog's business)
-	}
+}
+
+// pingWatchdog pings systemd's watchdog at once, then every watchdogEvery while every VRRP loop
+// keeps turning. At once and before the instances settle: after an in-place upgrade this image
+// runs under the watchdog of the one before, whose last ping may be half a timeout old, and
+// settling may take seconds (a BACKUP waits for its checks, then a MASTER's advert).
+func (d *daemon) pingWatchdog(ctx context.Context) {
+	_ = d.notify("WATCHDOG=1")
 	t := time.NewTicker(d.watchdogEvery)
 	defer t.Stop()
 	for {

@@ -862,3 +862,34 @@ status:
 		}
 	})
 }
+
+// TestWatchdogPingedFromTheStart: the watchdog is pinged as soon as the daemon serves, and every
+// half timeout from then on, before its instances have settled too. After an in-place upgrade
+// the new image runs under the old one's watchdog, whose last ping may be 5 s old: it waited
+// for every instance to settle (a BACKUP: its checks, then a MASTER's advert or its own
+// takeover) and a ticker period more, and systemd aborted it in some upgrades, which then
+// restarted through a normal election and moved the VIP.
+func TestWatchdogPingedFromTheStart(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+	t.Setenv("WATCHDOG_USEC", "10000000")
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		web := newTCPTarget(t)
+		td := newTestDaemon(t, pairYAML(dir, web.addr, "10.255.0.10/24"))
+		n := &notifications{}
+		td.d.notify = n.notify
+		td.start()
+		synctest.Wait()
+		if ready, pings := n.count("READY=1"), n.count("WATCHDOG=1"); ready != 0 || pings != 1 {
+			t.Fatalf("at the start: READY=1 %d times, WATCHDOG=1 %d times; want 0 and 1", ready, pings)
+		}
+		settle(3 * time.Second) // still BACKUP: its master-down interval is 3.57 s
+		if ready, pings := n.count("READY=1"), n.count("WATCHDOG=1"); ready != 0 || pings != 1 {
+			t.Fatalf("after 3 s: READY=1 %d times, WATCHDOG=1 %d times; want 0 and 1", ready, pings)
+		}
+		settle(2 * time.Second)
+		if ready, pings := n.count("READY=1"), n.count("WATCHDOG=1"); ready != 1 || pings != 2 {
+			t.Errorf("after 5 s: READY=1 %d times, WATCHDOG=1 %d times; want 1 and 2", ready, pings)
+		}
+	})
+}
