@@ -304,7 +304,7 @@ func TestDashboardAndRulesOnPrometheus(t *testing.T) {
 		}
 	}
 	a := waitForAlertActive(t, p, "HapairSplitBrain", 20*time.Second)
-	if a.Labels["cluster"] != "test" || a.Labels["vrid"] != "51" {
+	if a.Labels["cluster"] != "test" || a.Labels["vrid"] != "51" || a.Labels["instance"] != "VI_LOGS" {
 		t.Errorf("HapairSplitBrain labels = %v", a.Labels)
 	}
 	t.Logf("done after %v", time.Since(start))
