@@ -263,6 +263,26 @@ func TestUnitUnderSystemd(t *testing.T) {
 		}
 	})
 
+	t.Run("a drain outlives a stop and a start", func(t *testing.T) {
+		// The drain is a file in the runtime directory, kept until `hapair undrain` or a
+		// reboot. With RuntimeDirectoryPreserve=restart systemd removed the directory at the
+		// stop, and the node came back undrained, taking the VIP back mid-maintenance.
+		c.t = t
+		// Alone in the container, nobody takes over: drain says so and exits 1, drained.
+		if out, err := c.m.Exec(ctx, "hapair", "drain", "--config", "/etc/hapair/hapair.yaml"); !strings.Contains(string(out), "drained (kept across restarts") {
+			t.Fatalf("hapair drain: %v\n%s", err, out)
+		}
+		c.must("systemctl", "stop", "hapair")
+		c.must("systemctl", "start", "hapair")
+		if st := c.status(); !st.Drained {
+			t.Errorf("after drain, stop and start: not drained: %+v", st)
+		}
+		c.must("hapair", "undrain", "--config", "/etc/hapair/hapair.yaml")
+		if st := c.waitStatus(func(st statusJSON) bool { return st.instanceState("VI_LOGS") == "MASTER" }); st.Drained {
+			t.Errorf("after undrain: %+v", st)
+		}
+	})
+
 	t.Run("stop releases the VIP, then stops HAProxy, and leaves no process", func(t *testing.T) {
 		c.t = t
 		since := c.journalCursor()
@@ -422,6 +442,7 @@ func (c *container) crashAndCheck(keepVIP bool, crash func(mainPID int)) {
 // statusJSON is the part of `hapair status --json` the test reads.
 type statusJSON struct {
 	Version   string `json:"version"`
+	Drained   bool   `json:"drained"`
 	Instances []struct {
 		Name  string `json:"name"`
 		State string `json:"state"`
