@@ -247,6 +247,7 @@ type Instance struct {
 	// Reader-owned state.
 	listNotes vrrp.ListNotes // address-list findings already logged, per sender
 	dropLog   logBudget      // per-packet debug lines
+	listLog   logBudget      // address-list warnings
 
 	mu     sync.Mutex
 	status Status
@@ -412,6 +413,7 @@ func New(cfg Config, conn Conn, vips VIPs, announce Announcer, rep Reporter, not
 	filter := cfg.Filter
 	in.filter.Store(&filter)
 	in.dropLog = logBudget{period: time.Second, burst: dropLogBurst}
+	in.listLog = logBudget{period: listLogPeriod, burst: listLogBurst}
 	in.grid = timerGridFor(cfg.Machine.AdvertInterval)
 	in.advAddrs = addrsOf(cfg.VIPs)
 	in.status = Status{
@@ -1085,6 +1087,15 @@ func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
 // counted in one line, so that --debug under a flood stays readable and cheap.
 const dropLogBurst = 5
 
+// listLogBurst lines a listLogPeriod at most about address lists (dropped or differing), on top
+// of vrrp.ListNotes' once per sender and change: ListNotes forgets past its bounds and when a
+// sender falls back in line, and a forger rotating sources or lists would have a line logged
+// for every advert.
+const (
+	listLogBurst  = 5
+	listLogPeriod = time.Minute
+)
+
 func (in *Instance) dropped(at time.Time, src netip.Addr, adv *vrrp.Advert, err error) {
 	reason := vrrp.ReasonOf(err)
 	switch reason {
@@ -1097,8 +1108,10 @@ func (in *Instance) dropped(at time.Time, src netip.Addr, adv *vrrp.Advert, err 
 		// sender and change of its list, whatever the log level.
 		in.rep.Dropped(reason)
 		if in.listNotes.Note(src, "drop", adv.Addrs) {
-			in.log.Warn(in.msg("ignoring adverts: ip address associated with VRID not present in MASTER advert (logged once until the sender's list changes)"),
-				"from", src, "err", err)
+			if ok, missed := in.listLog.take(at); ok {
+				in.log.Warn(in.msg("ignoring adverts: ip address associated with VRID not present in MASTER advert (logged once until the sender's list changes)"),
+					append([]any{"from", src, "err", err}, heldBack(missed)...)...)
+			}
 		}
 		return
 	case "":
@@ -1130,10 +1143,20 @@ func (in *Instance) noteAddrList(f *vrrp.Filter, src netip.Addr, adv *vrrp.Adver
 	}
 	in.rep.AddrListMismatch()
 	if in.listNotes.Note(src, "mismatch", adv.Addrs) {
-		in.log.Warn(in.msg("accepted an advert whose address list differs from ours, as the lists overlap (a VIP change applied on one host only?; logged once until the sender's list changes)"),
-			"from", src, "theirs", fmt.Sprint(adv.Addrs), "ours", fmt.Sprint(f.Addrs))
+		if ok, missed := in.listLog.take(in.now()); ok {
+			in.log.Warn(in.msg("accepted an advert whose address list differs from ours, as the lists overlap (a VIP change applied on one host only?; logged once until the sender's list changes)"),
+				append([]any{"from", src, "theirs", fmt.Sprint(adv.Addrs), "ours", fmt.Sprint(f.Addrs)}, heldBack(missed)...)...)
+		}
 	}
 	return true
+}
+
+// heldBack is the attribute saying how many address-list lines the budget held back, if any.
+func heldBack(missed int) []any {
+	if missed == 0 {
+		return nil
+	}
+	return []any{"not_logged", missed}
 }
 
 // logBudget lets at most burst lines through per period and counts the others.

@@ -247,3 +247,28 @@ func TestMasterChecksVIPsOnItsAdvertTurns(t *testing.T) {
 		}
 	})
 }
+
+// TestAddressListLinesHaveABudget: the once-per-sender-and-change rule forgets past its bounds
+// (64 senders, 8 lists a sender) and when a sender falls back in line, so a forger rotating
+// sources, or alternating a foreign list with one in line, had a warning logged for every
+// packet: a log flood, at 20 ms adverts 50 lines a second of up to 255 addresses each. The lines
+// now have a budget (a few a minute), and the first line after held-back ones says how many.
+func TestAddressListLinesHaveABudget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n, logs := masterWithLog(t)
+		foreign := vrrp.Advert{Version: 3, VRID: 51, Priority: 254, Interval: advertInt, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.99")}}
+		for i := range 200 {
+			inject(t, n, netip.AddrFrom4([4]byte{10, 1, byte(i / 250), byte(1 + i%250)}), 255, 1, foreign)
+		}
+		expect(t, "200 address drops", func() bool { return n.rep.drops(vrrp.DropAddrs) == 200 })
+		if got := logs.count("ignoring adverts"); got > listLogBurst {
+			t.Errorf("%d lines for 200 forged adverts from 200 sources, want at most %d in a minute", got, listLogBurst)
+		}
+		time.Sleep(listLogPeriod)
+		inject(t, n, netip.MustParseAddr("10.2.0.1"), 255, 1, foreign)
+		expect(t, "one more drop", func() bool { return n.rep.drops(vrrp.DropAddrs) == 201 })
+		if got := logs.count("ignoring adverts", "not_logged="); got != 1 {
+			t.Errorf("%d lines saying how many were held back, want 1\n%s", got, logs.String())
+		}
+	})
+}
