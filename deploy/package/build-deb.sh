@@ -116,8 +116,10 @@ EOF
 
 # Maintainer scripts: only tell systemd about the unit; starting hapair would
 # stop HAProxy and keepalived on a production machine, so that is left to the
-# operator. /run/hapair is systemd's RuntimeDirectory, removed on stop: purge
-# has nothing to clean beyond the conffile dpkg removes itself.
+# operator. Purge removes what dpkg does not know of: /run/hapair (systemd's
+# RuntimeDirectory, kept across stops: the drain, the state records) and the
+# links of a `systemctl enable`, which would otherwise enable a reinstalled
+# hapair again, against the package's word (neither enabled nor started).
 cat >"$root/DEBIAN/postinst" <<'EOF'
 #!/bin/sh
 set -e
@@ -146,6 +148,10 @@ EOF
 cat >"$root/DEBIAN/postrm" <<'EOF'
 #!/bin/sh
 set -e
+if [ "$1" = purge ]; then
+	rm -f /etc/systemd/system/*.wants/hapair.service
+	rm -rf /run/hapair
+fi
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null 2>&1 || true
 fi

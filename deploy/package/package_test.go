@@ -251,16 +251,36 @@ func TestDebianPackage(t *testing.T) {
 		if b, err := os.ReadFile(conf); err != nil || string(b) != "# edited\n" {
 			t.Errorf("conffile after remove: %q %v", b, err)
 		}
+		// What dpkg does not know of: a `systemctl enable`'s link (a reinstalled hapair would
+		// be enabled again) and the runtime directory systemd keeps across stops.
+		wants := filepath.Join(inst, "etc/systemd/system/multi-user.target.wants/hapair.service")
+		drained := filepath.Join(inst, "run/hapair/drained")
+		for _, d := range []string{filepath.Dir(wants), filepath.Dir(drained)} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink("/lib/systemd/system/hapair.service", wants); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(drained, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		run(t, "dpkg", "--root="+inst, "--purge", "hapair")
 		if _, err := os.Stat(conf); !os.IsNotExist(err) {
 			t.Errorf("conffile left after purge: %v", err)
+		}
+		for _, p := range []string{wants, filepath.Dir(drained)} {
+			if _, err := os.Lstat(p); !os.IsNotExist(err) {
+				t.Errorf("%s left after purge: %v", p, err)
+			}
 		}
 	})
 }
 
 // dpkgRoot makes an empty dpkg installation root: an admin directory, and
-// /bin/sh (the machine's dash with its libraries) because dpkg runs the
-// maintainer scripts chrooted into the root.
+// /bin/sh and /bin/rm (the machine's, with their libraries) because dpkg runs
+// the maintainer scripts chrooted into the root.
 func dpkgRoot(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
@@ -272,21 +292,22 @@ func dpkgRoot(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(root, "var/lib/dpkg/status"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sh, err := filepath.EvalSymlinks("/bin/sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := []string{sh}
-	for _, f := range strings.Fields(run(t, "ldd", sh)) {
-		if strings.HasPrefix(f, "/") {
-			files = append(files, f)
+	// /bin/sh and /bin/rm, with their libraries.
+	var files, dsts []string
+	for _, prog := range []string{"sh", "rm"} {
+		path, err := filepath.EvalSymlinks("/bin/" + prog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, dsts = append(files, path), append(dsts, filepath.Join(root, "bin", prog))
+		for _, f := range strings.Fields(run(t, "ldd", path)) {
+			if strings.HasPrefix(f, "/") {
+				files, dsts = append(files, f), append(dsts, filepath.Join(root, f))
+			}
 		}
 	}
 	for i, f := range files {
-		dst := filepath.Join(root, f)
-		if i == 0 {
-			dst = filepath.Join(root, "bin/sh")
-		}
+		dst := dsts[i]
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
