@@ -255,8 +255,9 @@ func TestDrainWithdrawsChecksGatedRoutesUntilUndrain(t *testing.T) {
 	expectSent(t, sp2)
 	// A stop after an undrain still withdraws for good.
 	g.WithdrawAll(t0.Add(6 * time.Second))
+	expectSent(t, sp, "withdraw 10.77.9.10/32", "withdraw 10.77.9.20/32")
 	g.SetDrained(false, t0.Add(7*time.Second))
-	sp.take()
+	expectSent(t, sp)
 	g.Checks(map[string]CheckState{"haproxy": up(t0)}, t0.Add(8*time.Second))
 	expectSent(t, sp)
 }

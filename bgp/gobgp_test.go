@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"github.com/hapair/hapair/internal/testenv"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -33,7 +34,7 @@ func freePort(t *testing.T, addr netip.Addr) int {
 	t.Helper()
 	l, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
-		t.Skipf("cannot listen on %s: %v", addr, err)
+		testenv.SkipOrFail(t, "cannot listen on %s: %v", addr, err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
@@ -249,8 +250,19 @@ func TestSetPeersLeavesTheOtherSessionsUp(t *testing.T) {
 	// The added peer changes (its hold time): its session is reset, r1's is not.
 	changed := r2.peer()
 	changed.HoldTime = 6 * time.Second
+	before := len(ev.history(r2.addr))
 	if err := s.SetPeers(context.Background(), []Peer{r1.peer(), changed}); err != nil {
 		t.Fatal(err)
+	}
+	// The reset shows as a down, then an up, after the change: the session already up before
+	// it would satisfy a wait for Established by itself.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if h := ev.history(r2.addr)[before:]; len(h) >= 2 && slices.Contains(h, false) && h[len(h)-1] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session to %s after its hold time changed went %v, want reset (down, then up)", r2.addr, ev.history(r2.addr)[before:])
+		}
 	}
 	waitEstablished(t, s, r2.addr)
 	// Then it is removed; r1 keeps its session and its route.

@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"github.com/hapair/hapair/internal/testenv"
 	"net/netip"
 	"os"
 	"runtime"
@@ -14,8 +15,11 @@ import (
 // nothing touches the machine's own lo. The thread is never returned to the scheduler.
 func inNewNetns(t *testing.T, f func()) {
 	t.Helper()
-	if testing.Short() || os.Geteuid() != 0 {
-		t.Skip("needs root (a network namespace of its own)")
+	if testing.Short() {
+		t.Skip("a network namespace of its own: skipped under -short")
+	}
+	if os.Geteuid() != 0 {
+		testenv.SkipOrFail(t, "needs root (a network namespace of its own)")
 	}
 	done := make(chan struct{})
 	go func() {

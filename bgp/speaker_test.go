@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"github.com/hapair/hapair/internal/testenv"
 	"io"
 	"net"
 	"net/netip"
@@ -44,7 +45,7 @@ func listenScriptedWith(t *testing.T, addr netip.Addr, lc net.ListenConfig) *scr
 	t.Helper()
 	ln, err := lc.Listen(context.Background(), "tcp", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
-		t.Skipf("cannot listen on loopback: %v", err)
+		testenv.SkipOrFail(t, "cannot listen on loopback: %v", err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	return &scripted{t: t, ln: ln, addr: addr, port: ln.Addr().(*net.TCPAddr).Port}

@@ -325,8 +325,8 @@ func TestLivenessIsImmediate(t *testing.T) {
 	if ev := nextEvent(t, r); ev.Up || ev.Result.Output != "exited with status 137" {
 		t.Errorf("event %+v, want haproxy down with the exit reason", ev)
 	}
-	if up := r.Up(); up["haproxy"] {
-		t.Errorf("Up()[haproxy] = true after Set(false)")
+	if up, known := r.Up()["haproxy"]; !known || up {
+		t.Errorf("Up()[haproxy] = %v (known %v) after Set(false), want known and false", up, known)
 	}
 	if got := rep.count("haproxy"); got != 102 {
 		t.Errorf("reporter got %d haproxy results, want 102", got)
@@ -519,8 +519,8 @@ func testInheritCarriesTheTrackedState(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		expect(t, "a probe in the new runner", func() bool { return newProbe.calls() == i })
 		synctest.Wait()
-		if up := next.Up()["web"]; up != (i == 3) {
-			t.Fatalf("after %d successes in the new runner (rise 3): web up=%v", i, up)
+		if up, known := next.Up()["web"]; !known || up != (i == 3) {
+			t.Fatalf("after %d successes in the new runner (rise 3): web up=%v known=%v", i, up, known)
 		}
 		advance(time.Second)
 	}

@@ -326,7 +326,7 @@ func TestDaemonReloadRefusesABrokenFile(t *testing.T) {
 // and the checks.
 func TestDaemonStatusAndDump(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		td, _, _ := newMasterPair(t, "10.255.0.10/24")
+		td, dir, _ := newMasterPair(t, "10.255.0.10/24")
 		st := td.d.Status()
 		if len(st.Instances) != 1 || st.Instances[0].State != "MASTER" || st.HAProxy.PID != 4242 || len(st.Checks) != 2 {
 			t.Fatalf("status = %+v", st)
@@ -334,6 +334,15 @@ func TestDaemonStatusAndDump(t *testing.T) {
 		td.d.dump()
 		if !strings.Contains(td.logs.String(), "State dump written") {
 			t.Fatalf("no dump written:\n%s", td.logs)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "hapair.data"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"VI_1", "MASTER", "4242", "web", "10.255.0.10/24"} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("the dump lacks %q:\n%s", want, b)
+			}
 		}
 	})
 }
@@ -557,8 +566,8 @@ func TestSupervisorStartErrorIsHeard(t *testing.T) {
 			t.Fatalf("the supervisor's start error is not logged at once:\n%s", td.logs)
 		}
 		settle(5 * time.Second)
-		if up := td.d.checks.Up()[config.BuiltinHAProxyCheck]; up {
-			t.Error("the haproxy check is up without an HAProxy")
+		if up, known := td.d.checks.Up()[config.BuiltinHAProxyCheck]; !known || up {
+			t.Errorf("the haproxy check without an HAProxy: up %v, known %v; want known and down", up, known)
 		}
 		if p := td.status("VI_1").Priority; p != 90 {
 			t.Errorf("priority %d without HAProxy, want 90 (haproxy weight -20)", p)

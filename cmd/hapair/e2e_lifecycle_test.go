@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/hapair/hapair/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,7 +76,7 @@ func TestSecondRunRefused(t *testing.T) {
 // mode (hapair used to chmod them 0700).
 func TestSharedRuntimeDirRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for the VIP interface check")
+		testenv.SkipOrFail(t, "needs root for the VIP interface check")
 	}
 	dir := t.TempDir()
 	shared := filepath.Join(dir, "shared")

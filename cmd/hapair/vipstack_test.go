@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/hapair/hapair/internal/testenv"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -71,7 +72,7 @@ func TestVIPCheckDoesNotAllocate(t *testing.T) {
 	o := <-result
 	switch {
 	case o.skip != "":
-		t.Skip(o.skip)
+		testenv.SkipOrFail(t, "%s", o.skip)
 	case o.fail != "":
 		t.Fatal(o.fail)
 	case o.err != nil || len(o.missing) != 0:

@@ -10,6 +10,7 @@ package nldump
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -26,13 +27,24 @@ const (
 	maxWait   = 100 * time.Millisecond
 )
 
+// interruptions counts the reads the kernel interrupted, in this process.
+var interruptions atomic.Int64
+
+// Interrupted is how many reads the kernel has interrupted in this process: a test of a dump
+// under changes shows with it that the changes did interrupt one.
+func Interrupted() int64 { return interruptions.Load() }
+
 // Retry runs dump until it is not interrupted, at most Tries times, waiting 1 ms, 2 ms, 4 ms ...
 // (at most 100 ms) between reads. Any other error returns at once.
 func Retry[T any](dump func() (T, error)) (T, error) {
 	wait := firstWait
 	for try := 1; ; try++ {
 		v, err := dump()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == Tries {
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+		interruptions.Add(1)
+		if try == Tries {
 			return v, err
 		}
 		time.Sleep(wait)

@@ -3,6 +3,7 @@ package record
 import (
 	"errors"
 	"fmt"
+	"github.com/hapair/hapair/internal/testenv"
 	"os"
 	"slices"
 	"testing"
@@ -25,7 +26,7 @@ const boot = "0b9d3c2e-6f0a-4d8e-9a55-1c2b3d4e5f60"
 // TestRoundTrip writes and reads a record in a directory on disk and, where the machine has
 // one, on tmpfs, where the writes are raw syscalls.
 func TestRoundTrip(t *testing.T) {
-	t.Run("disk", func(t *testing.T) { testRoundTrip(t, t.TempDir(), false) })
+	t.Run("disk", func(t *testing.T) { testRoundTrip(t, diskDir(t), false) })
 	t.Run("tmpfs", func(t *testing.T) { testRoundTrip(t, tmpfsDir(t), true) })
 }
 
@@ -37,7 +38,7 @@ func testRoundTrip(t *testing.T, dir string, tmpfs bool) {
 	}
 	defer w.Close()
 	if w.onTmpfs != tmpfs {
-		t.Skipf("%s: on tmpfs %v, not %v", dir, w.onTmpfs, tmpfs)
+		t.Fatalf("%s: on tmpfs %v, want %v", dir, w.onTmpfs, tmpfs)
 	}
 	w.Record(vrrp.Master, 110, true)
 	clock.since += 700 * time.Millisecond
@@ -227,7 +228,27 @@ func tmpfsDir(t *testing.T) string {
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		return dir
 	}
-	t.Skip("neither /dev/shm nor /run is a writable tmpfs here: the raw pwrite is not tested")
+	testenv.SkipOrFail(t, "neither /dev/shm nor /run is a writable tmpfs here: the raw pwrite is not tested")
+	return ""
+}
+
+// diskDir is a directory that is not on tmpfs, where the record's writes are ordinary ones:
+// the test's temporary directory, or, where /tmp is a tmpfs, one in /var/tmp.
+func diskDir(t *testing.T) string {
+	t.Helper()
+	for _, parent := range []string{os.TempDir(), "/var/tmp"} {
+		var st unix.Statfs_t
+		if unix.Statfs(parent, &st) != nil || st.Type == unix.TMPFS_MAGIC {
+			continue
+		}
+		dir, err := os.MkdirTemp(parent, "hapair-record-test-")
+		if err != nil {
+			continue
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		return dir
+	}
+	testenv.SkipOrFail(t, "neither %s nor /var/tmp is off tmpfs here: the ordinary write is not tested", os.TempDir())
 	return ""
 }
 

@@ -315,18 +315,31 @@ func TestQuietTakesOnlyItsInterfacesAdverts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The forgery: A4's advert, by unicast to B's address on the other link, out of va2.
-	p.A.MustDo(t, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		ip := []byte{0x45, 0, 0, byte(20 + len(steady)), 0, 0, 0, 0, 255, Protocol, 0, 0}
-		ip = append(ip, p.A4.Addr().AsSlice()...)
-		ip = append(ip, 10, 202, 0, 2)
-		return unix.Sendto(fd, append(ip, steady...), 0, &unix.SockaddrInet4{Addr: [4]byte{10, 202, 0, 2}})
-	})
+	// A4's advert, sent raw by unicast to B's address on a link (IP_HDRINCL: the source is A4
+	// whichever link it leaves by).
+	forge := func(to [4]byte) {
+		t.Helper()
+		p.A.MustDo(t, func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			ip := []byte{0x45, 0, 0, byte(20 + len(steady)), 0, 0, 0, 0, 255, Protocol, 0, 0}
+			ip = append(ip, p.A4.Addr().AsSlice()...)
+			ip = append(ip, to[:]...)
+			return unix.Sendto(fd, append(ip, steady...), 0, &unix.SockaddrInet4{Addr: to})
+		})
+	}
+	// The same bytes on the MASTER's own link count (on that link anyone could send the
+	// multicast advert itself): so the forgery below does reach the sending socket's filter.
+	forge(p.B4.Addr().As4())
+	time.Sleep(200 * time.Millisecond)
+	if _, n := b.Quiet(); n != 1 {
+		t.Fatalf("Quiet counted %d of the raw adverts on the MASTER's link, want 1", n)
+	}
+	// The forgery: by unicast to B's address on the other link, out of va2.
+	forge([4]byte{10, 202, 0, 2})
 	time.Sleep(200 * time.Millisecond)
 	if _, n := b.Quiet(); n != 0 {
 		t.Errorf("Quiet counted %d adverts from another link as the MASTER's, want 0", n)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/hapair/hapair/internal/nldump"
 	"net"
 	"net/netip"
 	"os"
@@ -301,6 +302,29 @@ func TestCloseStopsDelivery(t *testing.T) {
 		}
 		if err := c.WriteAdvert(advertV2); !errors.Is(err, net.ErrClosed) {
 			t.Errorf("IPv%d: WriteAdvert after Close: %v, want net.ErrClosed", family, err)
+		}
+		// B sends for VRID 7, then 8: the closed member's handler gets nothing; once the other
+		// member has its advert, the one before it has been dispatched too.
+		payload := advertV2
+		if family == 6 {
+			payload = advertV3
+		}
+		bh := NewHub(HubOptions{})
+		for _, vrid := range []byte{7, 8} {
+			b := joinIn(t, p.B, bh, Options{Interface: p.BIf, Family: family}, vrid)
+			adv := append([]byte(nil), payload...)
+			adv[1] = vrid
+			if err := b.WriteAdvert(adv); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r := readWithin(t, c2, 5*time.Second); r.payload[1] != 8 {
+			t.Errorf("IPv%d: the open member got VRID %d, want 8", family, r.payload[1])
+		}
+		select {
+		case r := <-c.ch:
+			t.Errorf("IPv%d: the closed member's handler got VRID %d after Close", family, r.payload[1])
+		default:
 		}
 		done := make(chan struct{})
 		go func() {
@@ -846,6 +870,7 @@ func TestPrimaryAddrWhileAddressesChange(t *testing.T) {
 		}
 	}()
 	var failed []error
+	interruptedBefore := nldump.Interrupted()
 	p.A.MustDo(t, func() error {
 		for range 300 {
 			if _, err := PrimaryAddr(p.AIf, 4); err != nil {
@@ -856,7 +881,11 @@ func TestPrimaryAddrWhileAddressesChange(t *testing.T) {
 	})
 	close(stop)
 	n := <-churned
-	t.Logf("%d address changes meanwhile", n)
+	interrupted := nldump.Interrupted() - interruptedBefore
+	t.Logf("%d address changes meanwhile, %d dumps interrupted", n, interrupted)
+	if interrupted == 0 {
+		t.Fatalf("no dump was interrupted by %d address changes: nothing here tested the retry", n)
+	}
 	if len(failed) > 0 {
 		t.Fatalf("%d of 300 PrimaryAddr calls failed while addresses changed, the first: %v", len(failed), failed[0])
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hapair/hapair/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,7 +209,7 @@ func TestCheckRealHAProxy(t *testing.T) {
 	if err != nil {
 		haproxy = "/usr/sbin/haproxy"
 		if _, err := os.Stat(haproxy); err != nil {
-			t.Skip("haproxy is not installed")
+			testenv.SkipOrFail(t, "haproxy is not installed")
 		}
 	}
 	good := writeFile(t, "good.cfg", "defaults\n  mode tcp\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nlisten l\n  bind 127.0.0.1:18404\n  server s 127.0.0.1:1\n", 0o644)

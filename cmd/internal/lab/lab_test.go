@@ -3,6 +3,7 @@ package lab_test
 import (
 	"bytes"
 	"context"
+	"github.com/hapair/hapair/internal/testenv"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -507,7 +508,7 @@ func TestKeepalivedConfigRender(t *testing.T) {
 
 	// keepalived itself accepts what Render writes.
 	if _, err := exec.LookPath("keepalived"); err != nil || os.Geteuid() != 0 {
-		t.Skip("keepalived -t needs keepalived and root")
+		testenv.SkipOrFail(t, "keepalived -t needs keepalived and root")
 	}
 	conf := filepath.Join(t.TempDir(), "keepalived.conf")
 	if err := os.WriteFile(conf, []byte(tests[0].cfg.Render()), 0o600); err != nil {
@@ -526,7 +527,7 @@ func TestHAProxyConfigRender(t *testing.T) {
 		}
 	}
 	if _, err := exec.LookPath("haproxy"); err != nil {
-		t.Skip("haproxy not installed")
+		testenv.SkipOrFail(t, "haproxy not installed")
 	}
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(got), 0o644); err != nil {
