@@ -186,7 +186,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			stopAfter = stopAfterUpgradeEnv + "=1"
 		}
 		lifecycle.Unlock()
-		_ = d.notify("WATCHDOG=1") // the new image starts with a whole watchdog timeout ahead
+		_ = d.notify("WATCHDOG=1")             // the new image starts with a whole watchdog timeout ahead
 		err = up.exec(lock, output, stopAfter) // returns only on failure: then exit, and the next start resumes
 		log.Error("Upgrade failed", "err", err)
 		return 1
