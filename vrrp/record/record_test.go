@@ -210,35 +210,29 @@ func TestRecordDoesNotAllocate(t *testing.T) {
 var recordDirs = []struct {
 	name string
 	dir  func(*testing.T) string
-}{{"disk", func(t *testing.T) string { return t.TempDir() }}, {"tmpfs", tmpfsDir}}
+}{{"disk", diskDir}, {"tmpfs", tmpfsDir}}
 
-// tmpfsDir is a new directory on tmpfs, removed at the end of the test; the test is skipped
-// when the machine has none.
+// tmpfsDir is a new directory on tmpfs, removed at the end of the test, where the record's
+// writes are raw pwrites.
 func tmpfsDir(t *testing.T) string {
 	t.Helper()
-	for _, parent := range []string{"/dev/shm", "/run"} {
-		var st unix.Statfs_t
-		if unix.Statfs(parent, &st) != nil || st.Type != unix.TMPFS_MAGIC {
-			continue
-		}
-		dir, err := os.MkdirTemp(parent, "hapair-record-test-")
-		if err != nil {
-			continue
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		return dir
-	}
-	testenv.SkipOrFail(t, "neither /dev/shm nor /run is a writable tmpfs here: the raw pwrite is not tested")
-	return ""
+	return dirOn(t, true, "/dev/shm", "/run")
 }
 
 // diskDir is a directory that is not on tmpfs, where the record's writes are ordinary ones:
-// the test's temporary directory, or, where /tmp is a tmpfs, one in /var/tmp.
+// in the test's temporary directory or, where /tmp is a tmpfs, in /var/tmp.
 func diskDir(t *testing.T) string {
 	t.Helper()
-	for _, parent := range []string{os.TempDir(), "/var/tmp"} {
+	return dirOn(t, false, os.TempDir(), "/var/tmp")
+}
+
+// dirOn makes a directory, removed at the test's end, in the first of parents that is a
+// writable tmpfs (tmpfs) or is not one (!tmpfs); with none, the test cannot run here.
+func dirOn(t *testing.T, tmpfs bool, parents ...string) string {
+	t.Helper()
+	for _, parent := range parents {
 		var st unix.Statfs_t
-		if unix.Statfs(parent, &st) != nil || st.Type == unix.TMPFS_MAGIC {
+		if unix.Statfs(parent, &st) != nil || (st.Type == unix.TMPFS_MAGIC) != tmpfs {
 			continue
 		}
 		dir, err := os.MkdirTemp(parent, "hapair-record-test-")
@@ -248,7 +242,7 @@ func diskDir(t *testing.T) string {
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		return dir
 	}
-	testenv.SkipOrFail(t, "neither %s nor /var/tmp is off tmpfs here: the ordinary write is not tested", os.TempDir())
+	testenv.SkipOrFail(t, "none of %v is a writable directory on tmpfs=%v here: that write path is not tested", parents, tmpfs)
 	return ""
 }
 

@@ -287,13 +287,7 @@ func TestNextCmsgStopsAtTheBuffersEnd(t *testing.T) {
 // and a BACKUP kept pushing its master-down deadline back for a MASTER that could be dead.
 func TestQuietTakesOnlyItsInterfacesAdverts(t *testing.T) {
 	p := nstest.NewPair(t)
-	p.A.IP(t, "link", "add", "va2", "type", "veth", "peer", "name", "vb2", "netns", p.B.Name)
-	p.A.IP(t, "addr", "add", "10.202.0.1/24", "dev", "va2")
-	p.B.IP(t, "addr", "add", "10.202.0.2/24", "dev", "vb2")
-	p.A.IP(t, "link", "set", "va2", "up")
-	p.B.IP(t, "link", "set", "vb2", "up")
-	waitOperUp(t, p.A, "va2")
-	waitOperUp(t, p.B, "vb2")
+	secondLink(t, p)
 	p.B.MustDo(t, func() error {
 		for _, conf := range []string{"all", "default", "vb2"} {
 			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+conf+"/rp_filter", []byte("0"), 0o644); err != nil {

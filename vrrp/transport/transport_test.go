@@ -229,13 +229,7 @@ func TestUnicastPerPeerPayload(t *testing.T) {
 // each link in turn: each Conn sees only its own interface's adverts.
 func TestMulticastOtherInterfaceNotDelivered(t *testing.T) {
 	p := nstest.NewPair(t)
-	p.A.IP(t, "link", "add", "va2", "type", "veth", "peer", "name", "vb2", "netns", p.B.Name)
-	p.A.IP(t, "addr", "add", "10.202.0.1/24", "dev", "va2")
-	p.B.IP(t, "addr", "add", "10.202.0.2/24", "dev", "vb2")
-	p.A.IP(t, "link", "set", "va2", "up")
-	p.B.IP(t, "link", "set", "vb2", "up")
-	waitOperUp(t, p.A, "va2")
-	waitOperUp(t, p.B, "vb2")
+	secondLink(t, p)
 
 	a1 := listenIn(t, p.A, Options{Interface: p.AIf, Family: 4})
 	a2 := listenIn(t, p.A, Options{Interface: "va2", Family: 4})
@@ -268,6 +262,18 @@ func TestMulticastOtherInterfaceNotDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkReceived(t, readWithin(t, u, 5*time.Second), second, p.A4.Addr(), p.B4.Addr())
+}
+
+// secondLink links A and B a second time: va2 (10.202.0.1/24) in A, vb2 (10.202.0.2/24) in B.
+func secondLink(t *testing.T, p *nstest.Pair) {
+	t.Helper()
+	p.A.IP(t, "link", "add", "va2", "type", "veth", "peer", "name", "vb2", "netns", p.B.Name)
+	p.A.IP(t, "addr", "add", "10.202.0.1/24", "dev", "va2")
+	p.B.IP(t, "addr", "add", "10.202.0.2/24", "dev", "vb2")
+	p.A.IP(t, "link", "set", "va2", "up")
+	p.B.IP(t, "link", "set", "vb2", "up")
+	waitOperUp(t, p.A, "va2")
+	waitOperUp(t, p.B, "vb2")
 }
 
 func waitOperUp(t *testing.T, ns *nstest.NS, ifname string) {
