@@ -106,6 +106,8 @@ func TestTrackInterfaceAddedByReload(t *testing.T) {
 	if _, err := d.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`Configuration reloaded`)); err != nil {
 		t.Fatal(err)
 	}
+	// A transition the reload caused may come a moment after its last line: look a second on.
+	time.Sleep(time.Second)
 	for _, l := range d.proc.Lines()[from:] {
 		if strings.Contains(l.Text, "Entering") {
 			t.Fatalf("the reload adding an up link caused %q", l.Text)

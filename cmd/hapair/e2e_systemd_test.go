@@ -169,20 +169,24 @@ func TestUnitUnderSystemd(t *testing.T) {
 
 	t.Run("LimitNOFILE fits HAProxy's maxconn", func(t *testing.T) {
 		c.t = t
-		pid := c.status().HAProxy.PID
-		if pid == 0 {
-			t.Fatal("no HAProxy pid in status")
+		openFiles := func(when string) {
+			pid := c.status().HAProxy.PID
+			if pid == 0 {
+				t.Fatalf("%s: no HAProxy pid in status", when)
+			}
+			limits := string(c.must("cat", fmt.Sprintf("/proc/%d/limits", pid)))
+			m := regexp.MustCompile(`Max open files\s+(\d+)\s+(\d+)`).FindStringSubmatch(limits)
+			if m == nil {
+				t.Fatalf("%s: no open-files limit in:\n%s", when, limits)
+			}
+			if soft, _ := strconv.Atoi(m[1]); soft < 16000 {
+				t.Errorf("%s: HAProxy (maxconn 8000) runs with %s open files, want >= 16000", when, m[1])
+			}
 		}
-		limits := string(c.must("cat", fmt.Sprintf("/proc/%d/limits", pid)))
-		m := regexp.MustCompile(`Max open files\s+(\d+)\s+(\d+)`).FindStringSubmatch(limits)
-		if m == nil {
-			t.Fatalf("no open-files limit in:\n%s", limits)
-		}
-		if soft, _ := strconv.Atoi(m[1]); soft < 16000 {
-			t.Errorf("HAProxy (maxconn 8000) runs with %s open files, want >= 16000", m[1])
-		}
+		openFiles("at the start")
 		// A reload re-executes the master: it must come up with the same limit.
 		c.must("hapair", "reload", "--config", "/etc/hapair/hapair.yaml")
+		openFiles("after a reload")
 	})
 
 	t.Run("reload with a bad file fails", func(t *testing.T) {
