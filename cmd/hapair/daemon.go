@@ -292,13 +292,20 @@ func (d *daemon) closeInstances() {
 	}
 }
 
-// updatePriorities recomputes every instance's effective priority from the tracked checks. It
-// holds d.mu throughout, which an instance's start waits for (holdUntilChecksReport): what it
-// calls must never wait on an instance, and SetFault and SetPriority do not (each keeps only
-// the newest value for the instance's next turn, even before it has started).
-func (d *daemon) updatePriorities(up map[string]bool) {
+// updatePriorities recomputes every instance's effective priority from the tracked checks and
+// links. It holds d.mu throughout, which an instance's start waits for (holdUntilChecksReport):
+// what it calls must never wait on an instance, and SetFault and SetPriority do not (each keeps
+// only the newest value for the instance's next turn, even before it has started).
+//
+// The checks' state is read under d.mu too, not passed in: the check follower and the link
+// watcher both call this, and a snapshot taken before the lock could be applied after a newer
+// one, leaving an instance at a priority the checks no longer say (a failed HAProxy's -20 undone
+// by a link event's older snapshot, until the next check event; seen once as a flake of
+// TestSupervisorStartErrorIsHeard).
+func (d *daemon) updatePriorities() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	up := d.checks.Up()
 	for _, vi := range d.instances {
 		prio, fault, by := checks.EffectivePriority(vi.cfg.Priority, vi.track, up)
 		if fault {
@@ -591,7 +598,7 @@ func (d *daemon) followChecks(ctx context.Context, r *checks.Runner) {
 	for name, up := range r.Up() { // inherited from the runner r replaced, if any
 		d.metrics.CheckUp(name, up)
 	}
-	d.updatePriorities(r.Up())
+	d.updatePriorities()
 	d.updateBGP(r)
 	for {
 		select {
@@ -602,7 +609,7 @@ func (d *daemon) followChecks(ctx context.Context, r *checks.Runner) {
 				return // a closed channel yields zero events: no check named ""
 			}
 			d.metrics.CheckUp(ev.Name, ev.Up)
-			d.updatePriorities(r.Up())
+			d.updatePriorities()
 			d.updateBGP(r)
 		}
 	}

@@ -39,7 +39,7 @@ const (
 // links keep their last known state.
 func (d *daemon) followLinks(ctx context.Context) {
 	wait := linkWatchRetry
-	changed := d.refreshPriorities
+	changed := d.updatePriorities
 	for {
 		began := time.Now()
 		err := d.links.Watch(ctx, changed)
@@ -61,15 +61,9 @@ func (d *daemon) followLinks(ctx context.Context) {
 		var again sync.Once // Watch calls changed first once it has read every link
 		changed = func() {
 			again.Do(func() { d.log.Info("Following link state again, every link read anew") })
-			d.refreshPriorities()
+			d.updatePriorities()
 		}
 	}
 }
 
-// refreshPriorities is updatePriorities with the current checks runner's results.
-func (d *daemon) refreshPriorities() {
-	d.mu.Lock()
-	runner := d.checks
-	d.mu.Unlock()
-	d.updatePriorities(runner.Up())
-}
+

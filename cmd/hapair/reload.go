@@ -104,10 +104,7 @@ func (d *daemon) reload(ctx context.Context, path string) (result supervisor.Rel
 	for _, vi := range d.instances {
 		d.updateInstance(next, vi, byName[vi.name])
 	}
-	d.mu.Lock()
-	runner := d.checks
-	d.mu.Unlock()
-	d.updatePriorities(runner.Up())
+	d.updatePriorities()
 	d.log.Info("Configuration reloaded")
 	return supervisor.ReloadOK, nil
 }
