@@ -65,5 +65,3 @@ func (d *daemon) followLinks(ctx context.Context) {
 		}
 	}
 }
-
-
