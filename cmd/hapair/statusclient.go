@@ -50,6 +50,11 @@ func statusAddr(path, addr string) (string, error) {
 	return listen, nil
 }
 
+// statusClient speaks to the status listener directly, never through the proxy of an
+// operator's http_proxy: hapair's listener is on this node (a host address, when not loopback,
+// which Go never proxies), and a proxy cannot reach it or answers for something else.
+var statusClient = &http.Client{Transport: &http.Transport{Proxy: nil}}
+
 // statusTimeout bounds one request to the status listener.
 const statusTimeout = 5 * time.Second
 
@@ -67,7 +72,7 @@ func fetchStatus(ctx context.Context, addr string) (status.Status, error) {
 	if err != nil {
 		return st, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := statusClient.Do(req)
 	if err != nil {
 		return st, fmt.Errorf("is hapair running? %w", err)
 	}
