@@ -54,7 +54,6 @@ func (m *Machine) Resume(now time.Time, prev *Previous) []Action {
 	}
 	m.out = m.out[:0]
 	m.preemptFrom = now
-	m.masterAdverInterval = m.cfg.AdvertInterval
 	m.becomeMaster(now, Init, ReasonResume, now)
 	return m.out
 }
