@@ -2,7 +2,6 @@ package bgp
 
 import (
 	"context"
-	"github.com/hapair/hapair/internal/testenv"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -16,6 +15,8 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	gobgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
+
+	"github.com/hapair/hapair/internal/testenv"
 )
 
 // These tests run the Server against plain GoBGP servers standing in for routers, on loopback

@@ -1,7 +1,6 @@
 package bgp
 
 import (
-	"github.com/hapair/hapair/internal/testenv"
 	"net/netip"
 	"os"
 	"runtime"
@@ -9,6 +8,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/hapair/hapair/internal/testenv"
 )
 
 // inNewNetns runs f on a thread of its own in a fresh network namespace (root only), so that

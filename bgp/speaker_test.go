@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"github.com/hapair/hapair/internal/testenv"
 	"io"
 	"net"
 	"net/netip"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	wire "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+
+	"github.com/hapair/hapair/internal/testenv"
 )
 
 // These tests play the router by hand, message by message, on loopback: what a misbehaving or

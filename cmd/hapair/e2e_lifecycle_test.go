@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"github.com/hapair/hapair/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/hapair/hapair/cmd/internal/lab"
 	"github.com/hapair/hapair/cmd/internal/lab/labtest"
+	"github.com/hapair/hapair/internal/testenv"
 )
 
 // TestSecondRunRefused: a second `hapair run` on the same host (same runtime_dir, another status

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"github.com/hapair/hapair/internal/testenv"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/hapair/hapair/internal/testenv"
 	vipnet "github.com/hapair/hapair/vrrp/vip"
 )
 

@@ -3,12 +3,12 @@ package record
 import (
 	"errors"
 	"fmt"
-	"github.com/hapair/hapair/internal/testenv"
 	"os"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/hapair/hapair/internal/testenv"
 	"github.com/hapair/hapair/vrrp"
 	"golang.org/x/sys/unix"
 )

@@ -2,12 +2,11 @@ package transport
 
 import (
 	"errors"
-
-	"golang.org/x/sys/unix"
 	"net"
 	"testing"
 
 	"github.com/hapair/hapair/vrrp/internal/nstest"
+	"golang.org/x/sys/unix"
 )
 
 // TestOpenSocketFailureIsAnError: a socket whose set-up fails after it was built (here the

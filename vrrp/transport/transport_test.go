@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/hapair/hapair/internal/nldump"
 	"net"
 	"net/netip"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/hapair/hapair/internal/nldump"
 	"github.com/hapair/hapair/vrrp/internal/nstest"
 )
 

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hapair/hapair/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hapair/hapair/internal/testenv"
 )
 
 // fakeHAProxy writes a stand-in for haproxy that prints output and exits with status when run as

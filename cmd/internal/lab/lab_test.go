@@ -3,7 +3,6 @@ package lab_test
 import (
 	"bytes"
 	"context"
-	"github.com/hapair/hapair/internal/testenv"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/hapair/hapair/cmd/internal/lab"
 	"github.com/hapair/hapair/cmd/internal/lab/labtest"
+	"github.com/hapair/hapair/internal/testenv"
 )
 
 var vip = netip.MustParseAddr("10.0.0.10")
