@@ -15,16 +15,7 @@ import (
 // can only bound them.
 func TestFailedStartsBackOffOnTheClock(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		c := Config{Command: filepath.Join(dir, "no-haproxy"), ConfigFile: filepath.Join(dir, "haproxy.cfg"),
-			RuntimeDir: filepath.Join(dir, "run"), StopGrace: time.Second,
-			BackoffInitial: 200 * time.Millisecond, BackoffMax: time.Second, BackoffResetAfter: 10 * time.Second}
-		rep := &fakeReporter{}
-		s := New(c, rep, nil)
-		s.rand = func() float64 { return 0.5 } // jitter factor 1
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
+		s, stop := runFailing(t, time.Second)
 
 		start := time.Now()
 		var at []time.Duration
@@ -45,10 +36,7 @@ func TestFailedStartsBackOffOnTheClock(t *testing.T) {
 		if st := s.Status(); st.Backoff != time.Second || st.Failures != 5 || st.Restarts != 4 {
 			t.Errorf("status during the loop: backoff %s, failures %d, restarts %d; want 1s, 5, 4", st.Backoff, st.Failures, st.Restarts)
 		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
+		stop()
 		if st := s.Status(); st.Backoff != 0 {
 			t.Errorf("backoff %s after the stop, want none pending", st.Backoff)
 		}
@@ -60,15 +48,7 @@ func TestFailedStartsBackOffOnTheClock(t *testing.T) {
 // wait the old schedule had doubled past the new max is cut to it.
 func TestRestartBackoffSetSinceStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dir := t.TempDir()
-		c := Config{Command: filepath.Join(dir, "no-haproxy"), ConfigFile: filepath.Join(dir, "haproxy.cfg"),
-			RuntimeDir: filepath.Join(dir, "run"), StopGrace: time.Second,
-			BackoffInitial: 200 * time.Millisecond, BackoffMax: 10 * time.Second, BackoffResetAfter: 10 * time.Second}
-		s := New(c, nil, nil)
-		s.rand = func() float64 { return 0.5 } // jitter factor 1
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
+		s, stop := runFailing(t, 10*time.Second)
 
 		start := time.Now()
 		var at []time.Duration
@@ -85,9 +65,26 @@ func TestRestartBackoffSetSinceStart(t *testing.T) {
 		if !slices.Equal(at, want) {
 			t.Errorf("failed starts at %v, want %v (the 300ms max set after the third)", at, want)
 		}
+		stop()
+	})
+}
+
+// runFailing runs a supervisor whose HAProxy cannot start, its restart backoff from 200ms
+// doubling up to max, without jitter; stop ends Run and checks it returned nil.
+func runFailing(t *testing.T, max time.Duration) (s *Supervisor, stop func()) {
+	dir := t.TempDir()
+	c := Config{Command: filepath.Join(dir, "no-haproxy"), ConfigFile: filepath.Join(dir, "haproxy.cfg"),
+		RuntimeDir: filepath.Join(dir, "run"), StopGrace: time.Second,
+		BackoffInitial: 200 * time.Millisecond, BackoffMax: max, BackoffResetAfter: 10 * time.Second}
+	s = New(c, &fakeReporter{}, nil)
+	s.rand = func() float64 { return 0.5 } // jitter factor 1
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	return s, func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	})
+	}
 }
