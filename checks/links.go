@@ -27,6 +27,7 @@ type Links struct {
 type linkState struct {
 	up     bool
 	reason string
+	index  int // a new one when the interface is created again under the same name
 }
 
 // NewLinks reads the current state of every link.
@@ -48,7 +49,7 @@ func (l *Links) refresh() error {
 	for _, link := range links {
 		a := link.Attrs()
 		up, reason := linkUp(a)
-		state[a.Name] = linkState{up, reason}
+		state[a.Name] = linkState{up: up, reason: reason, index: a.Index}
 		names[a.Index] = a.Name
 	}
 	l.mu.Lock()
@@ -79,6 +80,14 @@ func (l *Links) Down(names []string) (down bool, why string) {
 	return false, ""
 }
 
+// Index is the index of the interface called name, 0 if there is none. An interface deleted and
+// created again under the same name has a new one.
+func (l *Links) Index(name string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state[name].index
+}
+
 // set records one link's state (exists false: deleted); it reports whether anything changed.
 func (l *Links) set(index int, name string, s linkState, exists bool) bool {
 	l.mu.Lock()
@@ -88,6 +97,7 @@ func (l *Links) set(index int, name string, s linkState, exists bool) bool {
 		delete(l.state, prev)
 		changed = true
 	}
+	s.index = index
 	old, had := l.state[name]
 	if !exists {
 		delete(l.state, name)
@@ -119,7 +129,7 @@ func (l *Links) Watch(ctx context.Context, changed func()) error {
 		up, reason := linkUp(a)
 		// RTM_DELLINK: the interface is gone (a NEWLINK brings it back by name).
 		exists := u.Header.Type != unix.RTM_DELLINK
-		if l.set(a.Index, a.Name, linkState{up, reason}, exists) {
+		if l.set(a.Index, a.Name, linkState{up: up, reason: reason}, exists) {
 			changed()
 		}
 	})
