@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -234,6 +235,7 @@ type Instance struct {
 
 	control  chan controlEvent
 	latest   latest // the priority and fault state to apply next: the newest only
+	rebind   atomic.Pointer[rebind]
 	received chan received
 	settled  chan struct{}
 	settle   sync.Once
@@ -586,6 +588,7 @@ func (in *Instance) Start(ctx context.Context) {
 	in.ctx = ctx
 	in.loop.add()
 	in.timer = in.newTimer()
+	in.takeRebind(false)
 	in.conn.Receive(in.HandlePacket)
 	in.apply(in.machine.Resume(now, prev))
 	in.armTimer(in.timer)
@@ -611,6 +614,9 @@ func (in *Instance) runTurn() {
 	}
 	// What the reader handed the machine meanwhile happened first.
 	in.applyPending()
+	// Before the fault state: the daemon hands over the new interface's socket, then clears
+	// the fault that kept the instance off the dead one.
+	in.takeRebind(true)
 	if !in.stopSeen && in.ctx.Err() != nil {
 		in.stopSeen = true
 		if in.handover.Load() {
@@ -685,6 +691,65 @@ func (in *Instance) finish() {
 	close(in.done)
 	in.conn.Close() // returns once HandlePacket is not running and will not run again
 	in.loop.remove()
+	if r := in.rebind.Swap(nil); r != nil { // handed over too late: the caller closes r's
+		close(r.done)
+	}
+}
+
+// rebind is a socket and announcer for an interface created again (Rebind).
+type rebind struct {
+	conn     Conn
+	announce Announcer
+	done     chan struct{}
+}
+
+// Rebind moves the instance onto conn and announce, opened on its interface as it is now. An
+// interface deleted and created again under the same name (ifupdown or networkd bringing a VLAN
+// or bond back) is a new interface with a new index, and the socket and announcer opened on the
+// old one hear and send nothing any more: a BACKUP left on them would hear no MASTER and become
+// a second one. The daemon keeps the instance in FAULT until it has handed the new ones over.
+//
+// It never blocks. The instance takes them in its next turn, which Rebind asks for, and closes
+// its old conn; the channel is closed then, and the caller may close the old announcer. If Run
+// has ended first, the channel is closed without the swap, and conn and announce stay the
+// caller's to close. A newer Rebind before the turn replaces an older one, which is then
+// closed at once, unused.
+func (in *Instance) Rebind(conn Conn, announce Announcer) <-chan struct{} {
+	r := &rebind{conn: conn, announce: announce, done: make(chan struct{})}
+	if old := in.rebind.Swap(r); old != nil {
+		old.conn.Close()
+		if c, ok := old.announce.(io.Closer); ok {
+			c.Close()
+		}
+		close(old.done)
+	}
+	if in.finished.Load() {
+		if in.rebind.CompareAndSwap(r, nil) {
+			close(r.done)
+		}
+		return r.done
+	}
+	in.schedule()
+	return r.done
+}
+
+// takeRebind swaps in the socket and announcer handed over by Rebind, if any. Called with turn
+// held; started says whether the old conn is delivering to HandlePacket already.
+func (in *Instance) takeRebind(started bool) {
+	r := in.rebind.Swap(nil)
+	if r == nil {
+		return
+	}
+	in.unexpect() // the MASTER's steady adverts were expected on the old socket
+	old := in.conn
+	in.conn, in.announce = r.conn, r.announce
+	in.quiet, _ = r.conn.(QuietConn)
+	if started {
+		in.conn.Receive(in.HandlePacket)
+	}
+	old.Close() // returns once HandlePacket is not running from it: it only tries turn
+	in.log.Info(in.msg("Listening on " + in.cfg.Interface + " as it is now"))
+	close(r.done)
 }
 
 // applyPending carries out what the reader's Receive calls returned. Called with turn held.

@@ -233,6 +233,10 @@ func (e *SendError) Error() string {
 
 func (e *SendError) Unwrap() error { return e.Errno }
 
+// Index is the index of the interface the member was joined on. An interface deleted and created
+// again under the same name has a new one, and a member on the old one hears nothing: join again.
+func (m *Member) Index() int { return m.ifi.Index }
+
 // Source is the address every advert leaves from (Options.SourceAddr or the primary address).
 func (m *Member) Source() netip.Addr { return m.src }
 
