@@ -67,6 +67,10 @@ type daemon struct {
 
 	drained atomic.Bool // hapair drain in force (drain.go); new instances start drained
 	drainMu sync.Mutex  // one drain or undrain at a time
+
+	// Instances whose interface was created again (recreated.go); guarded by mu.
+	rebindTimer     *time.Timer // a retry of rebindRecreated; nil: none pending
+	instancesClosed bool        // closeInstances ran: nothing is moved any more
 }
 
 // vrrpInstance is one running instance with what its priority is computed from.
@@ -85,6 +89,12 @@ type vrrpInstance struct {
 	// resuming: its state record says MASTER a moment ago; it starts at once, without waiting
 	// for its checks (vrrp.Machine.Resume decides).
 	resuming bool
+	// The interface its socket listens on, and the source its adverts leave from (recreated.go).
+	// ifindex 0: unknown (the fakes), never moved. Guarded by daemon.mu, with conn and ann.
+	ifindex   int
+	source    netip.Addr
+	rebindWhy string // not "": its interface was created again and it does not listen there yet
+	rebindErr string // the last error opening it there, logged once
 }
 
 func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
@@ -243,7 +253,8 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		nio.ann.Close()
 		return nil, err
 	}
-	return &vrrpInstance{name: ic.Name, advertInt: ic.AdvertInt, cfg: ic, run: run, vips: nio.vips, ann: nio.ann, conn: nio.conn, track: trackWeights(ic), resuming: mayResume, hooks: notifier}, nil
+	return &vrrpInstance{name: ic.Name, advertInt: ic.AdvertInt, cfg: ic, run: run, vips: nio.vips, ann: nio.ann, conn: nio.conn, track: trackWeights(ic), resuming: mayResume, hooks: notifier,
+		ifindex: nio.ifindex, source: source}, nil
 }
 
 func prefixAddrs(ps []netip.Prefix) []netip.Addr {
@@ -285,6 +296,12 @@ func (d *daemon) previous(dir string, ic config.Instance, now time.Time) *vrrp.P
 }
 
 func (d *daemon) closeInstances() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.instancesClosed = true
+	if d.rebindTimer != nil {
+		d.rebindTimer.Stop()
+	}
 	for _, vi := range d.instances {
 		vi.conn.Close()
 		vi.ann.Close()
@@ -314,6 +331,10 @@ func (d *daemon) updatePriorities() {
 		}
 		if down, why := d.links.Down(trackedLinks(vi.cfg)); down {
 			vi.run.SetFault(true, why)
+			continue
+		}
+		if vi.rebindWhy != "" {
+			vi.run.SetFault(true, vi.rebindWhy)
 			continue
 		}
 		vi.run.SetFault(false, "")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -53,6 +55,9 @@ type fakeHost struct {
 	managers []*fakeVIPs          // every manager made, in order
 	failOpen error
 	gone     func(netip.Prefix) // OnVIPGone's: each Detach calls it, as the kernel's notifications do
+	// Rejoin: how many calls fail before one succeeds; what each success opened.
+	rejoinFails int
+	rejoined    []instanceIO
 }
 
 func newFakeHost(ev *events) *fakeHost {
@@ -72,6 +77,22 @@ func (h *fakeHost) Open(ic config.Instance, mayResume bool) (instanceIO, error) 
 	v := &fakeVIPs{name: ic.Name, vips: ic.VIPs, ev: h.ev, host: h}
 	h.managers = append(h.managers, v)
 	return instanceIO{source: fakeSource, conn: c, vips: v, ann: &fakeAnnouncer{}}, nil
+}
+
+// Rejoin fails rejoinFails times, as on an interface without its address yet, then opens a new
+// fake socket and announcer (on "index 3").
+func (h *fakeHost) Rejoin(ic config.Instance, source netip.Addr) (instanceIO, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.rejoinFails > 0 {
+		h.rejoinFails--
+		return instanceIO{}, errors.New("primary address of eth0: no usable address (IPv4 address)")
+	}
+	c := &fakeConn{name: ic.Name, ev: h.ev}
+	h.conns[ic.Name] = c
+	nio := instanceIO{source: source, conn: c, ann: &closingAnnouncer{}, ifindex: 3}
+	h.rejoined = append(h.rejoined, nio)
+	return nio, nil
 }
 
 func (h *fakeHost) VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, error) {
@@ -95,6 +116,8 @@ type fakeLinks struct{}
 
 func (*fakeLinks) Down(names []string) (bool, string) { return false, "" }
 
+func (*fakeLinks) Index(name string) int { return 0 } // fake instances have no index: never moved
+
 func (*fakeLinks) Watch(ctx context.Context, changed func()) error {
 	changed()
 	<-ctx.Done()
@@ -116,6 +139,8 @@ type flappingLinks struct {
 }
 
 func newFlappingLinks() *flappingLinks { return &flappingLinks{fail: make(chan error)} }
+
+func (*flappingLinks) Index(name string) int { return 0 }
 
 func (l *flappingLinks) Down(names []string) (bool, string) {
 	l.mu.Lock()
@@ -288,6 +313,47 @@ type fakeAnnouncer struct{}
 
 func (fakeAnnouncer) Announce(vips []netip.Prefix) (int, error) { return len(vips), nil }
 func (fakeAnnouncer) Close() error                              { return nil }
+
+// closingAnnouncer is a fakeAnnouncer that says whether it was closed.
+type closingAnnouncer struct {
+	fakeAnnouncer
+	closed atomic.Bool
+}
+
+func (a *closingAnnouncer) Close() error { a.closed.Store(true); return nil }
+
+// recreatedLinks: every link is up; the test gives the interface a new index (created again)
+// and announces it, as checks.Links does.
+type recreatedLinks struct {
+	mu      sync.Mutex
+	index   int
+	changed func()
+}
+
+func (l *recreatedLinks) Index(name string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.index
+}
+
+func (*recreatedLinks) Down(names []string) (bool, string) { return false, "" }
+
+func (l *recreatedLinks) Watch(ctx context.Context, changed func()) error {
+	l.mu.Lock()
+	l.changed = changed
+	l.mu.Unlock()
+	changed()
+	<-ctx.Done()
+	return nil
+}
+
+func (l *recreatedLinks) recreate(index int) {
+	l.mu.Lock()
+	l.index = index
+	changed := l.changed
+	l.mu.Unlock()
+	changed()
+}
 
 // fakeHAProxy stands for the supervisor: it says HAProxy is up when it starts, and its test
 // sends further events.

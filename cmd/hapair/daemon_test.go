@@ -902,3 +902,69 @@ func TestWatchdogPingedFromTheStart(t *testing.T) {
 		}
 	})
 }
+
+// TestRecreatedInterfaceHeldInFaultUntilRejoined: the instance's interface is created again
+// (a new index). Until a socket and an announcer can be opened on it (the new interface has no
+// address yet: two tries fail), the instance stays in FAULT, however up the link is; the
+// failure is logged once, and tried again without any further link event. Then the instance
+// takes the new ones and leaves FAULT, and the old ones are closed.
+func TestRecreatedInterfaceHeldInFaultUntilRejoined(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		td := newTestDaemon(t, pairYAML(t.TempDir(), newTCPTarget(t).addr, "10.255.0.10/24"))
+		links := &recreatedLinks{index: 2}
+		td.d.links = links
+		vi := td.d.instances[0]
+		vi.ifindex = 2 // as netlinkHost.Open sets it; the fakes leave it 0
+		oldConn := vi.conn.(*fakeConn)
+		oldAnn := &closingAnnouncer{}
+		vi.ann = oldAnn
+		td.start()
+		settle(contendHold + time.Second)
+		if st := td.status("VI_1"); st.State != vrrp.Master {
+			t.Fatalf("before: %s, want MASTER", st.State)
+		}
+
+		td.host.mu.Lock()
+		td.host.rejoinFails = 2
+		td.host.mu.Unlock()
+		links.recreate(3)
+		settle(0)
+		if st := td.status("VI_1"); st.State != vrrp.Fault || !strings.Contains(st.Fault, "created again") {
+			t.Fatalf("interface created again, not rejoined: %s, fault %q; want FAULT, created again", st.State, st.Fault)
+		}
+		settle(rebindRetry + time.Millisecond) // the second try fails too
+		if st := td.status("VI_1"); st.State != vrrp.Fault {
+			t.Fatalf("after the second failed try: %s, want FAULT", st.State)
+		}
+		if n := strings.Count(td.logs.String(), "Listening on the new "+vi.cfg.Interface+" failed"); n != 1 {
+			t.Errorf("the failure logged %d times, want once", n)
+		}
+		settle(rebindRetry + time.Millisecond) // the third succeeds
+		settle(time.Second)
+		st := td.status("VI_1")
+		if st.State == vrrp.Fault {
+			t.Fatalf("rejoined: still FAULT (%q)", st.Fault)
+		}
+		td.host.mu.Lock()
+		rejoined := td.host.rejoined
+		td.host.mu.Unlock()
+		if len(rejoined) != 1 {
+			t.Fatalf("rejoined %d times, want 1", len(rejoined))
+		}
+		td.d.mu.Lock()
+		conn, index := vi.conn, vi.ifindex
+		td.d.mu.Unlock()
+		if conn != rejoined[0].conn || index != 3 {
+			t.Errorf("the daemon holds conn %p on index %d, want the new one %p on 3", conn, index, rejoined[0].conn)
+		}
+		oldConn.mu.Lock()
+		closes := oldConn.closes
+		oldConn.mu.Unlock()
+		if closes == 0 || !oldAnn.closed.Load() {
+			t.Errorf("old socket closed %d times, old announcer closed %v; want both closed", closes, oldAnn.closed.Load())
+		}
+		if !strings.Contains(td.logs.String(), "Listening on "+vi.cfg.Interface+" as it is now") {
+			t.Errorf("the instance did not say it listens on the new interface:\n%s", td.logs.String())
+		}
+	})
+}

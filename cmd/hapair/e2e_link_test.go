@@ -141,3 +141,51 @@ func waitNoVIP(t *testing.T, d *daemonHost, timeout time.Duration) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestRecreatedInterfaceIsFollowed: an interface deleted and created again under the same name
+// (ifupdown or networkd bringing a VLAN or bond back) is a new interface to the kernel, with a
+// new index. Like keepalived, hapair follows it: FAULT while it is gone, then BACKUP on the new
+// interface, hearing its MASTER there; and a MASTER's VIP goes back on the new interface,
+// announced there.
+func TestRecreatedInterfaceIsFollowed(t *testing.T) {
+	p, lb1, lb2 := startElectedPair(t)
+	ctx := context.Background()
+	if got, want := p.neighborOf(t), p.lb1.MAC().String(); got != want {
+		t.Fatalf("client resolves the VIP to %s, want lb1's %s", got, want)
+	}
+
+	// The BACKUP's interface comes back: it must hear lb1 on it and stay BACKUP. Deaf on the
+	// new interface, it would become a second MASTER after Master_Down_Interval.
+	from2 := lb2.lines()
+	if err := p.lb2.RecreateLink(ctx, 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	lb2.waitState(from2, "FAULT", 3*time.Second)
+	back := lb2.waitState(from2, "BACKUP", 5*time.Second)
+	time.Sleep(seedMasterDown + 2*time.Second)
+	for _, l := range lb2.proc.Lines()[back.N:] {
+		if strings.Contains(l.Text, "Entering MASTER STATE") {
+			t.Fatalf("lb2 became MASTER %s after its interface came back, with lb1 MASTER: %s",
+				l.At.Sub(back.At).Round(time.Millisecond), l.Text)
+		}
+	}
+	if got := vipHolders(t, p.lb1, p.lb2); len(got) != 1 || got[0] != p.lb1.Name {
+		t.Fatalf("VIP on %v, want lb1 alone", got)
+	}
+
+	// The MASTER's interface comes back: lb2 takes over meanwhile, and lb1 (higher priority,
+	// preempting) takes the VIP back on its new interface and announces it there.
+	from1, from2 := lb1.lines(), lb2.lines()
+	if err := p.lb1.RecreateLink(ctx, 500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	lb1.waitState(from1, "FAULT", 3*time.Second)
+	lb2.waitState(from2, "MASTER", seedMasterDown+2*time.Second)
+	waitNeighbor(t, p, p.lb2.MAC().String())
+	lb1.waitState(from1, "BACKUP", 5*time.Second)
+	lb1.waitState(from1, "MASTER", seedMasterDown+3*time.Second)
+	lb2.waitState(from2, "BACKUP", 5*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+	// The client does not ask: only gratuitous ARPs sent on the new interface move it back.
+	waitNeighbor(t, p, p.lb1.MAC().String())
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -26,6 +27,10 @@ type hostNetwork interface {
 	// removes VIPs a crash left behind; it takes the source address from unicast_src_ip, else
 	// from the interface's primary address.
 	Open(ic config.Instance, mayResume bool) (instanceIO, error)
+	// Rejoin opens the instance's socket and announcer again, on its interface as it is now
+	// (created again under the same name: recreated.go). Its adverts must leave from source,
+	// the address they left from before: the state machine was built with it.
+	Rejoin(ic config.Instance, source netip.Addr) (instanceIO, error)
 	// VIPs returns a manager for vips on ifname: a reload's new list, or the removed VIPs.
 	VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, error)
 	// Links follows the state of the host's links.
@@ -43,6 +48,7 @@ type instanceIO struct {
 	ann       announcer
 	mayResume bool            // false when only VIPs were left on the interface
 	timers    instance.Timers // the loop's timer; nil: Go's
+	ifindex   int             // the interface conn listens on; 0: unknown (fakes)
 }
 
 // announcer is the instance's announcer, closed with the instance.
@@ -54,6 +60,7 @@ type announcer interface {
 // links tells whether tracked links are down and follows their changes (*checks.Links).
 type links interface {
 	Down(names []string) (down bool, why string)
+	Index(name string) int // 0: no such interface
 	Watch(ctx context.Context, changed func()) error
 }
 
@@ -167,8 +174,18 @@ func (h netlinkHost) Open(ic config.Instance, mayResume bool) (instanceIO, error
 	if ic.UnicastSrcIP.IsValid() {
 		source = ic.UnicastSrcIP
 	}
+	nio, err := h.join(ic, source)
+	if err != nil {
+		return instanceIO{}, err
+	}
+	nio.vips, nio.mayResume, nio.timers = offStackVIPs{vips}, mayResume, h.timers
+	return nio, nil
+}
+
+// join opens the instance's socket and announcer on its interface, sending from source.
+func (h netlinkHost) join(ic config.Instance, source netip.Addr) (instanceIO, error) {
 	conn, err := h.hub.Join(transport.Options{
-		Interface: ic.Interface, Family: family, SourceAddr: source, Peers: ic.UnicastPeers,
+		Interface: ic.Interface, Family: ic.Family(), SourceAddr: source, Peers: ic.UnicastPeers,
 	}, ic.VRID)
 	if err != nil {
 		return instanceIO{}, err
@@ -178,5 +195,21 @@ func (h netlinkHost) Open(ic config.Instance, mayResume bool) (instanceIO, error
 		conn.Close()
 		return instanceIO{}, err
 	}
-	return instanceIO{source: source, conn: conn, vips: offStackVIPs{vips}, ann: ann, mayResume: mayResume, timers: h.timers}, nil
+	return instanceIO{source: source, conn: conn, ann: ann, ifindex: conn.Index()}, nil
+}
+
+func (h netlinkHost) Rejoin(ic config.Instance, source netip.Addr) (instanceIO, error) {
+	if !ic.UnicastSrcIP.IsValid() {
+		// The source is the interface's primary address, which the new interface may not have
+		// yet, or may have changed: the state machine breaks ties by the address it was built
+		// with, so a new one needs a restart.
+		primary, err := transport.PrimaryAddr(ic.Interface, ic.Family())
+		if err != nil {
+			return instanceIO{}, err
+		}
+		if primary != source {
+			return instanceIO{}, fmt.Errorf("its primary address is now %s, not %s: restart hapair to send from it", primary, source)
+		}
+	}
+	return h.join(ic, source)
 }

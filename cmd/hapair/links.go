@@ -39,7 +39,7 @@ const (
 // links keep their last known state.
 func (d *daemon) followLinks(ctx context.Context) {
 	wait := linkWatchRetry
-	changed := d.updatePriorities
+	changed := d.linksChanged
 	for {
 		began := time.Now()
 		err := d.links.Watch(ctx, changed)
@@ -61,7 +61,7 @@ func (d *daemon) followLinks(ctx context.Context) {
 		var again sync.Once // Watch calls changed first once it has read every link
 		changed = func() {
 			again.Do(func() { d.log.Info("Following link state again, every link read anew") })
-			d.updatePriorities()
+			d.linksChanged()
 		}
 	}
 }

@@ -278,6 +278,33 @@ func (h *Host) SetLink(ctx context.Context, up bool) error {
 	return runIP(ctx, "-n", h.NS, "link", "set", HostInterface, state)
 }
 
+// RecreateLink deletes the host's eth0, waits gone, and creates it again as it was: same name,
+// MAC address, switch port and address, up. To the host it is a new interface (a new index), as
+// when ifupdown or networkd tear an interface down and bring it back (a VLAN, a bond).
+func (h *Host) RecreateLink(ctx context.Context, gone time.Duration) error {
+	if err := runIP(ctx, "-n", h.NS, "link", "del", HostInterface); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(gone):
+	}
+	steps := [][]string{
+		{"-n", h.NS, "link", "add", HostInterface, "address", h.mac.String(), "type", "veth", "peer", "name", h.port, "netns", h.lab.sw},
+		{"-n", h.lab.sw, "link", "set", h.port, "master", BridgeName},
+		{"-n", h.lab.sw, "link", "set", h.port, "up"},
+		{"-n", h.NS, "addr", "add", h.Addr.String(), "dev", HostInterface},
+		{"-n", h.NS, "link", "set", HostInterface, "up"},
+	}
+	for _, args := range steps {
+		if err := runIP(ctx, args...); err != nil {
+			return fmt.Errorf("lab: host %s: recreate %s: %w", h.Name, HostInterface, err)
+		}
+	}
+	return nil
+}
+
 // SetCable connects or disconnects the switch side of the host's veth: the
 // host sees its carrier go (NO-CARRIER) while eth0 stays administratively up.
 func (h *Host) SetCable(ctx context.Context, connected bool) error {
