@@ -51,7 +51,8 @@ type otherKey struct {
 var (
 	stateNames      = [...]string{vrrp.Init.String(), vrrp.Backup.String(), vrrp.Master.String(), vrrp.Fault.String()}
 	dropReasonNames = [...]vrrp.DropReason{vrrp.DropLength, vrrp.DropVersion, vrrp.DropType, vrrp.DropChecksum,
-		vrrp.DropTTL, vrrp.DropVRID, vrrp.DropAuth, vrrp.DropInterval, vrrp.DropPeer, vrrp.DropFamily, vrrp.DropAddrs}
+		vrrp.DropTTL, vrrp.DropVRID, vrrp.DropAuth, vrrp.DropInterval, vrrp.DropPeer, vrrp.DropFamily, vrrp.DropAddrs,
+		vrrp.DropDestination}
 	vipOpNames = [...]string{"attach", "detach"}
 )
 

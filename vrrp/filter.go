@@ -22,7 +22,9 @@ type Filter struct {
 	// v3 has no such check: a backup learns the master's interval instead.
 	Interval time.Duration
 
-	// Peers are the unicast peers: when not empty, only adverts from them are accepted.
+	// Peers are the unicast peers: when not empty, only adverts from them are accepted. When
+	// empty the instance is multicast, and only adverts sent to the VRRP group are accepted
+	// (DropDestination).
 	Peers []netip.Addr
 
 	// Addrs, when not empty, are the virtual addresses we advertise ourselves. An advert whose
@@ -37,11 +39,12 @@ type Filter struct {
 }
 
 // Check validates an advert that Parse accepted, given the IPv4 TTL or IPv6 hop limit it
-// arrived with and its source. Checks run in the order of RFC 5798 section 7.1 (TTL first),
-// except that the VRID is checked before the version so that another virtual router on the
-// link counts as "vrid", not as a version error. Every error is a *DropError. Check does not
-// allocate when the advert is accepted.
-func (f *Filter) Check(ttl int, src netip.Addr, a *Advert) error {
+// arrived with, its source and its destination. Checks run in the order of RFC 5798 section 7.1
+// (TTL first), except that the VRID is checked before the version so that another virtual
+// router on the link counts as "vrid", not as a version error. The addressing (a unicast peer's
+// source, or a multicast instance's group as destination) is checked after the version. Every
+// error is a *DropError. Check does not allocate when the advert is accepted.
+func (f *Filter) Check(ttl int, src, dst netip.Addr, a *Advert) error {
 	if ttl != 255 {
 		return drop(DropTTL, fmt.Sprintf("TTL %d from %v, want 255", ttl, src))
 	}
@@ -53,6 +56,15 @@ func (f *Filter) Check(ttl int, src netip.Addr, a *Advert) error {
 	}
 	if len(f.Peers) > 0 && !f.isPeer(src) {
 		return drop(DropPeer, fmt.Sprintf("source %v is not a unicast peer", src))
+	}
+	if len(f.Peers) == 0 {
+		// A multicast instance's socket is handed, besides the group, the VRRP packets sent by
+		// unicast to any address of the host. keepalived drops them ("Expected multicast packet
+		// but received unicast packet"), and so does hapair: an instance without unicast peers
+		// listens to the group only.
+		if group := vrrpGroup(src); dst.Unmap().WithZone("") != group {
+			return drop(DropDestination, fmt.Sprintf("%v sent to %v, not to %v: this instance has no unicast peers", src, dst, group))
+		}
 	}
 	if a.Version == 2 {
 		if err := f.checkAuth(a); err != nil {
@@ -103,6 +115,15 @@ func containsAddr(list []netip.Addr, a netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// vrrpGroup is the VRRP multicast group of src's family: 224.0.0.18 or ff02::12 (RFC 5798
+// section 5.1.1.2 and 5.1.2.2).
+func vrrpGroup(src netip.Addr) netip.Addr {
+	if src.Unmap().Is4() {
+		return netip.AddrFrom4([4]byte{224, 0, 0, 18})
+	}
+	return netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x12})
 }
 
 func (f *Filter) isPeer(src netip.Addr) bool {

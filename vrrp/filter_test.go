@@ -14,7 +14,7 @@ func receive(f *Filter, b []byte, src, dst netip.Addr, ttl int) (Advert, error) 
 	if err != nil {
 		return a, err
 	}
-	return a, f.Check(ttl, src, &a)
+	return a, f.Check(ttl, src, dst, &a)
 }
 
 // TestReceiveDropsEveryReason runs packets through Parse and Filter.Check and has at least
@@ -28,6 +28,8 @@ func TestReceiveDropsEveryReason(t *testing.T) {
 	v6a := Advert{Version: 3, VRID: 53, Priority: 100, Interval: time.Second, Addrs: addrs("fd00::10")}
 	uni := Filter{VRID: 51, Version: 2, Interval: time.Second, Peers: addrs("10.99.0.12", "10.99.0.13")}
 	vips := Filter{VRID: 52, Version: 3, Addrs: addrs("10.0.0.21", "10.0.0.20")}
+	peer6 := netip.MustParseAddr("fe80::2")
+	allHosts := netip.MustParseAddr("224.0.0.1")
 
 	with := func(a Advert, f func(*Advert)) Advert {
 		a.Addrs = append([]netip.Addr(nil), a.Addrs...)
@@ -78,6 +80,10 @@ func TestReceiveDropsEveryReason(t *testing.T) {
 		{"peer: not a unicast peer", uni, v2, src4, group4, 255, DropPeer},
 		{"peer: IPv6 stranger", v6f, pkt(v6a, netip.MustParseAddr("fe80::3"), group6), netip.MustParseAddr("fe80::3"), group6, 255, DropPeer},
 		{"family: v2 from IPv6", v2f, v2, src6, group6, 255, DropFamily},
+		{"destination: v2 unicast to a multicast instance", v2f, v2, src4, peer4, 255, DropDestination},
+		{"destination: v3 unicast to a multicast instance", v3f, pkt(v3a, src4, peer4), src4, peer4, 255, DropDestination},
+		{"destination: IPv6 unicast to a multicast instance", Filter{VRID: 53, Version: 3}, pkt(v6a, src6, peer6), src6, peer6, 255, DropDestination},
+		{"destination: another multicast group", v3f, pkt(v3a, src4, allHosts), src4, allHosts, 255, DropDestination},
 		{"one of ours missing: accepted (a rolling VIP change)", vips, v3, src4, group4, 255, ""},
 		{"addresses: none of ours", vips, pkt(with(v3a, func(a *Advert) { a.Addrs = addrs("10.0.0.30", "10.0.0.31") }), src4, group4), src4, group4, 255, DropAddrs},
 		{"addresses: one of ours twice", vips, pkt(with(v3a, func(a *Advert) { a.Addrs = addrs("10.0.0.20", "10.0.0.20") }), src4, group4), src4, group4, 255, DropAddrs},
@@ -108,7 +114,7 @@ func TestReceiveDropsEveryReason(t *testing.T) {
 func TestFilterPasswordNotLogged(t *testing.T) {
 	f := Filter{VRID: 51, Version: 2, AuthType: AuthSimple, AuthPass: "s3cr3t!!", Interval: time.Second}
 	a := Advert{Version: 2, VRID: 51, Priority: 100, Interval: time.Second, AuthType: AuthSimple, AuthData: pass("guess123")}
-	err := f.Check(255, src4, &a)
+	err := f.Check(255, src4, group4, &a)
 	if ReasonOf(err) != DropAuth {
 		t.Fatalf("Check = %v, want an auth drop", err)
 	}
@@ -120,16 +126,26 @@ func TestFilterPasswordNotLogged(t *testing.T) {
 }
 
 func TestFilterCheckAllocations(t *testing.T) {
-	f := Filter{VRID: 53, Version: 3, Peers: addrs("fe80::9", "fe80::1%eth0"), Addrs: addrs("fd00::10", "fd00::11")}
+	unicast := Filter{VRID: 53, Version: 3, Peers: addrs("fe80::9", "fe80::1%eth0"), Addrs: addrs("fd00::10", "fd00::11")}
+	multicast := Filter{VRID: 53, Version: 3, Addrs: addrs("fd00::10", "fd00::11")}
 	a := Advert{Version: 3, VRID: 53, Priority: 100, Interval: time.Second, Addrs: addrs("fd00::11", "fd00::10")}
 	src := netip.MustParseAddr("fe80::1%d0")
-	got := testing.AllocsPerRun(100, func() {
-		if err := f.Check(255, src, &a); err != nil {
-			panic(err)
+	for _, tc := range []struct {
+		name string
+		f    Filter
+		dst  netip.Addr
+	}{
+		{"unicast", unicast, netip.MustParseAddr("fe80::2")},
+		{"multicast", multicast, group6},
+	} {
+		got := testing.AllocsPerRun(100, func() {
+			if err := tc.f.Check(255, src, tc.dst, &a); err != nil {
+				panic(err)
+			}
+		})
+		if got != 0 {
+			t.Errorf("%s: Check allocates %v times per accepted advert, want 0", tc.name, got)
 		}
-	})
-	if got != 0 {
-		t.Errorf("Check allocates %v times per accepted advert, want 0", got)
 	}
 }
 
@@ -138,7 +154,7 @@ func BenchmarkFilterCheck(b *testing.B) {
 	a := Advert{Version: 2, VRID: 51, Priority: 100, Interval: time.Second, AuthType: AuthSimple, AuthData: pass("1a2b3c4d"), Addrs: addrs("10.0.0.10")}
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := f.Check(255, src4, &a); err != nil {
+		if err := f.Check(255, src4, peer4, &a); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -180,7 +196,7 @@ func TestFilterAddressList(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := Filter{VRID: 52, Version: 3, Addrs: tt.ours}
 			a := Advert{Version: 3, VRID: 52, Priority: tt.prio, Interval: time.Second, Addrs: tt.got}
-			err := f.Check(255, src4, &a)
+			err := f.Check(255, src4, group4, &a)
 			if tt.drop {
 				if ReasonOf(err) != DropAddrs {
 					t.Fatalf("Check = %v, want an %q drop", err, DropAddrs)

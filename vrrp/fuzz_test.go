@@ -120,12 +120,12 @@ func checkAccepted(t *testing.T, b []byte, src, dst netip.Addr, a Advert) {
 		Interval: a.Interval, Peers: []netip.Addr{src}, Addrs: a.Addrs}
 	if a.AuthType == AuthAH || a.AuthType > AuthAH {
 		f.AuthType = a.AuthType
-		if err := f.Check(255, src, &a); a.Version == 2 && ReasonOf(err) != DropAuth {
+		if err := f.Check(255, src, dst, &a); a.Version == 2 && ReasonOf(err) != DropAuth {
 			t.Fatalf("Check of auth type %d = %v, want an auth drop", a.AuthType, err)
 		}
 		return
 	}
-	if err := f.Check(255, src, &a); err != nil {
+	if err := f.Check(255, src, dst, &a); err != nil {
 		t.Fatalf("Check by a matching filter: %v", err)
 	}
 }

@@ -66,17 +66,18 @@ type DropReason string
 
 // Every reason a received packet can be dropped for.
 const (
-	DropLength   DropReason = "length"    // shorter than the header, or not the length its address count says
-	DropVersion  DropReason = "version"   // neither 2 nor 3, or not the version configured
-	DropType     DropReason = "type"      // not an advertisement
-	DropChecksum DropReason = "checksum"  // bad checksum (every accepted form tried)
-	DropTTL      DropReason = "ttl"       // IPv4 TTL or IPv6 hop limit not 255: sent from off-link
-	DropVRID     DropReason = "vrid"      // another virtual router
-	DropAuth     DropReason = "auth"      // v2 authentication type or password mismatch
-	DropInterval DropReason = "interval"  // zero interval, or v2 interval not ours
-	DropPeer     DropReason = "peer"      // unicast: source is not a configured peer
-	DropFamily   DropReason = "family"    // address family of the packet and its addresses disagree
-	DropAddrs    DropReason = "addresses" // advertised addresses are not ours (and not from the owner)
+	DropLength      DropReason = "length"      // shorter than the header, or not the length its address count says
+	DropVersion     DropReason = "version"     // neither 2 nor 3, or not the version configured
+	DropType        DropReason = "type"        // not an advertisement
+	DropChecksum    DropReason = "checksum"    // bad checksum (every accepted form tried)
+	DropTTL         DropReason = "ttl"         // IPv4 TTL or IPv6 hop limit not 255: sent from off-link
+	DropVRID        DropReason = "vrid"        // another virtual router
+	DropAuth        DropReason = "auth"        // v2 authentication type or password mismatch
+	DropInterval    DropReason = "interval"    // zero interval, or v2 interval not ours
+	DropPeer        DropReason = "peer"        // unicast: source is not a configured peer
+	DropFamily      DropReason = "family"      // address family of the packet and its addresses disagree
+	DropAddrs       DropReason = "addresses"   // advertised addresses are not ours (and not from the owner)
+	DropDestination DropReason = "destination" // multicast instance: sent to another address than the VRRP group
 	// DropOther is for an advert the instance could not take (its queue was full) or an error
 	// that names no reason. It is not in DropReasons: it should never happen, so its series
 	// appears only when it does.
@@ -108,7 +109,7 @@ func ReasonOf(err error) DropReason {
 // DropReasons lists every DropReason, so that a counter can start every label at zero.
 func DropReasons() []DropReason {
 	return []DropReason{DropLength, DropVersion, DropType, DropChecksum, DropTTL, DropVRID,
-		DropAuth, DropInterval, DropPeer, DropFamily, DropAddrs}
+		DropAuth, DropInterval, DropPeer, DropFamily, DropAddrs, DropDestination}
 }
 
 func drop(reason DropReason, detail string) error {

@@ -210,7 +210,7 @@ func TestKeepalivedCaptures(t *testing.T) {
 				if !reflect.DeepEqual(a, tt.want) {
 					t.Errorf("packet %d:\n got %+v\nwant %+v", i, a, tt.want)
 				}
-				if err := tt.filter.Check(c.ttl, c.src, &a); err != nil {
+				if err := tt.filter.Check(c.ttl, c.src, c.dst, &a); err != nil {
 					t.Errorf("packet %d: Check: %v", i, err)
 				}
 				// hapair must put the same bytes on the wire as keepalived.

@@ -427,7 +427,7 @@ func TestParseAllocations(t *testing.T) {
 		{"Unmarshal v2", 0, func() { _ = a.Unmarshal(v2, src4, group4) }},
 		{"Unmarshal v3 IPv6", 0, func() { _ = a.Unmarshal(v6, src6, group6) }},
 		{"Unmarshal and Check", 0, func() {
-			if a.Unmarshal(v2, src4, group4) != nil || f.Check(255, src4, &a) != nil {
+			if a.Unmarshal(v2, src4, group4) != nil || f.Check(255, src4, group4, &a) != nil {
 				panic("advert refused")
 			}
 		}},
@@ -459,7 +459,7 @@ func TestDropError(t *testing.T) {
 }
 
 func TestDropReasonsAreTheMetricLabels(t *testing.T) {
-	want := []string{"length", "version", "type", "checksum", "ttl", "vrid", "auth", "interval", "peer", "family", "addresses"}
+	want := []string{"length", "version", "type", "checksum", "ttl", "vrid", "auth", "interval", "peer", "family", "addresses", "destination"}
 	got := DropReasons()
 	if len(got) != len(want) {
 		t.Fatalf("DropReasons() = %v, want %v", got, want)
@@ -514,7 +514,7 @@ func BenchmarkParse(b *testing.B) {
 				if err := a.Unmarshal(pkt, c.src, c.dst); err != nil {
 					b.Fatal(err)
 				}
-				if err := f.Check(255, c.src, &a); err != nil {
+				if err := f.Check(255, c.src, c.dst, &a); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -93,6 +93,55 @@ func TestForgedAddressListKeepsTheVIP(t *testing.T) {
 	}
 }
 
+// TestUnicastAdvertToAMulticastPairIsDropped: a third host sends lb1, by unicast to its own
+// address, adverts with the right password, the pair's VIP and a higher priority. The pair runs
+// multicast (no unicast_peer): like keepalived ("Expected multicast packet but received unicast
+// packet"), lb1 drops them and counts them as reason="destination". Before, it took them and
+// gave the VIP up for as long as they came, with no host holding it.
+func TestUnicastAdvertToAMulticastPairIsDropped(t *testing.T) {
+	p := newPair(t)
+	evil := labtest.AddHost(t, p.lab, "evil", p.lab.Addr(66))
+	const pass = "1a2b3c4d"
+	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: pass})
+	lb2 := startDaemon(t, p.lb2, labNode{Priority: 100, AuthPass: pass})
+	lb1.waitState(0, "MASTER", 10*time.Second)
+	lb2.waitState(0, "BACKUP", 10*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+
+	f, err := evil.NewForger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	higher := forgedAdvert(t, evil.IP(), 254, pass, vip.String()) // VRRPv2: no destination in its checksum
+	from := lb1.lines()
+	const rounds = 40 // 4 s: longer than Master_Down_Interval
+	for i := range rounds {
+		if err := f.SendTo(higher, p.lb1.IP(), 255); err != nil {
+			t.Fatal(err)
+		}
+		if h := vipHolders(t, p.lb1, p.lb2); len(h) != 1 || h[0] != p.lb1.Name {
+			t.Fatalf("after %d unicast adverts of priority 254 the VIP is on %v, want lb1 alone\n%s", i, h, lb1.proc.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, l := range lb1.proc.Lines()[from:] {
+		if strings.Contains(l.Text, "Entering") {
+			t.Errorf("lb1 changed state under unicast adverts: %s", l.Text)
+		}
+	}
+	if got := scrapeCounter(t, p.lb1, `hapair_vrrp_packets_dropped_total{instance="VI_LOGS",reason="destination"}`); got < rounds {
+		t.Errorf("lb1 counted %v destination drops, want at least %d", got, rounds)
+	}
+
+	// The same advert to the group is obeyed: only the destination made the difference.
+	from = lb1.lines()
+	if err := f.Send(higher, 255); err != nil {
+		t.Fatal(err)
+	}
+	lb1.waitState(from, "BACKUP", 5*time.Second)
+}
+
 // scrapeCounter reads one sample of the daemon's /metrics on 127.0.0.1:9479 inside host h.
 func scrapeCounter(t testing.TB, h *lab.Host, series string) float64 {
 	t.Helper()

@@ -1111,7 +1111,7 @@ func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
 	filter := in.filter.Load()
 	err := in.rx.Unmarshal(payload, src, dst)
 	if err == nil {
-		err = filter.Check(ttl, src, &in.rx)
+		err = filter.Check(ttl, src, dst, &in.rx)
 	}
 	if err != nil {
 		in.dropped(at, src, &in.rx, err)

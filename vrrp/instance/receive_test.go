@@ -272,3 +272,38 @@ func TestAddressListLinesHaveABudget(t *testing.T) {
 		}
 	})
 }
+
+// TestUnicastAdvertToAMulticastInstanceIsDropped: an instance without unicast peers takes only
+// adverts sent to the VRRP group, as keepalived does ("Expected multicast packet but received
+// unicast packet"). Its socket is also handed VRRP sent by unicast to the host's own addresses,
+// and such adverts with a higher priority made the MASTER give up its VIP.
+func TestUnicastAdvertToAMulticastInstanceIsDropped(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n, _ := masterWithLog(t)
+		since := n.inst.Status().Since
+		sender := netip.MustParseAddr("10.0.0.66")
+		ours := netip.MustParseAddr("10.0.0.11") // the MASTER's own address
+		higher := vrrp.Advert{Version: 3, VRID: 51, Priority: 254, Interval: advertInt, Addrs: []netip.Addr{vipPrefix.Addr()}}
+		// Checksummed for the address it is sent to, as a unicast sender does.
+		payload, err := higher.Marshal(sender, ours, vrrp.ChecksumWithPseudoHeader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const count = 50 // one every fifth of an interval: 10 intervals, past Master_Down_Interval
+		for range count {
+			n.conn.in <- packet{payload: payload, src: sender, dst: ours, ttl: 255}
+			time.Sleep(advertInt / 5)
+		}
+		if st := n.inst.Status(); st.State != vrrp.Master || !st.Since.Equal(since) || !n.vips.has() {
+			t.Fatalf("after %d unicast adverts of priority 254: state %s since %v (MASTER since %v before), VIP %v; want MASTER throughout, with the VIP",
+				count, st.State, st.Since, since, n.vips.has())
+		}
+		expect(t, "every unicast advert counted as a destination drop", func() bool { return n.rep.drops(vrrp.DropDestination) == count })
+
+		// The same advert to the group is obeyed: only the destination made the difference.
+		inject(t, n, sender, 255, 1, higher)
+		expect(t, "BACKUP under the higher priority sent to the group", func() bool {
+			return n.inst.Status().State == vrrp.Backup && !n.vips.has()
+		})
+	})
+}

@@ -17,8 +17,9 @@
 //
 // Choices, and why:
 //   - Every packet of a member's VRID is delivered, also from sources that are not configured
-//     peers: the caller's vrrp.Filter rejects those as DropPeer and counts them, which a silent
-//     filter here would hide.
+//     peers, and to a multicast member also those sent by unicast to the host (a raw socket is
+//     handed both): the caller's vrrp.Filter rejects those as DropPeer and DropDestination and
+//     counts them, which a silent filter here would hide.
 //   - Multicast: packets that arrived on another interface are skipped, because they belong to
 //     that interface's socket. Unicast has one socket per family, not per interface (each packet
 //     reaches it exactly once, whichever interface it came in by), and a packet goes only to a

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -18,7 +19,7 @@ const maxHeard = 64
 
 // Forger is the hostile or misconfigured neighbour of the tests and of the chaos suite: a raw
 // IPv4 VRRP socket (IP protocol 112) in one host, which sends hand-made payloads to 224.0.0.18
-// with any TTL, and records the adverts it hears so that they can be replayed. It never builds
+// (or by unicast to a host) with any TTL, and records the adverts it hears so that they can be replayed. It never builds
 // packets itself: callers marshal them with package vrrp, so that a forgery is exactly as
 // well-formed (or as broken) as the test wants.
 type Forger struct {
@@ -80,6 +81,21 @@ func (f *Forger) Send(payload []byte, ttl int) error {
 	}
 	if _, err := f.pc.WriteTo(payload, nil, &net.IPAddr{IP: vrrpGroup4}); err != nil {
 		return fmt.Errorf("%s: forger: send: %w", f.host.Name, err)
+	}
+	return nil
+}
+
+// SendTo sends one VRRP payload (no IP header) by unicast to dst, a host's address on the link,
+// from the host's address with the given TTL: what a multicast instance, which listens to
+// 224.0.0.18 only, must drop.
+func (f *Forger) SendTo(payload []byte, dst netip.Addr, ttl int) error {
+	f.sendMu.Lock() // the TTL is a socket option, as in Send
+	defer f.sendMu.Unlock()
+	if err := f.pc.SetTTL(ttl); err != nil {
+		return fmt.Errorf("%s: forger: TTL %d: %w", f.host.Name, ttl, err)
+	}
+	if _, err := f.pc.WriteTo(payload, nil, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+		return fmt.Errorf("%s: forger: send to %s: %w", f.host.Name, dst, err)
 	}
 	return nil
 }
