@@ -18,13 +18,14 @@ import (
 // master-down deadline.
 //
 // So a member can expect an advert (Expect): the exact bytes its MASTER keeps sending, from that
-// source, with TTL 255. Two classic BPF filters, rebuilt at every change, keep the expected
-// adverts away from the reader: the receiving socket's drops them, and the sending socket
-// (which is in no poller and dropped everything) queues them instead, with their arrival
-// time. The instance reads them there when it wakes (Quiet: just after the last advert due
-// before its master-down deadline), and pushes the deadline back from the latest one: it wakes
-// once every three intervals instead of once per advert. Any other packet (another priority,
-// another sender, a priority-0 advert, a malformed one) reaches the reader as before, at once.
+// source, with TTL 255, and on a multicast socket to the group. Two classic BPF filters, rebuilt
+// at every change, keep the expected adverts away from the reader: the receiving socket's drops
+// them, and the sending socket (which is in no poller and dropped everything) queues them
+// instead, with their arrival time. The instance reads them there when it wakes (Quiet: just
+// after the last advert due before its master-down deadline), and pushes the deadline back from
+// the latest one: it wakes once every three intervals instead of once per advert. Any other
+// packet (another priority, another sender, a priority-0 advert, a copy sent by unicast to a
+// multicast member, a malformed one) reaches the reader as before, at once.
 //
 // IPv4 only: a raw IPv6 socket's filter does not see the source address in the packet.
 
@@ -289,19 +290,30 @@ func (s *socket) creditQuiet(i int, before time.Time) {
 // attachQuiet points the sending socket's filter at the members' expected adverts (drop-all
 // when none). Called with qmu held.
 func (s *socket) attachQuiet() error {
-	s.prog = quietProgram(s.prog[:0], s.expectations(), quietKeep, 0)
+	s.prog = quietProgram(s.prog[:0], s.expectations(), s.expectedDst(), quietKeep, 0)
 	return attachFilter(s.sender, s.prog)
 }
 
 // attachReceive makes the receiving socket's filter drop the members' expected adverts (and
 // keep everything when none). Called with qmu held.
 func (s *socket) attachReceive() error {
-	s.prog = quietProgram(s.prog[:0], s.expectations(), 0, quietKeep)
+	s.prog = quietProgram(s.prog[:0], s.expectations(), s.expectedDst(), 0, quietKeep)
 	var err error
 	if cerr := s.rc.Control(func(fd uintptr) { err = attachFilter(int(fd), s.prog) }); cerr != nil {
 		return cerr
 	}
 	return err
+}
+
+// expectedDst is the destination of every expected advert: the group on a multicast socket, whose
+// members drop anything else (vrrp.DropDestination), so a copy sent by unicast to the host must
+// reach the reader to be dropped and counted there, not be taken for the MASTER's. Invalid on a
+// unicast socket: its members' peers send to the host's address, and its sockets see no multicast.
+func (s *socket) expectedDst() netip.Addr {
+	if s.key.unicast {
+		return netip.Addr{}
+	}
+	return s.group
 }
 
 // expectations lists the members' expectations, in a slice reused from call to call. Called
@@ -336,9 +348,10 @@ const skfIfindex = 0xfffff000 + 8
 // sees the IP header) that returns match for an expected advert and otherwise for anything
 // else. An expected advert came in by the expectation's interface (the sending socket is bound
 // to none and gets every unicast VRRP packet to the host, from any link), has a 20-byte header
-// (no options), TTL 255, the expectation's source and, after the header, exactly its payload. Expectations that do not fit in maxFilterLen are
-// left out: their adverts reach the reader.
-func quietProgram(p []unix.SockFilter, exps []*expectation, match, otherwise uint32) []unix.SockFilter {
+// (no options), TTL 255, destination dst when dst is valid, the expectation's source and, after
+// the header, exactly its payload. Expectations that do not fit in maxFilterLen are left out:
+// their adverts reach the reader.
+func quietProgram(p []unix.SockFilter, exps []*expectation, dst netip.Addr, match, otherwise uint32) []unix.SockFilter {
 	const jeq = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
 	ld := func(size uint16, off uint32) unix.SockFilter {
 		return unix.SockFilter{Code: unix.BPF_LD | size | unix.BPF_ABS, K: off}
@@ -347,13 +360,31 @@ func quietProgram(p []unix.SockFilter, exps []*expectation, match, otherwise uin
 	if len(exps) == 0 {
 		return append(p, ret(otherwise))
 	}
-	p = append(p,
-		ld(unix.BPF_B, 0),
-		unix.SockFilter{Code: jeq, K: 0x45, Jf: 2}, // version 4, no options; else to the jump to otherwise
-		ld(unix.BPF_B, 8),
-		unix.SockFilter{Code: jeq, K: 255, Jt: 1},         // TTL 255: past the jump
-		unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA}, // to otherwise; K set below
-	)
+	// What every expected advert has, each a load and a compare: a false compare goes to the
+	// jump to otherwise, the last true one past it.
+	type compare struct {
+		load unix.SockFilter
+		want uint32
+	}
+	common := [...]compare{
+		{ld(unix.BPF_B, 0), 0x45}, // version 4, no options
+		{ld(unix.BPF_B, 8), 255},  // TTL
+		{ld(unix.BPF_W, 16), 0},   // destination, when dst is valid
+	}
+	n := len(common) - 1
+	if dst.IsValid() {
+		common[n].want = binary.BigEndian.Uint32(dst.AsSlice())
+		n++
+	}
+	for i, c := range common[:n] {
+		if i == n-1 {
+			p = append(p, c.load, unix.SockFilter{Code: jeq, K: c.want, Jt: 1})
+			break
+		}
+		toJump := uint8(2 * (n - 1 - i)) // past the loads and compares left
+		p = append(p, c.load, unix.SockFilter{Code: jeq, K: c.want, Jf: toJump})
+	}
+	p = append(p, unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA}) // to otherwise; K set below
 	jumpAt := len(p) - 1
 	for _, e := range exps {
 		words := len(e.payload) / 4

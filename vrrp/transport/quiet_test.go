@@ -158,20 +158,22 @@ func TestQuietProgramFitsTheKernelsLimit(t *testing.T) {
 	for range 255 {
 		exps = append(exps, &expectation{src: netip.MustParseAddr("192.0.2.1"), payload: make([]byte, maxQuietPayload)})
 	}
-	prog := quietProgram(nil, exps, quietKeep, 0)
-	if len(prog) > maxFilterLen {
-		t.Fatalf("program of %d instructions, limit %d", len(prog), maxFilterLen)
-	}
-	for i, ins := range prog {
-		if ins.Code&0x07 == 0x05 { // BPF_JMP
-			if ins.Code == 0x05 { // BPF_JA
-				if i+1+int(ins.K) >= len(prog) {
-					t.Fatalf("ja at %d jumps past the end", i)
+	for _, dst := range []netip.Addr{{}, Group(4)} { // unicast, multicast
+		prog := quietProgram(nil, exps, dst, quietKeep, 0)
+		if len(prog) > maxFilterLen {
+			t.Fatalf("dst %v: program of %d instructions, limit %d", dst, len(prog), maxFilterLen)
+		}
+		for i, ins := range prog {
+			if ins.Code&0x07 == 0x05 { // BPF_JMP
+				if ins.Code == 0x05 { // BPF_JA
+					if i+1+int(ins.K) >= len(prog) {
+						t.Fatalf("dst %v: ja at %d jumps past the end", dst, i)
+					}
+					continue
 				}
-				continue
-			}
-			if i+1+int(ins.Jt) >= len(prog) || i+1+int(ins.Jf) >= len(prog) {
-				t.Fatalf("jump at %d (%+v) past the end", i, ins)
+				if i+1+int(ins.Jt) >= len(prog) || i+1+int(ins.Jf) >= len(prog) {
+					t.Fatalf("dst %v: jump at %d (%+v) past the end", dst, i, ins)
+				}
 			}
 		}
 	}
@@ -285,55 +287,34 @@ func TestNextCmsgStopsAtTheBuffersEnd(t *testing.T) {
 // counted as the MASTER's. The sending socket, where expected adverts queue, is bound to no
 // interface and gets every unicast VRRP packet to the host: before, its filter took the forgery,
 // and a BACKUP kept pushing its master-down deadline back for a MASTER that could be dead.
+// Unicast members: a multicast member expects adverts to the group only
+// (TestQuietTakesOnlyTheGroupsAdverts), and the group reaches its sockets by its own link only.
 func TestQuietTakesOnlyItsInterfacesAdverts(t *testing.T) {
 	p := nstest.NewPair(t)
 	secondLink(t, p)
-	p.B.MustDo(t, func() error {
-		for _, conf := range []string{"all", "default", "vb2"} {
-			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+conf+"/rp_filter", []byte("0"), 0o644); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	rpFilterOff(t, p.B, "vb2")
 
-	b := joinIn(t, p.B, NewHub(HubOptions{}), Options{Interface: p.BIf, Family: 4}, 51)
-	a := joinIn(t, p.A, NewHub(HubOptions{}), Options{Interface: p.AIf, Family: 4}, 51)
+	b := joinIn(t, p.B, NewHub(HubOptions{}), Options{Interface: p.BIf, Family: 4, Peers: []netip.Addr{p.A4.Addr()}}, 51)
+	a := joinIn(t, p.A, NewHub(HubOptions{}), Options{Interface: p.AIf, Family: 4, Peers: []netip.Addr{p.B4.Addr()}}, 51)
 	steady := append([]byte(nil), advertV2...)
 	steady[1], steady[2] = 51, 200
 	if err := a.WriteAdvert(steady); err != nil {
 		t.Fatal(err)
 	}
-	checkReceived(t, readWithin(t, b, 5*time.Second), steady, p.A4.Addr(), Group(4))
+	checkReceived(t, readWithin(t, b, 5*time.Second), steady, p.A4.Addr(), p.B4.Addr())
 	if err := b.Expect(p.A4.Addr(), steady); err != nil {
 		t.Fatal(err)
 	}
 
-	// A4's advert, sent raw by unicast to B's address on a link (IP_HDRINCL: the source is A4
-	// whichever link it leaves by).
-	forge := func(to [4]byte) {
-		t.Helper()
-		p.A.MustDo(t, func() error {
-			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
-			if err != nil {
-				return err
-			}
-			defer unix.Close(fd)
-			ip := []byte{0x45, 0, 0, byte(20 + len(steady)), 0, 0, 0, 0, 255, Protocol, 0, 0}
-			ip = append(ip, p.A4.Addr().AsSlice()...)
-			ip = append(ip, to[:]...)
-			return unix.Sendto(fd, append(ip, steady...), 0, &unix.SockaddrInet4{Addr: to})
-		})
-	}
-	// The same bytes on the MASTER's own link count (on that link anyone could send the
-	// multicast advert itself): so the forgery below does reach the sending socket's filter.
-	forge(p.B4.Addr().As4())
+	// The same bytes sent raw to B's address on the MASTER's own link count (on that link anyone
+	// could send them): so the forgery below does reach the sending socket's filter.
+	sendRaw(t, p.A, p.A4.Addr(), p.B4.Addr(), steady)
 	time.Sleep(200 * time.Millisecond)
 	if _, n := b.Quiet(); n != 1 {
 		t.Fatalf("Quiet counted %d of the raw adverts on the MASTER's link, want 1", n)
 	}
 	// The forgery: by unicast to B's address on the other link, out of va2.
-	forge([4]byte{10, 202, 0, 2})
+	sendRaw(t, p.A, p.A4.Addr(), netip.MustParseAddr("10.202.0.2"), steady)
 	time.Sleep(200 * time.Millisecond)
 	if _, n := b.Quiet(); n != 0 {
 		t.Errorf("Quiet counted %d adverts from another link as the MASTER's, want 0", n)
@@ -346,4 +327,76 @@ func TestQuietTakesOnlyItsInterfacesAdverts(t *testing.T) {
 	if _, n := b.Quiet(); n != 1 {
 		t.Errorf("Quiet counted %d of the MASTER's adverts on its own link, want 1", n)
 	}
+}
+
+// TestQuietTakesOnlyTheGroupsAdverts: a multicast member's expected advert, sent by unicast to
+// this host on the MASTER's link with the MASTER's source and the same bytes (VRRPv2: no
+// pseudo-header in its checksum), is not the MASTER's advert: a multicast instance drops any
+// advert not sent to the group (vrrp.DropDestination). It must reach the reader with its
+// destination, for the instance to drop and count it; before, the sending socket's filter took
+// it for the MASTER's and nobody saw it.
+func TestQuietTakesOnlyTheGroupsAdverts(t *testing.T) {
+	p := nstest.NewPair(t)
+	b := joinIn(t, p.B, NewHub(HubOptions{}), Options{Interface: p.BIf, Family: 4}, 51)
+	a := joinIn(t, p.A, NewHub(HubOptions{}), Options{Interface: p.AIf, Family: 4}, 51)
+	steady := append([]byte(nil), advertV2...)
+	steady[1], steady[2] = 51, 200
+	if err := a.WriteAdvert(steady); err != nil {
+		t.Fatal(err)
+	}
+	checkReceived(t, readWithin(t, b, 5*time.Second), steady, p.A4.Addr(), Group(4))
+	if err := b.Expect(p.A4.Addr(), steady); err != nil {
+		t.Fatal(err)
+	}
+
+	sendRaw(t, p.A, p.A4.Addr(), p.B4.Addr(), steady)
+	select {
+	case r := <-b.ch:
+		checkReceived(t, r, steady, p.A4.Addr(), p.B4.Addr())
+	case <-time.After(time.Second):
+		_, n := b.Quiet()
+		t.Fatalf("the unicast copy of the expected advert did not reach the handler within 1s (Quiet counted %d), want it there with its destination", n)
+	}
+	if _, n := b.Quiet(); n != 0 {
+		t.Errorf("Quiet counted %d unicast copies as the MASTER's adverts, want 0", n)
+	}
+	// The MASTER's own, to the group, still queue for Quiet.
+	if err := a.WriteAdvert(steady); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, n := b.Quiet(); n != 1 {
+		t.Errorf("Quiet counted %d of the MASTER's adverts to the group, want 1", n)
+	}
+}
+
+// rpFilterOff lets ns accept packets whose source it would not route back by the link they came
+// in by (a forger on another link).
+func rpFilterOff(t *testing.T, ns *nstest.NS, ifname string) {
+	t.Helper()
+	ns.MustDo(t, func() error {
+		for _, conf := range []string{"all", "default", ifname} {
+			if err := os.WriteFile("/proc/sys/net/ipv4/conf/"+conf+"/rp_filter", []byte("0"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// sendRaw sends a VRRP payload from inside ns with an IPv4 header of its own (IP_HDRINCL): from
+// src, whichever link it leaves by, to dst, TTL 255.
+func sendRaw(t *testing.T, ns *nstest.NS, src, dst netip.Addr, payload []byte) {
+	t.Helper()
+	ns.MustDo(t, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		ip := []byte{0x45, 0, 0, byte(20 + len(payload)), 0, 0, 0, 0, 255, Protocol, 0, 0}
+		ip = append(ip, src.AsSlice()...)
+		ip = append(ip, dst.AsSlice()...)
+		return unix.Sendto(fd, append(ip, payload...), 0, &unix.SockaddrInet4{Addr: dst.As4()})
+	})
 }
