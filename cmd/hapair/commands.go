@@ -55,7 +55,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(signals)
 
-	// A refused configuration exits with exitConfig, which the unit does not restart on.
+	// A refused configuration exits with exitConfig, which the unit does not restart on; what a
+	// restart may get past (another hapair still exiting, a busy port) exits 1.
 	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "hapair: %s is not valid:\n%v\n", *path, err)
@@ -77,6 +78,12 @@ func cmdRun(args []string, stderr io.Writer) int {
 	lock, err := lockRuntimeDir(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "hapair: %v\n", err)
+		// A directory that is not hapair's own stays so until the operator changes it or
+		// runtime_dir: a refused configuration. A lock held by another hapair is not: it may be
+		// the one this start replaces, still exiting, and a restart a second later takes it.
+		if errors.Is(err, rundir.ErrUnfit) {
+			return exitConfig
+		}
 		return 1
 	}
 	defer lock.Release()
@@ -122,6 +129,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		srv = status.NewServer(cfg.Status.Listen, d.metrics.Handler(), d)
 		if err := srv.Start(); err != nil {
 			log.Error("Status listener failed", "err", err)
+			// 1, not exitConfig, even for an address in use: the port may be held by the hapair
+			// this start replaces, still exiting, and the unit's restart a second later binds it.
 			return 1
 		}
 		log.Info("Serving /metrics, /status and /healthz", "listen", srv.Addr())

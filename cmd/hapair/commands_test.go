@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/cmd/internal/rundir"
 	"github.com/hapair/hapair/metrics/status"
 )
 
@@ -201,4 +204,32 @@ func TestReloadCommandErrors(t *testing.T) {
 			t.Errorf("reload %v: exit %d, stderr %q; want %d and %q", tt.args, code, stderr.String(), tt.code, tt.err)
 		}
 	}
+}
+
+// TestUnfitHAProxyRuntimeDirIsAConfigRefusal: haproxy.runtime_dir, when it is another directory,
+// is held to runtime_dir's rule, and its refusal is rundir.ErrUnfit too, so that `hapair run`
+// exits exitConfig for it as for runtime_dir (TestSharedRuntimeDirRefused) and takes no lock.
+func TestUnfitHAProxyRuntimeDirIsAConfigRefusal(t *testing.T) {
+	base := t.TempDir()
+	shared := filepath.Join(base, "shared")
+	if err := os.Mkdir(shared, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{RuntimeDir: filepath.Join(base, "run"), HAProxy: &config.HAProxy{RuntimeDir: shared}}
+	lock, err := lockRuntimeDir(cfg)
+	if err == nil {
+		lock.Release()
+		t.Fatal("lockRuntimeDir accepted a haproxy.runtime_dir writable by others")
+	}
+	if !errors.Is(err, rundir.ErrUnfit) || !strings.HasPrefix(err.Error(), "haproxy.runtime dir") {
+		t.Errorf("lockRuntimeDir = %v, want a haproxy.runtime_dir refusal wrapping rundir.ErrUnfit", err)
+	}
+	again, err := rundir.Acquire(cfg.RuntimeDir)
+	if err != nil {
+		t.Fatalf("runtime_dir still locked after the refusal: %v", err)
+	}
+	again.Release()
 }

@@ -73,7 +73,9 @@ func TestSecondRunRefused(t *testing.T) {
 }
 
 // TestSharedRuntimeDirRefused: `runtime_dir: /tmp`-like directories are refused and keep their
-// mode (hapair used to chmod them 0700).
+// mode (hapair used to chmod them 0700). The refusal exits with exitConfig (78), which the unit
+// does not restart on: no restart makes the directory hapair's own. It exited 1, and systemd
+// restarted hapair every second until the start limit left the unit failed.
 func TestSharedRuntimeDirRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
 		testenv.SkipOrFail(t, "needs root for the VIP interface check")
@@ -92,8 +94,8 @@ func TestSharedRuntimeDirRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, code := runHapair(t, "run", "--config", cfg)
-	if code != 1 || !strings.Contains(out, "writable by others") {
-		t.Errorf("run with a shared runtime_dir: exit %d\n%s", code, out)
+	if code != exitConfig || !strings.Contains(out, "writable by others") {
+		t.Errorf("run with a shared runtime_dir: exit %d, want %d (EX_CONFIG) with the reason\n%s", code, exitConfig, out)
 	}
 	fi, err := os.Stat(shared)
 	if err != nil {
@@ -101,6 +103,23 @@ func TestSharedRuntimeDirRefused(t *testing.T) {
 	}
 	if got := fi.Mode() & (os.ModePerm | os.ModeSticky); got != os.ModeSticky|0o777 {
 		t.Errorf("runtime_dir mode now %v, want it untouched", got)
+	}
+
+	// Another user's directory: refused alike.
+	foreign := filepath.Join(dir, "foreign")
+	if err := os.Mkdir(foreign, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(foreign, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	text = labNode{RouterID: "lb1", Priority: 110, Interface: "lo", VIPs: []string{vipCIDR}, RuntimeDir: foreign, Listen: "127.0.0.1:9481"}.YAML()
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runHapair(t, "run", "--config", cfg)
+	if code != exitConfig || !strings.Contains(out, "belongs to uid 65534") {
+		t.Errorf("run with another user's runtime_dir: exit %d, want %d (EX_CONFIG) with the reason\n%s", code, exitConfig, out)
 	}
 }
 

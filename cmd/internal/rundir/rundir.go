@@ -27,11 +27,28 @@ const LockFDEnv = "HAPAIR_LOCK_FD"
 // ErrLocked says another hapair holds the runtime directory.
 var ErrLocked = errors.New("another hapair is running")
 
+// ErrUnfit says Check refused a directory as it is: not a directory, or not hapair's own (another
+// owner, writable by others). Only the operator mends that, by changing the directory or
+// runtime_dir; trying again cannot, so `hapair run` exits as for a refused configuration.
+var ErrUnfit = errors.New("not fit to be a runtime directory")
+
+// unfitError is a refusal that wraps ErrUnfit and keeps its own words: the message says what is
+// wrong with the directory and what to do.
+type unfitError struct{ msg string }
+
+func (e *unfitError) Error() string { return e.msg }
+func (e *unfitError) Unwrap() error { return ErrUnfit }
+
+func unfit(format string, args ...any) error {
+	return &unfitError{msg: fmt.Sprintf(format, args...)}
+}
+
 // Check makes sure dir is fit to be a runtime directory: a directory (not a symlink) owned by the
-// effective user and writable by no one else. A missing dir is created mode 0700 (its parents
-// must exist or are created 0755, as mkdir -p would). An existing one is never chmodded: under
-// systemd its mode is RuntimeDirectoryMode, and a shared directory such as /tmp must not be
-// tightened behind its owner's back.
+// effective user and writable by no one else; one that is not is refused with an error that wraps
+// ErrUnfit. A missing dir is created mode 0700 (its parents must exist or are created 0755, as
+// mkdir -p would). An existing one is never chmodded: under systemd its mode is
+// RuntimeDirectoryMode, and a shared directory such as /tmp must not be tightened behind its
+// owner's back.
 func Check(dir string) error {
 	fi, err := os.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -47,17 +64,17 @@ func Check(dir string) error {
 		return fmt.Errorf("runtime dir %s: %w", dir, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("runtime dir %s: not a directory (%s)", dir, fi.Mode().Type())
+		return unfit("runtime dir %s: not a directory (%s)", dir, fi.Mode().Type())
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return fmt.Errorf("runtime dir %s: cannot read its owner", dir)
 	}
 	if uid := os.Geteuid(); int(st.Uid) != uid {
-		return fmt.Errorf("runtime dir %s belongs to uid %d, not to hapair's user (uid %d): use a directory of hapair's own (runtime_dir)", dir, st.Uid, uid)
+		return unfit("runtime dir %s belongs to uid %d, not to hapair's user (uid %d): use a directory of hapair's own (runtime_dir)", dir, st.Uid, uid)
 	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("runtime dir %s is writable by others (mode %04o): use a directory of hapair's own (runtime_dir); hapair does not chmod it", dir, perm)
+		return unfit("runtime dir %s is writable by others (mode %04o): use a directory of hapair's own (runtime_dir); hapair does not chmod it", dir, perm)
 	}
 	return nil
 }

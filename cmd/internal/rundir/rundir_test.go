@@ -36,8 +36,8 @@ func TestCheckRefusesSharedWithoutChmod(t *testing.T) {
 				t.Fatal(err)
 			}
 			err := Check(dir)
-			if err == nil || !strings.Contains(err.Error(), "writable by others") {
-				t.Errorf("Check = %v, want a refusal naming the mode", err)
+			if !errors.Is(err, ErrUnfit) || !strings.Contains(err.Error(), "writable by others") {
+				t.Errorf("Check = %v, want a refusal (ErrUnfit) naming the mode", err)
 			}
 			fi, _ := os.Stat(dir)
 			if got := fi.Mode() & (os.ModePerm | os.ModeSticky); got != mode {
@@ -74,8 +74,8 @@ func TestCheckRefusesForeignOwner(t *testing.T) {
 		dir = "/" // root's, and not ours
 	}
 	err := Check(dir)
-	if err == nil || !strings.Contains(err.Error(), "belongs to uid") {
-		t.Errorf("Check(%s) = %v, want a refusal naming the owner", dir, err)
+	if !errors.Is(err, ErrUnfit) || !strings.Contains(err.Error(), "belongs to uid") {
+		t.Errorf("Check(%s) = %v, want a refusal (ErrUnfit) naming the owner", dir, err)
 	}
 }
 
@@ -94,8 +94,8 @@ func TestCheckRefusesSymlinkAndFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{link, file} {
-		if err := Check(p); err == nil || !strings.Contains(err.Error(), "not a directory") {
-			t.Errorf("Check(%s) = %v, want not a directory", p, err)
+		if err := Check(p); !errors.Is(err, ErrUnfit) || !strings.Contains(err.Error(), "not a directory") {
+			t.Errorf("Check(%s) = %v, want not a directory (ErrUnfit)", p, err)
 		}
 	}
 }
@@ -110,6 +110,9 @@ func TestSecondAcquireRefused(t *testing.T) {
 	_, err = Acquire(dir)
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("second Acquire = %v, want ErrLocked", err)
+	}
+	if errors.Is(err, ErrUnfit) {
+		t.Errorf("second Acquire = %v: ErrUnfit, but the holder may be a hapair still exiting", err)
 	}
 	if want := fmt.Sprintf("pid %d", os.Getpid()); !strings.Contains(err.Error(), want) {
 		t.Errorf("refusal %q does not name %s", err, want)
