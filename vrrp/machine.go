@@ -119,6 +119,10 @@ func (c *Config) validate() error {
 //     that heard a Master before, and the address owner, never claim. A router without
 //     preempt that hears a lower router's claim less than an interval before its own falls
 //     due claims too, rather than follow it (rivalClaim).
+//   - Priority 0 answered a quarter interval apart. 6.4.3 has a Master answer every priority-0
+//     advert at once; a flood of forged ones made it send one advert per forged packet. It
+//     answers at once at most once per quarter Advertisement_Interval, and a priority 0 heard
+//     sooner brings the Adver_Timer forward to the end of that quarter (answerPriorityZero).
 //   - Fault (a failed check or a down interface) is a state of its own: a Master leaves with a
 //     priority-0 advert so that its Backup takes over after Skew_Time; adverts and timers are
 //     ignored until the fault clears, which re-enters Backup with a fresh Master_Down_Timer and
@@ -151,6 +155,10 @@ type Machine struct {
 	// reannounceNext: and announces once more with its next advert.
 	reannounceAt   time.Time
 	reannounceNext bool
+	// zeroAnswerFrom: a Master answers priority 0 at once no sooner than this; zeroAnswerDue: a
+	// priority 0 heard before it waits for the next advert (see answerPriorityZero).
+	zeroAnswerFrom time.Time
+	zeroAnswerDue  bool
 	downAt         time.Time // Backup: Master_Down_Timer
 
 	masterAdverInterval time.Duration // Master_Adver_Interval (VRRPv3 learns it)
@@ -289,9 +297,7 @@ func (m *Machine) receiveMaster(now time.Time, src netip.Addr, a *Advert) {
 		return
 	}
 	if a.Priority == 0 {
-		// 6.4.3: another Master leaving: advertise at once so its Backups hear us.
-		m.sendAdvert(m.prio)
-		m.adverAt = now.Add(m.cfg.AdvertInterval)
+		m.answerPriorityZero(now)
 		return
 	}
 	if !m.outranks(src, a.Priority) {
@@ -320,6 +326,31 @@ func (m *Machine) receiveMaster(now time.Time, src netip.Addr, a *Advert) {
 	m.learnInterval(a)
 	m.enterBackup(now)
 	m.masterAddr, m.masterPrio, m.masterHeardAt, m.acceptedAt = src, a.Priority, now, now
+}
+
+// zeroAnswersPerInterval bounds the adverts a Master sends at once in answer to priority 0: at
+// most one per this fraction of its Advertisement_Interval (see answerPriorityZero).
+const zeroAnswersPerInterval = 4
+
+// answerPriorityZero is 6.4.3's answer to another Master leaving: "Send an ADVERTISEMENT; Reset
+// the Adver_Timer", so that its Backups hear a Master before their Skew_Time ends. At once,
+// unless an answer went out less than a quarter interval ago: then the Adver_Timer is brought
+// forward to the end of that quarter, and that advert answers every priority 0 heard meanwhile.
+// A neighbour flooding forged priority-0 adverts makes the Master send one advert per quarter
+// interval instead of one per forged packet, and no genuine one waits longer than a quarter
+// interval, while the leaving Master's Backups wait their Skew_Time, (256-Priority)/256 of an
+// interval (0.6 of it at priority 100).
+func (m *Machine) answerPriorityZero(now time.Time) {
+	if now.Before(m.zeroAnswerFrom) {
+		if m.zeroAnswerFrom.Before(m.adverAt) {
+			m.adverAt = m.zeroAnswerFrom
+		}
+		m.zeroAnswerDue = true
+		return
+	}
+	m.sendAdvert(m.prio)
+	m.adverAt = now.Add(m.cfg.AdvertInterval)
+	m.zeroAnswerFrom = now.Add(m.cfg.AdvertInterval / zeroAnswersPerInterval)
 }
 
 // receiveHandingOver handles an advert while a Master hands over. Ours said priority 0, so any
@@ -400,6 +431,12 @@ func (m *Machine) Tick(now time.Time) []Action {
 		// While handing over, priority 0 again: a Backup that missed the first one would
 		// otherwise wait for its whole Master_Down_Interval.
 		m.sendAdvert(m.advertised())
+		if m.zeroAnswerDue {
+			// This advert answers the priority 0 heard since the last answer: the next answer
+			// at once is a quarter interval away again.
+			m.zeroAnswerDue = false
+			m.zeroAnswerFrom = now.Add(m.cfg.AdvertInterval / zeroAnswersPerInterval)
+		}
 		if m.reannounceNext {
 			m.reannounceNext = false
 			m.out = append(m.out, Action{Kind: ActSendGARP})
@@ -789,6 +826,7 @@ func (m *Machine) clearTimers() {
 	m.handover, m.handoverSince, m.handoverEnd = noHandover, time.Time{}, time.Time{}
 	m.claimed = false
 	m.reannounceNext = false
+	m.zeroAnswerFrom, m.zeroAnswerDue = time.Time{}, false
 }
 
 func (m *Machine) transition(from, to State, reason string) {

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -540,6 +541,75 @@ func TestRFC5798_6_4_3_MasterPriorityZeroSendsAdvertAtOnce(t *testing.T) {
 	wantActions(t, "priority 0", m.Receive(at, higher, adv(m, 0, time.Second)), sendAdvert(100))
 	wantState(t, m, Master)
 	wantDeadline(t, m, at.Add(time.Second))
+}
+
+// TestHapair_MasterAnswersPriorityZeroAtMostOncePerQuarterInterval: 6.4.3 has a Master answer
+// every priority-0 advert at once, so that the leaving Master's Backups hear a Master before
+// their Skew_Time ends. A neighbour flooding forged priority-0 adverts made the Master send one
+// advert per forged packet. It answers at once at most once per quarter Advertisement_Interval;
+// a priority 0 heard sooner brings the Adver_Timer forward to the end of that quarter, and that
+// advert answers every one heard meanwhile: none waits longer than a quarter interval.
+func TestHapair_MasterAnswersPriorityZeroAtMostOncePerQuarterInterval(t *testing.T) {
+	type step struct {
+		after    time.Duration // since the first priority 0
+		tick     bool          // Tick at NextDeadline, which must be at after; else priority 0 is received
+		want     []Action
+		deadline time.Duration // NextDeadline after the step, since the first priority 0; 0: not checked
+	}
+	answer := []Action{sendAdvert(100)}
+	tests := []struct {
+		name    string
+		version int
+		steps   []step
+	}{
+		{"alone, a quarter apart: each at once", 3, []step{
+			{0, false, answer, time.Second},
+			{250 * time.Millisecond, false, answer, 1250 * time.Millisecond},
+			{900 * time.Millisecond, false, answer, 1900 * time.Millisecond},
+		}},
+		{"a flood: one advert a quarter interval", 3, []step{
+			{0, false, answer, time.Second},
+			{time.Millisecond, false, nil, 250 * time.Millisecond},
+			{100 * time.Millisecond, false, nil, 250 * time.Millisecond},
+			{249 * time.Millisecond, false, nil, 250 * time.Millisecond},
+			{250 * time.Millisecond, true, answer, 0},
+			// That advert was an answer: the next quarter starts with it.
+			{251 * time.Millisecond, false, nil, 500 * time.Millisecond},
+			{499 * time.Millisecond, false, nil, 500 * time.Millisecond},
+			{500 * time.Millisecond, true, answer, 0},
+			// The flood ends; the next priority 0 after a quarter is answered at once again.
+			{800 * time.Millisecond, false, answer, 1800 * time.Millisecond},
+		}},
+		{"RFC 3768 likewise", 2, []step{
+			{0, false, answer, time.Second},
+			{10 * time.Millisecond, false, nil, 250 * time.Millisecond},
+			{250 * time.Millisecond, true, answer, 0},
+			{600 * time.Millisecond, false, answer, 1600 * time.Millisecond},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestMachine(t, func(c *Config) { c.Version = tt.version })
+			first := startMaster(t, m).Add(400 * time.Millisecond)
+			for _, s := range tt.steps {
+				now := first.Add(s.after)
+				var got []Action
+				what := fmt.Sprintf("priority 0 at +%v", s.after)
+				if s.tick {
+					what = fmt.Sprintf("Tick at +%v", s.after)
+					wantDeadline(t, m, now)
+					got = m.Tick(now)
+				} else {
+					got = m.Receive(now, higher, adv(m, 0, time.Second))
+				}
+				wantActions(t, what, got, s.want...)
+				wantState(t, m, Master)
+				if s.deadline != 0 {
+					wantDeadline(t, m, first.Add(s.deadline))
+				}
+			}
+		})
+	}
 }
 
 func TestRFC5798_6_4_3_MasterHigherPriorityBecomesBackup(t *testing.T) {
