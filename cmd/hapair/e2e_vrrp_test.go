@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"net/netip"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +143,41 @@ func waitNeighbor(t testing.TB, p *pair, mac string) {
 			t.Fatalf("client's neighbour entry for the VIP is %v (%v), want %s", got, err, mac)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestIPv6PairFailsOver: VRRPv3 over IPv6 end to end (ff02::12 from link-local sources, the
+// VIP an IPv6 address): the pair elects, the BACKUP hears its MASTER for several intervals
+// without a takeover, and takes the VIP when the MASTER dies. The receive path's checks (hop
+// limit, the group as destination from IPV6_PKTINFO) otherwise have only socket-level tests.
+func TestIPv6PairFailsOver(t *testing.T) {
+	p := newPair(t)
+	vip6 := netip.MustParseAddr("fd00:10::10")
+	node := func(prio int) labNode {
+		return labNode{Priority: prio, Version: 3, VIPs: []string{"fd00:10::10/64"}}
+	}
+	lb1 := startDaemon(t, p.lb1, node(110))
+	lb2 := startDaemon(t, p.lb2, node(100))
+	lb1.waitState(0, "MASTER", 10*time.Second)
+	from2 := lb2.waitState(0, "BACKUP", 10*time.Second).N + 1
+	time.Sleep(seedMasterDown + time.Second) // longer than lb2's Master_Down_Interval
+	for _, l := range lb2.proc.Lines()[from2:] {
+		if strings.Contains(l.Text, "Entering MASTER STATE") {
+			t.Fatalf("lb2 took over from a live MASTER over IPv6: %s", l.Text)
+		}
+	}
+	for _, h := range []struct {
+		host *lab.Host
+		want bool
+	}{{p.lb1, true}, {p.lb2, false}} {
+		if got, err := h.host.HasAddr(vip6); err != nil || got != h.want {
+			t.Fatalf("%s has %s: %v (err %v), want %v", h.host.Name, vip6, got, err, h.want)
+		}
+	}
+	from2 = lb2.lines()
+	lb1.kill()
+	lb2.waitState(from2, "MASTER", seedMasterDown+2*time.Second)
+	if err := lab.WaitFor(context.Background(), 2*time.Second, func() (bool, error) { return p.lb2.HasAddr(vip6) }); err != nil {
+		t.Fatalf("lb2 MASTER without %s: %v", vip6, err)
 	}
 }
