@@ -10,6 +10,9 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 TEST_TIMEOUT ?= 25m
+# The end-to-end tests marked t.Parallel() mostly wait (VRRP timers, HAProxy and FRR starting, a
+# systemd booting): 8 of them at once fit the 2-core CI machine (cmd/hapair/e2e_helpers_test.go).
+TEST_PARALLEL ?= 8
 
 # Every build is static (no cgo): no libc or dynamic loader mapped into hapair, 0.6 to 2.3 MiB
 # less resident memory (docs/performance.md). Users and their groups are looked up through
@@ -30,7 +33,7 @@ build:
 
 test: deps
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -parallel $(TEST_PARALLEL) ./...
 
 # test-unit runs what needs neither root nor the lab.
 test-unit:

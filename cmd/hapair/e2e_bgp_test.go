@@ -285,6 +285,7 @@ func metricLine(exposition, name string) string {
 // (withdrawn, taken off lo), and the session to the router stays up throughout; `hapair drain`
 // takes the node out of the router's route while HAProxy keeps running, `hapair undrain` back in.
 func TestBGPReloadAndDrainWithFRR(t *testing.T) {
+	t.Parallel()
 	b := startBGPLab(t)
 	n1 := b.nodes[0]
 	extra := netip.MustParsePrefix("10.77.9.11/32")
@@ -374,6 +375,7 @@ func TestBGPReloadAndDrainWithFRR(t *testing.T) {
 // TestBGPFollowsVRRPMaster is "both": a VRRP pair whose VIP is also announced to the router by
 // whichever host is MASTER (announce with vrrp_instance), so routed clients follow the failover.
 func TestBGPFollowsVRRPMaster(t *testing.T) {
+	t.Parallel()
 	labtest.RequireRoot(t)
 	labtest.RequireCommands(t, "haproxy", "vtysh")
 	l := labtest.New(t)

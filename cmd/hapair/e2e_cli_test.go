@@ -99,6 +99,7 @@ func TestConvertSeedConfigs(t *testing.T) {
 // TestStatusDumpAndReload: `hapair status`, the SIGUSR1 dump, and SIGHUP with a broken then a
 // good file, against a running daemon in the lab.
 func TestStatusDumpAndReload(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	dump := filepath.Join(p.lb1.Dir(), "hapair.data")
 	d := startDaemon(t, p.lb1, labNode{Priority: 110, DumpFile: dump})

@@ -69,6 +69,7 @@ func TestCheckRefusesVIPsThatDoNotFitAnAdvert(t *testing.T) {
 // TestReloadRefusesTheHostsOwnAddressAsVIP: the same refusal on reload, while the MASTER holds its
 // VIP (which is not taken for the host's own address), and nothing is touched.
 func TestReloadRefusesTheHostsOwnAddressAsVIP(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	d := startDaemon(t, p.lb1, labNode{Priority: 110})
 	d.waitState(0, "MASTER", 10*time.Second)

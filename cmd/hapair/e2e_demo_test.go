@@ -16,6 +16,7 @@ import (
 // and checks that it shows the election, the failover timeline and the recovery, and leaves no
 // namespace behind.
 func TestDemoRunsWithoutTerminal(t *testing.T) {
+	t.Parallel()
 	labtest.RequireRoot(t)
 	labtest.RequireCommands(t, "haproxy", "ip", "nft")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -36,6 +36,7 @@ func forgedAdvert(t testing.TB, src netip.Addr, prio uint8, pass string, addrs .
 // our VIP twice. The MASTER keeps its VIP (before, it went BACKUP and nobody held the VIP for
 // about 8 s), counts the drops and logs once per sender and list, not per packet.
 func TestForgedAddressListKeepsTheVIP(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	evil := labtest.AddHost(t, p.lab, "evil", p.lab.Addr(66))
 	const pass = "1a2b3c4d"
@@ -168,6 +169,7 @@ func scrapeCounter(t testing.TB, h *lab.Host, series string) float64 {
 // MASTER's adverts (counted as a mismatch, logged once) and stays BACKUP, where keepalived 2.2.7
 // drops them and both hosts become MASTER until both are reloaded.
 func TestRollingVIPChangeKeepsThePair(t *testing.T) {
+	t.Parallel()
 	p, lb1, lb2 := startElectedPair(t)
 
 	good, err := os.ReadFile(lb1.cfgPath)

@@ -247,6 +247,7 @@ func childHAProxyAlive(pid int) bool {
 // VIP, says so, and `hapair drain` exits non-zero; a stop then releases the VIP anyway after
 // LongestMasterDown (3 x 1 s + 255/256 s) and says so too.
 func TestHandoverWithoutAPeer(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("lab test: skipped under -short")
 	}

@@ -147,6 +147,7 @@ func TestHAProxyKilledMovesTheVIP(t *testing.T) {
 // TestStatsProbeFailureMovesTheVIP: the backend's only server goes down, the stats check fails
 // (after fall 2), the priority drops by 20 and the BACKUP takes over.
 func TestStatsProbeFailureMovesTheVIP(t *testing.T) {
+	t.Parallel()
 	labtest.RequireCommands(t, "haproxy")
 	p := &haproxyPair{pair: newPair(t)}
 	var app net.Listener
@@ -292,6 +293,7 @@ func TestGracefulStopReleasesVIPFirst(t *testing.T) {
 // TestCrashLoopStaysOutOfMaster: an HAProxy that exits at once (it cannot bind) is restarted
 // with a growing backoff, and its host never becomes MASTER: the VIP does not flap.
 func TestCrashLoopStaysOutOfMaster(t *testing.T) {
+	t.Parallel()
 	labtest.RequireCommands(t, "haproxy")
 	p := newPair(t)
 	// 10.9.9.9 is not on the host: `haproxy -c` accepts the file, the start fails to bind.

@@ -19,6 +19,14 @@ import (
 // hapairBin is the binary under test, built once by TestMain.
 var hapairBin string
 
+// Parallel tests: every end-to-end test builds a lab of its own (namespaces with a random part in
+// their names, files under t.TempDir, ports only inside its own namespaces), so labs never
+// collide. A test calls t.Parallel() when, besides, it bounds no timing that CPU contention could
+// break and changes nothing the process shares (environment, working directory, the machine's own
+// namespace). Go starts the parallel tests only once every serial one has ended, so the serial
+// ones (failover and takeover times, advert gaps, requests that must not fail, the chaos suite,
+// the start race) still run alone. `make test` sets how many run at once (-parallel).
+
 func TestMain(m *testing.M) {
 	if bin := os.Getenv("HAPAIR_BIN"); bin != "" { // a binary built elsewhere (packaging, debugging)
 		hapairBin = bin

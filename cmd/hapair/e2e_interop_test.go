@@ -134,6 +134,7 @@ func assertStable(t *testing.T, d time.Duration, want *lab.Host, hosts ...*lab.H
 // TestKeepalivedWrongPassword: different passwords keep hapair and keepalived from forming one
 // group (both end up MASTER), and hapair counts the authentication failures.
 func TestKeepalivedWrongPassword(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	h := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: "1a2b3c4d", Listen: "127.0.0.1:9479"})
 	k, err := p.lb2.StartKeepalived(context.Background(), lab.KeepalivedConfig{

@@ -22,6 +22,7 @@ import (
 // keeps it the whole time. Without the lock the second one removed the MASTER's VIP as stale and
 // then ran as a second VRRP speaker.
 func TestSecondRunRefused(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: "1a2b3c4d"})
 	lb1.waitState(0, "MASTER", 10*time.Second)
@@ -520,6 +521,7 @@ func TestStartTogetherNoFlap(t *testing.T) {
 // that reached the new image before it listened for signals killed it with the VIP attached.
 // Two moments: just after the hand-over began, and while the new binary's check runs.
 func TestStopDuringUpgrade(t *testing.T) {
+	t.Parallel()
 	p := startHAProxyPair(t, seedNode)
 	for _, when := range []string{"Handing over in MASTER STATE", "Received SIGUSR2"} {
 		t.Run(when, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 // the MASTER kept the VIP on the dead link and took it back on link up without a single
 // gratuitous ARP.
 func TestOwnLinkDownFaultsAndComesBack(t *testing.T) {
+	t.Parallel()
 	p, lb1, lb2 := startElectedPair(t)
 	if got, want := p.neighborOf(t), p.lb1.MAC().String(); got != want {
 		t.Fatalf("client resolves the VIP to %s, want lb1's %s", got, want)
@@ -52,6 +53,7 @@ func TestOwnLinkDownFaultsAndComesBack(t *testing.T) {
 // own link going down changes nothing; a track_interface added by SIGHUP takes effect at once
 // (before, the reload logged it as applied and nothing followed the link).
 func TestTrackInterfaceAddedByReload(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	d := startDaemon(t, p.lb1, labNode{Priority: 110, ExtraInstance: []string{"dont_track_primary: true"}})
 	d.waitState(0, "MASTER", 10*time.Second)

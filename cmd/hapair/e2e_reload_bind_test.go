@@ -18,6 +18,7 @@ import (
 // back, while hapair logged "Configuration reloaded". The reload must be reported failed, and
 // cause no VRRP transition.
 func TestHAProxyReloadFailingAtBind(t *testing.T) {
+	t.Parallel()
 	p := startHAProxyPair(t, func(n *labNode) { n.StatsInterval = "1s" })
 	// Something else on lb1 holds the port the new configuration wants.
 	var squatter net.Listener

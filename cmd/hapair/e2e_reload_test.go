@@ -53,6 +53,7 @@ func (d *daemonHost) scrape() string {
 // reason when the file is refused; the refusal shows in `hapair status` and in the metrics, the
 // way Prometheus shows a refused reload of its own configuration.
 func TestReloadCommand(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	d := startDaemon(t, p.lb1, labNode{Priority: 110})
 	d.waitState(0, "MASTER", 10*time.Second)
@@ -147,6 +148,7 @@ func TestCheckRefusesAFIFO(t *testing.T) {
 // TestReloadOfAFIFOThenSIGTERM: a reload pointed at a FIFO is refused at once, and in any case
 // SIGTERM is acted on at once: it used to wait behind the reload, for ever.
 func TestReloadOfAFIFOThenSIGTERM(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	d := startDaemon(t, p.lb1, labNode{Priority: 110})
 	d.waitState(0, "MASTER", 10*time.Second)
@@ -184,6 +186,7 @@ func TestReloadOfAFIFOThenSIGTERM(t *testing.T) {
 // TestStuckReloadDelaysNoSignal's, on fakes: here the stopped master would hold up HAProxy's own
 // stop for its stop grace.)
 func TestDumpDuringAStuckHAProxyReload(t *testing.T) {
+	t.Parallel()
 	labtest.RequireCommands(t, "haproxy")
 	p := newPair(t)
 	cfg := haproxyConfigFile(t, p.lb1, lab.HAProxyConfig{Name: "lb1"}.Render())
@@ -232,6 +235,7 @@ func TestDumpDuringAStuckHAProxyReload(t *testing.T) {
 // TestDumpFileOverTheConfigRefused: a reload that points status.dump_file at the configuration
 // file is refused, and SIGUSR1 then leaves the file alone (it used to replace it with the dump).
 func TestDumpFileOverTheConfigRefused(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	d := startDaemon(t, p.lb1, labNode{Priority: 110, DumpFile: filepath.Join(p.lb1.Dir(), "hapair.data")})
 	d.waitState(0, "MASTER", 10*time.Second)

@@ -20,6 +20,7 @@ import (
 // master and worker, a notify hook) runs SCHED_OTHER; a reload without the key returns hapair
 // to SCHED_OTHER. Without internal/rtprio's Start, the children inherited SCHED_RR 10.
 func TestRealTimePriority(t *testing.T) {
+	t.Parallel()
 	labtest.RequireCommands(t, "haproxy")
 	p := newPair(t)
 	hook := filepath.Join(p.lb1.Dir(), "hook-stat")

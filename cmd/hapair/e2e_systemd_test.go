@@ -23,6 +23,7 @@ import (
 // (systemd-nspawn) whose network is a lab host, and checks the unit the way an operator meets
 // it: `systemctl start`, reload, a crash, a watchdog abort, an upgrade, a stop.
 func TestUnitUnderSystemd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("lab test")
 	}

@@ -65,6 +65,7 @@ func TestElectionFailoverAndPreempt(t *testing.T) {
 
 // TestNoPreemptKeepsTheVIP: with preempt off, the recovered higher-priority host stays BACKUP.
 func TestNoPreemptKeepsTheVIP(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, NoPreempt: true})
 	lb2 := startDaemon(t, p.lb2, labNode{Priority: 100, NoPreempt: true})
@@ -88,6 +89,7 @@ func TestNoPreemptKeepsTheVIP(t *testing.T) {
 // TestVIPDeletedByHandComesBack: the MASTER reconciles its VIPs, woken by the kernel's address
 // notification (vip.Watch) rather than at its next once-a-second check.
 func TestVIPDeletedByHandComesBack(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, AdvertInt: "1s"})
 	lb1.waitState(0, "MASTER", 10*time.Second)
