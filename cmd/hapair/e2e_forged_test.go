@@ -100,6 +100,7 @@ func TestForgedAddressListKeepsTheVIP(t *testing.T) {
 // packet"), lb1 drops them and counts them as reason="destination". Before, it took them and
 // gave the VIP up for as long as they came, with no host holding it.
 func TestUnicastAdvertToAMulticastPairIsDropped(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	evil := labtest.AddHost(t, p.lab, "evil", p.lab.Addr(66))
 	const pass = "1a2b3c4d"

@@ -150,6 +150,7 @@ func waitNoVIP(t *testing.T, d *daemonHost, timeout time.Duration) {
 // interface, hearing its MASTER there; and a MASTER's VIP goes back on the new interface,
 // announced there.
 func TestRecreatedInterfaceIsFollowed(t *testing.T) {
+	t.Parallel()
 	p, lb1, lb2 := startElectedPair(t)
 	ctx := context.Background()
 	if got, want := p.neighborOf(t), p.lb1.MAC().String(); got != want {

@@ -153,6 +153,7 @@ func waitNeighbor(t testing.TB, p *pair, mac string) {
 // without a takeover, and takes the VIP when the MASTER dies. The receive path's checks (hop
 // limit, the group as destination from IPV6_PKTINFO) otherwise have only socket-level tests.
 func TestIPv6PairFailsOver(t *testing.T) {
+	t.Parallel()
 	p := newPair(t)
 	vip6 := netip.MustParseAddr("fd00:10::10")
 	node := func(prio int) labNode {
