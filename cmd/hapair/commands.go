@@ -54,6 +54,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(signals)
+	// The stop signals once more, read only at an upgrade's execve (stopCaughtJustNow).
+	lateStops := make(chan os.Signal, 1)
+	signal.Notify(lateStops, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(lateStops)
 
 	// A refused configuration exits with exitConfig, which the unit does not restart on; what a
 	// restart may get past (another hapair still exiting, a busy port) exits 1.
@@ -191,7 +195,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 		lifecycle.Lock()
 		stopAfter := ""
-		if stopping { // too late to call the upgrade off: the instances are handed over
+		// Too late to call the upgrade off: the instances are handed over. A stop caught a moment
+		// ago may not have reached stopNow yet.
+		if stopping || stopCaughtJustNow(lateStops) {
 			stopAfter = stopAfterUpgradeEnv + "=1"
 		}
 		lifecycle.Unlock()
@@ -206,6 +212,28 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	log.Info("Stopped hapair")
 	return 0
+}
+
+// signalSettle is how long the upgrade waits, just before its execve, for a stop signal caught a
+// moment ago to come out of the Go runtime's signal queue (see stopCaughtJustNow).
+const signalSettle = 2 * time.Millisecond
+
+// stopCaughtJustNow reports whether a SIGTERM or SIGINT has come to late, a subscription of its
+// own that nothing else reads. A signal goes from the runtime's handler through os/signal's
+// goroutine to every subscriber at once, then through dispatchSignals to stopNow: a SIGTERM
+// caught while the upgrade's last steps ran could still be on that way when the old image
+// decided it had no stop to pass on, and the execve dropped it (the new image ran on, with the
+// VIPs: seen as a flake of TestStopDuringUpgrade under load, 1 run in 12). Waiting signalSettle
+// gives os/signal's goroutine its turn; late then holds any stop caught before the wait. What
+// is left is a signal caught during the last few microseconds before the execve itself.
+func stopCaughtJustNow(late <-chan os.Signal) bool {
+	time.Sleep(signalSettle)
+	select {
+	case <-late:
+		return true
+	default:
+		return false
+	}
 }
 
 // cmdCheck is `hapair check`, the `keepalived -t` of hapair: silent and 0 when valid.
