@@ -31,28 +31,38 @@ func forgedAdvert(t testing.TB, src netip.Addr, prio uint8, pass string, addrs .
 	return b
 }
 
+// forgedPass is the pair's VRRPv2 password, which the forger knows.
+const forgedPass = "1a2b3c4d"
+
+// startForgedPair starts an elected pair (lb1 MASTER with the VIP, lb2 BACKUP, VRRPv2 with
+// forgedPass) and a third host, evil, with a forger on the same switch; the forger is closed
+// when the test ends.
+func startForgedPair(t *testing.T) (p *pair, evil *lab.Host, f *lab.Forger, lb1, lb2 *daemonHost) {
+	t.Helper()
+	p = newPair(t)
+	evil = labtest.AddHost(t, p.lab, "evil", p.lab.Addr(66))
+	lb1 = startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: forgedPass})
+	lb2 = startDaemon(t, p.lb2, labNode{Priority: 100, AuthPass: forgedPass})
+	lb1.waitState(0, "MASTER", 10*time.Second)
+	lb2.waitState(0, "BACKUP", 10*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+	f, err := evil.NewForger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return p, evil, f, lb1, lb2
+}
+
 // TestForgedAddressListKeepsTheVIP (issue 9 item 1): a third host sends adverts with the right
 // password and a higher priority but an address list that shares nothing with ours, or lists
 // our VIP twice. The MASTER keeps its VIP (before, it went BACKUP and nobody held the VIP for
 // about 8 s), counts the drops and logs once per sender and list, not per packet.
 func TestForgedAddressListKeepsTheVIP(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	evil := labtest.AddHost(t, p.lab, "evil", p.lab.Addr(66))
-	const pass = "1a2b3c4d"
-	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: pass})
-	lb2 := startDaemon(t, p.lb2, labNode{Priority: 100, AuthPass: pass})
-	lb1.waitState(0, "MASTER", 10*time.Second)
-	lb2.waitState(0, "BACKUP", 10*time.Second)
-	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
-
-	f, err := evil.NewForger()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	foreign := forgedAdvert(t, evil.IP(), 254, pass, "10.0.0.99")
-	twice := forgedAdvert(t, evil.IP(), 254, pass, vip.String(), vip.String())
+	p, evil, f, lb1, lb2 := startForgedPair(t)
+	foreign := forgedAdvert(t, evil.IP(), 254, forgedPass, "10.0.0.99")
+	twice := forgedAdvert(t, evil.IP(), 254, forgedPass, vip.String(), vip.String())
 	from1, from2 := lb1.lines(), lb2.lines()
 	const rounds = 40 // 4 s: longer than Master_Down_Interval
 	for i := range rounds {
@@ -101,21 +111,8 @@ func TestForgedAddressListKeepsTheVIP(t *testing.T) {
 // gave the VIP up for as long as they came, with no host holding it.
 func TestUnicastAdvertToAMulticastPairIsDropped(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
-	evil := labtest.AddHost(t, p.lab, "evil", p.lab.Addr(66))
-	const pass = "1a2b3c4d"
-	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, AuthPass: pass})
-	lb2 := startDaemon(t, p.lb2, labNode{Priority: 100, AuthPass: pass})
-	lb1.waitState(0, "MASTER", 10*time.Second)
-	lb2.waitState(0, "BACKUP", 10*time.Second)
-	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
-
-	f, err := evil.NewForger()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	higher := forgedAdvert(t, evil.IP(), 254, pass, vip.String()) // VRRPv2: no destination in its checksum
+	p, evil, f, lb1, _ := startForgedPair(t)
+	higher := forgedAdvert(t, evil.IP(), 254, forgedPass, vip.String()) // VRRPv2: no destination in its checksum
 	from := lb1.lines()
 	const rounds = 40 // 4 s: longer than Master_Down_Interval
 	for i := range rounds {
