@@ -62,7 +62,7 @@ func (f *Filter) Check(ttl int, src, dst netip.Addr, a *Advert) error {
 		// unicast to any address of the host. keepalived drops them ("Expected multicast packet
 		// but received unicast packet"), and so does hapair: an instance without unicast peers
 		// listens to the group only.
-		if group := vrrpGroup(src); dst.Unmap().WithZone("") != group {
+		if group := Group(familyOf(src)); dst.Unmap().WithZone("") != group {
 			return drop(DropDestination, fmt.Sprintf("%v sent to %v, not to %v: this instance has no unicast peers", src, dst, group))
 		}
 	}
@@ -117,13 +117,21 @@ func containsAddr(list []netip.Addr, a netip.Addr) bool {
 	return false
 }
 
-// vrrpGroup is the VRRP multicast group of src's family: 224.0.0.18 or ff02::12 (RFC 5798
-// section 5.1.1.2 and 5.1.2.2).
-func vrrpGroup(src netip.Addr) netip.Addr {
-	if src.Unmap().Is4() {
-		return netip.AddrFrom4([4]byte{224, 0, 0, 18})
+// Group is VRRP's multicast group for address family 4 or 6: 224.0.0.18 or ff02::12 (RFC 5798
+// sections 5.1.1.2 and 5.1.2.2).
+func Group(family int) netip.Addr {
+	if family == 6 {
+		return netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x12})
 	}
-	return netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x12})
+	return netip.AddrFrom4([4]byte{224, 0, 0, 18})
+}
+
+// familyOf is 4 or 6, the family of a (an IPv4-mapped address is IPv4).
+func familyOf(a netip.Addr) int {
+	if a.Unmap().Is4() {
+		return 4
+	}
+	return 6
 }
 
 func (f *Filter) isPeer(src netip.Addr) bool {

@@ -13,8 +13,9 @@ import (
 )
 
 // exitConfig is what `hapair run` exits with when it refuses its configuration (EX_CONFIG in
-// sysexits.h): its file, HAProxy's, or a runtime_dir that is not hapair's own. The unit names it in RestartPreventExitStatus: restarting cannot mend a file, and
-// a restart loop on one would end with the unit failed for good (start-limit-hit).
+// sysexits.h): its file, HAProxy's, or a runtime_dir that is not hapair's own. The unit names it
+// in RestartPreventExitStatus: restarting cannot mend a file, and a restart loop on one would
+// end with the unit failed for good (start-limit-hit).
 const exitConfig = 78
 
 // exitAborted is the status of a hapair that ended on SIGABRT (128 + 6, as the shell reports it).

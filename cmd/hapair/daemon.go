@@ -198,10 +198,7 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 	source, mayResume := nio.source, nio.mayResume
 	dest := ic.UnicastPeers
 	if len(dest) == 0 {
-		dest = []netip.Addr{netip.MustParseAddr("224.0.0.18")}
-		if family == 6 {
-			dest = []netip.Addr{netip.MustParseAddr("ff02::12")}
-		}
+		dest = []netip.Addr{vrrp.Group(family)}
 	}
 	var authType uint8
 	var authPass string

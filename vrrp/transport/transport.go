@@ -53,6 +53,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/hapair/hapair/internal/nldump"
+	"github.com/hapair/hapair/vrrp"
 	"golang.org/x/sys/unix"
 )
 
@@ -77,12 +78,7 @@ type Options struct {
 }
 
 // Group returns the VRRP multicast group of an address family: 224.0.0.18 or ff02::12.
-func Group(family int) netip.Addr {
-	if family == 6 {
-		return netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x12})
-	}
-	return netip.AddrFrom4([4]byte{224, 0, 0, 18})
-}
+func Group(family int) netip.Addr { return vrrp.Group(family) }
 
 // ErrNoAddress is returned by PrimaryAddr when the interface has no usable address.
 var ErrNoAddress = errors.New("no usable address")

@@ -19,9 +19,9 @@ const maxHeard = 64
 
 // Forger is the hostile or misconfigured neighbour of the tests and of the chaos suite: a raw
 // IPv4 VRRP socket (IP protocol 112) in one host, which sends hand-made payloads to 224.0.0.18
-// (or by unicast to a host) with any TTL, and records the adverts it hears so that they can be replayed. It never builds
-// packets itself: callers marshal them with package vrrp, so that a forgery is exactly as
-// well-formed (or as broken) as the test wants.
+// (or by unicast to a host) with any TTL, and records the adverts it hears so that they can be
+// replayed. It never builds packets itself: callers marshal them with package vrrp, so that a
+// forgery is exactly as well-formed (or as broken) as the test wants.
 type Forger struct {
 	host *Host
 	ifi  *net.Interface
