@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hapair/hapair/cmd/hapair/internal/earlysignals"
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/cmd/internal/convert"
 	"github.com/hapair/hapair/cmd/internal/rundir"
@@ -51,8 +52,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// Signals are caught from the start and acted on once the daemon serves: a SIGTERM during
 	// the start (`haproxy -c` may take seconds) would otherwise kill hapair at once, and in the
 	// image an upgrade started that is with the VIPs it resumed still attached.
-	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	// In an upgraded image the subscription dates from package initialization (earlysignals).
+	signals := earlysignals.Subscribe()
 	defer signal.Stop(signals)
 	// The stop signals once more, read only at an upgrade's execve (stopCaughtJustNow).
 	lateStops := make(chan os.Signal, 1)
@@ -193,16 +194,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 		if k, ok := d.sup.(outputKeeper); ok {
 			output = k.KeepOutputAcrossExec()
 		}
+		_ = d.notify("WATCHDOG=1") // the new image starts with a whole watchdog timeout ahead
+		// Too late to call the upgrade off: the instances are handed over. A stop goes along to
+		// the new image, looked for as the last thing before the execve (a stop caught a moment
+		// ago may not have reached stopNow yet), with the lock held from the look on so that
+		// stopNow cannot come between.
 		lifecycle.Lock()
-		stopAfter := ""
-		// Too late to call the upgrade off: the instances are handed over. A stop caught a moment
-		// ago may not have reached stopNow yet.
-		if stopping || stopCaughtJustNow(lateStops) {
-			stopAfter = stopAfterUpgradeEnv + "=1"
-		}
+		stopRequested := func() bool { return stopping || stopCaughtJustNow(lateStops) }
+		err = up.exec(lock, stopRequested, output) // returns only on failure: then exit, and the next start resumes
 		lifecycle.Unlock()
-		_ = d.notify("WATCHDOG=1")             // the new image starts with a whole watchdog timeout ahead
-		err = up.exec(lock, output, stopAfter) // returns only on failure: then exit, and the next start resumes
 		log.Error("Upgrade failed", "err", err)
 		return 1
 	}
@@ -225,7 +225,9 @@ const signalSettle = 2 * time.Millisecond
 // decided it had no stop to pass on, and the execve dropped it (the new image ran on, with the
 // VIPs: seen as a flake of TestStopDuringUpgrade under load, 1 run in 12). Waiting signalSettle
 // gives os/signal's goroutine its turn; late then holds any stop caught before the wait. What
-// is left is a signal caught during the last few microseconds before the execve itself.
+// is left is a signal caught during the last microseconds before the execve itself: lost with
+// the old image, or pending across the execve and fatal to the new one before its runtime
+// installs a handler (see package earlysignals for the moments after).
 func stopCaughtJustNow(late <-chan os.Signal) bool {
 	time.Sleep(signalSettle)
 	select {

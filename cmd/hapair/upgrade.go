@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hapair/hapair/cmd/hapair/internal/earlysignals"
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/cmd/internal/rundir"
 	"github.com/hapair/hapair/internal/spawn"
@@ -33,8 +34,9 @@ import (
 // image when it refuses, by the new one once its instances have started.
 const upgradeStatusFile = "upgrade.status"
 
-// upgradeEnv marks the new image's environment: it reports its outcome when settled.
-const upgradeEnv = "HAPAIR_UPGRADED_FROM"
+// upgradeEnv marks the new image's environment: it reports its outcome when settled, and its
+// signals are caught from package initialization.
+const upgradeEnv = earlysignals.UpgradeEnv
 
 // stopAfterUpgradeEnv, in the new image's environment, says a stop came while the old image
 // handed over: the new image resumes what it was handed and stops at once, as a stop does (the
@@ -131,8 +133,9 @@ func (u *upgrader) checkNew() error {
 
 // exec replaces this process with the new image. It returns only when both the new binary and,
 // as a fallback, the running one (/proc/self/exe still names it when its file is gone) failed to
-// execute.
-func (u *upgrader) exec(lock *rundir.Lock, extraEnv ...string) error {
+// execute. stopRequested is asked last, just before the execve: when it says yes, the new image
+// stops as soon as it has resumed what it was handed.
+func (u *upgrader) exec(lock *rundir.Lock, stopRequested func() bool, extraEnv ...string) error {
 	// The whole environment, NOTIFY_SOCKET and WATCHDOG_* included: the new image is the service.
 	env := os.Environ()
 	keep, err := lock.KeepAcrossExec()
@@ -146,6 +149,9 @@ func (u *upgrader) exec(lock *rundir.Lock, extraEnv ...string) error {
 		}
 	}
 	u.log.Info("Re-executing", "binary", u.exe, "pid", os.Getpid())
+	if stopRequested() {
+		env = append(env, stopAfterUpgradeEnv+"=1")
+	}
 	err = syscall.Exec(u.exe, os.Args, env)
 	u.log.Error("Upgrade: executing the new binary failed, re-executing the running one", "binary", u.exe, "err", err)
 	err2 := syscall.Exec("/proc/self/exe", os.Args, env)
