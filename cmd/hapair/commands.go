@@ -261,16 +261,17 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// cmdStatus is `hapair status`: asks the running daemon through its status listener.
+// cmdStatus is `hapair status`: asks the running daemon, through its control socket or its
+// status listener (findDaemon).
 func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("status", stderr)
 	parse := statusFlags(fs, stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
-	listen, code := parse(args)
+	ep, code := parse(args)
 	if code != 0 {
 		return code
 	}
-	st, err := fetchStatus(context.Background(), listen)
+	st, err := fetchStatus(context.Background(), ep)
 	if err != nil {
 		fmt.Fprintf(stderr, "hapair: %v\n", err)
 		return 1

@@ -139,9 +139,28 @@ func TestStatusCommandAgainstTheListener(t *testing.T) {
 		t.Fatalf("status --json: %v, %+v", err, st)
 	}
 	stderr.Reset()
-	disabled := writeConfig(t, loOnly+"status:\n  listen: \"\"\n")
+	disabled := writeConfig(t, "runtime_dir: "+t.TempDir()+"\n"+loOnly+"status:\n  listen: \"\"\n")
 	if code := cmdStatus([]string{"--config", disabled}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "disabled") {
-		t.Errorf("status with the listener disabled: exit %d, stderr %q", code, stderr.String())
+		t.Errorf("status with the listener disabled and no hapair: exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// TestStatusCommandThroughTheControlSocket: as root, `hapair status` asks hapair through the
+// control socket in its runtime dir, which needs no status listener.
+func TestStatusCommandThroughTheControlSocket(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the control socket is root's")
+	}
+	dir := t.TempDir()
+	td := newTestDaemon(t, pairYAML(dir, "127.0.0.1:1", "10.255.0.10/24")) // status.listen: ""
+	control, err := startControl(dir, td.d, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(control.close)
+	var stdout, stderr bytes.Buffer
+	if code := cmdStatus([]string{"--config", td.path}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "VI_1") {
+		t.Fatalf("status through the control socket: exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
 	}
 }
 
@@ -187,7 +206,7 @@ func TestRunWithoutRootStopsAtTheSocket(t *testing.T) {
 // TestReloadCommandErrors: `hapair reload` fails with the reason when it cannot find or reach
 // the running hapair.
 func TestReloadCommandErrors(t *testing.T) {
-	disabled := writeConfig(t, loOnly+"status:\n  listen: \"\"\n")
+	disabled := writeConfig(t, "runtime_dir: "+t.TempDir()+"\n"+loOnly+"status:\n  listen: \"\"\n")
 	ln := newTCPTarget(t)
 	ln.down() // a port nobody listens on
 	for _, tt := range []struct {

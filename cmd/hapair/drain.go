@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/metrics/status"
 	"github.com/hapair/hapair/vrrp"
 	"github.com/hapair/hapair/vrrp/instance"
 )
@@ -158,7 +159,8 @@ func (d *daemon) awaitMaster(ctx context.Context, vi *vrrpInstance, wait time.Du
 	}
 }
 
-// controlServer serves POST /drain and POST /undrain on the unix socket in the runtime dir.
+// controlServer serves POST /drain, POST /undrain and GET /status on the unix socket in the
+// runtime dir.
 type controlServer struct {
 	path string
 	srv  *http.Server
@@ -198,6 +200,9 @@ func startControl(runtimeDir string, d *daemon, log *slog.Logger) (*controlServe
 			_ = json.NewEncoder(w).Encode(rep)
 		})
 	}
+	// The status too, for `hapair status` and `hapair reload` run as root: they need no status
+	// listener then (status.listen may be ""), and nothing else can answer in hapair's place.
+	mux.Handle("GET /status", status.StatusHandler(d))
 	c := &controlServer{path: path, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
 	go func() { _ = c.srv.Serve(ln) }()
 	return c, nil
@@ -228,12 +233,13 @@ func cmdDrain(args []string, drained bool, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *runtimeDir == "" {
-		cfg, err := config.Load(*path, config.SkipInterfaceCheck())
+		// Leniently: a drain is wanted most when something is wrong, a half-edited file included.
+		ep, err := config.ReadEndpoints(*path)
 		if err != nil {
-			fmt.Fprintf(stderr, "hapair: %s is not valid (give --runtime-dir):\n%v\n", *path, err)
+			fmt.Fprintf(stderr, "hapair: %v (give --runtime-dir)\n", err)
 			return 1
 		}
-		*runtimeDir = cfg.RuntimeDir
+		*runtimeDir = ep.RuntimeDir
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()

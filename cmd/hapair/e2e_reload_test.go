@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/hapair/hapair/cmd/internal/lab"
 	"github.com/hapair/hapair/cmd/internal/lab/labtest"
+	"github.com/hapair/hapair/metrics/status"
 )
 
 // runIn runs hapair in a lab host and returns its output and exit code.
@@ -47,6 +49,46 @@ func (d *daemonHost) scrape() string {
 		d.t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestCommandsWithoutTheStatusListener: with no status listener (status.listen: ""), `hapair
+// status` and `hapair reload`, the unit's ExecReload, still reach hapair as root, through the
+// control socket in its runtime dir. Before, both failed ("the status listener is disabled"),
+// and so did `systemctl reload hapair`.
+func TestCommandsWithoutTheStatusListener(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	d := startDaemon(t, p.lb1, labNode{Priority: 110, Listen: `""`})
+	d.waitState(0, "MASTER", 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := d.host.DialContext(ctx, "tcp", "127.0.0.1:9479"); err == nil {
+		t.Fatal("a status listener answers on 127.0.0.1:9479 with status.listen empty")
+	}
+
+	text, code := d.runIn(ctx, "status", "--config", d.cfgPath)
+	if code != 0 || !strings.Contains(text, "VI_LOGS") || !strings.Contains(text, "MASTER") {
+		t.Fatalf("hapair status without a listener: exit %d:\n%s", code, text)
+	}
+	good, err := os.ReadFile(d.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.cfgPath, []byte(strings.Replace(string(good), "priority: 110", "priority: 120", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code := d.runIn(ctx, "reload", "--config", d.cfgPath)
+	if code != 0 || !strings.Contains(out, "reloaded") {
+		t.Fatalf("hapair reload without a listener: exit %d:\n%s", code, out)
+	}
+	js, code := d.runIn(ctx, "status", "--json", "--config", d.cfgPath)
+	var st status.Status
+	if err := json.Unmarshal([]byte(js), &st); code != 0 || err != nil {
+		t.Fatalf("hapair status --json: exit %d, %v:\n%s", code, err, js)
+	}
+	if len(st.Instances) != 1 || st.Instances[0].BasePriority != 120 {
+		t.Errorf("after hapair reload, instances %+v, want priority 120", st.Instances)
+	}
 }
 
 // TestReloadCommand: `hapair reload` waits for the outcome of its own SIGHUP and fails with the

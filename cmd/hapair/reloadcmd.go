@@ -25,13 +25,13 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("reload", stderr)
 	parse := statusFlags(fs, stderr)
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for the outcome")
-	listen, code := parse(args)
+	ep, code := parse(args)
 	if code != 0 {
 		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	r, err := requestReload(ctx, listen, signalPID)
+	r, err := requestReload(ctx, ep, signalPID)
 	if err != nil {
 		fmt.Fprintf(stderr, "hapair: reload: %v\n", err)
 		return 1
@@ -44,7 +44,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// signalPID sends SIGHUP to the hapair the status listener named. Whatever answers on the port
+// signalPID sends SIGHUP to the hapair its status named. Whatever answers on the status port
 // could name any pid, and SIGHUP ends most programs: the process must run the same program as
 // this command (its name in /proc/PID/comm, which survives an upgrade of the binary on disk).
 func signalPID(pid int) error {
@@ -54,18 +54,18 @@ func signalPID(pid int) error {
 	}
 	other, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	if err != nil {
-		return fmt.Errorf("the status listener names pid %d: %w", pid, err)
+		return fmt.Errorf("hapair's status names pid %d: %w", pid, err)
 	}
 	if a, b := strings.TrimSpace(string(self)), strings.TrimSpace(string(other)); a != b {
-		return fmt.Errorf("the status listener names pid %d, which runs %q, not %s: is hapair the one listening there?", pid, b, a)
+		return fmt.Errorf("hapair's status names pid %d, which runs %q, not %s: is hapair the one answering there?", pid, b, a)
 	}
 	return syscall.Kill(pid, syscall.SIGHUP)
 }
 
-// requestReload signals the hapair answering at listen and returns the reload attempt that
+// requestReload signals the hapair answering at ep and returns the reload attempt that
 // answers the signal: the first whose request count is past the one seen before signalling.
-func requestReload(ctx context.Context, listen string, hup func(pid int) error) (*status.ConfigReload, error) {
-	before, err := fetchStatus(ctx, listen)
+func requestReload(ctx context.Context, ep daemonEndpoint, hup func(pid int) error) (*status.ConfigReload, error) {
+	before, err := fetchStatus(ctx, ep)
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func requestReload(ctx context.Context, listen string, hup func(pid int) error) 
 			return nil, fmt.Errorf("no outcome from hapair (pid %d): %w", before.PID, ctx.Err())
 		case <-t.C:
 		}
-		st, err := fetchStatus(ctx, listen)
+		st, err := fetchStatus(ctx, ep)
 		switch {
 		case err != nil:
 			continue // a slow answer or a moment without the listener; the deadline decides

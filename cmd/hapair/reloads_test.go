@@ -161,7 +161,7 @@ func TestRequestReloadWaitsForItsAttempt(t *testing.T) {
 	f := &fakeDaemonStatus{st: status.Status{PID: 4242}, log: log}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	listen := strings.TrimPrefix(srv.URL, "http://")
+	listen := listenerEndpoint(strings.TrimPrefix(srv.URL, "http://"))
 
 	var signalled []int
 	hup := func(pid int) error {

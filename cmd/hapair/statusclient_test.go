@@ -28,7 +28,7 @@ func TestFetchStatusBoundsTheAnswer(t *testing.T) {
 		w.Write([]byte(`"}`))
 	}))
 	defer srv.Close()
-	_, err := fetchStatus(context.Background(), strings.TrimPrefix(srv.URL, "http://"))
+	_, err := fetchStatus(context.Background(), listenerEndpoint(strings.TrimPrefix(srv.URL, "http://")))
 	if err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("fetchStatus from a squatter sending %d bytes = %v, want refused as larger than allowed", sent, err)
 	}

@@ -61,9 +61,7 @@ func NewServer(addr string, metrics http.Handler, status Source) *Server {
 func NewHandler(metrics http.Handler, status Source) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", limitInFlight(metrics, MaxRequestsInFlight))
-	mux.Handle("GET /status", limitInFlight(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		serveStatus(w, r, status)
-	}), MaxRequestsInFlight))
+	mux.Handle("GET /status", StatusHandler(status))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -74,6 +72,14 @@ func NewHandler(metrics http.Handler, status Source) http.Handler {
 		w.Write([]byte("hapair\n/metrics  Prometheus metrics\n/status   JSON status (?format=text for people)\n/healthz  liveness\n"))
 	})
 	return mux
+}
+
+// StatusHandler serves the status document (GET /status, ?format=json or text), for the
+// listener and for hapair's control socket.
+func StatusHandler(status Source) http.Handler {
+	return limitInFlight(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		serveStatus(w, r, status)
+	}), MaxRequestsInFlight)
 }
 
 // limitInFlight serves at most n requests of h at once and answers the rest 503 at once, as

@@ -185,24 +185,46 @@ func (d *decoder) syntaxError(err error) {
 	d.add(line, "", "YAML syntax: %s", m[2])
 }
 
-// StatusListen reads only status.listen from the file at path, leniently, for commands that talk
-// to the running hapair (`hapair reload`) and must find it even when the file is broken: that is
-// when the daemon's own answer (the reload refused, and why) matters most. A file that is not
-// YAML at all, or has no status.listen, gives the default; "" means the listener is disabled.
-func StatusListen(path string) (string, error) {
+// Endpoints are where the commands that talk to the running hapair find it.
+type Endpoints struct {
+	StatusListen string // the status listener's address; "" when it is disabled
+	RuntimeDir   string // hapair's runtime dir: its lock and its control socket
+}
+
+// ReadEndpoints reads only status.listen and the runtime directories from the file at path,
+// leniently, for the commands that talk to the running hapair (`hapair status`, `reload`,
+// `drain`, `upgrade`): they must find it even when the file on disk is broken, which is when the
+// daemon's own answer (the reload refused, and why) matters most. What the file does not give,
+// or gives so broken that it cannot be read (not YAML at all, a list where a section goes),
+// takes the default.
+func ReadEndpoints(path string) (Endpoints, error) {
 	data, err := readFile(path)
 	if err != nil {
-		return "", err
+		return Endpoints{}, err
 	}
-	var doc struct {
+	var status struct {
 		Status struct {
 			Listen *string `yaml:"listen"`
 		} `yaml:"status"`
 	}
-	if err := yaml.Unmarshal(data, &doc); err != nil || doc.Status.Listen == nil {
-		return DefaultStatusListen, nil
+	var dirs struct {
+		RuntimeDir string `yaml:"runtime_dir"`
+		HAProxy    struct {
+			RuntimeDir string `yaml:"runtime_dir"`
+		} `yaml:"haproxy"`
 	}
-	return *doc.Status.Listen, nil
+	// Decoded apart, so that one broken section leaves the other's value: yaml.v3 fills what it
+	// can around a type mismatch and reports it, which is ignored here.
+	_ = yaml.Unmarshal(data, &status)
+	_ = yaml.Unmarshal(data, &dirs)
+	ep := Endpoints{StatusListen: DefaultStatusListen}
+	if status.Status.Listen != nil {
+		ep.StatusListen = *status.Status.Listen
+	}
+	cfg := Config{RuntimeDir: dirs.RuntimeDir, HAProxy: &HAProxy{RuntimeDir: dirs.HAProxy.RuntimeDir}}
+	resolveRuntimeDirs(&cfg)
+	ep.RuntimeDir = cfg.RuntimeDir
+	return ep, nil
 }
 
 // MaxFileSize bounds a configuration file. The largest sensible file (255 instances of 20 VIPs,

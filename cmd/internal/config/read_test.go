@@ -50,9 +50,9 @@ func TestLoadRefusesWhatIsNotARegularFile(t *testing.T) {
 			t.Errorf("Load(%s) = %v, want %q", tt.path, err, tt.want)
 		}
 	}
-	// `hapair status` and `hapair reload` read status.listen from the same file.
-	if _, err := StatusListen(fifo); err == nil || !strings.Contains(err.Error(), "named pipe") {
-		t.Errorf("StatusListen(fifo) = %v, want a refusal", err)
+	// `hapair status`, `reload`, `drain` and `upgrade` read their endpoints from the same file.
+	if _, err := ReadEndpoints(fifo); err == nil || !strings.Contains(err.Error(), "named pipe") {
+		t.Errorf("ReadEndpoints(fifo) = %v, want a refusal", err)
 	}
 }
 
@@ -93,5 +93,33 @@ func TestNonUTF8NamesItsLine(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "column 19") {
 		t.Errorf("the error does not say the column: %v", err)
+	}
+}
+
+// TestReadEndpointsIsLenient: the commands that talk to the running hapair find it through the
+// file on disk even when that file is broken, the moment an operator most needs them.
+func TestReadEndpointsIsLenient(t *testing.T) {
+	for _, tt := range []struct {
+		name, yaml string
+		want       Endpoints
+	}{
+		{"empty", "", Endpoints{DefaultStatusListen, DefaultRuntimeDir}},
+		{"both given", "runtime_dir: /run/lb\nstatus: {listen: '10.0.0.1:9479'}\n", Endpoints{"10.0.0.1:9479", "/run/lb"}},
+		{"listener disabled", "status: {listen: ''}\n", Endpoints{"", DefaultRuntimeDir}},
+		{"only haproxy's dir", "haproxy: {runtime_dir: /run/old}\n", Endpoints{DefaultStatusListen, "/run/old"}},
+		{"a broken instance elsewhere", "runtime_dir: /run/lb\nvrrp_instances: [{priority: high}]\nstatus: {listen: ''}\n", Endpoints{"", "/run/lb"}},
+		{"a broken status section", "runtime_dir: /run/lb\nstatus: [1, 2]\n", Endpoints{DefaultStatusListen, "/run/lb"}},
+		{"not YAML", "runtime_dir: [\n", Endpoints{DefaultStatusListen, DefaultRuntimeDir}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "hapair.yaml")
+			if err := os.WriteFile(p, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ReadEndpoints(p)
+			if err != nil || got != tt.want {
+				t.Errorf("ReadEndpoints(%q) = %+v, %v; want %+v", tt.yaml, got, err, tt.want)
+			}
+		})
 	}
 }
