@@ -903,10 +903,41 @@ func TestWatchdogPingedFromTheStart(t *testing.T) {
 	})
 }
 
+// TestRecreatedInterfaceFailingLongIsAWarning: a rebind that still fails after rebindWarnAfter
+// is a warning, once, however long it goes on failing.
+func TestRecreatedInterfaceFailingLongIsAWarning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		td := newTestDaemon(t, pairYAML(t.TempDir(), newTCPTarget(t).addr, "10.255.0.10/24"))
+		links := &recreatedLinks{index: 2}
+		td.d.links = links
+		vi := td.d.instances[0]
+		vi.ifindex = 2
+		vi.ann = &closingAnnouncer{}
+		td.start()
+		settle(contendHold + time.Second)
+		td.host.mu.Lock()
+		td.host.rejoinFails = 1000
+		td.host.mu.Unlock()
+		links.recreate(3)
+		settle(rebindWarnAfter - rebindRetry)
+		if strings.Contains(td.logs.String(), `level=WARN msg="(VI_1) Listening on the new`) {
+			t.Fatalf("warned before %s:\n%s", rebindWarnAfter, td.logs.String())
+		}
+		settle(2 * rebindWarnAfter)
+		if n := strings.Count(td.logs.String(), `level=WARN msg="(VI_1) Listening on the new `+vi.cfg.Interface+" still fails"); n != 1 {
+			t.Errorf("warned %d times in %s of failures, want once:\n%s", n, 3*rebindWarnAfter, td.logs.String())
+		}
+		if st := td.status("VI_1"); st.State != vrrp.Fault {
+			t.Errorf("still not listening on the new interface: %s, want FAULT", st.State)
+		}
+	})
+}
+
 // TestRecreatedInterfaceHeldInFaultUntilRejoined: the instance's interface is created again
 // (a new index). Until a socket and an announcer can be opened on it (the new interface has no
 // address yet: two tries fail), the instance stays in FAULT, however up the link is; the
-// failure is logged once, and tried again without any further link event. Then the instance
+// failure is logged once, at INFO (every ifupdown-style recreation has it for a moment), and tried
+// again without any further link event. Then the instance
 // takes the new ones and leaves FAULT, and the old ones are closed.
 func TestRecreatedInterfaceHeldInFaultUntilRejoined(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -936,8 +967,11 @@ func TestRecreatedInterfaceHeldInFaultUntilRejoined(t *testing.T) {
 		if st := td.status("VI_1"); st.State != vrrp.Fault {
 			t.Fatalf("after the second failed try: %s, want FAULT", st.State)
 		}
-		if n := strings.Count(td.logs.String(), "Listening on the new "+vi.cfg.Interface+" failed"); n != 1 {
-			t.Errorf("the failure logged %d times, want once", n)
+		if n := strings.Count(td.logs.String(), `level=INFO msg="(VI_1) Cannot listen on the new `+vi.cfg.Interface+" yet"); n != 1 {
+			t.Errorf("the failure logged %d times at INFO, want once:\n%s", n, td.logs.String())
+		}
+		if strings.Contains(td.logs.String(), "still fails") {
+			t.Errorf("a failure of a second warned as lasting:\n%s", td.logs.String())
 		}
 		settle(rebindRetry + time.Millisecond) // the third succeeds
 		settle(time.Second)

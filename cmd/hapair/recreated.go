@@ -24,6 +24,11 @@ import (
 // address is added to the new interface: no link event follows).
 const rebindRetry = 500 * time.Millisecond
 
+// rebindWarnAfter is how long a rebind may fail before it is a warning. ifupdown and networkd
+// bring the link up before they add its address, so the first tries of every recreation fail
+// for a few milliseconds: that is logged as progress, not as a problem.
+const rebindWarnAfter = 5 * time.Second
+
 // linksChanged is the link watcher's callback: instances on an interface created again move to
 // it, then every instance's fault state and priority are computed again.
 func (d *daemon) linksChanged() {
@@ -50,14 +55,20 @@ func (d *daemon) rebindRecreated() {
 			d.log.Warn("("+vi.name+") Interface "+vi.cfg.Interface+" was created again: moving to it",
 				"index", vi.ifindex, "new_index", index)
 			vi.rebindWhy = fmt.Sprintf("interface %s created again, not yet listening on it", vi.cfg.Interface)
+			vi.rebindSince, vi.rebindWarned = time.Now(), false
 		}
 		nio, err := d.host.Rejoin(vi.cfg, vi.source)
 		if err != nil {
 			if vi.rebindErr != err.Error() { // once per reason, not at every retry
 				vi.rebindErr = err.Error()
-				d.log.Warn("("+vi.name+") Listening on the new "+vi.cfg.Interface+" failed, trying again", "err", err)
+				d.log.Info("("+vi.name+") Cannot listen on the new "+vi.cfg.Interface+" yet, trying again", "err", err)
 				// The fault says why in `hapair status` too.
 				vi.rebindWhy = fmt.Sprintf("interface %s created again, not yet listening on it: %v", vi.cfg.Interface, err)
+			}
+			if failing := time.Since(vi.rebindSince); failing >= rebindWarnAfter && !vi.rebindWarned {
+				vi.rebindWarned = true
+				d.log.Warn("("+vi.name+") Listening on the new "+vi.cfg.Interface+" still fails, trying again",
+					"for", failing.Round(time.Millisecond), "err", err)
 			}
 			retry = true
 			continue
