@@ -53,15 +53,15 @@ func Check(dir string) error {
 	fi, err := os.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-			return fmt.Errorf("runtime dir %s: %w", dir, err)
+			return pathError(dir, err)
 		}
 		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("runtime dir %s: %w", dir, err)
+			return pathError(dir, err)
 		}
 		fi, err = os.Lstat(dir)
 	}
 	if err != nil {
-		return fmt.Errorf("runtime dir %s: %w", dir, err)
+		return pathError(dir, err)
 	}
 	if !fi.IsDir() {
 		return unfit("runtime dir %s: not a directory (%s)", dir, fi.Mode().Type())
@@ -77,6 +77,19 @@ func Check(dir string) error {
 		return unfit("runtime dir %s is writable by others (mode %04o): use a directory of hapair's own (runtime_dir); hapair does not chmod it", dir, perm)
 	}
 	return nil
+}
+
+// pathError is a failure to look at or create dir. What only the operator can mend (a read-only
+// file system, as under a unit's ProtectSystem= without ReadWritePaths=; a file where a
+// directory goes; no permission) is a refusal that wraps ErrUnfit, so that hapair is not
+// restarted in a loop against it; anything else (no space, an I/O error) may pass.
+func pathError(dir string, err error) error {
+	for _, errno := range []syscall.Errno{syscall.EROFS, syscall.ENOTDIR, syscall.EACCES, syscall.EPERM, syscall.ELOOP, syscall.ENAMETOOLONG} {
+		if errors.Is(err, errno) {
+			return unfit("runtime dir %s: %v: use a directory hapair may create and write (runtime_dir; under systemd, one the unit makes writable: RuntimeDirectory= or ReadWritePaths=)", dir, err)
+		}
+	}
+	return fmt.Errorf("runtime dir %s: %w", dir, err)
 }
 
 // Lock is the held lock of one runtime directory. It lasts as long as the process (and across an

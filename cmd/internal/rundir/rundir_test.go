@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -149,5 +150,31 @@ func TestKeepAcrossExecAndInherit(t *testing.T) {
 	}
 	if got.f.Fd() != l.f.Fd() {
 		t.Errorf("inherited fd %d, want %d", got.f.Fd(), l.f.Fd())
+	}
+}
+
+// TestCheckRefusesWhatOnlyTheOperatorMends: a runtime dir that cannot be created for a reason
+// that lasts (a file where a parent directory goes; a read-only file system, as under a unit's
+// ProtectSystem=) is refused as unfit, so that `hapair run` exits as for a bad configuration
+// instead of being restarted against it; a passing one (no space) is not.
+func TestCheckRefusesWhatOnlyTheOperatorMends(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Check(filepath.Join(file, "run", "hapair"))
+	if !errors.Is(err, ErrUnfit) || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("Check under a file = %v, want unfit, not a directory", err)
+	}
+	for _, tt := range []struct {
+		errno syscall.Errno
+		unfit bool
+	}{
+		{syscall.EROFS, true}, {syscall.EACCES, true}, {syscall.ENOSPC, false}, {syscall.EIO, false},
+	} {
+		err := pathError("/run/x", &os.PathError{Op: "mkdir", Path: "/run/x", Err: tt.errno})
+		if errors.Is(err, ErrUnfit) != tt.unfit || !strings.Contains(err.Error(), tt.errno.Error()) {
+			t.Errorf("pathError(%v) = %v, unfit %v; want unfit %v with the reason", tt.errno, err, errors.Is(err, ErrUnfit), tt.unfit)
+		}
 	}
 }
