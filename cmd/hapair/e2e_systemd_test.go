@@ -268,6 +268,34 @@ func TestUnitUnderSystemd(t *testing.T) {
 		}
 	})
 
+	t.Run("a runtime_dir the unit cannot write: no restart loop", func(t *testing.T) {
+		// ProtectSystem=strict makes /var read-only to the unit: creating the directory fails
+		// with EROFS, which only the operator mends. It exited 1, and systemd restarted it
+		// against the same wall until the start limit.
+		c.t = t
+		unwritable := node
+		unwritable.RuntimeDir = "/var/lib/hapair-run"
+		c.write("/etc/hapair/hapair.yaml", unwritable.YAML())
+		if out, err := c.m.Exec(ctx, "systemctl", "restart", "hapair"); err == nil {
+			t.Fatalf("restart with an unwritable runtime_dir succeeded:\n%s", out)
+		}
+		time.Sleep(4 * time.Second) // RestartSec=1s: a loop would have tried 3 times by now
+		if n := c.propInt("NRestarts"); n > 0 {
+			t.Errorf("an unwritable runtime_dir restarted the unit %d times", n)
+		}
+		if code := c.prop("ExecMainStatus"); code != "78" {
+			t.Errorf("hapair exited %s, want 78", code)
+		}
+		if out, _ := c.m.Exec(ctx, "journalctl", "-u", "hapair", "-n", "20", "--no-pager"); !strings.Contains(string(out), "read-only file system") {
+			t.Errorf("the journal does not say why:\n%s", out)
+		}
+		c.write("/etc/hapair/hapair.yaml", goodYAML)
+		c.must("systemctl", "start", "hapair")
+		if st := c.status(); st.instanceState("VI_LOGS") != "MASTER" {
+			t.Errorf("after the fix: %+v", st)
+		}
+	})
+
 	t.Run("a drain outlives a stop and a start", func(t *testing.T) {
 		// The drain is a file in the runtime directory, kept until `hapair undrain` or a
 		// reboot. With RuntimeDirectoryPreserve=restart systemd removed the directory at the
