@@ -698,6 +698,17 @@ func (m *Machine) LastAdvertDue() time.Time {
 	return m.masterHeardAt.Add(down / m.masterAdverInterval * m.masterAdverInterval)
 }
 
+// SetPrimaryAddr makes a our own address from now on: the interface was renumbered, or created
+// again with another address. Equal-priority ties are broken with it, and a Master reports it
+// as the Master's address. Nothing else changes: the state, the timers and the priority stay.
+func (m *Machine) SetPrimaryAddr(a netip.Addr) {
+	a = a.Unmap()
+	m.cfg.PrimaryAddr = a
+	if m.state == Master {
+		m.masterAddr = a
+	}
+}
+
 // MasterAddr is the current Master as far as we know: our PrimaryAddr when Master, the sender
 // of the Master's last advert in Backup (and still in Fault, for status), invalid when unknown.
 func (m *Machine) MasterAddr() netip.Addr {

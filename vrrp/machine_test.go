@@ -1083,3 +1083,20 @@ func TestHapair_LastAdvertDue(t *testing.T) {
 		t.Errorf("Master: LastAdvertDue %v, want zero", due.Sub(t0))
 	}
 }
+
+// TestHapair_SetPrimaryAddrBreaksTiesWithTheNewAddress: a Master renumbered from 10.0.0.2 to
+// 10.0.0.9 keeps its state, names its new address as the Master's, and an equal-priority
+// advert from 10.0.0.5, which outranked the old address, no longer outranks it.
+func TestHapair_SetPrimaryAddrBreaksTiesWithTheNewAddress(t *testing.T) {
+	m := newTestMachine(t, func(c *Config) { c.PrimaryAddr = netip.MustParseAddr("10.0.0.2") })
+	startMaster(t, m)
+	renumbered := netip.MustParseAddr("10.0.0.9")
+	m.SetPrimaryAddr(renumbered)
+	wantState(t, m, Master)
+	if got := m.MasterAddr(); got != renumbered {
+		t.Fatalf("MasterAddr after SetPrimaryAddr = %s, want %s", got, renumbered)
+	}
+	got := m.Receive(t0.Add(time.Hour), netip.MustParseAddr("10.0.0.5"), adv(m, 100, time.Second))
+	wantActions(t, "equal priority from a lower address than the new one", got, sendAdvert(100), garp)
+	wantState(t, m, Master)
+}

@@ -69,8 +69,9 @@ type daemon struct {
 	drainMu sync.Mutex  // one drain or undrain at a time
 
 	// Instances whose interface was created again (recreated.go); guarded by mu.
-	rebindTimer     *time.Timer // a retry of rebindRecreated; nil: none pending
-	instancesClosed bool        // closeInstances ran: nothing is moved any more
+	rebindTimer     *time.Timer                  // a retry of rebindRecreated; nil: none pending
+	sources         atomic.Pointer[[]netip.Addr] // the addresses the instances send from, for addrGone
+	instancesClosed bool                         // closeInstances ran: nothing is moved any more
 }
 
 // vrrpInstance is one running instance with what its priority is computed from.
@@ -95,10 +96,12 @@ type vrrpInstance struct {
 	source    netip.Addr
 	rebindWhy string // not "": its interface was created again and it does not listen there yet
 	rebindErr string // the last error opening it there, logged once
-	// rebindSince is when its interface was seen created again; rebindWarned, that the rebind
-	// has failed for rebindWarnAfter and was logged as a warning.
+	// rebindSince is when its interface was seen created again (or without its address);
+	// rebindWarned, that the rebind has failed for rebindWarnAfter and was logged as a warning.
 	rebindSince  time.Time
 	rebindWarned bool
+	rebindIndex  int  // the new index it is moving to, once logged
+	sourceGone   bool // its source address left its interface: look for the address now
 }
 
 func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
@@ -159,7 +162,8 @@ func newDaemonOn(cfg *config.Config, log *slog.Logger, host func(*metrics.Metric
 		}
 		d.instances = append(d.instances, vi)
 	}
-	d.host.OnVIPGone(d.vipGone)
+	d.noteSources()
+	d.host.OnVIPGone(d.addrGone)
 	return d, nil
 }
 

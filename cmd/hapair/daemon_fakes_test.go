@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -22,6 +23,7 @@ import (
 	"github.com/hapair/hapair/supervisor"
 	"github.com/hapair/hapair/vrrp"
 	"github.com/hapair/hapair/vrrp/instance"
+	"github.com/hapair/hapair/vrrp/transport"
 )
 
 // Fakes for the daemon's seams (host.go). The daemon's unit tests run in a testing/synctest
@@ -58,6 +60,9 @@ type fakeHost struct {
 	// Rejoin: how many calls fail before one succeeds; what each success opened.
 	rejoinFails int
 	rejoined    []instanceIO
+	// Source: each instance's address now (fakeSource when not set), or none at all.
+	sources   map[string]netip.Addr
+	noAddress bool
 }
 
 func newFakeHost(ev *events) *fakeHost {
@@ -93,6 +98,20 @@ func (h *fakeHost) Rejoin(ic config.Instance, source netip.Addr) (instanceIO, er
 	nio := instanceIO{source: source, conn: c, ann: &closingAnnouncer{}, ifindex: 3}
 	h.rejoined = append(h.rejoined, nio)
 	return nio, nil
+}
+
+// Source is the instance's source as the test set it (sources), else the address it opened with;
+// noAddress: the interface has none.
+func (h *fakeHost) Source(ic config.Instance, notOurs []netip.Addr) (netip.Addr, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.noAddress {
+		return netip.Addr{}, fmt.Errorf("primary address of %s: %w (IPv4 address)", ic.Interface, transport.ErrNoAddress)
+	}
+	if a, ok := h.sources[ic.Name]; ok {
+		return a, nil
+	}
+	return fakeSource, nil
 }
 
 func (h *fakeHost) VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, error) {

@@ -903,6 +903,66 @@ func TestWatchdogPingedFromTheStart(t *testing.T) {
 	})
 }
 
+// TestRenumberedInterfaceFollowedOnFakes: the address a MASTER sends from leaves its interface.
+// Renumbered (another address there), it sends from the new one and stays MASTER; left with no
+// address of its own, it goes to FAULT (its VIPs released: its adverts cannot leave, and its
+// BACKUP takes over) until one comes, then contends again from that address.
+func TestRenumberedInterfaceFollowedOnFakes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		td := newTestDaemon(t, pairYAML(t.TempDir(), newTCPTarget(t).addr, "10.255.0.10/24"))
+		td.d.links = &recreatedLinks{index: 2}
+		vi := td.d.instances[0]
+		vi.ifindex = 2
+		td.start()
+		settle(contendHold + time.Second)
+		if st := td.status("VI_1"); st.State != vrrp.Master {
+			t.Fatalf("before: %s, want MASTER", st.State)
+		}
+		source := func() netip.Addr {
+			td.d.mu.Lock()
+			defer td.d.mu.Unlock()
+			return vi.source
+		}
+
+		renumbered := netip.MustParseAddr("10.9.9.21")
+		td.host.mu.Lock()
+		td.host.sources = map[string]netip.Addr{"VI_1": renumbered}
+		td.host.mu.Unlock()
+		td.d.addrGone(netip.PrefixFrom(fakeSource, 24))
+		settle(time.Second)
+		if st := td.status("VI_1"); st.State != vrrp.Master || st.MasterAddr != renumbered || source() != renumbered {
+			t.Fatalf("renumbered: %s, MASTER %s, source %s; want MASTER %s sending from it", st.State, st.MasterAddr, source(), renumbered)
+		}
+
+		td.host.mu.Lock()
+		td.host.noAddress = true
+		td.host.mu.Unlock()
+		td.d.addrGone(netip.PrefixFrom(renumbered, 24))
+		settle(time.Second)
+		if st := td.status("VI_1"); st.State != vrrp.Fault || !strings.Contains(st.Fault, "no address of its own on lo") {
+			t.Fatalf("no address left: %s, fault %q; want FAULT saying why", st.State, st.Fault)
+		}
+
+		again := netip.MustParseAddr("10.9.9.31")
+		td.host.mu.Lock()
+		td.host.noAddress, td.host.sources["VI_1"] = false, again
+		td.host.mu.Unlock()
+		settle(rebindRetry + contendHold + time.Second) // found at the next retry, then elected
+		if st := td.status("VI_1"); st.State != vrrp.Master || st.MasterAddr != again {
+			t.Fatalf("an address again: %s, MASTER %s; want MASTER from %s", st.State, st.MasterAddr, again)
+		}
+		for _, want := range []string{
+			`msg="(VI_1) The address of lo changed: sending from 10.9.9.21"`,
+			`msg="(VI_1) No address of its own on lo to send from: FAULT until it has one"`,
+			`msg="(VI_1) lo has an address again: 10.9.9.31"`,
+		} {
+			if !strings.Contains(td.logs.String(), want) {
+				t.Errorf("log lacks %s:\n%s", want, td.logs.String())
+			}
+		}
+	})
+}
+
 // TestRecreatedInterfaceFailingLongIsAWarning: a rebind that still fails after rebindWarnAfter
 // is a warning, once, however long it goes on failing.
 func TestRecreatedInterfaceFailingLongIsAWarning(t *testing.T) {

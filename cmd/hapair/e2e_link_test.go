@@ -192,3 +192,52 @@ func TestRecreatedInterfaceIsFollowed(t *testing.T) {
 	// The client does not ask: only gratuitous ARPs sent on the new interface move it back.
 	waitNeighbor(t, p, p.lb1.MAC().String())
 }
+
+// TestRenumberedInterfaceIsFollowed: the MASTER's interface is renumbered under it. With
+// promote_secondaries (systemd's default on hosts), a new address is added and the old one
+// deleted: lb1 sends from the new address and stays MASTER, and lb2 follows it as MASTER. Left
+// with no address of its own (the subnet flushed), lb1 goes to FAULT and gives the VIP up, and
+// lb2 takes over; given an address again, lb1 takes the VIP back from it. Before, lb1 went on
+// sending from the address that had left: every advert was refused by the kernel, lb2 took
+// over, and both held the VIP.
+func TestRenumberedInterfaceIsFollowed(t *testing.T) {
+	t.Parallel()
+	p, lb1, lb2 := startElectedPair(t)
+	ctx := context.Background()
+	run := func(h *lab.Host, args ...string) {
+		t.Helper()
+		if out, err := h.Run(ctx, args[0], args[1:]...); err != nil {
+			t.Fatalf("%s: %v: %v\n%s", h.Name, args, err, out)
+		}
+	}
+	run(p.lb1, "sysctl", "-q", "-w", "net.ipv4.conf.eth0.promote_secondaries=1")
+	from1, from2 := lb1.lines(), lb2.lines()
+	run(p.lb1, "ip", "addr", "add", "10.0.0.21/24", "dev", "eth0")
+	run(p.lb1, "ip", "addr", "del", p.lb1.IP().String()+"/24", "dev", "eth0")
+	time.Sleep(seedMasterDown + 2*time.Second)
+	for _, l := range append(lb1.proc.Lines()[from1:], lb2.proc.Lines()[from2:]...) {
+		if strings.Contains(l.Text, "Entering") {
+			t.Errorf("a transition after lb1 was renumbered: %s", l.Text)
+		}
+	}
+	if got := vipHolders(t, p.lb1, p.lb2); len(got) != 1 || got[0] != p.lb1.Name {
+		t.Fatalf("VIP on %v after lb1 was renumbered, want lb1 alone", got)
+	}
+	if st := statusOf(t, lb2); len(st.Instances) != 1 || st.Instances[0].MasterAddress != "10.0.0.21" {
+		t.Errorf("lb2 follows %+v, want the MASTER at 10.0.0.21", st.Instances)
+	}
+
+	// No address of its own: FAULT, the VIP to lb2.
+	from1, from2 = lb1.lines(), lb2.lines()
+	run(p.lb1, "ip", "-4", "addr", "flush", "dev", "eth0")
+	lb1.waitState(from1, "FAULT", 3*time.Second)
+	lb2.waitState(from2, "MASTER", seedMasterDown+2*time.Second)
+	waitVIP(t, 3*time.Second, p.lb2, p.lb1, p.lb2)
+
+	// An address again: lb1 contends from it and takes the VIP back.
+	from1, from2 = lb1.lines(), lb2.lines()
+	run(p.lb1, "ip", "addr", "add", "10.0.0.31/24", "dev", "eth0")
+	lb1.waitState(from1, "MASTER", seedMasterDown+3*time.Second)
+	lb2.waitState(from2, "BACKUP", 5*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+}

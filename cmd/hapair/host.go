@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -28,9 +27,12 @@ type hostNetwork interface {
 	// from the interface's primary address.
 	Open(ic config.Instance, mayResume bool) (instanceIO, error)
 	// Rejoin opens the instance's socket and announcer again, on its interface as it is now
-	// (created again under the same name: recreated.go). Its adverts must leave from source,
-	// the address they left from before: the state machine was built with it.
+	// (created again under the same name: recreated.go), sending from source.
 	Rejoin(ic config.Instance, source netip.Addr) (instanceIO, error)
+	// Source is the address the instance's adverts leave from now: unicast_src_ip, else its
+	// interface's primary address other than any of notOurs (the VIPs). An error wrapping
+	// transport.ErrNoAddress: the interface has none (recreated.go).
+	Source(ic config.Instance, notOurs []netip.Addr) (netip.Addr, error)
 	// VIPs returns a manager for vips on ifname: a reload's new list, or the removed VIPs.
 	VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, error)
 	// Links follows the state of the host's links.
@@ -199,17 +201,12 @@ func (h netlinkHost) join(ic config.Instance, source netip.Addr) (instanceIO, er
 }
 
 func (h netlinkHost) Rejoin(ic config.Instance, source netip.Addr) (instanceIO, error) {
-	if !ic.UnicastSrcIP.IsValid() {
-		// The source is the interface's primary address, which the new interface may not have
-		// yet, or may have changed: the state machine breaks ties by the address it was built
-		// with, so a new one needs a restart.
-		primary, err := transport.PrimaryAddr(ic.Interface, ic.Family())
-		if err != nil {
-			return instanceIO{}, err
-		}
-		if primary != source {
-			return instanceIO{}, fmt.Errorf("its primary address is now %s, not %s: restart hapair to send from it", primary, source)
-		}
-	}
 	return h.join(ic, source)
+}
+
+func (h netlinkHost) Source(ic config.Instance, notOurs []netip.Addr) (netip.Addr, error) {
+	if ic.UnicastSrcIP.IsValid() {
+		return ic.UnicastSrcIP, nil
+	}
+	return transport.PrimaryAddr(ic.Interface, ic.Family(), notOurs...)
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -18,6 +20,18 @@ import (
 //   - until they can be opened (the new interface has no address yet: ifupdown adds it after
 //     the link), it is tried again at every link event and every rebindRetry.
 //
+// An interface renumbered in place (its address deleted, another added: an operator, DHCP) is
+// followed the same way. A MASTER that kept sending from the address that left sent nothing
+// (the kernel refuses the source), and kept its VIPs: its BACKUP took over and both held them
+// (seen by hand on 2026-12-04, TestRenumberedInterfaceIsFollowed since). keepalived takes the
+// interface's new address, or goes to FAULT while it has none; so does hapair:
+//   - the address watch says which addresses leave (addrGone); one an instance sends from marks
+//     it for a look;
+//   - the interface's primary address, VIPs aside, becomes its source and the state machine's
+//     own address (instance.Rebind with a source and no new socket);
+//   - while it has none, the instance is held in FAULT (its VIPs released) and looked at again
+//     every rebindRetry.
+//
 // The VIP manager finds its interface by name at each use and needs nothing.
 
 // rebindRetry is how often a rebind that failed is tried again while no link event comes (an
@@ -29,15 +43,59 @@ const rebindRetry = 500 * time.Millisecond
 // for a few milliseconds: that is logged as progress, not as a problem.
 const rebindWarnAfter = 5 * time.Second
 
-// linksChanged is the link watcher's callback: instances on an interface created again move to
-// it, then every instance's fault state and priority are computed again.
+// linksChanged is the link watcher's callback: instances on an interface created again or
+// renumbered move to it, then every instance's fault state and priority are computed again.
 func (d *daemon) linksChanged() {
 	d.rebindRecreated()
 	d.updatePriorities()
 }
 
-// rebindRecreated moves each instance whose interface has a new index onto it, or holds it in
-// FAULT until it can (updatePriorities reads vi.rebindWhy).
+// addrGone is the address watch's callback, on its goroutine (it must not block): a VIP that
+// left wakes its MASTER (vipGone), and the address an instance sends from makes it look for
+// its interface's address now.
+func (d *daemon) addrGone(p netip.Prefix) {
+	d.vipGone(p)
+	if sources := d.sources.Load(); sources != nil && slices.Contains(*sources, p.Addr()) {
+		go d.sourceLeft(p.Addr())
+	}
+}
+
+// sourceLeft marks the instances that send from a, which left its interface, and follows them.
+func (d *daemon) sourceLeft(a netip.Addr) {
+	d.mu.Lock()
+	for _, vi := range d.instances {
+		if vi.source == a && !vi.cfg.UnicastSrcIP.IsValid() {
+			vi.sourceGone = true
+		}
+	}
+	d.mu.Unlock()
+	d.linksChanged()
+}
+
+// noteSources publishes the addresses the instances send from, for addrGone. Called with d.mu
+// held, or before anything runs.
+func (d *daemon) noteSources() {
+	sources := make([]netip.Addr, 0, len(d.instances))
+	for _, vi := range d.instances {
+		if !slices.Contains(sources, vi.source) {
+			sources = append(sources, vi.source)
+		}
+	}
+	d.sources.Store(&sources)
+}
+
+// vipAddrs are the addresses of every instance's VIPs, which are never an instance's source.
+// Called with d.mu held.
+func (d *daemon) vipAddrs() []netip.Addr {
+	var addrs []netip.Addr
+	for _, vi := range d.instances {
+		addrs = append(addrs, prefixAddrs(vi.cfg.VIPs)...)
+	}
+	return addrs
+}
+
+// rebindRecreated moves each instance whose interface has a new index, or a new address, onto
+// it, or holds it in FAULT until it can (updatePriorities reads vi.rebindWhy).
 func (d *daemon) rebindRecreated() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -47,41 +105,55 @@ func (d *daemon) rebindRecreated() {
 	retry := false
 	for _, vi := range d.instances {
 		index := d.links.Index(vi.cfg.Interface)
-		if vi.ifindex == 0 || index == 0 || index == vi.ifindex {
-			// The fakes' instances have no index; a gone interface faults as a link down.
+		if vi.ifindex == 0 || index == 0 {
+			// The fakes' instances have no index unless a test gives one; a gone interface
+			// faults as a link down, and is looked at again when it comes back.
 			continue
 		}
-		if vi.rebindWhy == "" {
+		recreated := index != vi.ifindex
+		if !recreated && !vi.sourceGone && vi.rebindWhy == "" {
+			continue
+		}
+		if recreated && vi.rebindIndex != index {
+			vi.rebindIndex = index
 			d.log.Warn("("+vi.name+") Interface "+vi.cfg.Interface+" was created again: moving to it",
 				"index", vi.ifindex, "new_index", index)
 			vi.rebindWhy = fmt.Sprintf("interface %s created again, not yet listening on it", vi.cfg.Interface)
-			vi.rebindSince, vi.rebindWarned = time.Now(), false
+			vi.rebindSince, vi.rebindWarned, vi.rebindErr = time.Now(), false, ""
 		}
-		nio, err := d.host.Rejoin(vi.cfg, vi.source)
+		if !recreated && vi.rebindWhy == "" {
+			vi.rebindSince, vi.rebindWarned, vi.rebindErr = time.Now(), false, ""
+		}
+		source, err := d.host.Source(vi.cfg, d.vipAddrs())
+		var nio instanceIO
+		if err == nil && recreated {
+			nio, err = d.host.Rejoin(vi.cfg, source)
+		}
 		if err != nil {
-			if vi.rebindErr != err.Error() { // once per reason, not at every retry
-				vi.rebindErr = err.Error()
-				d.log.Info("("+vi.name+") Cannot listen on the new "+vi.cfg.Interface+" yet, trying again", "err", err)
-				// The fault says why in `hapair status` too.
-				vi.rebindWhy = fmt.Sprintf("interface %s created again, not yet listening on it: %v", vi.cfg.Interface, err)
-			}
-			if failing := time.Since(vi.rebindSince); failing >= rebindWarnAfter && !vi.rebindWarned {
-				vi.rebindWarned = true
-				d.log.Warn("("+vi.name+") Listening on the new "+vi.cfg.Interface+" still fails, trying again",
-					"for", failing.Round(time.Millisecond), "err", err)
-			}
+			d.holdForRebind(vi, recreated, err)
 			retry = true
 			continue
 		}
-		oldAnn := vi.ann
-		done := vi.run.Rebind(nio.conn, nio.ann)
-		go func() {
-			<-done // the instance no longer uses it
-			oldAnn.Close()
-		}()
-		vi.conn, vi.ann, vi.ifindex = nio.conn, nio.ann, nio.ifindex
-		vi.rebindWhy, vi.rebindErr = "", ""
+		switch {
+		case recreated:
+			oldAnn := vi.ann
+			done := vi.run.Rebind(nio.conn, nio.ann, source)
+			go func() {
+				<-done // the instance no longer uses it
+				oldAnn.Close()
+			}()
+			vi.conn, vi.ann, vi.ifindex = nio.conn, nio.ann, nio.ifindex
+		case source != vi.source:
+			d.log.Warn("("+vi.name+") The address of "+vi.cfg.Interface+" changed: sending from "+source.String(), "was", vi.source)
+			vi.run.Rebind(nil, nil, source)
+		}
+		if vi.rebindWhy != "" && !recreated {
+			d.log.Info("(" + vi.name + ") " + vi.cfg.Interface + " has an address again: " + source.String())
+		}
+		vi.source, vi.sourceGone = source, false
+		vi.rebindWhy, vi.rebindErr, vi.rebindIndex = "", "", 0
 	}
+	d.noteSources()
 	if retry && d.rebindTimer == nil {
 		d.rebindTimer = time.AfterFunc(rebindRetry, func() {
 			d.mu.Lock()
@@ -89,5 +161,39 @@ func (d *daemon) rebindRecreated() {
 			d.mu.Unlock()
 			d.linksChanged()
 		})
+	}
+}
+
+// holdForRebind keeps vi in FAULT, with why, until it can send from its interface as it is now:
+// logged once per reason at INFO (every ifupdown-style recreation fails for a moment), and once
+// as a warning when that lasts rebindWarnAfter. Called with d.mu held.
+func (d *daemon) holdForRebind(vi *vrrpInstance, recreated bool, err error) {
+	if vi.rebindErr == err.Error() { // once per reason, not at every retry
+		if recreated {
+			d.warnIfLong(vi, err)
+		}
+		return
+	}
+	vi.rebindErr = err.Error()
+	if recreated {
+		d.log.Info("("+vi.name+") Cannot listen on the new "+vi.cfg.Interface+" yet, trying again", "err", err)
+		// The fault says why in `hapair status` too.
+		vi.rebindWhy = fmt.Sprintf("interface %s created again, not yet listening on it: %v", vi.cfg.Interface, err)
+		d.warnIfLong(vi, err)
+		return
+	}
+	// keepalived's words for it: "no IPv4 address for interface". A warning at once: nothing
+	// brings the address back by itself.
+	d.log.Warn("("+vi.name+") No address of its own on "+vi.cfg.Interface+" to send from: FAULT until it has one", "was", vi.source, "err", err)
+	vi.rebindWhy = fmt.Sprintf("no address of its own on %s to send from (%s left it): %v", vi.cfg.Interface, vi.source, err)
+}
+
+// warnIfLong warns, once, when moving vi onto its recreated interface has failed for
+// rebindWarnAfter.
+func (d *daemon) warnIfLong(vi *vrrpInstance, err error) {
+	if failing := time.Since(vi.rebindSince); failing >= rebindWarnAfter && !vi.rebindWarned {
+		vi.rebindWarned = true
+		d.log.Warn("("+vi.name+") Listening on the new "+vi.cfg.Interface+" still fails, trying again",
+			"for", failing.Round(time.Millisecond), "err", err)
 	}
 }

@@ -698,9 +698,18 @@ func (in *Instance) finish() {
 
 // rebind is a socket and announcer for an interface created again (Rebind).
 type rebind struct {
-	conn     Conn
-	announce Announcer
+	conn     Conn      // nil: keep the current conn and announcer
+	announce Announcer // with conn
+	source   netip.Addr
 	done     chan struct{}
+}
+
+// SourceConn is a Conn whose source address can change in place (package vrrp/transport's
+// Member): Rebind with a new source and no new conn needs one.
+type SourceConn interface {
+	Conn
+	// SetSource makes the adverts leave from src; called in the instance's turn.
+	SetSource(src netip.Addr)
 }
 
 // Rebind moves the instance onto conn and announce, opened on its interface as it is now. An
@@ -714,10 +723,17 @@ type rebind struct {
 // has ended first, the channel is closed without the swap, and conn and announce stay the
 // caller's to close. A newer Rebind before the turn replaces an older one, which is then
 // closed at once, unused.
-func (in *Instance) Rebind(conn Conn, announce Announcer) <-chan struct{} {
-	r := &rebind{conn: conn, announce: announce, done: make(chan struct{})}
+//
+// source, when valid, is the address the adverts leave from from now on, which is also the
+// state machine's own address for equal-priority ties (vrrp.Machine.SetPrimaryAddr): the
+// interface came back with another address, or was renumbered in place. For the latter conn
+// and announce are nil: the instance keeps them and changes their source (SourceConn).
+func (in *Instance) Rebind(conn Conn, announce Announcer, source netip.Addr) <-chan struct{} {
+	r := &rebind{conn: conn, announce: announce, source: source, done: make(chan struct{})}
 	if old := in.rebind.Swap(r); old != nil {
-		old.conn.Close()
+		if old.conn != nil {
+			old.conn.Close()
+		}
 		if c, ok := old.announce.(io.Closer); ok {
 			c.Close()
 		}
@@ -740,15 +756,27 @@ func (in *Instance) takeRebind(started bool) {
 	if r == nil {
 		return
 	}
-	in.unexpect() // the MASTER's steady adverts were expected on the old socket
-	old := in.conn
-	in.conn, in.announce = r.conn, r.announce
-	in.quiet, _ = r.conn.(QuietConn)
-	if started {
-		in.conn.Receive(in.HandlePacket)
+	if r.conn != nil {
+		in.unexpect() // the MASTER's steady adverts were expected on the old socket
+		old := in.conn
+		in.conn, in.announce = r.conn, r.announce
+		in.quiet, _ = r.conn.(QuietConn)
+		if started {
+			in.conn.Receive(in.HandlePacket)
+		}
+		old.Close() // returns once HandlePacket is not running from it: it only tries turn
+		in.log.Info(in.msg("Listening on " + in.cfg.Interface + " as it is now"))
 	}
-	old.Close() // returns once HandlePacket is not running from it: it only tries turn
-	in.log.Info(in.msg("Listening on " + in.cfg.Interface + " as it is now"))
+	if r.source.IsValid() && r.source != in.cfg.Source {
+		if r.conn == nil {
+			if sc, ok := in.conn.(SourceConn); ok {
+				sc.SetSource(r.source)
+			}
+		}
+		in.log.Info(in.msg("Sending from "+r.source.String()+", the address of "+in.cfg.Interface+" now"), "was", in.cfg.Source)
+		in.cfg.Source = r.source
+		in.machine.SetPrimaryAddr(r.source)
+	}
 	close(r.done)
 }
 

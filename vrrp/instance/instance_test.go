@@ -90,6 +90,13 @@ func (c *fakeConn) WriteAdvert(payload []byte) error {
 	return nil
 }
 
+// SetSource makes c send from src, as a renumbered interface's socket does (SourceConn).
+func (c *fakeConn) SetSource(src netip.Addr) {
+	c.bus.mu.Lock()
+	c.addr = src
+	c.bus.mu.Unlock()
+}
+
 func (c *fakeConn) Close() error {
 	c.once.Do(func() {
 		close(c.closed)

@@ -1,6 +1,8 @@
 package instance
 
 import (
+	"fmt"
+	"net/netip"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -20,7 +22,7 @@ func TestRebindKeepsABackupHearingItsMaster(t *testing.T) {
 		masterDown := 3*advertInt + advertInt*(256-100)/256
 		settle(advertInt)
 		fresh := low.conn.bus.conn(low.conn.addr)
-		done := low.inst.Rebind(fresh, low.ann)
+		done := low.inst.Rebind(fresh, low.ann, netip.Addr{})
 		settle(0)
 		select {
 		case <-done:
@@ -58,7 +60,7 @@ func TestRebindAfterTheEnd(t *testing.T) {
 		low.stop()
 		fresh := low.conn.bus.conn(low.conn.addr)
 		select {
-		case <-low.inst.Rebind(fresh, low.ann):
+		case <-low.inst.Rebind(fresh, low.ann, netip.Addr{}):
 		case <-time.After(time.Second):
 			t.Fatal("Rebind after the end: the channel was not closed")
 		}
@@ -68,5 +70,37 @@ func TestRebindAfterTheEnd(t *testing.T) {
 		default:
 		}
 		fresh.Close()
+	})
+}
+
+// TestRebindToANewSource: the MASTER's interface is renumbered in place (Rebind with a source
+// and no new socket). Its adverts leave from the new address, with a VRRPv3 checksum computed
+// over it, so its BACKUP keeps hearing it and names it as MASTER; a checksum still over the old
+// address would be dropped, and the BACKUP would take over.
+func TestRebindToANewSource(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		high, low := pair(t)
+		renumbered := netip.MustParseAddr("10.0.0.21")
+		done := high.inst.Rebind(nil, nil, renumbered)
+		settle(0)
+		select {
+		case <-done:
+		default:
+			t.Fatal("Rebind: its channel is not closed after the instance's turn")
+		}
+		masterDown := 3*advertInt + advertInt*(256-100)/256
+		settle(10 * masterDown)
+		if st := low.inst.Status(); st.State != vrrp.Backup || st.MasterAddr != renumbered {
+			t.Fatalf("after the MASTER's renumbering its BACKUP is %s following %s; want BACKUP following %s", st.State, st.MasterAddr, renumbered)
+		}
+		if st := high.inst.Status(); st.State != vrrp.Master || st.MasterAddr != renumbered {
+			t.Fatalf("the renumbered MASTER is %s and names %s as MASTER; want MASTER, %s", st.State, st.MasterAddr, renumbered)
+		}
+		low.rep.mu.Lock()
+		dropped := fmt.Sprint(low.rep.dropped)
+		low.rep.mu.Unlock()
+		if dropped != "map[]" {
+			t.Errorf("the BACKUP dropped adverts: %s", dropped)
+		}
 	})
 }

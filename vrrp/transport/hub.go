@@ -141,6 +141,16 @@ type Member struct {
 	expect *expectation // the advert taken off the reader's path (Expect); guarded by sock.qmu
 }
 
+// SetSource makes the member send from src from now on: its interface was renumbered. Call it
+// from where WriteAdvert is called, never at the same time.
+func (m *Member) SetSource(src netip.Addr) {
+	src = src.Unmap().WithZone("")
+	m.src = src
+	for i := range m.dsts {
+		m.dsts[i] = newDest(m.sock.key.family, src, m.dsts[i].addr, m.ifi.Index)
+	}
+}
+
 // Receive starts delivering the packets of the member's VRID to h (nil stops).
 func (m *Member) Receive(h Handler) {
 	m.mu.Lock()

@@ -126,7 +126,12 @@ func familyIs(a netip.Addr, family int) bool {
 // primary (not secondary) IPv4 address, or its IPv6 link-local address, preferring one whose
 // duplicate address detection is over. Call it after removing stale VIPs: a VIP in another
 // subnet than the interface's own address is itself a primary address to the kernel.
-func PrimaryAddr(ifname string, family int) (netip.Addr, error) {
+//
+// exclude are addresses that are not the host's own (the VIPs) and never chosen. When every
+// primary IPv4 address is excluded, a secondary one is: after the subnet's own address was
+// deleted (which takes its secondaries with it) and a VIP put back became the subnet's
+// primary, an address added later is a secondary of that VIP.
+func PrimaryAddr(ifname string, family int, exclude ...netip.Addr) (netip.Addr, error) {
 	link, err := netlink.LinkByName(ifname)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("primary address of %s: %w", ifname, err)
@@ -139,16 +144,23 @@ func PrimaryAddr(ifname string, family int) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("primary address of %s: list addresses: %w", ifname, err)
 	}
-	var tentative netip.Addr
+	var tentative, secondary netip.Addr
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP)
 		if !ok {
 			continue
 		}
 		ip = ip.Unmap()
+		if slices.Contains(exclude, ip) {
+			continue
+		}
 		switch {
 		case family == 4 && ip.Is4() && a.Flags&unix.IFA_F_SECONDARY == 0:
 			return ip, nil
+		case family == 4 && ip.Is4():
+			if !secondary.IsValid() {
+				secondary = ip
+			}
 		case family == 6 && ip.Is6() && ip.IsLinkLocalUnicast():
 			if a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED) == 0 {
 				return ip, nil
@@ -161,6 +173,9 @@ func PrimaryAddr(ifname string, family int) (netip.Addr, error) {
 	if tentative.IsValid() {
 		// Sending fails until DAD ends (about a second); the caller retries at its next advert.
 		return tentative, nil
+	}
+	if secondary.IsValid() {
+		return secondary, nil
 	}
 	what := "IPv4 address"
 	if family == 6 {

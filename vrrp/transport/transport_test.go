@@ -936,3 +936,40 @@ func TestUnicastOtherInterfaceNotDelivered(t *testing.T) {
 	// b1's first advert is its own link's: had it been given link 2's, that would come first.
 	checkReceived(t, readWithin(t, b1, 5*time.Second), onLink1, p.ALinkLocal, p.BLinkLocal)
 }
+
+// TestRenumbered: an address changed under a running member. PrimaryAddr passes over the
+// excluded addresses (VIPs) and falls back to a secondary one when every primary is excluded;
+// SetSource makes the member's adverts leave from the new address.
+func TestRenumbered(t *testing.T) {
+	p := nstest.NewPair(t)
+	a := listenIn(t, p.A, Options{Interface: p.AIf, Family: 4})
+	b := listenIn(t, p.B, Options{Interface: p.BIf, Family: 4})
+	renumbered := netip.MustParseAddr("10.201.0.8")
+	p.A.IP(t, "addr", "add", renumbered.String()+"/24", "dev", p.AIf) // a secondary of A4
+	var got, gotAll netip.Addr
+	var errNone error
+	p.A.MustDo(t, func() error {
+		var err error
+		if got, err = PrimaryAddr(p.AIf, 4, p.A4.Addr()); err != nil {
+			return err
+		}
+		gotAll, _ = PrimaryAddr(p.AIf, 4)
+		_, errNone = PrimaryAddr(p.AIf, 4, p.A4.Addr(), renumbered)
+		return nil
+	})
+	if got != renumbered || gotAll != p.A4.Addr() {
+		t.Errorf("PrimaryAddr excluding %s = %s, without = %s; want %s and %s", p.A4.Addr(), got, gotAll, renumbered, p.A4.Addr())
+	}
+	if !errors.Is(errNone, ErrNoAddress) {
+		t.Errorf("PrimaryAddr with every address excluded: %v, want ErrNoAddress", errNone)
+	}
+
+	a.SetSource(renumbered)
+	if err := a.WriteAdvert(advertV2); err != nil {
+		t.Fatal(err)
+	}
+	checkReceived(t, readWithin(t, b, 5*time.Second), advertV2, renumbered, Group(4))
+	if a.Source() != renumbered {
+		t.Errorf("Source() = %s after SetSource(%s)", a.Source(), renumbered)
+	}
+}
