@@ -241,3 +241,35 @@ func TestRenumberedInterfaceIsFollowed(t *testing.T) {
 	lb2.waitState(from2, "BACKUP", 5*time.Second)
 	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
 }
+
+// TestUnicastSourceRemovedFaults: a unicast pair whose MASTER's unicast_src_ip is deleted from
+// its host. It cannot send any more: it goes to FAULT and gives the VIP up, and its peer takes
+// over; with the address back, it takes the VIP back. Before, it kept the VIP with every advert
+// refused, and both held it.
+func TestUnicastSourceRemovedFaults(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	a1, a2 := p.lb1.IP().String(), p.lb2.IP().String()
+	lb1 := startDaemon(t, p.lb1, labNode{Priority: 110, UnicastSrc: a1, UnicastPeers: []string{a2}})
+	lb2 := startDaemon(t, p.lb2, labNode{Priority: 100, UnicastSrc: a2, UnicastPeers: []string{a1}})
+	lb1.waitState(0, "MASTER", 10*time.Second)
+	lb2.waitState(0, "BACKUP", 10*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+	ctx := context.Background()
+
+	from1, from2 := lb1.lines(), lb2.lines()
+	if out, err := p.lb1.Run(ctx, "ip", "addr", "del", a1+"/24", "dev", "eth0"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	lb1.waitState(from1, "FAULT", 3*time.Second)
+	lb2.waitState(from2, "MASTER", seedMasterDown+2*time.Second)
+	waitVIP(t, 3*time.Second, p.lb2, p.lb1, p.lb2)
+
+	from1, from2 = lb1.lines(), lb2.lines()
+	if out, err := p.lb1.Run(ctx, "ip", "addr", "add", a1+"/24", "dev", "eth0"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	lb1.waitState(from1, "MASTER", seedMasterDown+3*time.Second)
+	lb2.waitState(from2, "BACKUP", 5*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+}

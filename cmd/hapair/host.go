@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -29,9 +30,9 @@ type hostNetwork interface {
 	// Rejoin opens the instance's socket and announcer again, on its interface as it is now
 	// (created again under the same name: recreated.go), sending from source.
 	Rejoin(ic config.Instance, source netip.Addr) (instanceIO, error)
-	// Source is the address the instance's adverts leave from now: unicast_src_ip, else its
-	// interface's primary address other than any of notOurs (the VIPs). An error wrapping
-	// transport.ErrNoAddress: the interface has none (recreated.go).
+	// Source is the address the instance's adverts leave from now: unicast_src_ip while it is
+	// an address of the host, else its interface's primary address other than any of notOurs
+	// (the VIPs). An error wrapping transport.ErrNoAddress: there is none (recreated.go).
 	Source(ic config.Instance, notOurs []netip.Addr) (netip.Addr, error)
 	// VIPs returns a manager for vips on ifname: a reload's new list, or the removed VIPs.
 	VIPs(ifname string, vips []netip.Prefix) (instance.VIPs, error)
@@ -206,6 +207,9 @@ func (h netlinkHost) Rejoin(ic config.Instance, source netip.Addr) (instanceIO, 
 
 func (h netlinkHost) Source(ic config.Instance, notOurs []netip.Addr) (netip.Addr, error) {
 	if ic.UnicastSrcIP.IsValid() {
+		if err := transport.HostHas(ic.UnicastSrcIP); err != nil {
+			return netip.Addr{}, fmt.Errorf("unicast_src_ip: %w", err)
+		}
 		return ic.UnicastSrcIP, nil
 	}
 	return transport.PrimaryAddr(ic.Interface, ic.Family(), notOurs...)

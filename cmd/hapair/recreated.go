@@ -30,7 +30,7 @@ import (
 //   - the interface's primary address, VIPs aside, becomes its source and the state machine's
 //     own address (instance.Rebind with a source and no new socket);
 //   - while it has none, the instance is held in FAULT (its VIPs released) and looked at again
-//     every rebindRetry.
+//     every rebindRetry; so is one whose unicast_src_ip is no longer an address of the host.
 //
 // The VIP manager finds its interface by name at each use and needs nothing.
 
@@ -64,7 +64,7 @@ func (d *daemon) addrGone(p netip.Prefix) {
 func (d *daemon) sourceLeft(a netip.Addr) {
 	d.mu.Lock()
 	for _, vi := range d.instances {
-		if vi.source == a && !vi.cfg.UnicastSrcIP.IsValid() {
+		if vi.source == a {
 			vi.sourceGone = true
 		}
 	}

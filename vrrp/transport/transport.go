@@ -117,6 +117,26 @@ func resolve(opts Options) (*net.Interface, netip.Addr, error) {
 	return ifi, src, nil
 }
 
+// HostHas says whether a is a usable address of one of the host's interfaces (unicast_src_ip
+// must be); an error wrapping ErrNoAddress when it is not.
+func HostHas(a netip.Addr) error {
+	a = a.Unmap()
+	nlFamily := netlink.FAMILY_V4
+	if a.Is6() {
+		nlFamily = netlink.FAMILY_V6
+	}
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(nil, nlFamily) })
+	if err != nil {
+		return fmt.Errorf("addresses of the host: %w", err)
+	}
+	for _, x := range addrs {
+		if ip, ok := netip.AddrFromSlice(x.IP); ok && ip.Unmap() == a && x.Flags&unix.IFA_F_DADFAILED == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not an address of this host: %w", a, ErrNoAddress)
+}
+
 func familyIs(a netip.Addr, family int) bool {
 	a = a.Unmap()
 	return (family == 4 && a.Is4()) || (family == 6 && a.Is6())
