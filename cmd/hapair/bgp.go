@@ -279,14 +279,17 @@ func (b *bgpSpeaker) withdraw(drain time.Duration) {
 }
 
 // close ends the sessions and, once HAProxy has stopped, takes the addresses off the loopback.
-func (b *bgpSpeaker) close() {
+// For an in-place upgrade (handingOver) the addresses stay, as HAProxy does: the next image puts
+// them there again (present already is fine), and meanwhile what the routers still send here,
+// until they have withdrawn this node, reaches HAProxy instead of being dropped.
+func (b *bgpSpeaker) close(handingOver bool) {
 	if b.stopFollows != nil {
 		b.stopFollows()
 	}
 	if b.server != nil {
 		b.server.Stop()
 	}
-	if b.lo != nil {
+	if b.lo != nil && !handingOver {
 		for p := range b.onLo {
 			b.removeFromLoopback(p)
 		}

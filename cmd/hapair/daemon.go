@@ -360,7 +360,7 @@ func (d *daemon) serve(ctx context.Context) error {
 	defer stopVRRP()
 
 	if d.bgp != nil { // before HAProxy: its service addresses go on the loopback first
-		defer d.bgp.close() // after HAProxy has stopped (deferred calls run last)
+		defer func() { d.bgp.close(d.handingOver.Load()) }() // after HAProxy has stopped (deferred calls run last)
 		if err := d.bgp.start(ctx, d.drained.Load); err != nil {
 			return fmt.Errorf("bgp: %w", err)
 		}

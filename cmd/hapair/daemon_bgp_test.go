@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -169,6 +170,47 @@ func TestDaemonBGPFollowsChecksAndStopsInOrder(t *testing.T) {
 			t.Errorf("left on lo after the stop: %v", fb.onLo)
 		}
 	})
+}
+
+// TestDaemonBGPHandoverKeepsTheLoopback: an in-place upgrade ends the sessions but leaves the
+// service addresses on lo, as it leaves HAProxy running: the next image puts them there again
+// (present already is fine) and announces them, and until the routers have withdrawn this node
+// the packets they still send here reach HAProxy. Before, the old image took them off lo.
+//
+// Outside a synctest bubble: HAProxy (the fake) is left running for the next image, as it must
+// be, and its goroutines stay blocked when the test ends.
+func TestDaemonBGPHandoverKeepsTheLoopback(t *testing.T) {
+	td := newTestDaemon(t, anycastYAML(t.TempDir(), newTCPTarget(t).addr))
+	fb := newFakeBGP(td.ev)
+	td.d.bgp.machine = fb
+	td.start()
+	for deadline := time.Now().Add(10 * time.Second); !slices.Contains(td.ev.all(), "bgp announce 10.77.9.11/32"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("not announced within 10 s: %q", td.ev.all())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	td.ev.add("mark handover")
+	td.d.beginHandover()
+	td.cancel()
+	td.cancel = nil
+	if err := <-td.served; !errors.Is(err, errHandover) {
+		t.Fatalf("serve after beginHandover: %v, want errHandover", err)
+	}
+	got := since(td.ev.all(), "mark handover")
+	if !slices.Contains(got, "bgp stopped") {
+		t.Errorf("the sessions were not ended for the next image: %q", got)
+	}
+	for _, e := range got {
+		if strings.HasPrefix(e, "lo remove") || e == "haproxy stopped" {
+			t.Errorf("at the handover: %q (all: %q)", e, got)
+		}
+	}
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	if len(fb.onLo) != 2 {
+		t.Errorf("on lo after the handover: %v, want both service addresses", fb.onLo)
+	}
 }
 
 // TestDaemonBGPFollowsVRRPState: a prefix gated by a VRRP instance is announced when it becomes
