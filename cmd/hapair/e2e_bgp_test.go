@@ -551,3 +551,90 @@ func TestBGPIPv6WithFRR(t *testing.T) {
 		t.Errorf("withdrawal took %s, want under 1s", d)
 	}
 }
+
+// TestBGPUpgradeKeepsTheServiceAddress: `hapair upgrade` on an anycast node. The old image ends
+// its session, the new one opens another and announces the prefix again; the service address
+// stays on lo throughout (polled every few milliseconds), as HAProxy keeps running, so what the
+// router sends the node meanwhile is served. Before, the old image took the address off lo as it
+// ended the session. The test reports whether the router's kernel route lost the node, and for
+// how long.
+func TestBGPUpgradeKeepsTheServiceAddress(t *testing.T) {
+	b := startBGPLab(t)
+	n1 := b.nodes[0]
+	stop := make(chan struct{})
+	type sample struct {
+		at      time.Time
+		onLo    bool
+		inRoute bool
+	}
+	samples := make(chan []sample, 1)
+	go func() {
+		var got []sample
+		for {
+			select {
+			case <-stop:
+				samples <- got
+				return
+			default:
+			}
+			has, err := n1.host.HasAddrOn("lo", anycastPrefix.Addr())
+			gws, gerr := b.router.Nexthops(anycastPrefix)
+			if err == nil && gerr == nil {
+				got = append(got, sample{at: time.Now(), onLo: has, inRoute: slices.Contains(gws, n1.host.IP())})
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	from := n1.lines()
+	up := exec.Command(hapairBin, "upgrade", "--config", n1.cfgPath, "--timeout", "30s")
+	out, err := up.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "upgraded in place") {
+		close(stop)
+		t.Fatalf("hapair upgrade: %v\n%s\n%s", err, out, n1.proc.Output())
+	}
+	// The new image's session, then its announcement at the router, then a second more.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	established, err := n1.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`BGP peer .* Entering ESTABLISHED STATE`))
+	if err != nil {
+		close(stop)
+		t.Fatalf("the new image opened no session: %v\n%s", err, n1.proc.Output())
+	}
+	if execed, err := n1.proc.WaitForLineAfter(ctx, from, regexp.MustCompile(`Re-executing`)); err == nil {
+		t.Logf("n1's new session ESTABLISHED %s after the execve", established.At.Sub(execed.At).Round(time.Millisecond))
+	}
+	back := b.waitNexthops(t, 30*time.Second, b.nodes...)
+	time.Sleep(time.Second)
+	close(stop)
+	got := <-samples
+	var missing int
+	var left, returned time.Time
+	for _, s := range got {
+		if !s.onLo {
+			missing++
+		}
+		if !s.inRoute && left.IsZero() {
+			left = s.at
+		}
+		if s.inRoute && !left.IsZero() && returned.IsZero() {
+			returned = s.at
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%s was missing from n1's lo in %d of %d polls during the upgrade", anycastPrefix.Addr(), missing, len(got))
+	}
+	if nb, err := b.frr.Vtysh(context.Background(), "show bgp neighbors "+n1.host.IP().String()); err == nil {
+		for _, l := range strings.Split(nb, "\n") {
+			if l = strings.TrimSpace(l); strings.HasPrefix(l, "BGP state") || strings.HasPrefix(l, "Last reset") ||
+				strings.HasPrefix(l, "Local GR Mode") {
+				t.Logf("router on n1's session: %s", l)
+			}
+		}
+	}
+	if !left.IsZero() && !returned.IsZero() {
+		t.Logf("hapair upgrade: %s; n1 out of the router's route for %s (back at %s); lo polled %d times, never without the address",
+			strings.TrimSpace(string(out)), returned.Sub(left).Round(time.Millisecond), back.Format(time.StampMilli), len(got))
+	} else {
+		t.Logf("hapair upgrade: %s; n1 never seen out of the router's route (%d polls)", strings.TrimSpace(string(out)), len(got))
+	}
+}
