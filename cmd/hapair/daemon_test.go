@@ -903,21 +903,34 @@ func TestWatchdogPingedFromTheStart(t *testing.T) {
 	})
 }
 
+// startIndexedMaster starts a daemon on pairYAML whose instance knows its interface's index (2,
+// as netlinkHost.Open sets it; the fakes leave it 0) and whose links a test can recreate, lets
+// edit change the instance before the start, and waits until it is MASTER. In a synctest bubble.
+func startIndexedMaster(t *testing.T, edit func(vi *vrrpInstance)) (*testDaemon, *recreatedLinks, *vrrpInstance) {
+	t.Helper()
+	td := newTestDaemon(t, pairYAML(t.TempDir(), newTCPTarget(t).addr, "10.255.0.10/24"))
+	links := &recreatedLinks{index: 2}
+	td.d.links = links
+	vi := td.d.instances[0]
+	vi.ifindex = 2
+	if edit != nil {
+		edit(vi)
+	}
+	td.start()
+	settle(contendHold + time.Second)
+	if st := td.status("VI_1"); st.State != vrrp.Master {
+		t.Fatalf("before: %s, want MASTER", st.State)
+	}
+	return td, links, vi
+}
+
 // TestRenumberedInterfaceFollowedOnFakes: the address a MASTER sends from leaves its interface.
 // Renumbered (another address there), it sends from the new one and stays MASTER; left with no
 // address of its own, it goes to FAULT (its VIPs released: its adverts cannot leave, and its
 // BACKUP takes over) until one comes, then contends again from that address.
 func TestRenumberedInterfaceFollowedOnFakes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		td := newTestDaemon(t, pairYAML(t.TempDir(), newTCPTarget(t).addr, "10.255.0.10/24"))
-		td.d.links = &recreatedLinks{index: 2}
-		vi := td.d.instances[0]
-		vi.ifindex = 2
-		td.start()
-		settle(contendHold + time.Second)
-		if st := td.status("VI_1"); st.State != vrrp.Master {
-			t.Fatalf("before: %s, want MASTER", st.State)
-		}
+		td, _, vi := startIndexedMaster(t, nil)
 		source := func() netip.Addr {
 			td.d.mu.Lock()
 			defer td.d.mu.Unlock()
@@ -967,14 +980,7 @@ func TestRenumberedInterfaceFollowedOnFakes(t *testing.T) {
 // is a warning, once, however long it goes on failing.
 func TestRecreatedInterfaceFailingLongIsAWarning(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		td := newTestDaemon(t, pairYAML(t.TempDir(), newTCPTarget(t).addr, "10.255.0.10/24"))
-		links := &recreatedLinks{index: 2}
-		td.d.links = links
-		vi := td.d.instances[0]
-		vi.ifindex = 2
-		vi.ann = &closingAnnouncer{}
-		td.start()
-		settle(contendHold + time.Second)
+		td, links, vi := startIndexedMaster(t, func(vi *vrrpInstance) { vi.ann = &closingAnnouncer{} })
 		td.host.mu.Lock()
 		td.host.rejoinFails = 1000
 		td.host.mu.Unlock()
@@ -996,24 +1002,17 @@ func TestRecreatedInterfaceFailingLongIsAWarning(t *testing.T) {
 // TestRecreatedInterfaceHeldInFaultUntilRejoined: the instance's interface is created again
 // (a new index). Until a socket and an announcer can be opened on it (the new interface has no
 // address yet: two tries fail), the instance stays in FAULT, however up the link is; the
-// failure is logged once, at INFO (every ifupdown-style recreation has it for a moment), and tried
-// again without any further link event. Then the instance
-// takes the new ones and leaves FAULT, and the old ones are closed.
+// failure is logged once, at INFO (every ifupdown-style recreation has it for a moment), and
+// tried again without any further link event. Then the instance takes the new ones and leaves
+// FAULT, and the old ones are closed.
 func TestRecreatedInterfaceHeldInFaultUntilRejoined(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		td := newTestDaemon(t, pairYAML(t.TempDir(), newTCPTarget(t).addr, "10.255.0.10/24"))
-		links := &recreatedLinks{index: 2}
-		td.d.links = links
-		vi := td.d.instances[0]
-		vi.ifindex = 2 // as netlinkHost.Open sets it; the fakes leave it 0
-		oldConn := vi.conn.(*fakeConn)
+		var oldConn *fakeConn
 		oldAnn := &closingAnnouncer{}
-		vi.ann = oldAnn
-		td.start()
-		settle(contendHold + time.Second)
-		if st := td.status("VI_1"); st.State != vrrp.Master {
-			t.Fatalf("before: %s, want MASTER", st.State)
-		}
+		td, links, vi := startIndexedMaster(t, func(vi *vrrpInstance) {
+			oldConn = vi.conn.(*fakeConn)
+			vi.ann = oldAnn
+		})
 
 		td.host.mu.Lock()
 		td.host.rejoinFails = 2
