@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/hapair/hapair/vrrp/transport"
 )
 
 // An interface deleted and created again under the same name (ifupdown or networkd bringing a
@@ -180,6 +183,11 @@ func (d *daemon) holdForRebind(vi *vrrpInstance, recreated bool, err error) {
 		// The fault says why in `hapair status` too.
 		vi.rebindWhy = fmt.Sprintf("interface %s created again, not yet listening on it: %v", vi.cfg.Interface, err)
 		d.warnIfLong(vi, err)
+		return
+	}
+	if !errors.Is(err, transport.ErrNoAddress) {
+		// Not an answer (netlink failed): no fault for it, the next retry asks again.
+		d.log.Warn("("+vi.name+") Looking for the address of "+vi.cfg.Interface+" failed, trying again", "err", err)
 		return
 	}
 	// keepalived's words for it: "no IPv4 address for interface". A warning at once: nothing
