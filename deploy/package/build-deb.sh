@@ -110,8 +110,8 @@ Description: HAProxy supervision and VRRP failover in one service
  .
  The service is neither enabled nor started on installation: it conflicts
  with haproxy.service and keepalived.service. Edit /etc/hapair/hapair.yaml,
- run "hapair check", then "systemctl disable --now haproxy keepalived" and
- "systemctl enable --now hapair".
+ run "hapair check", then "systemctl disable --now haproxy keepalived",
+ "systemctl mask haproxy keepalived" and "systemctl enable --now hapair".
 EOF
 
 # Maintainer scripts: only tell systemd about the unit; starting hapair would
