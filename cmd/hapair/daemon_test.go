@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,7 +19,9 @@ import (
 
 	"github.com/hapair/hapair/checks"
 	"github.com/hapair/hapair/cmd/internal/config"
+	"github.com/hapair/hapair/internal/syncbuf"
 	"github.com/hapair/hapair/vrrp"
+	"github.com/hapair/hapair/vrrp/record"
 )
 
 // pairYAML is one instance on lo tracking HAProxy (-20) and a TCP check (-10).
@@ -1060,4 +1063,26 @@ func TestRecreatedInterfaceHeldInFaultUntilRejoined(t *testing.T) {
 			t.Errorf("the instance did not say it listens on the new interface:\n%s", td.logs.String())
 		}
 	})
+}
+
+// TestStateRecordFailureIsReported: a state record that can no longer be written says so, once,
+// however many adverts follow. Before, the Writer kept the error for a caller that never asked.
+func TestStateRecordFailureIsReported(t *testing.T) {
+	w, err := record.Create(t.TempDir(), "VI_1", 51, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	r := &reportedRecord{Writer: w, name: "VI_1", log: slog.New(slog.NewTextHandler(&logs, nil))}
+	r.Record(vrrp.Master, 110, true)
+	if logs.String() != "" {
+		t.Fatalf("a record written fine logged:\n%s", logs.String())
+	}
+	w.Close() // every write fails from here on
+	for range 3 {
+		r.Record(vrrp.Master, 110, true)
+	}
+	if n := strings.Count(logs.String(), "Writing the state record failed"); n != 1 {
+		t.Errorf("the failure was logged %d times, want once:\n%s", n, logs.String())
+	}
 }

@@ -137,7 +137,7 @@ type Writer struct {
 	vrid   uint8
 	last   time.Duration // CLOCK_BOOTTIME of the last advert sent
 	buf    []byte
-	failed bool // a write failed: logged once by the caller through Err
+	failed bool // a write failed: the caller logs it once, through Err
 	err    error
 	// onTmpfs: the record lives in memory (a systemd RuntimeDirectory under /run), so pwrite
 	// never waits for a disk and is made as a raw syscall, which does not wake the Go runtime's
