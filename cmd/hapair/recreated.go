@@ -190,7 +190,7 @@ func (d *daemon) holdForRebind(vi *vrrpInstance, recreated bool, err error) {
 		d.log.Warn("("+vi.name+") Looking for the address of "+vi.cfg.Interface+" failed, trying again", "err", err)
 		return
 	}
-	// keepalived's words for it: "no IPv4 address for interface". A warning at once: nothing
+	// keepalived 2.2.7 goes to FAULT too (seen in the lab). A warning at once: nothing
 	// brings the address back by itself.
 	d.log.Warn("("+vi.name+") No address of its own on "+vi.cfg.Interface+" to send from: FAULT until it has one", "was", vi.source, "err", err)
 	vi.rebindWhy = fmt.Sprintf("no address of its own on %s to send from (%s left it): %v", vi.cfg.Interface, vi.source, err)
