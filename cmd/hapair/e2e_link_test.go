@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -272,4 +273,25 @@ func TestUnicastSourceRemovedFaults(t *testing.T) {
 	lb1.waitState(from1, "MASTER", seedMasterDown+3*time.Second)
 	lb2.waitState(from2, "BACKUP", 5*time.Second)
 	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+}
+
+// TestRecreatedInterfaceWithAnotherAddress: the MASTER's interface is created again with another
+// address. lb1 moves onto it and sends from the new address: it takes the VIP back from lb2, which
+// names 10.0.0.21 as MASTER. Before, lb1 stayed in FAULT until hapair was restarted ("restart
+// hapair to send from it").
+func TestRecreatedInterfaceWithAnotherAddress(t *testing.T) {
+	t.Parallel()
+	p, lb1, lb2 := startElectedPair(t)
+	from1, from2 := lb1.lines(), lb2.lines()
+	if err := p.lb1.RecreateLinkAs(context.Background(), 500*time.Millisecond, netip.MustParsePrefix("10.0.0.21/24")); err != nil {
+		t.Fatal(err)
+	}
+	lb1.waitState(from1, "FAULT", 3*time.Second)
+	lb2.waitState(from2, "MASTER", seedMasterDown+2*time.Second)
+	lb1.waitState(from1, "MASTER", seedMasterDown+3*time.Second)
+	lb2.waitState(from2, "BACKUP", 5*time.Second)
+	waitVIP(t, 3*time.Second, p.lb1, p.lb1, p.lb2)
+	if st := statusOf(t, lb2); len(st.Instances) != 1 || st.Instances[0].MasterAddress != "10.0.0.21" {
+		t.Errorf("lb2 follows %+v, want the MASTER at 10.0.0.21", st.Instances)
+	}
 }

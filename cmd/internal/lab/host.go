@@ -282,6 +282,12 @@ func (h *Host) SetLink(ctx context.Context, up bool) error {
 // MAC address, switch port and address, up. To the host it is a new interface (a new index), as
 // when ifupdown or networkd tear an interface down and bring it back (a VLAN, a bond).
 func (h *Host) RecreateLink(ctx context.Context, gone time.Duration) error {
+	return h.RecreateLinkAs(ctx, gone, h.Addr)
+}
+
+// RecreateLinkAs is RecreateLink with another address on the new eth0 (Host.Addr and IP still
+// name the first one).
+func (h *Host) RecreateLinkAs(ctx context.Context, gone time.Duration, addr netip.Prefix) error {
 	if err := runIP(ctx, "-n", h.NS, "link", "del", HostInterface); err != nil {
 		return err
 	}
@@ -294,7 +300,7 @@ func (h *Host) RecreateLink(ctx context.Context, gone time.Duration) error {
 		{"-n", h.NS, "link", "add", HostInterface, "address", h.mac.String(), "type", "veth", "peer", "name", h.port, "netns", h.lab.sw},
 		{"-n", h.lab.sw, "link", "set", h.port, "master", BridgeName},
 		{"-n", h.lab.sw, "link", "set", h.port, "up"},
-		{"-n", h.NS, "addr", "add", h.Addr.String(), "dev", HostInterface},
+		{"-n", h.NS, "addr", "add", addr.String(), "dev", HostInterface},
 		{"-n", h.NS, "link", "set", HostInterface, "up"},
 	}
 	for _, args := range steps {
