@@ -96,7 +96,7 @@ type vrrpInstance struct {
 	source    netip.Addr
 	rebindWhy string // not "": its interface was created again and it does not listen there yet
 	rebindErr string // the last error opening it there, logged once
-	// rebindSince is when its interface was seen created again (or without its address);
+	// rebindSince is when its interface was seen created again;
 	// rebindWarned, that the rebind has failed for rebindWarnAfter and was logged as a warning.
 	rebindSince  time.Time
 	rebindWarned bool

@@ -63,6 +63,7 @@ type fakeHost struct {
 	// Source: each instance's address now (fakeSource when not set), or none at all.
 	sources   map[string]netip.Addr
 	noAddress bool
+	sourceErr error // Source fails with it: netlink could not be read
 }
 
 func newFakeHost(ev *events) *fakeHost {
@@ -107,6 +108,9 @@ func (h *fakeHost) Source(ic config.Instance, notOurs []netip.Addr) (netip.Addr,
 	defer h.mu.Unlock()
 	if h.noAddress {
 		return netip.Addr{}, fmt.Errorf("primary address of %s: %w (IPv4 address)", ic.Interface, transport.ErrNoAddress)
+	}
+	if h.sourceErr != nil {
+		return netip.Addr{}, h.sourceErr
 	}
 	if a, ok := h.sources[ic.Name]; ok {
 		return a, nil

@@ -979,6 +979,37 @@ func TestRenumberedInterfaceFollowedOnFakes(t *testing.T) {
 	})
 }
 
+// TestSourceLookupFailureIsRetriedQuietly: when the interface's addresses cannot be read
+// (netlink failed) after the source left, that is no answer: no FAULT, one line, and a retry
+// every rebindRetry until it can be read. Before, every retry logged the line again.
+func TestSourceLookupFailureIsRetriedQuietly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		td, _, vi := startIndexedMaster(t, nil)
+		td.host.mu.Lock()
+		td.host.sourceErr = errors.New("primary address of lo: list addresses: interrupted")
+		td.host.mu.Unlock()
+		td.d.addrGone(netip.PrefixFrom(fakeSource, 24))
+		settle(10 * rebindRetry)
+		if st := td.status("VI_1"); st.State != vrrp.Master {
+			t.Fatalf("addresses unreadable: %s (%q), want MASTER still", st.State, st.Fault)
+		}
+		if n := strings.Count(td.logs.String(), "Looking for the address of lo failed"); n != 1 {
+			t.Errorf("logged %d times over 10 retries, want once:\n%s", n, td.logs.String())
+		}
+		renumbered := netip.MustParseAddr("10.9.9.21")
+		td.host.mu.Lock()
+		td.host.sourceErr, td.host.sources = nil, map[string]netip.Addr{"VI_1": renumbered}
+		td.host.mu.Unlock()
+		settle(rebindRetry + time.Millisecond)
+		td.d.mu.Lock()
+		source := vi.source
+		td.d.mu.Unlock()
+		if source != renumbered {
+			t.Errorf("once readable: sending from %s, want %s", source, renumbered)
+		}
+	})
+}
+
 // TestRecreatedInterfaceFailingLongIsAWarning: a rebind that still fails after rebindWarnAfter
 // is a warning, once, however long it goes on failing.
 func TestRecreatedInterfaceFailingLongIsAWarning(t *testing.T) {

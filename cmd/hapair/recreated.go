@@ -87,10 +87,10 @@ func (d *daemon) noteSources() {
 	d.sources.Store(&sources)
 }
 
-// vipAddrs are the addresses of every instance's VIPs, which are never an instance's source.
-// Called with d.mu held.
+// vipAddrs are the addresses of every instance's VIPs, which are never an instance's source
+// (never nil). Called with d.mu held.
 func (d *daemon) vipAddrs() []netip.Addr {
-	var addrs []netip.Addr
+	addrs := []netip.Addr{}
 	for _, vi := range d.instances {
 		addrs = append(addrs, prefixAddrs(vi.cfg.VIPs)...)
 	}
@@ -106,6 +106,7 @@ func (d *daemon) rebindRecreated() {
 		return
 	}
 	retry := false
+	var notOurs []netip.Addr // every instance's VIPs, gathered once a pass when needed
 	for _, vi := range d.instances {
 		index := d.links.Index(vi.cfg.Interface)
 		if vi.ifindex == 0 || index == 0 {
@@ -124,10 +125,10 @@ func (d *daemon) rebindRecreated() {
 			vi.rebindWhy = fmt.Sprintf("interface %s created again, not yet listening on it", vi.cfg.Interface)
 			vi.rebindSince, vi.rebindWarned, vi.rebindErr = time.Now(), false, ""
 		}
-		if !recreated && vi.rebindWhy == "" {
-			vi.rebindSince, vi.rebindWarned, vi.rebindErr = time.Now(), false, ""
+		if notOurs == nil {
+			notOurs = d.vipAddrs()
 		}
-		source, err := d.host.Source(vi.cfg, d.vipAddrs())
+		source, err := d.host.Source(vi.cfg, notOurs)
 		var nio instanceIO
 		if err == nil && recreated {
 			nio, err = d.host.Rejoin(vi.cfg, source)
