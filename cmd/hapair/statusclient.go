@@ -8,8 +8,9 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/metrics/status"
@@ -64,7 +65,7 @@ func findDaemon(path, addr string) (daemonEndpoint, error) {
 		return daemonEndpoint{}, err
 	}
 	socket := filepath.Join(ep.RuntimeDir, controlSocketName)
-	socketErr := syscall.Access(socket, accessWrite)
+	socketErr := unix.Access(socket, unix.W_OK) // connecting to a unix socket needs write permission
 	if socketErr == nil {
 		return socketEndpoint(socket), nil
 	}
@@ -73,9 +74,6 @@ func findDaemon(path, addr string) (daemonEndpoint, error) {
 	}
 	return listenerEndpoint(ep.StatusListen), nil
 }
-
-// accessWrite is access(2)'s W_OK: connecting to a unix socket needs write permission on it.
-const accessWrite = 2
 
 // statusClient speaks to the status listener directly, never through the proxy of an
 // operator's http_proxy: hapair's listener is on this node (a host address, when not loopback,
