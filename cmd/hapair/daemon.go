@@ -183,25 +183,11 @@ func (d *daemon) vipGone(p netip.Prefix) {
 	}
 }
 
-// reportedRecord is an instance's state record that says when it stops being written: the
-// Writer keeps its first write error (and drops the rest, so that a full disk does not flood
-// the log), and nothing read it, so a record that had stopped following the instance went
-// unnoticed until a restart did not resume.
-type reportedRecord struct {
-	*record.Writer
-	name     string
-	log      *slog.Logger
-	reported bool
-}
-
-func (r *reportedRecord) Record(state vrrp.State, prio uint8, advertSent bool) {
-	r.Writer.Record(state, prio, advertSent)
-	if r.reported {
-		return
-	}
-	if err := r.Err(); err != nil {
-		r.reported = true
-		r.log.Warn("("+r.name+") Writing the state record failed: a restart will not resume as MASTER", "err", err)
+// recordFailed is an instance's state record's OnError: said once, as a restart after it will
+// not resume the instance as MASTER.
+func recordFailed(log *slog.Logger, name string) func(error) {
+	return func(err error) {
+		log.Warn("("+name+") Writing the state record failed: a restart will not resume as MASTER", "err", err)
 	}
 }
 
@@ -268,7 +254,8 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 	if err != nil {
 		d.log.Warn("("+ic.Name+") No state record: a restart will not resume as MASTER", "err", err)
 	} else {
-		icfg.Record = &reportedRecord{Writer: rec, name: ic.Name, log: d.log}
+		rec.OnError = recordFailed(d.log, ic.Name)
+		icfg.Record = rec
 	}
 	if mayResume {
 		icfg.Previous = func(now time.Time) *vrrp.Previous { return d.previous(cfg.RuntimeDir, ic, now) }

@@ -1097,21 +1097,22 @@ func TestRecreatedInterfaceHeldInFaultUntilRejoined(t *testing.T) {
 }
 
 // TestStateRecordFailureIsReported: a state record that can no longer be written says so, once,
-// however many adverts follow. Before, the Writer kept the error for a caller that never asked.
+// however many adverts follow (record.Writer.OnError, recordFailed). Before, the Writer kept the
+// error for a caller that never asked.
 func TestStateRecordFailureIsReported(t *testing.T) {
 	w, err := record.Create(t.TempDir(), "VI_1", 51, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var logs syncbuf.Buffer
-	r := &reportedRecord{Writer: w, name: "VI_1", log: slog.New(slog.NewTextHandler(&logs, nil))}
-	r.Record(vrrp.Master, 110, true)
+	w.OnError = recordFailed(slog.New(slog.NewTextHandler(&logs, nil)), "VI_1")
+	w.Record(vrrp.Master, 110, true)
 	if logs.String() != "" {
 		t.Fatalf("a record written fine logged:\n%s", logs.String())
 	}
 	w.Close() // every write fails from here on
 	for range 3 {
-		r.Record(vrrp.Master, 110, true)
+		w.Record(vrrp.Master, 110, true)
 	}
 	if n := strings.Count(logs.String(), "Writing the state record failed"); n != 1 {
 		t.Errorf("the failure was logged %d times, want once:\n%s", n, logs.String())

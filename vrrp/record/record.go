@@ -132,12 +132,17 @@ const (
 
 // Writer rewrites one instance's record. It is used from the instance's loop only.
 type Writer struct {
+	// OnError, when set, is called with the first write error, once: a record that stops
+	// following its instance means a restart will not resume it, which its owner must say.
+	// Later errors are dropped, so that a full disk does not flood the log.
+	OnError func(error)
+
 	f      *os.File
 	clock  Clock
 	vrid   uint8
 	last   time.Duration // CLOCK_BOOTTIME of the last advert sent
 	buf    []byte
-	failed bool // a write failed: the caller logs it once, through Err
+	failed bool // a write failed: OnError has been told
 	err    error
 	// onTmpfs: the record lives in memory (a systemd RuntimeDirectory under /run), so pwrite
 	// never waits for a disk and is made as a raw syscall, which does not wake the Go runtime's
@@ -169,8 +174,8 @@ func Create(dir, name string, vrid uint8, clock Clock) (*Writer, error) {
 }
 
 // Record rewrites the record: the instance is in state with priority prio; advertSent says an
-// advert was just sent (its time is then now on the record's clock). The first write error is
-// kept for Err; later ones are dropped so that a full disk does not flood the log.
+// advert was just sent (its time is then now on the record's clock). The first write error goes
+// to OnError and is kept for Err; later ones are dropped.
 func (w *Writer) Record(state vrrp.State, prio uint8, advertSent bool) {
 	if advertSent {
 		w.last = w.clock.Since()
@@ -198,6 +203,9 @@ func (w *Writer) Record(state vrrp.State, prio uint8, advertSent bool) {
 	}
 	if err != nil && !w.failed {
 		w.failed, w.err = true, fmt.Errorf("state record %s: %w", w.f.Name(), err)
+		if w.OnError != nil {
+			w.OnError(w.err)
+		}
 	}
 }
 
