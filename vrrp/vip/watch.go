@@ -185,8 +185,22 @@ func (w *Watch) sync() (<-chan netlink.AddrUpdate, chan struct{}, error) {
 		}
 	}
 	w.mu.Lock()
+	// What left while notifications were lost is reported as if they had said so: a MASTER
+	// whose adverts are delegated checks its VIPs only every half minute otherwise.
+	var left []netip.Prefix
+	for k, ok := range w.addrs {
+		if now, still := addrs[k]; ok && (!still || !now) {
+			left = append(left, k.prefix)
+		}
+	}
 	w.addrs, w.synced = addrs, true
+	gone := w.gone
 	w.mu.Unlock()
+	if gone != nil {
+		for _, p := range left {
+			gone(p)
+		}
+	}
 	return updates, stop, nil
 }
 
@@ -219,7 +233,7 @@ func (w *Watch) apply(u netlink.AddrUpdate) {
 // OnGone makes the Watch call f with every address the kernel says left an interface, or
 // failed DAD, so that a MASTER can put a VIP back at once rather than at its next check. f runs
 // on the Watch's goroutine and must not block: notifications wait meanwhile. A dump made after
-// lost notifications calls nothing: the MASTERs' next checks find what it changed.
+// lost notifications calls it with every address that left (or failed DAD) meanwhile.
 func (w *Watch) OnGone(f func(netip.Prefix)) {
 	w.mu.Lock()
 	w.gone = f

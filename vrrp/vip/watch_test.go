@@ -161,6 +161,8 @@ func TestWatchFollowsNotifications(t *testing.T) {
 func TestWatchMakesUpForLostNotifications(t *testing.T) {
 	f := &fakeSource{addrs: []netlink.Addr{nlAddr(2, "10.0.0.10/32", 0), nlAddr(2, "fd00::10/64", 0)}}
 	w := newFakeWatch(t, f)
+	gone := make(chan netip.Prefix, 4)
+	w.OnGone(func(p netip.Prefix) { gone <- p })
 	waitMissing(t, w)
 
 	// vipA is deleted, and its notification lost; the dumps fail for a while.
@@ -185,6 +187,20 @@ func TestWatchMakesUpForLostNotifications(t *testing.T) {
 	f.dumpErr = nil
 	f.mu.Unlock()
 	waitMissing(t, w, vipA)
+	// The dump after the loss says what left meanwhile, as its lost notification would have.
+	select {
+	case p := <-gone:
+		if p != vipA {
+			t.Errorf("gone %v after the dump, want %v", p, vipA)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("%v left while notifications were lost: OnGone not called after the dump", vipA)
+	}
+	select {
+	case p := <-gone:
+		t.Errorf("gone %v as well, which never left", p)
+	default:
+	}
 	// Notifications on the new subscription are applied.
 	f.current() <- update(2, "10.0.0.10/32", true, 0)
 	waitMissing(t, w)
