@@ -1,0 +1,356 @@
+//go:build linux
+
+// Package steady sends a VRRP MASTER's steady adverts from a thread of its own that the Go
+// runtime does not know.
+//
+// Why: a MASTER's work is one small datagram every interval (20 ms .. 1 s), and in Go the
+// wake-up costs more than the advert: the timer's expiry goes through the scheduler (netpoller
+// or sysmon, a parked M woken, a goroutine run), which made hapair's MASTER 30-50 % dearer than
+// keepalived's C loop on the lab machine. A thread created with a raw clone(2), which only
+// blocks in read(2) of a periodic timerfd and then calls sendmsg(2), costs keepalived's loop
+// minus two system calls (keepalived waits in epoll_wait for a one-shot timerfd it re-arms with
+// timerfd_settime at each pass; a periodic one re-arms itself): measured 12-29 % cheaper than
+// keepalived. Its loop is a few lines of assembly (steady_amd64.s); elsewhere Supported is
+// false and the caller sends itself.
+//
+// The caller starts a Sender while it is MASTER and nothing changes (the same datagram, to the
+// same address, on the same grid of due times), and stops it before anything changes.
+//
+// Invariants:
+//   - Every signal is blocked on the thread from its first instruction (it is created with the
+//     mask blocked around clone), so none of Go's signal handlers, which need a goroutine, ever
+//     runs on it; process-wide signals go to Go's threads. A fault on it (a bug) kills the
+//     process, as a blocked synchronous signal does.
+//   - Nothing it touches is Go heap memory: its control block, the msghdr and everything that
+//     points to, the record line and its stack are anonymous mappings of their own, unmapped by
+//     Stop only after the thread has exited. The garbage collector neither sees nor moves them.
+//   - Stop returns only once the thread has exited (the kernel clears its CLONE_CHILD_CLEARTID
+//     word and wakes the futex on it), and the thread checks for Stop between its wake-up and
+//     its send: no datagram leaves after Stop returns.
+//   - The thread is one of the process's: exit, execve or SIGKILL of the process ends it too.
+//     It shares the descriptor table, so the socket must stay open (and the same socket) until
+//     Stop returns.
+//
+// The Go runtime's process-wide operations do not reach it: syscall.Setuid and the like
+// (AllThreadsSyscall) change the credentials of the threads the runtime knows, not this one,
+// which keeps the ones it was created with (it needs none to send on an open socket).
+package steady
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrUnsupported: this architecture has no sender thread; the caller sends itself.
+var ErrUnsupported = errors.New("steady: no sender thread on this architecture")
+
+// Config is what a Sender sends, where, and when.
+type Config struct {
+	// Socket is the descriptor the datagrams are sent on, with sendmsg(MSG_DONTWAIT|MSG_NOSIGNAL).
+	// The caller keeps it open until Stop returns.
+	Socket int
+	// Name is the destination socket address as the kernel takes it (e.g. the bytes of a
+	// unix.RawSockaddrInet4/6), copied; empty: the socket's connected peer.
+	Name []byte
+	// Control is the ancillary data (e.g. IP_PKTINFO), copied; may be empty.
+	Control []byte
+	// Payload is the datagram, copied; 1..65535 bytes.
+	Payload []byte
+	// First is when the first datagram is due: CLOCK_BOOTTIME, absolute, > 0. A time in the
+	// past is fine: the thread sends at once, the latest due time of the grid.
+	First time.Duration
+	// Period is the interval between due times, > 0. The due times are First + k*Period.
+	Period time.Duration
+	// Record, when >= 0, is a file descriptor rewritten after each datagram sent: RecordLine with
+	// the datagram's due time (CLOCK_BOOTTIME in nanoseconds, 20 decimal digits, zero padded) at
+	// RecordLine[StampAt:StampAt+20], written with pwrite(Record, line, len(line), 0). -1: none.
+	// The caller keeps it open until Stop returns.
+	Record     int
+	RecordLine []byte // copied
+	StampAt    int
+}
+
+// BootTime is CLOCK_BOOTTIME now: the clock of Config.First and of the due times.
+func BootTime() time.Duration {
+	var ts unix.Timespec
+	// It cannot fail: the clock exists since Linux 2.6.39, and ts is valid memory.
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return time.Duration(ts.Nano())
+}
+
+// stampLen is the length of a due time in the record line.
+const stampLen = 20
+
+// maxName is the longest destination address: a struct sockaddr_storage.
+const maxName = 128
+
+func (cfg *Config) check() error {
+	switch {
+	case cfg.Socket < 0:
+		return fmt.Errorf("steady: Socket %d is no descriptor", cfg.Socket)
+	case len(cfg.Name) > maxName:
+		return fmt.Errorf("steady: Name is %d bytes, longer than a socket address (%d)", len(cfg.Name), maxName)
+	case len(cfg.Payload) == 0 || len(cfg.Payload) > 65535:
+		return fmt.Errorf("steady: Payload is %d bytes, not 1..65535", len(cfg.Payload))
+	case cfg.First <= 0:
+		// A zero it_value would disarm the timerfd instead.
+		return fmt.Errorf("steady: First is %v, not after boot", cfg.First)
+	case cfg.Period <= 0:
+		return fmt.Errorf("steady: Period is %v, not > 0", cfg.Period)
+	case cfg.Record < -1:
+		return fmt.Errorf("steady: Record %d is no descriptor (-1: none)", cfg.Record)
+	case cfg.Record >= 0 && (cfg.StampAt < 0 || cfg.StampAt+stampLen > len(cfg.RecordLine)):
+		return fmt.Errorf("steady: StampAt %d: the %d digits do not fit in the %d-byte RecordLine",
+			cfg.StampAt, stampLen, len(cfg.RecordLine))
+	}
+	return nil
+}
+
+// ctl is the thread's control block, at the start of its block. This struct is the layout's
+// only definition: steady_amd64.s reaches the fields by the offsets the compiler writes to
+// go_asm.h (ctl_<field>).
+type ctl struct {
+	// Set before the thread starts; it only reads them.
+	timerfd  int64
+	sock     int64
+	msg      uintptr // *unix.Msghdr, in the block
+	recfd    int64   // Record
+	line     uintptr // the record line, in the block
+	lineLen  int64
+	stampEnd uintptr // one past the stamp's last digit in the line
+	first    int64   // First, ns
+	period   int64   // Period, ns
+	mask     uint64  // every signal: the thread's mask
+
+	// Around clone.
+	oldMask uint64 // the creating thread's mask, restored after clone (written by the asm)
+	ctid    uint32 // nonzero until the thread has exited (CLONE_CHILD_CLEARTID)
+	stop    uint32 // set by Stop
+
+	// Written by the thread only.
+	expirations uint64 // read(2)'s buffer: timer expirations since the last read
+	sent        uint64
+	errs        uint64 // failed sendmsg calls
+	lastErr     uint64 // errno of the last failed sendmsg
+	last        int64  // due time of the last datagram sent (ns)
+	recErrs     uint64 // failed pwrite calls
+	failed      uint64 // errno of a failed read: the thread exited
+}
+
+// stackSize is the thread's stack. Its loop pushes nothing and calls nothing, and every signal
+// is blocked (no signal frame): the stack is there only so that the thread's stack pointer
+// is its own.
+const stackSize = 16 << 10
+
+// futexWait is FUTEX_WAIT, not FUTEX_WAIT_PRIVATE: the kernel's wake at the thread's exit is
+// a shared one, which a private wait does not hear.
+const futexWait = 0
+
+// Sender is a running sender thread. Stop it.
+type Sender struct {
+	mu      sync.Mutex
+	c       *ctl   // in block; nil once stopped
+	block   []byte // the control block and everything the thread reads
+	stack   []byte
+	timerfd int
+	res     Result // once stopped
+}
+
+// Result is what a Sender did, as of Stop.
+type Result struct {
+	Sent, Errors uint64
+	LastErr      unix.Errno    // of the last failed sendmsg, 0 if none
+	Last         time.Duration // CLOCK_BOOTTIME due time of the last datagram sent; 0 if none
+	RecordErrors uint64        // failed pwrites
+	// Failed is the errno of a read of the timerfd that failed (it should not): the thread
+	// exited then, and sent nothing more. 0 if none.
+	Failed unix.Errno
+}
+
+// Start creates the timerfd (CLOCK_BOOTTIME, absolute: it keeps the grid First + k*Period
+// whatever the thread's delays) and the thread, which sends one datagram per wake-up, however
+// many due times passed meanwhile (no burst after a stall). The due time of a datagram is the
+// latest one passed when the thread woke: never later than the real send.
+func Start(cfg Config) (*Sender, error) {
+	if !Supported() {
+		return nil, ErrUnsupported
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	s := &Sender{timerfd: -1}
+	ok := false
+	defer func() {
+		if !ok {
+			s.free()
+		}
+	}()
+	var err error
+	if s.block, err = newBlock(&cfg); err != nil {
+		return nil, fmt.Errorf("steady: mmap: %w", err)
+	}
+	if s.stack, err = unix.Mmap(-1, 0, stackSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_STACK); err != nil {
+		return nil, fmt.Errorf("steady: mmap: %w", err)
+	}
+	// Blocking: the thread sleeps in read(2).
+	if s.timerfd, err = unix.TimerfdCreate(unix.CLOCK_BOOTTIME, unix.TFD_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("steady: timerfd_create: %w", err)
+	}
+	grid := unix.ItimerSpec{
+		Value:    unix.NsecToTimespec(int64(cfg.First)),
+		Interval: unix.NsecToTimespec(int64(cfg.Period)),
+	}
+	if err := unix.TimerfdSettime(s.timerfd, unix.TFD_TIMER_ABSTIME, &grid, nil); err != nil {
+		return nil, fmt.Errorf("steady: timerfd_settime: %w", err)
+	}
+	c := (*ctl)(unsafe.Pointer(&s.block[0]))
+	c.timerfd = int64(s.timerfd)
+	c.ctid = 1
+	c.mask = ^uint64(0) // the kernel leaves SIGKILL and SIGSTOP out
+	// The block and the stack are not Go memory: their addresses stay valid as uintptrs.
+	stackTop := uintptr(unsafe.Pointer(&s.stack[0])) + stackSize
+	if tid := startThread(uintptr(unsafe.Pointer(c)), stackTop); tid < 0 {
+		return nil, fmt.Errorf("steady: clone: %w", unix.Errno(-tid))
+	}
+	s.c = c
+	ok = true
+	return s, nil
+}
+
+// newBlock maps the thread's control block and copies after it the msghdr, its iovec and what
+// they point to, and the record line. Each part starts 8-byte aligned (a cmsghdr must).
+func newBlock(cfg *Config) ([]byte, error) {
+	sizes := []int{int(unsafe.Sizeof(ctl{})), unix.SizeofMsghdr, unix.SizeofIovec,
+		len(cfg.Name), len(cfg.Control), len(cfg.Payload), len(cfg.RecordLine)}
+	n := 0
+	for _, size := range sizes {
+		n += align8(size)
+	}
+	block, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, err
+	}
+	rest := block
+	take := func(size int) []byte {
+		p := rest[:size:size]
+		rest = rest[align8(size):]
+		return p
+	}
+	c := (*ctl)(unsafe.Pointer(&take(int(unsafe.Sizeof(ctl{})))[0]))
+	msg := (*unix.Msghdr)(unsafe.Pointer(&take(unix.SizeofMsghdr)[0]))
+	iov := (*unix.Iovec)(unsafe.Pointer(&take(unix.SizeofIovec)[0]))
+	name := take(len(cfg.Name))
+	control := take(len(cfg.Control))
+	payload := take(len(cfg.Payload))
+	line := take(len(cfg.RecordLine))
+
+	if copy(name, cfg.Name) > 0 {
+		msg.Name = &name[0]
+		msg.Namelen = uint32(len(name))
+	}
+	if copy(control, cfg.Control) > 0 {
+		msg.Control = &control[0]
+		msg.SetControllen(len(control))
+	}
+	copy(payload, cfg.Payload)
+	iov.Base = &payload[0]
+	iov.SetLen(len(payload))
+	msg.Iov = iov
+	msg.SetIovlen(1)
+
+	c.sock = int64(cfg.Socket)
+	c.msg = uintptr(unsafe.Pointer(msg))
+	c.recfd = int64(cfg.Record)
+	if cfg.Record >= 0 {
+		copy(line, cfg.RecordLine)
+		c.line = uintptr(unsafe.Pointer(&line[0]))
+		c.lineLen = int64(len(line))
+		c.stampEnd = c.line + uintptr(cfg.StampAt+stampLen)
+	}
+	c.first = int64(cfg.First)
+	c.period = int64(cfg.Period)
+	return block, nil
+}
+
+func align8(n int) int { return (n + 7) &^ 7 }
+
+// Sent is the number of datagrams sent so far.
+func (s *Sender) Sent() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c == nil {
+		return s.res.Sent
+	}
+	return atomic.LoadUint64(&s.c.sent)
+}
+
+// Errors is the number of sendmsg failures so far.
+func (s *Sender) Errors() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c == nil {
+		return s.res.Errors
+	}
+	return atomic.LoadUint64(&s.c.errs)
+}
+
+// Stop ends the thread and returns once it has exited: no datagram is sent after it returns.
+// It frees the thread's memory and closes the timerfd (never the socket or Record). Calling it
+// again returns the same Result.
+func (s *Sender) Stop() Result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.c
+	if c == nil {
+		return s.res
+	}
+	atomic.StoreUint32(&c.stop, 1)
+	// Wake the thread now rather than at its next due time: it finds stop set and exits. This
+	// cannot fail on our own timerfd; if it did, the thread would exit at its next due time,
+	// which the wait below would wait for.
+	now := unix.ItimerSpec{Value: unix.Timespec{Nsec: 1}}
+	_ = unix.TimerfdSettime(s.timerfd, 0, &now, nil)
+	for {
+		v := atomic.LoadUint32(&c.ctid)
+		if v == 0 {
+			break
+		}
+		// EAGAIN if it has changed meanwhile, EINTR: look again.
+		_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&c.ctid)), futexWait, uintptr(v), 0, 0, 0)
+	}
+	// The thread has exited: its counters are final.
+	s.res = Result{
+		Sent:         c.sent,
+		Errors:       c.errs,
+		LastErr:      unix.Errno(c.lastErr),
+		Last:         time.Duration(c.last),
+		RecordErrors: c.recErrs,
+		Failed:       unix.Errno(c.failed),
+	}
+	s.c = nil
+	s.free()
+	return s.res
+}
+
+// free releases what Start made; the thread is not running.
+func (s *Sender) free() {
+	if s.timerfd >= 0 {
+		unix.Close(s.timerfd)
+		s.timerfd = -1
+	}
+	if s.stack != nil {
+		unix.Munmap(s.stack)
+		s.stack = nil
+	}
+	if s.block != nil {
+		unix.Munmap(s.block)
+		s.block = nil
+	}
+}

@@ -1,0 +1,469 @@
+//go:build linux
+
+package steady
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+var payload = []byte("advert: the same bytes every period")
+
+func skipUnsupported(t *testing.T) {
+	t.Helper()
+	if !Supported() {
+		t.Skip("no sender thread on this architecture")
+	}
+}
+
+// link is a sending socket and a receiving one, both UDP on 127.0.0.1 and outside Go's
+// netpoller (the receiver is read with poll(2) and MSG_DONTWAIT, so that a drain reads exactly
+// what is queued).
+type link struct {
+	sock, rx int
+	name     []byte // the receiver's address, for Config.Name
+}
+
+func newLink(t *testing.T) *link {
+	t.Helper()
+	l := &link{}
+	var err error
+	for _, fd := range []*int{&l.sock, &l.rx} {
+		if *fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(*fd) })
+	}
+	if err := unix.Bind(l.rx, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(l.rx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: [4]byte{127, 0, 0, 1}}
+	binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&raw.Port))[:], uint16(sa.(*unix.SockaddrInet4).Port))
+	l.name = bytes.Clone(unsafe.Slice((*byte)(unsafe.Pointer(&raw)), unix.SizeofSockaddrInet4))
+	return l
+}
+
+func (l *link) config(first, period time.Duration) Config {
+	return Config{Socket: l.sock, Name: l.name, Payload: payload, First: first, Period: period, Record: -1}
+}
+
+// recv returns the next datagram and its source address, waiting for it until the deadline;
+// nil when none came. A deadline in the past reads only what is queued.
+func (l *link) recv(t *testing.T, deadline time.Time) ([]byte, [4]byte) {
+	t.Helper()
+	buf := make([]byte, 70000)
+	for {
+		n, from, err := unix.Recvfrom(l.rx, buf, unix.MSG_DONTWAIT)
+		if err == nil {
+			return buf[:n], from.(*unix.SockaddrInet4).Addr
+		}
+		if err != unix.EAGAIN {
+			t.Fatal(err)
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil, [4]byte{}
+		}
+		fds := []unix.PollFd{{Fd: int32(l.rx), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, int((wait+time.Millisecond-1)/time.Millisecond)); err != nil && err != unix.EINTR {
+			t.Fatal(err)
+		}
+	}
+}
+
+// count receives until the deadline, checking that every datagram is the payload.
+func (l *link) count(t *testing.T, deadline time.Time) int {
+	t.Helper()
+	n := 0
+	for {
+		b, _ := l.recv(t, deadline)
+		if b == nil {
+			return n
+		}
+		if !bytes.Equal(b, payload) {
+			t.Fatalf("received %q, want %q", b, payload)
+		}
+		n++
+	}
+}
+
+func start(t *testing.T, cfg Config) *Sender {
+	t.Helper()
+	s, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(s) }) // before the link's sockets are closed
+	return s
+}
+
+// stop is s.Stop, which must not hang: a test whose Stop does ends the run at once, since
+// nothing (not even its cleanup) could stop the thread afterwards.
+func stop(s *Sender) Result {
+	done := make(chan Result, 1)
+	go func() { done <- s.Stop() }()
+	select {
+	case res := <-done:
+		return res
+	case <-time.After(5 * time.Second):
+		panic("Stop still waiting after 5 s")
+	}
+}
+
+// waitFor polls cond for up to a second.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("still not %s after a second", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestPeriodAndCount: one datagram per period on the timer's grid, each the payload, and
+// Result.Sent is exactly what arrived.
+func TestPeriodAndCount(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	const period = 10 * time.Millisecond
+	s := start(t, l.config(BootTime()+period, period))
+	got := l.count(t, time.Now().Add(200*time.Millisecond))
+	if got < 12 || got > 25 {
+		t.Errorf("received %d datagrams in 200 ms at a 10 ms period, want about 20", got)
+	}
+	res := stop(s)
+	// Loopback delivers within sendmsg: what was sent before Stop returned is queued now.
+	got += l.count(t, time.Now())
+	if res.Sent != uint64(got) || res.Errors != 0 {
+		t.Errorf("Result %+v, received %d", res, got)
+	}
+	if res.Failed != 0 || res.LastErr != 0 {
+		t.Errorf("Result %+v", res)
+	}
+}
+
+// TestNothingAfterStop: once Stop has returned, no datagram comes, and the counters stay.
+func TestNothingAfterStop(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	const period = 5 * time.Millisecond
+	s := start(t, l.config(BootTime(), period))
+	waitFor(t, "sending", func() bool { return s.Sent() >= 3 })
+	res := stop(s)
+	queued := l.count(t, time.Now())
+	if uint64(queued) != res.Sent {
+		t.Errorf("%d datagrams queued at Stop, Result.Sent %d", queued, res.Sent)
+	}
+	if after := l.count(t, time.Now().Add(3*period)); after != 0 {
+		t.Errorf("%d datagrams after Stop", after)
+	}
+	if s.Sent() != res.Sent || s.Errors() != res.Errors {
+		t.Errorf("Sent %d Errors %d after Stop, Result %+v", s.Sent(), s.Errors(), res)
+	}
+	if again := s.Stop(); again != res {
+		t.Errorf("second Stop %+v, first %+v", again, res)
+	}
+}
+
+// TestStopIsPrompt: Stop does not wait for the next due time.
+func TestStopIsPrompt(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	s := start(t, l.config(BootTime()+time.Hour, time.Hour))
+	waitFor(t, "running", func() bool { return blockedThreads(t) == 1 })
+	begin := time.Now()
+	res := stop(s)
+	if took := time.Since(begin); took > 100*time.Millisecond {
+		t.Errorf("Stop took %v", took)
+	}
+	if res.Sent != 0 || res.Errors != 0 || res.Last != 0 {
+		t.Errorf("Result %+v, want nothing sent", res)
+	}
+}
+
+// TestControl: the ancillary data goes with every datagram (IP_PKTINFO: the source address).
+func TestControl(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	control := make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&control[0]))
+	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+	info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&control[unix.CmsgLen(0)]))
+	info.Spec_dst = [4]byte{127, 0, 0, 2} // the socket alone would send from 127.0.0.1
+	cfg := l.config(BootTime(), 5*time.Millisecond)
+	cfg.Control = control
+	s := start(t, cfg)
+	for range 3 {
+		b, from := l.recv(t, time.Now().Add(time.Second))
+		if b == nil {
+			t.Fatal("nothing received")
+		}
+		if from != [4]byte{127, 0, 0, 2} {
+			t.Fatalf("datagram from %v, want 127.0.0.2", from)
+		}
+	}
+	stop(s)
+}
+
+// TestRecord: the record line holds the due time of the last datagram sent, on the grid, not
+// after it was sent, and the rest of the line as given.
+func TestRecord(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	f, err := os.CreateTemp(t.TempDir(), "record")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const period = 10 * time.Millisecond
+	const line = "x advert=00000000000000000000\n"
+	first := BootTime() + 5*time.Millisecond
+	cfg := l.config(first, period)
+	cfg.Record, cfg.RecordLine, cfg.StampAt = int(f.Fd()), []byte(line), strings.Index(line, "0")
+	s := start(t, cfg)
+	waitFor(t, "sending", func() bool { return s.Sent() >= 4 })
+	res := stop(s)
+	now := BootTime()
+
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != len(line) || string(b[:cfg.StampAt]) != line[:cfg.StampAt] || b[len(b)-1] != '\n' {
+		t.Fatalf("record %q, want the shape of %q", b, line)
+	}
+	stamp, err := strconv.ParseInt(string(b[cfg.StampAt:cfg.StampAt+20]), 10, 64)
+	if err != nil {
+		t.Fatalf("record %q: %v", b, err)
+	}
+	due := time.Duration(stamp)
+	switch {
+	case due < first+time.Duration(res.Sent-1)*period || due > now:
+		t.Errorf("recorded due time %v, want in [%v, %v] (%d sent)", due, first+time.Duration(res.Sent-1)*period, now, res.Sent)
+	case (due-first)%period != 0:
+		t.Errorf("recorded due time %v is not on the grid %v + k*%v", due, first, period)
+	case res.Last != due:
+		t.Errorf("Result.Last %v, recorded %v", res.Last, due)
+	case res.RecordErrors != 0:
+		t.Errorf("Result %+v", res)
+	}
+}
+
+// TestRecordErrors: a failed pwrite is counted, and the datagrams still go.
+func TestRecordErrors(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	f, err := os.Open(os.DevNull) // read-only: pwrite fails with EBADF
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg := l.config(BootTime(), 5*time.Millisecond)
+	cfg.Record, cfg.RecordLine = int(f.Fd()), make([]byte, 20)
+	s := start(t, cfg)
+	waitFor(t, "sending", func() bool { return s.Sent() >= 3 })
+	res := stop(s)
+	if res.RecordErrors != res.Sent || res.Errors != 0 {
+		t.Errorf("Result %+v, want a record error per datagram", res)
+	}
+}
+
+// TestSendErrors: a failed sendmsg is counted with its errno, and the thread goes on.
+func TestSendErrors(t *testing.T) {
+	skipUnsupported(t)
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	l := newLink(t)
+	cfg := l.config(BootTime(), 5*time.Millisecond)
+	cfg.Socket = p[1]
+	s := start(t, cfg)
+	waitFor(t, "failing", func() bool { return s.Errors() >= 3 })
+	n := s.Errors()
+	waitFor(t, "failing on", func() bool { return s.Errors() > n })
+	res := stop(s)
+	if res.Sent != 0 || res.Errors < n+1 || res.LastErr != unix.ENOTSOCK || res.Last != 0 || res.Failed != 0 {
+		t.Errorf("Result %+v, want ENOTSOCK errors only", res)
+	}
+}
+
+// TestNoBurstAfterStall: due times passed before the thread woke make one datagram, not one
+// each, and the due time it carries is the latest of them.
+func TestNoBurstAfterStall(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	const period = 20 * time.Millisecond
+	first := BootTime() - 10*period // the next due time is a period from now
+	s := start(t, l.config(first, period))
+	begin := time.Now()
+	if n := l.count(t, begin.Add(period/2)); n != 1 {
+		t.Fatalf("%d datagrams in the first half period, want 1", n)
+	}
+	if n := l.count(t, begin.Add(period/2+5*period)); n < 3 || n > 6 {
+		t.Errorf("%d datagrams in the next 5 periods, want about 5", n)
+	}
+	res := stop(s)
+	// k counts every due time passed: the first wake-up's datagram was due at first+10*period.
+	if floor := first + time.Duration(10+res.Sent-1)*period; res.Last < floor || res.Last > BootTime() || (res.Last-first)%period != 0 {
+		t.Errorf("Result.Last %v, want on the grid from %v (%d sent)", res.Last, floor, res.Sent)
+	}
+}
+
+// TestReadFailure: a failed read of the timerfd (here: its descriptor replaced by a pipe's
+// write end) ends the thread, which Stop reports.
+func TestReadFailure(t *testing.T) {
+	skipUnsupported(t)
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	l := newLink(t)
+	s := start(t, l.config(BootTime(), 5*time.Millisecond))
+	// The read under way goes on with the timerfd; the next one finds the pipe.
+	if err := unix.Dup3(p[1], s.timerfd, unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "exited", func() bool { return blockedThreads(t) == 0 })
+	res := stop(s)
+	if res.Failed != unix.EBADF {
+		t.Errorf("Result %+v, want Failed EBADF", res)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	skipUnsupported(t)
+	const nofd = 1 << 20 // no open descriptor, should a config wrongly pass
+	ok := Config{Socket: nofd, Payload: payload, First: time.Second, Period: time.Second, Record: -1}
+	for name, change := range map[string]func(*Config){
+		"Socket -1":      func(c *Config) { c.Socket = -1 },
+		"Period 0":       func(c *Config) { c.Period = 0 },
+		"Period < 0":     func(c *Config) { c.Period = -time.Second },
+		"First 0":        func(c *Config) { c.First = 0 },
+		"no Payload":     func(c *Config) { c.Payload = nil },
+		"Payload 64 KiB": func(c *Config) { c.Payload = make([]byte, 65536) },
+		"Name too long":  func(c *Config) { c.Name = make([]byte, 129) },
+		"Record -2":      func(c *Config) { c.Record = -2 },
+		"no RecordLine":  func(c *Config) { c.Record = nofd },
+		"StampAt < 0":    func(c *Config) { c.Record, c.RecordLine, c.StampAt = nofd, make([]byte, 30), -1 },
+		"StampAt past":   func(c *Config) { c.Record, c.RecordLine, c.StampAt = nofd, make([]byte, 30), 11 },
+	} {
+		cfg := ok
+		change(&cfg)
+		if s, err := Start(cfg); err == nil {
+			stop(s)
+			t.Errorf("%s: no error", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestNoLeaks: starting and stopping many times leaves no thread, descriptor or mapping.
+func TestNoLeaks(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	fds := countDir(t, "/proc/self/fd")
+	tasks := countDir(t, "/proc/self/task")
+	for i := range 200 {
+		s, err := Start(l.config(BootTime(), time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			waitFor(t, "running", func() bool { return blockedThreads(t) == 1 })
+		}
+		block, stack := s.block, s.stack
+		stop(s)
+		for _, m := range [][]byte{block, stack} {
+			// madvise fails with ENOMEM on a range that is not mapped.
+			if err := unix.Madvise(m, unix.MADV_NORMAL); err != unix.ENOMEM {
+				t.Fatalf("cycle %d: madvise of a freed mapping: %v, want ENOMEM", i, err)
+			}
+		}
+	}
+	// An exited thread may linger in /proc for a moment after it has cleared its ctid.
+	waitFor(t, "gone", func() bool { return blockedThreads(t) == 0 })
+	if n := countDir(t, "/proc/self/fd"); n != fds {
+		t.Errorf("%d descriptors after 200 cycles, %d before", n, fds)
+	}
+	// The runtime may have started threads of its own meanwhile (the futex waits block).
+	if n := countDir(t, "/proc/self/task"); n > tasks+4 {
+		t.Errorf("%d threads after 200 cycles, %d before", n, tasks)
+	}
+}
+
+// TestCountersDuringStop: Sent and Errors may be read while Stop frees the block.
+func TestCountersDuringStop(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	for range 20 {
+		s := start(t, l.config(BootTime(), time.Millisecond))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range 1000 {
+				s.Sent()
+				s.Errors()
+			}
+		}()
+		res := stop(s)
+		<-done
+		if s.Sent() != res.Sent {
+			t.Fatalf("Sent %d after Stop, Result %+v", s.Sent(), res)
+		}
+	}
+}
+
+func countDir(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// blockedThreads counts the process's threads that block every signal the kernel lets them:
+// the sender threads (Go's threads block none for long).
+func blockedThreads(t *testing.T) int {
+	t.Helper()
+	const all = "SigBlk:\tfffffffffffbfeff\n" // all but SIGKILL and SIGSTOP
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/status")
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			continue // exited meanwhile
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(all)) {
+			n++
+		}
+	}
+	return n
+}
