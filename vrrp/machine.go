@@ -151,6 +151,9 @@ type Machine struct {
 
 	// Timers: zero when not armed.
 	adverAt time.Time // Master: Adver_Timer
+	// delegated: a Master's steady adverts are sent for it (DelegateAdverts) until
+	// ReclaimAdverts; Tick sends none meanwhile and NextDeadline has no Adver_Timer.
+	delegated bool
 	// reannounceAt: a Master that hears a lower priority re-announces no sooner than this;
 	// reannounceNext: and announces once more with its next advert.
 	reannounceAt   time.Time
@@ -425,7 +428,7 @@ func (m *Machine) Tick(now time.Time) []Action {
 			m.handoverTimedOut(now)
 			break
 		}
-		if now.Before(m.adverAt) {
+		if m.delegated || now.Before(m.adverAt) {
 			break
 		}
 		// While handing over, priority 0 again: a Backup that missed the first one would
@@ -481,10 +484,48 @@ func (m *Machine) NextDeadline() time.Time {
 		if m.handover != noHandover && m.handoverEnd.Before(m.adverAt) {
 			return m.handoverEnd
 		}
+		if m.delegated {
+			return time.Time{}
+		}
 		return m.adverAt
 	}
 	return time.Time{}
 }
+
+// DelegateAdverts hands a steady Master's adverts to a sender of the caller's (one that sends
+// without waking the process: instance and package steady) when the next advert is a plain
+// one: Master, no handover under way, no priority-0 answer or re-announcement riding on it. It
+// returns the priority every advert carries and when the next is due, on the Adver_Timer's
+// cadence (one every AdvertInterval from next); ok false when the adverts are not steady, and
+// then nothing changes.
+//
+// Until ReclaimAdverts, Tick sends no advert and NextDeadline leaves the Adver_Timer out. The
+// caller must ReclaimAdverts before any other call that may change the adverts or the state
+// (Receive, SetPriority, SetFault, SetDrained, Resign, Shutdown); Tick alone keeps them
+// delegated.
+func (m *Machine) DelegateAdverts() (priority uint8, next time.Time, ok bool) {
+	if m.state != Master || m.handover != noHandover || m.zeroAnswerDue || m.reannounceNext || m.adverAt.IsZero() {
+		return 0, time.Time{}, false
+	}
+	m.delegated = true
+	return m.prio, m.adverAt, true
+}
+
+// ReclaimAdverts takes the adverts back from the caller's sender, whose last advert on the
+// Adver_Timer's cadence was due at last (zero: it sent none). The next advert is due an
+// interval after that one, as if the Machine had sent them all.
+func (m *Machine) ReclaimAdverts(last time.Time) {
+	if !m.delegated {
+		return
+	}
+	m.delegated = false
+	if !last.IsZero() && !last.Before(m.adverAt) {
+		m.adverAt = last.Add(m.cfg.AdvertInterval)
+	}
+}
+
+// Delegated says the adverts are with the caller's sender (DelegateAdverts).
+func (m *Machine) Delegated() bool { return m.delegated }
 
 // SetPriority sets the effective priority (tracked checks changed it). 0 is reserved for a
 // leaving Master and is taken as 1. A Master advertises the new priority at once, so that a
@@ -831,6 +872,7 @@ func (m *Machine) becomeMaster(now time.Time, from State, reason string, since t
 // clearTimers disarms both timers and forgets the timing of this Backup period (the
 // Master's address and priority stay, for status).
 func (m *Machine) clearTimers() {
+	m.delegated = false
 	m.adverAt, m.downAt, m.armedAt = time.Time{}, time.Time{}, time.Time{}
 	m.acceptedAt, m.masterHeardAt = time.Time{}, time.Time{}
 	m.pendingSince, m.pendingReason = time.Time{}, ""
