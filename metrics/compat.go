@@ -75,7 +75,8 @@ func (cc compatCounterCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- &counterMetric{desc: d, labels: l.compat, value: v, created: l.created}
 		}
 		emit(descCompatAdvertsReceived, c.advertsReceived.Load())
-		emit(descCompatAdvertsSent, c.advertsSent.Load())
+		sent, _ := c.sent()
+		emit(descCompatAdvertsSent, sent)
 		emit(descCompatPrioZeroSent, c.prioZeroSent.Load())
 		emit(descCompatPrioZeroReceived, c.prioZeroReceived.Load())
 		emit(descCompatBecomeMaster, c.becomeMaster())

@@ -34,6 +34,11 @@ type instanceCounters struct {
 	dropped                        [len(dropReasonNames)]atomic.Uint64
 	vipErrors                      [len(vipOpNames)]atomic.Uint64
 
+	// steady sends the instance's adverts meanwhile (SteadyStarted): its counts are added to
+	// advertsSent and advertSendErrors when scraped, and into them when it stops.
+	steadyMu                 sync.Mutex
+	steadySent, steadyErrors func() uint64 // nil: no steady sender
+
 	// Labels outside the fixed sets (vrrp.DropOther, an unexpected state or operation): made
 	// on first use, as a CounterVec child would have been.
 	mu    sync.Mutex
@@ -193,13 +198,14 @@ func (cc counterCollector) Collect(ch chan<- prometheus.Metric) {
 		emit := func(d *prometheus.Desc, v *atomic.Uint64, labels []*dto.LabelPair) {
 			ch <- &counterMetric{desc: d, labels: labels, value: v.Load(), created: l.created}
 		}
-		emit(descAdvertsSent, &c.advertsSent, l.instance)
+		sent, sendErrors := c.sent()
+		ch <- &counterMetric{desc: descAdvertsSent, labels: l.instance, value: sent, created: l.created}
 		emit(descAdvertsReceived, &c.advertsReceived, l.instance)
 		emit(descPrioZeroSent, &c.prioZeroSent, l.instance)
 		emit(descPrioZeroReceived, &c.prioZeroReceived, l.instance)
 		emit(descGARPSent, &c.garpSent, l.instance)
 		emit(descAddrMismatch, &c.addrMismatch, l.instance)
-		emit(descAdvertSendErrors, &c.advertSendErrors, l.instance)
+		ch <- &counterMetric{desc: descAdvertSendErrors, labels: l.instance, value: sendErrors, created: l.created}
 		for f := range stateNames {
 			for t := range stateNames {
 				if f != t {
@@ -291,4 +297,16 @@ func (im *InstanceMetrics) dtoLabels() dtoLabels {
 		compat:   []*dto.LabelPair{labelPair("iname", im.name), labelPair("intf", im.iface), labelPair("vrid", im.vrid)},
 		created:  timestamppb.New(im.counters.created),
 	}
+}
+
+// sent is the adverts sent and failed, with those of a steady sender running now.
+func (c *instanceCounters) sent() (sent, sendErrors uint64) {
+	c.steadyMu.Lock()
+	defer c.steadyMu.Unlock()
+	sent, sendErrors = c.advertsSent.Load(), c.advertSendErrors.Load()
+	if c.steadySent != nil {
+		sent += c.steadySent()
+		sendErrors += c.steadyErrors()
+	}
+	return sent, sendErrors
 }

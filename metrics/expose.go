@@ -238,13 +238,13 @@ var instanceFamilies = func() []instanceFamily {
 			}
 		})
 	}
-	counter(descAdvertsSent, func(c *instanceCounters) uint64 { return c.advertsSent.Load() })
+	counter(descAdvertsSent, func(c *instanceCounters) uint64 { sent, _ := c.sent(); return sent })
 	counter(descAdvertsReceived, func(c *instanceCounters) uint64 { return c.advertsReceived.Load() })
 	counter(descPrioZeroSent, func(c *instanceCounters) uint64 { return c.prioZeroSent.Load() })
 	counter(descPrioZeroReceived, func(c *instanceCounters) uint64 { return c.prioZeroReceived.Load() })
 	counter(descGARPSent, func(c *instanceCounters) uint64 { return c.garpSent.Load() })
 	counter(descAddrMismatch, func(c *instanceCounters) uint64 { return c.addrMismatch.Load() })
-	counter(descAdvertSendErrors, func(c *instanceCounters) uint64 { return c.advertSendErrors.Load() })
+	counter(descAdvertSendErrors, func(c *instanceCounters) uint64 { _, errs := c.sent(); return errs })
 	add(descTransitions, dto.MetricType_COUNTER, false, writeTransitions)
 	add(descDropped, dto.MetricType_COUNTER, false, func(tw *textWriter, name string, ims []*InstanceMetrics) {
 		writeByLabel(tw, name, ims, descDropped, "reason", reasonStrings[:], reasonText[:], func(c *instanceCounters, i int) uint64 { return c.dropped[i].Load() })
@@ -285,7 +285,7 @@ var instanceFamilies = func() []instanceFamily {
 		})
 	}
 	compatCounter(descCompatAdvertsReceived, func(c *instanceCounters) uint64 { return c.advertsReceived.Load() })
-	compatCounter(descCompatAdvertsSent, func(c *instanceCounters) uint64 { return c.advertsSent.Load() })
+	compatCounter(descCompatAdvertsSent, func(c *instanceCounters) uint64 { sent, _ := c.sent(); return sent })
 	compatCounter(descCompatPrioZeroSent, func(c *instanceCounters) uint64 { return c.prioZeroSent.Load() })
 	compatCounter(descCompatPrioZeroReceived, func(c *instanceCounters) uint64 { return c.prioZeroReceived.Load() })
 	compatCounter(descCompatBecomeMaster, (*instanceCounters).becomeMaster)

@@ -86,6 +86,26 @@ func (im *InstanceMetrics) AdvertSent(prio uint8) {
 	}
 }
 
+// SteadyStarted says that a sender beside the instance sends its adverts from now on (package
+// vrrp/transport/steady): scrapes add what sent and errors say it has sent and failed to send.
+func (im *InstanceMetrics) SteadyStarted(sent, errors func() uint64) {
+	c := &im.counters
+	c.steadyMu.Lock()
+	c.steadySent, c.steadyErrors = sent, errors
+	c.steadyMu.Unlock()
+}
+
+// SteadyStopped says that the steady sender has stopped, having sent sent adverts and failed
+// errors: they are counted, and no scrape sees them twice or not at all.
+func (im *InstanceMetrics) SteadyStopped(sent, errors uint64) {
+	c := &im.counters
+	c.steadyMu.Lock()
+	c.advertsSent.Add(sent)
+	c.advertSendErrors.Add(errors)
+	c.steadySent, c.steadyErrors = nil, nil
+	c.steadyMu.Unlock()
+}
+
 // AdvertSendError counts an advert that could not be sent (the socket refused it).
 func (im *InstanceMetrics) AdvertSendError() { im.counters.advertSendErrors.Add(1) }
 

@@ -20,6 +20,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -208,6 +209,35 @@ func (w *Writer) Record(state vrrp.State, prio uint8, advertSent bool) {
 		}
 	}
 }
+
+// SteadyLine is what a sender that rewrites the record itself at every advert needs (package
+// vrrp/transport/steady, whose thread the Go runtime does not know): the record's descriptor,
+// its line for adverts in state with priority prio, and where in the line each advert's time
+// goes (20 digits, the CLOCK_BOOTTIME nanoseconds of Record's advert field). The line is
+// written once here, so that the file holds it (and no longer line) before the sender starts. ok
+// is false when the record cannot be rewritten so: not on tmpfs (a write may block the sender,
+// which must never wait) or failing.
+func (w *Writer) SteadyLine(state vrrp.State, prio uint8) (fd int, line []byte, stampAt int, ok bool) {
+	if !w.onTmpfs || w.failed {
+		return -1, nil, 0, false
+	}
+	w.Record(state, prio, false)
+	if w.failed {
+		return -1, nil, 0, false
+	}
+	return int(w.fd), slices.Clone(w.buf), len(w.buf) - 1 - 20, true
+}
+
+// AdvertSentAt says an advert was sent at at (CLOCK_BOOTTIME) by a sender that wrote the
+// record itself (SteadyLine): the next Record writes that time, not an older one.
+func (w *Writer) AdvertSentAt(at time.Duration) {
+	if at > w.last {
+		w.last = at
+	}
+}
+
+// BootTime is CLOCK_BOOTTIME now, read exactly (the time of SteadyLine's stamps).
+func BootTime() time.Duration { return SystemClock{}.exactSince() }
 
 func (w *Writer) write(b []byte) error {
 	if !w.onTmpfs {

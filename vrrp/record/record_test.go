@@ -341,3 +341,49 @@ func TestRecordCutsALongerFile(t *testing.T) {
 		})
 	}
 }
+
+// A sender that rewrites the record itself gets the line with the advert's digits where it puts
+// its stamps: a line so stamped reads back as that advert's time, and the Writer's next record
+// keeps it (AdvertSentAt). Off tmpfs, where a write may block, it gets nothing.
+func TestSteadyLine(t *testing.T) {
+	clock := &fakeClock{boot: boot, since: 100 * time.Second}
+	dir := tmpfsDir(t)
+	w, err := Create(dir, "VI_LOGS", 51, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Record(vrrp.Master, 110, true) // advert at 100 s
+	fd, line, at, ok := w.SteadyLine(vrrp.Master, 110)
+	if !ok || fd != int(w.f.Fd()) || at+20 != len(line)-1 {
+		t.Fatalf("SteadyLine = %d, %q, %d, %v", fd, line, at, ok)
+	}
+	stamp := 103*time.Second + 5*time.Millisecond
+	copy(line[at:], fmt.Sprintf("%020d", int64(stamp)))
+	if _, err := unix.Pwrite(fd, line, 0); err != nil {
+		t.Fatal(err)
+	}
+	clock.since = 104 * time.Second
+	e, err := Read(dir, "VI_LOGS", 51, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Entry{State: vrrp.Master, Priority: 110, Age: 995 * time.Millisecond}); *e != want {
+		t.Fatalf("stamped line reads %+v, want %+v", *e, want)
+	}
+	w.AdvertSentAt(stamp)
+	w.AdvertSentAt(stamp - time.Second) // never back
+	w.Record(vrrp.Master, 120, false)
+	if e, err = Read(dir, "VI_LOGS", 51, clock); err != nil || e.Age != 995*time.Millisecond || e.Priority != 120 {
+		t.Fatalf("after AdvertSentAt and Record: %+v, %v; want age 995ms, priority 120", e, err)
+	}
+
+	onDisk, err := Create(diskDir(t), "VI_LOGS", 51, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer onDisk.Close()
+	if _, _, _, ok := onDisk.SteadyLine(vrrp.Master, 110); ok {
+		t.Error("SteadyLine on a disk: ok, want a refusal (its writes may block)")
+	}
+}

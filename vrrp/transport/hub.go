@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -257,6 +258,26 @@ func (m *Member) Destinations() []netip.Addr {
 		out[i] = d.addr
 	}
 	return out
+}
+
+// SteadyTarget is what a sender of this member's adverts that bypasses WriteAdvert needs
+// (package vrrp/transport/steady): the sending socket's descriptor (sendmsg, MSG_DONTWAIT),
+// and the socket address and control messages of its one destination (the group, or the one
+// unicast peer; copies). ok is false with several destinations, or once the member is closed.
+// The descriptor stays open while the member is: its caller stops using it before Close.
+func (m *Member) SteadyTarget() (fd int, name, control []byte, ok bool) {
+	if len(m.dsts) != 1 || m.closed.Load() {
+		return -1, nil, nil, false
+	}
+	s := m.sock
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.sender < 0 {
+		return -1, nil, nil, false
+	}
+	d := &m.dsts[0]
+	name = slices.Clone(unsafe.Slice((*byte)(unsafe.Pointer(&d.name)), d.nlen))
+	return s.sender, name, slices.Clone(d.cmsgs), true
 }
 
 // Close leaves the socket: once it returns, the handler is not running and will not be called
