@@ -22,6 +22,7 @@ import (
 	"github.com/hapair/hapair/vrrp"
 	"github.com/hapair/hapair/vrrp/instance"
 	"github.com/hapair/hapair/vrrp/record"
+	"github.com/hapair/hapair/vrrp/transport/steady"
 )
 
 // Compile-time checks that metrics speaks the interfaces the other packages own.
@@ -183,6 +184,12 @@ func (d *daemon) vipGone(p netip.Prefix) {
 	}
 }
 
+// steadyEnv, set to 0, keeps every advert on the VRRP loop: no MASTER hands its steady adverts
+// to a sender thread (instance.Config.Steady, package vrrp/transport/steady).
+const steadyEnv = "HAPAIR_STEADY"
+
+func steadyAllowed() bool { return steady.Supported() && os.Getenv(steadyEnv) != "0" }
+
 // recordFailed is an instance's state record's OnError: said once, as a restart after it will
 // not resume the instance as MASTER.
 func recordFailed(log *slog.Logger, name string) func(error) {
@@ -249,6 +256,7 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		Drained: d.drained.Load(),
 		Timers:  nio.timers,
 		Loop:    d.vrrpLoop,
+		Steady:  steadyAllowed(),
 	}
 	rec, err := record.Create(cfg.RuntimeDir, ic.Name, ic.VRID, nil)
 	if err != nil {

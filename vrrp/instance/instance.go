@@ -149,6 +149,9 @@ type Config struct {
 	// Loop runs the instance's turns; nil: a loop of its own. The daemon gives every instance
 	// the same one (see Loop).
 	Loop *Loop
+	// Steady lets a MASTER hand its steady adverts to a sender thread outside the Go runtime
+	// (see delegate), where the platform has one (steady.Supported) and the conn can.
+	Steady bool
 }
 
 // Timers makes the instance's timer (the daemon adapts a vrrp/alarm.Alarms).
@@ -290,6 +293,8 @@ type Instance struct {
 	takeoverSince time.Time    // non-zero until the first GARP after becoming MASTER
 	releaseSince  time.Time    // when the failure that makes us give up MASTER was seen
 	nextReconcile time.Time
+	steady        *steadyRun              // the adverts' sender while they are delegated (delegate)
+	steadyRefused bool                    // a delegation failed and was logged
 	drainReplies  []chan<- HandoverResult // SetDrained callers waiting for the handover's end
 	handedTo      netip.Addr              // the last handover's new MASTER
 }
@@ -617,8 +622,14 @@ func (in *Instance) runTurn() {
 	// Before the fault state: the daemon hands over the new interface's socket, then clears
 	// the fault that kept the instance off the dead one.
 	in.takeRebind(true)
+	if in.steadyTrouble() || (in.steady != nil && !in.loop.alone()) {
+		// To log and count the failed sends (delegated again at the end of the turn), or
+		// another instance runs on the loop now, which sends for both in one wake-up.
+		in.reclaim()
+	}
 	if !in.stopSeen && in.ctx.Err() != nil {
 		in.stopSeen = true
+		in.reclaim()
 		if in.handover.Load() {
 			in.handOver()
 			in.finish()
@@ -676,12 +687,14 @@ func (in *Instance) runTurn() {
 		in.finish()
 		return
 	}
+	in.delegate()
 	in.armTimer(in.timer)
 }
 
 // finish ends the run, in a turn: no turn is run after it, the drains waiting are answered,
 // Done is closed and the transport stops delivering.
 func (in *Instance) finish() {
+	in.reclaim()
 	in.unexpect()
 	in.finished.Store(true)
 	in.stopWatch()
@@ -756,6 +769,7 @@ func (in *Instance) takeRebind(started bool) {
 	if r == nil {
 		return
 	}
+	in.reclaim() // the sender writes to the old socket, from the old source
 	if r.conn != nil {
 		in.unexpect() // the MASTER's steady adverts were expected on the old socket
 		old := in.conn
@@ -794,6 +808,7 @@ func (in *Instance) applyPending() {
 // wakes the loop only when there is something for it to do: actions to carry out, a new MASTER
 // to show in status, or a deadline earlier than the one it waits for.
 func (in *Instance) receiveInline(at time.Time, src netip.Addr, adv vrrp.Advert, payload []byte) {
+	in.reclaim()
 	master := in.machine.MasterAddr()
 	acts := in.machine.Receive(at, src, adv)
 	in.expectSteady(src, &adv, acts, payload)
@@ -821,6 +836,7 @@ func (in *Instance) receiveInline(at time.Time, src netip.Addr, adv vrrp.Advert,
 // BACKUP at 20 ms adverts went MASTER and back for every queued advert (seen in make
 // bench-scale, 50 instances). keepalived, too, restarts the timer when it reads the advert.
 func (in *Instance) receive(r received) {
+	in.reclaim()
 	in.apply(in.machine.Receive(in.now(), r.src, r.advert))
 }
 
@@ -890,6 +906,7 @@ func (in *Instance) handleControl(c controlEvent) {
 		in.nextReconcile = time.Time{} // maintainMaster, later in this turn, checks
 		return
 	}
+	in.reclaim() // a reload's new VIPs or a drain's priority change the adverts
 	if c.update != nil {
 		in.applyUpdate(c.update)
 		return
@@ -933,6 +950,7 @@ func (in *Instance) applyLatest() {
 
 // applyFault enters or leaves FAULT for a fault state handed over at.
 func (in *Instance) applyFault(at time.Time, fault bool, reason string) {
+	in.reclaim()
 	if fault && in.machine.State() == vrrp.Master {
 		// The release figure runs from the failure being seen to the advert that tells the backup.
 		in.releaseSince = at
@@ -944,6 +962,7 @@ func (in *Instance) applyFault(at time.Time, fault bool, reason string) {
 
 // applyPriority takes an effective priority handed over at.
 func (in *Instance) applyPriority(at time.Time, priority uint8) {
+	in.reclaim()
 	old := in.machine.Priority()
 	if priority < old && in.machine.State() == vrrp.Master {
 		in.releaseSince = at // as in applyFault
@@ -1356,7 +1375,8 @@ func (in *Instance) transition(a vrrp.Action) {
 	}
 }
 
-func (in *Instance) sendAdvert(priority uint8) {
+// advert is the instance's advert with priority.
+func (in *Instance) advert(priority uint8) vrrp.Advert {
 	adv := vrrp.Advert{
 		Version:  in.cfg.Machine.Version,
 		VRID:     in.cfg.Machine.VRID,
@@ -1366,6 +1386,11 @@ func (in *Instance) sendAdvert(priority uint8) {
 		Addrs:    in.advAddrs,
 	}
 	copy(adv.AuthData[:], in.cfg.AuthPass)
+	return adv
+}
+
+func (in *Instance) sendAdvert(priority uint8) {
+	adv := in.advert(priority)
 	if err := in.write(&adv); err != nil {
 		in.sendFailed(err)
 		return
@@ -1510,7 +1535,11 @@ func (in *Instance) msg(text string) string { return "(" + in.cfg.Name + ") " + 
 // reconcileAt is when a MASTER checks its VIPs next: ReconcileEvery on, on reconcileGrid,
 // so that the checks of all instances share wake-ups.
 func (in *Instance) reconcileAt(now time.Time) time.Time {
-	return onGrid(now.Add(in.cfg.ReconcileEvery), min(reconcileGrid, in.cfg.ReconcileEvery))
+	every := in.cfg.ReconcileEvery
+	if in.machine.Delegated() {
+		every = max(every, steadyReconcileEvery)
+	}
+	return onGrid(now.Add(every), min(reconcileGrid, in.cfg.ReconcileEvery))
 }
 
 // expected is the advert a BACKUP expects (expectSteady).
@@ -1588,6 +1617,7 @@ func (in *Instance) takeQuiet() {
 		for range n {
 			in.rep.AdvertReceived(e.advert.Priority)
 		}
+		in.reclaim() // a BACKUP's: never delegated, but Receive is not Tick
 		in.apply(in.machine.Receive(at, e.src, e.advert))
 	}
 	if in.machine.State() != vrrp.Backup || in.machine.Priority() != e.prio {

@@ -95,6 +95,14 @@ func (l *Loop) turnNow(in *Instance) {
 	}
 }
 
+// alone says whether one instance runs on the loop: only then is a steady MASTER's own sender
+// thread cheaper than the loop (see delegate).
+func (l *Loop) alone() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.running == 1
+}
+
 func (l *Loop) signal() {
 	select {
 	case l.wake <- struct{}{}:

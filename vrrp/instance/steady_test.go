@@ -1,0 +1,202 @@
+package instance
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hapair/hapair/vrrp/internal/nstest"
+	"github.com/hapair/hapair/vrrp/transport"
+	"github.com/hapair/hapair/vrrp/transport/steady"
+)
+
+// steadyReporter is a recordReporter that also counts a steady sender's adverts.
+type steadyReporter struct {
+	*recordReporter
+	started, stopped atomic.Int64
+	sent             atomic.Uint64 // the stopped senders' adverts
+	running          atomic.Pointer[func() uint64]
+}
+
+func (r *steadyReporter) SteadyStarted(sent, errors func() uint64) {
+	r.started.Add(1)
+	r.running.Store(&sent)
+}
+
+func (r *steadyReporter) SteadyStopped(sent, errors uint64) {
+	r.stopped.Add(1)
+	r.sent.Add(sent)
+	r.running.Store(nil)
+}
+
+// heard is one advert the peer received.
+type heard struct {
+	prio uint8
+	at   time.Time
+}
+
+// listener collects the adverts of VRID 51 that reach the peer's namespace.
+type listener struct {
+	mu  sync.Mutex
+	got []heard
+}
+
+func (l *listener) handle(payload []byte, src, dst netip.Addr, ttl int) {
+	if len(payload) < 3 {
+		return
+	}
+	l.mu.Lock()
+	l.got = append(l.got, heard{prio: payload[2], at: time.Now()})
+	l.mu.Unlock()
+}
+
+func (l *listener) since(i int) []heard {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]heard(nil), l.got[min(i, len(l.got)):]...)
+}
+
+func (l *listener) count() int { l.mu.Lock(); defer l.mu.Unlock(); return len(l.got) }
+
+// delegated says whether the instance's adverts are with a sender thread now.
+func (in *Instance) delegated() bool {
+	in.turn.Lock()
+	defer in.turn.Unlock()
+	return in.steady != nil
+}
+
+// TestSteadyMasterAdvertsFromTheSenderThread runs a MASTER on a real socket with its adverts
+// delegated (Config.Steady) and listens on its peer: the adverts keep their interval; a priority
+// change takes them back at once, the new priority goes out at once and the old never again; the
+// stop's priority 0 is followed by nothing; and every advert heard was counted.
+func TestSteadyMasterAdvertsFromTheSenderThread(t *testing.T) {
+	if !steady.Supported() {
+		t.Skip("no steady sender on this architecture")
+	}
+	p := nstest.NewPair(t)
+	var conn, peer *transport.Member
+	p.A.MustDo(t, func() (err error) {
+		conn, err = transport.NewHub(transport.HubOptions{}).Join(transport.Options{Interface: p.AIf, Family: 4}, 51)
+		return err
+	})
+	p.B.MustDo(t, func() (err error) {
+		peer, err = transport.NewHub(transport.HubOptions{}).Join(transport.Options{Interface: p.BIf, Family: 4}, 51)
+		return err
+	})
+	t.Cleanup(func() { peer.Close() })
+	var l listener
+	peer.Receive(l.handle)
+
+	const interval = 20 * time.Millisecond
+	cfg := nodeConfig(p.A4.Addr(), 200)
+	cfg.Machine.AdvertInterval = interval
+	cfg.Machine.FastFailover = false
+	cfg.ReconcileEvery = time.Second
+	cfg.Destination = []netip.Addr{transport.Group(4)}
+	cfg.Steady = true
+	rep := &steadyReporter{recordReporter: &recordReporter{}}
+	in, err := New(cfg, conn, &fakeVIPs{}, &countAnnouncer{}, rep, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); in.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	nstest.Eventually(t, 5*time.Second, func() error {
+		if !in.delegated() {
+			return errString("the MASTER's adverts are not delegated")
+		}
+		return nil
+	})
+	from := l.count()
+	time.Sleep(30 * interval)
+	steadyOnes := l.since(from)
+	if len(steadyOnes) < 15 {
+		t.Fatalf("%d adverts heard in %v at %v, want about 30", len(steadyOnes), 30*interval, interval)
+	}
+	for i, h := range steadyOnes {
+		if h.prio != 200 {
+			t.Fatalf("advert %d has priority %d, want 200", i, h.prio)
+		}
+		if i > 0 {
+			// Generous: the machine may be busy; the gap is the interval, not a burst or a pause.
+			if gap := h.at.Sub(steadyOnes[i-1].at); gap < interval/2 || gap > 10*interval {
+				t.Errorf("gap of %v between adverts %d and %d, want about %v", gap, i-1, i, interval)
+			}
+		}
+	}
+
+	// A priority change: the advert at once, and never the old priority after it.
+	from = l.count()
+	in.SetPriority(150)
+	var first int
+	nstest.Eventually(t, 5*time.Second, func() error {
+		for i, h := range l.since(from) {
+			if h.prio == 150 {
+				first = from + i
+				return nil
+			}
+		}
+		return errString("no advert with priority 150")
+	})
+	time.Sleep(10 * interval)
+	for i, h := range l.since(first) {
+		if h.prio != 150 {
+			t.Fatalf("advert %d after the first at priority 150 has priority %d", i, h.prio)
+		}
+	}
+	nstest.Eventually(t, 5*time.Second, func() error {
+		if !in.delegated() {
+			return errString("the adverts at priority 150 are not delegated again")
+		}
+		return nil
+	})
+	if n := rep.started.Load(); n < 2 {
+		t.Errorf("SteadyStarted %d times, want 2 or more", n)
+	}
+
+	// The stop: priority 0, then nothing.
+	from = l.count()
+	cancel()
+	<-done
+	stopped := time.Now()
+	time.Sleep(5 * interval)
+	tail := l.since(from)
+	zero := -1
+	for i, h := range tail {
+		if h.prio == 0 && zero < 0 {
+			zero = i
+		}
+		if zero >= 0 && h.prio != 0 {
+			t.Errorf("advert %d after priority 0 has priority %d", i, h.prio)
+		}
+		if h.at.After(stopped.Add(time.Millisecond)) {
+			t.Errorf("advert with priority %d heard %v after Run returned", h.prio, h.at.Sub(stopped))
+		}
+	}
+	if zero < 0 {
+		t.Fatalf("no priority 0 at the stop; heard %v", tail)
+	}
+	if in.delegated() || rep.running.Load() != nil {
+		t.Error("a sender still runs after Run returned")
+	}
+	if rep.started.Load() != rep.stopped.Load() {
+		t.Errorf("senders started %d, stopped %d", rep.started.Load(), rep.stopped.Load())
+	}
+	counted := uint64(rep.sentCount()) + rep.sent.Load()
+	if heard := uint64(l.count()); counted != heard {
+		t.Errorf("adverts counted %d (%d by the loop, %d by the senders), heard %d", counted, rep.sentCount(), rep.sent.Load(), heard)
+	}
+	if rep.sendErrCount() != 0 {
+		t.Errorf("%d send errors", rep.sendErrCount())
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
