@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -134,6 +136,32 @@ func (d *daemonHost) hasVIP() bool {
 		d.t.Fatalf("%s: read addresses: %v", d.host.Name, err)
 	}
 	return ok
+}
+
+// steadySenders counts hapair's threads that block SIGTERM and SIGURG: the sender threads of
+// package steady, which block every signal. The Go runtime's threads block neither.
+func (d *daemonHost) steadySenders() int {
+	d.t.Helper()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", d.proc.PID()))
+	if err != nil || len(tasks) == 0 {
+		d.t.Fatalf("%s: threads of hapair: %v", d.host.Name, err)
+	}
+	const want = 1<<(syscall.SIGTERM-1) | 1<<(syscall.SIGURG-1)
+	n := 0
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread has exited
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if hex, ok := strings.CutPrefix(l, "SigBlk:"); ok {
+				if m, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64); err == nil && m&want == want {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
 
 // kill sends SIGKILL to hapair alone: its HAProxy, if any, keeps running, for the next start to adopt.

@@ -15,6 +15,7 @@ import (
 	"github.com/hapair/hapair/cmd/internal/lab"
 	"github.com/hapair/hapair/cmd/internal/lab/labtest"
 	"github.com/hapair/hapair/internal/testenv"
+	"github.com/hapair/hapair/vrrp/transport/steady"
 )
 
 // TestSecondRunRefused: a second `hapair run` on the same host (same runtime_dir, another status
@@ -156,6 +157,16 @@ func TestCrashWithoutOutage(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 
 	from2 := p.d2.lines() // the BACKUP's log from the crash on (the start is TestStartTogether's)
+	if steady.Supported() {
+		// The MASTER's adverts, and the state record it resumes from, come from its steady
+		// sender thread (instance.Config.Steady); the BACKUP has none.
+		if n := p.d1.steadySenders(); n != 1 {
+			t.Errorf("the MASTER's hapair has %d steady sender threads, want 1", n)
+		}
+		if n := p.d2.steadySenders(); n != 0 {
+			t.Errorf("the BACKUP's hapair has %d steady sender threads, want 0", n)
+		}
+	}
 	killed := p.d1.kill()
 	time.Sleep(500 * time.Millisecond)
 	p.d1.start()

@@ -294,7 +294,7 @@ type Instance struct {
 	releaseSince  time.Time    // when the failure that makes us give up MASTER was seen
 	nextReconcile time.Time
 	steady        *steadyRun              // the adverts' sender while they are delegated (delegate)
-	steadyRefused bool                    // a delegation failed and was logged
+	steadyRetryAt time.Time               // a delegation failed: none before this
 	drainReplies  []chan<- HandoverResult // SetDrained callers waiting for the handover's end
 	handedTo      netip.Addr              // the last handover's new MASTER
 }

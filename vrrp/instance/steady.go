@@ -50,6 +50,9 @@ type SteadyReporter interface {
 // usual second it would wake the process once a second, as often as the adverts at 1 s.
 const steadyReconcileEvery = 30 * time.Second
 
+// steadyRetryAfter is how long after a failed delegation the loop tries again.
+const steadyRetryAfter = time.Minute
+
 // steadyRun is the sender of a MASTER's adverts, while they are delegated.
 type steadyRun struct {
 	s     *steady.Sender
@@ -64,6 +67,9 @@ type steadyRun struct {
 func (in *Instance) delegate() {
 	if !in.cfg.Steady || in.steady != nil || in.stopSeen || in.sendErrs.total > 0 ||
 		in.machine.State() != vrrp.Master || len(in.cfg.Destination) != 1 || !in.loop.alone() {
+		return
+	}
+	if !in.steadyRetryAt.IsZero() && in.now().Before(in.steadyRetryAt) {
 		return
 	}
 	target, ok := in.conn.(SteadyConn)
@@ -86,10 +92,10 @@ func (in *Instance) delegate() {
 	}
 	fail := func(why string, err error) {
 		in.machine.ReclaimAdverts(time.Time{})
-		if !in.steadyRefused {
-			in.steadyRefused = true
-			in.log.Debug(in.msg("The loop sends the adverts: "+why), "err", err)
-		}
+		// Not again at every advert: a start that fails (no thread to be had) costs more than
+		// the advert it would spare.
+		in.steadyRetryAt = in.now().Add(steadyRetryAfter)
+		in.log.Debug(in.msg("The loop sends the adverts: "+why), "err", err, "retry_in", steadyRetryAfter)
 	}
 	adv := in.advert(prio)
 	payload, err := adv.Append(nil, in.cfg.Source, in.cfg.Destination[0], in.cfg.Checksum)

@@ -6,7 +6,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/hapair/hapair/vrrp"
 
 	"github.com/hapair/hapair/vrrp/internal/nstest"
 	"github.com/hapair/hapair/vrrp/transport"
@@ -200,3 +203,45 @@ func TestSteadyMasterAdvertsFromTheSenderThread(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// refusingConn is a fakeConn whose adverts no sender outside the loop can send.
+type refusingConn struct {
+	*fakeConn
+	asked atomic.Int64
+}
+
+func (c *refusingConn) SteadyTarget() (int, []byte, []byte, bool) {
+	c.asked.Add(1)
+	return -1, nil, nil, false
+}
+
+// TestFailedDelegationIsNotRetriedAtEveryAdvert: when the adverts cannot be delegated (here the
+// transport cannot say where to send), the loop sends them, and tries again a minute later, not
+// at the end of every advert's turn.
+func TestFailedDelegationIsNotRetriedAtEveryAdvert(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &bus{}
+		n := &node{vips: &fakeVIPs{}, ann: &countAnnouncer{}, rep: &recordReporter{}, conn: b.conn(netip.MustParseAddr("10.0.0.11")), done: make(chan struct{})}
+		conn := &refusingConn{fakeConn: n.conn}
+		cfg := nodeConfig(netip.MustParseAddr("10.0.0.11"), 110)
+		cfg.Steady = true
+		n.createOn(t, cfg, conn, nil)
+		n.run(t)
+		settle(time.Second) // MASTER after its Master_Down_Interval
+		if st := n.inst.Status().State; st != vrrp.Master {
+			t.Fatalf("state %s, want MASTER", st)
+		}
+		sent := n.rep.sentCount()
+		settle(10 * time.Second)
+		if got := n.rep.sentCount() - sent; got < int(10*time.Second/advertInt)-1 {
+			t.Errorf("%d adverts sent by the loop in 10 s, want one every %v", got, advertInt)
+		}
+		if asked := conn.asked.Load(); asked != 1 {
+			t.Errorf("delegation tried %d times in 11 s, want once (then a minute later)", asked)
+		}
+		settle(time.Minute)
+		if asked := conn.asked.Load(); asked != 2 {
+			t.Errorf("delegation tried %d times after a minute more, want twice", asked)
+		}
+	})
+}
