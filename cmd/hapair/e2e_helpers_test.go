@@ -71,6 +71,20 @@ type daemonHost struct {
 	bin     string // the hapair binary to run; hapairBin when empty
 }
 
+// hostRunDir is the runtime_dir of h's hapair: on tmpfs, as the unit's /run/hapair is, where the
+// state record is rewritten by a MASTER's steady sender thread (instance.Config.Steady: on a
+// disk, where a write may block, the loop sends the adverts instead); the same directory for
+// every start on h. In the host's directory if the machine has no /dev/shm.
+func hostRunDir(t testing.TB, h *lab.Host) string {
+	t.Helper()
+	dir := filepath.Join("/dev/shm", "hapair-e2e-"+h.NS) // the namespace's name is the test's own
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return filepath.Join(h.Dir(), "run")
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 // startDaemon writes the node's configuration and starts `hapair run` in the host.
 func startDaemon(t testing.TB, h *lab.Host, n labNode) *daemonHost {
 	t.Helper()
@@ -81,7 +95,7 @@ func startDaemon(t testing.TB, h *lab.Host, n labNode) *daemonHost {
 		n.VIPs = []string{vipCIDR}
 	}
 	if n.RuntimeDir == "" { // namespaces do not separate files: one runtime dir (and lock) per host
-		n.RuntimeDir = filepath.Join(h.Dir(), "run")
+		n.RuntimeDir = hostRunDir(t, h)
 	}
 	d := &daemonHost{t: t, host: h, node: n, cfgPath: filepath.Join(h.Dir(), "hapair.yaml")}
 	if err := os.MkdirAll(h.Dir(), 0o755); err != nil {
