@@ -5,6 +5,7 @@ import (
 
 	"github.com/hapair/hapair/vrrp"
 	"github.com/hapair/hapair/vrrp/transport/steady"
+	"golang.org/x/sys/unix"
 )
 
 // A MASTER whose adverts are steady (the same advert every interval, nothing else due with
@@ -25,9 +26,10 @@ import (
 // which returns once the sender thread has exited: no advert of the old kind leaves after it.
 
 // SteadyConn is a Conn whose adverts a sender outside the loop can send (package
-// vrrp/transport's Member).
+// vrrp/transport's Member): on a socket of their own, connected to the one destination, which
+// the caller closes.
 type SteadyConn interface {
-	SteadyTarget() (fd int, name, control []byte, ok bool)
+	SteadySocket() (fd int, err error)
 }
 
 // SteadyRecorder is a Recorder that such a sender can rewrite itself at each advert (package
@@ -56,6 +58,7 @@ const steadyRetryAfter = time.Minute
 // steadyRun is the sender of a MASTER's adverts, while they are delegated.
 type steadyRun struct {
 	s     *steady.Sender
+	sock  int           // its socket (SteadySocket), closed once it has stopped
 	first time.Duration // CLOCK_BOOTTIME of its first advert
 	next  time.Time     // the same, on the instance's clock
 }
@@ -103,23 +106,24 @@ func (in *Instance) delegate() {
 		fail("no advert", err)
 		return
 	}
-	fd, name, control, ok := target.SteadyTarget()
-	if !ok {
-		fail("no socket", nil)
+	fd, err := target.SteadySocket()
+	if err != nil {
+		fail("no socket", err)
 		return
 	}
 	bootNow, now := steady.BootTime(), in.now()
 	first := bootNow + max(next.Sub(now), 0)
 	s, err := steady.Start(steady.Config{
-		Socket: fd, Name: name, Control: control, Payload: payload,
+		Socket: fd, Payload: payload, // connected: no address, no control message
 		First: first, Period: in.cfg.Machine.AdvertInterval,
 		Record: recFd, RecordLine: recLine, StampAt: stampAt,
 	})
 	if err != nil {
+		unix.Close(fd)
 		fail("no sender thread", err)
 		return
 	}
-	in.steady = &steadyRun{s: s, first: first, next: now.Add(first - bootNow)}
+	in.steady = &steadyRun{s: s, sock: fd, first: first, next: now.Add(first - bootNow)}
 	if r, ok := in.rep.(SteadyReporter); ok {
 		r.SteadyStarted(s.Sent, s.Errors)
 	}
@@ -134,6 +138,7 @@ func (in *Instance) reclaim() {
 	}
 	in.steady = nil
 	res := run.s.Stop()
+	unix.Close(run.sock)
 	var last time.Time
 	if res.Sent > 0 {
 		// On the sender's grid: its adverts were due at first + k*interval.

@@ -210,9 +210,9 @@ type refusingConn struct {
 	asked atomic.Int64
 }
 
-func (c *refusingConn) SteadyTarget() (int, []byte, []byte, bool) {
+func (c *refusingConn) SteadySocket() (int, error) {
 	c.asked.Add(1)
-	return -1, nil, nil, false
+	return -1, errString("no socket for you")
 }
 
 // TestFailedDelegationIsNotRetriedAtEveryAdvert: when the adverts cannot be delegated (here the

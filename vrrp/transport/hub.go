@@ -6,10 +6,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -260,24 +260,94 @@ func (m *Member) Destinations() []netip.Addr {
 	return out
 }
 
-// SteadyTarget is what a sender of this member's adverts that bypasses WriteAdvert needs
-// (package vrrp/transport/steady): the sending socket's descriptor (sendmsg, MSG_DONTWAIT),
-// and the socket address and control messages of its one destination (the group, or the one
-// unicast peer; copies). ok is false with several destinations, or once the member is closed.
-// The descriptor stays open while the member is: its caller stops using it before Close.
-func (m *Member) SteadyTarget() (fd int, name, control []byte, ok bool) {
-	if len(m.dsts) != 1 || m.closed.Load() {
-		return -1, nil, nil, false
+// SteadySocket opens a socket of the member's own for a sender of its adverts that bypasses
+// WriteAdvert (package vrrp/transport/steady), which the caller closes. It is the kind
+// WriteAdvert sends on (see openSender), bound to the member's source and connected to its one
+// destination (the group, or the one unicast peer): a send is then a write with no address or
+// control message to parse, on a route the socket keeps. The shared socket's sendmsg looks the
+// route up at every advert, and allocates one for the group, which the host has joined; a lone
+// MASTER's sender thread cost about a tenth less with a connected socket in the lab (2026-12-05).
+// It fails with several destinations, and once the member is closed.
+func (m *Member) SteadySocket() (fd int, err error) {
+	if len(m.dsts) != 1 {
+		return -1, fmt.Errorf("steady socket on %s: %d destinations, not one", m.ifi.Name, len(m.dsts))
 	}
-	s := m.sock
+	if m.closed.Load() {
+		return -1, fmt.Errorf("steady socket on %s: %w", m.ifi.Name, net.ErrClosed)
+	}
+	family, dst := m.sock.key.family, m.dsts[0].addr
+	var mcIf *net.Interface
+	if dst.IsMulticast() {
+		mcIf = m.ifi
+	}
+	open := func() (int, error) {
+		fd, err := openSender(family, mcIf)
+		if err != nil {
+			return -1, err
+		}
+		if err = unix.Bind(fd, sockaddr(m.src, m.ifi.Index)); err == nil {
+			err = unix.Connect(fd, sockaddr(dst, m.ifi.Index))
+		}
+		if err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+		return fd, nil
+	}
+	if fd, err = m.sock.inItsNamespace(open); err != nil {
+		return -1, fmt.Errorf("steady socket from %s to %s on %s: %w", m.src, dst, m.ifi.Name, err)
+	}
+	return fd, nil
+}
+
+// inItsNamespace runs open in the network namespace of the socket's sending socket. hapair
+// runs in one namespace, where this is the calling thread's and open runs as it is (the unit's
+// RestrictNamespaces forbids setns); a caller in another namespace than the socket (a test that
+// made the socket inside a namespace of its own) has open run on a thread of its own that enters
+// the socket's, and dies with its goroutine.
+func (s *socket) inItsNamespace(open func() (int, error)) (int, error) {
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if s.sender < 0 {
-		return -1, nil, nil, false
+	nsfd, err := unix.IoctlRetInt(s.sender, unix.SIOCGSKNS)
+	s.wmu.Unlock()
+	if err != nil {
+		return -1, fmt.Errorf("the socket's namespace: %w", err)
 	}
-	d := &m.dsts[0]
-	name = slices.Clone(unsafe.Slice((*byte)(unsafe.Pointer(&d.name)), d.nlen))
-	return s.sender, name, slices.Clone(d.cmsgs), true
+	defer unix.Close(nsfd)
+	var theirs, ours unix.Stat_t
+	if err := unix.Fstat(nsfd, &theirs); err != nil {
+		return -1, fmt.Errorf("the socket's namespace: %w", err)
+	}
+	if err := unix.Stat("/proc/thread-self/ns/net", &ours); err == nil && ours.Dev == theirs.Dev && ours.Ino == theirs.Ino {
+		return open()
+	}
+	type result struct {
+		fd  int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread leaves the namespace it was made in
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			done <- result{-1, fmt.Errorf("enter the socket's namespace: %w", err)}
+			return
+		}
+		fd, err := open()
+		done <- result{fd, err}
+	}()
+	r := <-done
+	return r.fd, r.err
+}
+
+// sockaddr is a's socket address; an IPv6 link-local or multicast one is scoped to ifindex.
+func sockaddr(a netip.Addr, ifindex int) unix.Sockaddr {
+	if a.Is4() || a.Is4In6() {
+		return &unix.SockaddrInet4{Addr: a.Unmap().As4()}
+	}
+	sa := &unix.SockaddrInet6{Addr: a.As16()}
+	if a.IsLinkLocalUnicast() || a.IsMulticast() {
+		sa.ZoneId = uint32(ifindex)
+	}
+	return sa
 }
 
 // Close leaves the socket: once it returns, the handler is not running and will not be called
