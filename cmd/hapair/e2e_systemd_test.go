@@ -11,12 +11,14 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hapair/hapair/cmd/internal/lab"
 	"github.com/hapair/hapair/cmd/internal/lab/labtest"
 	"github.com/hapair/hapair/cmd/internal/nspawn"
+	"github.com/hapair/hapair/vrrp/transport/steady"
 )
 
 // TestUnitUnderSystemd installs the .deb in a Debian booted with a real systemd as PID 1
@@ -157,6 +159,28 @@ func TestUnitUnderSystemd(t *testing.T) {
 		}
 		if j := string(c.must("journalctl", "-u", "hapair", "--no-pager", "-o", "cat")); strings.Contains(j, "Real-time priority not set") {
 			t.Errorf("the unit refused the real-time priority:\n%s", j)
+		}
+	})
+
+	t.Run("a lone MASTER's adverts from its steady sender thread", func(t *testing.T) {
+		// Under the unit's sandbox (seccomp filter, RestrictNamespaces, /run/hapair on tmpfs):
+		// one thread blocks every signal, the sender of package steady.
+		if !steady.Supported() {
+			t.Skip("no steady sender on this architecture")
+		}
+		c.t = t
+		main := strings.TrimSpace(string(c.must("systemctl", "show", "-p", "MainPID", "--value", "hapair")))
+		status := string(c.must("sh", "-c", "grep -h SigBlk /proc/"+main+"/task/*/status"))
+		const both = 1<<(syscall.SIGTERM-1) | 1<<(syscall.SIGURG-1)
+		senders := 0
+		for l := range strings.Lines(status) {
+			hex := strings.TrimSpace(strings.TrimPrefix(l, "SigBlk:"))
+			if m, err := strconv.ParseUint(hex, 16, 64); err == nil && m&both == both {
+				senders++
+			}
+		}
+		if senders != 1 {
+			t.Errorf("hapair under the unit, a lone MASTER: %d threads block every signal, want its one steady sender\n%s", senders, status)
 		}
 	})
 
