@@ -490,7 +490,18 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 			s := procs[impl][host]
 			c.cpu[impl][host] = time.Duration(float64(s.cpu(t)-cpu0[impl][host]) * float64(window) / float64(elapsed))
 			c.rss[impl][host] = s.rss(t)
-			c.spurious[impl] += s.transitions(from[impl][host])
+			if n := s.transitions(from[impl][host]); n > 0 {
+				c.spurious[impl] += n
+				// Which instances, and the lines around the first: a figure alone says nothing
+				// about why.
+				lines := s.proc.Lines()[from[impl][host]:]
+				for i, l := range lines {
+					if scaleTransition.MatchString(l.Text) {
+						t.Logf("%s on %s, spurious transitions from:\n%s", s.impl, s.host.Name, joinLines(lines[max(i-10, 0):min(i+20, len(lines))]))
+						break
+					}
+				}
+			}
 			c.drops[impl][host] = s.drops(t) - drops0[impl][host]
 			if impl == 0 {
 				c.split[host] = s.rssSplit(t)
@@ -678,4 +689,12 @@ func benchEnvDurations(name string, def []time.Duration) ([]time.Duration, error
 		out = append(out, d)
 	}
 	return out, nil
+}
+
+func joinLines(ls []lab.Line) string {
+	var b strings.Builder
+	for _, l := range ls {
+		b.WriteString(l.Text + "\n")
+	}
+	return b.String()
 }
