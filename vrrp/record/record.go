@@ -128,7 +128,9 @@ const (
 	magic    = "hapair-vrrp-state-1"
 	bootLen  = 36 // a UUID
 	stateLen = 6  // MASTER
-	lineLen  = len(magic) + 1 + 5 + bootLen + 1 + 5 + 3 + 1 + 6 + stateLen + 1 + 5 + 3 + 1 + 7 + 20 + 1
+	// advertLen: the advert's CLOCK_BOOTTIME nanoseconds, zero-padded, the line's last field.
+	advertLen = 20
+	lineLen   = len(magic) + 1 + 5 + bootLen + 1 + 5 + 3 + 1 + 6 + stateLen + 1 + 5 + 3 + 1 + 7 + advertLen + 1
 )
 
 // Writer rewrites one instance's record. It is used from the instance's loop only.
@@ -192,7 +194,7 @@ func (w *Writer) Record(state vrrp.State, prio uint8, advertSent bool) {
 	b = append(b, " prio="...)
 	b = appendZeroPadded(b, uint64(prio), 3)
 	b = append(b, " advert="...)
-	b = appendZeroPadded(b, uint64(w.last), 20)
+	b = appendZeroPadded(b, uint64(w.last), advertLen)
 	b = append(b, '\n')
 	w.buf = b
 	err := w.write(b)
@@ -225,7 +227,7 @@ func (w *Writer) SteadyLine(state vrrp.State, prio uint8) (fd int, line []byte, 
 	if w.failed {
 		return -1, nil, 0, false
 	}
-	return int(w.fd), slices.Clone(w.buf), len(w.buf) - 1 - 20, true
+	return int(w.fd), slices.Clone(w.buf), len(w.buf) - 1 - advertLen, true
 }
 
 // AdvertSentAt says an advert was sent at at (CLOCK_BOOTTIME) by a sender that wrote the
@@ -235,9 +237,6 @@ func (w *Writer) AdvertSentAt(at time.Duration) {
 		w.last = at
 	}
 }
-
-// BootTime is CLOCK_BOOTTIME now, read exactly (the time of SteadyLine's stamps).
-func BootTime() time.Duration { return SystemClock{}.exactSince() }
 
 func (w *Writer) write(b []byte) error {
 	if !w.onTmpfs {

@@ -286,12 +286,7 @@ func TestRecordErrors(t *testing.T) {
 // TestSendErrors: a failed sendmsg is counted with its errno, and the thread goes on.
 func TestSendErrors(t *testing.T) {
 	skipUnsupported(t)
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(p[0])
-	defer unix.Close(p[1])
+	p := pipe(t)
 	l := newLink(t)
 	cfg := l.config(BootTime(), 5*time.Millisecond)
 	cfg.Socket = p[1]
@@ -331,12 +326,7 @@ func TestNoBurstAfterStall(t *testing.T) {
 // write end) ends the thread, which Stop reports.
 func TestReadFailure(t *testing.T) {
 	skipUnsupported(t)
-	var p [2]int
-	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(p[0])
-	defer unix.Close(p[1])
+	p := pipe(t)
 	l := newLink(t)
 	s := start(t, l.config(BootTime(), 5*time.Millisecond))
 	// The read under way goes on with the timerfd; the next one finds the pipe.
@@ -466,4 +456,16 @@ func blockedThreads(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// pipe is a pipe's read and write ends, closed when the test ends: descriptors that are not a
+// socket, nor a timerfd.
+func pipe(t *testing.T) [2]int {
+	t.Helper()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+	return p
 }
