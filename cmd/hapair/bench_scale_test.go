@@ -404,6 +404,7 @@ type scaleCell struct {
 	drops     [2][2]int64 // packets its raw sockets dropped in the window: receive queue full
 	split     [2][2]int64 // hapair's RssAnon and RssFile at the end of the window, per host
 	unsettled string      // why the cell was not measured: a side never settled
+	gaps      string      // the adverts' gaps as lb2 saw them (advertWatch), when watched
 }
 
 func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn bool) scaleCell {
@@ -457,6 +458,14 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 		}()
 	}
 
+	// With every core busy the cell is about timeliness too: lb2 watches the MASTERs' adverts,
+	// so that a spurious transition shows whether they came late or were missed.
+	var watch *advertWatch
+	if burn || os.Getenv("HAPAIR_SCALE_GAPS") == "1" {
+		watch = startAdvertWatch(t, p.lb2, iv, scaleHapairLink, scaleKeepalivedLink)
+		defer watch.Stop()
+	}
+
 	c := scaleCell{n: n, interval: iv, window: window}
 	var from [2][2]int
 	var cpu0 [2][2]time.Duration
@@ -472,6 +481,11 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 	m0, err := benchCPUTimes()
 	if err != nil {
 		t.Fatal(err)
+	}
+	var watchDrops0 []uint32
+	if watch != nil {
+		watch.Reset()
+		watchDrops0 = watch.Drops()
 	}
 	start := time.Now()
 	for time.Since(start) < window {
@@ -498,6 +512,9 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 				for i, l := range lines {
 					if scaleTransition.MatchString(l.Text) {
 						t.Logf("%s on %s, spurious transitions from:\n%s", s.impl, s.host.Name, joinLines(lines[max(i-10, 0):min(i+20, len(lines))]))
+						if watch != nil {
+							t.Logf("%s", watch.Around(impl, l.At.Add(-time.Second), l.At.Add(200*time.Millisecond)))
+						}
 						break
 					}
 				}
@@ -513,6 +530,9 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 		t.Fatal(err)
 	}
 	c.busy = m1.busyShare(m0)
+	if watch != nil {
+		c.gaps = watch.Summary(watchDrops0)
+	}
 	return c
 }
 
@@ -591,6 +611,11 @@ func scaleTable(cells []scaleCell, window, oneWindow time.Duration, burn bool) s
 			benchMiB(c.split[0][0]), benchMiB(c.split[0][1]), benchMiB(c.split[1][0]), benchMiB(c.split[1][1]))
 	}
 	sb.WriteString("\n")
+	for _, c := range cells {
+		if c.gaps != "" {
+			fmt.Fprintf(&sb, "Adverts of lb1's MASTERs as lb2 received them (kernel time), %s x %d, hp0 hapair, ka0 keepalived:\n%s", c.interval, c.n, c.gaps)
+		}
+	}
 	if len(cells) == 1 || window >= 5*time.Minute {
 		sb.WriteString("RSS at the start and at the end of the window (MiB):\n")
 		for _, c := range cells {
