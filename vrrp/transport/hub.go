@@ -169,6 +169,19 @@ func (m *Member) deliver(payload []byte, src, dst netip.Addr, ttl int) {
 	m.mu.Unlock()
 }
 
+// ReadPending reads the packets queued on the member's receiving socket, on the caller's
+// goroutine, and delivers each to its member's handler as the reader does (for any member of
+// the socket); it returns once it found the queue empty. A BACKUP's instance calls it before
+// its master-down deadline takes effect: when the whole process ran late (a stall, a busy
+// core), the Go scheduler may run the loop, woken by its timer, before the reader woken by the
+// same poll, while the MASTER's adverts that would have pushed the deadline back are still
+// queued. keepalived reads its socket before it looks at the timeouts, for the same reason.
+func (m *Member) ReadPending() {
+	if !m.closed.Load() {
+		m.sock.readPending()
+	}
+}
+
 // isPeer reports whether src is one of a unicast member's peers.
 func (m *Member) isPeer(src netip.Addr) bool {
 	for _, p := range m.peers {

@@ -40,10 +40,12 @@ type socket struct {
 	table   atomic.Pointer[table] // replaced under hub.mu, read by serve
 	closing atomic.Bool
 
-	// Owned by serve.
+	// rxMu makes one reader of the receiving socket at a time, with what it reads into: serve,
+	// or a member's ReadPending on its instance's loop.
+	rxMu   sync.Mutex
 	rx     [readBatch]rxSlot
 	mmsg   [readBatch]mmsghdr
-	rerr   error
+	rerr   error // serve's
 	readFn func(fd uintptr) bool
 	strays map[int]Counter // by interface index
 	// reads counts the receive syscalls made, EAGAIN included: what a wake-up of the reader
@@ -361,6 +363,15 @@ func (s *socket) serve() {
 // only say EAGAIN; a packet that arrived meanwhile is an edge the poller has reported or will,
 // and the call after the wait reads it. It returns true, with rerr, only for an error.
 func (s *socket) recvmmsg(fd uintptr) bool {
+	s.rxMu.Lock()
+	s.rerr = s.readQueued(fd)
+	s.rxMu.Unlock()
+	return s.rerr != nil
+}
+
+// readQueued reads and delivers the packets queued on the receiving socket until it finds the
+// queue empty (nil), or fails. Under rxMu.
+func (s *socket) readQueued(fd uintptr) error {
 	for {
 		for i := range s.mmsg {
 			h := &s.mmsg[i].hdr
@@ -380,22 +391,35 @@ func (s *socket) recvmmsg(fd uintptr) bool {
 				s.dispatch(i)
 			}
 			if int(n) < readBatch {
-				return false
+				return nil
 			}
 			// A full batch: more may wait. A flood would keep this loop, and the Read it runs
 			// in, going for ever, and Close waits for that Read: stop when closing.
 			if s.closing.Load() {
-				s.rerr = net.ErrClosed
-				return true
+				return net.ErrClosed
 			}
 		case unix.EINTR:
 		case unix.EAGAIN:
-			return false
+			return nil
 		default:
-			s.rerr = errno
-			return true
+			return errno
 		}
 	}
+}
+
+// readPending reads and delivers, on the caller's goroutine, what the receiving socket holds
+// now (see Member.ReadPending).
+func (s *socket) readPending() {
+	if s.closing.Load() {
+		return
+	}
+	// Control, not Read: it does not wait for serve's Read, which holds the descriptor's
+	// read lock while it waits for the poller.
+	_ = s.rc.Control(func(fd uintptr) {
+		s.rxMu.Lock()
+		defer s.rxMu.Unlock()
+		_ = s.readQueued(fd) // an error is serve's to report: it meets it at its next read
+	})
 }
 
 // dispatch decodes packet i of the last recvmmsg and delivers it.
