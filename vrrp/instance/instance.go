@@ -846,8 +846,9 @@ func (in *Instance) takeReceived() {
 // effect (PendingConn), and returns the time to tick at. After the whole process ran late (a
 // stall, a busy core), the Go scheduler ran the loop, woken by its timer, before the reader
 // woken by the same poll: the MASTER's adverts that arrived meanwhile were still queued on the
-// socket, and the BACKUP went MASTER and back (TestStalledBackupKeepsBackup: 42 transitions
-// in 5 stops of 400 ms of a BACKUP of 40 instances at 50 ms; keepalived beside it, none).
+// socket, and the BACKUP went MASTER and back (TestStalledBackupKeepsBackup, a BACKUP of 40
+// instances stopped 5 times: 42 transitions at 100 ms for 800 ms, and 42 at 50 ms for 400 ms;
+// keepalived beside it, none).
 // keepalived reads its socket before it looks at its timeouts. Only when the deadline is due:
 // in a steady state it never comes, and at a real takeover the read finds nothing.
 func (in *Instance) readBeforeMasterDown(now time.Time) time.Time {
