@@ -171,7 +171,8 @@ func (m *Member) deliver(payload []byte, src, dst netip.Addr, ttl int) {
 
 // ReadPending reads the packets queued on the member's receiving socket, on the caller's
 // goroutine, and delivers each to its member's handler as the reader does (for any member of
-// the socket); it returns once it found the queue empty. A BACKUP's instance calls it before
+// the socket); it returns once it found the queue empty, or after 512 packets (a flood never
+// lets it empty). A BACKUP's instance calls it before
 // its master-down deadline takes effect: when the whole process ran late (a stall, a busy
 // core), the Go scheduler may run the loop, woken by its timer, before the reader woken by the
 // same poll, while the MASTER's adverts that would have pushed the deadline back are still

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -87,4 +88,48 @@ func TestReadPendingDeliversOnTheCaller(t *testing.T) {
 	// A closed member's ReadPending does nothing, and does not block.
 	other.Close()
 	other.ReadPending()
+}
+
+// TestReadPendingEndsUnderAFlood: ReadPending returns after a bounded number of packets while
+// a flood keeps the queue from ever emptying. It runs on the loop that runs every instance's
+// turns: unbounded, a flood during a takeover held all of them for as long as it lasted.
+func TestReadPendingEndsUnderAFlood(t *testing.T) {
+	_, a, b := joinedPair(t)
+	// A slow handler (on the caller's goroutine, within ReadPending) drains far fewer packets
+	// a second than the flood sends.
+	var delivered atomic.Int64
+	b.Receive(func([]byte, netip.Addr, netip.Addr, int) {
+		delivered.Add(1)
+		time.Sleep(200 * time.Microsecond)
+	})
+	stop := make(chan struct{})
+	flooding := make(chan struct{})
+	go func() {
+		defer close(flooding)
+		end := time.After(6 * time.Second) // unbounded, ReadPending would return with it
+		for {
+			select {
+			case <-stop:
+				return
+			case <-end:
+				return
+			default:
+			}
+			for range 64 {
+				_ = a.WriteAdvert(advertV2)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	defer func() { close(stop); <-flooding }()
+	time.Sleep(200 * time.Millisecond) // the queue fills
+
+	start := time.Now()
+	b.ReadPending()
+	took := time.Since(start)
+	// 512 packets at 200 µs or more each: at least 0.1 s; the flood lasts 6 s.
+	if took > 3*time.Second {
+		t.Fatalf("ReadPending took %s under a flood, want it bounded (512 packets)", took)
+	}
+	t.Logf("ReadPending returned after %s under a flood; %d packets delivered so far", took.Round(time.Millisecond), delivered.Load())
 }

@@ -363,34 +363,28 @@ func (s *socket) serve() {
 // only say EAGAIN; a packet that arrived meanwhile is an edge the poller has reported or will,
 // and the call after the wait reads it. It returns true, with rerr, only for an error.
 func (s *socket) recvmmsg(fd uintptr) bool {
-	s.rxMu.Lock()
-	s.rerr = s.readQueued(fd)
-	s.rxMu.Unlock()
+	s.rerr = s.readQueued(fd, -1)
 	return s.rerr != nil
 }
 
+// pendingBatches bounds a ReadPending: 512 packets, more than the receive buffer holds of
+// adverts from a veth. Under a flood the queue never empties, and the loop, which runs every
+// instance's turns, must not read it for ever in one of them; what arrives while it reads came
+// after the deadline anyway.
+const pendingBatches = 128
+
 // readQueued reads and delivers the packets queued on the receiving socket until it finds the
-// queue empty (nil), or fails. Under rxMu.
-func (s *socket) readQueued(fd uintptr) error {
-	for {
-		for i := range s.mmsg {
-			h := &s.mmsg[i].hdr
-			h.Namelen = uint32(unsafe.Sizeof(s.rx[i].from))
-			h.SetControllen(len(s.rx[i].oob))
-			h.Flags = 0
-			s.mmsg[i].len = 0
-		}
-		// Raw: MSG_DONTWAIT never blocks, and unlike unix.Syscall a raw syscall does not wake
-		// the Go runtime's sysmon thread, a wake-up that costs more than the recvmmsg itself
-		// (see package vrrp/alarm).
-		s.reads.Add(1)
-		n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.mmsg[0])), readBatch, unix.MSG_DONTWAIT, 0, 0)
+// queue empty (nil), or fails, or (batches >= 0) has read that many full batches. It holds rxMu
+// for one batch at a time: under a flood serve's read never ends, and a ReadPending waits for
+// one batch, not for the flood.
+func (s *socket) readQueued(fd uintptr, batches int) error {
+	for ; batches != 0; batches-- {
+		s.rxMu.Lock()
+		n, errno := s.readBatch(fd)
+		s.rxMu.Unlock()
 		switch errno {
 		case 0:
-			for i := range int(n) {
-				s.dispatch(i)
-			}
-			if int(n) < readBatch {
+			if n < readBatch {
 				return nil
 			}
 			// A full batch: more may wait. A flood would keep this loop, and the Read it runs
@@ -405,6 +399,30 @@ func (s *socket) readQueued(fd uintptr) error {
 			return errno
 		}
 	}
+	return nil
+}
+
+// readBatch reads up to readBatch packets without blocking and delivers them. Under rxMu.
+func (s *socket) readBatch(fd uintptr) (int, syscall.Errno) {
+	for i := range s.mmsg {
+		h := &s.mmsg[i].hdr
+		h.Namelen = uint32(unsafe.Sizeof(s.rx[i].from))
+		h.SetControllen(len(s.rx[i].oob))
+		h.Flags = 0
+		s.mmsg[i].len = 0
+	}
+	// Raw: MSG_DONTWAIT never blocks, and unlike unix.Syscall a raw syscall does not wake the
+	// Go runtime's sysmon thread, a wake-up that costs more than the recvmmsg itself (see
+	// package vrrp/alarm).
+	s.reads.Add(1)
+	n, _, errno := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.mmsg[0])), readBatch, unix.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	for i := range int(n) {
+		s.dispatch(i)
+	}
+	return int(n), 0
 }
 
 // readPending reads and delivers, on the caller's goroutine, what the receiving socket holds
@@ -416,9 +434,7 @@ func (s *socket) readPending() {
 	// Control, not Read: it does not wait for serve's Read, which holds the descriptor's
 	// read lock while it waits for the poller.
 	_ = s.rc.Control(func(fd uintptr) {
-		s.rxMu.Lock()
-		defer s.rxMu.Unlock()
-		_ = s.readQueued(fd) // an error is serve's to report: it meets it at its next read
+		_ = s.readQueued(fd, pendingBatches) // an error is serve's to report: it meets it at its next read
 	})
 }
 
