@@ -511,9 +511,10 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 				lines := s.proc.Lines()[from[impl][host]:]
 				for i, l := range lines {
 					if scaleTransition.MatchString(l.Text) {
-						t.Logf("%s on %s, spurious transitions from:\n%s", s.impl, s.host.Name, joinLines(lines[max(i-10, 0):min(i+20, len(lines))]))
+						// On stdout: a benchmark's log is cut to its first lines.
+						fmt.Fprintf(os.Stdout, "%s on %s, spurious transitions from:\n%s\n", s.impl, s.host.Name, joinLines(lines[max(i-10, 0):min(i+20, len(lines))]))
 						if watch != nil {
-							t.Logf("%s", watch.Around(impl, l.At.Add(-time.Second), l.At.Add(200*time.Millisecond)))
+							fmt.Fprintf(os.Stdout, "%s\n", watch.Around(impl, l.At.Add(-time.Second), l.At.Add(200*time.Millisecond)))
 						}
 						break
 					}
