@@ -25,8 +25,8 @@ const (
 	sigSetmask = unix.SIG_SETMASK
 )
 
-// startThread creates the sender thread on c (a *ctl) with its stack pointer at stackTop, and
-// returns its thread id, or -errno. It runs with every signal blocked while it clones, so the
-// thread starts with them blocked; the calling thread's mask is restored before it returns.
-// In steady_amd64.s.
-func startThread(c, stackTop uintptr) (tid int64)
+// startThread creates a thread on c (a control block that starts with a thread) with its stack
+// pointer at stackTop, running loop entry (entrySender, entryWatcher), and returns its thread
+// id, or -errno. It runs with every signal blocked while it clones, so the thread starts with
+// them blocked; the calling thread's mask is restored before it returns. In steady_amd64.s.
+func startThread(c, stackTop, entry uintptr) (tid int64)

@@ -9,4 +9,4 @@ func Supported() bool { return false }
 
 // startThread is never called: Start returns ErrUnsupported first. It fails like a clone the
 // kernel does not have.
-func startThread(c, stackTop uintptr) (tid int64) { return -int64(unix.ENOSYS) }
+func startThread(c, stackTop, entry uintptr) (tid int64) { return -int64(unix.ENOSYS) }

@@ -116,6 +116,8 @@ func (cfg *Config) check() error {
 // only definition: steady_amd64.s reaches the fields by the offsets the compiler writes to
 // go_asm.h (ctl_<field>).
 type ctl struct {
+	thr thread // first: startThread reaches it at the block's start
+
 	// Set before the thread starts; it only reads them.
 	timerfd  int64
 	sock     int64
@@ -126,12 +128,6 @@ type ctl struct {
 	stampEnd uintptr // one past the stamp's last digit in the line
 	first    int64   // First, ns
 	period   int64   // Period, ns
-	mask     uint64  // every signal: the thread's mask
-
-	// Around clone.
-	oldMask uint64 // the creating thread's mask, restored after clone (written by the asm)
-	ctid    uint32 // nonzero until the thread has exited (CLONE_CHILD_CLEARTID)
-	stop    uint32 // set by Stop
 
 	// Written by the thread only.
 	expirations uint64 // read(2)'s buffer: timer expirations since the last read
@@ -142,15 +138,6 @@ type ctl struct {
 	recErrs     uint64 // failed pwrite calls
 	failed      uint64 // errno of a failed read: the thread exited
 }
-
-// stackSize is the thread's stack. Its loop pushes nothing and calls nothing, and every signal
-// is blocked (no signal frame): the stack is there only so that the thread's stack pointer
-// is its own.
-const stackSize = 16 << 10
-
-// futexWait is FUTEX_WAIT, not FUTEX_WAIT_PRIVATE: the kernel's wake at the thread's exit is
-// a shared one, which a private wait does not hear.
-const futexWait = 0
 
 // Sender is a running sender thread. Stop it.
 type Sender struct {
@@ -212,12 +199,8 @@ func Start(cfg Config) (*Sender, error) {
 	}
 	c := (*ctl)(unsafe.Pointer(&s.block[0]))
 	c.timerfd = int64(s.timerfd)
-	c.ctid = 1
-	c.mask = ^uint64(0) // the kernel leaves SIGKILL and SIGSTOP out
-	// The block and the stack are not Go memory: their addresses stay valid as uintptrs.
-	stackTop := uintptr(unsafe.Pointer(&s.stack[0])) + stackSize
-	if tid := startThread(uintptr(unsafe.Pointer(c)), stackTop); tid < 0 {
-		return nil, fmt.Errorf("steady: clone: %w", unix.Errno(-tid))
+	if err := c.thr.start(s.stack, entrySender); err != nil {
+		return nil, err
 	}
 	s.c = c
 	ok = true
@@ -311,20 +294,7 @@ func (s *Sender) Stop() Result {
 	if c == nil {
 		return s.res
 	}
-	atomic.StoreUint32(&c.stop, 1)
-	// Wake the thread now rather than at its next due time: it finds stop set and exits. This
-	// cannot fail on our own timerfd; if it did, the thread would exit at its next due time,
-	// which the wait below would wait for.
-	now := unix.ItimerSpec{Value: unix.Timespec{Nsec: 1}}
-	_ = unix.TimerfdSettime(s.timerfd, 0, &now, nil)
-	for {
-		v := atomic.LoadUint32(&c.ctid)
-		if v == 0 {
-			break
-		}
-		// EAGAIN if it has changed meanwhile, EINTR: look again.
-		_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&c.ctid)), futexWait, uintptr(v), 0, 0, 0)
-	}
+	c.thr.stopAndJoin(s.timerfd)
 	// The thread has exited: its counters are final.
 	s.res = Result{
 		Sent:         c.sent,

@@ -3,8 +3,9 @@
 #include "go_asm.h"
 #include "textflag.h"
 
-// The ctl_* offsets are those of the Go struct ctl (steady.go), from go_asm.h; const_* are
-// start_amd64.go's constants.
+// The ctl_*, wctl_* and thread_* offsets are those of the Go structs ctl (steady.go), wctl
+// (watch.go) and thread (thread.go), from go_asm.h; const_* are Go constants of the package.
+// Every control block starts with its thread: thread_* offsets apply to the block's address.
 
 // Linux amd64 system call numbers and errnos.
 #define SYS_read		0
@@ -12,23 +13,41 @@
 #define SYS_pwrite64		18
 #define SYS_sendmsg		46
 #define SYS_clone		56
+#define SYS_write		1
+#define SYS_timerfd_settime	286
+#define SYS_recvmmsg		299
 #define SYS_exit		60
 #define EINTR			4
 #define EAGAIN			11
+#define ECANCELED		125
 
-// func startThread(c, stackTop uintptr) (tid int64)
+// WKEEP adds a wake-up's datagrams (R13) to w.received and keeps the newest stamp (R14) in
+// w.latest. received is one aligned store, which Received reads while the thread runs; Go
+// reads the rest only once the thread has exited. It clobbers AX.
+#define WKEEP \
+	MOVQ	wctl_received(R12), AX \
+	ADDQ	R13, AX \
+	MOVQ	AX, wctl_received(R12) \
+	CMPQ	R14, wctl_latest(R12) \
+	JLE	2(PC) \
+	MOVQ	R14, wctl_latest(R12)
+
+// func startThread(c, stackTop, entry uintptr) (tid int64)
 //
 // Between the two rt_sigprocmask calls the goroutine cannot be preempted: an assembly function
 // is no async preemption point, and SIGURG is blocked anyway.
-TEXT ·startThread(SB),NOSPLIT,$0-24
+TEXT ·startThread(SB),NOSPLIT,$0-32
 	MOVQ	c+0(FP), R12
 	MOVQ	stackTop+8(FP), R13
+	// The new thread cannot read the arguments (its stack is another): BX carries the entry
+	// across clone, which SYSCALL keeps.
+	MOVQ	entry+16(FP), BX
 
 	// rt_sigprocmask(SIG_SETMASK, &c.mask, &c.oldMask, 8): the new thread inherits the mask.
 	MOVQ	$SYS_rt_sigprocmask, AX
 	MOVQ	$const_sigSetmask, DI
-	LEAQ	ctl_mask(R12), SI
-	LEAQ	ctl_oldMask(R12), DX
+	LEAQ	thread_mask(R12), SI
+	LEAQ	thread_oldMask(R12), DX
 	MOVQ	$8, R10
 	SYSCALL
 
@@ -37,7 +56,7 @@ TEXT ·startThread(SB),NOSPLIT,$0-24
 	MOVQ	$const_cloneFlags, DI
 	MOVQ	R13, SI
 	XORQ	DX, DX
-	LEAQ	ctl_ctid(R12), R10
+	LEAQ	thread_ctid(R12), R10
 	XORQ	R8, R8
 	SYSCALL
 	TESTQ	AX, AX
@@ -47,16 +66,20 @@ TEXT ·startThread(SB),NOSPLIT,$0-24
 	MOVQ	AX, R13
 	MOVQ	$SYS_rt_sigprocmask, AX
 	MOVQ	$const_sigSetmask, DI
-	LEAQ	ctl_oldMask(R12), SI
+	LEAQ	thread_oldMask(R12), SI
 	XORQ	DX, DX
 	MOVQ	$8, R10
 	SYSCALL
-	MOVQ	R13, tid+16(FP)
+	MOVQ	R13, tid+24(FP)
 	RET
 
-	// The new thread: R12 is c. It keeps the timer expirations counted so far (k) in R14 and
-	// the due time of the current datagram in R13; SYSCALL keeps both (it clobbers AX, CX, R11).
+	// The new thread: R12 is c, BX the loop to run.
 thread:
+	CMPQ	BX, $const_entryWatcher
+	JEQ	watcher
+
+	// The sender: it keeps the timer expirations counted so far (k) in R14 and
+	// the due time of the current datagram in R13; SYSCALL keeps both (it clobbers AX, CX, R11).
 	XORQ	R14, R14
 
 wait:
@@ -68,7 +91,7 @@ wait:
 	SYSCALL
 	// Stop is looked at after every wake-up and before anything is sent: once Stop has set it
 	// (and woken the timerfd), nothing more leaves.
-	CMPL	ctl_stop(R12), $0
+	CMPL	thread_stop(R12), $0
 	JNE	exit
 	CMPQ	AX, $0
 	JLT	readerr
@@ -139,3 +162,134 @@ exit:
 	XORQ	DI, DI
 	SYSCALL
 	JMP	exit
+
+	// The watcher (watch.go): R12 is the wctl. In each wake-up it keeps how many datagrams it
+	// read in R13, the newest arrival stamp among them in R14, and a batch's count in R15.
+watcher:
+	// read(w.timerfd, &w.expirations, 8), blocking until the wake-up armed.
+	MOVQ	$SYS_read, AX
+	MOVQ	wctl_timerfd(R12), DI
+	LEAQ	wctl_expirations(R12), SI
+	MOVQ	$8, DX
+	SYSCALL
+	CMPL	thread_stop(R12), $0
+	JNE	wexit
+	CMPQ	AX, $-EINTR
+	JEQ	watcher
+	CMPQ	AX, $-ECANCELED
+	JEQ	wclock
+	CMPQ	AX, $0
+	JLT	wreaderr
+	XORQ	R13, R13
+	XORQ	R14, R14
+
+wdrain:
+	// Every header of the batch gets its control buffer's whole length back (the kernel wrote
+	// the length it used there) and no flags.
+	MOVQ	wctl_mmsg(R12), DI
+	MOVQ	$const_watchBatch, CX
+wreset:
+	MOVQ	$const_watchOob, const_offControllen(DI)
+	MOVL	$0, const_offFlags(DI)
+	ADDQ	$const_mmsgSize, DI
+	DECQ	CX
+	JNE	wreset
+	// recvmmsg(w.sock, w.mmsg, watchBatch, MSG_DONTWAIT, NULL)
+	MOVQ	$SYS_recvmmsg, AX
+	MOVQ	wctl_sock(R12), DI
+	MOVQ	wctl_mmsg(R12), SI
+	MOVQ	$const_watchBatch, DX
+	MOVQ	$const_recvFlags, R10
+	XORQ	R8, R8
+	SYSCALL
+	CMPQ	AX, $-EINTR
+	JEQ	wdrain
+	CMPQ	AX, $0
+	JLE	wdrained // EAGAIN: read empty; any other error ends this wake-up's reading too
+	ADDQ	AX, R13
+	MOVQ	AX, R15
+	// The batch's last datagram is its newest. Its control message is SCM_TIMESTAMPNS alone
+	// (the socket asks for nothing else): a cmsghdr, then the arrival time as a timespec.
+	MOVQ	AX, BX
+	DECQ	BX
+	IMULQ	$const_mmsgSize, BX
+	ADDQ	wctl_mmsg(R12), BX
+	CMPQ	const_offControllen(BX), $const_stampCmsgLen
+	JLT	wnostamp
+	MOVQ	const_offControl(BX), SI
+	CMPQ	0(SI), $const_stampCmsgLen
+	JNE	wnostamp
+	CMPL	8(SI), $const_solSocket
+	JNE	wnostamp
+	CMPL	12(SI), $const_scmTimestampns
+	JNE	wnostamp
+	MOVQ	16(SI), AX
+	IMULQ	$1000000000, AX
+	ADDQ	24(SI), AX
+	CMPQ	AX, R14
+	JLE	wbatch
+	MOVQ	AX, R14
+wbatch:
+	CMPQ	R15, $const_watchBatch
+	JEQ	wdrain
+
+wdrained:
+	TESTQ	R13, R13
+	JEQ	wsilent
+	WKEEP
+	// The next wake-up: After past the newest arrival, on CLOCK_REALTIME as the stamps are,
+	// absolute, and cut short (ECANCELED) should the clock be set meanwhile. A time already
+	// past fires at once: the next wake-up finds nothing and hands back.
+	MOVQ	wctl_latest(R12), AX
+	ADDQ	wctl_after(R12), AX
+	XORQ	DX, DX
+	MOVQ	$1000000000, CX
+	DIVQ	CX
+	MOVQ	AX, wctl_armSec(R12)
+	MOVQ	DX, wctl_armNsec(R12)
+	// timerfd_settime(w.timerfd, armFlags, &w.armInterval (an itimerspec), NULL)
+	MOVQ	$SYS_timerfd_settime, AX
+	MOVQ	wctl_timerfd(R12), DI
+	MOVQ	$const_armFlags, SI
+	LEAQ	wctl_armInterval(R12), DX
+	XORQ	R10, R10
+	SYSCALL
+	CMPQ	AX, $0
+	JGE	watcher
+	NEGQ	AX
+	MOVQ	AX, wctl_failed(R12)
+	MOVQ	$const_backFailed, wctl_reason(R12)
+	JMP	whandback
+
+wsilent:
+	MOVQ	$const_backSilent, wctl_reason(R12)
+	JMP	whandback
+
+wclock:
+	MOVQ	$const_backClock, wctl_reason(R12)
+	JMP	whandback
+
+wnostamp:
+	WKEEP
+	MOVQ	$const_backNoStamp, wctl_reason(R12)
+	JMP	whandback
+
+wreaderr:
+	NEGQ	AX
+	MOVQ	AX, wctl_failed(R12)
+	MOVQ	$const_backFailed, wctl_reason(R12)
+
+whandback:
+	// write(w.eventfd, &w.one, 8): Go's side hears it and takes the adverts back.
+	MOVQ	$SYS_write, AX
+	MOVQ	wctl_eventfd(R12), DI
+	LEAQ	wctl_one(R12), SI
+	MOVQ	$8, DX
+	SYSCALL
+
+wexit:
+	// exit(0): this thread only. The kernel then clears the thread's ctid and wakes Stop.
+	MOVQ	$SYS_exit, AX
+	XORQ	DI, DI
+	SYSCALL
+	JMP	wexit

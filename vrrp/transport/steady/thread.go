@@ -1,0 +1,67 @@
+//go:build linux
+
+package steady
+
+import (
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// thread is what every thread of this package keeps at the start of its control block:
+// startThread (steady_amd64.s) reaches it there, whichever loop the thread runs.
+type thread struct {
+	mask    uint64 // every signal: the thread's mask
+	oldMask uint64 // the creating thread's mask, restored after clone (written by the asm)
+	ctid    uint32 // nonzero until the thread has exited (CLONE_CHILD_CLEARTID)
+	stop    uint32 // set by Stop
+}
+
+// The loops a thread can run (startThread's entry).
+const (
+	entrySender  = 0 // Sender: a datagram at every due time
+	entryWatcher = 1 // Watch: the adverts queued, until they stop
+)
+
+// stackSize is the thread's stack. Its loop pushes nothing and calls nothing, and every signal
+// is blocked (no signal frame): the stack is there only so that the thread's stack pointer
+// is its own.
+const stackSize = 16 << 10
+
+// futexWait is FUTEX_WAIT, not FUTEX_WAIT_PRIVATE: the kernel's wake at the thread's exit is
+// a shared one, which a private wait does not hear.
+const futexWait = 0
+
+// start creates the thread on t, the first field of its control block, with stack as its
+// stack, to run loop entry.
+func (t *thread) start(stack []byte, entry int) error {
+	t.ctid = 1
+	t.mask = ^uint64(0) // the kernel leaves SIGKILL and SIGSTOP out
+	// The block and the stack are not Go memory: their addresses stay valid as uintptrs.
+	stackTop := uintptr(unsafe.Pointer(&stack[0])) + uintptr(len(stack))
+	if tid := startThread(uintptr(unsafe.Pointer(t)), stackTop, uintptr(entry)); tid < 0 {
+		return fmt.Errorf("steady: clone: %w", unix.Errno(-tid))
+	}
+	return nil
+}
+
+// stopAndJoin asks the thread to stop, wakes it from its timerfd, and returns once it has
+// exited (or had exited already).
+func (t *thread) stopAndJoin(timerfd int) {
+	atomic.StoreUint32(&t.stop, 1)
+	// Wake the thread now rather than at its next due time: it finds stop set and exits. This
+	// cannot fail on our own timerfd; if it did, the thread would exit at its next due time,
+	// which the wait below would wait for.
+	now := unix.ItimerSpec{Value: unix.Timespec{Nsec: 1}}
+	_ = unix.TimerfdSettime(timerfd, 0, &now, nil)
+	for {
+		v := atomic.LoadUint32(&t.ctid)
+		if v == 0 {
+			return
+		}
+		// EAGAIN if it has changed meanwhile, EINTR: look again.
+		_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&t.ctid)), futexWait, uintptr(v), 0, 0, 0)
+	}
+}

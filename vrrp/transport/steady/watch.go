@@ -1,0 +1,291 @@
+//go:build linux
+
+//lint:file-ignore U1000 the constants are read by steady_amd64.s (go_asm.h's const_<name>), which staticcheck does not see
+
+package steady
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// A BACKUP's MASTER sends the same advert every interval, and the BACKUP must notice within
+// its master-down interval when they stop. Its transport keeps those adverts off the reader's
+// path, in a queue of their own with their arrival times (package vrrp/transport, Expect), and
+// the Go side used to read it once every three intervals: one wake-up of the Go scheduler,
+// five system calls and a few dozen functions of the runtime and the loop, 130 to 150 µs on
+// the lab machine at one instance, about what keepalived's BACKUP spends on three adverts.
+//
+// A Watch reads that queue from a thread of its own instead: it sleeps until After past the
+// newest advert's arrival (the due time of the last advert that can come before the deadline,
+// and a little), reads what came (one recvmmsg), and sleeps again until After past the newest
+// of those. Only when a wake-up finds nothing does it wake the Go side (an eventfd in the
+// netpoller) and exit: the adverts have stopped, or come late, and the loop decides as it did
+// before. Its wake-up is the kernel's alone: three system calls and a few instructions.
+//
+// The same invariants as the Sender's (package doc), and: the thread only reads the socket
+// (it never sends); Stop returns once it has exited, so the caller may read the queue itself
+// from then on; and its timer counts CLOCK_REALTIME, on which the kernel stamps arrivals, with
+// TFD_TIMER_CANCEL_ON_SET: should the wall clock be set, the thread hands back at once rather
+// than sleep on a deadline the step moved.
+
+// watchBatch is how many datagrams one recvmmsg reads; watchOob the control buffer of each.
+const (
+	watchBatch = 8
+	watchOob   = 64
+)
+
+// The layout and values the watcher's loop uses (go_asm.h's const_<name>).
+const (
+	mmsgSize         = unsafe.Sizeof(mmsghdr{})
+	offControl       = unsafe.Offsetof(unix.Msghdr{}.Control)
+	offControllen    = unsafe.Offsetof(unix.Msghdr{}.Controllen)
+	offFlags         = unsafe.Offsetof(unix.Msghdr{}.Flags)
+	stampCmsgLen     = unix.SizeofCmsghdr + unsafe.Sizeof(unix.Timespec{}) // CMSG_LEN(timespec)
+	solSocket        = unix.SOL_SOCKET
+	scmTimestampns   = unix.SCM_TIMESTAMPNS
+	recvFlags        = unix.MSG_DONTWAIT
+	armFlags         = unix.TFD_TIMER_ABSTIME | unix.TFD_TIMER_CANCEL_ON_SET
+	backStopped      = 0
+	backSilent       = 1
+	backClock        = 2
+	backNoStamp      = 3
+	backFailed       = 4
+	maxWatchAfterSec = 3600
+)
+
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [4]byte
+}
+
+// HandBack is why a watcher stopped.
+type HandBack int
+
+const (
+	// Stopped: Stop stopped it.
+	Stopped HandBack = backStopped
+	// Silent: a wake-up found no datagram (the adverts stopped, or came late).
+	Silent HandBack = backSilent
+	// ClockSet: the wall clock was set; the arrival times read before it are not comparable
+	// with the clock now.
+	ClockSet HandBack = backClock
+	// NoStamp: a datagram came without its arrival time (the socket does not ask for it).
+	NoStamp HandBack = backNoStamp
+	// Failed: a system call of the thread failed (WatchResult.Failed); it should not.
+	Failed HandBack = backFailed
+)
+
+func (h HandBack) String() string {
+	switch h {
+	case Stopped:
+		return "stopped"
+	case Silent:
+		return "silent"
+	case ClockSet:
+		return "clock set"
+	case NoStamp:
+		return "no arrival time"
+	case Failed:
+		return "failed"
+	}
+	return fmt.Sprintf("HandBack(%d)", int(h))
+}
+
+// WatchConfig is what a watcher reads, and when.
+type WatchConfig struct {
+	// Socket is the descriptor read, with recvmmsg(MSG_DONTWAIT); every datagram queued on it
+	// counts, and must carry its arrival time (SO_TIMESTAMPNS, and no other control message).
+	// The caller keeps it open until Stop returns, and reads nothing from it meanwhile.
+	Socket int
+	// First is the first wake-up, CLOCK_REALTIME (time.Time's wall clock).
+	First time.Time
+	// After is how long after the newest datagram's arrival each later wake-up comes.
+	After time.Duration
+	// Silent is called, on a goroutine of the watcher's, when the thread has handed back
+	// (Silent, ClockSet, NoStamp, Failed): the caller then stops it and reads the socket
+	// itself. A call may come just after Stop has returned: the caller must bear it.
+	Silent func()
+}
+
+// wctl is the watcher thread's control block: the only definition of its layout (steady_amd64.s
+// reaches the fields by go_asm.h's wctl_<field>).
+type wctl struct {
+	thr thread // first: startThread reaches it at the block's start
+
+	// Set before the thread starts; it only reads them.
+	timerfd int64
+	sock    int64
+	mmsg    uintptr // [watchBatch]mmsghdr, in the block
+	eventfd int64
+	after   int64 // ns
+	one     uint64
+
+	// Written by the thread only.
+	expirations uint64   // read(2)'s buffer
+	armInterval [2]int64 // with armSec and armNsec, the itimerspec of the next wake-up
+	armSec      int64
+	armNsec     int64
+	received    uint64 // datagrams read
+	latest      int64  // CLOCK_REALTIME ns of the newest datagram read; 0: none
+	reason      uint64 // HandBack
+	failed      uint64 // errno, with Failed
+}
+
+// Watch is a running watcher. Stop it.
+type Watch struct {
+	mu      sync.Mutex
+	c       *wctl  // in block; nil once stopped
+	block   []byte // the control block and the batch it reads into
+	stack   []byte
+	timerfd int
+	events  *os.File // the eventfd the thread writes when it hands back
+	res     WatchResult
+}
+
+// WatchResult is what a watcher read, as of Stop.
+type WatchResult struct {
+	Received uint64
+	// Latest is the newest arrival time read (CLOCK_REALTIME ns), 0 if none.
+	Latest int64
+	Why    HandBack
+	Failed unix.Errno // with Failed
+}
+
+// StartWatch starts a watcher thread on cfg.Socket.
+func StartWatch(cfg WatchConfig) (*Watch, error) {
+	if !Supported() {
+		return nil, ErrUnsupported
+	}
+	switch {
+	case cfg.Socket < 0:
+		return nil, fmt.Errorf("steady: Socket %d is no descriptor", cfg.Socket)
+	case cfg.First.UnixNano() <= 0:
+		return nil, fmt.Errorf("steady: First %v is not after 1970", cfg.First)
+	case cfg.After <= 0 || cfg.After > maxWatchAfterSec*time.Second:
+		return nil, fmt.Errorf("steady: After is %v, not in (0, %ds]", cfg.After, maxWatchAfterSec)
+	case cfg.Silent == nil:
+		return nil, errors.New("steady: no Silent")
+	}
+	w := &Watch{timerfd: -1}
+	ok := false
+	defer func() {
+		if !ok {
+			w.free()
+		}
+	}()
+	var err error
+	size := align8(int(unsafe.Sizeof(wctl{}))) + watchBatch*(int(mmsgSize)+watchOob)
+	if w.block, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
+		return nil, fmt.Errorf("steady: mmap: %w", err)
+	}
+	if w.stack, err = unix.Mmap(-1, 0, stackSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_STACK); err != nil {
+		return nil, fmt.Errorf("steady: mmap: %w", err)
+	}
+	// Blocking: the thread sleeps in read(2).
+	if w.timerfd, err = unix.TimerfdCreate(unix.CLOCK_REALTIME, unix.TFD_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("steady: timerfd_create: %w", err)
+	}
+	first := unix.ItimerSpec{Value: unix.NsecToTimespec(cfg.First.UnixNano())}
+	if err := unix.TimerfdSettime(w.timerfd, armFlags, &first, nil); err != nil {
+		return nil, fmt.Errorf("steady: timerfd_settime: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("steady: eventfd: %w", err)
+	}
+	w.events = os.NewFile(uintptr(efd), "watch") // non-blocking: in the netpoller
+	rc, err := w.events.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("steady: eventfd: %w", err)
+	}
+
+	c := (*wctl)(unsafe.Pointer(&w.block[0]))
+	batch := w.block[align8(int(unsafe.Sizeof(wctl{}))):]
+	msgs := unsafe.Slice((*mmsghdr)(unsafe.Pointer(&batch[0])), watchBatch)
+	oobs := batch[watchBatch*int(mmsgSize):]
+	for i := range msgs {
+		// No iovec: the datagram's bytes are not read (MSG_TRUNC), only its arrival time.
+		msgs[i].hdr.Control = &oobs[i*watchOob]
+		msgs[i].hdr.SetControllen(watchOob)
+	}
+	c.timerfd = int64(w.timerfd)
+	c.sock = int64(cfg.Socket)
+	c.mmsg = uintptr(unsafe.Pointer(&msgs[0]))
+	c.eventfd = int64(efd)
+	c.after = int64(cfg.After)
+	c.one = 1
+	if err := c.thr.start(w.stack, entryWatcher); err != nil {
+		return nil, err
+	}
+	w.c = c
+	ok = true
+	silent := cfg.Silent
+	go func() {
+		// Returns with an error once Stop has closed the eventfd.
+		var got [8]byte
+		err := rc.Read(func(fd uintptr) bool {
+			_, err := unix.Read(int(fd), got[:])
+			return err != unix.EAGAIN
+		})
+		if err == nil {
+			silent()
+		}
+	}()
+	return w, nil
+}
+
+// Received is the number of datagrams read so far.
+func (w *Watch) Received() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.c == nil {
+		return w.res.Received
+	}
+	return atomic.LoadUint64(&w.c.received)
+}
+
+// Stop ends the thread, if it has not handed back already, and returns once it has exited:
+// the socket is the caller's to read again. Calling it again returns the same result.
+func (w *Watch) Stop() WatchResult {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.c
+	if c == nil {
+		return w.res
+	}
+	c.thr.stopAndJoin(w.timerfd)
+	w.res = WatchResult{Received: c.received, Latest: c.latest, Why: HandBack(c.reason), Failed: unix.Errno(c.failed)}
+	w.c = nil
+	w.free()
+	return w.res
+}
+
+// free releases what StartWatch made; the thread is not running.
+func (w *Watch) free() {
+	if w.events != nil {
+		w.events.Close() // the goroutine's Read returns
+		w.events = nil
+	}
+	if w.timerfd >= 0 {
+		unix.Close(w.timerfd)
+		w.timerfd = -1
+	}
+	if w.stack != nil {
+		unix.Munmap(w.stack)
+		w.stack = nil
+	}
+	if w.block != nil {
+		unix.Munmap(w.block)
+		w.block = nil
+	}
+}
