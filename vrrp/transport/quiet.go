@@ -8,6 +8,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/hapair/hapair/vrrp/transport/steady"
 	"golang.org/x/sys/unix"
 )
 
@@ -95,6 +96,7 @@ func (m *Member) Expect(src netip.Addr, payload []byte) error {
 	if e := m.expect; e != nil && e.src == src && slices.Equal(e.payload, payload) {
 		return nil
 	}
+	s.endVigil() // its filters change
 	if m.expect == nil && len(s.expectations()) >= maxExpected {
 		return errNotQuiet
 	}
@@ -123,6 +125,7 @@ func (m *Member) Unexpect() {
 	if m.expect == nil {
 		return
 	}
+	s.endVigil()
 	m.expect = nil
 	// The reader's socket lets the advert through before the sending socket stops taking it.
 	s.attachReceive()
@@ -183,6 +186,7 @@ func arrival(now time.Time, stamp int64, floor, since time.Time) time.Time {
 // read that found adverts the socket's drop count is read too, and when it rose, every
 // expectation is marked overflowed (see Quiet).
 func (s *socket) readQuiet() {
+	s.endVigil() // the queue is read here from now on
 	q := &s.quiet
 	before := q.lastRead
 	read := 0
@@ -410,4 +414,91 @@ func quietProgram(p []unix.SockFilter, exps []*expectation, dst netip.Addr, matc
 	p = append(p, ret(otherwise))
 	p[jumpAt].K = uint32(len(p) - 1 - jumpAt - 1)
 	return p
+}
+
+// A lone BACKUP's expected adverts can be read by a thread outside the Go runtime (package
+// steady's Watch) rather than by the loop when it wakes: the thread wakes just after the last
+// advert due before the master-down deadline, as the loop would have, but for a few system
+// calls instead of a pass through the Go scheduler, and calls the loop only when a wake-up
+// finds no new advert. Only while the member is the one on its socket expecting adverts: the
+// thread counts every advert queued, and cannot tell whose it is.
+
+// errNotAlone: another member of the socket expects adverts too.
+var errNotAlone = errors.New("another instance expects adverts on this socket")
+
+// errWatched: the member's adverts are being watched already.
+var errWatched = errors.New("the adverts are watched already")
+
+// vigil is a watcher reading a member's expected adverts. Guarded by socket.qmu.
+type vigil struct {
+	w *steady.Watch
+	m *Member
+	// floor is when the queue was last read before the watcher started: what it reads arrived
+	// after that (see expectation.floor).
+	floor time.Time
+}
+
+// Watch hands the reading of the member's expected adverts to a watcher thread (package
+// steady): it wakes at first, then after past the newest advert it read, and calls silent when
+// a wake-up finds none (or it must stop: the wall clock was set). It fails when the member
+// expects nothing, another member of the socket expects adverts, or the thread cannot be had.
+// The watcher stops at Unwatch, at any member's Quiet, Expect or Unexpect, and at Close; what
+// it read then counts in the member's next Quiet. received counts its adverts while it runs.
+func (m *Member) Watch(first time.Time, after time.Duration, silent func()) (received func() uint64, err error) {
+	s := m.sock
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	switch {
+	case m.closed.Load() || m.expect == nil:
+		return nil, errNotQuiet
+	case s.vigil != nil:
+		return nil, errWatched
+	case len(s.expectations()) != 1:
+		return nil, errNotAlone
+	}
+	w, err := steady.StartWatch(steady.WatchConfig{Socket: s.sender, First: first, After: after, Silent: silent})
+	if err != nil {
+		return nil, err
+	}
+	s.vigil = &vigil{w: w, m: m, floor: s.quiet.lastRead}
+	return w.Received, nil
+}
+
+// Unwatch stops the member's watcher, if it runs, and returns how many adverts its watchers
+// read since the last call. Its Quiet counts them too: whoever counts adverts as they are
+// read (the watcher's received) counts these no more.
+func (m *Member) Unwatch() uint64 {
+	s := m.sock
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	s.endVigil()
+	n := m.watched
+	m.watched = 0
+	return n
+}
+
+// endVigil stops the watcher, if one runs, and credits what it read to its member's
+// expectation. Called with qmu held.
+func (s *socket) endVigil() {
+	v := s.vigil
+	if v == nil {
+		return
+	}
+	s.vigil = nil
+	res := v.w.Stop()
+	v.m.watched += res.Received
+	e := v.m.expect
+	if e == nil || res.Received == 0 {
+		return
+	}
+	e.count += int(res.Received)
+	switch {
+	case res.Why == steady.ClockSet || res.Latest == 0:
+		// The arrival times are not comparable with the clock now, or missing: taken as an
+		// advert now, as after an overflow, rather than a silence that never was.
+		e.overflowed = true
+	case res.Latest > e.latest:
+		e.latest, e.floor = res.Latest, v.floor
+	}
+	s.checkQuietDrops()
 }

@@ -64,6 +64,7 @@ type socket struct {
 	quiet quietRx
 	prog  []unix.SockFilter // the filter being built, reused
 	exps  []*expectation    // the expectations being filtered, reused
+	vigil *vigil            // the thread reading the expected adverts (Watch); nil: none
 }
 
 // readBatch is how many packets one recvmmsg reads. Instances whose timers share a slot of the
@@ -578,6 +579,9 @@ func (s *socket) close() {
 	s.closing.Store(true)
 	s.pc.Close()
 	<-s.done
+	s.qmu.Lock()
+	s.endVigil() // the watcher reads the sender's descriptor (its members' Unexpect ended it already)
+	s.qmu.Unlock()
 	s.wmu.Lock() // a send in progress finishes with the descriptor it started with
 	unix.Close(s.sender)
 	s.sender = -1

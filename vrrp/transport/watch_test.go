@@ -1,0 +1,127 @@
+package transport
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hapair/hapair/vrrp/internal/nstest"
+	"github.com/hapair/hapair/vrrp/transport/steady"
+)
+
+// TestWatchReadsTheExpectedAdverts: a member alone in expecting adverts on its socket can have
+// a watcher thread read them. While they come, it keeps quiet and counts them; what it read
+// counts in the next Quiet, with the newest arrival time, and once in Unwatch. When they stop,
+// it calls silent. It is refused twice, or beside another member expecting adverts, and that
+// member's Expect stops it.
+func TestWatchReadsTheExpectedAdverts(t *testing.T) {
+	if !steady.Supported() {
+		t.Skip("no watcher thread on this architecture")
+	}
+	p := nstest.NewPair(t)
+	hb := NewHub(HubOptions{})
+	b51 := joinIn(t, p.B, hb, Options{Interface: p.BIf, Family: 4}, 51)
+	b61 := joinIn(t, p.B, hb, Options{Interface: p.BIf, Family: 4}, 61)
+	a := joinIn(t, p.A, NewHub(HubOptions{}), Options{Interface: p.AIf, Family: 4}, 51)
+	steadyAdvert := append([]byte(nil), advertV2...)
+	steadyAdvert[1], steadyAdvert[2] = 51, 200
+	send := func() time.Time {
+		t.Helper()
+		at := time.Now()
+		if err := a.WriteAdvert(steadyAdvert); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	send()
+	readWithin(t, b51, 5*time.Second)
+	if err := b51.Expect(p.A4.Addr(), steadyAdvert); err != nil {
+		t.Fatal(err)
+	}
+	const period = 20 * time.Millisecond
+	var silent atomic.Int32
+	watch := func() func() uint64 {
+		t.Helper()
+		received, err := b51.Watch(time.Now().Add(period), 3*period+period/2, func() { silent.Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return received
+	}
+
+	// While the adverts come.
+	received := watch()
+	if _, err := b51.Watch(time.Now(), period, func() {}); !errors.Is(err, errWatched) {
+		t.Errorf("a second Watch: %v, want %v", err, errWatched)
+	}
+	const n = 30
+	var last time.Time
+	for range n {
+		last = send()
+		time.Sleep(period)
+	}
+	if s := silent.Load(); s != 0 {
+		t.Fatalf("silent called %d times while the adverts came", s)
+	}
+	if got := received(); got < n-5 {
+		t.Errorf("the watcher counted %d adverts while running, want about %d", got, n)
+	}
+	watched := b51.Unwatch()
+	at, quiet := b51.Quiet()
+	if quiet != n || watched > n || watched < n-5 {
+		t.Errorf("Unwatch = %d and Quiet = %d, want about %d and %d", watched, quiet, n, n)
+	}
+	if d := at.Sub(last); d < 0 || d > 50*time.Millisecond {
+		t.Errorf("the latest arrival is %v after the last send, want just after it", d)
+	}
+	if again := b51.Unwatch(); again != 0 {
+		t.Errorf("Unwatch again = %d", again)
+	}
+
+	// When they stop.
+	watch()
+	for range 5 {
+		last = send()
+		time.Sleep(period)
+	}
+	waitUntil(t, "silent called", func() bool { return silent.Load() == 1 })
+	at, quiet = b51.Quiet()
+	if quiet != 5 || b51.Unwatch() != 5 {
+		t.Errorf("after the silence: Quiet = %d, want 5", quiet)
+	}
+	if d := at.Sub(last); d < 0 || d > 50*time.Millisecond {
+		t.Errorf("the latest arrival is %v after the last send, want just after it", d)
+	}
+
+	// Another member expecting adverts: its Expect stops the watcher, and no other starts.
+	watch()
+	send()
+	time.Sleep(3 * period)
+	if err := b61.Expect(p.A4.Addr(), steadyAdvert61()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b51.Watch(time.Now(), period, func() {}); !errors.Is(err, errNotAlone) {
+		t.Errorf("Watch beside another expecting member: %v, want %v", err, errNotAlone)
+	}
+	if _, quiet := b51.Quiet(); quiet != 1 || b51.Unwatch() != 1 {
+		t.Errorf("the advert read before the other's Expect: Quiet = %d, want 1", quiet)
+	}
+}
+
+func steadyAdvert61() []byte {
+	b := append([]byte(nil), advertV2...)
+	b[1], b[2] = 61, 200
+	return b
+}
+
+// waitUntil polls cond for up to two seconds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("still not %s after two seconds", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
