@@ -74,7 +74,7 @@ func (cc compatCounterCollector) Collect(ch chan<- prometheus.Metric) {
 		emit := func(d *prometheus.Desc, v uint64) {
 			ch <- &counterMetric{desc: d, labels: l.compat, value: v, created: l.created}
 		}
-		emit(descCompatAdvertsReceived, c.advertsReceived.Load())
+		emit(descCompatAdvertsReceived, c.received())
 		sent, _ := c.sent()
 		emit(descCompatAdvertsSent, sent)
 		emit(descCompatPrioZeroSent, c.prioZeroSent.Load())

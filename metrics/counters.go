@@ -38,6 +38,9 @@ type instanceCounters struct {
 	// advertsSent and advertSendErrors when scraped, and into them when it stops.
 	steadyMu                 sync.Mutex
 	steadySent, steadyErrors func() uint64 // nil: no steady sender
+	// A watcher reads the instance's expected adverts meanwhile (WatchStarted): its count is
+	// added to advertsReceived when scraped, and into it when it stops.
+	watchReceived func() uint64 // nil: no watcher; guarded by steadyMu
 
 	// Labels outside the fixed sets (vrrp.DropOther, an unexpected state or operation): made
 	// on first use, as a CounterVec child would have been.
@@ -200,7 +203,7 @@ func (cc counterCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		sent, sendErrors := c.sent()
 		ch <- &counterMetric{desc: descAdvertsSent, labels: l.instance, value: sent, created: l.created}
-		emit(descAdvertsReceived, &c.advertsReceived, l.instance)
+		ch <- &counterMetric{desc: descAdvertsReceived, labels: l.instance, value: c.received(), created: l.created}
 		emit(descPrioZeroSent, &c.prioZeroSent, l.instance)
 		emit(descPrioZeroReceived, &c.prioZeroReceived, l.instance)
 		emit(descGARPSent, &c.garpSent, l.instance)
@@ -309,4 +312,15 @@ func (c *instanceCounters) sent() (sent, sendErrors uint64) {
 		sendErrors += c.steadyErrors()
 	}
 	return sent, sendErrors
+}
+
+// received is the adverts received, with those a watcher running now has read.
+func (c *instanceCounters) received() uint64 {
+	c.steadyMu.Lock()
+	defer c.steadyMu.Unlock()
+	n := c.advertsReceived.Load()
+	if c.watchReceived != nil {
+		n += c.watchReceived()
+	}
+	return n
 }

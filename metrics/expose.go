@@ -239,7 +239,7 @@ var instanceFamilies = func() []instanceFamily {
 		})
 	}
 	counter(descAdvertsSent, func(c *instanceCounters) uint64 { sent, _ := c.sent(); return sent })
-	counter(descAdvertsReceived, func(c *instanceCounters) uint64 { return c.advertsReceived.Load() })
+	counter(descAdvertsReceived, func(c *instanceCounters) uint64 { return c.received() })
 	counter(descPrioZeroSent, func(c *instanceCounters) uint64 { return c.prioZeroSent.Load() })
 	counter(descPrioZeroReceived, func(c *instanceCounters) uint64 { return c.prioZeroReceived.Load() })
 	counter(descGARPSent, func(c *instanceCounters) uint64 { return c.garpSent.Load() })
@@ -284,7 +284,7 @@ var instanceFamilies = func() []instanceFamily {
 			}
 		})
 	}
-	compatCounter(descCompatAdvertsReceived, func(c *instanceCounters) uint64 { return c.advertsReceived.Load() })
+	compatCounter(descCompatAdvertsReceived, func(c *instanceCounters) uint64 { return c.received() })
 	compatCounter(descCompatAdvertsSent, func(c *instanceCounters) uint64 { sent, _ := c.sent(); return sent })
 	compatCounter(descCompatPrioZeroSent, func(c *instanceCounters) uint64 { return c.prioZeroSent.Load() })
 	compatCounter(descCompatPrioZeroReceived, func(c *instanceCounters) uint64 { return c.prioZeroReceived.Load() })

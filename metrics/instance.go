@@ -106,6 +106,25 @@ func (im *InstanceMetrics) SteadyStopped(sent, errors uint64) {
 	c.steadyMu.Unlock()
 }
 
+// WatchStarted says that a watcher beside the instance reads its MASTER's adverts from now on
+// (package vrrp/transport/steady's Watch): scrapes add what received says it has read.
+func (im *InstanceMetrics) WatchStarted(received func() uint64) {
+	c := &im.counters
+	c.steadyMu.Lock()
+	c.watchReceived = received
+	c.steadyMu.Unlock()
+}
+
+// WatchStopped says that the watcher has stopped, having read received adverts: they are
+// counted, and no scrape sees them twice or not at all.
+func (im *InstanceMetrics) WatchStopped(received uint64) {
+	c := &im.counters
+	c.steadyMu.Lock()
+	c.advertsReceived.Add(received)
+	c.watchReceived = nil
+	c.steadyMu.Unlock()
+}
+
 // AdvertSendError counts an advert that could not be sent (the socket refused it).
 func (im *InstanceMetrics) AdvertSendError() { im.counters.advertSendErrors.Add(1) }
 

@@ -739,6 +739,10 @@ func (m *Machine) LastAdvertDue() time.Time {
 	return m.masterHeardAt.Add(down / m.masterAdverInterval * m.masterAdverInterval)
 }
 
+// LastAdvertHeard is when the last advert of the Master we follow was heard (the time
+// Master_Down_Timer runs from, with LastAdvertDue); zero when none since entering Backup.
+func (m *Machine) LastAdvertHeard() time.Time { return m.masterHeardAt }
+
 // SetPrimaryAddr makes a our own address from now on: the interface was renumbered, or created
 // again with another address. Equal-priority ties are broken with it, and a Master reports it
 // as the Master's address. Nothing else changes: the state, the timers and the priority stay.

@@ -289,6 +289,7 @@ type Instance struct {
 	finished  atomic.Bool
 	ctx       context.Context // Start's
 	stopSeen  bool            // the turn that saw ctx end has begun the stop (turn-owned)
+	vigil     bool            // a watcher reads the expected adverts (watchSteady; turn-owned)
 	stopWatch func() bool     // unregisters the wake-up at ctx's end
 
 	// Loop-owned state.
@@ -301,7 +302,7 @@ type Instance struct {
 	releaseSince  time.Time    // when the failure that makes us give up MASTER was seen
 	nextReconcile time.Time
 	steady        *steadyRun              // the adverts' sender while they are delegated (delegate)
-	steadyRetryAt time.Time               // a delegation failed: none before this
+	steadyRetryAt time.Time               // a sender or watcher thread could not be had: none before this
 	drainReplies  []chan<- HandoverResult // SetDrained callers waiting for the handover's end
 	handedTo      netip.Addr              // the last handover's new MASTER
 }
@@ -624,6 +625,10 @@ func (in *Instance) runTurn() {
 	if in.finished.Load() {
 		return
 	}
+	// The watcher's adverts came before anything else this turn handles (see vigil.go).
+	if in.vigil {
+		in.takeQuiet()
+	}
 	// What the reader handed the machine meanwhile happened first.
 	in.applyPending()
 	// Before the fault state: the daemon hands over the new interface's socket, then clears
@@ -688,6 +693,7 @@ func (in *Instance) runTurn() {
 		return
 	}
 	in.delegate()
+	in.watchSteady()
 	in.armTimer(in.timer)
 }
 
@@ -1082,6 +1088,13 @@ func onGrid(t time.Time, grid time.Duration) time.Time {
 }
 
 func (in *Instance) armTimer(t Timer) {
+	if in.vigil {
+		// The watcher wakes the loop when the adverts stop; the machine's deadline is behind
+		// the adverts it read.
+		in.wakeAt.Store(0)
+		t.Stop()
+		return
+	}
 	deadline := in.machine.NextDeadline()
 	if !in.nextGARP.IsZero() && (deadline.IsZero() || in.nextGARP.Before(deadline)) {
 		deadline = in.nextGARP
@@ -1213,9 +1226,14 @@ func (in *Instance) HandlePacket(payload []byte, src, dst netip.Addr, ttl int) {
 	adv.Addrs = nil
 	// At once, unless the loop is in a turn or adverts already wait for it (they go first).
 	if len(in.received) == 0 && in.turn.TryLock() {
-		in.receiveInline(at, src, adv, payload) // at: read once per packet, on arrival
+		if !in.vigil {
+			in.receiveInline(at, src, adv, payload) // at: read once per packet, on arrival
+			in.turn.Unlock()
+			return
+		}
+		// The watcher holds adverts the machine has not seen: this one goes after them, in a
+		// turn (see vigil.go).
 		in.turn.Unlock()
-		return
 	}
 	select {
 	case in.received <- received{advert: adv, src: src}:
@@ -1635,9 +1653,10 @@ func (in *Instance) unexpect() {
 		return
 	}
 	in.expect = nil
+	counted := in.endVigil()
 	_, n := in.quiet.Quiet()
 	in.quiet.Unexpect()
-	for range n {
+	for range n - counted {
 		in.rep.AdvertReceived(e.advert.Priority)
 	}
 }
@@ -1652,8 +1671,9 @@ func (in *Instance) takeQuiet() {
 	if e == nil {
 		return
 	}
+	counted := in.endVigil()
 	if at, n := in.quiet.Quiet(); n > 0 {
-		for range n {
+		for range n - counted {
 			in.rep.AdvertReceived(e.advert.Priority)
 		}
 		in.reclaim() // a BACKUP's: never delegated, but Receive is not Tick

@@ -96,7 +96,7 @@ func (m *Member) Expect(src netip.Addr, payload []byte) error {
 	if e := m.expect; e != nil && e.src == src && slices.Equal(e.payload, payload) {
 		return nil
 	}
-	s.endVigil() // its filters change
+	s.endVigil(true) // its filters change
 	if m.expect == nil && len(s.expectations()) >= maxExpected {
 		return errNotQuiet
 	}
@@ -125,7 +125,7 @@ func (m *Member) Unexpect() {
 	if m.expect == nil {
 		return
 	}
-	s.endVigil()
+	s.endVigil(true)
 	m.expect = nil
 	// The reader's socket lets the advert through before the sending socket stops taking it.
 	s.attachReceive()
@@ -186,7 +186,7 @@ func arrival(now time.Time, stamp int64, floor, since time.Time) time.Time {
 // read that found adverts the socket's drop count is read too, and when it rose, every
 // expectation is marked overflowed (see Quiet).
 func (s *socket) readQuiet() {
-	s.endVigil() // the queue is read here from now on
+	s.endVigil(true) // the queue is read here from now on
 	q := &s.quiet
 	before := q.lastRead
 	read := 0
@@ -431,8 +431,9 @@ var errWatched = errors.New("the adverts are watched already")
 
 // vigil is a watcher reading a member's expected adverts. Guarded by socket.qmu.
 type vigil struct {
-	w *steady.Watch
-	m *Member
+	w      *steady.Watch
+	m      *Member
+	silent func()
 	// floor is when the queue was last read before the watcher started: what it reads arrived
 	// after that (see expectation.floor).
 	floor time.Time
@@ -442,8 +443,8 @@ type vigil struct {
 // steady): it wakes at first, then after past the newest advert it read, and calls silent when
 // a wake-up finds none (or it must stop: the wall clock was set). It fails when the member
 // expects nothing, another member of the socket expects adverts, or the thread cannot be had.
-// The watcher stops at Unwatch, at any member's Quiet, Expect or Unexpect, and at Close; what
-// it read then counts in the member's next Quiet. received counts its adverts while it runs.
+// The watcher stops at Unwatch, and at any member's Quiet, Expect or Unexpect and at Close,
+// which call silent too; what it read then counts in the member's next Quiet. received counts its adverts while it runs.
 func (m *Member) Watch(first time.Time, after time.Duration, silent func()) (received func() uint64, err error) {
 	s := m.sock
 	s.qmu.Lock()
@@ -460,7 +461,7 @@ func (m *Member) Watch(first time.Time, after time.Duration, silent func()) (rec
 	if err != nil {
 		return nil, err
 	}
-	s.vigil = &vigil{w: w, m: m, floor: s.quiet.lastRead}
+	s.vigil = &vigil{w: w, m: m, silent: silent, floor: s.quiet.lastRead}
 	return w.Received, nil
 }
 
@@ -471,21 +472,26 @@ func (m *Member) Unwatch() uint64 {
 	s := m.sock
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
-	s.endVigil()
+	s.endVigil(false)
 	n := m.watched
 	m.watched = 0
 	return n
 }
 
 // endVigil stops the watcher, if one runs, and credits what it read to its member's
-// expectation. Called with qmu held.
-func (s *socket) endVigil() {
+// expectation. notify: the member did not ask for it (another member's Expect or Quiet, the
+// close), and is told as when the adverts stop (silent), since it relies on the watcher to
+// wake it. Called with qmu held.
+func (s *socket) endVigil(notify bool) {
 	v := s.vigil
 	if v == nil {
 		return
 	}
 	s.vigil = nil
 	res := v.w.Stop()
+	if notify {
+		v.silent()
+	}
 	v.m.watched += res.Received
 	e := v.m.expect
 	if e == nil || res.Received == 0 {

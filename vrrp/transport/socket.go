@@ -580,7 +580,7 @@ func (s *socket) close() {
 	s.pc.Close()
 	<-s.done
 	s.qmu.Lock()
-	s.endVigil() // the watcher reads the sender's descriptor (its members' Unexpect ended it already)
+	s.endVigil(true) // the watcher reads the sender's descriptor (its members' Unexpect ended it already)
 	s.qmu.Unlock()
 	s.wmu.Lock() // a send in progress finishes with the descriptor it started with
 	unix.Close(s.sender)

@@ -14,7 +14,7 @@ import (
 // a watcher thread read them. While they come, it keeps quiet and counts them; what it read
 // counts in the next Quiet, with the newest arrival time, and once in Unwatch. When they stop,
 // it calls silent. It is refused twice, or beside another member expecting adverts, and that
-// member's Expect stops it.
+// member's Expect stops it and calls silent: the member relies on it to be woken.
 func TestWatchReadsTheExpectedAdverts(t *testing.T) {
 	if !steady.Supported() {
 		t.Skip("no watcher thread on this architecture")
@@ -86,9 +86,10 @@ func TestWatchReadsTheExpectedAdverts(t *testing.T) {
 		time.Sleep(period)
 	}
 	waitUntil(t, "silent called", func() bool { return silent.Load() == 1 })
+	watched = b51.Unwatch()
 	at, quiet = b51.Quiet()
-	if quiet != 5 || b51.Unwatch() != 5 {
-		t.Errorf("after the silence: Quiet = %d, want 5", quiet)
+	if quiet != 5 || watched != 5 {
+		t.Errorf("after the silence: Unwatch = %d and Quiet = %d, want 5 and 5", watched, quiet)
 	}
 	if d := at.Sub(last); d < 0 || d > 50*time.Millisecond {
 		t.Errorf("the latest arrival is %v after the last send, want just after it", d)
@@ -100,6 +101,9 @@ func TestWatchReadsTheExpectedAdverts(t *testing.T) {
 	time.Sleep(3 * period)
 	if err := b61.Expect(p.A4.Addr(), steadyAdvert61()); err != nil {
 		t.Fatal(err)
+	}
+	if s := silent.Load(); s != 2 {
+		t.Errorf("silent called %d times in all, want 2: the watcher that another member's Expect stopped says so", s)
 	}
 	if _, err := b51.Watch(time.Now(), period, func() {}); !errors.Is(err, errNotAlone) {
 		t.Errorf("Watch beside another expecting member: %v, want %v", err, errNotAlone)

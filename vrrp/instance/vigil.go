@@ -1,0 +1,92 @@
+package instance
+
+import (
+	"time"
+)
+
+// A BACKUP whose MASTER's adverts are expected (expectSteady) reads them when it wakes, once
+// every three intervals, and that wake-up of the Go runtime costs more than keepalived's
+// BACKUP spends on the three adverts. Alone on its loop, it hands the reading to a watcher
+// thread outside the runtime instead (package vrrp/transport/steady's Watch), which wakes when
+// the loop would have (just after the last advert due before the master-down deadline) for a
+// few system calls, and wakes the loop only when it finds no new advert: the MASTER has gone
+// silent, or is late, and the loop decides as before, from the adverts the watcher read.
+//
+// The rule that keeps this safe, the mirror of a MASTER's delegated adverts: while the watcher
+// runs, the machine has not seen the adverts it read, and its master-down deadline is behind
+// them. So the loop arms no timer for it, the reader hands every advert to the loop rather
+// than to the machine (HandlePacket), and every turn first takes the watcher's adverts
+// (takeQuiet, which ends the watch) before anything else reaches the machine.
+
+// WatchConn is a QuietConn whose expected adverts a thread outside the loop can read (package
+// vrrp/transport's Member).
+type WatchConn interface {
+	// Watch starts the thread: it wakes at first, then after past the newest advert it read,
+	// and calls silent when a wake-up finds none. Quiet, Expect and Unexpect end it.
+	Watch(first time.Time, after time.Duration, silent func()) (received func() uint64, err error)
+	// Unwatch ends it, and returns how many adverts it read that Quiet will count too.
+	Unwatch() uint64
+}
+
+// WatchReporter counts a watcher's adverts while it runs and once it has stopped (package
+// metrics).
+type WatchReporter interface {
+	WatchStarted(received func() uint64)
+	WatchStopped(received uint64)
+}
+
+// watchSteady hands the reading of the expected adverts to a watcher, at the end of a turn,
+// when it can: the daemon allows it (Config.Steady, as for a MASTER's sender), the instance is
+// a BACKUP alone on its loop that expects its MASTER's adverts, and the next of them is still
+// to come before the deadline (quietWake). Otherwise the loop keeps reading them.
+func (in *Instance) watchSteady() {
+	if !in.cfg.Steady || in.vigil || in.expect == nil || in.quiet == nil || in.stopSeen ||
+		!in.loop.alone() {
+		return
+	}
+	wc, ok := in.quiet.(WatchConn)
+	if !ok {
+		return
+	}
+	now := in.now()
+	if !in.steadyRetryAt.IsZero() && now.Before(in.steadyRetryAt) {
+		return
+	}
+	first, deadline := in.quietWake(now), in.machine.NextDeadline()
+	if first.IsZero() || deadline.IsZero() {
+		return
+	}
+	// After the newest advert, the watcher wakes when the loop would have: its due time plus
+	// quietWakeLag, never past the deadline.
+	wake := in.machine.LastAdvertDue().Add(quietWakeLag)
+	if deadline.Before(wake) {
+		wake = deadline
+	}
+	after := wake.Sub(in.machine.LastAdvertHeard())
+	received, err := wc.Watch(first, after, in.schedule)
+	if err != nil {
+		in.steadyRetryAt = now.Add(steadyRetryAfter)
+		in.log.Debug(in.msg("The loop reads the MASTER's adverts: no watcher"), "err", err, "retry_in", steadyRetryAfter)
+		return
+	}
+	in.vigil = true
+	if r, ok := in.rep.(WatchReporter); ok {
+		r.WatchStarted(received)
+	}
+}
+
+// endVigil takes the reading of the expected adverts back from the watcher, if it has it: what
+// it read counts in the next Quiet, which the caller makes at once. It returns how many of
+// those the reporter has counted already (WatchStopped). Called with turn held.
+func (in *Instance) endVigil() (counted int) {
+	if !in.vigil {
+		return 0
+	}
+	in.vigil = false
+	n := in.quiet.(WatchConn).Unwatch()
+	if r, ok := in.rep.(WatchReporter); ok {
+		r.WatchStopped(n)
+		return int(n)
+	}
+	return 0
+}
