@@ -152,9 +152,10 @@ func (d *daemonHost) hasVIP() bool {
 	return ok
 }
 
-// steadySenders counts hapair's threads that block SIGTERM and SIGURG: the sender threads of
-// package steady, which block every signal. The Go runtime's threads block neither.
-func (d *daemonHost) steadySenders() int {
+// steadyThreads counts hapair's threads that block SIGTERM and SIGURG: the threads of package
+// steady (a MASTER's sender, a BACKUP's watcher), which block every signal. The Go runtime's
+// threads block neither.
+func (d *daemonHost) steadyThreads() int {
 	d.t.Helper()
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", d.proc.PID()))
 	if err != nil || len(tasks) == 0 {

@@ -159,12 +159,13 @@ func TestCrashWithoutOutage(t *testing.T) {
 	from2 := p.d2.lines() // the BACKUP's log from the crash on (the start is TestStartTogether's)
 	if steady.Supported() {
 		// The MASTER's adverts, and the state record it resumes from, come from its steady
-		// sender thread (instance.Config.Steady); the BACKUP has none.
-		if n := p.d1.steadySenders(); n != 1 {
-			t.Errorf("the MASTER's hapair has %d steady sender threads, want 1", n)
+		// sender thread (instance.Config.Steady); the BACKUP's MASTER's adverts are read by
+		// its watcher thread.
+		if n := p.d1.steadyThreads(); n != 1 {
+			t.Errorf("the MASTER's hapair has %d threads of package steady, want 1 (its sender)", n)
 		}
-		if n := p.d2.steadySenders(); n != 0 {
-			t.Errorf("the BACKUP's hapair has %d steady sender threads, want 0", n)
+		if n := p.d2.steadyThreads(); n != 1 {
+			t.Errorf("the BACKUP's hapair has %d threads of package steady, want 1 (its watcher)", n)
 		}
 	}
 	killed := p.d1.kill()
