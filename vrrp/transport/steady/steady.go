@@ -141,12 +141,10 @@ type ctl struct {
 
 // Sender is a running sender thread. Stop it.
 type Sender struct {
-	mu      sync.Mutex
-	c       *ctl   // in block; nil once stopped
-	block   []byte // the control block and everything the thread reads
-	stack   []byte
-	timerfd int
-	res     Result // once stopped
+	mu  sync.Mutex
+	c   *ctl // in block; nil once stopped
+	mem threadMem
+	res Result // once stopped
 }
 
 // Result is what a Sender did, as of Stop.
@@ -171,35 +169,30 @@ func Start(cfg Config) (*Sender, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	s := &Sender{timerfd: -1}
+	s := &Sender{mem: threadMem{timerfd: -1}}
 	ok := false
 	defer func() {
 		if !ok {
-			s.free()
+			s.mem.free()
 		}
 	}()
 	var err error
-	if s.block, err = newBlock(&cfg); err != nil {
+	if s.mem.block, err = newBlock(&cfg); err != nil {
 		return nil, fmt.Errorf("steady: mmap: %w", err)
 	}
-	if s.stack, err = unix.Mmap(-1, 0, stackSize, unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_STACK); err != nil {
-		return nil, fmt.Errorf("steady: mmap: %w", err)
-	}
-	// Blocking: the thread sleeps in read(2).
-	if s.timerfd, err = unix.TimerfdCreate(unix.CLOCK_BOOTTIME, unix.TFD_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("steady: timerfd_create: %w", err)
+	if err := s.mem.mapStack(unix.CLOCK_BOOTTIME); err != nil {
+		return nil, err
 	}
 	grid := unix.ItimerSpec{
 		Value:    unix.NsecToTimespec(int64(cfg.First)),
 		Interval: unix.NsecToTimespec(int64(cfg.Period)),
 	}
-	if err := unix.TimerfdSettime(s.timerfd, unix.TFD_TIMER_ABSTIME, &grid, nil); err != nil {
+	if err := unix.TimerfdSettime(s.mem.timerfd, unix.TFD_TIMER_ABSTIME, &grid, nil); err != nil {
 		return nil, fmt.Errorf("steady: timerfd_settime: %w", err)
 	}
-	c := (*ctl)(unsafe.Pointer(&s.block[0]))
-	c.timerfd = int64(s.timerfd)
-	if err := c.thr.start(s.stack, entrySender); err != nil {
+	c := (*ctl)(unsafe.Pointer(&s.mem.block[0]))
+	c.timerfd = int64(s.mem.timerfd)
+	if err := c.thr.start(s.mem.stack, entrySender); err != nil {
 		return nil, err
 	}
 	s.c = c
@@ -294,7 +287,7 @@ func (s *Sender) Stop() Result {
 	if c == nil {
 		return s.res
 	}
-	c.thr.stopAndJoin(s.timerfd)
+	c.thr.stopAndJoin(s.mem.timerfd)
 	// The thread has exited: its counters are final.
 	s.res = Result{
 		Sent:         c.sent,
@@ -305,22 +298,6 @@ func (s *Sender) Stop() Result {
 		Failed:       unix.Errno(c.failed),
 	}
 	s.c = nil
-	s.free()
+	s.mem.free()
 	return s.res
-}
-
-// free releases what Start made; the thread is not running.
-func (s *Sender) free() {
-	if s.timerfd >= 0 {
-		unix.Close(s.timerfd)
-		s.timerfd = -1
-	}
-	if s.stack != nil {
-		unix.Munmap(s.stack)
-		s.stack = nil
-	}
-	if s.block != nil {
-		unix.Munmap(s.block)
-		s.block = nil
-	}
 }

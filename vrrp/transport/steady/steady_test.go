@@ -330,7 +330,7 @@ func TestReadFailure(t *testing.T) {
 	l := newLink(t)
 	s := start(t, l.config(BootTime(), 5*time.Millisecond))
 	// The read under way goes on with the timerfd; the next one finds the pipe.
-	if err := unix.Dup3(p[1], s.timerfd, unix.O_CLOEXEC); err != nil {
+	if err := unix.Dup3(p[1], s.mem.timerfd, unix.O_CLOEXEC); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "exited", func() bool { return blockedThreads(t) == 0 })
@@ -382,7 +382,7 @@ func TestNoLeaks(t *testing.T) {
 		if i == 0 {
 			waitFor(t, "running", func() bool { return blockedThreads(t) == 1 })
 		}
-		block, stack := s.block, s.stack
+		block, stack := s.mem.block, s.mem.stack
 		stop(s)
 		for _, m := range [][]byte{block, stack} {
 			// madvise fails with ENOMEM on a range that is not mapped.

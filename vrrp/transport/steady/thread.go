@@ -65,3 +65,42 @@ func (t *thread) stopAndJoin(timerfd int) {
 		_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&t.ctid)), futexWait, uintptr(v), 0, 0, 0)
 	}
 }
+
+// threadMem is what a thread of this package runs on, none of it Go memory: its control block
+// (and what that points to), its stack and its timerfd. free releases it once the thread has
+// exited.
+type threadMem struct {
+	block   []byte // the control block and everything the thread reads
+	stack   []byte
+	timerfd int // -1: none
+}
+
+// mapStack maps the thread's stack and creates its blocking timerfd on clock (the thread
+// sleeps in read(2)).
+func (m *threadMem) mapStack(clock int) error {
+	var err error
+	if m.stack, err = unix.Mmap(-1, 0, stackSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_STACK); err != nil {
+		return fmt.Errorf("steady: mmap: %w", err)
+	}
+	if m.timerfd, err = unix.TimerfdCreate(clock, unix.TFD_CLOEXEC); err != nil {
+		return fmt.Errorf("steady: timerfd_create: %w", err)
+	}
+	return nil
+}
+
+// free releases what the thread ran on; it is not running.
+func (m *threadMem) free() {
+	if m.timerfd >= 0 {
+		unix.Close(m.timerfd)
+		m.timerfd = -1
+	}
+	if m.stack != nil {
+		unix.Munmap(m.stack)
+		m.stack = nil
+	}
+	if m.block != nil {
+		unix.Munmap(m.block)
+		m.block = nil
+	}
+}

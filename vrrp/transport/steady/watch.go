@@ -142,13 +142,11 @@ type wctl struct {
 
 // Watch is a running watcher. Stop it.
 type Watch struct {
-	mu      sync.Mutex
-	c       *wctl  // in block; nil once stopped
-	block   []byte // the control block and the batch it reads into
-	stack   []byte
-	timerfd int
-	events  *os.File // the eventfd the thread writes when it hands back
-	res     WatchResult
+	mu     sync.Mutex
+	c      *wctl // in mem.block, with the batch it reads into; nil once stopped
+	mem    threadMem
+	events *os.File // the eventfd the thread writes when it hands back
+	res    WatchResult
 }
 
 // WatchResult is what a watcher read, as of Stop.
@@ -175,7 +173,7 @@ func StartWatch(cfg WatchConfig) (*Watch, error) {
 	case cfg.Silent == nil:
 		return nil, errors.New("steady: no Silent")
 	}
-	w := &Watch{timerfd: -1}
+	w := &Watch{mem: threadMem{timerfd: -1}}
 	ok := false
 	defer func() {
 		if !ok {
@@ -184,19 +182,14 @@ func StartWatch(cfg WatchConfig) (*Watch, error) {
 	}()
 	var err error
 	size := align8(int(unsafe.Sizeof(wctl{}))) + watchBatch*(int(mmsgSize)+watchOob)
-	if w.block, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
+	if w.mem.block, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
 		return nil, fmt.Errorf("steady: mmap: %w", err)
 	}
-	if w.stack, err = unix.Mmap(-1, 0, stackSize, unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_STACK); err != nil {
-		return nil, fmt.Errorf("steady: mmap: %w", err)
-	}
-	// Blocking: the thread sleeps in read(2).
-	if w.timerfd, err = unix.TimerfdCreate(unix.CLOCK_REALTIME, unix.TFD_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("steady: timerfd_create: %w", err)
+	if err := w.mem.mapStack(unix.CLOCK_REALTIME); err != nil {
+		return nil, err
 	}
 	first := unix.ItimerSpec{Value: unix.NsecToTimespec(cfg.First.UnixNano())}
-	if err := unix.TimerfdSettime(w.timerfd, armFlags, &first, nil); err != nil {
+	if err := unix.TimerfdSettime(w.mem.timerfd, armFlags, &first, nil); err != nil {
 		return nil, fmt.Errorf("steady: timerfd_settime: %w", err)
 	}
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
@@ -209,8 +202,8 @@ func StartWatch(cfg WatchConfig) (*Watch, error) {
 		return nil, fmt.Errorf("steady: eventfd: %w", err)
 	}
 
-	c := (*wctl)(unsafe.Pointer(&w.block[0]))
-	batch := w.block[align8(int(unsafe.Sizeof(wctl{}))):]
+	c := (*wctl)(unsafe.Pointer(&w.mem.block[0]))
+	batch := w.mem.block[align8(int(unsafe.Sizeof(wctl{}))):]
 	msgs := unsafe.Slice((*mmsghdr)(unsafe.Pointer(&batch[0])), watchBatch)
 	oobs := batch[watchBatch*int(mmsgSize):]
 	for i := range msgs {
@@ -218,13 +211,13 @@ func StartWatch(cfg WatchConfig) (*Watch, error) {
 		msgs[i].hdr.Control = &oobs[i*watchOob]
 		msgs[i].hdr.SetControllen(watchOob)
 	}
-	c.timerfd = int64(w.timerfd)
+	c.timerfd = int64(w.mem.timerfd)
 	c.sock = int64(cfg.Socket)
 	c.mmsg = uintptr(unsafe.Pointer(&msgs[0]))
 	c.eventfd = int64(efd)
 	c.after = int64(cfg.After)
 	c.one = 1
-	if err := c.thr.start(w.stack, entryWatcher); err != nil {
+	if err := c.thr.start(w.mem.stack, entryWatcher); err != nil {
 		return nil, err
 	}
 	w.c = c
@@ -263,7 +256,7 @@ func (w *Watch) Stop() WatchResult {
 	if c == nil {
 		return w.res
 	}
-	c.thr.stopAndJoin(w.timerfd)
+	c.thr.stopAndJoin(w.mem.timerfd)
 	w.res = WatchResult{Received: c.received, Latest: c.latest, Why: HandBack(c.reason), Failed: unix.Errno(c.failed)}
 	w.c = nil
 	w.free()
@@ -276,16 +269,5 @@ func (w *Watch) free() {
 		w.events.Close() // the goroutine's Read returns
 		w.events = nil
 	}
-	if w.timerfd >= 0 {
-		unix.Close(w.timerfd)
-		w.timerfd = -1
-	}
-	if w.stack != nil {
-		unix.Munmap(w.stack)
-		w.stack = nil
-	}
-	if w.block != nil {
-		unix.Munmap(w.block)
-		w.block = nil
-	}
+	w.mem.free()
 }
