@@ -3,6 +3,7 @@
 package steady
 
 import (
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -176,4 +177,43 @@ func TestWatchConfigErrors(t *testing.T) {
 			t.Errorf("%s: started", name)
 		}
 	}
+}
+
+// TestWatchNoLeaks: starting and stopping many watchers, some of which have handed back,
+// leaves no thread, descriptor (timerfd, eventfd), mapping or goroutine.
+func TestWatchNoLeaks(t *testing.T) {
+	skipUnsupported(t)
+	l := stampedLink(t)
+	fds := countDir(t, "/proc/self/fd")
+	tasks := countDir(t, "/proc/self/task")
+	goroutines := runtime.NumGoroutine()
+	var silent atomic.Int32
+	for i := range 200 {
+		first := time.Now().Add(time.Hour)
+		if i%2 == 1 {
+			first = time.Now() // hands back at once: nothing queued
+		}
+		w, err := StartWatch(WatchConfig{Socket: l.rx, First: first, After: time.Second, Silent: func() { silent.Add(1) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			waitFor(t, "handed back", func() bool { return silent.Load() == 1 })
+		}
+		block, stack := w.mem.block, w.mem.stack
+		stopWatch(w)
+		for _, m := range [][]byte{block, stack} {
+			if err := unix.Madvise(m, unix.MADV_NORMAL); err != unix.ENOMEM {
+				t.Fatalf("cycle %d: madvise of a freed mapping: %v, want ENOMEM", i, err)
+			}
+		}
+	}
+	waitFor(t, "gone", func() bool { return blockedThreads(t) == 0 })
+	if n := countDir(t, "/proc/self/fd"); n != fds {
+		t.Errorf("%d descriptors after 200 cycles, %d before", n, fds)
+	}
+	if n := countDir(t, "/proc/self/task"); n > tasks+4 {
+		t.Errorf("%d threads after 200 cycles, %d before", n, tasks)
+	}
+	waitFor(t, "the eventfd goroutines gone", func() bool { return runtime.NumGoroutine() <= goroutines })
 }
