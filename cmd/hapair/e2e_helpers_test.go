@@ -157,9 +157,31 @@ func (d *daemonHost) hasVIP() bool {
 // threads block neither.
 func (d *daemonHost) steadyThreads() int {
 	d.t.Helper()
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", d.proc.PID()))
+	return steadyThreadsOf(d.t, d.host.Name, d.proc.PID())
+}
+
+// waitSteadyThreads waits up to timeout for the hapair with pid pid, on host, to have want
+// threads of package steady, and returns how many it has. A BACKUP starts its watcher at the
+// end of a turn after it began to expect its MASTER's adverts: its first wake-up for them, up
+// to three intervals after the first advert.
+func waitSteadyThreads(t testing.TB, host string, pid, want int, timeout time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		n := steadyThreadsOf(t, host, pid)
+		if n == want || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// steadyThreadsOf is steadyThreads for the hapair with pid pid, on host.
+func steadyThreadsOf(t testing.TB, host string, pid int) int {
+	t.Helper()
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 	if err != nil || len(tasks) == 0 {
-		d.t.Fatalf("%s: threads of hapair: %v", d.host.Name, err)
+		t.Fatalf("%s: threads of hapair: %v", host, err)
 	}
 	const want = 1<<(syscall.SIGTERM-1) | 1<<(syscall.SIGURG-1)
 	n := 0

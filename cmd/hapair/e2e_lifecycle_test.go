@@ -164,7 +164,7 @@ func TestCrashWithoutOutage(t *testing.T) {
 		if n := p.d1.steadyThreads(); n != 1 {
 			t.Errorf("the MASTER's hapair has %d threads of package steady, want 1 (its sender)", n)
 		}
-		if n := p.d2.steadyThreads(); n != 1 {
+		if n := waitSteadyThreads(t, p.d2.host.Name, p.d2.proc.PID(), 1, 5*time.Second); n != 1 {
 			t.Errorf("the BACKUP's hapair has %d threads of package steady, want 1 (its watcher)", n)
 		}
 	}

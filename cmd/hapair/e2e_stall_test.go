@@ -6,25 +6,33 @@ import (
 	"time"
 
 	"github.com/hapair/hapair/cmd/internal/lab/labtest"
+	"github.com/hapair/hapair/vrrp/transport/steady"
 )
 
 // TestStalledBackupKeepsBackup: a BACKUP whose whole process is stopped for over twice its
 // master-down interval, while its MASTER keeps advertising, stays BACKUP when it runs again:
 // the adverts that queued meanwhile say the MASTER is alive, as they do for keepalived, which
-// runs beside it on a link of its own as the control. 40 instances, so that some have their
-// adverts delivered by the reader (32 at most are kept apart and read by the loop itself).
-//
-// Before the BACKUP read its socket ahead of a due master-down deadline, the Go scheduler
-// ran the loop, woken by its timer, before the reader woken by the same poll, and
-// instances went MASTER and back at every stop.
+// runs beside it on a link of its own as the control.
+//   - 40 instances, so that some have their adverts delivered by the reader (32 at most are
+//     kept apart and read by the loop itself). Before the BACKUP read its socket ahead of a due
+//     master-down deadline, the Go scheduler ran the loop, woken by its timer, before the
+//     reader woken by the same poll, and instances went MASTER and back at every stop.
+//   - One instance, whose MASTER's adverts a watcher thread reads (instance.Config.Steady): the
+//     thread is stopped with the rest and, when it runs again, finds the adverts queued
+//     meanwhile, with their arrival times.
 func TestStalledBackupKeepsBackup(t *testing.T) {
 	labtest.RequireCommands(t, "keepalived")
 	t.Parallel()
+	t.Run("40 instances", func(t *testing.T) { t.Parallel(); testStalledBackup(t, 40) })
+	t.Run("one instance, its watcher thread", func(t *testing.T) { t.Parallel(); testStalledBackup(t, 1) })
+}
+
+func testStalledBackup(t *testing.T, n int) {
 	p := benchNewPair(t)
 	scaleLinks(t, p)
 	// At 100 ms the MASTERs may be late by up to 361 ms (the master-down interval) before a
 	// BACKUP may take over: the test's machine, busy with other tests, does not stall them so long.
-	const n, iv = 40, 100 * time.Millisecond
+	const iv = 100 * time.Millisecond
 	hm := startScaleHapair(t, p.lb1, n, iv, 110)
 	km := startScaleKeepalived(t, p.lb1, n, iv, 110)
 	for _, s := range []scaleProc{hm, km} {
@@ -45,6 +53,11 @@ func TestStalledBackupKeepsBackup(t *testing.T) {
 		}
 	}()
 	time.Sleep(time.Second) // every BACKUP has heard a few adverts: the steady state
+	if n == 1 && steady.Supported() {
+		if w := waitSteadyThreads(t, "lb2", hb.proc.PID(), 1, 5*time.Second); w != 1 {
+			t.Fatalf("the BACKUP's hapair has %d threads of package steady, want 1 (its watcher)", w)
+		}
+	}
 
 	from := [2]int{hb.proc.LineCount(), kb.proc.LineCount()}
 	const stops, stall = 5, 800 * time.Millisecond
