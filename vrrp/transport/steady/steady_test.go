@@ -110,11 +110,14 @@ func start(t *testing.T, cfg Config) *Sender {
 	return s
 }
 
-// stop is s.Stop, which must not hang: a test whose Stop does ends the run at once, since
-// nothing (not even its cleanup) could stop the thread afterwards.
-func stop(s *Sender) Result {
-	done := make(chan Result, 1)
-	go func() { done <- s.Stop() }()
+// stop is s.Stop, which must not hang (see noHang).
+func stop(s *Sender) Result { return noHang(s.Stop) }
+
+// noHang returns what stop (a Stop) returns, and must not hang: a test whose Stop does ends the
+// run at once, since nothing (not even its cleanup) could stop the thread afterwards.
+func noHang[R any](stop func() R) R {
+	done := make(chan R, 1)
+	go func() { done <- stop() }()
 	select {
 	case res := <-done:
 		return res

@@ -48,17 +48,8 @@ func startWatch(t *testing.T, cfg WatchConfig) *Watch {
 	return w
 }
 
-// stopWatch is w.Stop, which must not hang (see stop).
-func stopWatch(w *Watch) WatchResult {
-	done := make(chan WatchResult, 1)
-	go func() { done <- w.Stop() }()
-	select {
-	case res := <-done:
-		return res
-	case <-time.After(5 * time.Second):
-		panic("Stop still waiting after 5 s")
-	}
-}
+// stopWatch is w.Stop, which must not hang (see noHang).
+func stopWatch(w *Watch) WatchResult { return noHang(w.Stop) }
 
 // TestWatchHandsBackWhenSilent: while datagrams come every period, the watcher reads them all
 // and keeps quiet; a period after they stop (After past the last) it hands back, with the
