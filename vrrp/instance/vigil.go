@@ -24,8 +24,9 @@ type WatchConn interface {
 	// Watch starts the thread: it wakes at first, then after past the newest advert it read,
 	// and calls silent when a wake-up finds none. Quiet, Expect and Unexpect end it.
 	Watch(first time.Time, after time.Duration, silent func()) (received func() uint64, err error)
-	// Unwatch ends it, and returns how many adverts it read that Quiet will count too.
-	Unwatch() uint64
+	// Unwatch ends it, and returns how many adverts it read that Quiet will count too, and
+	// why it could not do its work, if it could not (another would fail alike).
+	Unwatch() (received uint64, err error)
 }
 
 // WatchReporter counts a watcher's adverts while it runs and once it has stopped (package
@@ -83,7 +84,13 @@ func (in *Instance) endVigil() (counted int) {
 		return 0
 	}
 	in.vigil = false
-	n := in.quiet.(WatchConn).Unwatch()
+	n, err := in.quiet.(WatchConn).Unwatch()
+	if err != nil {
+		// Not again at every turn: a watcher that fails at once would be started and fail
+		// again at each, a thread made and ended per turn.
+		in.steadyRetryAt = in.now().Add(steadyRetryAfter)
+		in.log.Warn(in.msg("The MASTER's adverts watcher stopped on an error: the loop reads them"), "err", err, "retry_in", steadyRetryAfter)
+	}
 	if r, ok := in.rep.(WatchReporter); ok {
 		r.WatchStopped(n)
 		return int(n)

@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"errors"
 	"net/netip"
 	"sync"
 	"testing"
@@ -12,7 +13,7 @@ import (
 
 // watchConn is a quietConn whose kept adverts a fake watcher reads, as package steady's Watch
 // does: it wakes at first, then after past the newest advert kept, and calls silent when a
-// wake-up finds none new. Like the transport, it requires the watch to be ended (Unwatch)
+// wake-up finds none new (at once when fails is set). Like the transport, it requires the watch to be ended (Unwatch)
 // before Quiet, Expect or Unexpect; it counts the calls that did not.
 type watchConn struct {
 	*quietConn
@@ -23,7 +24,8 @@ type watchConn struct {
 	starts     int
 	silents    int
 	after      time.Duration
-	unended    int // Quiet, Expect or Unexpect while watching
+	unended    int   // Quiet, Expect or Unexpect while watching
+	fails      error // what every Unwatch reports: the watcher could not do its work
 	firstDelay time.Duration
 }
 
@@ -42,7 +44,7 @@ func (w *watchConn) Watch(first time.Time, after time.Duration, silent func()) (
 			return
 		}
 		kept := w.keptAt()
-		if len(kept) > w.seen {
+		if len(kept) > w.seen && w.fails == nil { // a failing watcher hands back at its first wake-up
 			w.paid += uint64(len(kept) - w.seen)
 			w.seen = len(kept)
 			w.timer = time.AfterFunc(time.Until(kept[len(kept)-1].Add(after)), wake)
@@ -60,7 +62,7 @@ func (w *watchConn) Watch(first time.Time, after time.Duration, silent func()) (
 
 func (w *watchConn) received() uint64 { w.wmu.Lock(); defer w.wmu.Unlock(); return w.paid }
 
-func (w *watchConn) Unwatch() uint64 {
+func (w *watchConn) Unwatch() (uint64, error) {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	if w.timer != nil {
@@ -69,7 +71,7 @@ func (w *watchConn) Unwatch() uint64 {
 	}
 	n := w.paid
 	w.paid = 0
-	return n
+	return n, w.fails
 }
 
 func (w *watchConn) watching() bool { w.wmu.Lock(); defer w.wmu.Unlock(); return w.timer != nil }
@@ -309,6 +311,26 @@ func TestWatchedBackupFollowsAChangedAdvert(t *testing.T) {
 		}
 		if w.starts < 2 || !w.watching() {
 			t.Errorf("%d watches started, watching %v: want the new advert watched", w.starts, w.watching())
+		}
+	})
+}
+
+// TestFailingWatcherIsNotStartedAgainAtOnce: a watcher that stops because it cannot do its
+// work (Unwatch's error) would stop alike if started again; the BACKUP reads its adverts
+// itself for steadyRetryAfter rather than start one at every turn.
+func TestFailingWatcherIsNotStartedAgainAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, low, w, rep, _ := watchPair(t)
+		w.wmu.Lock()
+		w.fails = errors.New("watcher: read: EBADF")
+		w.wmu.Unlock()
+		before := w.starts
+		settle(10 * time.Second)
+		if n := w.starts - before; n > 1 {
+			t.Errorf("the watcher was started %d times in 10 s after it failed, want at most once", n)
+		}
+		if st := low.inst.Status().State; st != vrrp.Backup || len(rep.transitions()) > 1 {
+			t.Errorf("BACKUP went %v (%v) while reading its adverts itself", st, rep.transitions())
 		}
 	})
 }

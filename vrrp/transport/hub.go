@@ -139,8 +139,9 @@ type Member struct {
 	handler Handler
 	closed  atomic.Bool
 
-	expect  *expectation // the advert taken off the reader's path (Expect); guarded by sock.qmu
-	watched uint64       // adverts read by its watchers since the last Unwatch; guarded by sock.qmu
+	expect   *expectation // the advert taken off the reader's path (Expect); guarded by sock.qmu
+	watched  uint64       // adverts read by its watchers since the last Unwatch; guarded by sock.qmu
+	watchErr error        // why a watcher could not do its work, since the last Unwatch; sock.qmu
 }
 
 // SetSource makes the member send from src from now on: its interface was renumbered. Call it

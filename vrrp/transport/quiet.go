@@ -3,6 +3,7 @@ package transport
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"time"
@@ -467,15 +468,17 @@ func (m *Member) Watch(first time.Time, after time.Duration, silent func()) (rec
 
 // Unwatch stops the member's watcher, if it runs, and returns how many adverts its watchers
 // read since the last call. Its Quiet counts them too: whoever counts adverts as they are
-// read (the watcher's received) counts these no more.
-func (m *Member) Unwatch() uint64 {
+// read (the watcher's received) counts these no more. err says that a watcher stopped because
+// it could not do its work (a system call failed, an advert came without its arrival time):
+// one started again would stop alike.
+func (m *Member) Unwatch() (received uint64, err error) {
 	s := m.sock
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
 	s.endVigil(false)
-	n := m.watched
-	m.watched = 0
-	return n
+	received, err = m.watched, m.watchErr
+	m.watched, m.watchErr = 0, nil
+	return received, err
 }
 
 // endVigil stops the watcher, if one runs, and credits what it read to its member's
@@ -493,6 +496,12 @@ func (s *socket) endVigil(notify bool) {
 		v.silent()
 	}
 	v.m.watched += res.Received
+	switch res.Why {
+	case steady.Failed:
+		v.m.watchErr = fmt.Errorf("watcher: %w", res.Failed)
+	case steady.NoStamp:
+		v.m.watchErr = errors.New("watcher: an advert came without its arrival time")
+	}
 	e := v.m.expect
 	if e == nil || res.Received == 0 {
 		return

@@ -67,7 +67,7 @@ func TestWatchReadsTheExpectedAdverts(t *testing.T) {
 	if got := received(); got < n-5 {
 		t.Errorf("the watcher counted %d adverts while running, want about %d", got, n)
 	}
-	watched := b51.Unwatch()
+	watched := unwatch(t, b51)
 	at, quiet := b51.Quiet()
 	if quiet != n || watched > n || watched < n-5 {
 		t.Errorf("Unwatch = %d and Quiet = %d, want about %d and %d", watched, quiet, n, n)
@@ -75,7 +75,7 @@ func TestWatchReadsTheExpectedAdverts(t *testing.T) {
 	if d := at.Sub(last); d < 0 || d > 50*time.Millisecond {
 		t.Errorf("the latest arrival is %v after the last send, want just after it", d)
 	}
-	if again := b51.Unwatch(); again != 0 {
+	if again := unwatch(t, b51); again != 0 {
 		t.Errorf("Unwatch again = %d", again)
 	}
 
@@ -86,7 +86,7 @@ func TestWatchReadsTheExpectedAdverts(t *testing.T) {
 		time.Sleep(period)
 	}
 	waitUntil(t, "silent called", func() bool { return silent.Load() == 1 })
-	watched = b51.Unwatch()
+	watched = unwatch(t, b51)
 	at, quiet = b51.Quiet()
 	if quiet != 5 || watched != 5 {
 		t.Errorf("after the silence: Unwatch = %d and Quiet = %d, want 5 and 5", watched, quiet)
@@ -108,9 +108,19 @@ func TestWatchReadsTheExpectedAdverts(t *testing.T) {
 	if _, err := b51.Watch(time.Now(), period, func() {}); !errors.Is(err, errNotAlone) {
 		t.Errorf("Watch beside another expecting member: %v, want %v", err, errNotAlone)
 	}
-	if _, quiet := b51.Quiet(); quiet != 1 || b51.Unwatch() != 1 {
+	if _, quiet := b51.Quiet(); quiet != 1 || unwatch(t, b51) != 1 {
 		t.Errorf("the advert read before the other's Expect: Quiet = %d, want 1", quiet)
 	}
+}
+
+// unwatch is m.Unwatch, which must not report an error here.
+func unwatch(t *testing.T, m *testConn) uint64 {
+	t.Helper()
+	n, err := m.Unwatch()
+	if err != nil {
+		t.Errorf("Unwatch: %v", err)
+	}
+	return n
 }
 
 func steadyAdvert61() []byte {
