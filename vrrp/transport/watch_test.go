@@ -96,9 +96,9 @@ func TestWatchReadsTheExpectedAdverts(t *testing.T) {
 	}
 
 	// Another member expecting adverts: its Expect stops the watcher, and no other starts.
-	watch()
+	received = watch()
 	send()
-	time.Sleep(3 * period)
+	waitUntil(t, "the advert read by the watcher", func() bool { return received() == 1 })
 	if err := b61.Expect(p.A4.Addr(), steadyAdvert61()); err != nil {
 		t.Fatal(err)
 	}
