@@ -39,6 +39,7 @@ package steady
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,13 @@ type Config struct {
 	Record     int
 	RecordLine []byte // copied
 	StampAt    int
+	// Ended, if not nil, is called (on a goroutine of its own) should the sender stop on its
+	// own, before Stop: its process was killed, or a read of its timer failed. Nothing is sent
+	// from then on; the caller takes the datagrams back (Stop).
+	Ended func()
+	// Thread sends from a thread of this process, as the watcher reads; otherwise from a process
+	// of its own that the thread makes (process.go), which costs less a wake-up.
+	Thread bool
 }
 
 // BootTime is CLOCK_BOOTTIME now: the clock of Config.First and of the due times.
@@ -121,6 +129,8 @@ type ctl struct {
 	// Set before the thread starts; it only reads them.
 	timerfd  int64
 	sock     int64
+	eventfd  int64   // written when the sender stops on its own (Config.Ended)
+	one      uint64  // what is written
 	msg      uintptr // *unix.Msghdr, in the block
 	recfd    int64   // Record
 	line     uintptr // the record line, in the block
@@ -137,14 +147,25 @@ type ctl struct {
 	last        int64  // due time of the last datagram sent (ns)
 	recErrs     uint64 // failed pwrite calls
 	failed      uint64 // errno of a failed read: the thread exited
+
+	// The sender process (process.go). Set before the thread starts:
+	ppid   int64   // this process's pid, which the sender process's parent must be
+	unmap  uintptr // [maxUnmap]span, in the block: what the process unmaps
+	nunmap int64
+	// Written by the thread and the process:
+	child  int64  // the process's pid (the thread)
+	status uint64 // its wait status (wait4's int)
+	killed uint64 // nonzero: it ended neither by Stop nor on an error of its own (the thread)
+	ready  uint32 // 0 until it runs its loop (readyRunning) or could not (readyFailed); futex
 }
 
 // Sender is a running sender thread. Stop it.
 type Sender struct {
-	mu  sync.Mutex
-	c   *ctl // in block; nil once stopped
-	mem threadMem
-	res Result // once stopped
+	mu     sync.Mutex
+	c      *ctl // in block; nil once stopped
+	mem    threadMem
+	events *os.File // the eventfd of Config.Ended
+	res    Result   // once stopped
 }
 
 // Result is what a Sender did, as of Stop.
@@ -156,6 +177,8 @@ type Result struct {
 	// Failed is the errno of a read of the timerfd that failed (it should not): the thread
 	// exited then, and sent nothing more. 0 if none.
 	Failed unix.Errno
+	// Killed: the sender process was killed (by another than Stop); nothing was sent after.
+	Killed bool
 }
 
 // Start creates the timerfd (CLOCK_BOOTTIME, absolute: it keeps the grid First + k*Period
@@ -173,7 +196,7 @@ func Start(cfg Config) (*Sender, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			s.mem.free()
+			s.free()
 		}
 	}()
 	var err error
@@ -192,24 +215,84 @@ func Start(cfg Config) (*Sender, error) {
 	}
 	c := (*ctl)(unsafe.Pointer(&s.mem.block[0]))
 	c.timerfd = int64(s.mem.timerfd)
-	if err := c.thr.start(s.mem.stack, entrySender); err != nil {
+	c.one = 1
+	ended, err := s.listen(cfg.Ended)
+	if err != nil {
 		return nil, err
+	}
+	c.eventfd = ended
+	entry := entrySender
+	if !cfg.Thread {
+		entry = entryProcess
+		if err := prepareProcess(c, &s.mem); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.thr.start(s.mem.stack, entry); err != nil {
+		return nil, err
+	}
+	if entry == entryProcess {
+		if err := awaitProcess(c); err != nil {
+			// The thread has ended, or is about to: join it before the memory goes.
+			c.thr.stopAndJoin(s.mem.timerfd)
+			return nil, err
+		}
 	}
 	s.c = c
 	ok = true
 	return s, nil
 }
 
+// listen makes the eventfd the thread writes when the sender stops on its own, and the
+// goroutine that calls ended then; -1 (none) if ended is nil.
+func (s *Sender) listen(ended func()) (int64, error) {
+	if ended == nil {
+		return -1, nil
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return -1, fmt.Errorf("steady: eventfd: %w", err)
+	}
+	s.events = os.NewFile(uintptr(efd), "sender") // non-blocking: in the netpoller
+	rc, err := s.events.SyscallConn()
+	if err != nil {
+		return -1, fmt.Errorf("steady: eventfd: %w", err)
+	}
+	go func() {
+		// Returns with an error once Stop has closed the eventfd.
+		var got [8]byte
+		err := rc.Read(func(fd uintptr) bool {
+			_, err := unix.Read(int(fd), got[:])
+			return err != unix.EAGAIN
+		})
+		if err == nil {
+			ended()
+		}
+	}()
+	return int64(efd), nil
+}
+
+// free releases what Start made; the thread is not running.
+func (s *Sender) free() {
+	if s.events != nil {
+		s.events.Close() // the goroutine's Read returns
+		s.events = nil
+	}
+	s.mem.free()
+}
+
 // newBlock maps the thread's control block and copies after it the msghdr, its iovec and what
 // they point to, and the record line. Each part starts 8-byte aligned (a cmsghdr must).
 func newBlock(cfg *Config) ([]byte, error) {
 	sizes := []int{int(unsafe.Sizeof(ctl{})), unix.SizeofMsghdr, unix.SizeofIovec,
-		len(cfg.Name), len(cfg.Control), len(cfg.Payload), len(cfg.RecordLine)}
+		len(cfg.Name), len(cfg.Control), len(cfg.Payload), len(cfg.RecordLine),
+		maxUnmap * int(unsafe.Sizeof(span{}))}
 	n := 0
 	for _, size := range sizes {
 		n += align8(size)
 	}
-	block, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	// Shared: the sender process writes its counters into the same pages as Go reads.
+	block, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return nil, err
 	}
@@ -226,6 +309,8 @@ func newBlock(cfg *Config) ([]byte, error) {
 	control := take(len(cfg.Control))
 	payload := take(len(cfg.Payload))
 	line := take(len(cfg.RecordLine))
+	unmap := take(maxUnmap * int(unsafe.Sizeof(span{})))
+	c.unmap = uintptr(unsafe.Pointer(&unmap[0]))
 
 	if copy(name, cfg.Name) > 0 {
 		msg.Name = &name[0]
@@ -296,8 +381,9 @@ func (s *Sender) Stop() Result {
 		Last:         time.Duration(c.last),
 		RecordErrors: c.recErrs,
 		Failed:       unix.Errno(c.failed),
+		Killed:       c.killed != 0,
 	}
 	s.c = nil
-	s.mem.free()
+	s.free()
 	return s.res
 }

@@ -14,6 +14,11 @@
 #define SYS_sendmsg		46
 #define SYS_clone		56
 #define SYS_write		1
+#define SYS_munmap		11
+#define SYS_wait4		61
+#define SYS_getppid		110
+#define SYS_prctl		157
+#define SYS_futex		202
 #define SYS_timerfd_settime	286
 #define SYS_recvmmsg		299
 #define SYS_exit		60
@@ -77,6 +82,8 @@ TEXT ·startThread(SB),NOSPLIT,$0-32
 thread:
 	CMPQ	BX, $const_entryWatcher
 	JEQ	watcher
+	CMPQ	BX, $const_entryProcess
+	JEQ	process
 
 	// The sender: it keeps the timer expirations counted so far (k) in R14 and
 	// the due time of the current datagram in R13; SYSCALL keeps both (it clobbers AX, CX, R11).
@@ -155,12 +162,123 @@ readerr:
 	// Any other error would come back at every read: keep it for Stop and exit, not spin.
 	NEGQ	AX
 	MOVQ	AX, ctl_failed(R12)
+	// write(c.eventfd, &c.one, 8): Go hears that nothing is sent any more (Config.Ended).
+	MOVQ	$SYS_write, AX
+	MOVQ	ctl_eventfd(R12), DI
+	LEAQ	ctl_one(R12), SI
+	MOVQ	$8, DX
+	SYSCALL
 
 exit:
-	// exit(0): this thread only. The kernel then clears c.ctid and wakes Stop.
+	// exit(0): this thread only (the sender process: the process). The kernel then clears
+	// c.ctid and wakes Stop (the process's parent thread: wait4 returns).
 	MOVQ	$SYS_exit, AX
 	XORQ	DI, DI
 	SYSCALL
+	JMP	exit
+
+	// The sender process (process.go): this thread makes it, then waits for it to end. R12 is
+	// the ctl, which is shared memory: the process's stores are seen here and by Go.
+process:
+	// clone(procCloneFlags, 0, NULL, NULL, 0): a process of its own, which goes on from here on
+	// its own copy of this thread's stack (stack 0: the same stack pointer).
+	MOVQ	$SYS_clone, AX
+	MOVQ	$const_procCloneFlags, DI
+	XORQ	SI, SI
+	XORQ	DX, DX
+	XORQ	R10, R10
+	XORQ	R8, R8
+	SYSCALL
+	TESTQ	AX, AX
+	JEQ	child
+	JLT	pcloneerr
+	MOVQ	AX, ctl_child(R12)
+preap:
+	// wait4(child, &c.status, __WALL, NULL): it has no exit signal, so only __WALL waits for it.
+	MOVQ	$SYS_wait4, AX
+	MOVQ	ctl_child(R12), DI
+	LEAQ	ctl_status(R12), SI
+	MOVQ	$const_waitAll, DX
+	XORQ	R10, R10
+	SYSCALL
+	CMPQ	AX, $-EINTR
+	JEQ	preap
+	// It has ended. Not by Stop, nor on an error it kept in c.failed: it was killed.
+	CMPL	thread_stop(R12), $0
+	JNE	pended
+	CMPQ	ctl_failed(R12), $0
+	JNE	pended
+	MOVQ	$1, ctl_killed(R12)
+	// write(c.eventfd, &c.one, 8): Go hears that nothing is sent any more (Config.Ended).
+	MOVQ	$SYS_write, AX
+	MOVQ	ctl_eventfd(R12), DI
+	LEAQ	ctl_one(R12), SI
+	MOVQ	$8, DX
+	SYSCALL
+pended:
+	// Before it was ready: Start is waiting.
+	CMPL	ctl_ready(R12), $0
+	JNE	exit
+	MOVL	$const_readyFailed, ctl_ready(R12)
+	JMP	pwake
+
+pcloneerr:
+	NEGQ	AX
+	MOVQ	AX, ctl_failed(R12)
+	MOVL	$const_readyFailed, ctl_ready(R12)
+pwake:
+	// futex(&c.ready, FUTEX_WAKE, 1): shared, as Start's wait is.
+	MOVQ	$SYS_futex, AX
+	LEAQ	ctl_ready(R12), DI
+	MOVQ	$const_futexWake, SI
+	MOVQ	$1, DX
+	SYSCALL
+	JMP	exit
+
+	// The sender process. Its signals are blocked as its parent thread's were.
+child:
+	// prctl(PR_SET_PDEATHSIG, SIGKILL): it dies with its parent thread, which dies with hapair.
+	MOVQ	$SYS_prctl, AX
+	MOVQ	$const_prSetPdeathsig, DI
+	MOVQ	$const_sigKill, SI
+	SYSCALL
+	CMPQ	AX, $0
+	JLT	cfail
+	// Had hapair died before the prctl, the process would now be another's child: end.
+	MOVQ	$SYS_getppid, AX
+	SYSCALL
+	CMPQ	AX, ctl_ppid(R12)
+	JNE	exit
+	// munmap every span of c.unmap: all of its copy of hapair's memory but this code, the
+	// block, the stack and the command line.
+	MOVQ	ctl_unmap(R12), R13
+	MOVQ	ctl_nunmap(R12), R14
+cunmap:
+	TESTQ	R14, R14
+	JEQ	cready
+	MOVQ	$SYS_munmap, AX
+	MOVQ	0(R13), DI
+	MOVQ	8(R13), SI
+	SYSCALL
+	CMPQ	AX, $0
+	JLT	cfail
+	ADDQ	$16, R13
+	DECQ	R14
+	JMP	cunmap
+cready:
+	MOVL	$const_readyRunning, ctl_ready(R12)
+	MOVQ	$SYS_futex, AX
+	LEAQ	ctl_ready(R12), DI
+	MOVQ	$const_futexWake, SI
+	MOVQ	$1, DX
+	SYSCALL
+	// The sender's loop, as the thread runs it.
+	XORQ	R14, R14
+	JMP	wait
+cfail:
+	// The parent thread sees it end before it was ready, and tells Start.
+	NEGQ	AX
+	MOVQ	AX, ctl_failed(R12)
 	JMP	exit
 
 	// The watcher (watch.go): R12 is the wctl. In each wake-up it keeps how many datagrams it
@@ -293,3 +411,16 @@ wexit:
 	XORQ	DI, DI
 	SYSCALL
 	JMP	wexit
+
+// func codeEnd() is empty: its address ends the code of startThread, which the sender process
+// keeps mapped (the linker lays out a package's assembly functions in the file's order).
+TEXT ·codeEnd(SB),NOSPLIT,$0-0
+	RET
+
+// func codeSpan() (start, end uintptr): where startThread's code begins, and codeEnd.
+TEXT ·codeSpan(SB),NOSPLIT,$0-16
+	LEAQ	·startThread(SB), AX
+	MOVQ	AX, start+0(FP)
+	LEAQ	·codeEnd(SB), AX
+	MOVQ	AX, end+8(FP)
+	RET

@@ -327,20 +327,37 @@ func TestNoBurstAfterStall(t *testing.T) {
 }
 
 // TestReadFailure: a failed read of the timerfd (here: its descriptor replaced by a pipe's
-// write end) ends the thread, which Stop reports.
+// write end) ends the thread (or the sender process), which Config.Ended hears at once and
+// Stop reports.
 func TestReadFailure(t *testing.T) {
 	skipUnsupported(t)
-	p := pipe(t)
-	l := newLink(t)
-	s := start(t, l.config(BootTime(), 5*time.Millisecond))
-	// The read under way goes on with the timerfd; the next one finds the pipe.
-	if err := unix.Dup3(p[1], s.mem.timerfd, unix.O_CLOEXEC); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "exited", func() bool { return blockedThreads(t) == 0 })
-	res := stop(s)
-	if res.Failed != unix.EBADF {
-		t.Errorf("Result %+v, want Failed EBADF", res)
+	for _, thread := range []bool{false, true} {
+		t.Run(map[bool]string{false: "process", true: "thread"}[thread], func(t *testing.T) {
+			p := pipe(t)
+			l := newLink(t)
+			cfg := l.config(BootTime(), 5*time.Millisecond)
+			cfg.Thread = thread
+			ended := make(chan struct{})
+			cfg.Ended = func() { close(ended) }
+			s := start(t, cfg)
+			// The read under way goes on with the timerfd; the next one finds the pipe.
+			if err := unix.Dup3(p[1], s.mem.timerfd, unix.O_CLOEXEC); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-ended:
+			case <-time.After(time.Second):
+				t.Fatal("Config.Ended not called within a second")
+			}
+			waitFor(t, "exited", func() bool { return blockedThreads(t) == 0 })
+			if !s.Ended() {
+				t.Error("Ended() false")
+			}
+			res := stop(s)
+			if res.Failed != unix.EBADF || res.Killed {
+				t.Errorf("Result %+v, want Failed EBADF", res)
+			}
+		})
 	}
 }
 

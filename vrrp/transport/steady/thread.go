@@ -23,6 +23,7 @@ type thread struct {
 const (
 	entrySender  = 0 // Sender: a datagram at every due time
 	entryWatcher = 1 // Watch: the adverts queued, until they stop
+	entryProcess = 2 // Sender, from a process the thread makes (process.go)
 )
 
 // stackSize is the thread's stack. Its loop pushes nothing and calls nothing, and every signal

@@ -1,0 +1,242 @@
+//go:build linux
+
+package steady
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestProcessHasAlmostNothingMapped: the sender process keeps of this process's memory only the
+// code it runs, its block, its stack and the command line; it shows as this process's command;
+// and once Stop has returned it is gone, reaped.
+func TestProcessHasAlmostNothingMapped(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	s := start(t, l.config(BootTime(), 5*time.Millisecond))
+	pid := s.Child()
+	if pid <= 0 {
+		t.Fatalf("Child() = %d: no sender process", pid)
+	}
+	waitFor(t, "sending", func() bool { return s.Sent() >= 3 })
+
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The code, the block, the stack, the command line; a split may make one two.
+	if n := bytes.Count(maps, []byte("\n")); n == 0 || n > 6 {
+		t.Errorf("the sender process has %d mappings, want at most 6:\n%s", n, maps)
+	}
+	if rss := procStatusKiB(t, pid, "VmRSS:"); rss > 256 {
+		t.Errorf("the sender process has %d KiB resident, want at most 256", rss)
+	}
+	ours, _ := os.ReadFile("/proc/self/cmdline")
+	if theirs, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); !bytes.Equal(theirs, ours) {
+		t.Errorf("its command line %q, ours %q", theirs, ours)
+	}
+	if ppid := procStatusKiB(t, pid, "PPid:"); ppid != os.Getpid() {
+		t.Errorf("its parent %d, want this process (%d)", ppid, os.Getpid())
+	}
+
+	res := stop(s)
+	if res.Killed || res.Failed != 0 || res.Sent < 3 {
+		t.Errorf("Result %+v", res)
+	}
+	// Reaped by its thread before Stop returned: not even a zombie is left.
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the sender process %d is still there after Stop: %v", pid, err)
+	}
+	if s.Child() != 0 {
+		t.Errorf("Child() %d after Stop", s.Child())
+	}
+}
+
+// TestProcessKilled: a sender process killed on its own is reaped and said killed (Config.Ended
+// at once); nothing is sent after, and Stop still returns.
+func TestProcessKilled(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	const period = 5 * time.Millisecond
+	cfg := l.config(BootTime(), period)
+	ended := make(chan struct{})
+	cfg.Ended = func() { close(ended) }
+	s := start(t, cfg)
+	waitFor(t, "sending", func() bool { return s.Sent() >= 2 })
+	// SIGTERM and SIGHUP are blocked: a pkill meant for hapair does nothing to it.
+	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGHUP} {
+		if err := unix.Kill(s.Child(), sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent := s.Sent()
+	waitFor(t, "sending on after SIGTERM and SIGHUP", func() bool { return s.Sent() >= sent+3 })
+	if s.Ended() {
+		t.Fatal("Ended after SIGTERM and SIGHUP")
+	}
+	if err := unix.Kill(s.Child(), unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(time.Second):
+		t.Fatal("Config.Ended not called within a second of the SIGKILL")
+	}
+	if !s.Ended() {
+		t.Error("Ended() false after Config.Ended")
+	}
+	l.count(t, time.Now().Add(period)) // what it sent before
+	if n := l.count(t, time.Now().Add(5*period)); n != 0 {
+		t.Errorf("%d datagrams after the sender process was killed", n)
+	}
+	waitFor(t, "its thread gone", func() bool { return blockedThreads(t) == 0 })
+	if res := stop(s); !res.Killed || res.Failed != 0 {
+		t.Errorf("Result %+v, want Killed", res)
+	}
+}
+
+// TestThreadSender: Config.Thread sends from the thread itself, with no process.
+func TestThreadSender(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	cfg := l.config(BootTime(), 5*time.Millisecond)
+	cfg.Thread = true
+	s := start(t, cfg)
+	waitFor(t, "sending", func() bool { return s.Sent() >= 3 })
+	if pid := s.Child(); pid != 0 {
+		t.Errorf("Child() = %d with Config.Thread", pid)
+	}
+	if children := ourChildren(t); len(children) != 0 {
+		t.Errorf("children %v with Config.Thread", children)
+	}
+	if res := stop(s); res.Sent < 3 || res.Killed {
+		t.Errorf("Result %+v", res)
+	}
+}
+
+// senderHelperEnv makes the test binary a process that starts a Sender to the address given
+// and waits to be killed (TestProcessDiesWithItsParent).
+const senderHelperEnv = "STEADY_SENDER_HELPER"
+
+func TestMain(m *testing.M) {
+	if port := os.Getenv(senderHelperEnv); port != "" {
+		os.Exit(senderHelper(port))
+	}
+	os.Exit(m.Run())
+}
+
+// senderHelper sends to 127.0.0.1:port every 5 ms, prints the sender process's pid, and sleeps.
+func senderHelper(port string) int {
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return 2
+	}
+	sock, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return 2
+	}
+	if err := unix.Connect(sock, &unix.SockaddrInet4{Port: p, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return 2
+	}
+	s, err := Start(Config{Socket: sock, Payload: payload, First: BootTime(), Period: 5 * time.Millisecond, Record: -1})
+	if err != nil {
+		fmt.Println(err)
+		return 2
+	}
+	fmt.Println(s.Child())
+	time.Sleep(time.Minute)
+	return 0
+}
+
+// TestProcessDiesWithItsParent: SIGKILL of the process whose Sender it is (hapair crashing)
+// ends the sender process too, at once: no advert of a dead hapair keeps its VIP.
+func TestProcessDiesWithItsParent(t *testing.T) {
+	skipUnsupported(t)
+	l := newLink(t)
+	sa, err := unix.Getsockname(l.rx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), senderHelperEnv+"="+strconv.Itoa(sa.(*unix.SockaddrInet4).Port))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the helper: %v", err)
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || child <= 0 {
+		t.Fatalf("the helper said %q", line)
+	}
+	defer unix.Kill(child, unix.SIGKILL) // should the test fail
+	if n := l.count(t, time.Now().Add(50*time.Millisecond)); n < 3 {
+		t.Fatalf("%d datagrams from the helper's sender in 50 ms, want about 10", n)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	waitFor(t, "the sender process gone", func() bool {
+		// Reparented to init (or the machine's subreaper), which reaps it: gone, or a zombie.
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		return err != nil || bytes.Contains(b, []byte(") Z "))
+	})
+	l.count(t, time.Now().Add(5*time.Millisecond)) // what was in flight
+	if n := l.count(t, time.Now().Add(50*time.Millisecond)); n != 0 {
+		t.Errorf("%d datagrams after the helper was killed", n)
+	}
+}
+
+// procStatusKiB is the number after key in /proc/<pid>/status.
+func procStatusKiB(t *testing.T, pid int, key string) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				if n, err := strconv.Atoi(f[0]); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", key, pid)
+	return 0
+}
+
+// ourChildren lists the children of this process's threads.
+func ourChildren(t *testing.T) []string {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, task := range tasks {
+		b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
+		out = append(out, strings.Fields(string(b))...)
+	}
+	return out
+}
