@@ -185,10 +185,15 @@ func (d *daemon) vipGone(p netip.Prefix) {
 }
 
 // steadyEnv, set to 0, keeps every advert on the VRRP loop: no MASTER hands its steady adverts
-// to a sender thread (instance.Config.Steady, package vrrp/transport/steady).
+// to a sender thread (instance.Config.Steady, package vrrp/transport/steady), nor does a lone
+// BACKUP hand the reading of them to a watcher thread. Set to "thread", the sender sends from
+// its thread rather than from the small process it makes (instance.Config.SteadyThread): the
+// cost of the two can be compared.
 const steadyEnv = "HAPAIR_STEADY"
 
 func steadyAllowed() bool { return steady.Supported() && os.Getenv(steadyEnv) != "0" }
+
+func steadyThread() bool { return os.Getenv(steadyEnv) == "thread" }
 
 // recordFailed is an instance's state record's OnError: said once, as a restart after it will
 // not resume the instance as MASTER.
@@ -257,6 +262,8 @@ func (d *daemon) newInstance(cfg *config.Config, ic config.Instance) (*vrrpInsta
 		Timers:  nio.timers,
 		Loop:    d.vrrpLoop,
 		Steady:  steadyAllowed(),
+
+		SteadyThread: steadyThread(),
 	}
 	rec, err := record.Create(cfg.RuntimeDir, ic.Name, ic.VRID, nil)
 	if err != nil {

@@ -159,6 +159,9 @@ type Config struct {
 	// Steady lets a MASTER hand its steady adverts to a sender thread outside the Go runtime
 	// (see delegate), where the platform has one (steady.Supported) and the conn can.
 	Steady bool
+	// SteadyThread has that sender send from its thread, not from the small process it makes
+	// otherwise (steady.Config.Thread).
+	SteadyThread bool
 }
 
 // Timers makes the instance's timer (the daemon adapts a vrrp/alarm.Alarms).

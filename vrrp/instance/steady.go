@@ -117,6 +117,9 @@ func (in *Instance) delegate() {
 		Socket: fd, Payload: payload, // connected: no address, no control message
 		First: first, Period: in.cfg.Machine.AdvertInterval,
 		Record: recFd, RecordLine: recLine, StampAt: stampAt,
+		Thread: in.cfg.SteadyThread,
+		// A turn at once: steadyTrouble takes the adverts back, and the loop sends them.
+		Ended: in.schedule,
 	})
 	if err != nil {
 		unix.Close(fd)
@@ -158,10 +161,20 @@ func (in *Instance) reclaim() {
 		in.sendErrs = sendFailures{total: int(res.Errors), since: now, lastLine: now}
 	}
 	if res.Failed != 0 {
-		in.log.Warn(in.msg("The advert sender stopped on an error: the loop sends the adverts"), "err", res.Failed)
+		in.log.Warn(in.msg("The advert sender stopped on an error: the loop sends the adverts"), "err", res.Failed, "retry_in", steadyRetryAfter)
+	}
+	if res.Killed {
+		in.log.Warn(in.msg("The advert sender process was killed: the loop sends the adverts"), "retry_in", steadyRetryAfter)
+	}
+	if res.Failed != 0 || res.Killed {
+		// Not at the end of this turn: whatever ended it may end the next one too.
+		in.steadyRetryAt = in.now().Add(steadyRetryAfter)
 	}
 }
 
 // steadyTrouble: the sender has failed to send an advert since it started, which the loop
-// must log and count (reclaim).
-func (in *Instance) steadyTrouble() bool { return in.steady != nil && in.steady.s.Errors() > 0 }
+// must log and count (reclaim), or it has stopped on its own (its process killed), so that the
+// loop sends again.
+func (in *Instance) steadyTrouble() bool {
+	return in.steady != nil && (in.steady.s.Errors() > 0 || in.steady.s.Ended())
+}

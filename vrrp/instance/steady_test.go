@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -197,6 +198,83 @@ func TestSteadyMasterAdvertsFromTheSenderThread(t *testing.T) {
 	}
 	if rep.sendErrCount() != 0 {
 		t.Errorf("%d send errors", rep.sendErrCount())
+	}
+}
+
+// TestKilledSenderProcessHandsTheAdvertsBack: a MASTER whose sender process is killed (by an
+// operator, by the OOM killer) sends its adverts from the loop again at once, not at its next
+// VIP check, and does not start another sender at once.
+func TestKilledSenderProcessHandsTheAdvertsBack(t *testing.T) {
+	if !steady.Supported() {
+		t.Skip("no steady sender on this architecture")
+	}
+	p := nstest.NewPair(t)
+	var conn, peer *transport.Member
+	p.A.MustDo(t, func() (err error) {
+		conn, err = transport.NewHub(transport.HubOptions{}).Join(transport.Options{Interface: p.AIf, Family: 4}, 51)
+		return err
+	})
+	p.B.MustDo(t, func() (err error) {
+		peer, err = transport.NewHub(transport.HubOptions{}).Join(transport.Options{Interface: p.BIf, Family: 4}, 51)
+		return err
+	})
+	t.Cleanup(func() { peer.Close() })
+	var l listener
+	peer.Receive(l.handle)
+
+	const interval = 20 * time.Millisecond
+	cfg := nodeConfig(p.A4.Addr(), 200)
+	cfg.Machine.AdvertInterval = interval
+	cfg.Machine.FastFailover = false
+	cfg.ReconcileEvery = time.Second
+	cfg.Destination = []netip.Addr{transport.Group(4)}
+	cfg.Steady = true
+	rep := &steadyReporter{recordReporter: &recordReporter{}}
+	in, err := New(cfg, conn, &fakeVIPs{}, &countAnnouncer{}, rep, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); in.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	var child int
+	nstest.Eventually(t, 5*time.Second, func() error {
+		in.turn.Lock()
+		defer in.turn.Unlock()
+		if in.steady == nil || in.steady.s.Child() <= 0 {
+			return errString("the MASTER's adverts are not with a sender process")
+		}
+		child = in.steady.s.Child()
+		return nil
+	})
+	time.Sleep(5 * interval)
+	from := l.count()
+	if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	time.Sleep(25 * interval)
+	got := l.since(from)
+	// Generous: a busy machine may delay the loop; without the sender's Ended the adverts
+	// stop until the next VIP check, a second on.
+	const longest = 10 * interval
+	last := killed
+	for _, h := range got {
+		if h.at.After(killed) {
+			if gap := h.at.Sub(last); gap > longest {
+				t.Errorf("no advert for %v after the sender process was killed (gap ending %v after the kill), want at most %v",
+					gap, h.at.Sub(killed).Round(time.Millisecond), longest)
+			}
+			last = h.at
+		}
+	}
+	if time.Since(last) > longest+5*interval {
+		t.Errorf("last advert %v before the end, %v after the kill", time.Since(last).Round(time.Millisecond), last.Sub(killed).Round(time.Millisecond))
+	}
+	if in.delegated() {
+		t.Error("delegated again at once after the sender process was killed")
 	}
 }
 
