@@ -183,22 +183,42 @@ func steadyThreadsOf(t testing.TB, host string, pid int) int {
 	if err != nil || len(tasks) == 0 {
 		t.Fatalf("%s: threads of hapair: %v", host, err)
 	}
-	const want = 1<<(syscall.SIGTERM-1) | 1<<(syscall.SIGURG-1)
 	n := 0
 	for _, f := range tasks {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // the thread has exited
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if hex, ok := strings.CutPrefix(l, "SigBlk:"); ok {
-				if m, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64); err == nil && m&want == want {
-					n++
-				}
-			}
+		if blocksEverySignal(f) {
+			n++
 		}
 	}
 	return n
+}
+
+// blocksEverySignal: the task whose /proc status file is status blocks SIGTERM and SIGURG, as
+// the threads and the sender process of package steady do (Go's threads block neither).
+func blocksEverySignal(status string) bool {
+	const want = 1<<(syscall.SIGTERM-1) | 1<<(syscall.SIGURG-1)
+	b, err := os.ReadFile(status)
+	if err != nil {
+		return false // it has exited
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if hex, ok := strings.CutPrefix(l, "SigBlk:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+			return err == nil && m&want == want
+		}
+	}
+	return false
+}
+
+// senderProcesses lists the children of d's hapair that are a steady sender's process (a
+// MASTER's adverts, package steady): they block every signal, HAProxy does not.
+func (d *daemonHost) senderProcesses() []int {
+	var out []int
+	for _, pid := range benchChildren(d.proc.PID()) {
+		if blocksEverySignal(fmt.Sprintf("/proc/%d/status", pid)) {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // kill sends SIGKILL to hapair alone: its HAProxy, if any, keeps running, for the next start to adopt.

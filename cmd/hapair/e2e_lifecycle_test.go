@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -168,7 +169,27 @@ func TestCrashWithoutOutage(t *testing.T) {
 			t.Errorf("the BACKUP's hapair has %d threads of package steady, want 1 (its watcher)", n)
 		}
 	}
+	// The sender thread sends from a small process of its own, which must die with hapair:
+	// its adverts would otherwise keep a dead hapair's VIP.
+	var senders []int
+	if steady.Supported() {
+		if senders = p.d1.senderProcesses(); len(senders) != 1 {
+			t.Errorf("the MASTER's hapair has sender processes %v, want one", senders)
+		}
+	}
 	killed := p.d1.kill()
+	for _, pid := range senders {
+		for deadline := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil || strings.Contains(string(b), ") Z ") {
+				break // gone, or dead and not yet reaped
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("the sender process %d still runs a second after its hapair was killed", pid)
+				break
+			}
+		}
+	}
 	time.Sleep(500 * time.Millisecond)
 	p.d1.start()
 	p.d1.waitState(0, "MASTER", 5*time.Second)
