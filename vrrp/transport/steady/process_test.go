@@ -29,7 +29,7 @@ func TestProcessHasAlmostNothingMapped(t *testing.T) {
 	if pid <= 0 {
 		t.Fatalf("Child() = %d: no sender process", pid)
 	}
-	waitFor(t, "sending", func() bool { return s.Sent() >= 3 })
+	waitFor(t, "sending", func() bool { return s.Sent(0) >= 3 })
 
 	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
 	if err != nil {
@@ -51,7 +51,7 @@ func TestProcessHasAlmostNothingMapped(t *testing.T) {
 	}
 
 	res := stop(s)
-	if res.Killed || res.Failed != 0 || res.Sent < 3 {
+	if res.Killed || res.Failed != 0 || res.Each[0].Sent < 3 {
 		t.Errorf("Result %+v", res)
 	}
 	// Reaped by its thread before Stop returned: not even a zombie is left.
@@ -73,15 +73,15 @@ func TestProcessKilled(t *testing.T) {
 	ended := make(chan struct{})
 	cfg.Ended = func() { close(ended) }
 	s := start(t, cfg)
-	waitFor(t, "sending", func() bool { return s.Sent() >= 2 })
+	waitFor(t, "sending", func() bool { return s.Sent(0) >= 2 })
 	// SIGTERM and SIGHUP are blocked: a pkill meant for hapair does nothing to it.
 	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGHUP} {
 		if err := unix.Kill(s.Child(), sig); err != nil {
 			t.Fatal(err)
 		}
 	}
-	sent := s.Sent()
-	waitFor(t, "sending on after SIGTERM and SIGHUP", func() bool { return s.Sent() >= sent+3 })
+	sent := s.Sent(0)
+	waitFor(t, "sending on after SIGTERM and SIGHUP", func() bool { return s.Sent(0) >= sent+3 })
 	if s.Ended() {
 		t.Fatal("Ended after SIGTERM and SIGHUP")
 	}
@@ -113,14 +113,14 @@ func TestThreadSender(t *testing.T) {
 	cfg := l.config(BootTime(), 5*time.Millisecond)
 	cfg.Thread = true
 	s := start(t, cfg)
-	waitFor(t, "sending", func() bool { return s.Sent() >= 3 })
+	waitFor(t, "sending", func() bool { return s.Sent(0) >= 3 })
 	if pid := s.Child(); pid != 0 {
 		t.Errorf("Child() = %d with Config.Thread", pid)
 	}
 	if children := ourChildren(t); len(children) != 0 {
 		t.Errorf("children %v with Config.Thread", children)
 	}
-	if res := stop(s); res.Sent < 3 || res.Killed {
+	if res := stop(s); res.Each[0].Sent < 3 || res.Killed {
 		t.Errorf("Result %+v", res)
 	}
 }
@@ -149,7 +149,7 @@ func senderHelper(port string) int {
 	if err := unix.Connect(sock, &unix.SockaddrInet4{Port: p, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		return 2
 	}
-	s, err := Start(Config{Socket: sock, Payload: payload, First: BootTime(), Period: 5 * time.Millisecond, Record: -1})
+	s, err := Start(Config{Datagrams: []Datagram{{Socket: sock, Payload: payload, Record: -1}}, First: BootTime(), Period: 5 * time.Millisecond})
 	if err != nil {
 		fmt.Println(err)
 		return 2

@@ -53,7 +53,26 @@ var ErrUnsupported = errors.New("steady: no sender thread on this architecture")
 
 // Config is what a Sender sends, where, and when.
 type Config struct {
-	// Socket is the descriptor the datagrams are sent on, with sendmsg(MSG_DONTWAIT|MSG_NOSIGNAL).
+	// Datagrams are sent at every due time, one after the other; at least one, at most
+	// MaxDatagrams.
+	Datagrams []Datagram
+	// First is when the first datagrams are due: CLOCK_BOOTTIME, absolute, > 0. A time in the
+	// past is fine: the thread sends at once, the latest due time of the grid.
+	First time.Duration
+	// Period is the interval between due times, > 0. The due times are First + k*Period.
+	Period time.Duration
+	// Ended, if not nil, is called (on a goroutine of its own) should the sender stop on its
+	// own, before Stop: its process was killed, or a read of its timer failed. Nothing is sent
+	// from then on; the caller takes the datagrams back (Stop).
+	Ended func()
+	// Thread sends from a thread of this process, as the watcher reads; otherwise from a process
+	// of its own that the thread makes (process.go), which costs less a wake-up.
+	Thread bool
+}
+
+// Datagram is one datagram of a Sender's, and the record it rewrites after each one sent.
+type Datagram struct {
+	// Socket is the descriptor the datagram is sent on, with sendmsg(MSG_DONTWAIT|MSG_NOSIGNAL).
 	// The caller keeps it open until Stop returns.
 	Socket int
 	// Name is the destination socket address as the kernel takes it (e.g. the bytes of a
@@ -63,11 +82,6 @@ type Config struct {
 	Control []byte
 	// Payload is the datagram, copied; 1..65535 bytes.
 	Payload []byte
-	// First is when the first datagram is due: CLOCK_BOOTTIME, absolute, > 0. A time in the
-	// past is fine: the thread sends at once, the latest due time of the grid.
-	First time.Duration
-	// Period is the interval between due times, > 0. The due times are First + k*Period.
-	Period time.Duration
 	// Record, when >= 0, is a file descriptor rewritten after each datagram sent: RecordLine with
 	// the datagram's due time (CLOCK_BOOTTIME in nanoseconds, 20 decimal digits, zero padded) at
 	// RecordLine[StampAt:StampAt+20], written with pwrite(Record, line, len(line), 0). -1: none.
@@ -75,14 +89,11 @@ type Config struct {
 	Record     int
 	RecordLine []byte // copied
 	StampAt    int
-	// Ended, if not nil, is called (on a goroutine of its own) should the sender stop on its
-	// own, before Stop: its process was killed, or a read of its timer failed. Nothing is sent
-	// from then on; the caller takes the datagrams back (Stop).
-	Ended func()
-	// Thread sends from a thread of this process, as the watcher reads; otherwise from a process
-	// of its own that the thread makes (process.go), which costs less a wake-up.
-	Thread bool
 }
+
+// MaxDatagrams is the most datagrams a Sender sends at each due time: a MASTER's adverts for
+// as many VRRP instances.
+const MaxDatagrams = 255
 
 // BootTime is CLOCK_BOOTTIME now: the clock of Config.First and of the due times.
 func BootTime() time.Duration {
@@ -100,22 +111,35 @@ const maxName = 128
 
 func (cfg *Config) check() error {
 	switch {
-	case cfg.Socket < 0:
-		return fmt.Errorf("steady: Socket %d is no descriptor", cfg.Socket)
-	case len(cfg.Name) > maxName:
-		return fmt.Errorf("steady: Name is %d bytes, longer than a socket address (%d)", len(cfg.Name), maxName)
-	case len(cfg.Payload) == 0 || len(cfg.Payload) > 65535:
-		return fmt.Errorf("steady: Payload is %d bytes, not 1..65535", len(cfg.Payload))
+	case len(cfg.Datagrams) == 0 || len(cfg.Datagrams) > MaxDatagrams:
+		return fmt.Errorf("steady: %d datagrams, not 1..%d", len(cfg.Datagrams), MaxDatagrams)
 	case cfg.First <= 0:
 		// A zero it_value would disarm the timerfd instead.
 		return fmt.Errorf("steady: First is %v, not after boot", cfg.First)
 	case cfg.Period <= 0:
 		return fmt.Errorf("steady: Period is %v, not > 0", cfg.Period)
-	case cfg.Record < -1:
-		return fmt.Errorf("steady: Record %d is no descriptor (-1: none)", cfg.Record)
-	case cfg.Record >= 0 && (cfg.StampAt < 0 || cfg.StampAt+stampLen > len(cfg.RecordLine)):
-		return fmt.Errorf("steady: StampAt %d: the %d digits do not fit in the %d-byte RecordLine",
-			cfg.StampAt, stampLen, len(cfg.RecordLine))
+	}
+	for i, d := range cfg.Datagrams {
+		if err := d.check(); err != nil {
+			return fmt.Errorf("steady: datagram %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (d *Datagram) check() error {
+	switch {
+	case d.Socket < 0:
+		return fmt.Errorf("its Socket %d is no descriptor", d.Socket)
+	case len(d.Name) > maxName:
+		return fmt.Errorf("its Name is %d bytes, longer than a socket address (%d)", len(d.Name), maxName)
+	case len(d.Payload) == 0 || len(d.Payload) > 65535:
+		return fmt.Errorf("its Payload is %d bytes, not 1..65535", len(d.Payload))
+	case d.Record < -1:
+		return fmt.Errorf("its Record %d is no descriptor (-1: none)", d.Record)
+	case d.Record >= 0 && (d.StampAt < 0 || d.StampAt+stampLen > len(d.RecordLine)):
+		return fmt.Errorf("its StampAt %d: the %d digits do not fit in the %d-byte RecordLine",
+			d.StampAt, stampLen, len(d.RecordLine))
 	}
 	return nil
 }
@@ -128,24 +152,15 @@ type ctl struct {
 
 	// Set before the thread starts; it only reads them.
 	timerfd  int64
-	sock     int64
 	eventfd  int64   // written when the sender stops on its own (Config.Ended)
 	one      uint64  // what is written
-	msg      uintptr // *unix.Msghdr, in the block
-	recfd    int64   // Record
-	line     uintptr // the record line, in the block
-	lineLen  int64
-	stampEnd uintptr // one past the stamp's last digit in the line
-	first    int64   // First, ns
-	period   int64   // Period, ns
+	entries  uintptr // [nentries]entry, in the block
+	nentries int64
+	first    int64 // First, ns
+	period   int64 // Period, ns
 
 	// Written by the thread only.
 	expirations uint64 // read(2)'s buffer: timer expirations since the last read
-	sent        uint64
-	errs        uint64 // failed sendmsg calls
-	lastErr     uint64 // errno of the last failed sendmsg
-	last        int64  // due time of the last datagram sent (ns)
-	recErrs     uint64 // failed pwrite calls
 	failed      uint64 // errno of a failed read: the thread exited
 
 	// The sender process (process.go). Set before the thread starts:
@@ -159,26 +174,51 @@ type ctl struct {
 	ready  uint32 // 0 until it runs its loop (readyRunning) or could not (readyFailed); futex
 }
 
+// entry is one datagram in the control block (steady_amd64.s: entry_<field>, entry__size).
+type entry struct {
+	// Set before the thread starts.
+	sock     int64
+	msg      uintptr // *unix.Msghdr, in the block
+	recfd    int64   // Record
+	line     uintptr // the record line, in the block
+	lineLen  int64
+	stampEnd uintptr // one past the stamp's last digit in the line
+
+	// Written by the thread only.
+	sent    uint64
+	errs    uint64 // failed sendmsg calls
+	lastErr uint64 // errno of the last failed sendmsg
+	last    int64  // due time of the last datagram sent (ns)
+	recErrs uint64 // failed pwrite calls
+}
+
 // Sender is a running sender thread. Stop it.
 type Sender struct {
-	mu     sync.Mutex
-	c      *ctl // in block; nil once stopped
-	mem    threadMem
-	events *os.File // the eventfd of Config.Ended
-	res    Result   // once stopped
+	mu      sync.Mutex
+	c       *ctl    // in block; nil once stopped
+	entries []entry // in block
+	mem     threadMem
+	events  *os.File // the eventfd of Config.Ended
+	res     Result   // once stopped
 }
 
 // Result is what a Sender did, as of Stop.
 type Result struct {
-	Sent, Errors uint64
-	LastErr      unix.Errno    // of the last failed sendmsg, 0 if none
-	Last         time.Duration // CLOCK_BOOTTIME due time of the last datagram sent; 0 if none
-	RecordErrors uint64        // failed pwrites
+	// Each is what was sent of each datagram, in Config.Datagrams' order.
+	Each []Counts
 	// Failed is the errno of a read of the timerfd that failed (it should not): the thread
 	// exited then, and sent nothing more. 0 if none.
 	Failed unix.Errno
 	// Killed: the sender process was killed (by another than Stop); nothing was sent after.
 	Killed bool
+}
+
+// Counts are what a Sender did with one datagram.
+type Counts struct {
+	Sent, Errors uint64
+	LastErr      unix.Errno    // of the last failed sendmsg, 0 if none
+	Last         time.Duration // CLOCK_BOOTTIME due time of the last one sent; 0 if none
+	RecordErrors uint64        // failed pwrites
 }
 
 // Start creates the timerfd (CLOCK_BOOTTIME, absolute: it keeps the grid First + k*Period
@@ -200,7 +240,7 @@ func Start(cfg Config) (*Sender, error) {
 		}
 	}()
 	var err error
-	if s.mem.block, err = newBlock(&cfg); err != nil {
+	if s.mem.block, s.entries, err = newBlock(&cfg); err != nil {
 		return nil, fmt.Errorf("steady: mmap: %w", err)
 	}
 	if err := s.mem.mapStack(unix.CLOCK_BOOTTIME); err != nil {
@@ -281,20 +321,21 @@ func (s *Sender) free() {
 	s.mem.free()
 }
 
-// newBlock maps the thread's control block and copies after it the msghdr, its iovec and what
-// they point to, and the record line. Each part starts 8-byte aligned (a cmsghdr must).
-func newBlock(cfg *Config) ([]byte, error) {
-	sizes := []int{int(unsafe.Sizeof(ctl{})), unix.SizeofMsghdr, unix.SizeofIovec,
-		len(cfg.Name), len(cfg.Control), len(cfg.Payload), len(cfg.RecordLine),
-		maxUnmap * int(unsafe.Sizeof(span{}))}
-	n := 0
-	for _, size := range sizes {
-		n += align8(size)
+// newBlock maps the thread's control block and copies after it the entries, and for each
+// datagram its msghdr, its iovec and what they point to, and its record line. Each part starts
+// 8-byte aligned (a cmsghdr must).
+func newBlock(cfg *Config) ([]byte, []entry, error) {
+	n := align8(int(unsafe.Sizeof(ctl{}))) + align8(len(cfg.Datagrams)*int(unsafe.Sizeof(entry{}))) +
+		align8(maxUnmap*int(unsafe.Sizeof(span{})))
+	for _, d := range cfg.Datagrams {
+		for _, size := range []int{unix.SizeofMsghdr, unix.SizeofIovec, len(d.Name), len(d.Control), len(d.Payload), len(d.RecordLine)} {
+			n += align8(size)
+		}
 	}
 	// Shared: the sender process writes its counters into the same pages as Go reads.
 	block, err := unix.Mmap(-1, 0, n, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rest := block
 	take := func(size int) []byte {
@@ -303,67 +344,73 @@ func newBlock(cfg *Config) ([]byte, error) {
 		return p
 	}
 	c := (*ctl)(unsafe.Pointer(&take(int(unsafe.Sizeof(ctl{})))[0]))
-	msg := (*unix.Msghdr)(unsafe.Pointer(&take(unix.SizeofMsghdr)[0]))
-	iov := (*unix.Iovec)(unsafe.Pointer(&take(unix.SizeofIovec)[0]))
-	name := take(len(cfg.Name))
-	control := take(len(cfg.Control))
-	payload := take(len(cfg.Payload))
-	line := take(len(cfg.RecordLine))
+	entries := unsafe.Slice((*entry)(unsafe.Pointer(&take(len(cfg.Datagrams) * int(unsafe.Sizeof(entry{})))[0])), len(cfg.Datagrams))
 	unmap := take(maxUnmap * int(unsafe.Sizeof(span{})))
 	c.unmap = uintptr(unsafe.Pointer(&unmap[0]))
-
-	if copy(name, cfg.Name) > 0 {
-		msg.Name = &name[0]
-		msg.Namelen = uint32(len(name))
-	}
-	if copy(control, cfg.Control) > 0 {
-		msg.Control = &control[0]
-		msg.SetControllen(len(control))
-	}
-	copy(payload, cfg.Payload)
-	iov.Base = &payload[0]
-	iov.SetLen(len(payload))
-	msg.Iov = iov
-	msg.SetIovlen(1)
-
-	c.sock = int64(cfg.Socket)
-	c.msg = uintptr(unsafe.Pointer(msg))
-	c.recfd = int64(cfg.Record)
-	if cfg.Record >= 0 {
-		copy(line, cfg.RecordLine)
-		c.line = uintptr(unsafe.Pointer(&line[0]))
-		c.lineLen = int64(len(line))
-		c.stampEnd = c.line + uintptr(cfg.StampAt+stampLen)
-	}
+	c.entries = uintptr(unsafe.Pointer(&entries[0]))
+	c.nentries = int64(len(entries))
 	c.first = int64(cfg.First)
 	c.period = int64(cfg.Period)
-	return block, nil
+
+	for i, d := range cfg.Datagrams {
+		e := &entries[i]
+		msg := (*unix.Msghdr)(unsafe.Pointer(&take(unix.SizeofMsghdr)[0]))
+		iov := (*unix.Iovec)(unsafe.Pointer(&take(unix.SizeofIovec)[0]))
+		name := take(len(d.Name))
+		control := take(len(d.Control))
+		payload := take(len(d.Payload))
+		line := take(len(d.RecordLine))
+		if copy(name, d.Name) > 0 {
+			msg.Name = &name[0]
+			msg.Namelen = uint32(len(name))
+		}
+		if copy(control, d.Control) > 0 {
+			msg.Control = &control[0]
+			msg.SetControllen(len(control))
+		}
+		copy(payload, d.Payload)
+		iov.Base = &payload[0]
+		iov.SetLen(len(payload))
+		msg.Iov = iov
+		msg.SetIovlen(1)
+
+		e.sock = int64(d.Socket)
+		e.msg = uintptr(unsafe.Pointer(msg))
+		e.recfd = int64(d.Record)
+		if d.Record >= 0 {
+			copy(line, d.RecordLine)
+			e.line = uintptr(unsafe.Pointer(&line[0]))
+			e.lineLen = int64(len(line))
+			e.stampEnd = e.line + uintptr(d.StampAt+stampLen)
+		}
+	}
+	return block, entries, nil
 }
 
 func align8(n int) int { return (n + 7) &^ 7 }
 
-// Sent is the number of datagrams sent so far.
-func (s *Sender) Sent() uint64 {
+// Sent is the number of datagram i (of Config.Datagrams) sent so far.
+func (s *Sender) Sent(i int) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.c == nil {
-		return s.res.Sent
+		return s.res.Each[i].Sent
 	}
-	return atomic.LoadUint64(&s.c.sent)
+	return atomic.LoadUint64(&s.entries[i].sent)
 }
 
-// Errors is the number of sendmsg failures so far.
-func (s *Sender) Errors() uint64 {
+// Errors is the number of sendmsg failures of datagram i so far.
+func (s *Sender) Errors(i int) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.c == nil {
-		return s.res.Errors
+		return s.res.Each[i].Errors
 	}
-	return atomic.LoadUint64(&s.c.errs)
+	return atomic.LoadUint64(&s.entries[i].errs)
 }
 
 // Stop ends the thread and returns once it has exited: no datagram is sent after it returns.
-// It frees the thread's memory and closes the timerfd (never the socket or Record). Calling it
+// It frees the thread's memory and closes the timerfd (never the sockets or Records). Calling it
 // again returns the same Result.
 func (s *Sender) Stop() Result {
 	s.mu.Lock()
@@ -375,15 +422,21 @@ func (s *Sender) Stop() Result {
 	c.thr.stopAndJoin(s.mem.timerfd)
 	// The thread has exited: its counters are final.
 	s.res = Result{
-		Sent:         c.sent,
-		Errors:       c.errs,
-		LastErr:      unix.Errno(c.lastErr),
-		Last:         time.Duration(c.last),
-		RecordErrors: c.recErrs,
-		Failed:       unix.Errno(c.failed),
-		Killed:       c.killed != 0,
+		Each:   make([]Counts, len(s.entries)),
+		Failed: unix.Errno(c.failed),
+		Killed: c.killed != 0,
+	}
+	for i, e := range s.entries {
+		s.res.Each[i] = Counts{
+			Sent:         e.sent,
+			Errors:       e.errs,
+			LastErr:      unix.Errno(e.lastErr),
+			Last:         time.Duration(e.last),
+			RecordErrors: e.recErrs,
+		}
 	}
 	s.c = nil
+	s.entries = nil
 	s.free()
 	return s.res
 }

@@ -104,28 +104,32 @@ wait:
 	JLT	readerr
 
 	// k += expirations; due = First + (k-1)*Period: the latest due time passed. One datagram
-	// however many passed.
+	// each however many passed.
 	ADDQ	ctl_expirations(R12), R14
 	LEAQ	-1(R14), R13
 	IMULQ	ctl_period(R12), R13
 	ADDQ	ctl_first(R12), R13
+	// R15 walks the entries, R9 counts those left (SYSCALL keeps both).
+	MOVQ	ctl_entries(R12), R15
+	MOVQ	ctl_nentries(R12), R9
 
-	// sendmsg(c.sock, c.msg, sendFlags)
+send:
+	// sendmsg(e.sock, e.msg, sendFlags)
 	MOVQ	$SYS_sendmsg, AX
-	MOVQ	ctl_sock(R12), DI
-	MOVQ	ctl_msg(R12), SI
+	MOVQ	entry_sock(R15), DI
+	MOVQ	entry_msg(R15), SI
 	MOVQ	$const_sendFlags, DX
 	SYSCALL
 	CMPQ	AX, $0
 	JLT	senderr
-	INCQ	ctl_sent(R12)
-	MOVQ	R13, ctl_last(R12)
+	INCQ	entry_sent(R15)
+	MOVQ	R13, entry_last(R15)
 
-	CMPQ	ctl_recfd(R12), $0
-	JLT	wait
+	CMPQ	entry_recfd(R15), $0
+	JLT	sent
 	// The due time in decimal, stampLen digits written right to left into the record line.
 	MOVQ	R13, AX
-	MOVQ	ctl_stampEnd(R12), DI
+	MOVQ	entry_stampEnd(R15), DI
 	MOVQ	$10, BX
 	MOVQ	$const_stampLen, CX
 digit:
@@ -136,23 +140,28 @@ digit:
 	MOVB	DX, (DI)
 	DECQ	CX
 	JNE	digit
-	// pwrite(c.recfd, c.line, c.lineLen, 0)
+	// pwrite(e.recfd, e.line, e.lineLen, 0)
 	MOVQ	$SYS_pwrite64, AX
-	MOVQ	ctl_recfd(R12), DI
-	MOVQ	ctl_line(R12), SI
-	MOVQ	ctl_lineLen(R12), DX
+	MOVQ	entry_recfd(R15), DI
+	MOVQ	entry_line(R15), SI
+	MOVQ	entry_lineLen(R15), DX
 	XORQ	R10, R10
 	SYSCALL
 	CMPQ	AX, $0
-	JGE	wait
-	INCQ	ctl_recErrs(R12)
+	JGE	sent
+	INCQ	entry_recErrs(R15)
+
+sent:
+	ADDQ	$entry__size, R15
+	DECQ	R9
+	JNE	send
 	JMP	wait
 
 senderr:
-	INCQ	ctl_errs(R12)
+	INCQ	entry_errs(R15)
 	NEGQ	AX
-	MOVQ	AX, ctl_lastErr(R12)
-	JMP	wait
+	MOVQ	AX, entry_lastErr(R15)
+	JMP	sent
 
 readerr:
 	CMPQ	AX, $-EINTR

@@ -7,7 +7,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -58,7 +60,7 @@ func newLink(t *testing.T) *link {
 }
 
 func (l *link) config(first, period time.Duration) Config {
-	return Config{Socket: l.sock, Name: l.name, Payload: payload, First: first, Period: period, Record: -1}
+	return Config{Datagrams: []Datagram{{Socket: l.sock, Name: l.name, Payload: payload, Record: -1}}, First: first, Period: period}
 }
 
 // recv returns the next datagram and its source address, waiting for it until the deadline;
@@ -152,10 +154,10 @@ func TestPeriodAndCount(t *testing.T) {
 	res := stop(s)
 	// Loopback delivers within sendmsg: what was sent before Stop returned is queued now.
 	got += l.count(t, time.Now())
-	if res.Sent != uint64(got) || res.Errors != 0 {
+	if res.Each[0].Sent != uint64(got) || res.Each[0].Errors != 0 {
 		t.Errorf("Result %+v, received %d", res, got)
 	}
-	if res.Failed != 0 || res.LastErr != 0 {
+	if res.Failed != 0 || res.Each[0].LastErr != 0 {
 		t.Errorf("Result %+v", res)
 	}
 }
@@ -166,19 +168,19 @@ func TestNothingAfterStop(t *testing.T) {
 	l := newLink(t)
 	const period = 5 * time.Millisecond
 	s := start(t, l.config(BootTime(), period))
-	waitFor(t, "sending", func() bool { return s.Sent() >= 3 })
+	waitFor(t, "sending", func() bool { return s.Sent(0) >= 3 })
 	res := stop(s)
 	queued := l.count(t, time.Now())
-	if uint64(queued) != res.Sent {
-		t.Errorf("%d datagrams queued at Stop, Result.Sent %d", queued, res.Sent)
+	if uint64(queued) != res.Each[0].Sent {
+		t.Errorf("%d datagrams queued at Stop, Result.Sent %d", queued, res.Each[0].Sent)
 	}
 	if after := l.count(t, time.Now().Add(3*period)); after != 0 {
 		t.Errorf("%d datagrams after Stop", after)
 	}
-	if s.Sent() != res.Sent || s.Errors() != res.Errors {
-		t.Errorf("Sent %d Errors %d after Stop, Result %+v", s.Sent(), s.Errors(), res)
+	if s.Sent(0) != res.Each[0].Sent || s.Errors(0) != res.Each[0].Errors {
+		t.Errorf("Sent %d Errors %d after Stop, Result %+v", s.Sent(0), s.Errors(0), res)
 	}
-	if again := s.Stop(); again != res {
+	if again := s.Stop(); !reflect.DeepEqual(again, res) {
 		t.Errorf("second Stop %+v, first %+v", again, res)
 	}
 }
@@ -194,7 +196,7 @@ func TestStopIsPrompt(t *testing.T) {
 	if took := time.Since(begin); took > 100*time.Millisecond {
 		t.Errorf("Stop took %v", took)
 	}
-	if res.Sent != 0 || res.Errors != 0 || res.Last != 0 {
+	if res.Each[0].Sent != 0 || res.Each[0].Errors != 0 || res.Each[0].Last != 0 {
 		t.Errorf("Result %+v, want nothing sent", res)
 	}
 }
@@ -210,7 +212,7 @@ func TestControl(t *testing.T) {
 	info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&control[unix.CmsgLen(0)]))
 	info.Spec_dst = [4]byte{127, 0, 0, 2} // the socket alone would send from 127.0.0.1
 	cfg := l.config(BootTime(), 5*time.Millisecond)
-	cfg.Control = control
+	cfg.Datagrams[0].Control = control
 	s := start(t, cfg)
 	for range 3 {
 		b, from := l.recv(t, time.Now().Add(time.Second))
@@ -238,9 +240,9 @@ func TestRecord(t *testing.T) {
 	const line = "x advert=00000000000000000000\n"
 	first := BootTime() + 5*time.Millisecond
 	cfg := l.config(first, period)
-	cfg.Record, cfg.RecordLine, cfg.StampAt = int(f.Fd()), []byte(line), strings.Index(line, "0")
+	cfg.Datagrams[0].Record, cfg.Datagrams[0].RecordLine, cfg.Datagrams[0].StampAt = int(f.Fd()), []byte(line), strings.Index(line, "0")
 	s := start(t, cfg)
-	waitFor(t, "sending", func() bool { return s.Sent() >= 4 })
+	waitFor(t, "sending", func() bool { return s.Sent(0) >= 4 })
 	res := stop(s)
 	now := BootTime()
 
@@ -248,22 +250,22 @@ func TestRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) != len(line) || string(b[:cfg.StampAt]) != line[:cfg.StampAt] || b[len(b)-1] != '\n' {
+	if len(b) != len(line) || string(b[:cfg.Datagrams[0].StampAt]) != line[:cfg.Datagrams[0].StampAt] || b[len(b)-1] != '\n' {
 		t.Fatalf("record %q, want the shape of %q", b, line)
 	}
-	stamp, err := strconv.ParseInt(string(b[cfg.StampAt:cfg.StampAt+20]), 10, 64)
+	stamp, err := strconv.ParseInt(string(b[cfg.Datagrams[0].StampAt:cfg.Datagrams[0].StampAt+20]), 10, 64)
 	if err != nil {
 		t.Fatalf("record %q: %v", b, err)
 	}
 	due := time.Duration(stamp)
 	switch {
-	case due < first+time.Duration(res.Sent-1)*period || due > now:
-		t.Errorf("recorded due time %v, want in [%v, %v] (%d sent)", due, first+time.Duration(res.Sent-1)*period, now, res.Sent)
+	case due < first+time.Duration(res.Each[0].Sent-1)*period || due > now:
+		t.Errorf("recorded due time %v, want in [%v, %v] (%d sent)", due, first+time.Duration(res.Each[0].Sent-1)*period, now, res.Each[0].Sent)
 	case (due-first)%period != 0:
 		t.Errorf("recorded due time %v is not on the grid %v + k*%v", due, first, period)
-	case res.Last != due:
-		t.Errorf("Result.Last %v, recorded %v", res.Last, due)
-	case res.RecordErrors != 0:
+	case res.Each[0].Last != due:
+		t.Errorf("Result.Last %v, recorded %v", res.Each[0].Last, due)
+	case res.Each[0].RecordErrors != 0:
 		t.Errorf("Result %+v", res)
 	}
 }
@@ -278,11 +280,11 @@ func TestRecordErrors(t *testing.T) {
 	}
 	defer f.Close()
 	cfg := l.config(BootTime(), 5*time.Millisecond)
-	cfg.Record, cfg.RecordLine = int(f.Fd()), make([]byte, 20)
+	cfg.Datagrams[0].Record, cfg.Datagrams[0].RecordLine = int(f.Fd()), make([]byte, 20)
 	s := start(t, cfg)
-	waitFor(t, "sending", func() bool { return s.Sent() >= 3 })
+	waitFor(t, "sending", func() bool { return s.Sent(0) >= 3 })
 	res := stop(s)
-	if res.RecordErrors != res.Sent || res.Errors != 0 {
+	if res.Each[0].RecordErrors != res.Each[0].Sent || res.Each[0].Errors != 0 {
 		t.Errorf("Result %+v, want a record error per datagram", res)
 	}
 }
@@ -293,13 +295,13 @@ func TestSendErrors(t *testing.T) {
 	p := pipe(t)
 	l := newLink(t)
 	cfg := l.config(BootTime(), 5*time.Millisecond)
-	cfg.Socket = p[1]
+	cfg.Datagrams[0].Socket = p[1]
 	s := start(t, cfg)
-	waitFor(t, "failing", func() bool { return s.Errors() >= 3 })
-	n := s.Errors()
-	waitFor(t, "failing on", func() bool { return s.Errors() > n })
+	waitFor(t, "failing", func() bool { return s.Errors(0) >= 3 })
+	n := s.Errors(0)
+	waitFor(t, "failing on", func() bool { return s.Errors(0) > n })
 	res := stop(s)
-	if res.Sent != 0 || res.Errors < n+1 || res.LastErr != unix.ENOTSOCK || res.Last != 0 || res.Failed != 0 {
+	if res.Each[0].Sent != 0 || res.Each[0].Errors < n+1 || res.Each[0].LastErr != unix.ENOTSOCK || res.Each[0].Last != 0 || res.Failed != 0 {
 		t.Errorf("Result %+v, want ENOTSOCK errors only", res)
 	}
 }
@@ -321,8 +323,8 @@ func TestNoBurstAfterStall(t *testing.T) {
 	}
 	res := stop(s)
 	// k counts every due time passed: the first wake-up's datagram was due at first+10*period.
-	if floor := first + time.Duration(10+res.Sent-1)*period; res.Last < floor || res.Last > BootTime() || (res.Last-first)%period != 0 {
-		t.Errorf("Result.Last %v, want on the grid from %v (%d sent)", res.Last, floor, res.Sent)
+	if floor := first + time.Duration(10+res.Each[0].Sent-1)*period; res.Each[0].Last < floor || res.Each[0].Last > BootTime() || (res.Each[0].Last-first)%period != 0 {
+		t.Errorf("Result.Last %v, want on the grid from %v (%d sent)", res.Each[0].Last, floor, res.Each[0].Sent)
 	}
 }
 
@@ -364,21 +366,28 @@ func TestReadFailure(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	skipUnsupported(t)
 	const nofd = 1 << 20 // no open descriptor, should a config wrongly pass
-	ok := Config{Socket: nofd, Payload: payload, First: time.Second, Period: time.Second, Record: -1}
+	ok := Config{Datagrams: []Datagram{{Socket: nofd, Payload: payload, Record: -1}}, First: time.Second, Period: time.Second}
 	for name, change := range map[string]func(*Config){
-		"Socket -1":      func(c *Config) { c.Socket = -1 },
+		"no Datagrams":   func(c *Config) { c.Datagrams = nil },
+		"256 Datagrams":  func(c *Config) { c.Datagrams = slices.Repeat(c.Datagrams, 256) },
+		"Socket -1":      func(c *Config) { c.Datagrams[0].Socket = -1 },
 		"Period 0":       func(c *Config) { c.Period = 0 },
 		"Period < 0":     func(c *Config) { c.Period = -time.Second },
 		"First 0":        func(c *Config) { c.First = 0 },
-		"no Payload":     func(c *Config) { c.Payload = nil },
-		"Payload 64 KiB": func(c *Config) { c.Payload = make([]byte, 65536) },
-		"Name too long":  func(c *Config) { c.Name = make([]byte, 129) },
-		"Record -2":      func(c *Config) { c.Record = -2 },
-		"no RecordLine":  func(c *Config) { c.Record = nofd },
-		"StampAt < 0":    func(c *Config) { c.Record, c.RecordLine, c.StampAt = nofd, make([]byte, 30), -1 },
-		"StampAt past":   func(c *Config) { c.Record, c.RecordLine, c.StampAt = nofd, make([]byte, 30), 11 },
+		"no Payload":     func(c *Config) { c.Datagrams[0].Payload = nil },
+		"Payload 64 KiB": func(c *Config) { c.Datagrams[0].Payload = make([]byte, 65536) },
+		"Name too long":  func(c *Config) { c.Datagrams[0].Name = make([]byte, 129) },
+		"Record -2":      func(c *Config) { c.Datagrams[0].Record = -2 },
+		"no RecordLine":  func(c *Config) { c.Datagrams[0].Record = nofd },
+		"StampAt < 0": func(c *Config) {
+			c.Datagrams[0].Record, c.Datagrams[0].RecordLine, c.Datagrams[0].StampAt = nofd, make([]byte, 30), -1
+		},
+		"StampAt past": func(c *Config) {
+			c.Datagrams[0].Record, c.Datagrams[0].RecordLine, c.Datagrams[0].StampAt = nofd, make([]byte, 30), 11
+		},
 	} {
 		cfg := ok
+		cfg.Datagrams = slices.Clone(ok.Datagrams)
 		change(&cfg)
 		if s, err := Start(cfg); err == nil {
 			stop(s)
@@ -445,14 +454,14 @@ func TestCountersDuringStop(t *testing.T) {
 		go func() {
 			defer close(done)
 			for range 1000 {
-				s.Sent()
-				s.Errors()
+				s.Sent(0)
+				s.Errors(0)
 			}
 		}()
 		res := stop(s)
 		<-done
-		if s.Sent() != res.Sent {
-			t.Fatalf("Sent %d after Stop, Result %+v", s.Sent(), res)
+		if s.Sent(0) != res.Each[0].Sent {
+			t.Fatalf("Sent %d after Stop, Result %+v", s.Sent(0), res)
 		}
 	}
 }
@@ -501,4 +510,49 @@ func pipe(t *testing.T) [2]int {
 	}
 	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
 	return p
+}
+
+// TestManyDatagrams: every datagram of the Config goes out at every due time, each on its own
+// socket with its own record, and each has its own counts: one that fails (its socket is a
+// pipe) fails alone.
+func TestManyDatagrams(t *testing.T) {
+	skipUnsupported(t)
+	const period = 10 * time.Millisecond
+	links := []*link{newLink(t), newLink(t), newLink(t)}
+	p := pipe(t)
+	cfg := Config{First: BootTime() + period, Period: period}
+	var records []*os.File
+	for _, l := range links {
+		f, err := os.CreateTemp(t.TempDir(), "record")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		records = append(records, f)
+		cfg.Datagrams = append(cfg.Datagrams, Datagram{Socket: l.sock, Name: l.name, Payload: payload,
+			Record: int(f.Fd()), RecordLine: []byte("MASTER 00000000000000000000\n"), StampAt: 7})
+	}
+	cfg.Datagrams = append(cfg.Datagrams, Datagram{Socket: p[1], Payload: payload, Record: -1})
+	s := start(t, cfg)
+	waitFor(t, "sending", func() bool { return s.Sent(2) >= 10 })
+	res := stop(s)
+	for i, l := range links {
+		got := l.count(t, time.Now())
+		if c := res.Each[i]; c.Sent != uint64(got) || c.Errors != 0 || c.RecordErrors != 0 || c.Last == 0 {
+			t.Errorf("datagram %d: %+v, received %d", i, c, got)
+		}
+		b, err := os.ReadFile(records[i].Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stamp, err := strconv.ParseInt(string(b[7:27]), 10, 64); err != nil || time.Duration(stamp) != res.Each[i].Last {
+			t.Errorf("datagram %d: record %q, Last %v", i, b, res.Each[i].Last)
+		}
+	}
+	if res.Each[0].Sent < 10 || res.Each[0].Sent != res.Each[2].Sent {
+		t.Errorf("sent %d and %d of the first and third, want the same, 10 or more", res.Each[0].Sent, res.Each[2].Sent)
+	}
+	if c := res.Each[3]; c.Sent != 0 || c.Errors < 10 || c.LastErr != unix.ENOTSOCK {
+		t.Errorf("the datagram on a pipe: %+v, want ENOTSOCK errors only", c)
+	}
 }
