@@ -637,9 +637,9 @@ func (in *Instance) runTurn() {
 	// Before the fault state: the daemon hands over the new interface's socket, then clears
 	// the fault that kept the instance off the dead one.
 	in.takeRebind(true)
-	if in.steadyTrouble() || (in.steady != nil && !in.loop.alone()) {
+	if in.steadyTrouble() || (in.steady != nil && in.loop.count() > maxSteadyGroup) {
 		// To log and count the failed sends (delegated again at the end of the turn), or
-		// another instance runs on the loop now, which sends for both in one wake-up.
+		// more instances run on the loop now than share a sender.
 		in.reclaim()
 	}
 	if !in.stopSeen && in.ctx.Err() != nil {

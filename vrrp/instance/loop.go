@@ -28,6 +28,9 @@ type Loop struct {
 	busy    bool        // a turn runs, on the goroutine or inline (turnNow)
 	batches int         // batches of turns the goroutine ran (tests)
 	wake    chan struct{}
+
+	// steady is the sender its MASTERs share (steady.go); read and written in turns only.
+	steady *steadyGroup
 }
 
 // NewLoop returns a loop with no instance on it.
@@ -101,6 +104,13 @@ func (l *Loop) alone() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.running == 1
+}
+
+// count is the number of instances running on the loop.
+func (l *Loop) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.running
 }
 
 func (l *Loop) signal() {

@@ -1,6 +1,8 @@
 package instance
 
 import (
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/hapair/hapair/vrrp"
@@ -9,21 +11,26 @@ import (
 )
 
 // A MASTER whose adverts are steady (the same advert every interval, nothing else due with
-// them) hands them to a sender thread that the Go runtime does not know (package
-// vrrp/transport/steady): it wakes for each advert, sends it and sleeps again, without the Go
-// scheduler's wake-up path, which costs more than the advert itself. A lone MASTER then costs
-// less CPU than keepalived's at every interval (docs/performance.md, "A sender outside the Go
-// runtime"); the loop wakes only for the VIP checks, every steadyReconcileEvery, and for
-// whatever changes.
+// them) hands them to a sender that the Go runtime does not know (package
+// vrrp/transport/steady): a thread, and a small process of its own, that wakes for each
+// advert, sends it and sleeps again, without the Go scheduler's wake-up path, which costs more
+// than the advert itself. The loop then wakes only for the VIP checks, every
+// steadyReconcileEvery, and for whatever changes.
 //
-// Only an instance alone on its loop (the daemon runs one VRRP instance): with more, the loop
-// sends every MASTER's adverts of one interval in one wake-up (they share the interval's
-// phase), where a thread each would wake the process once per instance.
+// The MASTERs of one loop share one sender (steadyGroup): every Master with the same interval
+// advertises at the same moment (the machine keeps its adverts on the interval's phase of the
+// clock), so one wake-up sends them all, as the loop's own wake-up did, and as keepalived's
+// does. A MASTER joins at the end of its turn, its adverts moving onto the group's grid (by
+// less than an interval, earlier), and leaves when it takes them back; either restarts the sender with the new set (a clone, about
+// a millisecond), which the other members do not notice: the new sender goes on from the due
+// time after the old one's last. Only while at most maxSteadyGroup instances run on the loop:
+// with more, the restarts cost more, and the loop's wake-up is shared by more adverts, so it
+// gains less (docs/performance.md).
 //
 // The rule that keeps this safe: while the adverts are delegated the machine is only ticked
 // and read. Every other call that may change the adverts or the state (an advert received, a
 // priority, a fault, a drain, a reload, a rebind, the stop) first takes them back (reclaim),
-// which returns once the sender thread has exited: no advert of the old kind leaves after it.
+// which returns once the sender has stopped: no advert of the old kind leaves after it.
 
 // SteadyConn is a Conn whose adverts a sender outside the loop can send (package
 // vrrp/transport's Member): on a socket of their own, connected to the one destination, which
@@ -55,25 +62,159 @@ const steadyReconcileEvery = 30 * time.Second
 // steadyRetryAfter is how long after a failed delegation the loop tries again.
 const steadyRetryAfter = time.Minute
 
-// steadyRun is the sender of a MASTER's adverts, while they are delegated.
-type steadyRun struct {
-	s     *steady.Sender
-	sock  int           // its socket (SteadySocket), closed once it has stopped
-	first time.Duration // CLOCK_BOOTTIME of its first advert
-	next  time.Time     // the same, on the instance's clock
+// maxSteadyGroup is the most instances a loop may run for its MASTERs to share a sender.
+const maxSteadyGroup = 16
+
+// steadyGroup is the sender of the steady adverts of a loop's MASTERs (see above). Its members
+// join and leave in their own turns, which the loop runs one at a time; mu guards what the
+// metrics read meanwhile (the sender, the members' counts) and what Ended reads.
+type steadyGroup struct {
+	loop   *Loop
+	thread bool // Config.SteadyThread
+	period time.Duration
+	// The grid: a due time on CLOCK_BOOTTIME, and the same moment on the instances' clock.
+	origin     time.Duration
+	originWall time.Time
+
+	mu      sync.Mutex
+	s       *steady.Sender // nil: none running
+	start   time.Duration  // its Config.First
+	members []*steadyRun   // in the sender's order
+	// ended: a sender stopped on its own (its process killed, a failed read) or could not be
+	// started again; every member takes its adverts back in its turn, and none joins.
+	ended  bool
+	killed bool
+	failed unix.Errno
 }
 
-// delegate hands a steady MASTER's adverts to a sender, at the end of a turn, when it can: the
-// daemon allows it (Config.Steady), the machine says they are steady, the transport and the
-// record can be written from outside Go, and no run of failed sends is being logged. Otherwise
-// the loop keeps sending them, as before.
+// steadyRun is a MASTER's membership of its loop's group.
+type steadyRun struct {
+	g      *steadyGroup
+	in     *Instance
+	dg     steady.Datagram
+	index  int  // in g.s
+	member bool // still one (for the metrics' reads)
+	// By the group's stopped senders:
+	sent, errs uint64
+	lastErr    unix.Errno
+	last       time.Duration // CLOCK_BOOTTIME due time of its last advert sent; 0: none
+}
+
+// nextDue is the first due time of the group's grid after boot time t.
+func (g *steadyGroup) nextDue(t time.Duration) time.Duration {
+	if t < g.origin {
+		return g.origin
+	}
+	return g.origin + ((t-g.origin)/g.period+1)*g.period
+}
+
+// wall is boot time t on the instances' clock.
+func (g *steadyGroup) wall(t time.Duration) time.Time { return g.originWall.Add(t - g.origin) }
+
+// restart stops the running sender, if any, keeping what it did for each member, and starts
+// one for members from the due time after its last advert (a time past: at once), or from its
+// first if it sent none. g.mu held.
+func (g *steadyGroup) restart(members []*steadyRun) error {
+	first := g.origin
+	if g.s != nil {
+		first = g.start
+		res := g.s.Stop()
+		g.s = nil
+		var latest time.Duration
+		for i, m := range g.members {
+			c := res.Each[i]
+			m.sent += c.Sent
+			m.errs += c.Errors
+			if c.LastErr != 0 {
+				m.lastErr = c.LastErr
+			}
+			if c.Sent > 0 {
+				m.last = c.Last
+			}
+			latest = max(latest, c.Last)
+		}
+		if res.Killed || res.Failed != 0 {
+			g.ended, g.killed, g.failed = true, res.Killed, res.Failed
+		}
+		if latest > 0 {
+			first = latest + g.period
+		}
+	}
+	g.members = members
+	if len(members) == 0 || g.ended {
+		return nil
+	}
+	cfg := steady.Config{First: first, Period: g.period, Thread: g.thread, Ended: g.senderEnded}
+	for i, m := range members {
+		m.index = i
+		cfg.Datagrams = append(cfg.Datagrams, m.dg)
+	}
+	s, err := steady.Start(cfg)
+	if err != nil {
+		// The members' adverts have no sender now: each takes them back in its turn, at once.
+		g.ended = true
+		for _, m := range members {
+			m.in.schedule()
+		}
+		return err
+	}
+	g.s, g.start = s, first
+	return nil
+}
+
+// senderEnded is the sender's Config.Ended: every member takes its adverts back at once.
+func (g *steadyGroup) senderEnded() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, m := range g.members {
+		m.in.schedule()
+	}
+}
+
+// sentNow and errorsNow are the member's counts so far, for the metrics.
+func (m *steadyRun) sentNow() uint64 {
+	m.g.mu.Lock()
+	defer m.g.mu.Unlock()
+	n := m.sent
+	if m.member && m.g.s != nil {
+		n += m.g.s.Sent(m.index)
+	}
+	return n
+}
+
+func (m *steadyRun) errorsNow() uint64 {
+	m.g.mu.Lock()
+	defer m.g.mu.Unlock()
+	n := m.errs
+	if m.member && m.g.s != nil {
+		n += m.g.s.Errors(m.index)
+	}
+	return n
+}
+
+// trouble: the member has failed to send an advert since it joined, which the loop must log
+// and count (reclaim), or its sender has stopped on its own, so that the loop sends again.
+func (m *steadyRun) trouble() bool {
+	m.g.mu.Lock()
+	defer m.g.mu.Unlock()
+	return m.errs > 0 || m.g.ended || m.g.s == nil || m.g.s.Errors(m.index) > 0 || m.g.s.Ended()
+}
+
+// delegate hands a steady MASTER's adverts to its loop's sender, at the end of a turn, when it
+// can: the daemon allows it (Config.Steady), the machine says they are steady, the transport and the record can be written from outside Go, and no run of
+// failed sends is being logged. Otherwise the loop keeps sending them, as before.
 func (in *Instance) delegate() {
 	if !in.cfg.Steady || in.steady != nil || in.stopSeen || in.sendErrs.total > 0 ||
-		in.machine.State() != vrrp.Master || len(in.cfg.Destination) != 1 || !in.loop.alone() {
+		in.machine.State() != vrrp.Master || len(in.cfg.Destination) != 1 || in.loop.count() > maxSteadyGroup {
 		return
 	}
 	if !in.steadyRetryAt.IsZero() && in.now().Before(in.steadyRetryAt) {
 		return
+	}
+	interval := in.cfg.Machine.AdvertInterval
+	g := in.loop.steady
+	if g != nil && (g.ended || g.period != interval) {
+		return // not until the group has ended, or not in it: the loop sends them
 	}
 	target, ok := in.conn.(SteadyConn)
 	if !ok {
@@ -91,6 +232,19 @@ func (in *Instance) delegate() {
 	}
 	prio, next, ok := in.machine.DelegateAdverts()
 	if !ok {
+		return
+	}
+	bootNow, now := steady.BootTime(), in.now()
+	first := bootNow + max(next.Sub(now), 0)
+	if g == nil {
+		// Its grid is this MASTER's: the next advert is due then, and every interval after.
+		g = &steadyGroup{loop: in.loop, thread: in.cfg.SteadyThread, period: interval, origin: first, originWall: now.Add(first - bootNow)}
+	} else if due := g.nextDue(bootNow); first < due-time.Millisecond {
+		// The MASTER's adverts move onto the group's grid: its next one would come later than
+		// its own is due. Not now: at the end of the turn that sends it, when the group's is
+		// at most an interval after it (an earlier advert is harmless: a BACKUP restarts its
+		// timer on every advert).
+		in.machine.ReclaimAdverts(time.Time{})
 		return
 	}
 	fail := func(why string, err error) {
@@ -111,70 +265,92 @@ func (in *Instance) delegate() {
 		fail("no socket", err)
 		return
 	}
-	bootNow, now := steady.BootTime(), in.now()
-	first := bootNow + max(next.Sub(now), 0)
-	s, err := steady.Start(steady.Config{
+	run := &steadyRun{g: g, in: in, member: true, dg: steady.Datagram{
 		Socket: fd, Payload: payload, // connected: no address, no control message
-		First: first, Period: in.cfg.Machine.AdvertInterval,
 		Record: recFd, RecordLine: recLine, StampAt: stampAt,
-		Thread: in.cfg.SteadyThread,
-		// A turn at once: steadyTrouble takes the adverts back, and the loop sends them.
-		Ended: in.schedule,
-	})
+	}}
+	g.mu.Lock()
+	err = g.restart(append(slices.Clip(g.members), run))
+	if err != nil {
+		// restart has asked the other members for a turn, in which they take theirs back;
+		// this one was never one.
+		g.members = slices.DeleteFunc(g.members, func(m *steadyRun) bool { return m == run })
+		if len(g.members) == 0 && in.loop.steady == g {
+			in.loop.steady = nil
+		}
+	}
+	g.mu.Unlock()
 	if err != nil {
 		unix.Close(fd)
-		fail("no sender thread", err)
+		fail("no sender", err)
 		return
 	}
-	in.steady = &steadyRun{s: s, sock: fd, first: first, next: now.Add(first - bootNow)}
+	in.loop.steady = g
+	in.steady = run
 	if r, ok := in.rep.(SteadyReporter); ok {
-		r.SteadyStarted(s.Sent, s.Errors)
+		r.SteadyStarted(run.sentNow, run.errorsNow)
 	}
 }
 
 // reclaim takes the adverts back from the sender, if they are delegated: once it returns the
-// sender has stopped, and the machine's next advert is due an interval after the sender's last.
+// sender sends none of them any more, and the machine's next advert is due an interval after
+// the sender's last. The other members' adverts go on from a new sender.
 func (in *Instance) reclaim() {
 	run := in.steady
 	if run == nil {
 		return
 	}
 	in.steady = nil
-	res := run.s.Stop()
-	unix.Close(run.sock)
+	g := run.g
+	g.mu.Lock()
+	rest := make([]*steadyRun, 0, len(g.members))
+	for _, m := range g.members {
+		if m != run {
+			rest = append(rest, m)
+		}
+	}
+	err := g.restart(rest)
+	run.member = false
+	killed, failed := g.killed, g.failed
+	if len(rest) == 0 && in.loop.steady == g {
+		in.loop.steady = nil
+	}
+	g.mu.Unlock()
+	if err != nil {
+		in.log.Warn(in.msg("The advert sender could not be started again: the loop sends the other instances' adverts"), "err", err)
+	}
+	unix.Close(run.dg.Socket)
 	var last time.Time
-	if res.Sent > 0 {
-		// On the sender's grid: its adverts were due at first + k*interval.
-		last = run.next.Add(res.Last - run.first)
+	if run.sent > 0 {
+		// On the group's grid: its adverts were due at origin + k*interval.
+		last = g.wall(run.last)
 		if sr, ok := in.cfg.Record.(SteadyRecorder); ok && in.recordsAdverts() {
-			sr.AdvertSentAt(res.Last)
+			sr.AdvertSentAt(run.last)
 		}
 	}
 	in.machine.ReclaimAdverts(last)
 	if r, ok := in.rep.(SteadyReporter); ok {
-		r.SteadyStopped(res.Sent, res.Errors)
+		r.SteadyStopped(run.sent, run.errs)
 	}
-	if res.Errors > 0 {
+	if run.errs > 0 {
 		// Logged as the loop's own failures are, and its next advert that leaves says so.
 		now := in.now()
-		in.log.Warn(in.msg("Sending advert failed"), "failed", res.Errors, "err", res.LastErr)
-		in.sendErrs = sendFailures{total: int(res.Errors), since: now, lastLine: now}
+		in.log.Warn(in.msg("Sending advert failed"), "failed", run.errs, "err", run.lastErr)
+		in.sendErrs = sendFailures{total: int(run.errs), since: now, lastLine: now}
 	}
-	if res.Failed != 0 {
-		in.log.Warn(in.msg("The advert sender stopped on an error: the loop sends the adverts"), "err", res.Failed, "retry_in", steadyRetryAfter)
+	if failed != 0 {
+		in.log.Warn(in.msg("The advert sender stopped on an error: the loop sends the adverts"), "err", failed, "retry_in", steadyRetryAfter)
 	}
-	if res.Killed {
+	if killed {
 		in.log.Warn(in.msg("The advert sender process was killed: the loop sends the adverts"), "retry_in", steadyRetryAfter)
 	}
-	if res.Failed != 0 || res.Killed {
+	if failed != 0 || killed {
 		// Not at the end of this turn: whatever ended it may end the next one too.
 		in.steadyRetryAt = in.now().Add(steadyRetryAfter)
 	}
 }
 
-// steadyTrouble: the sender has failed to send an advert since it started, which the loop
-// must log and count (reclaim), or it has stopped on its own (its process killed), so that the
-// loop sends again.
-func (in *Instance) steadyTrouble() bool {
-	return in.steady != nil && (in.steady.s.Errors() > 0 || in.steady.s.Ended())
-}
+// steadyTrouble: the sender has failed to send an advert since the instance joined, which the
+// loop must log and count (reclaim), or it has stopped on its own (its process killed), so that
+// the loop sends again.
+func (in *Instance) steadyTrouble() bool { return in.steady != nil && in.steady.trouble() }

@@ -2,7 +2,11 @@ package instance
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -243,10 +247,16 @@ func TestKilledSenderProcessHandsTheAdvertsBack(t *testing.T) {
 	nstest.Eventually(t, 5*time.Second, func() error {
 		in.turn.Lock()
 		defer in.turn.Unlock()
-		if in.steady == nil || in.steady.s.Child() <= 0 {
+		if in.steady == nil {
 			return errString("the MASTER's adverts are not with a sender process")
 		}
-		child = in.steady.s.Child()
+		g := in.steady.g
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.s == nil || g.s.Child() <= 0 {
+			return errString("the MASTER's adverts are not with a sender process")
+		}
+		child = g.s.Child()
 		return nil
 	})
 	time.Sleep(5 * interval)
@@ -322,4 +332,186 @@ func TestFailedDelegationIsNotRetriedAtEveryAdvert(t *testing.T) {
 			t.Errorf("delegation tried %d times after a minute more, want twice", asked)
 		}
 	})
+}
+
+// TestMastersOfALoopShareOneSender: three MASTERs on one loop hand their adverts to one sender
+// (one process, waking once per interval for the three); a priority change of one takes its
+// adverts back, its new priority goes out at once, and the other two go on with no gap; at the
+// stop each sends its priority 0 and nothing after; every advert heard was counted.
+func TestMastersOfALoopShareOneSender(t *testing.T) {
+	if !steady.Supported() {
+		t.Skip("no steady sender on this architecture")
+	}
+	p := nstest.NewPair(t)
+	const n = 3
+	hubA, hubB := transport.NewHub(transport.HubOptions{}), transport.NewHub(transport.HubOptions{})
+	var conns, peers [n]*transport.Member
+	var ls [n]listener
+	for i := range n {
+		vrid := uint8(51 + i)
+		p.A.MustDo(t, func() (err error) {
+			conns[i], err = hubA.Join(transport.Options{Interface: p.AIf, Family: 4}, vrid)
+			return err
+		})
+		p.B.MustDo(t, func() (err error) {
+			peers[i], err = hubB.Join(transport.Options{Interface: p.BIf, Family: 4}, vrid)
+			return err
+		})
+		t.Cleanup(func() { peers[i].Close() })
+		peers[i].Receive(ls[i].handle)
+	}
+
+	const interval = 20 * time.Millisecond
+	loop := NewLoop()
+	var ins [n]*Instance
+	var reps [n]*steadyReporter
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for i := range n {
+		cfg := nodeConfig(p.A4.Addr(), 200)
+		cfg.Name = fmt.Sprintf("VI_%d", i)
+		cfg.Machine.Name = cfg.Name
+		cfg.Machine.VRID = uint8(51 + i)
+		cfg.Filter.VRID = cfg.Machine.VRID
+		cfg.Machine.AdvertInterval = interval
+		cfg.Machine.FastFailover = false
+		cfg.ReconcileEvery = time.Second
+		cfg.Destination = []netip.Addr{transport.Group(4)}
+		cfg.Steady = true
+		cfg.Loop = loop
+		reps[i] = &steadyReporter{recordReporter: &recordReporter{}}
+		var err error
+		if ins[i], err = New(cfg, conns[i], &fakeVIPs{}, &countAnnouncer{}, reps[i], nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); ins[i].Run(ctx) }()
+	}
+
+	// members is the sender's datagrams and its process, read in a turn's stead.
+	members := func() (int, int) {
+		loop.mu.Lock() // no turn runs while busy is set by us
+		if loop.busy {
+			loop.mu.Unlock()
+			return -1, 0
+		}
+		loop.busy = true
+		loop.mu.Unlock()
+		defer func() {
+			loop.mu.Lock()
+			loop.busy = false
+			loop.mu.Unlock()
+			loop.signal()
+		}()
+		g := loop.steady
+		if g == nil {
+			return 0, 0
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.s == nil {
+			return len(g.members), 0
+		}
+		return len(g.members), g.s.Child()
+	}
+	var child int
+	nstest.Eventually(t, 5*time.Second, func() error {
+		var m int
+		if m, child = members(); m != n || child <= 0 {
+			return fmt.Errorf("%d members of the loop's sender (process %d), want %d", m, child, n)
+		}
+		return nil
+	})
+	// One process, which wakes once per interval for all three.
+	ctx0 := blockedCount(t, child)
+	var from [n]int
+	for i := range n {
+		from[i] = ls[i].count()
+	}
+	time.Sleep(50 * interval)
+	wakes := blockedCount(t, child) - ctx0
+	for i := range n {
+		got := ls[i].since(from[i])
+		if len(got) < 25 {
+			t.Fatalf("instance %d: %d adverts heard in %v at %v, want about 50", i, len(got), 50*interval, interval)
+		}
+		if wakes > uint64(len(got))+5 {
+			t.Errorf("the sender process woke %d times for %d adverts of each instance, want once for all", wakes, len(got))
+		}
+	}
+
+	// A priority change of the second: its advert at once; the others go on without a gap.
+	for i := range n {
+		from[i] = ls[i].count()
+	}
+	ins[1].SetPriority(150)
+	nstest.Eventually(t, 5*time.Second, func() error {
+		for _, h := range ls[1].since(from[1]) {
+			if h.prio == 150 {
+				return nil
+			}
+		}
+		return errString("no advert with priority 150")
+	})
+	nstest.Eventually(t, 5*time.Second, func() error {
+		if m, _ := members(); m != n {
+			return fmt.Errorf("%d members after the priority change, want %d again", m, n)
+		}
+		return nil
+	})
+	time.Sleep(10 * interval)
+	for _, i := range []int{0, 2} {
+		got := ls[i].since(from[i])
+		for j := 1; j < len(got); j++ {
+			if gap := got[j].at.Sub(got[j-1].at); gap > 5*interval {
+				t.Errorf("instance %d: a gap of %v in its adverts across the other's priority change", i, gap)
+			}
+			if got[j].prio != 200 {
+				t.Errorf("instance %d: an advert with priority %d", i, got[j].prio)
+			}
+		}
+	}
+
+	// The stop: every instance's priority 0, then nothing; every advert counted.
+	cancel()
+	wg.Wait()
+	time.Sleep(3 * interval)
+	if m, _ := members(); m != 0 {
+		t.Errorf("%d members after the stop", m)
+	}
+	for i := range n {
+		if last := ls[i].since(0); len(last) == 0 || last[len(last)-1].prio != 0 {
+			t.Errorf("instance %d: the last advert heard is not its priority 0", i)
+		}
+		counted := uint64(reps[i].sentCount()) + reps[i].sent.Load()
+		if heard := uint64(ls[i].count()); counted != heard {
+			t.Errorf("instance %d: adverts counted %d (%d by the loop, %d by the sender), heard %d", i, counted, reps[i].sentCount(), reps[i].sent.Load(), heard)
+		}
+		if reps[i].started.Load() != reps[i].stopped.Load() || reps[i].started.Load() < 2 && i == 1 {
+			t.Errorf("instance %d: joined %d times, left %d", i, reps[i].started.Load(), reps[i].stopped.Load())
+		}
+	}
+}
+
+// blockedCount is how many times process pid has blocked (its wake-ups):
+// voluntary_ctxt_switches of /proc/<pid>/status. Not schedstat's timeslices, which also count
+// the times a reader it woke preempted it.
+func blockedCount(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no voluntary_ctxt_switches in /proc/%d/status", pid)
+	return 0
 }
