@@ -29,8 +29,31 @@ type Loop struct {
 	batches int         // batches of turns the goroutine ran (tests)
 	wake    chan struct{}
 
-	// steady is the sender its MASTERs share (steady.go); read and written in turns only.
+	// steady is the sender its MASTERs share (steady.go). Members join in turns only, but may
+	// leave outside one (receiveInline): under mu.
 	steady *steadyGroup
+}
+
+// steadyGroup is the loop's group of MASTERs sharing a sender; nil if none.
+func (l *Loop) steadyGroup() *steadyGroup {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.steady
+}
+
+func (l *Loop) setSteadyGroup(g *steadyGroup) {
+	l.mu.Lock()
+	l.steady = g
+	l.mu.Unlock()
+}
+
+// dropSteadyGroup forgets g, its last member gone, unless another group took its place.
+func (l *Loop) dropSteadyGroup(g *steadyGroup) {
+	l.mu.Lock()
+	if l.steady == g {
+		l.steady = nil
+	}
+	l.mu.Unlock()
 }
 
 // NewLoop returns a loop with no instance on it.

@@ -165,6 +165,13 @@ func (g *steadyGroup) restart(members []*steadyRun) error {
 	return nil
 }
 
+// hasEnded is g.ended, read under mu.
+func (g *steadyGroup) hasEnded() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ended
+}
+
 // senderEnded is the sender's Config.Ended: every member takes its adverts back at once.
 func (g *steadyGroup) senderEnded() {
 	g.mu.Lock()
@@ -215,8 +222,8 @@ func (in *Instance) delegate() {
 		return
 	}
 	interval := in.cfg.Machine.AdvertInterval
-	g := in.loop.steady
-	if g != nil && (g.ended || g.period != interval) {
+	g := in.loop.steadyGroup()
+	if g != nil && (g.hasEnded() || g.period != interval) {
 		return // not until the group has ended, or not in it: the loop sends them
 	}
 	target, ok := in.conn.(SteadyConn)
@@ -278,8 +285,8 @@ func (in *Instance) delegate() {
 		// restart has asked the other members for a turn, in which they take theirs back;
 		// this one was never one.
 		g.members = slices.DeleteFunc(g.members, func(m *steadyRun) bool { return m == run })
-		if len(g.members) == 0 && in.loop.steady == g {
-			in.loop.steady = nil
+		if len(g.members) == 0 {
+			in.loop.dropSteadyGroup(g)
 		}
 	}
 	g.mu.Unlock()
@@ -288,7 +295,7 @@ func (in *Instance) delegate() {
 		fail("no sender", err)
 		return
 	}
-	in.loop.steady = g
+	in.loop.setSteadyGroup(g)
 	in.steady = run
 	if r, ok := in.rep.(SteadyReporter); ok {
 		r.SteadyStarted(run.sentNow, run.errorsNow)
@@ -297,7 +304,10 @@ func (in *Instance) delegate() {
 
 // reclaim takes the adverts back from the sender, if they are delegated: once it returns the
 // sender sends none of them any more, and the machine's next advert is due an interval after
-// the sender's last. The other members' adverts go on from a new sender.
+// the sender's last. The other members' adverts go on from a new sender. It may run outside
+// the loop (receiveInline, on the reader's goroutine, with the instance's turn held) while
+// another instance's turn runs: it only takes the member out, under the group's mu, and the
+// loop's group is read and written under the loop's mu.
 func (in *Instance) reclaim() {
 	run := in.steady
 	if run == nil {
@@ -315,8 +325,8 @@ func (in *Instance) reclaim() {
 	err := g.restart(rest)
 	run.member = false
 	killed, failed := g.killed, g.failed
-	if len(rest) == 0 && in.loop.steady == g {
-		in.loop.steady = nil
+	if len(rest) == 0 {
+		in.loop.dropSteadyGroup(g)
 	}
 	g.mu.Unlock()
 	if err != nil {

@@ -404,7 +404,7 @@ func TestMastersOfALoopShareOneSender(t *testing.T) {
 			loop.mu.Unlock()
 			loop.signal()
 		}()
-		g := loop.steady
+		g := loop.steadyGroup()
 		if g == nil {
 			return 0, 0
 		}
