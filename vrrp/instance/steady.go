@@ -211,8 +211,9 @@ func (m *steadyRun) trouble() bool {
 }
 
 // delegate hands a steady MASTER's adverts to its loop's sender, at the end of a turn, when it
-// can: the daemon allows it (Config.Steady), the machine says they are steady, the transport and the record can be written from outside Go, and no run of
-// failed sends is being logged. Otherwise the loop keeps sending them, as before.
+// can: the daemon allows it (Config.Steady), the machine says they are steady, the transport
+// and the record can be written from outside Go, and no run of failed sends is being logged.
+// Otherwise the loop keeps sending them, as before.
 func (in *Instance) delegate() {
 	if !in.cfg.Steady || in.steady != nil || in.stopSeen || in.sendErrs.total > 0 ||
 		in.machine.State() != vrrp.Master || len(in.cfg.Destination) != 1 || in.loop.count() > maxSteadyGroup {
