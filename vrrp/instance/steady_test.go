@@ -76,14 +76,14 @@ func (in *Instance) delegated() bool {
 	return in.steady != nil
 }
 
-// TestSteadyMasterAdvertsFromTheSenderThread runs a MASTER on a real socket with its adverts
-// delegated (Config.Steady) and listens on its peer: the adverts keep their interval; a priority
-// change takes them back at once, the new priority goes out at once and the old never again; the
-// stop's priority 0 is followed by nothing; and every advert heard was counted.
-func TestSteadyMasterAdvertsFromTheSenderThread(t *testing.T) {
-	if !steady.Supported() {
-		t.Skip("no steady sender on this architecture")
-	}
+// steadyInterval is the advert interval of runSteadyMaster's MASTER.
+const steadyInterval = 20 * time.Millisecond
+
+// runSteadyMaster runs a MASTER of VRID 51 at priority 200 with its adverts delegated
+// (Config.Steady) on a real socket in a namespace of a pair, and listens on the peer's side. It
+// returns the instance, what the peer heard, the reporter, and the run's cancel and end.
+func runSteadyMaster(t *testing.T) (*Instance, *listener, *steadyReporter, context.CancelFunc, chan struct{}) {
+	t.Helper()
 	p := nstest.NewPair(t)
 	var conn, peer *transport.Member
 	p.A.MustDo(t, func() (err error) {
@@ -95,12 +95,11 @@ func TestSteadyMasterAdvertsFromTheSenderThread(t *testing.T) {
 		return err
 	})
 	t.Cleanup(func() { peer.Close() })
-	var l listener
+	l := &listener{}
 	peer.Receive(l.handle)
 
-	const interval = 20 * time.Millisecond
 	cfg := nodeConfig(p.A4.Addr(), 200)
-	cfg.Machine.AdvertInterval = interval
+	cfg.Machine.AdvertInterval = steadyInterval
 	cfg.Machine.FastFailover = false
 	cfg.ReconcileEvery = time.Second
 	cfg.Destination = []netip.Addr{transport.Group(4)}
@@ -114,6 +113,19 @@ func TestSteadyMasterAdvertsFromTheSenderThread(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); in.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return in, l, rep, cancel, done
+}
+
+// TestSteadyMasterAdvertsFromTheSenderThread runs a MASTER on a real socket with its adverts
+// delegated (Config.Steady) and listens on its peer: the adverts keep their interval; a priority
+// change takes them back at once, the new priority goes out at once and the old never again; the
+// stop's priority 0 is followed by nothing; and every advert heard was counted.
+func TestSteadyMasterAdvertsFromTheSenderThread(t *testing.T) {
+	if !steady.Supported() {
+		t.Skip("no steady sender on this architecture")
+	}
+	in, l, rep, cancel, done := runSteadyMaster(t)
+	const interval = steadyInterval
 
 	nstest.Eventually(t, 5*time.Second, func() error {
 		if !in.delegated() {
@@ -212,36 +224,8 @@ func TestKilledSenderProcessHandsTheAdvertsBack(t *testing.T) {
 	if !steady.Supported() {
 		t.Skip("no steady sender on this architecture")
 	}
-	p := nstest.NewPair(t)
-	var conn, peer *transport.Member
-	p.A.MustDo(t, func() (err error) {
-		conn, err = transport.NewHub(transport.HubOptions{}).Join(transport.Options{Interface: p.AIf, Family: 4}, 51)
-		return err
-	})
-	p.B.MustDo(t, func() (err error) {
-		peer, err = transport.NewHub(transport.HubOptions{}).Join(transport.Options{Interface: p.BIf, Family: 4}, 51)
-		return err
-	})
-	t.Cleanup(func() { peer.Close() })
-	var l listener
-	peer.Receive(l.handle)
-
-	const interval = 20 * time.Millisecond
-	cfg := nodeConfig(p.A4.Addr(), 200)
-	cfg.Machine.AdvertInterval = interval
-	cfg.Machine.FastFailover = false
-	cfg.ReconcileEvery = time.Second
-	cfg.Destination = []netip.Addr{transport.Group(4)}
-	cfg.Steady = true
-	rep := &steadyReporter{recordReporter: &recordReporter{}}
-	in, err := New(cfg, conn, &fakeVIPs{}, &countAnnouncer{}, rep, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); in.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	in, l, _, _, _ := runSteadyMaster(t)
+	const interval = steadyInterval
 
 	var child int
 	nstest.Eventually(t, 5*time.Second, func() error {

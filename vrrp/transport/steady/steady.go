@@ -289,27 +289,40 @@ func (s *Sender) listen(ended func()) (int64, error) {
 	if ended == nil {
 		return -1, nil
 	}
+	var efd int
+	var err error
+	if s.events, efd, err = listenEventfd("sender", ended); err != nil {
+		return -1, err
+	}
+	return int64(efd), nil
+}
+
+// listenEventfd makes an eventfd in Go's netpoller, and a goroutine that calls fn once should
+// the eventfd be written (by a thread of this package), and returns once it has been closed.
+// It returns the eventfd's descriptor apart: the File's Fd would make it blocking.
+func listenEventfd(name string, fn func()) (*os.File, int, error) {
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		return -1, fmt.Errorf("steady: eventfd: %w", err)
+		return nil, -1, fmt.Errorf("steady: eventfd: %w", err)
 	}
-	s.events = os.NewFile(uintptr(efd), "sender") // non-blocking: in the netpoller
-	rc, err := s.events.SyscallConn()
+	f := os.NewFile(uintptr(efd), name) // non-blocking: in the netpoller
+	rc, err := f.SyscallConn()
 	if err != nil {
-		return -1, fmt.Errorf("steady: eventfd: %w", err)
+		f.Close()
+		return nil, -1, fmt.Errorf("steady: eventfd: %w", err)
 	}
 	go func() {
-		// Returns with an error once Stop has closed the eventfd.
+		// Returns with an error once the eventfd is closed.
 		var got [8]byte
 		err := rc.Read(func(fd uintptr) bool {
 			_, err := unix.Read(int(fd), got[:])
 			return err != unix.EAGAIN
 		})
 		if err == nil {
-			ended()
+			fn()
 		}
 	}()
-	return int64(efd), nil
+	return f, efd, nil
 }
 
 // free releases what Start made; the thread is not running.

@@ -192,14 +192,10 @@ func StartWatch(cfg WatchConfig) (*Watch, error) {
 	if err := unix.TimerfdSettime(w.mem.timerfd, armFlags, &first, nil); err != nil {
 		return nil, fmt.Errorf("steady: timerfd_settime: %w", err)
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return nil, fmt.Errorf("steady: eventfd: %w", err)
-	}
-	w.events = os.NewFile(uintptr(efd), "watch") // non-blocking: in the netpoller
-	rc, err := w.events.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("steady: eventfd: %w", err)
+	// The eventfd is listened to from now: the thread, not started yet, is what writes it.
+	var efd int
+	if w.events, efd, err = listenEventfd("watch", cfg.Silent); err != nil {
+		return nil, err
 	}
 
 	c := (*wctl)(unsafe.Pointer(&w.mem.block[0]))
@@ -222,18 +218,6 @@ func StartWatch(cfg WatchConfig) (*Watch, error) {
 	}
 	w.c = c
 	ok = true
-	silent := cfg.Silent
-	go func() {
-		// Returns with an error once Stop has closed the eventfd.
-		var got [8]byte
-		err := rc.Read(func(fd uintptr) bool {
-			_, err := unix.Read(int(fd), got[:])
-			return err != unix.EAGAIN
-		})
-		if err == nil {
-			silent()
-		}
-	}()
 	return w, nil
 }
 
