@@ -72,7 +72,6 @@ const maxSteadyGroup = 16
 // join and leave in their own turns, which the loop runs one at a time; mu guards what the
 // metrics read meanwhile (the sender, the members' counts) and what Ended reads.
 type steadyGroup struct {
-	loop   *Loop
 	thread bool // Config.SteadyThread
 	period time.Duration
 	// The grid: a due time on CLOCK_BOOTTIME, and the same moment on the instances' clock.
@@ -249,7 +248,7 @@ func (in *Instance) delegate() {
 	first := bootNow + max(next.Sub(now), 0)
 	if g == nil {
 		// Its grid is this MASTER's: the next advert is due then, and every interval after.
-		g = &steadyGroup{loop: in.loop, thread: in.cfg.SteadyThread, period: interval, origin: first, originWall: now.Add(first - bootNow)}
+		g = &steadyGroup{thread: in.cfg.SteadyThread, period: interval, origin: first, originWall: now.Add(first - bootNow)}
 	} else if due := g.nextDue(bootNow); first < due-time.Millisecond {
 		// The MASTER's adverts move onto the group's grid: its next one would come later than
 		// its own is due. Not now: at the end of the turn that sends it, when the group's is
