@@ -19,6 +19,7 @@ import (
 	"github.com/hapair/hapair/cmd/internal/config"
 	"github.com/hapair/hapair/cmd/internal/convert"
 	"github.com/hapair/hapair/cmd/internal/rundir"
+	"github.com/hapair/hapair/internal/gcpace"
 	"github.com/hapair/hapair/metrics/status"
 	"github.com/hapair/hapair/supervisor"
 )
@@ -30,6 +31,10 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 }
 
 // cmdRun is `hapair run`: the appliance.
+// gcPaceEnv, set to 0, leaves the Go runtime's collections to GOGC and its two-minute timer
+// (package gcpace).
+const gcPaceEnv = "HAPAIR_GC_PACE"
+
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := newFlags("run", stderr)
 	path := fs.String("config", defaultConfig, "configuration file")
@@ -105,6 +110,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	if cfg.VRRPRTPriority > 0 {
 		setRTPriority(cfg.VRRPRTPriority, log) // before HAProxy, the sockets and the timers start
+	}
+	// Collections paced by allocation, without the runtime's one every two minutes (package
+	// gcpace); HAPAIR_GC_PACE=0 keeps the runtime's own pacing.
+	if os.Getenv(gcPaceEnv) != "0" {
+		defer gcpace.Start().Stop()
 	}
 	haproxyOutput := supervisor.InheritedOutput() // after an upgrade: the adopted master's output
 	d, err := newDaemon(cfg, log)

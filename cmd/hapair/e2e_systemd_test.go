@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,6 +183,28 @@ func TestUnitUnderSystemd(t *testing.T) {
 		if senders != 1 {
 			t.Errorf("hapair under the unit, a lone MASTER: %d threads block every signal, want its one steady sender\n%s", senders, status)
 		}
+	})
+
+	t.Run("collections paced by allocation, under the unit's GOMEMLIMIT", func(t *testing.T) {
+		// The unit's GOGC=50 is taken over by package gcpace: GOGC off (no collection every two
+		// minutes), and a memory limit that follows the live heap, under the unit's 64 MiB.
+		c.t = t
+		gogc, err := metricValue(c.host, "go_gc_gogc_percent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		limit, err := metricValue(c.host, "go_gc_gomemlimit_bytes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// runtime/metrics keeps GOGC as an unsigned integer: off (-1) reads 2^64-1.
+		if gogc != -1 && gogc != math.MaxUint64 {
+			t.Errorf("go_gc_gogc_percent %v under the unit, want off (-1, or 2^64-1 as the runtime's unsigned metric says it)", gogc)
+		}
+		if limit <= 0 || limit >= 64<<20 {
+			t.Errorf("go_gc_gomemlimit_bytes %v under the unit, want the pacer's, below the unit's 64 MiB", limit)
+		}
+		t.Logf("memory limit %.1f MiB", limit/(1<<20))
 	})
 
 	t.Run("RuntimeDirectoryMode", func(t *testing.T) {
