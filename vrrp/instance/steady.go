@@ -57,10 +57,12 @@ type SteadyReporter interface {
 // kernel's address notifications (the daemon's CheckVIPs) put a VIP removed by hand back at
 // once, as keepalived does with nothing else, and the address watch makes up for lost ones with
 // a dump (vip.Watch); the periodic check is a safety net. At its usual second it would wake the
-// process once a second, as often as the adverts at 1 s; every 30 s, a lone MASTER's check
-// cost 0.8 to 1 ms a wake-up on the lab machine (the Go side, cold after its sleep), a sixth of
-// what its sender spends in the minute.
-const steadyReconcileEvery = time.Minute
+// process once a second, as often as the adverts at 1 s. Each check of a delegated MASTER wakes
+// the Go side cold after its sleep: 0.8 to 0.9 ms of CPU on the lab machine (2026-12-05), where
+// a lone MASTER's sender spends 13 ms a minute at 1 s; once a minute it was the larger of the
+// two things hapair's Go side still did (the other the runtime's forced collection, package
+// internal/gcpace), so every five minutes.
+const steadyReconcileEvery = 5 * time.Minute
 
 // steadyRetryAfter is how long after a failed delegation the loop tries again.
 const steadyRetryAfter = time.Minute
