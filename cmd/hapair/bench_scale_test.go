@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -245,6 +248,47 @@ func (s scaleProc) cpu(t testing.TB) time.Duration {
 	return sum
 }
 
+// cpuSplit is the time hapair's threads have run, split into the Go runtime's threads and those
+// outside it (package steady's sender and watcher threads, which block every signal, and the
+// sender processes): when a cell is above keepalived's, which of the two it is.
+func (s scaleProc) cpuSplit(t testing.TB) (split [2]time.Duration) {
+	t.Helper()
+	main := s.proc.PID()
+	for _, pid := range s.pids() {
+		files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+		for _, dir := range files {
+			ns, err := taskRunTime(filepath.Join(dir, "schedstat"))
+			if err != nil {
+				continue // the thread just ended
+			}
+			outside := pid != main || blocksEverySignal(filepath.Join(dir, "status"))
+			if outside {
+				split[1] += ns
+			} else {
+				split[0] += ns
+			}
+		}
+	}
+	return split
+}
+
+// taskRunTime is a task's run time from its schedstat file.
+func taskRunTime(file string) (time.Duration, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) < 1 {
+		return 0, fmt.Errorf("%s: %q", file, data)
+	}
+	ns, err := strconv.ParseInt(fields[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %q", file, data)
+	}
+	return time.Duration(ns), nil
+}
+
 // scaleTaskCPU is the time pid's threads have run, in nanoseconds from /proc/<pid>/task/*/schedstat:
 // at one instance and 1 s adverts both daemons use a few milliseconds a minute, below the 10 ms
 // ticks of /proc/<pid>/stat. A thread that ended during the window is not counted (Go keeps its
@@ -257,19 +301,14 @@ func scaleTaskCPU(t testing.TB, pid int) time.Duration {
 	}
 	var sum time.Duration
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
+		ns, err := taskRunTime(f)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			continue // the thread just ended
 		}
-		fields := strings.Fields(string(data))
-		if len(fields) < 1 {
-			t.Fatalf("%s: %q", f, data)
-		}
-		ns, err := strconv.ParseInt(fields[0], 10, 64)
 		if err != nil {
-			t.Fatalf("%s: %q", f, data)
+			t.Fatal(err)
 		}
-		sum += time.Duration(ns)
+		sum += ns
 	}
 	return sum
 }
@@ -401,10 +440,11 @@ type scaleCell struct {
 	rss0      [2][2]int64
 	rss       [2][2]int64
 	spurious  [2]int
-	drops     [2][2]int64 // packets its raw sockets dropped in the window: receive queue full
-	split     [2][2]int64 // hapair's RssAnon and RssFile at the end of the window, per host
-	unsettled string      // why the cell was not measured: a side never settled
-	gaps      string      // the adverts' gaps as lb2 saw them (advertWatch), when watched
+	drops     [2][2]int64         // packets its raw sockets dropped in the window: receive queue full
+	split     [2][2]int64         // hapair's RssAnon and RssFile at the end of the window, per host
+	cpuSplit  [2][2]time.Duration // hapair's CPU in the window, Go runtime and outside it, per host
+	unsettled string              // why the cell was not measured: a side never settled
+	gaps      string              // the adverts' gaps as lb2 saw them (advertWatch), when watched
 }
 
 func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn bool) scaleCell {
@@ -469,11 +509,15 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 	c := scaleCell{n: n, interval: iv, window: window}
 	var from [2][2]int
 	var cpu0 [2][2]time.Duration
+	var split0 [2][2]time.Duration
 	var drops0 [2][2]int64
 	for impl := range procs {
 		for host := range procs[impl] {
 			from[impl][host] = procs[impl][host].proc.LineCount()
 			cpu0[impl][host] = procs[impl][host].cpu(t)
+			if impl == 0 {
+				split0[host] = procs[impl][host].cpuSplit(t)
+			}
 			drops0[impl][host] = procs[impl][host].drops(t)
 			c.rss0[impl][host] = procs[impl][host].rss(t)
 		}
@@ -523,6 +567,10 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 			c.drops[impl][host] = s.drops(t) - drops0[impl][host]
 			if impl == 0 {
 				c.split[host] = s.rssSplit(t)
+				split := s.cpuSplit(t)
+				for i := range split {
+					c.cpuSplit[host][i] = time.Duration(float64(split[i]-split0[host][i]) * float64(window) / float64(elapsed))
+				}
 			}
 		}
 	}
@@ -604,6 +652,12 @@ func scaleTable(cells []scaleCell, window, oneWindow time.Duration, burn bool) s
 		}
 		fmt.Fprintf(&sb, " %s x %d: %.1f, %.1f; %.1f, %.1f;", c.interval, c.n,
 			1000*c.perMinute(c.cpu[0][0]), 1000*c.perMinute(c.cpu[1][0]), 1000*c.perMinute(c.cpu[0][1]), 1000*c.perMinute(c.cpu[1][1]))
+	}
+	sb.WriteString("\n")
+	sb.WriteString("hapair's CPU, Go runtime + threads and processes outside it (ms/min; MASTER, BACKUP):")
+	for _, c := range cells {
+		fmt.Fprintf(&sb, " %s x %d: %.1f + %.1f, %.1f + %.1f;", c.interval, c.n,
+			1000*c.perMinute(c.cpuSplit[0][0]), 1000*c.perMinute(c.cpuSplit[0][1]), 1000*c.perMinute(c.cpuSplit[1][0]), 1000*c.perMinute(c.cpuSplit[1][1]))
 	}
 	sb.WriteString("\n")
 	sb.WriteString("hapair's RSS at the end of the window, anonymous + file-backed (MiB; MASTER, BACKUP):")
