@@ -114,7 +114,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// Collections paced by allocation, without the runtime's one every two minutes (package
 	// gcpace); HAPAIR_GC_PACE=0 keeps the runtime's own pacing.
 	if os.Getenv(gcPaceEnv) != "0" {
-		defer gcpace.Start().Stop()
+		defer gcpace.Start(func() {
+			log.Warn("Garbage collections came back to back under the paced memory limit: the Go runtime paces them again (GOGC)")
+		}).Stop()
 	}
 	haproxyOutput := supervisor.InheritedOutput() // after an upgrade: the adopted master's output
 	d, err := newDaemon(cfg, log)

@@ -33,11 +33,16 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
+	"time"
 )
 
 // heapMinimum is the runtime's smallest heap goal at GOGC=100 (runtime/mgcpacer.go), scaled by
 // GOGC as the runtime scales it.
 const heapMinimum = 4 << 20
+
+// runtimeHeadroom is the least the runtime keeps between its heap goal and a memory limit
+// (runtime/mgcpacer.go, memoryLimitMinHeapGoalHeadroom).
+const runtimeHeadroom = 1 << 20
 
 // The runtime/metrics samples the limit is computed from, and the collections completed.
 const (
@@ -51,10 +56,20 @@ const (
 	mCycles   = "/gc/cycles/total:gc-cycles"
 )
 
+// backToBack is how many collections in one second make the pacer give the runtime its own
+// pacing back: hapair allocates nowhere near the 100 MiB a second that would take at the GOGC
+// goal, so they would be the pacer's fault (a limit the runtime reads otherwise than here).
+const backToBack = 50
+
 // Pacer is the pacing started by Start. Stop it to give the runtime its settings back.
 type Pacer struct {
-	gogc    int   // GOGC as it was
-	ceiling int64 // the memory limit as it was
+	gogc    int    // GOGC as it was
+	ceiling int64  // the memory limit as it was
+	gaveUp  func() // called once if the pacer gives up
+
+	// The collections of the current second, for backToBack.
+	second   time.Time
+	inSecond int
 
 	mu      sync.Mutex
 	stopped bool
@@ -65,13 +80,15 @@ type Pacer struct {
 
 // Start turns the runtime's GOGC off and paces its collections by the memory limit, as the
 // package comment says. It returns nil, and changes nothing, when GOGC is off already (GOGC=off:
-// whoever set it wants no collection by heap growth).
-func Start() *Pacer {
+// whoever set it wants no collection by heap growth). Should collections come back to back
+// (backToBack in a second), the pacer stops, as Stop does, and calls gaveUp (if not nil) on the
+// runtime's cleanup goroutine.
+func Start(gaveUp func()) *Pacer {
 	gogc := debug.SetGCPercent(-1)
 	if gogc < 0 {
 		return nil
 	}
-	p := &Pacer{gogc: gogc, ceiling: debug.SetMemoryLimit(-1)}
+	p := &Pacer{gogc: gogc, ceiling: debug.SetMemoryLimit(-1), gaveUp: gaveUp}
 	for _, name := range []string{mLive, mStacks, mGlobals, mTotal, mReleased, mFree, mObjects, mCycles} {
 		p.samples = append(p.samples, metrics.Sample{Name: name})
 	}
@@ -89,6 +106,11 @@ func (p *Pacer) Stop() {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.restore()
+}
+
+// restore gives the runtime its settings back, once. Called with mu held.
+func (p *Pacer) restore() {
 	if p.stopped {
 		return
 	}
@@ -121,12 +143,25 @@ func (p *Pacer) arm() {
 // collected runs, on the runtime's cleanup goroutine, after each collection.
 func (p *Pacer) collected() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	if now := time.Now(); now.Sub(p.second) >= time.Second {
+		p.second, p.inSecond = now, 0
+	}
+	p.inSecond++
+	if p.inSecond >= backToBack {
+		p.restore()
+		p.mu.Unlock()
+		if p.gaveUp != nil {
+			p.gaveUp()
+		}
 		return
 	}
 	p.setLimit()
 	p.arm()
+	p.mu.Unlock()
 }
 
 // setLimit sets the memory limit for the next collection from what the last one left. Called with
@@ -142,10 +177,15 @@ func (p *Pacer) setLimit() {
 	// GOGC percent of what the collector scans, at least the minimum.
 	goal := live + (live+stacks+globals)*int64(p.gogc)/100
 	goal = max(goal, heapMinimum*int64(p.gogc)/100)
-	// The memory limit counts everything the runtime has mapped and not given back: the heap
-	// goal, and what is not the heap's objects or free pages (stacks, the collector's metadata,
-	// spans' unused tails).
-	limit := goal + max(mapped-free-objects, 0)
+	// The runtime's goal under a memory limit (runtime/mgcpacer.go, memoryLimitHeapGoal) is
+	// the limit less what it has mapped besides the heap's objects and free pages (stacks, the
+	// collector's metadata, spans' unused tails), less a headroom of its own: 3 % of the rest,
+	// at least 1 MiB. Without that headroom added back, a heap whose GOGC share was under 1 MiB
+	// had its goal at the live heap, and the runtime collected back to back. Free pages are
+	// not counted in: while they are more than the goal leaves room for, the runtime gives them
+	// back to the kernel (its scavenger, to stay under the limit), as it would at the GOGC goal.
+	nonHeap := max(mapped-free-objects, 0)
+	limit := nonHeap + goal + max(goal*3/97, runtimeHeadroom)
 	p.limit = min(limit, p.ceiling)
 	debug.SetMemoryLimit(p.limit)
 }

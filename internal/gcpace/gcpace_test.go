@@ -69,7 +69,7 @@ func TestLimitFollowsTheLiveHeap(t *testing.T) {
 	debug.SetMemoryLimit(math.MaxInt64)
 	runtime.GC()
 
-	p := Start()
+	p := Start(nil)
 	if p == nil {
 		t.Fatal("Start returned nil with GOGC=50")
 	}
@@ -115,7 +115,7 @@ func TestCeiling(t *testing.T) {
 	restore(t)
 	debug.SetGCPercent(100)
 	debug.SetMemoryLimit(48 << 20)
-	p := Start()
+	p := Start(nil)
 	defer p.Stop()
 	for range 64 {
 		sink = append(sink, make([]byte, 1<<20))
@@ -131,7 +131,7 @@ func TestStopRestores(t *testing.T) {
 	restore(t)
 	debug.SetGCPercent(50)
 	debug.SetMemoryLimit(64 << 20)
-	p := Start()
+	p := Start(nil)
 	p.Stop()
 	p.Stop() // twice is harmless
 	runtime.GC()
@@ -149,7 +149,7 @@ func TestGOGCOff(t *testing.T) {
 	restore(t)
 	debug.SetGCPercent(-1)
 	debug.SetMemoryLimit(32 << 20)
-	if p := Start(); p != nil {
+	if p := Start(nil); p != nil {
 		p.Stop()
 		t.Fatal("Start paced with GOGC off")
 	}
@@ -158,4 +158,60 @@ func TestGOGCOff(t *testing.T) {
 	}
 	var nilPacer *Pacer
 	nilPacer.Stop() // what a caller of Start may do with its nil
+}
+
+// A live heap between 1.3 and 2 MiB at GOGC=50 left the runtime less than its own minimum
+// headroom under the limit (1 MiB): its goal fell to the live heap, and it collected back to
+// back, the whole CPU (found at 100 instances in bench-scale, 2026-12-05). Garbage allocated
+// now costs about one collection per GOGC's headroom, as it would with GOGC.
+func TestNoBackToBackCollections(t *testing.T) {
+	restore(t)
+	debug.SetGCPercent(50)
+	debug.SetMemoryLimit(math.MaxInt64)
+	for live := 1 << 20; live <= 3<<20; live += 256 << 10 {
+		sink = [][]byte{make([]byte, live)}
+		runtime.GC()
+		p := Start(nil)
+		collect(t, p)
+		before := cycles()
+		for range 20 * 16 { // 20 MiB of garbage, 64 KiB at a time
+			_ = append([]byte(nil), make([]byte, 64<<10)...)
+		}
+		n := cycles() - before
+		limit, _ := p.Limit()
+		p.Stop()
+		t.Logf("%.2f MiB live: %d collections for 20 MiB of garbage, limit %.2f MiB", float64(live)/(1<<20), n, float64(limit)/(1<<20))
+		// GOGC=50 with at least 0.65 MiB of headroom: about 30 collections at most.
+		if n > 60 {
+			t.Errorf("%.2f MiB live: %d collections for 20 MiB of garbage, want about one per half the live heap", float64(live)/(1<<20), n)
+		}
+	}
+	sink = nil
+}
+
+// Collections back to back, whatever the cause, make the pacer give the runtime its own pacing
+// back, and say so.
+func TestGivesUpOnBackToBackCollections(t *testing.T) {
+	restore(t)
+	debug.SetGCPercent(50)
+	debug.SetMemoryLimit(64 << 20)
+	gaveUp := 0
+	p := Start(func() { gaveUp++ })
+	for range backToBack - 1 {
+		p.collected() // as after as many collections within the second
+	}
+	if gaveUp != 0 || debug.SetGCPercent(-1) != -1 {
+		t.Fatalf("gave up after %d collections, want %d", backToBack-1, backToBack)
+	}
+	p.collected()
+	p.collected() // after it has given up: nothing more
+	if gaveUp != 1 {
+		t.Errorf("gaveUp called %d times, want once", gaveUp)
+	}
+	if got := debug.SetGCPercent(50); got != 50 {
+		t.Errorf("GOGC %d after giving up, want 50 back", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 64<<20 {
+		t.Errorf("memory limit %d after giving up, want 64 MiB back", got)
+	}
 }
