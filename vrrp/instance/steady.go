@@ -34,9 +34,10 @@ import (
 
 // SteadyConn is a Conn whose adverts a sender outside the loop can send (package
 // vrrp/transport's Member): on a socket of their own, connected to the one destination, which
-// the caller closes.
+// the caller closes, each advert after header (the IP header, on a socket that takes it from
+// the datagram; or nothing).
 type SteadyConn interface {
-	SteadySocket() (fd int, err error)
+	SteadySocket() (fd int, header []byte, err error)
 }
 
 // SteadyRecorder is a Recorder that such a sender can rewrite itself at each advert (package
@@ -272,13 +273,14 @@ func (in *Instance) delegate() {
 		fail("no advert", err)
 		return
 	}
-	fd, err := target.SteadySocket()
+	fd, header, err := target.SteadySocket()
 	if err != nil {
 		fail("no socket", err)
 		return
 	}
 	run := &steadyRun{g: g, in: in, member: true, dg: steady.Datagram{
-		Socket: fd, Payload: payload, // connected: no address, no control message
+		// Connected: no address, no control message.
+		Socket: fd, Payload: append(header, payload...),
 		Record: recFd, RecordLine: recLine, StampAt: stampAt,
 	}}
 	g.mu.Lock()

@@ -290,9 +290,9 @@ type refusingConn struct {
 	asked atomic.Int64
 }
 
-func (c *refusingConn) SteadySocket() (int, error) {
+func (c *refusingConn) SteadySocket() (int, []byte, error) {
 	c.asked.Add(1)
-	return -1, errString("no socket for you")
+	return -1, nil, errString("no socket for you")
 }
 
 // TestFailedDelegationIsNotRetriedAtEveryAdvert: when the adverts cannot be delegated (here the
