@@ -240,29 +240,30 @@ func startScaleKeepalived(t testing.TB, h *lab.Host, n int, iv time.Duration, pr
 // pids is the process and its children (keepalived's VRRP child).
 func (s scaleProc) pids() []int { return append([]int{s.proc.PID()}, benchChildren(s.proc.PID())...) }
 
-func (s scaleProc) cpu(t testing.TB) time.Duration {
-	var sum time.Duration
-	for _, pid := range s.pids() {
-		sum += scaleTaskCPU(t, pid)
-	}
-	return sum
-}
-
-// cpuSplit is the time hapair's threads have run, split into the Go runtime's threads and those
-// outside it (package steady's sender and watcher threads, which block every signal, and the
-// sender processes): when a cell is above keepalived's, which of the two it is.
+// cpuSplit is the time s's threads have run, in nanoseconds from /proc/<pid>/task/*/schedstat
+// (at one instance and 1 s adverts both daemons use a few milliseconds a minute, below the 10
+// ms ticks of /proc/<pid>/stat), split into the main process's threads that are the Go
+// runtime's and everything else: for hapair, package steady's sender and watcher threads (which
+// block every signal) and the sender processes, so that a cell above keepalived's says which of
+// the two it is; for keepalived, its VRRP child. A thread that ended during the window is not
+// counted (Go keeps its threads; keepalived's processes have one each).
 func (s scaleProc) cpuSplit(t testing.TB) (split [2]time.Duration) {
 	t.Helper()
 	main := s.proc.PID()
 	for _, pid := range s.pids() {
-		files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
-		for _, dir := range files {
+		dirs, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+		if err != nil || pid == main && len(dirs) == 0 {
+			t.Fatalf("no tasks for pid %d: %v", pid, err)
+		}
+		for _, dir := range dirs {
 			ns, err := taskRunTime(filepath.Join(dir, "schedstat"))
-			if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 				continue // the thread just ended
 			}
-			outside := pid != main || blocksEverySignal(filepath.Join(dir, "status"))
-			if outside {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pid != main || blocksEverySignal(filepath.Join(dir, "status")) {
 				split[1] += ns
 			} else {
 				split[0] += ns
@@ -287,30 +288,6 @@ func taskRunTime(file string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s: %q", file, data)
 	}
 	return time.Duration(ns), nil
-}
-
-// scaleTaskCPU is the time pid's threads have run, in nanoseconds from /proc/<pid>/task/*/schedstat:
-// at one instance and 1 s adverts both daemons use a few milliseconds a minute, below the 10 ms
-// ticks of /proc/<pid>/stat. A thread that ended during the window is not counted (Go keeps its
-// threads; keepalived's processes have one each).
-func scaleTaskCPU(t testing.TB, pid int) time.Duration {
-	t.Helper()
-	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no schedstat for pid %d: %v", pid, err)
-	}
-	var sum time.Duration
-	for _, f := range files {
-		ns, err := taskRunTime(f)
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
-			continue // the thread just ended
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum += ns
-	}
-	return sum
 }
 
 // drops is how many packets the raw sockets of s's processes dropped because their receive
@@ -514,9 +491,10 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 	for impl := range procs {
 		for host := range procs[impl] {
 			from[impl][host] = procs[impl][host].proc.LineCount()
-			cpu0[impl][host] = procs[impl][host].cpu(t)
+			split := procs[impl][host].cpuSplit(t)
+			cpu0[impl][host] = split[0] + split[1]
 			if impl == 0 {
-				split0[host] = procs[impl][host].cpuSplit(t)
+				split0[host] = split
 			}
 			drops0[impl][host] = procs[impl][host].drops(t)
 			c.rss0[impl][host] = procs[impl][host].rss(t)
@@ -546,7 +524,8 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 	for impl := range procs {
 		for host := range procs[impl] {
 			s := procs[impl][host]
-			c.cpu[impl][host] = time.Duration(float64(s.cpu(t)-cpu0[impl][host]) * float64(window) / float64(elapsed))
+			split := s.cpuSplit(t) // one reading for the total and, for hapair, its two parts
+			c.cpu[impl][host] = time.Duration(float64(split[0]+split[1]-cpu0[impl][host]) * float64(window) / float64(elapsed))
 			c.rss[impl][host] = s.rss(t)
 			if n := s.transitions(from[impl][host]); n > 0 {
 				c.spurious[impl] += n
@@ -567,7 +546,6 @@ func runScaleCell(t testing.TB, p *pair, n int, iv, window time.Duration, burn b
 			c.drops[impl][host] = s.drops(t) - drops0[impl][host]
 			if impl == 0 {
 				c.split[host] = s.rssSplit(t)
-				split := s.cpuSplit(t)
 				for i := range split {
 					c.cpuSplit[host][i] = time.Duration(float64(split[i]-split0[host][i]) * float64(window) / float64(elapsed))
 				}

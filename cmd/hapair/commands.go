@@ -30,11 +30,11 @@ func newFlags(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// cmdRun is `hapair run`: the appliance.
 // gcPaceEnv, set to 0, leaves the Go runtime's collections to GOGC and its two-minute timer
 // (package gcpace).
 const gcPaceEnv = "HAPAIR_GC_PACE"
 
+// cmdRun is `hapair run`: the appliance.
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := newFlags("run", stderr)
 	path := fs.String("config", defaultConfig, "configuration file")

@@ -45,17 +45,29 @@ const heapMinimum = 4 << 20
 // (runtime/mgcpacer.go, memoryLimitMinHeapGoalHeadroom).
 const runtimeHeadroom = 1 << 20
 
-// The runtime/metrics samples the limit is computed from, and the collections completed.
+// The runtime/metrics samples the limit is computed from, and the collections completed, by
+// their index in Pacer.samples.
 const (
-	mLive     = "/gc/heap/live:bytes"
-	mStacks   = "/gc/scan/stack:bytes"
-	mGlobals  = "/gc/scan/globals:bytes"
-	mTotal    = "/memory/classes/total:bytes"
-	mReleased = "/memory/classes/heap/released:bytes"
-	mFree     = "/memory/classes/heap/free:bytes"
-	mObjects  = "/memory/classes/heap/objects:bytes"
-	mCycles   = "/gc/cycles/total:gc-cycles"
+	iLive = iota
+	iStacks
+	iGlobals
+	iTotal
+	iReleased
+	iFree
+	iObjects
+	iCycles
 )
+
+var sampleNames = [...]string{
+	iLive:     "/gc/heap/live:bytes",
+	iStacks:   "/gc/scan/stack:bytes",
+	iGlobals:  "/gc/scan/globals:bytes",
+	iTotal:    "/memory/classes/total:bytes",
+	iReleased: "/memory/classes/heap/released:bytes",
+	iFree:     "/memory/classes/heap/free:bytes",
+	iObjects:  "/memory/classes/heap/objects:bytes",
+	iCycles:   "/gc/cycles/total:gc-cycles",
+}
 
 // backToBack is how many collections in one second make the pacer give the runtime its own
 // pacing back: hapair allocates nowhere near the 100 MiB a second that would take at the GOGC
@@ -68,15 +80,13 @@ type Pacer struct {
 	ceiling int64  // the memory limit as it was
 	gaveUp  func() // called once if the pacer gives up
 
-	// The collections of the current second, for backToBack.
-	second   time.Time
+	mu       sync.Mutex
+	stopped  bool
+	limit    int64  // the memory limit set last
+	cycle    uint64 // the collections completed when it was set
+	samples  []metrics.Sample
+	second   time.Time // the start of the second whose collections inSecond counts (backToBack)
 	inSecond int
-
-	mu      sync.Mutex
-	stopped bool
-	limit   int64  // the memory limit set last
-	cycle   uint64 // the collections completed when it was set
-	samples []metrics.Sample
 }
 
 // Start turns the runtime's GOGC off and paces its collections by the memory limit, as the
@@ -90,7 +100,7 @@ func Start(gaveUp func()) *Pacer {
 		return nil
 	}
 	p := &Pacer{gogc: gogc, ceiling: debug.SetMemoryLimit(-1), gaveUp: gaveUp}
-	for _, name := range []string{mLive, mStacks, mGlobals, mTotal, mReleased, mFree, mObjects, mCycles} {
+	for _, name := range sampleNames {
 		p.samples = append(p.samples, metrics.Sample{Name: name})
 	}
 	p.mu.Lock()
@@ -170,10 +180,10 @@ func (p *Pacer) collected() {
 func (p *Pacer) setLimit() {
 	metrics.Read(p.samples)
 	v := func(i int) int64 { return int64(min(p.samples[i].Value.Uint64(), math.MaxInt64)) }
-	live, stacks, globals := v(0), v(1), v(2)
-	mapped := v(3) - v(4)
-	free, objects := v(5), v(6)
-	p.cycle = p.samples[7].Value.Uint64()
+	live, stacks, globals := v(iLive), v(iStacks), v(iGlobals)
+	mapped := v(iTotal) - v(iReleased)
+	free, objects := v(iFree), v(iObjects)
+	p.cycle = p.samples[iCycles].Value.Uint64()
 	// What GOGC would allow the heap (runtime/mgcpacer.go, heapGoalInternal): the live heap and
 	// GOGC percent of what the collector scans, at least the minimum.
 	goal := live + (live+stacks+globals)*int64(p.gogc)/100

@@ -24,7 +24,7 @@ var sink [][]byte
 
 // cycles is the number of collections the runtime has completed.
 func cycles() uint64 {
-	s := []metrics.Sample{{Name: mCycles}}
+	s := []metrics.Sample{{Name: sampleNames[iCycles]}}
 	metrics.Read(s)
 	return s[0].Value.Uint64()
 }
@@ -133,9 +133,8 @@ func TestStopRestores(t *testing.T) {
 	debug.SetMemoryLimit(64 << 20)
 	p := Start(nil)
 	p.Stop()
-	p.Stop() // twice is harmless
-	runtime.GC()
-	time.Sleep(10 * time.Millisecond) // the cleanup of that collection, had it changed anything
+	p.Stop()      // twice is harmless
+	p.collected() // as the cleanup of a collection after Stop: it changes nothing
 	if got := debug.SetGCPercent(50); got != 50 {
 		t.Errorf("GOGC %d after Stop, want 50", got)
 	}
