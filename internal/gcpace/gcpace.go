@@ -5,11 +5,11 @@
 // and also when two minutes have passed without one (forcegcperiod), whatever was allocated. A
 // hapair whose adverts are sent and read by threads outside the runtime (package
 // vrrp/transport/steady) allocates next to nothing from one minute to the next, and that forced
-// collection, of a heap gone cold in the caches, was the largest thing its Go side did: 2.5 to
-// 4 ms of CPU every two minutes on the lab machine (2026-12-05), against 13 ms a minute for the
-// sender's adverts of a MASTER at 1 s and 4 ms a minute for a BACKUP's watcher reading its
-// MASTER's: a tenth of the one and half of the other, where keepalived's whole daemon is at
-// about the same level as those threads.
+// collection, of a heap gone cold in the caches, was the largest thing its Go side did: 4.2 ms
+// of CPU on a MASTER and 5.0 on a BACKUP every two minutes on the lab machine (2026-12-05, per
+// thread), against 13 ms a minute for the sender's adverts of a MASTER at 1 s and 4 ms a minute
+// for a BACKUP's watcher reading its MASTER's: a sixth of the one and more than half of the
+// other, where keepalived's whole daemon is at about the same level as those threads.
 //
 // The runtime skips the time trigger only while GOGC is off (runtime/mgc.go, gcTrigger.test:
 // "if gcController.gcPercent.Load() < 0 { return false }"). So Start turns GOGC off and sets
