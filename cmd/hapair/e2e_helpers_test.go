@@ -209,9 +209,9 @@ func blocksEverySignal(status string) bool {
 	return false
 }
 
-// senderProcesses lists the children of d's hapair that are a steady sender's process (a
-// MASTER's adverts, package steady): they block every signal, HAProxy does not.
-func (d *daemonHost) senderProcesses() []int {
+// steadyProcesses lists the children of d's hapair that are a process of package steady (a
+// MASTER's sender, a BACKUP's watcher): they block every signal, HAProxy does not.
+func (d *daemonHost) steadyProcesses() []int {
 	var out []int
 	for _, pid := range benchChildren(d.proc.PID()) {
 		if blocksEverySignal(fmt.Sprintf("/proc/%d/status", pid)) {

@@ -170,11 +170,15 @@ func TestCrashWithoutOutage(t *testing.T) {
 		}
 	}
 	// The sender thread sends from a small process of its own, which must die with hapair:
-	// its adverts would otherwise keep a dead hapair's VIP.
+	// its adverts would otherwise keep a dead hapair's VIP. The watcher thread reads from one
+	// too.
 	var senders []int
 	if steady.Supported() {
-		if senders = p.d1.senderProcesses(); len(senders) != 1 {
+		if senders = p.d1.steadyProcesses(); len(senders) != 1 {
 			t.Errorf("the MASTER's hapair has sender processes %v, want one", senders)
+		}
+		if watchers := p.d2.steadyProcesses(); len(watchers) != 1 {
+			t.Errorf("the BACKUP's hapair has watcher processes %v, want one", watchers)
 		}
 	}
 	killed := p.d1.kill()

@@ -159,8 +159,9 @@ type Config struct {
 	// Steady lets a MASTER hand its steady adverts to a sender thread outside the Go runtime
 	// (see delegate), where the platform has one (steady.Supported) and the conn can.
 	Steady bool
-	// SteadyThread has that sender send from its thread, not from the small process it makes
-	// otherwise (steady.Config.Thread).
+	// SteadyThread has that sender send from its thread, and a lone BACKUP's watcher read from
+	// its thread (see watchSteady), not from the small process each makes otherwise
+	// (steady.Config.Thread, steady.WatchConfig.Thread).
 	SteadyThread bool
 }
 

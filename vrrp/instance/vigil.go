@@ -7,10 +7,12 @@ import (
 // A BACKUP whose MASTER's adverts are expected (expectSteady) reads them when it wakes, once
 // every three intervals, and that wake-up of the Go runtime costs more than keepalived's
 // BACKUP spends on the three adverts. Alone on its loop, it hands the reading to a watcher
-// thread outside the runtime instead (package vrrp/transport/steady's Watch), which wakes when
-// the loop would have (just after the last advert due before the master-down deadline) for a
-// few system calls, and wakes the loop only when it finds no new advert: the MASTER has gone
-// silent, or is late, and the loop decides as before, from the adverts the watcher read.
+// outside the runtime instead (package vrrp/transport/steady's Watch: a small process, as the
+// MASTER's sender is, or a thread with Config.SteadyThread), which wakes when the loop would
+// have (just after the last advert due before the master-down deadline) for a few system
+// calls, and wakes the loop only when it finds no new advert: the MASTER has gone silent, or
+// is late, or the watcher's process was killed, and the loop decides as before, from the
+// adverts the watcher read.
 //
 // The rule that keeps this safe, the mirror of a MASTER's delegated adverts: while the watcher
 // runs, the machine has not seen the adverts it read, and its master-down deadline is behind
@@ -18,12 +20,13 @@ import (
 // than to the machine (HandlePacket), and every turn first takes the watcher's adverts
 // (takeQuiet, which ends the watch) before anything else reaches the machine.
 
-// WatchConn is a QuietConn whose expected adverts a thread outside the loop can read (package
+// WatchConn is a QuietConn whose expected adverts a watcher outside the loop can read (package
 // vrrp/transport's Member).
 type WatchConn interface {
-	// Watch starts the thread: it wakes at first, then after past the newest advert it read,
-	// and calls silent when a wake-up finds none. Quiet, Expect and Unexpect end it.
-	Watch(first time.Time, after time.Duration, silent func()) (received func() uint64, err error)
+	// Watch starts the watcher, in a process of its own unless thread: it wakes at first, then
+	// after past the newest advert it read, and calls silent when a wake-up finds none. Quiet,
+	// Expect and Unexpect end it.
+	Watch(first time.Time, after time.Duration, thread bool, silent func()) (received func() uint64, err error)
 	// Unwatch ends it, and returns how many adverts it read that Quiet will count too, and
 	// why it could not do its work, if it could not (another would fail alike).
 	Unwatch() (received uint64, err error)
@@ -64,7 +67,7 @@ func (in *Instance) watchSteady() {
 		wake = deadline
 	}
 	after := wake.Sub(in.machine.LastAdvertHeard())
-	received, err := wc.Watch(first, after, in.schedule)
+	received, err := wc.Watch(first, after, in.cfg.SteadyThread, in.schedule)
 	if err != nil {
 		in.steadyRetryAt = now.Add(steadyRetryAfter)
 		in.log.Debug(in.msg("The loop reads the MASTER's adverts: no watcher"), "err", err, "retry_in", steadyRetryAfter)

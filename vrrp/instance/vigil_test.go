@@ -29,7 +29,7 @@ type watchConn struct {
 	firstDelay time.Duration
 }
 
-func (w *watchConn) Watch(first time.Time, after time.Duration, silent func()) (func() uint64, error) {
+func (w *watchConn) Watch(first time.Time, after time.Duration, thread bool, silent func()) (func() uint64, error) {
 	w.wmu.Lock()
 	defer w.wmu.Unlock()
 	w.starts++

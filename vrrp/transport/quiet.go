@@ -440,13 +440,14 @@ type vigil struct {
 	floor time.Time
 }
 
-// Watch hands the reading of the member's expected adverts to a watcher thread (package
-// steady): it wakes at first, then after past the newest advert it read, and calls silent when
-// a wake-up finds none (or it must stop: the wall clock was set). It fails when the member
+// Watch hands the reading of the member's expected adverts to a watcher (package steady), in
+// a process of its own unless thread: it wakes at first, then after past the newest advert it
+// read, and calls silent when a wake-up finds none (or it must stop: the wall clock was set,
+// its process was killed). It fails when the member
 // expects nothing, another member of the socket expects adverts, or the thread cannot be had.
 // The watcher stops at Unwatch, and at any member's Quiet, Expect or Unexpect and at Close,
 // which call silent too; what it read then counts in the member's next Quiet. received counts its adverts while it runs.
-func (m *Member) Watch(first time.Time, after time.Duration, silent func()) (received func() uint64, err error) {
+func (m *Member) Watch(first time.Time, after time.Duration, thread bool, silent func()) (received func() uint64, err error) {
 	s := m.sock
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
@@ -458,7 +459,7 @@ func (m *Member) Watch(first time.Time, after time.Duration, silent func()) (rec
 	case len(s.expectations()) != 1:
 		return nil, errNotAlone
 	}
-	w, err := steady.StartWatch(steady.WatchConfig{Socket: s.sender, First: first, After: after, Silent: silent})
+	w, err := steady.StartWatch(steady.WatchConfig{Socket: s.sender, First: first, After: after, Silent: silent, Thread: thread})
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +470,8 @@ func (m *Member) Watch(first time.Time, after time.Duration, silent func()) (rec
 // Unwatch stops the member's watcher, if it runs, and returns how many adverts its watchers
 // read since the last call. Its Quiet counts them too: whoever counts adverts as they are
 // read (the watcher's received) counts these no more. err says that a watcher stopped because
-// it could not do its work (a system call failed, an advert came without its arrival time):
+// it could not do its work (a system call failed, an advert came without its arrival time, its
+// process was killed):
 // one started again would stop alike.
 func (m *Member) Unwatch() (received uint64, err error) {
 	s := m.sock
@@ -501,6 +503,8 @@ func (s *socket) endVigil(notify bool) {
 		v.m.watchErr = fmt.Errorf("watcher: %w", res.Failed)
 	case steady.NoStamp:
 		v.m.watchErr = errors.New("watcher: an advert came without its arrival time")
+	case steady.Killed:
+		v.m.watchErr = errors.New("watcher: its process was killed")
 	}
 	e := v.m.expect
 	if e == nil || res.Received == 0 {

@@ -2,7 +2,11 @@ package transport
 
 import (
 	"errors"
+	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,7 +47,7 @@ func TestWatchReadsTheExpectedAdverts(t *testing.T) {
 	var silent atomic.Int32
 	watch := func() func() uint64 {
 		t.Helper()
-		received, err := b51.Watch(time.Now().Add(period), 3*period+period/2, func() { silent.Add(1) })
+		received, err := b51.Watch(time.Now().Add(period), 3*period+period/2, false, func() { silent.Add(1) })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +56,7 @@ func TestWatchReadsTheExpectedAdverts(t *testing.T) {
 
 	// While the adverts come.
 	received := watch()
-	if _, err := b51.Watch(time.Now(), period, func() {}); !errors.Is(err, errWatched) {
+	if _, err := b51.Watch(time.Now(), period, false, func() {}); !errors.Is(err, errWatched) {
 		t.Errorf("a second Watch: %v, want %v", err, errWatched)
 	}
 	const n = 30
@@ -105,7 +109,7 @@ func TestWatchReadsTheExpectedAdverts(t *testing.T) {
 	if s := silent.Load(); s != 2 {
 		t.Errorf("silent called %d times in all, want 2: the watcher that another member's Expect stopped says so", s)
 	}
-	if _, err := b51.Watch(time.Now(), period, func() {}); !errors.Is(err, errNotAlone) {
+	if _, err := b51.Watch(time.Now(), period, false, func() {}); !errors.Is(err, errNotAlone) {
 		t.Errorf("Watch beside another expecting member: %v, want %v", err, errNotAlone)
 	}
 	if _, quiet := b51.Quiet(); quiet != 1 || unwatch(t, b51) != 1 {
@@ -138,4 +142,70 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// TestWatcherProcessKilled: a watcher whose process is killed (by hand, by the OOM killer)
+// wakes the member (silent), and Unwatch says why, so that the loop reads the adverts itself;
+// what it read before still counts in Quiet.
+func TestWatcherProcessKilled(t *testing.T) {
+	if !steady.Supported() {
+		t.Skip("no watcher on this architecture")
+	}
+	p := nstest.NewPair(t)
+	b51 := joinIn(t, p.B, NewHub(HubOptions{}), Options{Interface: p.BIf, Family: 4}, 51)
+	a := joinIn(t, p.A, NewHub(HubOptions{}), Options{Interface: p.AIf, Family: 4}, 51)
+	steadyAdvert := append([]byte(nil), advertV2...)
+	steadyAdvert[1], steadyAdvert[2] = 51, 200
+	if err := a.WriteAdvert(steadyAdvert); err != nil {
+		t.Fatal(err)
+	}
+	readWithin(t, b51, 5*time.Second)
+	if err := b51.Expect(p.A4.Addr(), steadyAdvert); err != nil {
+		t.Fatal(err)
+	}
+	var silent atomic.Int32
+	received, err := b51.Watch(time.Now().Add(time.Hour), time.Hour, false, func() { silent.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	children := childrenOfThisProcess(t)
+	if len(children) != 1 {
+		t.Fatalf("children %v, want the watcher's process alone", children)
+	}
+	if err := a.WriteAdvert(steadyAdvert); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // queued; the watcher reads at its wake-up, an hour on
+	if err := syscall.Kill(children[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "silent called", func() bool { return silent.Load() == 1 })
+	if got := received(); got != 0 {
+		t.Errorf("the watcher read %d adverts, want none (it was to wake in an hour)", got)
+	}
+	if _, err := b51.Unwatch(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("Unwatch after the kill: %v, want the process killed", err)
+	}
+	if _, quiet := b51.Quiet(); quiet != 1 {
+		t.Errorf("Quiet = %d after the kill, want the advert queued meanwhile", quiet)
+	}
+}
+
+// childrenOfThisProcess lists the children of this process's threads.
+func childrenOfThisProcess(t *testing.T) []int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, task := range tasks {
+		b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
 }

@@ -17,7 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A Sender sends from a process of its own, not from a thread of hapair's (Config.Thread).
+// A Sender sends, and a Watch reads, from a process of its own, not from a thread of hapair's
+// (Config.Thread, WatchConfig.Thread).
 //
 // Why: on the lab machine (a paravirtualised VM) a wake-up after a second's sleep costs more
 // the more memory the waking process has resident, about 8.5 µs per MiB (a C sender with 0 to
@@ -29,7 +30,8 @@ import (
 // of hapair's memory but for the few pages it runs on: startThread's code, the control block
 // (a shared mapping, so Go reads its counters as it does the thread's), its stack, and the
 // command line (so that ps shows it as hapair's, not as "[hapair]"). It then runs the thread's
-// loop.
+// loop. A watcher's process is made the same way and runs the watcher's loop: a BACKUP's
+// wake-up every three intervals is the same kind of wake-up after a long sleep.
 //
 // The thread stays, blocked in wait4 until the process has ended (it costs nothing while it
 // waits), for three things:
@@ -42,7 +44,8 @@ import (
 //
 // Like the thread, the process blocks every signal: a SIGTERM or SIGHUP meant for hapair
 // (pkill hapair) does nothing to it. SIGKILL ends it alone: the thread then keeps that it was
-// killed (Result.Killed) and calls Config.Ended, on which the instance takes its adverts back.
+// killed (Result.Killed, WatchResult.Why Killed) and writes the eventfd (Config.Ended, on
+// which the instance takes its adverts back; WatchConfig.Silent, on which it reads them).
 // SIGSTOP of hapair's main process does not stop it, as stopping keepalived's parent does not
 // stop its VRRP child.
 
@@ -135,13 +138,36 @@ func unmapSpans(keep []span) ([]span, error) {
 	return out, nil
 }
 
-// prepareProcess fills in what the process needs in c: hapair's pid, and the spans to unmap
-// (at c.unmap, room for maxUnmap in the block).
-func prepareProcess(c *ctl, m *threadMem) error {
+// run starts the thread on m to run loop entry; for a process entry (entryProcess,
+// entryWatcherProcess) it fills in what the process needs and returns once the process runs
+// its loop. what names the loop in errors.
+func (t *thread) run(m *threadMem, entry int, what string) error {
+	inProcess := entry == entryProcess || entry == entryWatcherProcess
+	if inProcess {
+		if err := prepareProcess(t, m); err != nil {
+			return err
+		}
+	}
+	if err := t.start(m.stack, entry); err != nil {
+		return err
+	}
+	if inProcess {
+		if err := awaitProcess(t, what); err != nil {
+			// The thread has ended, or is about to: join it before the memory goes.
+			t.stopAndJoin(m.timerfd)
+			return err
+		}
+	}
+	return nil
+}
+
+// prepareProcess fills in what the process needs in t: hapair's pid, and the spans to unmap
+// (at t.unmap, room for maxUnmap in the block).
+func prepareProcess(t *thread, m *threadMem) error {
 	start, end := codeSpan()
 	if end <= start || end-start > 64<<10 {
 		// codeEnd is not after startThread: the process would unmap the code it runs.
-		return fmt.Errorf("steady: the sender's code is not in one piece (%#x..%#x)", start, end)
+		return fmt.Errorf("steady: the threads' code is not in one piece (%#x..%#x)", start, end)
 	}
 	argStart, argEnd := cmdline()
 	spans, err := unmapSpans([]span{
@@ -153,30 +179,30 @@ func prepareProcess(c *ctl, m *threadMem) error {
 	if err != nil {
 		return err
 	}
-	// c.unmap is in the block, which is no Go memory: the offset finds it without turning the
+	// t.unmap is in the block, which is no Go memory: the offset finds it without turning the
 	// uintptr back into a pointer.
-	at := c.unmap - uintptr(unsafe.Pointer(&m.block[0]))
+	at := t.unmap - uintptr(unsafe.Pointer(&m.block[0]))
 	copy(unsafe.Slice((*span)(unsafe.Pointer(&m.block[at])), maxUnmap), spans)
-	c.nunmap = int64(len(spans))
-	c.ppid = int64(unix.Getpid())
+	t.nunmap = int64(len(spans))
+	t.ppid = int64(unix.Getpid())
 	return nil
 }
 
 // awaitProcess returns once the process runs its loop, or has ended before it did (its
 // parent thread then says so): nil, or why it could not.
-func awaitProcess(c *ctl) error {
+func awaitProcess(t *thread, what string) error {
 	for {
-		switch v := atomic.LoadUint32(&c.ready); v {
+		switch v := atomic.LoadUint32(&t.ready); v {
 		case readyRunning:
 			return nil
 		case readyFailed:
-			if atomic.LoadUint64(&c.killed) != 0 {
-				return fmt.Errorf("steady: the sender process was killed before it ran")
+			if atomic.LoadUint64(&t.killed) != 0 {
+				return fmt.Errorf("steady: the %s process was killed before it ran", what)
 			}
-			return fmt.Errorf("steady: the sender process: %w", unix.Errno(atomic.LoadUint64(&c.failed)))
+			return fmt.Errorf("steady: the %s process: %w", what, unix.Errno(atomic.LoadUint64(&t.failed)))
 		default:
 			// FUTEX_WAIT, shared (the block is a shared mapping); EAGAIN, EINTR: look again.
-			_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&c.ready)), futexWait, uintptr(v), 0, 0, 0)
+			_, _, _ = unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&t.ready)), futexWait, uintptr(v), 0, 0, 0)
 		}
 	}
 }
@@ -189,7 +215,7 @@ func (s *Sender) Ended() bool {
 	if s.c == nil {
 		return s.res.Killed || s.res.Failed != 0
 	}
-	return atomic.LoadUint64(&s.c.killed) != 0 || atomic.LoadUint64(&s.c.failed) != 0
+	return atomic.LoadUint64(&s.c.thr.killed) != 0 || atomic.LoadUint64(&s.c.thr.failed) != 0
 }
 
 // Child is the pid of the sender process, 0 for a thread (Config.Thread) or once stopped.
@@ -199,5 +225,5 @@ func (s *Sender) Child() int {
 	if s.c == nil {
 		return 0
 	}
-	return int(atomic.LoadInt64(&s.c.child))
+	return int(atomic.LoadInt64(&s.c.thr.child))
 }

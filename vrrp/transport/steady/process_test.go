@@ -137,7 +137,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// senderHelper sends to 127.0.0.1:port every 5 ms, prints the sender process's pid, and sleeps.
+// senderHelper sends to 127.0.0.1:port every 5 ms, watches a socket of its own, prints the
+// sender's and the watcher's process's pids, and sleeps.
 func senderHelper(port string) int {
 	p, err := strconv.Atoi(port)
 	if err != nil {
@@ -155,13 +156,23 @@ func senderHelper(port string) int {
 		fmt.Println(err)
 		return 2
 	}
-	fmt.Println(s.Child())
+	rx, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return 2
+	}
+	w, err := StartWatch(WatchConfig{Socket: rx, First: time.Now().Add(time.Hour), After: time.Hour, Silent: func() {}})
+	if err != nil {
+		fmt.Println(err)
+		return 2
+	}
+	fmt.Println(s.Child(), w.Child())
 	time.Sleep(time.Minute)
 	return 0
 }
 
 // TestProcessDiesWithItsParent: SIGKILL of the process whose Sender it is (hapair crashing)
-// ends the sender process too, at once: no advert of a dead hapair keeps its VIP.
+// ends the sender process too, at once: no advert of a dead hapair keeps its VIP. Its Watch's
+// process ends alike.
 func TestProcessDiesWithItsParent(t *testing.T) {
 	skipUnsupported(t)
 	l := newLink(t)
@@ -183,11 +194,12 @@ func TestProcessDiesWithItsParent(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the helper: %v", err)
 	}
-	child, err := strconv.Atoi(strings.TrimSpace(line))
-	if err != nil || child <= 0 {
+	var child, watcher int
+	if _, err := fmt.Sscan(line, &child, &watcher); err != nil || child <= 0 || watcher <= 0 {
 		t.Fatalf("the helper said %q", line)
 	}
 	defer unix.Kill(child, unix.SIGKILL) // should the test fail
+	defer unix.Kill(watcher, unix.SIGKILL)
 	if n := l.count(t, time.Now().Add(50*time.Millisecond)); n < 3 {
 		t.Fatalf("%d datagrams from the helper's sender in 50 ms, want about 10", n)
 	}
@@ -195,11 +207,13 @@ func TestProcessDiesWithItsParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	waitFor(t, "the sender process gone", func() bool {
-		// Reparented to init (or the machine's subreaper), which reaps it: gone, or a zombie.
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
-		return err != nil || bytes.Contains(b, []byte(") Z "))
-	})
+	for what, pid := range map[string]int{"sender": child, "watcher": watcher} {
+		waitFor(t, "the "+what+" process gone", func() bool {
+			// Reparented to init (or the machine's subreaper), which reaps it: gone, or a zombie.
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			return err != nil || bytes.Contains(b, []byte(") Z "))
+		})
+	}
 	l.count(t, time.Now().Add(5*time.Millisecond)) // what was in flight
 	if n := l.count(t, time.Now().Add(50*time.Millisecond)); n != 0 {
 		t.Errorf("%d datagrams after the helper was killed", n)

@@ -150,10 +150,9 @@ func (d *Datagram) check() error {
 type ctl struct {
 	thr thread // first: startThread reaches it at the block's start
 
-	// Set before the thread starts; it only reads them.
+	// Set before the thread starts; it only reads them. thr.eventfd is written when the sender
+	// stops on its own (Config.Ended), thr.failed is the errno of a failed read of the timer.
 	timerfd  int64
-	eventfd  int64   // written when the sender stops on its own (Config.Ended)
-	one      uint64  // what is written
 	entries  uintptr // [nentries]entry, in the block
 	nentries int64
 	first    int64 // First, ns
@@ -161,17 +160,6 @@ type ctl struct {
 
 	// Written by the thread only.
 	expirations uint64 // read(2)'s buffer: timer expirations since the last read
-	failed      uint64 // errno of a failed read: the thread exited
-
-	// The sender process (process.go). Set before the thread starts:
-	ppid   int64   // this process's pid, which the sender process's parent must be
-	unmap  uintptr // [maxUnmap]span, in the block: what the process unmaps
-	nunmap int64
-	// Written by the thread and the process:
-	child  int64  // the process's pid (the thread)
-	status uint64 // its wait status (wait4's int)
-	killed uint64 // nonzero: it ended neither by Stop nor on an error of its own (the thread)
-	ready  uint32 // 0 until it runs its loop (readyRunning) or could not (readyFailed); futex
 }
 
 // entry is one datagram in the control block (steady_amd64.s: entry_<field>, entry__size).
@@ -255,28 +243,18 @@ func Start(cfg Config) (*Sender, error) {
 	}
 	c := (*ctl)(unsafe.Pointer(&s.mem.block[0]))
 	c.timerfd = int64(s.mem.timerfd)
-	c.one = 1
+	c.thr.one = 1
 	ended, err := s.listen(cfg.Ended)
 	if err != nil {
 		return nil, err
 	}
-	c.eventfd = ended
+	c.thr.eventfd = ended
 	entry := entrySender
 	if !cfg.Thread {
 		entry = entryProcess
-		if err := prepareProcess(c, &s.mem); err != nil {
-			return nil, err
-		}
 	}
-	if err := c.thr.start(s.mem.stack, entry); err != nil {
+	if err := c.thr.run(&s.mem, entry, "sender"); err != nil {
 		return nil, err
-	}
-	if entry == entryProcess {
-		if err := awaitProcess(c); err != nil {
-			// The thread has ended, or is about to: join it before the memory goes.
-			c.thr.stopAndJoin(s.mem.timerfd)
-			return nil, err
-		}
 	}
 	s.c = c
 	ok = true
@@ -359,7 +337,7 @@ func newBlock(cfg *Config) ([]byte, []entry, error) {
 	c := (*ctl)(unsafe.Pointer(&take(int(unsafe.Sizeof(ctl{})))[0]))
 	entries := unsafe.Slice((*entry)(unsafe.Pointer(&take(len(cfg.Datagrams) * int(unsafe.Sizeof(entry{})))[0])), len(cfg.Datagrams))
 	unmap := take(maxUnmap * int(unsafe.Sizeof(span{})))
-	c.unmap = uintptr(unsafe.Pointer(&unmap[0]))
+	c.thr.unmap = uintptr(unsafe.Pointer(&unmap[0]))
 	c.entries = uintptr(unsafe.Pointer(&entries[0]))
 	c.nentries = int64(len(entries))
 	c.first = int64(cfg.First)
@@ -436,8 +414,8 @@ func (s *Sender) Stop() Result {
 	// The thread has exited: its counters are final.
 	s.res = Result{
 		Each:   make([]Counts, len(s.entries)),
-		Failed: unix.Errno(c.failed),
-		Killed: c.killed != 0,
+		Failed: unix.Errno(c.thr.failed),
+		Killed: c.thr.killed != 0,
 	}
 	for i, e := range s.entries {
 		s.res.Each[i] = Counts{

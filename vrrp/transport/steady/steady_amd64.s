@@ -84,6 +84,8 @@ thread:
 	JEQ	watcher
 	CMPQ	BX, $const_entryProcess
 	JEQ	process
+	CMPQ	BX, $const_entryWatcherProcess
+	JEQ	process
 
 	// The sender: it keeps the timer expirations counted so far (k) in R14 and
 	// the due time of the current datagram in R13; SYSCALL keeps both (it clobbers AX, CX, R11).
@@ -170,11 +172,11 @@ readerr:
 	JEQ	wait
 	// Any other error would come back at every read: keep it for Stop and exit, not spin.
 	NEGQ	AX
-	MOVQ	AX, ctl_failed(R12)
+	MOVQ	AX, thread_failed(R12)
 	// write(c.eventfd, &c.one, 8): Go hears that nothing is sent any more (Config.Ended).
 	MOVQ	$SYS_write, AX
-	MOVQ	ctl_eventfd(R12), DI
-	LEAQ	ctl_one(R12), SI
+	MOVQ	thread_eventfd(R12), DI
+	LEAQ	thread_one(R12), SI
 	MOVQ	$8, DX
 	SYSCALL
 
@@ -186,8 +188,9 @@ exit:
 	SYSCALL
 	JMP	exit
 
-	// The sender process (process.go): this thread makes it, then waits for it to end. R12 is
-	// the ctl, which is shared memory: the process's stores are seen here and by Go.
+	// The process (process.go) that runs the sender's loop (BX entryProcess) or the watcher's
+	// (entryWatcherProcess): this thread makes it, then waits for it to end. R12 is the control
+	// block, which is shared memory: the process's stores are seen here and by Go.
 process:
 	// clone(procCloneFlags, 0, NULL, NULL, 0): a process of its own, which goes on from here on
 	// its own copy of this thread's stack (stack 0: the same stack pointer).
@@ -201,50 +204,53 @@ process:
 	TESTQ	AX, AX
 	JEQ	child
 	JLT	pcloneerr
-	MOVQ	AX, ctl_child(R12)
+	MOVQ	AX, thread_child(R12)
 preap:
 	// wait4(child, &c.status, __WALL, NULL): it has no exit signal, so only __WALL waits for it.
 	MOVQ	$SYS_wait4, AX
-	MOVQ	ctl_child(R12), DI
-	LEAQ	ctl_status(R12), SI
+	MOVQ	thread_child(R12), DI
+	LEAQ	thread_status(R12), SI
 	MOVQ	$const_waitAll, DX
 	XORQ	R10, R10
 	SYSCALL
 	CMPQ	AX, $-EINTR
 	JEQ	preap
-	// It has ended. Not by Stop, nor on an error it kept in c.failed: it was killed.
+	// It has ended. Not by Stop, and by a signal (the low 7 bits of the status; an exit(2),
+	// after Stop, an error it kept in failed or a watcher's hand-back, leaves them 0): it was
+	// killed.
 	CMPL	thread_stop(R12), $0
 	JNE	pended
-	CMPQ	ctl_failed(R12), $0
-	JNE	pended
-	MOVQ	$1, ctl_killed(R12)
-	// write(c.eventfd, &c.one, 8): Go hears that nothing is sent any more (Config.Ended).
+	MOVL	thread_status(R12), AX
+	ANDL	$0x7f, AX
+	JEQ	pended
+	MOVQ	$1, thread_killed(R12)
+	// write(eventfd, &one, 8): Go hears that the loop has ended (Config.Ended, Watch's Silent).
 	MOVQ	$SYS_write, AX
-	MOVQ	ctl_eventfd(R12), DI
-	LEAQ	ctl_one(R12), SI
+	MOVQ	thread_eventfd(R12), DI
+	LEAQ	thread_one(R12), SI
 	MOVQ	$8, DX
 	SYSCALL
 pended:
 	// Before it was ready: Start is waiting.
-	CMPL	ctl_ready(R12), $0
+	CMPL	thread_ready(R12), $0
 	JNE	exit
-	MOVL	$const_readyFailed, ctl_ready(R12)
+	MOVL	$const_readyFailed, thread_ready(R12)
 	JMP	pwake
 
 pcloneerr:
 	NEGQ	AX
-	MOVQ	AX, ctl_failed(R12)
-	MOVL	$const_readyFailed, ctl_ready(R12)
+	MOVQ	AX, thread_failed(R12)
+	MOVL	$const_readyFailed, thread_ready(R12)
 pwake:
 	// futex(&c.ready, FUTEX_WAKE, 1): shared, as Start's wait is.
 	MOVQ	$SYS_futex, AX
-	LEAQ	ctl_ready(R12), DI
+	LEAQ	thread_ready(R12), DI
 	MOVQ	$const_futexWake, SI
 	MOVQ	$1, DX
 	SYSCALL
 	JMP	exit
 
-	// The sender process. Its signals are blocked as its parent thread's were.
+	// The process. Its signals are blocked as its parent thread's were; BX is still the entry.
 child:
 	// prctl(PR_SET_PDEATHSIG, SIGKILL): it dies with its parent thread, which dies with hapair.
 	MOVQ	$SYS_prctl, AX
@@ -256,12 +262,12 @@ child:
 	// Had hapair died before the prctl, the process would now be another's child: end.
 	MOVQ	$SYS_getppid, AX
 	SYSCALL
-	CMPQ	AX, ctl_ppid(R12)
+	CMPQ	AX, thread_ppid(R12)
 	JNE	exit
 	// munmap every span of c.unmap: all of its copy of hapair's memory but this code, the
 	// block, the stack and the command line.
-	MOVQ	ctl_unmap(R12), R13
-	MOVQ	ctl_nunmap(R12), R14
+	MOVQ	thread_unmap(R12), R13
+	MOVQ	thread_nunmap(R12), R14
 cunmap:
 	TESTQ	R14, R14
 	JEQ	cready
@@ -275,19 +281,21 @@ cunmap:
 	DECQ	R14
 	JMP	cunmap
 cready:
-	MOVL	$const_readyRunning, ctl_ready(R12)
+	MOVL	$const_readyRunning, thread_ready(R12)
 	MOVQ	$SYS_futex, AX
-	LEAQ	ctl_ready(R12), DI
+	LEAQ	thread_ready(R12), DI
 	MOVQ	$const_futexWake, SI
 	MOVQ	$1, DX
 	SYSCALL
-	// The sender's loop, as the thread runs it.
+	// The loop, as the thread runs it.
+	CMPQ	BX, $const_entryWatcherProcess
+	JEQ	watcher
 	XORQ	R14, R14
 	JMP	wait
 cfail:
 	// The parent thread sees it end before it was ready, and tells Start.
 	NEGQ	AX
-	MOVQ	AX, ctl_failed(R12)
+	MOVQ	AX, thread_failed(R12)
 	JMP	exit
 
 	// The watcher (watch.go): R12 is the wctl. In each wake-up it keeps how many datagrams it
@@ -384,7 +392,7 @@ wdrained:
 	CMPQ	AX, $0
 	JGE	watcher
 	NEGQ	AX
-	MOVQ	AX, wctl_failed(R12)
+	MOVQ	AX, thread_failed(R12)
 	MOVQ	$const_backFailed, wctl_reason(R12)
 	JMP	whandback
 
@@ -403,26 +411,27 @@ wnostamp:
 
 wreaderr:
 	NEGQ	AX
-	MOVQ	AX, wctl_failed(R12)
+	MOVQ	AX, thread_failed(R12)
 	MOVQ	$const_backFailed, wctl_reason(R12)
 
 whandback:
 	// write(w.eventfd, &w.one, 8): Go's side hears it and takes the adverts back.
 	MOVQ	$SYS_write, AX
-	MOVQ	wctl_eventfd(R12), DI
-	LEAQ	wctl_one(R12), SI
+	MOVQ	thread_eventfd(R12), DI
+	LEAQ	thread_one(R12), SI
 	MOVQ	$8, DX
 	SYSCALL
 
 wexit:
-	// exit(0): this thread only. The kernel then clears the thread's ctid and wakes Stop.
+	// exit(0): this thread only (the watcher process: the process). The kernel then clears the
+	// thread's ctid and wakes Stop (the process's parent thread: wait4 returns).
 	MOVQ	$SYS_exit, AX
 	XORQ	DI, DI
 	SYSCALL
 	JMP	wexit
 
-// func codeEnd() is empty: its address ends the code of startThread, which the sender process
-// keeps mapped (the linker lays out a package's assembly functions in the file's order).
+// func codeEnd() is empty: its address ends the code of startThread, which a process of
+// process.go keeps mapped (the linker lays out a package's assembly functions in the file's order).
 TEXT ·codeEnd(SB),NOSPLIT,$0-0
 	RET
 

@@ -17,13 +17,32 @@ type thread struct {
 	oldMask uint64 // the creating thread's mask, restored after clone (written by the asm)
 	ctid    uint32 // nonzero until the thread has exited (CLONE_CHILD_CLEARTID)
 	stop    uint32 // set by Stop
+
+	// Set before the thread starts; it only reads them.
+	eventfd int64  // written when the loop ends on its own (-1: none)
+	one     uint64 // what is written
+
+	// Written by the loop, thread or process: the errno of a system call that failed, after
+	// which it ended.
+	failed uint64
+
+	// The process a thread makes to run its loop in (process.go). Set before the thread starts:
+	ppid   int64   // this process's pid, which the process's parent must be
+	unmap  uintptr // [maxUnmap]span, in the block: what the process unmaps
+	nunmap int64
+	// Written by the thread and the process:
+	child  int64  // the process's pid (the thread)
+	status uint64 // its wait status (wait4's int)
+	killed uint64 // nonzero: it was killed by a signal, not by Stop (the thread)
+	ready  uint32 // 0 until it runs its loop (readyRunning) or could not (readyFailed); futex
 }
 
 // The loops a thread can run (startThread's entry).
 const (
-	entrySender  = 0 // Sender: a datagram at every due time
-	entryWatcher = 1 // Watch: the adverts queued, until they stop
-	entryProcess = 2 // Sender, from a process the thread makes (process.go)
+	entrySender         = 0 // Sender: a datagram at every due time
+	entryWatcher        = 1 // Watch: the adverts queued, until they stop
+	entryProcess        = 2 // Sender, from a process the thread makes (process.go)
+	entryWatcherProcess = 3 // Watch, from a process the thread makes
 )
 
 // stackSize is the thread's stack. Its loop pushes nothing and calls nothing, and every signal

@@ -58,6 +58,7 @@ const (
 	backClock        = 2
 	backNoStamp      = 3
 	backFailed       = 4
+	backKilled       = 5
 	maxWatchAfterSec = 3600
 )
 
@@ -82,6 +83,8 @@ const (
 	NoStamp HandBack = backNoStamp
 	// Failed: a system call of the thread failed (WatchResult.Failed); it should not.
 	Failed HandBack = backFailed
+	// Killed: the watcher's process was killed (by another than Stop).
+	Killed HandBack = backKilled
 )
 
 func (h HandBack) String() string {
@@ -96,6 +99,8 @@ func (h HandBack) String() string {
 		return "no arrival time"
 	case Failed:
 		return "failed"
+	case Killed:
+		return "killed"
 	}
 	return fmt.Sprintf("HandBack(%d)", int(h))
 }
@@ -111,9 +116,13 @@ type WatchConfig struct {
 	// After is how long after the newest datagram's arrival each later wake-up comes.
 	After time.Duration
 	// Silent is called, on a goroutine of the watcher's, when the thread has handed back
-	// (Silent, ClockSet, NoStamp, Failed): the caller then stops it and reads the socket
-	// itself. A call may come just after Stop has returned: the caller must bear it.
+	// (Silent, ClockSet, NoStamp, Failed) or its process was killed: the caller then stops it
+	// and reads the socket itself. A call may come just after Stop has returned: the caller
+	// must bear it.
 	Silent func()
+	// Thread reads from a thread of this process; otherwise from a process of its own that the
+	// thread makes, as a Sender's (process.go), which costs less a wake-up.
+	Thread bool
 }
 
 // wctl is the watcher thread's control block: the only definition of its layout (steady_amd64.s
@@ -121,13 +130,12 @@ type WatchConfig struct {
 type wctl struct {
 	thr thread // first: startThread reaches it at the block's start
 
-	// Set before the thread starts; it only reads them.
+	// Set before the thread starts; it only reads them. thr.eventfd is written at a hand-back,
+	// thr.failed is the errno with Failed.
 	timerfd int64
 	sock    int64
 	mmsg    uintptr // [watchBatch]mmsghdr, in the block
-	eventfd int64
-	after   int64 // ns
-	one     uint64
+	after   int64   // ns
 
 	// Written by the thread only.
 	expirations uint64   // read(2)'s buffer
@@ -137,7 +145,6 @@ type wctl struct {
 	received    uint64 // datagrams read
 	latest      int64  // CLOCK_REALTIME ns of the newest datagram read; 0: none
 	reason      uint64 // HandBack
-	failed      uint64 // errno, with Failed
 }
 
 // Watch is a running watcher. Stop it.
@@ -158,7 +165,8 @@ type WatchResult struct {
 	Failed unix.Errno // with Failed
 }
 
-// StartWatch starts a watcher thread on cfg.Socket.
+// StartWatch starts a watcher on cfg.Socket: a thread, and unless cfg.Thread the process it
+// makes.
 func StartWatch(cfg WatchConfig) (*Watch, error) {
 	if !Supported() {
 		return nil, ErrUnsupported
@@ -181,8 +189,12 @@ func StartWatch(cfg WatchConfig) (*Watch, error) {
 		}
 	}()
 	var err error
-	size := align8(int(unsafe.Sizeof(wctl{}))) + watchBatch*(int(mmsgSize)+watchOob)
-	if w.mem.block, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS); err != nil {
+	// The control block, the batch it reads into, and the spans its process unmaps. Shared: the
+	// process writes its counters into the same pages as Go reads.
+	head := align8(int(unsafe.Sizeof(wctl{})))
+	batchSize := align8(watchBatch * (int(mmsgSize) + watchOob))
+	size := head + batchSize + maxUnmap*int(unsafe.Sizeof(span{}))
+	if w.mem.block, err = unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_ANONYMOUS); err != nil {
 		return nil, fmt.Errorf("steady: mmap: %w", err)
 	}
 	if err := w.mem.mapStack(unix.CLOCK_REALTIME); err != nil {
@@ -199,7 +211,7 @@ func StartWatch(cfg WatchConfig) (*Watch, error) {
 	}
 
 	c := (*wctl)(unsafe.Pointer(&w.mem.block[0]))
-	batch := w.mem.block[align8(int(unsafe.Sizeof(wctl{}))):]
+	batch := w.mem.block[head : head+batchSize]
 	msgs := unsafe.Slice((*mmsghdr)(unsafe.Pointer(&batch[0])), watchBatch)
 	oobs := batch[watchBatch*int(mmsgSize):]
 	for i := range msgs {
@@ -210,10 +222,15 @@ func StartWatch(cfg WatchConfig) (*Watch, error) {
 	c.timerfd = int64(w.mem.timerfd)
 	c.sock = int64(cfg.Socket)
 	c.mmsg = uintptr(unsafe.Pointer(&msgs[0]))
-	c.eventfd = int64(efd)
 	c.after = int64(cfg.After)
-	c.one = 1
-	if err := c.thr.start(w.mem.stack, entryWatcher); err != nil {
+	c.thr.eventfd = int64(efd)
+	c.thr.one = 1
+	c.thr.unmap = uintptr(unsafe.Pointer(&w.mem.block[head+batchSize]))
+	entry := entryWatcherProcess
+	if cfg.Thread {
+		entry = entryWatcher
+	}
+	if err := c.thr.run(&w.mem, entry, "watcher"); err != nil {
 		return nil, err
 	}
 	w.c = c
@@ -241,10 +258,24 @@ func (w *Watch) Stop() WatchResult {
 		return w.res
 	}
 	c.thr.stopAndJoin(w.mem.timerfd)
-	w.res = WatchResult{Received: c.received, Latest: c.latest, Why: HandBack(c.reason), Failed: unix.Errno(c.failed)}
+	w.res = WatchResult{Received: c.received, Latest: c.latest, Why: HandBack(c.reason), Failed: unix.Errno(c.thr.failed)}
+	if c.thr.killed != 0 {
+		w.res.Why = Killed
+	}
 	w.c = nil
 	w.free()
 	return w.res
+}
+
+// Child is the pid of the watcher's process, 0 for a thread (WatchConfig.Thread) or once
+// stopped.
+func (w *Watch) Child() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.c == nil {
+		return 0
+	}
+	return int(atomic.LoadInt64(&w.c.thr.child))
 }
 
 // free releases what StartWatch made; the thread is not running.

@@ -3,6 +3,10 @@
 package steady
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,6 +41,12 @@ func (l *link) send(t *testing.T) time.Time {
 	return at
 }
 
+// eachWatcher runs test with a watcher in a process of its own (the default) and in a thread.
+func eachWatcher(t *testing.T, test func(t *testing.T, thread bool)) {
+	t.Run("process", func(t *testing.T) { test(t, false) })
+	t.Run("thread", func(t *testing.T) { test(t, true) })
+}
+
 func startWatch(t *testing.T, cfg WatchConfig) *Watch {
 	t.Helper()
 	w, err := StartWatch(cfg)
@@ -55,97 +65,105 @@ func stopWatch(w *Watch) WatchResult { return noHang(w.Stop) }
 // newest arrival time, and every datagram counted.
 func TestWatchHandsBackWhenSilent(t *testing.T) {
 	skipUnsupported(t)
-	l := stampedLink(t)
-	const period = 20 * time.Millisecond
-	var silent atomic.Int32
-	var silentAt atomic.Int64
-	w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(2 * period), After: 3 * period,
-		Silent: func() { silentAt.Store(time.Now().UnixNano()); silent.Add(1) }})
-	var last time.Time
-	const n = 40
-	for range n {
-		last = l.send(t)
-		time.Sleep(period)
-	}
-	if s := silent.Load(); s != 0 {
-		t.Fatalf("handed back %d times while the datagrams came", s)
-	}
-	if got := w.Received(); got < n-2 {
-		t.Errorf("Received %d while running, want about %d", got, n)
-	}
-	waitFor(t, "handed back", func() bool { return silent.Load() == 1 })
-	if after := time.Duration(silentAt.Load() - last.UnixNano()); after < 3*period || after > 3*period+500*time.Millisecond {
-		t.Errorf("handed back %v after the last datagram, want 3 periods (%v) and a little", after, 3*period)
-	}
-	res := stopWatch(w)
-	if res.Why != Silent || res.Received != n {
-		t.Errorf("Stop = %+v, want Silent with %d received", res, n)
-	}
-	if d := time.Duration(res.Latest - last.UnixNano()); d < 0 || d > 50*time.Millisecond {
-		t.Errorf("Latest is %v after the last send, want just after it", d)
-	}
-	if b, _ := l.recv(t, time.Now()); b != nil {
-		t.Error("a datagram was left on the socket")
-	}
+	eachWatcher(t, func(t *testing.T, thread bool) {
+		l := stampedLink(t)
+		const period = 20 * time.Millisecond
+		var silent atomic.Int32
+		var silentAt atomic.Int64
+		w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(2 * period), After: 3 * period,
+			Silent: func() { silentAt.Store(time.Now().UnixNano()); silent.Add(1) }, Thread: thread})
+		var last time.Time
+		const n = 40
+		for range n {
+			last = l.send(t)
+			time.Sleep(period)
+		}
+		if s := silent.Load(); s != 0 {
+			t.Fatalf("handed back %d times while the datagrams came", s)
+		}
+		if got := w.Received(); got < n-2 {
+			t.Errorf("Received %d while running, want about %d", got, n)
+		}
+		waitFor(t, "handed back", func() bool { return silent.Load() == 1 })
+		if after := time.Duration(silentAt.Load() - last.UnixNano()); after < 3*period || after > 3*period+500*time.Millisecond {
+			t.Errorf("handed back %v after the last datagram, want 3 periods (%v) and a little", after, 3*period)
+		}
+		res := stopWatch(w)
+		if res.Why != Silent || res.Received != n {
+			t.Errorf("Stop = %+v, want Silent with %d received", res, n)
+		}
+		if d := time.Duration(res.Latest - last.UnixNano()); d < 0 || d > 50*time.Millisecond {
+			t.Errorf("Latest is %v after the last send, want just after it", d)
+		}
+		if b, _ := l.recv(t, time.Now()); b != nil {
+			t.Error("a datagram was left on the socket")
+		}
+	})
 }
 
 // TestWatchStopLeavesTheSocket: Stop ends the thread before it has read anything more: what
 // comes after is the caller's to read, and Silent is not called.
 func TestWatchStopLeavesTheSocket(t *testing.T) {
 	skipUnsupported(t)
-	l := stampedLink(t)
-	var silent atomic.Int32
-	w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(time.Hour), After: time.Second,
-		Silent: func() { silent.Add(1) }})
-	l.send(t)
-	res := stopWatch(w)
-	if res.Why != Stopped || res.Received != 0 || res.Latest != 0 {
-		t.Errorf("Stop = %+v, want Stopped with nothing read", res)
-	}
-	if b, _ := l.recv(t, time.Now().Add(time.Second)); b == nil {
-		t.Error("the datagram sent before Stop is gone")
-	}
-	l.send(t)
-	if b, _ := l.recv(t, time.Now().Add(time.Second)); b == nil {
-		t.Error("the datagram sent after Stop is gone")
-	}
-	if s := silent.Load(); s != 0 {
-		t.Errorf("Silent called %d times after Stop", s)
-	}
-	if again := stopWatch(w); again != res {
-		t.Errorf("Stop again = %+v, want %+v", again, res)
-	}
+	eachWatcher(t, func(t *testing.T, thread bool) {
+		l := stampedLink(t)
+		var silent atomic.Int32
+		w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(time.Hour), After: time.Second,
+			Silent: func() { silent.Add(1) }, Thread: thread})
+		l.send(t)
+		res := stopWatch(w)
+		if res.Why != Stopped || res.Received != 0 || res.Latest != 0 {
+			t.Errorf("Stop = %+v, want Stopped with nothing read", res)
+		}
+		if b, _ := l.recv(t, time.Now().Add(time.Second)); b == nil {
+			t.Error("the datagram sent before Stop is gone")
+		}
+		l.send(t)
+		if b, _ := l.recv(t, time.Now().Add(time.Second)); b == nil {
+			t.Error("the datagram sent after Stop is gone")
+		}
+		if s := silent.Load(); s != 0 {
+			t.Errorf("Silent called %d times after Stop", s)
+		}
+		if again := stopWatch(w); again != res {
+			t.Errorf("Stop again = %+v, want %+v", again, res)
+		}
+	})
 }
 
 // TestWatchNoStamp: datagrams without an arrival time cannot be timed: the watcher hands back
 // at the first.
 func TestWatchNoStamp(t *testing.T) {
 	skipUnsupported(t)
-	l := newLink(t) // no SO_TIMESTAMPNS
-	var silent atomic.Int32
-	w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(20 * time.Millisecond), After: time.Second,
-		Silent: func() { silent.Add(1) }})
-	l.send(t)
-	waitFor(t, "handed back", func() bool { return silent.Load() == 1 })
-	if res := stopWatch(w); res.Why != NoStamp || res.Received != 1 || res.Latest != 0 {
-		t.Errorf("Stop = %+v, want NoStamp with 1 received and no time", res)
-	}
+	eachWatcher(t, func(t *testing.T, thread bool) {
+		l := newLink(t) // no SO_TIMESTAMPNS
+		var silent atomic.Int32
+		w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(20 * time.Millisecond), After: time.Second,
+			Silent: func() { silent.Add(1) }, Thread: thread})
+		l.send(t)
+		waitFor(t, "handed back", func() bool { return silent.Load() == 1 })
+		if res := stopWatch(w); res.Why != NoStamp || res.Received != 1 || res.Latest != 0 {
+			t.Errorf("Stop = %+v, want NoStamp with 1 received and no time", res)
+		}
+	})
 }
 
 // TestWatchPastWakeUp: a newest arrival already older than After arms a wake-up in the past,
 // which fires at once: the watcher reads what came, finds nothing more and hands back.
 func TestWatchPastWakeUp(t *testing.T) {
 	skipUnsupported(t)
-	l := stampedLink(t)
-	l.send(t)
-	time.Sleep(100 * time.Millisecond)
-	var silent atomic.Int32
-	w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now(), After: 10 * time.Millisecond,
-		Silent: func() { silent.Add(1) }})
-	waitFor(t, "handed back", func() bool { return silent.Load() == 1 })
-	if res := stopWatch(w); res.Why != Silent || res.Received != 1 {
-		t.Errorf("Stop = %+v, want Silent with the one datagram", res)
-	}
+	eachWatcher(t, func(t *testing.T, thread bool) {
+		l := stampedLink(t)
+		l.send(t)
+		time.Sleep(100 * time.Millisecond)
+		var silent atomic.Int32
+		w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now(), After: 10 * time.Millisecond,
+			Silent: func() { silent.Add(1) }, Thread: thread})
+		waitFor(t, "handed back", func() bool { return silent.Load() == 1 })
+		if res := stopWatch(w); res.Why != Silent || res.Received != 1 {
+			t.Errorf("Stop = %+v, want Silent with the one datagram", res)
+		}
+	})
 }
 
 // TestWatchConfigErrors: a config the thread cannot run with is refused.
@@ -190,4 +208,89 @@ func TestWatchNoLeaks(t *testing.T) {
 		stopWatch(w)
 		return mem
 	})
+}
+
+// TestWatchProcess: the watcher's process keeps of this process's memory only the code it
+// runs, its block, its stack and the command line, shows as this process's command, and is
+// gone once Stop has returned; with WatchConfig.Thread there is no process.
+func TestWatchProcess(t *testing.T) {
+	skipUnsupported(t)
+	l := stampedLink(t)
+	const period = 5 * time.Millisecond
+	w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(period), After: time.Hour, Silent: func() {}})
+	pid := w.Child()
+	if pid <= 0 {
+		t.Fatalf("Child() = %d: no watcher process", pid)
+	}
+	l.send(t)
+	waitFor(t, "the datagram read", func() bool { return w.Received() == 1 })
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(maps, []byte("\n")); n == 0 || n > 6 {
+		t.Errorf("the watcher process has %d mappings, want at most 6:\n%s", n, maps)
+	}
+	if rss := procStatusKiB(t, pid, "VmRSS:"); rss > 256 {
+		t.Errorf("the watcher process has %d KiB resident, want at most 256", rss)
+	}
+	ours, _ := os.ReadFile("/proc/self/cmdline")
+	if theirs, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); !bytes.Equal(theirs, ours) {
+		t.Errorf("its command line %q, ours %q", theirs, ours)
+	}
+	if res := stopWatch(w); res.Why != Stopped || res.Received != 1 {
+		t.Errorf("Stop = %+v, want Stopped with the one datagram", res)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the watcher process %d is still there after Stop: %v", pid, err)
+	}
+
+	th := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(time.Hour), After: time.Hour, Silent: func() {}, Thread: true})
+	if pid := th.Child(); pid != 0 {
+		t.Errorf("Child() = %d with WatchConfig.Thread", pid)
+	}
+	if children := ourChildren(t); len(children) != 0 {
+		t.Errorf("children %v with WatchConfig.Thread", children)
+	}
+}
+
+// TestWatchProcessKilled: SIGTERM and SIGHUP do nothing to the watcher's process; killed, it
+// is reaped and Silent is called at once, and Stop says Killed with what it had read.
+func TestWatchProcessKilled(t *testing.T) {
+	skipUnsupported(t)
+	l := stampedLink(t)
+	silent := make(chan struct{}, 2)
+	w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(10 * time.Millisecond), After: time.Hour,
+		Silent: func() { silent <- struct{}{} }})
+	at := l.send(t)
+	waitFor(t, "the datagram read", func() bool { return w.Received() == 1 })
+	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGHUP} {
+		if err := unix.Kill(w.Child(), sig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-silent:
+		t.Fatal("Silent after SIGTERM and SIGHUP")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := unix.Kill(w.Child(), unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-silent:
+	case <-time.After(time.Second):
+		t.Fatal("Silent not called within a second of the SIGKILL")
+	}
+	waitFor(t, "its thread gone", func() bool { return blockedThreads(t) == 0 })
+	res := stopWatch(w)
+	if res.Why != Killed || res.Received != 1 {
+		t.Errorf("Stop = %+v, want Killed with the one datagram", res)
+	}
+	if d := time.Duration(res.Latest - at.UnixNano()); d < 0 || d > 50*time.Millisecond {
+		t.Errorf("Latest is %v after the send, want just after it", d)
+	}
+	if b, _ := l.recv(t, time.Now()); b != nil {
+		t.Error("a datagram was left on the socket")
+	}
 }
