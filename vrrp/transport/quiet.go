@@ -44,9 +44,21 @@ const quietBatch = 8
 // the softirq that delivers it (charged to whatever runs there: on a veth, the sender), and are
 // rebuilt whole at every change: at 255 instances on a link (make bench-scale, 2026-12-04),
 // every expectation in the filters made hapair's MASTER 23 % dearer at 20 ms and the rebuilds'
-// garbage grew the BACKUP's heap by 2.5 MiB. Past a few dozen instances the BACKUP's wake-ups
-// are shared by many adverts anyway (they come in bursts on the timer grid).
-const maxExpected = 32
+// garbage grew the BACKUP's heap by 2.5 MiB. That filter compared the length, the interface and
+// the source before the VRID, eight instructions for each expectation an advert is not for;
+// since it compares the VRID first, two. At 32, the cap before, the BACKUP of 100 instances at
+// 1 s read 68 of them on the loop, one Go pass per advert: 66 ms/min, keepalived's level; at 128
+// it reads all 100 from the queue once every three intervals, 33 ms/min, and the MASTER's
+// sender, which pays for the filters on the lab's veth, is where it was (2026-12-05, 13:12 UTC,
+// docs/performance.md).
+const maxExpected = 128
+
+// quietBuffer is the sending socket's receive buffer, where the expected adverts queue between
+// two reads (about three intervals): maxExpected instances' adverts over four intervals at the
+// 4 KiB a packet from a NIC's driver may be charged (rxBuffer), halved as the kernel doubles it.
+// A queue that overflows loses the newest adverts, and the MASTER then counts as heard at the
+// read (Quiet). A limit, not an allocation.
+const quietBuffer = maxExpected * 4 * 4096 / 2
 
 // errNotQuiet: the member's adverts cannot be expected (IPv6, a payload too long or not whole
 // words, maxExpected members expecting already); they reach the reader as every packet does.
@@ -182,7 +194,7 @@ func arrival(now time.Time, stamp int64, floor, since time.Time) time.Time {
 // Called with qmu held.
 //
 // A queue that filled up (the process stalled, or the machine did, longer than the queue
-// lasts: about 1 MiB, a second of 32 instances' adverts at 20 ms on a veth) drops the newest
+// lasts: quietBuffer, four intervals of maxExpected instances' adverts) drops the newest
 // adverts and keeps the oldest, whose times would make a live MASTER look silent. So after a
 // read that found adverts the socket's drop count is read too, and when it rose, every
 // expectation is marked overflowed (see Quiet).
@@ -356,6 +368,15 @@ const skfIfindex = 0xfffff000 + 8
 // (no options), TTL 255, destination dst when dst is valid, the expectation's source and, after
 // the header, exactly its payload. Expectations that do not fit in maxFilterLen are left out:
 // their adverts reach the reader.
+//
+// The expectations are grouped by what they share (the payload's length, the interface, the
+// source: one group for a BACKUP's instances of one MASTER). A group checks those once, then
+// loads the payload's words into the scratch memory, and each expectation compares them there,
+// its first word (which holds the VRID) first: an advert passes each expectation but its own
+// after two instructions. Loading the packet is what makes a classic program big once the
+// kernel has translated it (a call for each load), and the kernel charges the program to the
+// socket's option memory (net.core.optmem_max, twice over while a filter replaces another): with
+// a load of every word in each expectation, 82 VRRPv2 instances' filters took all of it.
 func quietProgram(p []unix.SockFilter, exps []*expectation, dst netip.Addr, match, otherwise uint32) []unix.SockFilter {
 	const jeq = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
 	ld := func(size uint16, off uint32) unix.SockFilter {
@@ -390,30 +411,64 @@ func quietProgram(p []unix.SockFilter, exps []*expectation, dst netip.Addr, matc
 		p = append(p, c.load, unix.SockFilter{Code: jeq, K: c.want, Jf: toJump})
 	}
 	p = append(p, unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA}) // to otherwise; K set below
-	jumpAt := len(p) - 1
+	toOtherwise := []int{len(p) - 1}
+
+	type key struct {
+		words, ifindex int
+		src            netip.Addr
+	}
+	keyOf := func(e *expectation) key { return key{len(e.payload) / 4, e.ifindex, e.src} }
+	var groups []key
 	for _, e := range exps {
-		words := len(e.payload) / 4
-		size := 6 + 2*words + 1
-		if len(p)+size+1 > maxFilterLen {
+		if k := keyOf(e); !slices.Contains(groups, k) {
+			groups = append(groups, k)
+		}
+	}
+	full := false
+	for _, g := range groups {
+		// The group's checks, each false one a jump (of any length) to the next group; then
+		// the payload into M[0..words-1].
+		header := 3*3 + 2*g.words
+		if full || len(p)+header+1 > maxFilterLen {
 			break
 		}
-		// Each test's false branch skips to the next expectation: past the rest of this block.
-		start := len(p)
-		next := func() uint8 { return uint8(start + size - len(p) - 1) }
-		p = append(p, unix.SockFilter{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_LEN})
-		p = append(p, unix.SockFilter{Code: jeq, K: uint32(20 + len(e.payload)), Jf: next()})
-		p = append(p, ld(unix.BPF_W, skfIfindex))
-		p = append(p, unix.SockFilter{Code: jeq, K: uint32(e.ifindex), Jf: next()})
-		p = append(p, ld(unix.BPF_W, 12))
-		p = append(p, unix.SockFilter{Code: jeq, K: binary.BigEndian.Uint32(e.src.AsSlice()), Jf: next()})
-		for w := range words {
-			p = append(p, ld(unix.BPF_W, uint32(20+4*w)))
-			p = append(p, unix.SockFilter{Code: jeq, K: binary.BigEndian.Uint32(e.payload[4*w:]), Jf: next()})
+		var toNext []int
+		check := func(load unix.SockFilter, want uint32) {
+			p = append(p, load, unix.SockFilter{Code: jeq, K: want, Jt: 1}, unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA})
+			toNext = append(toNext, len(p)-1)
 		}
-		p = append(p, ret(match))
+		check(unix.SockFilter{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_LEN}, uint32(20+4*g.words))
+		check(ld(unix.BPF_W, skfIfindex), uint32(g.ifindex))
+		check(ld(unix.BPF_W, 12), binary.BigEndian.Uint32(g.src.AsSlice()))
+		for w := range g.words {
+			p = append(p, ld(unix.BPF_W, uint32(20+4*w)), unix.SockFilter{Code: unix.BPF_ST, K: uint32(w)})
+		}
+		for _, e := range exps {
+			if keyOf(e) != g {
+				continue
+			}
+			// Each false compare skips to the next expectation: past the rest of this block.
+			size := 2*g.words + 1
+			if len(p)+size+1 > maxFilterLen {
+				full = true
+				break
+			}
+			start := len(p)
+			for w := range g.words {
+				next := uint8(start + size - len(p) - 2)
+				p = append(p, unix.SockFilter{Code: unix.BPF_LD | unix.BPF_MEM, K: uint32(w)},
+					unix.SockFilter{Code: jeq, K: binary.BigEndian.Uint32(e.payload[4*w:]), Jf: next})
+			}
+			p = append(p, ret(match))
+		}
+		for _, at := range toNext {
+			p[at].K = uint32(len(p) - at - 1)
+		}
 	}
 	p = append(p, ret(otherwise))
-	p[jumpAt].K = uint32(len(p) - 1 - jumpAt - 1)
+	for _, at := range toOtherwise {
+		p[at].K = uint32(len(p) - 1 - at - 1)
+	}
 	return p
 }
 

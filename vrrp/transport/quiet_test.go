@@ -75,6 +75,11 @@ func TestExpectedAdvertsQueueForQuiet(t *testing.T) {
 	checkReceived(t, readWithin(t, b51, 5*time.Second), other, p.A4.Addr(), Group(4))
 	send(a61, with(61, 200))
 	checkReceived(t, readWithin(t, b61, 5*time.Second), with(61, 200), p.A4.Addr(), Group(4))
+	// A packet too short for the filter's first compare (the payload's first word): the filter
+	// must let it through to be counted malformed, not end on a load past its end, which drops.
+	short := []byte{0x21, 51, 200}
+	send(a, short)
+	checkReceived(t, readWithin(t, b51, 5*time.Second), short, p.A4.Addr(), Group(4))
 
 	// Two members expecting at once, each credited with its own.
 	if err := b61.Expect(p.A4.Addr(), with(61, 200)); err != nil {

@@ -293,9 +293,9 @@ func openSender(family int, mcIf *net.Interface) (fd int, err error) {
 	if family == 4 {
 		// The arrival time of an expected advert (Quiet).
 		opts = append(opts, option{unix.SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS"})
-		// Room for the expected adverts between two reads, as on the receiving socket.
-		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rxBuffer) != nil {
-			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rxBuffer)
+		// Room for the expected adverts between two reads (quietBuffer).
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, quietBuffer) != nil {
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, quietBuffer)
 		}
 	}
 	for _, o := range opts {
