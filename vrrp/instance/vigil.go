@@ -8,7 +8,8 @@ import (
 // every three intervals, and that wake-up of the Go runtime costs more than keepalived's
 // BACKUP spends on the three adverts. Alone on its loop, it hands the reading to a watcher
 // outside the runtime instead (package vrrp/transport/steady's Watch: a small process, as the
-// MASTER's sender is, or a thread with Config.SteadyThread), which wakes when the loop would
+// MASTER's sender is, or a thread at short intervals and with Config.SteadyThread; see
+// watchProcessFrom), which wakes when the loop would
 // have (just after the last advert due before the master-down deadline) for a few system
 // calls, and wakes the loop only when it finds no new advert: the MASTER has gone silent, or
 // is late, or the watcher's process was killed, and the loop decides as before, from the
@@ -67,7 +68,7 @@ func (in *Instance) watchSteady() {
 		wake = deadline
 	}
 	after := wake.Sub(in.machine.LastAdvertHeard())
-	received, err := wc.Watch(first, after, in.cfg.SteadyThread, in.schedule)
+	received, err := wc.Watch(first, after, watchInThread(in.cfg.SteadyThread, in.machine.MasterDownInterval()), in.schedule)
 	if err != nil {
 		in.steadyRetryAt = now.Add(steadyRetryAfter)
 		in.log.Debug(in.msg("The loop reads the MASTER's adverts: no watcher"), "err", err, "retry_in", steadyRetryAfter)
@@ -77,6 +78,24 @@ func (in *Instance) watchSteady() {
 	if r, ok := in.rep.(WatchReporter); ok {
 		r.WatchStarted(received)
 	}
+}
+
+// watchProcessFrom is the shortest master-down interval for which the watcher reads from a
+// process of its own rather than from its thread (package steady, WatchConfig.Thread). After a
+// long sleep the process wakes for less (one instance at 1 s: 1.3 to 1.7 ms/min against 3.3 to
+// 4.4 for the thread), but making it clones hapair's page tables on the loop (about 2 ms,
+// steady's BenchmarkRestart) and leaves hapair's memory to be faulted back writable page by
+// page, at the edge of a short failover: at 10 ms adverts a cable cut's failover took 38.3,
+// 40.5 and 42.5 ms (medians) with the process against 33.7 and 33.8 with the thread (make
+// bench-edge, 2026-12-05 13:35 to 13:55 UTC). At 100 ms adverts and below the process saves
+// nothing that shows (a BACKUP of one instance: 12.0 ms/min in the afternoon's run with the
+// process, 14.0 and 14.7 in the late morning's with the thread; keepalived 26 to 33).
+const watchProcessFrom = time.Second
+
+// watchInThread: the watcher reads from its thread (steadyThread: Config.SteadyThread), or
+// when its MASTER's master-down interval is shorter than watchProcessFrom.
+func watchInThread(steadyThread bool, masterDown time.Duration) bool {
+	return steadyThread || masterDown < watchProcessFrom
 }
 
 // endVigil takes the reading of the expected adverts back from the watcher, if it has it: what

@@ -27,6 +27,7 @@ type watchConn struct {
 	unended    int   // Quiet, Expect or Unexpect while watching
 	fails      error // what every Unwatch reports: the watcher could not do its work
 	firstDelay time.Duration
+	thread     bool // the last Watch's
 }
 
 func (w *watchConn) Watch(first time.Time, after time.Duration, thread bool, silent func()) (func() uint64, error) {
@@ -34,6 +35,7 @@ func (w *watchConn) Watch(first time.Time, after time.Duration, thread bool, sil
 	defer w.wmu.Unlock()
 	w.starts++
 	w.after = after
+	w.thread = thread
 	w.seen = len(w.keptAt())
 	w.firstDelay = time.Until(first)
 	var wake func()
@@ -185,6 +187,9 @@ func TestWatchedBackupWakesOnlyWhenTheAdvertsStop(t *testing.T) {
 		if w.firstDelay <= 0 || w.firstDelay > 3*advertInt+quietWakeSlot+quietWakeLag {
 			t.Errorf("its first wake-up %v away, want within the next three intervals", w.firstDelay)
 		}
+		if !w.thread {
+			t.Error("the watcher of a 180 ms master-down interval reads from a process, want its thread (watchProcessFrom)")
+		}
 		before, receivedBefore, moves := timers.fired(), rep.received(), len(rep.transitions())
 		settle(5 * time.Second) // 100 adverts at 50 ms
 		if n := timers.fired() - before; n != 0 {
@@ -333,4 +338,26 @@ func TestFailingWatcherIsNotStartedAgainAtOnce(t *testing.T) {
 			t.Errorf("BACKUP went %v (%v) while reading its adverts itself", st, rep.transitions())
 		}
 	})
+}
+
+// TestWatchInThread: the watcher reads from a process of its own from a master-down interval of
+// watchProcessFrom up (adverts every second or so), from its thread below and whenever
+// Config.SteadyThread says so.
+func TestWatchInThread(t *testing.T) {
+	for _, tc := range []struct {
+		steadyThread bool
+		masterDown   time.Duration
+		want         bool
+	}{
+		{false, 36 * time.Millisecond, true},  // 10 ms adverts
+		{false, 360 * time.Millisecond, true}, // 100 ms
+		{false, watchProcessFrom - time.Millisecond, true},
+		{false, watchProcessFrom, false},
+		{false, 3609 * time.Millisecond, false}, // 1 s, priority 100
+		{true, 3609 * time.Millisecond, true},
+	} {
+		if got := watchInThread(tc.steadyThread, tc.masterDown); got != tc.want {
+			t.Errorf("watchInThread(%v, %v) = %v, want %v", tc.steadyThread, tc.masterDown, got, tc.want)
+		}
+	}
 }

@@ -31,25 +31,7 @@ func TestProcessHasAlmostNothingMapped(t *testing.T) {
 		t.Fatalf("Child() = %d: no sender process", pid)
 	}
 	waitFor(t, "sending", func() bool { return s.Sent(0) >= 3 })
-
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The code, the block, the stack, the command line; a split may make one two.
-	if n := bytes.Count(maps, []byte("\n")); n == 0 || n > 6 {
-		t.Errorf("the sender process has %d mappings, want at most 6:\n%s", n, maps)
-	}
-	if rss := procStatusKiB(t, pid, "VmRSS:"); rss > 256 {
-		t.Errorf("the sender process has %d KiB resident, want at most 256", rss)
-	}
-	ours, _ := os.ReadFile("/proc/self/cmdline")
-	if theirs, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); !bytes.Equal(theirs, ours) {
-		t.Errorf("its command line %q, ours %q", theirs, ours)
-	}
-	if ppid := procStatusKiB(t, pid, "PPid:"); ppid != os.Getpid() {
-		t.Errorf("its parent %d, want this process (%d)", ppid, os.Getpid())
-	}
+	checkSmallProcess(t, "sender", pid)
 
 	res := stop(s)
 	if res.Killed || res.Failed != 0 || res.Each[0].Sent < 3 {
@@ -217,6 +199,31 @@ func TestProcessDiesWithItsParent(t *testing.T) {
 	l.count(t, time.Now().Add(5*time.Millisecond)) // what was in flight
 	if n := l.count(t, time.Now().Add(50*time.Millisecond)); n != 0 {
 		t.Errorf("%d datagrams after the helper was killed", n)
+	}
+}
+
+// checkSmallProcess checks that the process pid, a sender's or a watcher's (what), keeps of
+// this process's memory only the code it runs, its block, its stack and the command line, shows
+// as this process's command, and is this process's child.
+func checkSmallProcess(t *testing.T, what string, pid int) {
+	t.Helper()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The code, the block, the stack, the command line; a split may make one two.
+	if n := bytes.Count(maps, []byte("\n")); n == 0 || n > 6 {
+		t.Errorf("the %s process has %d mappings, want at most 6:\n%s", what, n, maps)
+	}
+	if rss := procStatusKiB(t, pid, "VmRSS:"); rss > 256 {
+		t.Errorf("the %s process has %d KiB resident, want at most 256", what, rss)
+	}
+	ours, _ := os.ReadFile("/proc/self/cmdline")
+	if theirs, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); !bytes.Equal(theirs, ours) {
+		t.Errorf("its command line %q, ours %q", theirs, ours)
+	}
+	if ppid := procStatusKiB(t, pid, "PPid:"); ppid != os.Getpid() {
+		t.Errorf("its parent %d, want this process (%d)", ppid, os.Getpid())
 	}
 }
 

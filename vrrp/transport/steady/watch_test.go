@@ -3,7 +3,6 @@
 package steady
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -210,8 +209,7 @@ func TestWatchNoLeaks(t *testing.T) {
 	})
 }
 
-// TestWatchProcess: the watcher's process keeps of this process's memory only the code it
-// runs, its block, its stack and the command line, shows as this process's command, and is
+// TestWatchProcess: the watcher's process is as small as the sender's (checkSmallProcess), and
 // gone once Stop has returned; with WatchConfig.Thread there is no process.
 func TestWatchProcess(t *testing.T) {
 	skipUnsupported(t)
@@ -224,20 +222,7 @@ func TestWatchProcess(t *testing.T) {
 	}
 	l.send(t)
 	waitFor(t, "the datagram read", func() bool { return w.Received() == 1 })
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := bytes.Count(maps, []byte("\n")); n == 0 || n > 6 {
-		t.Errorf("the watcher process has %d mappings, want at most 6:\n%s", n, maps)
-	}
-	if rss := procStatusKiB(t, pid, "VmRSS:"); rss > 256 {
-		t.Errorf("the watcher process has %d KiB resident, want at most 256", rss)
-	}
-	ours, _ := os.ReadFile("/proc/self/cmdline")
-	if theirs, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); !bytes.Equal(theirs, ours) {
-		t.Errorf("its command line %q, ours %q", theirs, ours)
-	}
+	checkSmallProcess(t, "watcher", pid)
 	if res := stopWatch(w); res.Why != Stopped || res.Received != 1 {
 		t.Errorf("Stop = %+v, want Stopped with the one datagram", res)
 	}
