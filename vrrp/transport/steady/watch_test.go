@@ -214,13 +214,14 @@ func TestWatchNoLeaks(t *testing.T) {
 func TestWatchProcess(t *testing.T) {
 	skipUnsupported(t)
 	l := stampedLink(t)
-	const period = 5 * time.Millisecond
-	w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(period), After: time.Hour, Silent: func() {}})
+	// Queued before its first wake-up, which would hand back and end the process on finding
+	// nothing.
+	l.send(t)
+	w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(5 * time.Millisecond), After: time.Hour, Silent: func() {}})
 	pid := w.Child()
 	if pid <= 0 {
 		t.Fatalf("Child() = %d: no watcher process", pid)
 	}
-	l.send(t)
 	waitFor(t, "the datagram read", func() bool { return w.Received() == 1 })
 	checkSmallProcess(t, "watcher", pid)
 	if res := stopWatch(w); res.Why != Stopped || res.Received != 1 {
@@ -245,9 +246,9 @@ func TestWatchProcessKilled(t *testing.T) {
 	skipUnsupported(t)
 	l := stampedLink(t)
 	silent := make(chan struct{}, 2)
+	at := l.send(t) // queued before the first wake-up (see TestWatchProcess)
 	w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(10 * time.Millisecond), After: time.Hour,
 		Silent: func() { silent <- struct{}{} }})
-	at := l.send(t)
 	waitFor(t, "the datagram read", func() bool { return w.Received() == 1 })
 	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGHUP} {
 		if err := unix.Kill(w.Child(), sig); err != nil {
