@@ -411,7 +411,7 @@ func quietProgram(p []unix.SockFilter, exps []*expectation, dst netip.Addr, matc
 		p = append(p, c.load, unix.SockFilter{Code: jeq, K: c.want, Jf: toJump})
 	}
 	p = append(p, unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA}) // to otherwise; K set below
-	toOtherwise := []int{len(p) - 1}
+	jumpAt := len(p) - 1
 
 	type key struct {
 		words, ifindex int
@@ -466,9 +466,7 @@ func quietProgram(p []unix.SockFilter, exps []*expectation, dst netip.Addr, matc
 		}
 	}
 	p = append(p, ret(otherwise))
-	for _, at := range toOtherwise {
-		p[at].K = uint32(len(p) - 1 - at - 1)
-	}
+	p[jumpAt].K = uint32(len(p) - 1 - jumpAt - 1)
 	return p
 }
 

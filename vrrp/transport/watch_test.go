@@ -2,8 +2,6 @@ package transport
 
 import (
 	"errors"
-	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/hapair/hapair/vrrp/internal/nstest"
 	"github.com/hapair/hapair/vrrp/transport/steady"
+	"golang.org/x/sys/unix"
 )
 
 // TestWatchReadsTheExpectedAdverts: a member alone in expecting adverts on its socket can have
@@ -168,14 +167,19 @@ func TestWatcherProcessKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	children := childrenOfThisProcess(t)
+	children := nstest.Children(t)
 	if len(children) != 1 {
 		t.Fatalf("children %v, want the watcher's process alone", children)
 	}
 	if err := a.WriteAdvert(steadyAdvert); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond) // queued; the watcher reads at its wake-up, an hour on
+	// Queued (SIOCINQ: the size of the first datagram waiting); the watcher would read it at its
+	// wake-up, an hour on.
+	waitUntil(t, "the advert queued", func() bool {
+		n, err := unix.IoctlGetInt(b51.sock.sender, unix.SIOCINQ)
+		return err == nil && n > 0
+	})
 	if err := syscall.Kill(children[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -189,23 +193,4 @@ func TestWatcherProcessKilled(t *testing.T) {
 	if _, quiet := b51.Quiet(); quiet != 1 {
 		t.Errorf("Quiet = %d after the kill, want the advert queued meanwhile", quiet)
 	}
-}
-
-// childrenOfThisProcess lists the children of this process's threads.
-func childrenOfThisProcess(t *testing.T) []int {
-	t.Helper()
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []int
-	for _, task := range tasks {
-		b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				out = append(out, pid)
-			}
-		}
-	}
-	return out
 }

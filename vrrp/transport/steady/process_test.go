@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hapair/hapair/vrrp/internal/nstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,7 +101,7 @@ func TestThreadSender(t *testing.T) {
 	if pid := s.Child(); pid != 0 {
 		t.Errorf("Child() = %d with Config.Thread", pid)
 	}
-	if children := ourChildren(t); len(children) != 0 {
+	if children := nstest.Children(t); len(children) != 0 {
 		t.Errorf("children %v with Config.Thread", children)
 	}
 	if res := stop(s); res.Each[0].Sent < 3 || res.Killed {
@@ -171,7 +172,11 @@ func TestProcessDiesWithItsParent(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	defer func() {
+		// Killed and reaped, should the test fail before: a zombie would stay this process's child.
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		t.Fatalf("the helper: %v", err)
@@ -227,6 +232,24 @@ func checkSmallProcess(t *testing.T, what string, pid int) {
 	}
 }
 
+// procStatusHex is the hexadecimal mask after key in /proc/<pid>/status (SigBlk:, ShdPnd:).
+func procStatusHex(t *testing.T, pid int, key string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key); ok {
+			if n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", key, pid)
+	return 0
+}
+
 // procStatusKiB is the number after key in /proc/<pid>/status.
 func procStatusKiB(t *testing.T, pid int, key string) int {
 	t.Helper()
@@ -246,21 +269,6 @@ func procStatusKiB(t *testing.T, pid int, key string) int {
 	}
 	t.Fatalf("no %s in /proc/%d/status", key, pid)
 	return 0
-}
-
-// ourChildren lists the children of this process's threads.
-func ourChildren(t *testing.T) []string {
-	t.Helper()
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, task := range tasks {
-		b, _ := os.ReadFile("/proc/self/task/" + task.Name() + "/children")
-		out = append(out, strings.Fields(string(b))...)
-	}
-	return out
 }
 
 // BenchmarkRestart is what a group's join or leave costs (vrrp/instance, steadyGroup): a
@@ -300,4 +308,22 @@ func BenchmarkRestart(b *testing.B) {
 	}
 	s.Stop()
 	runtime.KeepAlive(heap)
+}
+
+// TestChildKnownOnceStarted: Start and StartWatch return once the process runs its loop, and
+// its pid is known by then. The thread that makes it wrote the pid after its clone returned,
+// which the process could outrun: Child() then read 0 (seen under -race).
+func TestChildKnownOnceStarted(t *testing.T) {
+	skipUnsupported(t)
+	l := stampedLink(t)
+	for i := range 100 {
+		s := start(t, l.config(BootTime()+time.Hour, time.Hour))
+		w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(time.Hour), After: time.Hour, Silent: func() {}})
+		sc, wc := s.Child(), w.Child()
+		stop(s)
+		stopWatch(w)
+		if sc <= 0 || wc <= 0 {
+			t.Fatalf("start %d: Child() %d for the sender, %d for the watcher, want their pids", i, sc, wc)
+		}
+	}
 }

@@ -16,6 +16,7 @@
 #define SYS_write		1
 #define SYS_munmap		11
 #define SYS_wait4		61
+#define SYS_getpid		39
 #define SYS_getppid		110
 #define SYS_prctl		157
 #define SYS_futex		202
@@ -264,6 +265,11 @@ child:
 	SYSCALL
 	CMPQ	AX, thread_ppid(R12)
 	JNE	exit
+	// Its own pid in child, before it says it is ready: the parent thread writes the same once
+	// its clone returns, which this process may outrun, and Start returns at ready.
+	MOVQ	$SYS_getpid, AX
+	SYSCALL
+	MOVQ	AX, thread_child(R12)
 	// munmap every span of c.unmap: all of its copy of hapair's memory but this code, the
 	// block, the stack and the command line.
 	MOVQ	thread_unmap(R12), R13

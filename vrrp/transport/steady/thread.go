@@ -31,7 +31,7 @@ type thread struct {
 	unmap  uintptr // [maxUnmap]span, in the block: what the process unmaps
 	nunmap int64
 	// Written by the thread and the process:
-	child  int64  // the process's pid (the thread)
+	child  int64  // the process's pid (the process itself, before ready; the thread, after its clone)
 	status uint64 // its wait status (wait4's int)
 	killed uint64 // nonzero: it was killed by a signal, not by Stop (the thread)
 	ready  uint32 // 0 until it runs its loop (readyRunning) or could not (readyFailed); futex

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hapair/hapair/vrrp/internal/nstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -235,7 +237,7 @@ func TestWatchProcess(t *testing.T) {
 	if pid := th.Child(); pid != 0 {
 		t.Errorf("Child() = %d with WatchConfig.Thread", pid)
 	}
-	if children := ourChildren(t); len(children) != 0 {
+	if children := nstest.Children(t); len(children) != 0 {
 		t.Errorf("children %v with WatchConfig.Thread", children)
 	}
 }
@@ -250,17 +252,24 @@ func TestWatchProcessKilled(t *testing.T) {
 	w := startWatch(t, WatchConfig{Socket: l.rx, First: time.Now().Add(10 * time.Millisecond), After: time.Hour,
 		Silent: func() { silent <- struct{}{} }})
 	waitFor(t, "the datagram read", func() bool { return w.Received() == 1 })
+	pid := w.Child()
 	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGHUP} {
-		if err := unix.Kill(w.Child(), sig); err != nil {
+		if err := unix.Kill(pid, sig); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// Both arrived and wait, blocked (pending), while the process runs on.
+	pending := uint64(1)<<(unix.SIGTERM-1) | uint64(1)<<(unix.SIGHUP-1)
+	waitFor(t, "SIGTERM and SIGHUP pending", func() bool { return procStatusHex(t, pid, "ShdPnd:")&pending == pending })
 	select {
 	case <-silent:
 		t.Fatal("Silent after SIGTERM and SIGHUP")
-	case <-time.After(100 * time.Millisecond):
+	default:
 	}
-	if err := unix.Kill(w.Child(), unix.SIGKILL); err != nil {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err != nil || strings.Contains(string(b), ") Z ") {
+		t.Fatalf("the watcher process is gone after SIGTERM and SIGHUP: %v", err)
+	}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	select {
